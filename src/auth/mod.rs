@@ -1,0 +1,145 @@
+//! Customer keys: where a caller may put one, and the key ring that knows
+//! them. Keys are held only as SHA-256 digests; a presented key is hashed
+//! and compared in constant time, and is never logged or forwarded.
+
+use crate::config::KeyConfig;
+use crate::secret::Secret;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// The headers and query parameter a key may arrive in, in the order they
+/// are tried. The gateway removes every one of them before going upstream.
+pub const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "anthropic-api-key", "x-goog-api-key"];
+pub const KEY_QUERY_PARAM: &str = "key";
+
+/// Who is calling, once the key is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's name from the configuration; safe to log.
+    pub key_name: Arc<str>,
+}
+
+pub type KeyDigest = [u8; 32];
+
+pub fn digest(key: &str) -> KeyDigest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Finds the customer key in the request: `Authorization: Bearer`, then the
+/// provider-style headers, then Gemini's `?key=`.
+pub fn extract_key(header: &dyn Fn(&str) -> Option<String>, query: Option<&str>) -> Option<Secret> {
+    for name in KEY_HEADERS {
+        let Some(value) = header(name) else { continue };
+        let value = value.trim();
+        let key = if name == "authorization" {
+            match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => continue,
+            }
+        } else {
+            value
+        };
+        if !key.is_empty() {
+            return Some(Secret::new(key));
+        }
+    }
+    query_param(query?, KEY_QUERY_PARAM).filter(|k| !k.is_empty()).map(Secret::new)
+}
+
+/// The decoded value of `name` in a query string.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    by_digest: HashMap<KeyDigest, Principal>,
+}
+
+impl KeyRing {
+    pub fn from_config(keys: &[KeyConfig]) -> Result<Self, String> {
+        let mut by_digest = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let digest = match (&k.key, &k.key_sha256) {
+                (Some(key), None) if !key.expose().is_empty() => digest(key.expose()),
+                (None, Some(hex_digest)) => parse_digest(hex_digest)
+                    .ok_or_else(|| format!("keys[{i}].key_sha256: expected 64 hex digits"))?,
+                (Some(_), None) => return Err(format!("keys[{i}].key: the key is empty")),
+                _ => return Err(format!("keys[{i}]: give exactly one of 'key' and 'key_sha256'")),
+            };
+            let principal = Principal { key_name: Arc::from(k.name.as_str()) };
+            if by_digest.insert(digest, principal).is_some() {
+                return Err(format!("keys[{i}] ({}): the same key is configured twice", k.name));
+            }
+        }
+        Ok(Self { by_digest })
+    }
+
+    pub fn authenticate(&self, presented: &Secret) -> Option<&Principal> {
+        let presented = digest(presented.expose());
+        // The map lookup is by digest, which tells an attacker nothing about
+        // the key; the final comparison is constant-time anyway.
+        self.by_digest
+            .get_key_value(&presented)
+            .filter(|(stored, _)| bool::from(stored.ct_eq(&presented)))
+            .map(|(_, principal)| principal)
+    }
+}
+
+fn parse_digest(hex_digest: &str) -> Option<KeyDigest> {
+    let bytes = hex::decode(hex_digest.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn finds_the_key_in_every_place() {
+        let cases: [(&[(&str, &str)], Option<&str>); 6] = [
+            (&[("authorization", "Bearer sk-1")], None),
+            (&[("authorization", "bearer  sk-1 ")], None),
+            (&[("x-api-key", "sk-1")], None),
+            (&[("anthropic-api-key", "sk-1")], None),
+            (&[("x-goog-api-key", "sk-1")], None),
+            (&[], Some("alt=sse&key=sk-1")),
+        ];
+        for (h, q) in cases {
+            let got = extract_key(&headers(h), q).map(|s| s.expose().to_string());
+            assert_eq!(got.as_deref(), Some("sk-1"), "{h:?} {q:?}");
+        }
+        assert!(extract_key(&headers(&[("authorization", "Basic abc")]), None).is_none());
+        assert!(extract_key(&headers(&[]), Some("alt=sse")).is_none());
+    }
+
+    #[test]
+    fn key_ring_accepts_plain_and_hashed_keys() {
+        let hashed = hex::encode(digest("sk-hashed"));
+        let ring = KeyRing::from_config(&[
+            KeyConfig { name: "plain".into(), key: Some(Secret::new("sk-plain")), key_sha256: None },
+            KeyConfig { name: "hashed".into(), key: None, key_sha256: Some(hashed) },
+        ])
+        .unwrap();
+        assert_eq!(&*ring.authenticate(&Secret::new("sk-plain")).unwrap().key_name, "plain");
+        assert_eq!(&*ring.authenticate(&Secret::new("sk-hashed")).unwrap().key_name, "hashed");
+        assert!(ring.authenticate(&Secret::new("sk-other")).is_none());
+    }
+
+    #[test]
+    fn key_ring_rejects_bad_entries() {
+        let both = KeyConfig { name: "x".into(), key: Some(Secret::new("a")), key_sha256: Some("00".into()) };
+        assert!(KeyRing::from_config(&[both]).is_err());
+        let short = KeyConfig { name: "x".into(), key: None, key_sha256: Some("abcd".into()) };
+        assert!(KeyRing::from_config(&[short]).unwrap_err().contains("64 hex"));
+    }
+}

@@ -1,0 +1,174 @@
+//! The configuration file: its types (unknown keys are errors), loading
+//! with `${VAR}` interpolation, and error messages that name the bad key.
+//! Semantic validation and the runtime form live in [`crate::gateway`].
+
+mod interpolate;
+mod load;
+
+pub use interpolate::interpolate;
+pub use load::{load_file, parse_str, ConfigError};
+
+use crate::formats::ClientFormat;
+use crate::secret::Secret;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub metrics: Option<MetricsSection>,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+    pub mounts: Vec<MountConfig>,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_request_body_bytes: usize,
+    /// Seconds to keep serving after SIGTERM before closing listeners.
+    pub grace_period_seconds: Option<u64>,
+    /// Seconds to let in-flight requests (streams) finish after that.
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub pid_file: Option<String>,
+    /// Socket over which a new process takes the listeners (zero-downtime upgrade).
+    pub upgrade_sock: Option<String>,
+    /// Seconds between SSE keep-alive comments is a later feature; this caps a whole exchange.
+    pub log_level: Option<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            max_request_body_bytes: 32 * 1024 * 1024,
+            grace_period_seconds: None,
+            graceful_shutdown_timeout_seconds: None,
+            pid_file: None,
+            upgrade_sock: None,
+            log_level: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: String,
+    pub key: String,
+    /// Offer HTTP/2 by ALPN (default true).
+    #[serde(default = "yes")]
+    pub h2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Openai,
+    OpenaiCompatible,
+    Anthropic,
+    Gemini,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_keys: Vec<Secret>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect_ms: u64,
+    /// Until the response header, and between two body reads: a silent
+    /// upstream for longer than this is a 504 (before the header) or a cut stream.
+    pub read_ms: u64,
+    /// Writing the request to the upstream.
+    pub write_ms: u64,
+    /// How long a pooled upstream connection may sit idle.
+    pub idle_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect_ms: 10_000, read_ms: 600_000, write_ms: 60_000, idle_ms: 60_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    #[default]
+    Live,
+    ComingSoon,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Public id, e.g. `openai/gpt-5.5`.
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub provider: String,
+    /// The provider's own name for it; defaults to the part of `id` after the last `/`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub status: ModelStatus,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// Path prefix, e.g. `/` or `/api/v1/codex`.
+    pub prefix: String,
+    pub formats: Vec<ClientFormat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Shown in logs instead of the key.
+    pub name: String,
+    /// The key itself, typically `${ENV}`.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// Hex SHA-256 of the key, so the file holds no live secret.
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+}

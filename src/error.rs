@@ -1,0 +1,147 @@
+//! The gateway's one error type. Every failure a caller can see is a
+//! variant here; [`GatewayError::status`] maps each to its HTTP status
+//! (exhaustively, so a new variant cannot ship without one) and
+//! [`crate::formats::errors::render`] writes it in the caller's own format.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// No customer key was presented.
+    MissingKey,
+    /// A key was presented but matches no customer key.
+    InvalidKey,
+    /// The body is not valid JSON, or a required field is missing or mistyped.
+    BadRequest(String),
+    /// The request needs a translation this build cannot do yet.
+    TranslationUnsupported { from: &'static str, to: &'static str },
+    /// The path is not an endpoint of any mount.
+    RouteNotFound(String),
+    /// The method is not allowed on an existing endpoint.
+    MethodNotAllowed,
+    /// The model id or alias is not in the catalog.
+    ModelNotFound(String),
+    /// The model is listed but not yet enabled.
+    ModelComingSoon(String),
+    /// The request body exceeds the configured maximum.
+    PayloadTooLarge { limit: usize },
+    /// The provider could not be reached (DNS, connect, TLS, reset before a response).
+    UpstreamUnavailable(String),
+    /// The provider did not answer within its timeout.
+    UpstreamTimeout,
+    /// The provider answered something that is not HTTP we can relay.
+    UpstreamProtocol(String),
+    /// A bug or an unexpected state in the gateway itself.
+    Internal(String),
+}
+
+/// The kind of an error, as the OpenAI and Anthropic error documents name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    Authentication,
+    NotFound,
+    RequestTooLarge,
+    Overloaded,
+    Api,
+    Timeout,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::MissingKey | GatewayError::InvalidKey => 401,
+            GatewayError::BadRequest(_) | GatewayError::TranslationUnsupported { .. } => 400,
+            GatewayError::RouteNotFound(_) | GatewayError::ModelNotFound(_) => 404,
+            GatewayError::MethodNotAllowed => 405,
+            GatewayError::PayloadTooLarge { .. } => 413,
+            GatewayError::Internal(_) => 500,
+            GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamProtocol(_) => 502,
+            GatewayError::ModelComingSoon(_) => 503,
+            GatewayError::UpstreamTimeout => 504,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GatewayError::MissingKey | GatewayError::InvalidKey => ErrorKind::Authentication,
+            GatewayError::BadRequest(_)
+            | GatewayError::TranslationUnsupported { .. }
+            | GatewayError::MethodNotAllowed => ErrorKind::InvalidRequest,
+            GatewayError::RouteNotFound(_) | GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
+            GatewayError::PayloadTooLarge { .. } => ErrorKind::RequestTooLarge,
+            GatewayError::ModelComingSoon(_) => ErrorKind::Overloaded,
+            GatewayError::UpstreamUnavailable(_)
+            | GatewayError::UpstreamProtocol(_)
+            | GatewayError::Internal(_) => ErrorKind::Api,
+            GatewayError::UpstreamTimeout => ErrorKind::Timeout,
+        }
+    }
+
+    /// A short machine-readable code, stable across releases.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::MissingKey => "missing_api_key",
+            GatewayError::InvalidKey => "invalid_api_key",
+            GatewayError::BadRequest(_) => "invalid_request",
+            GatewayError::TranslationUnsupported { .. } => "translation_unsupported",
+            GatewayError::RouteNotFound(_) => "route_not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::ModelComingSoon(_) => "model_coming_soon",
+            GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::UpstreamProtocol(_) => "upstream_error",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayError::MissingKey => f.write_str(
+                "Missing API key: send it as 'Authorization: Bearer <key>', 'x-api-key', \
+                 'anthropic-api-key', 'x-goog-api-key' or '?key='",
+            ),
+            GatewayError::InvalidKey => f.write_str("Invalid API key"),
+            GatewayError::BadRequest(why) => write!(f, "Invalid request: {why}"),
+            GatewayError::TranslationUnsupported { from, to } => write!(
+                f,
+                "This model is served by a provider that speaks the {to} format, and \
+                 translation from the {from} format is not available on this gateway"
+            ),
+            GatewayError::RouteNotFound(path) => write!(f, "No endpoint at {path}"),
+            GatewayError::MethodNotAllowed => f.write_str("Method not allowed on this endpoint"),
+            GatewayError::ModelNotFound(model) => write!(f, "The model '{model}' does not exist"),
+            GatewayError::ModelComingSoon(model) => {
+                write!(f, "The model '{model}' is coming soon and cannot be called yet; nothing was billed")
+            }
+            GatewayError::PayloadTooLarge { limit } => {
+                write!(f, "Request body is larger than the limit of {limit} bytes")
+            }
+            GatewayError::UpstreamUnavailable(why) => write!(f, "Upstream provider unavailable: {why}"),
+            GatewayError::UpstreamTimeout => f.write_str("Upstream provider timed out"),
+            GatewayError::UpstreamProtocol(why) => write!(f, "Upstream provider error: {why}"),
+            GatewayError::Internal(why) => write!(f, "Internal gateway error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_documented_table() {
+        assert_eq!(GatewayError::MissingKey.status(), 401);
+        assert_eq!(GatewayError::ModelNotFound("x".into()).status(), 404);
+        assert_eq!(GatewayError::ModelComingSoon("x".into()).status(), 503);
+        assert_eq!(GatewayError::UpstreamUnavailable("x".into()).status(), 502);
+        assert_eq!(GatewayError::UpstreamTimeout.status(), 504);
+        assert_eq!(GatewayError::PayloadTooLarge { limit: 1 }.status(), 413);
+    }
+}

@@ -1,0 +1,126 @@
+use super::*;
+use crate::config::parse_str;
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+listeners: [{address: "127.0.0.1:0"}]
+providers:
+  - {name: oa, kind: openai, base_url: "http://127.0.0.1:9/openai/v1", api_keys: [sk-provider-oa]}
+  - {name: an, kind: anthropic, base_url: "http://127.0.0.1:9/anthropic", api_keys: [sk-provider-an]}
+  - {name: ge, kind: gemini, base_url: "http://127.0.0.1:9/gemini", api_keys: [sk-provider-ge]}
+models:
+  - {id: openai/gpt-5.5, aliases: [gpt-5.5], provider: oa}
+  - {id: anthropic/claude-sonnet-4-6, aliases: [claude-sonnet-4-6], provider: an}
+  - {id: google/gemini-3-flash-preview, aliases: [gemini-3-flash-preview], provider: ge}
+  - {id: openai/gpt-6, provider: oa, status: coming_soon}
+mounts: [{prefix: /, formats: [openai, responses, anthropic, gemini]}]
+keys: [{name: demo, key: sk-customer}]
+"#;
+
+fn gateway() -> Gateway {
+    Gateway::from_config(&parse_str(CONFIG, &|_| None).unwrap()).unwrap()
+}
+
+fn route(format: ClientFormat, endpoint: Endpoint) -> Route {
+    Route { format, endpoint }
+}
+
+fn client_headers() -> Vec<(String, String)> {
+    [
+        ("authorization", "Bearer sk-customer"),
+        ("x-api-key", "sk-customer"),
+        ("content-type", "application/json"),
+        ("anthropic-beta", "tools-2024"),
+        ("connection", "keep-alive, x-hop"),
+        ("x-hop", "1"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("user-agent", "sdk/1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn openai_stream_gets_usage_and_upstream_model() {
+    let g = gateway();
+    let body = Bytes::from_static(br#"{"model":"gpt-5.5","stream":true,"messages":[]}"#);
+    let p = plan(&g, &route(ClientFormat::Openai, Endpoint::ChatCompletions), body, None, &client_headers())
+        .unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["model"], "gpt-5.5");
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert!(p.hide_usage && p.stream);
+    assert_eq!(p.path, "/openai/v1/chat/completions");
+}
+
+#[test]
+fn caller_that_asked_for_usage_keeps_its_body() {
+    let g = gateway();
+    let raw = br#"{"model":"openai/gpt-5.5","stream":true,"stream_options":{"include_usage":true}}"#;
+    let p =
+        plan(&g, &route(ClientFormat::Openai, Endpoint::ChatCompletions), Bytes::from_static(raw), None, &[])
+            .unwrap();
+    assert!(!p.hide_usage);
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["model"], "gpt-5.5", "public id rewritten to the upstream name");
+}
+
+#[test]
+fn customer_key_never_goes_upstream() {
+    let g = gateway();
+    let body = Bytes::from_static(br#"{"model":"claude-sonnet-4-6","max_tokens":5,"messages":[]}"#);
+    let p = plan(
+        &g,
+        &route(ClientFormat::Anthropic, Endpoint::Messages),
+        body.clone(),
+        Some("beta=true"),
+        &client_headers(),
+    )
+    .unwrap();
+    assert_eq!(p.body, body, "same model name: the very same bytes");
+    let names: Vec<&str> = p.headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(!p.headers.iter().any(|(_, v)| v.contains("sk-customer")), "{:?}", p.headers);
+    assert!(
+        !names.contains(&"authorization") && !names.contains(&"x-hop") && !names.contains(&"x-forwarded-for")
+    );
+    assert!(p.headers.contains(&("x-api-key".into(), "sk-provider-an".into())));
+    assert!(p.headers.contains(&("anthropic-version".into(), "2023-06-01".into())));
+    assert!(p.headers.contains(&("anthropic-beta".into(), "tools-2024".into())));
+    assert_eq!(p.path, "/anthropic/v1/messages?beta=true");
+}
+
+#[test]
+fn gemini_model_in_path_and_key_out_of_query() {
+    let g = gateway();
+    let ep = Endpoint::GenerateContent { model: "gemini-3-flash-preview".into(), stream: true };
+    let p = plan(
+        &g,
+        &route(ClientFormat::Gemini, ep),
+        Bytes::from_static(b"{\"contents\":[]}"),
+        Some("alt=sse&key=sk-customer"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(p.path, "/gemini/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse");
+    assert!(p.headers.contains(&("x-goog-api-key".into(), "sk-provider-ge".into())));
+}
+
+#[test]
+fn refusals_are_precise() {
+    let g = gateway();
+    let chat = route(ClientFormat::Openai, Endpoint::ChatCompletions);
+    let call = |body: &'static [u8]| plan(&g, &chat, Bytes::from_static(body), None, &[]).unwrap_err();
+    assert!(matches!(call(b"{\"model\":\"nope\"}"), GatewayError::ModelNotFound(_)));
+    assert!(matches!(call(b"{\"model\":\"openai/gpt-6\"}"), GatewayError::ModelComingSoon(_)));
+    assert!(matches!(call(b"{\"messages\":[]}"), GatewayError::BadRequest(_)));
+    assert!(matches!(call(b"{not json"), GatewayError::BadRequest(_)));
+    assert!(matches!(
+        call(b"{\"model\":\"claude-sonnet-4-6\"}"),
+        GatewayError::TranslationUnsupported { .. }
+    ));
+    assert!(matches!(
+        call(b"{\"model\":\"gpt-5.5\",\"stream\":true,\"stream_options\":5}"),
+        GatewayError::BadRequest(_)
+    ));
+}

@@ -1,0 +1,117 @@
+//! Error documents in each client format, for errors the gateway raises
+//! itself. Upstream errors in the caller's own format pass through as sent.
+
+use super::ClientFormat;
+use crate::error::{ErrorKind, GatewayError};
+use serde_json::json;
+
+/// Renders `err` as the JSON body the caller's SDK expects for an error.
+pub fn render(err: &GatewayError, format: ClientFormat) -> Vec<u8> {
+    let message = err.to_string();
+    let doc = match format {
+        ClientFormat::Openai | ClientFormat::Responses => json!({
+            "error": {
+                "message": message,
+                "type": openai_type(err.kind()),
+                "param": null,
+                "code": err.code(),
+            }
+        }),
+        ClientFormat::Anthropic => json!({
+            "type": "error",
+            "error": { "type": anthropic_type(err.kind()), "message": message },
+        }),
+        ClientFormat::Gemini => json!({
+            "error": {
+                "code": err.status(),
+                "message": message,
+                "status": gemini_status(err.status()),
+            }
+        }),
+    };
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// The error as an event in the caller's stream, for failures after the
+/// response has started: each SDK raises it as an API error.
+pub fn stream_error_event(format: ClientFormat, err: &GatewayError) -> bytes::Bytes {
+    let message = err.to_string();
+    match format {
+        ClientFormat::Openai | ClientFormat::Gemini => {
+            crate::sse::encode(None, &String::from_utf8_lossy(&render(err, format)))
+        }
+        ClientFormat::Anthropic => {
+            crate::sse::encode(Some("error"), &String::from_utf8_lossy(&render(err, format)))
+        }
+        ClientFormat::Responses => {
+            let doc = json!({ "type": "error", "code": err.code(), "message": message, "param": null });
+            crate::sse::encode(Some("error"), &doc.to_string())
+        }
+    }
+}
+
+fn openai_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::RequestTooLarge => {
+            "invalid_request_error"
+        }
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::Overloaded => "service_unavailable",
+        ErrorKind::Api => "api_error",
+        ErrorKind::Timeout => "timeout",
+    }
+}
+
+fn anthropic_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest => "invalid_request_error",
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RequestTooLarge => "request_too_large",
+        ErrorKind::Overloaded => "overloaded_error",
+        ErrorKind::Api => "api_error",
+        ErrorKind::Timeout => "timeout_error",
+    }
+}
+
+/// Google's canonical status names, by HTTP status.
+pub fn gemini_status(status: u16) -> &'static str {
+    match status {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        402 | 429 => "RESOURCE_EXHAUSTED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 => "UNIMPLEMENTED",
+        409 => "ABORTED",
+        499 => "CANCELLED",
+        500 => "INTERNAL",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parse(v: Vec<u8>) -> Value {
+        serde_json::from_slice(&v).unwrap()
+    }
+
+    #[test]
+    fn each_format_has_its_own_shape() {
+        let err = GatewayError::InvalidKey;
+        let o = parse(render(&err, ClientFormat::Openai));
+        assert_eq!(o["error"]["type"], "authentication_error");
+        assert_eq!(o["error"]["code"], "invalid_api_key");
+        let a = parse(render(&err, ClientFormat::Anthropic));
+        assert_eq!(a["type"], "error");
+        assert_eq!(a["error"]["type"], "authentication_error");
+        let g = parse(render(&err, ClientFormat::Gemini));
+        assert_eq!(g["error"]["code"], 401);
+        assert_eq!(g["error"]["status"], "UNAUTHENTICATED");
+    }
+}

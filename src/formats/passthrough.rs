@@ -1,0 +1,198 @@
+//! A response relayed in the caller's own format. Bytes go out as they came
+//! (the same buffers, no copy) while the usage is read on the side. The one
+//! rewrite: an OpenAI stream for which the gateway asked for
+//! `stream_options.include_usage` on the caller's behalf, where the usage
+//! chunk and the `"usage":null` fields it adds are removed again so the
+//! caller sees exactly the stream it asked for.
+
+use super::usage::{self, StreamUsage, Usage};
+use super::ClientFormat;
+use crate::sse::{SseDecoder, SseEvent};
+use bytes::Bytes;
+
+#[derive(Debug)]
+pub enum Passthrough {
+    Stream(StreamRelay),
+    Whole(WholeBody),
+}
+
+impl Passthrough {
+    /// `is_sse` comes from the upstream's `content-type`, not the request,
+    /// so an error document on a streaming request is read as a document.
+    pub fn new(format: ClientFormat, is_sse: bool, hide_usage: bool) -> Self {
+        if is_sse {
+            Passthrough::Stream(StreamRelay::new(format, hide_usage && format == ClientFormat::Openai))
+        } else {
+            Passthrough::Whole(WholeBody::new(format))
+        }
+    }
+
+    /// Whether the bytes sent may differ from the bytes received (the
+    /// response then cannot keep the upstream's `content-length`).
+    pub fn rewrites(&self) -> bool {
+        matches!(self, Passthrough::Stream(s) if s.hide_usage)
+    }
+
+    pub fn on_chunk(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        match self {
+            Passthrough::Stream(s) => s.on_chunk(chunk, out),
+            Passthrough::Whole(w) => {
+                w.keep(&chunk);
+                out.push(chunk);
+            }
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
+        match self {
+            Passthrough::Stream(s) => s.finish(out),
+            Passthrough::Whole(w) => w.usage(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct StreamRelay {
+    decoder: SseDecoder,
+    usage: StreamUsage,
+    hide_usage: bool,
+    events: Vec<SseEvent>,
+}
+
+impl StreamRelay {
+    fn new(format: ClientFormat, hide_usage: bool) -> Self {
+        Self { decoder: SseDecoder::new(), usage: StreamUsage::new(format), hide_usage, events: Vec::new() }
+    }
+
+    fn on_chunk(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        self.decoder.feed(&chunk, &mut self.events);
+        if !self.hide_usage {
+            out.push(chunk);
+        }
+        self.drain(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
+        self.decoder.finish(&mut self.events);
+        self.drain(out);
+        self.usage.usage()
+    }
+
+    fn drain(&mut self, out: &mut Vec<Bytes>) {
+        for event in self.events.drain(..) {
+            self.usage.observe(&event);
+            if self.hide_usage {
+                if let Some(kept) = without_added_usage(&event) {
+                    out.push(kept);
+                }
+            }
+        }
+    }
+}
+
+/// The event as the caller would have seen it without `include_usage`:
+/// `None` for the usage-only chunk, the `"usage":null` field removed elsewhere.
+fn without_added_usage(event: &SseEvent) -> Option<Bytes> {
+    let Some(data) = event.data.as_deref() else {
+        return Some(event.raw.clone());
+    };
+    let bytes = data.as_bytes();
+    if usage::has_usage_object(bytes) && memchr::memmem::find(bytes, b"\"choices\":[]").is_some() {
+        return None;
+    }
+    // Inside a JSON string every quote is escaped, so these byte sequences
+    // can only be the field itself.
+    for needle in [",\"usage\":null", ", \"usage\": null", "\"usage\":null,", "\"usage\": null, "] {
+        if let Some(i) = memchr::memmem::find(&event.raw, needle.as_bytes()) {
+            let mut edited = Vec::with_capacity(event.raw.len());
+            edited.extend_from_slice(&event.raw[..i]);
+            edited.extend_from_slice(&event.raw[i + needle.len()..]);
+            return Some(Bytes::from(edited));
+        }
+    }
+    Some(event.raw.clone())
+}
+
+/// A whole (non-SSE) response, kept by reference to read its usage at the end.
+#[derive(Debug)]
+pub struct WholeBody {
+    format: ClientFormat,
+    chunks: Vec<Bytes>,
+    size: usize,
+}
+
+/// Bodies past this size are relayed but not kept for usage reading.
+const MAX_KEPT: usize = 16 * 1024 * 1024;
+
+impl WholeBody {
+    fn new(format: ClientFormat) -> Self {
+        Self { format, chunks: Vec::new(), size: 0 }
+    }
+
+    fn keep(&mut self, chunk: &Bytes) {
+        self.size += chunk.len();
+        if self.size <= MAX_KEPT {
+            self.chunks.push(chunk.clone());
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        if self.size > MAX_KEPT {
+            return None;
+        }
+        match self.chunks.as_slice() {
+            [one] => usage::from_response(self.format, one),
+            many => usage::from_response(self.format, &many.concat()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENAI_WITH_USAGE: &str =
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n\
+data: [DONE]\n\n";
+
+    fn run(p: &mut Passthrough, input: &[u8], cut: usize) -> (Vec<u8>, Option<Usage>) {
+        let mut out = Vec::new();
+        p.on_chunk(Bytes::copy_from_slice(&input[..cut]), &mut out);
+        p.on_chunk(Bytes::copy_from_slice(&input[cut..]), &mut out);
+        let usage = p.finish(&mut out);
+        (out.concat(), usage)
+    }
+
+    #[test]
+    fn untouched_when_the_caller_asked_for_usage() {
+        for cut in 0..OPENAI_WITH_USAGE.len() {
+            let mut p = Passthrough::new(ClientFormat::Openai, true, false);
+            let (bytes, usage) = run(&mut p, OPENAI_WITH_USAGE.as_bytes(), cut);
+            assert_eq!(bytes, OPENAI_WITH_USAGE.as_bytes());
+            assert_eq!(usage.unwrap().input_tokens, 3);
+        }
+    }
+
+    #[test]
+    fn removes_what_the_gateway_added() {
+        let expected = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+        for cut in 0..OPENAI_WITH_USAGE.len() {
+            let mut p = Passthrough::new(ClientFormat::Openai, true, true);
+            assert!(p.rewrites());
+            let (bytes, usage) = run(&mut p, OPENAI_WITH_USAGE.as_bytes(), cut);
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected, "cut {cut}");
+            assert_eq!(usage.unwrap().output_tokens, 1);
+        }
+    }
+
+    #[test]
+    fn whole_body_usage_across_chunks() {
+        let body = br#"{"id":"x","usage":{"prompt_tokens":9,"completion_tokens":2}}"#;
+        let mut p = Passthrough::new(ClientFormat::Openai, false, true);
+        assert!(!p.rewrites());
+        let (bytes, usage) = run(&mut p, body, 10);
+        assert_eq!(bytes, body);
+        assert_eq!(usage.unwrap().input_tokens, 9);
+    }
+}

@@ -1,0 +1,274 @@
+//! Token usage as each format reports it, read into one shape.
+//!
+//! Conventions (they differ between providers, so they are fixed here):
+//! `input_tokens` counts every prompt token, cached or not;
+//! `cached_input_tokens` and `cache_write_tokens` are the parts of it read
+//! from and written to the prompt cache; `output_tokens` counts every
+//! generated token and `reasoning_tokens` is the part spent thinking.
+
+use super::ClientFormat;
+use crate::sse::SseEvent;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct OpenaiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+    #[serde(default)]
+    completion_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize, Default)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<Details>,
+    #[serde(default)]
+    output_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize, Default)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GeminiUsage {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    cached_content_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: u64,
+}
+
+impl From<OpenaiUsage> for Usage {
+    fn from(u: OpenaiUsage) -> Self {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cached_input_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+        }
+    }
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(u: ResponsesUsage) -> Self {
+        Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_input_tokens: u.input_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+        }
+    }
+}
+
+impl From<GeminiUsage> for Usage {
+    fn from(u: GeminiUsage) -> Self {
+        Usage {
+            input_tokens: u.prompt_token_count,
+            // Gemini bills thoughts as output but counts them apart.
+            output_tokens: u.candidates_token_count + u.thoughts_token_count,
+            cached_input_tokens: u.cached_content_token_count,
+            cache_write_tokens: 0,
+            reasoning_tokens: u.thoughts_token_count,
+        }
+    }
+}
+
+impl Usage {
+    /// Folds Anthropic's usage in: fields it reports replace ours. Its
+    /// `input_tokens` excludes cache reads and writes, so they are added.
+    fn merge_anthropic(&mut self, u: AnthropicUsage) {
+        let read = u.cache_read_input_tokens.unwrap_or(self.cached_input_tokens);
+        let write = u.cache_creation_input_tokens.unwrap_or(self.cache_write_tokens);
+        if let Some(input) = u.input_tokens {
+            self.input_tokens = input + read + write;
+        }
+        self.cached_input_tokens = read;
+        self.cache_write_tokens = write;
+        if let Some(output) = u.output_tokens {
+            self.output_tokens = output;
+        }
+    }
+}
+
+/// Usage from a complete (non-streaming) response body, if it reports any.
+pub fn from_response(format: ClientFormat, body: &[u8]) -> Option<Usage> {
+    match format {
+        ClientFormat::Openai => {
+            #[derive(Deserialize)]
+            struct R {
+                usage: Option<OpenaiUsage>,
+            }
+            serde_json::from_slice::<R>(body).ok()?.usage.map(Usage::from)
+        }
+        ClientFormat::Responses => {
+            #[derive(Deserialize)]
+            struct R {
+                usage: Option<ResponsesUsage>,
+            }
+            serde_json::from_slice::<R>(body).ok()?.usage.map(Usage::from)
+        }
+        ClientFormat::Anthropic => {
+            #[derive(Deserialize)]
+            struct R {
+                usage: Option<AnthropicUsage>,
+            }
+            let u = serde_json::from_slice::<R>(body).ok()?.usage?;
+            let mut usage = Usage::default();
+            usage.merge_anthropic(u);
+            Some(usage)
+        }
+        ClientFormat::Gemini => gemini_usage(body),
+    }
+}
+
+fn gemini_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct R {
+        usage_metadata: Option<GeminiUsage>,
+    }
+    serde_json::from_slice::<R>(body).ok()?.usage_metadata.map(Usage::from)
+}
+
+/// Follows a stream of one format and keeps the usage it reports.
+#[derive(Debug)]
+pub struct StreamUsage {
+    format: ClientFormat,
+    usage: Option<Usage>,
+}
+
+impl StreamUsage {
+    pub fn new(format: ClientFormat) -> Self {
+        Self { format, usage: None }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    pub fn observe(&mut self, event: &SseEvent) {
+        let Some(data) = event.data.as_deref() else { return };
+        let bytes = data.as_bytes();
+        match self.format {
+            ClientFormat::Openai => {
+                if has_usage_object(bytes) {
+                    #[derive(Deserialize)]
+                    struct C {
+                        usage: Option<OpenaiUsage>,
+                    }
+                    if let Ok(C { usage: Some(u) }) = serde_json::from_slice(bytes) {
+                        self.usage = Some(u.into());
+                    }
+                }
+            }
+            ClientFormat::Responses => {
+                let name = event.event.as_deref().unwrap_or("");
+                let terminal =
+                    matches!(name, "response.completed" | "response.incomplete" | "response.failed")
+                        || (name.is_empty()
+                            && memchr::memmem::find(bytes, b"\"response.completed\"").is_some());
+                if terminal {
+                    #[derive(Deserialize)]
+                    struct Inner {
+                        usage: Option<ResponsesUsage>,
+                    }
+                    #[derive(Deserialize)]
+                    struct E {
+                        response: Inner,
+                    }
+                    if let Ok(E { response: Inner { usage: Some(u) } }) = serde_json::from_slice(bytes) {
+                        self.usage = Some(u.into());
+                    }
+                }
+            }
+            ClientFormat::Anthropic => match event.event.as_deref() {
+                Some("message_start") => {
+                    #[derive(Deserialize)]
+                    struct Msg {
+                        usage: Option<AnthropicUsage>,
+                    }
+                    #[derive(Deserialize)]
+                    struct E {
+                        message: Msg,
+                    }
+                    if let Ok(E { message: Msg { usage: Some(u) } }) = serde_json::from_slice(bytes) {
+                        self.usage.get_or_insert_with(Usage::default).merge_anthropic(u);
+                    }
+                }
+                Some("message_delta") => {
+                    #[derive(Deserialize)]
+                    struct E {
+                        usage: Option<AnthropicUsage>,
+                    }
+                    if let Ok(E { usage: Some(u) }) = serde_json::from_slice(bytes) {
+                        self.usage.get_or_insert_with(Usage::default).merge_anthropic(u);
+                    }
+                }
+                _ => {}
+            },
+            ClientFormat::Gemini => {
+                if memchr::memmem::find(bytes, b"\"usageMetadata\"").is_some() {
+                    if let Some(u) = gemini_usage(bytes) {
+                        self.usage = Some(u);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `"usage":{` with or without a space: a usage object rather than `null`.
+pub fn has_usage_object(data: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(i) = memchr::memmem::find(rest, b"\"usage\":") {
+        let after = &rest[i + 8..];
+        if after.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;

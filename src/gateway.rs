@@ -1,0 +1,125 @@
+//! The validated runtime form of a configuration: router, key ring, model
+//! catalog and providers, built once at start and shared by every request.
+
+use crate::auth::KeyRing;
+use crate::config::{Config, ModelStatus};
+use crate::formats::models_list::ModelInfo;
+use crate::providers::Provider;
+use crate::routing::Router;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub router: Router,
+    pub keys: KeyRing,
+    pub catalog: Catalog,
+    pub providers: Vec<Arc<Provider>>,
+    pub max_request_body_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct ModelEntry {
+    pub id: Arc<str>,
+    pub aliases: Vec<String>,
+    pub provider: Arc<Provider>,
+    pub upstream_model: String,
+    pub status: ModelStatus,
+    pub display_name: String,
+}
+
+impl ModelEntry {
+    pub fn info(&self) -> ModelInfo<'_> {
+        ModelInfo {
+            id: &self.id,
+            short_name: self.aliases.first().map_or_else(|| short_name(&self.id), String::as_str),
+            display_name: &self.display_name,
+            owned_by: self.id.split_once('/').map_or(self.provider.name.as_str(), |(owner, _)| owner),
+            coming_soon: self.status == ModelStatus::ComingSoon,
+        }
+    }
+}
+
+fn short_name(id: &str) -> &str {
+    id.rsplit_once('/').map_or(id, |(_, name)| name)
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    entries: Vec<Arc<ModelEntry>>,
+    by_name: HashMap<String, Arc<ModelEntry>>,
+}
+
+impl Catalog {
+    /// Finds a model by public id or alias. Gemini clients may prefix `models/`.
+    pub fn resolve(&self, name: &str) -> Option<&Arc<ModelEntry>> {
+        self.by_name.get(name).or_else(|| name.strip_prefix("models/").and_then(|n| self.by_name.get(n)))
+    }
+
+    pub fn entries(&self) -> &[Arc<ModelEntry>] {
+        &self.entries
+    }
+}
+
+impl Gateway {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        if config.listeners.is_empty() {
+            return Err("listeners: at least one listener is needed".into());
+        }
+        if config.mounts.is_empty() {
+            return Err("mounts: at least one mount is needed".into());
+        }
+        for (i, m) in config.mounts.iter().enumerate() {
+            if !m.prefix.starts_with('/') {
+                return Err(format!("mounts[{i}].prefix: must start with '/' (got {:?})", m.prefix));
+            }
+            if m.formats.is_empty() {
+                return Err(format!("mounts[{i}].formats: list at least one format"));
+            }
+        }
+        if config.server.max_request_body_bytes == 0 {
+            return Err("server.max_request_body_bytes: must be more than 0".into());
+        }
+
+        let mut providers: Vec<Arc<Provider>> = Vec::new();
+        for p in &config.providers {
+            if providers.iter().any(|q| q.name == p.name) {
+                return Err(format!("providers: the name '{}' is used twice", p.name));
+            }
+            providers.push(Arc::new(Provider::from_config(p)?));
+        }
+
+        let mut catalog = Catalog::default();
+        for (i, m) in config.models.iter().enumerate() {
+            let provider = providers
+                .iter()
+                .find(|p| p.name == m.provider)
+                .cloned()
+                .ok_or_else(|| format!("models[{i}] ({}): no provider named '{}'", m.id, m.provider))?;
+            let entry = Arc::new(ModelEntry {
+                id: Arc::from(m.id.as_str()),
+                aliases: m.aliases.clone(),
+                upstream_model: m.upstream_model.clone().unwrap_or_else(|| short_name(&m.id).to_string()),
+                provider,
+                status: m.status,
+                display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
+            });
+            for name in std::iter::once(&m.id).chain(&m.aliases) {
+                if name.is_empty() {
+                    return Err(format!("models[{i}]: ids and aliases cannot be empty"));
+                }
+                if catalog.by_name.insert(name.clone(), entry.clone()).is_some() {
+                    return Err(format!("models[{i}]: the name '{name}' is already used by another model"));
+                }
+            }
+            catalog.entries.push(entry);
+        }
+
+        Ok(Self {
+            router: Router::new(&config.mounts),
+            keys: KeyRing::from_config(&config.keys)?,
+            catalog,
+            providers,
+            max_request_body_bytes: config.server.max_request_body_bytes,
+        })
+    }
+}

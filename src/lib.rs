@@ -1,0 +1,23 @@
+//! Tollgate: an LLM API gateway on Cloudflare's Pingora. One customer key,
+//! every API format (OpenAI Chat Completions and Responses, Anthropic
+//! Messages, Gemini), every provider, every token metered.
+//!
+//! Layout: `proxy` is the only module that touches pingora-proxy and only
+//! delegates; `formats` and `sse` are pure (no Pingora, Tokio or Redis);
+//! `exchange` plans each upstream call; `gateway` is the validated runtime
+//! form of `config`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod exchange;
+pub mod formats;
+pub mod gateway;
+pub mod metrics;
+pub mod mock;
+pub mod providers;
+pub mod proxy;
+pub mod routing;
+pub mod secret;
+pub mod server;
+pub mod sse;

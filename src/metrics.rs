@@ -1,0 +1,163 @@
+//! Prometheus metrics, with low-cardinality labels only (route, format,
+//! provider, public model id, status; never a key), and the small HTTP app
+//! that serves them on the metrics listener.
+
+use crate::formats::usage::Usage;
+use async_trait::async_trait;
+use once_cell::sync::Lazy;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::time::Duration;
+
+pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = REGISTRY.register(Box::new(c.clone()));
+    c
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = REGISTRY.register(Box::new(h.clone()));
+    h
+}
+
+/// Metric definitions are constants; a failure here is a programming error
+/// caught by the unit test below, so there is nothing to recover.
+#[allow(clippy::panic)]
+fn unreachable_metric(name: &str, e: prometheus::Error) -> ! {
+    panic!("metric {name} is malformed: {e}")
+}
+
+const LATENCY_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_requests_total",
+        "Requests answered, by route, client format, provider, model and status.",
+        &["route", "format", "provider", "model", "status"],
+    )
+});
+
+static DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram(
+        "tollgate_request_duration_seconds",
+        "Time from request start to the last byte sent.",
+        &["route", "format", "provider"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+static UPSTREAM_TTFB: Lazy<HistogramVec> = Lazy::new(|| {
+    histogram(
+        "tollgate_upstream_ttfb_seconds",
+        "Time from request start to the upstream's first body byte.",
+        &["provider"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_tokens_total",
+        "Tokens metered, by model and kind (input, output, cached_input, cache_write, reasoning).",
+        &["model", "kind"],
+    )
+});
+
+/// One finished request, as the metrics see it.
+pub struct RequestRecord<'a> {
+    pub route: &'a str,
+    pub format: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    pub upstream_ttfb: Option<Duration>,
+    pub usage: Option<Usage>,
+}
+
+pub fn record(r: &RequestRecord<'_>) {
+    let status = r.status.to_string();
+    REQUESTS.with_label_values(&[r.route, r.format, r.provider, r.model, &status]).inc();
+    DURATION.with_label_values(&[r.route, r.format, r.provider]).observe(r.duration.as_secs_f64());
+    if let Some(ttfb) = r.upstream_ttfb {
+        UPSTREAM_TTFB.with_label_values(&[r.provider]).observe(ttfb.as_secs_f64());
+    }
+    if let Some(u) = r.usage {
+        for (kind, n) in [
+            ("input", u.input_tokens),
+            ("output", u.output_tokens),
+            ("cached_input", u.cached_input_tokens),
+            ("cache_write", u.cache_write_tokens),
+            ("reasoning", u.reasoning_tokens),
+        ] {
+            if n > 0 {
+                TOKENS.with_label_values(&[r.model, kind]).inc_by(n);
+            }
+        }
+    }
+}
+
+/// Forces every metric into the registry so a scrape lists them from the start.
+pub fn init() {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&DURATION);
+    Lazy::force(&UPSTREAM_TTFB);
+    Lazy::force(&TOKENS);
+}
+
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut out);
+    out
+}
+
+/// Serves `GET /metrics` (and a health check) on the metrics listener.
+pub struct MetricsApp;
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let (status, content_type, body) = match path.as_str() {
+            "/metrics" => (200, "text/plain; version=0.0.4", render()),
+            "/health" | "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            _ => (404, "text/plain", b"not found\n".to_vec()),
+        };
+        http::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_renders() {
+        init();
+        record(&RequestRecord {
+            route: "chat_completions",
+            format: "openai",
+            provider: "p",
+            model: "m",
+            status: 200,
+            duration: Duration::from_millis(3),
+            upstream_ttfb: Some(Duration::from_millis(1)),
+            usage: Some(Usage { input_tokens: 5, output_tokens: 7, ..Usage::default() }),
+        });
+        let text = String::from_utf8(render()).unwrap();
+        assert!(text.contains("tollgate_requests_total{format=\"openai\",model=\"m\",provider=\"p\",route=\"chat_completions\",status=\"200\"}"), "{text}");
+        assert!(text.contains("tollgate_tokens_total{kind=\"output\",model=\"m\"} 7"));
+        assert!(text.contains("tollgate_upstream_ttfb_seconds_bucket"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Upstream providers: where each lives (parsed base URL, resolved
+//! addresses, pooled-connection peer), how it authenticates, which wire
+//! format it speaks, and the upstream path of each endpoint.
+
+mod resolve;
+
+pub use resolve::refresh_forever;
+
+use crate::config::{ProviderConfig, ProviderKind, Timeouts};
+use crate::formats::ClientFormat;
+use crate::routing::Endpoint;
+use crate::secret::Secret;
+use pingora_core::protocols::ALPN;
+use pingora_core::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub origin: Origin,
+    pub timeouts: Timeouts,
+    api_keys: Vec<Secret>,
+    next_key: AtomicUsize,
+    peers: RwLock<Vec<HttpPeer>>,
+    next_peer: AtomicUsize,
+}
+
+/// A parsed base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash, e.g. `/v1` or ``.
+    pub base_path: String,
+}
+
+impl Origin {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("{url:?}: base_url must start with http:// or https://"));
+        };
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("{url:?}: base_url needs a host (and no user info)"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+                Ok(port) => (h, port),
+                Err(_) if authority.starts_with('[') && authority.ends_with(']') => (authority, default_port),
+                Err(_) => return Err(format!("{url:?}: invalid port {p:?}")),
+            },
+            _ => (authority, default_port),
+        };
+        Ok(Self {
+            tls,
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+            base_path: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The value of the `Host` header for this origin.
+    pub fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl Provider {
+    pub fn from_config(cfg: &ProviderConfig) -> Result<Self, String> {
+        let origin = Origin::parse(&cfg.base_url).map_err(|e| format!("providers '{}': {e}", cfg.name))?;
+        if cfg.api_keys.is_empty() {
+            return Err(format!("providers '{}': api_keys must list at least one key", cfg.name));
+        }
+        let provider = Self {
+            name: cfg.name.clone(),
+            kind: cfg.kind,
+            origin,
+            timeouts: cfg.timeouts,
+            api_keys: cfg.api_keys.clone(),
+            next_key: AtomicUsize::new(0),
+            peers: RwLock::new(Vec::new()),
+            next_peer: AtomicUsize::new(0),
+        };
+        // A literal IP needs no lookup; names are resolved by `resolve`.
+        if let Ok(ip) = provider.origin.host.parse::<std::net::IpAddr>() {
+            provider.set_addresses(&[SocketAddr::new(ip, provider.origin.port)]);
+        }
+        Ok(provider)
+    }
+
+    /// The wire format this provider speaks.
+    pub fn format(&self) -> ClientFormat {
+        match self.kind {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible => ClientFormat::Openai,
+            ProviderKind::Anthropic => ClientFormat::Anthropic,
+            ProviderKind::Gemini => ClientFormat::Gemini,
+        }
+    }
+
+    /// Whether this provider can serve `format` without translation.
+    pub fn speaks(&self, format: ClientFormat) -> bool {
+        format == self.format() || (format == ClientFormat::Responses && self.kind == ProviderKind::Openai)
+    }
+
+    /// The upstream path (with query) for a call to `endpoint`.
+    pub fn upstream_path(&self, endpoint: &Endpoint, upstream_model: &str, query: Option<&str>) -> String {
+        let base = &self.origin.base_path;
+        let mut path = match endpoint {
+            Endpoint::ChatCompletions => format!("{base}/chat/completions"),
+            Endpoint::Responses => format!("{base}/responses"),
+            Endpoint::Messages => format!("{base}/v1/messages"),
+            Endpoint::CountTokens => format!("{base}/v1/messages/count_tokens"),
+            Endpoint::GenerateContent { stream, .. } => {
+                let action = if *stream { "streamGenerateContent" } else { "generateContent" };
+                let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);
+                format!("{base}/v1beta/models/{model}:{action}")
+            }
+            Endpoint::ListModels | Endpoint::GetModel { .. } | Endpoint::Health => base.clone(),
+        };
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            path.push('?');
+            path.push_str(q);
+        }
+        path
+    }
+
+    /// The provider's own authentication header, with the next key in rotation.
+    pub fn auth_header(&self) -> (&'static str, String) {
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.api_keys.len();
+        let key = self.api_keys[i].expose();
+        match self.kind {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+                ("authorization", format!("Bearer {key}"))
+            }
+            ProviderKind::Anthropic => ("x-api-key", key.to_string()),
+            ProviderKind::Gemini => ("x-goog-api-key", key.to_string()),
+        }
+    }
+
+    /// A peer for the next connection, or `None` while the host is unresolved.
+    pub fn peer(&self) -> Option<HttpPeer> {
+        let peers = self.peers.read().ok()?;
+        if peers.is_empty() {
+            return None;
+        }
+        let i = self.next_peer.fetch_add(1, Ordering::Relaxed) % peers.len();
+        peers.get(i).cloned()
+    }
+
+    pub fn set_addresses(&self, addrs: &[SocketAddr]) {
+        let peers = addrs.iter().map(|a| self.build_peer(*a)).collect();
+        if let Ok(mut slot) = self.peers.write() {
+            *slot = peers;
+        }
+    }
+
+    fn build_peer(&self, addr: SocketAddr) -> HttpPeer {
+        // Built from a resolved address: `HttpPeer::new` with a host name
+        // would resolve it with a blocking call on the runtime.
+        let mut peer = HttpPeer::new(addr, self.origin.tls, self.origin.host.clone());
+        let t = self.timeouts;
+        peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
+        peer.options.total_connection_timeout = Some(Duration::from_millis(t.connect_ms.saturating_mul(2)));
+        peer.options.idle_timeout = Some(Duration::from_millis(t.idle_ms));
+        peer.options.read_timeout = Some(Duration::from_millis(t.read_ms));
+        peer.options.write_timeout = Some(Duration::from_millis(t.write_ms));
+        if self.origin.tls {
+            peer.options.alpn = ALPN::H2H1;
+            peer.options.max_h2_streams = 100;
+        }
+        peer
+    }
+}
+
+const PATH_SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'/').add(b'?').add(b':');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_urls() {
+        let o = Origin::parse("https://api.openai.com/v1/").unwrap();
+        assert_eq!(
+            (o.tls, o.host.as_str(), o.port, o.base_path.as_str()),
+            (true, "api.openai.com", 443, "/v1")
+        );
+        assert_eq!(o.authority(), "api.openai.com");
+        let o = Origin::parse("http://127.0.0.1:9100/openai/v1").unwrap();
+        assert_eq!(
+            (o.port, o.base_path.as_str(), o.authority()),
+            (9100, "/openai/v1", "127.0.0.1:9100".into())
+        );
+        let o = Origin::parse("http://[::1]:9100").unwrap();
+        assert_eq!((o.host.as_str(), o.port, o.authority()), ("::1", 9100, "[::1]:9100".into()));
+        assert!(Origin::parse("ftp://x").is_err());
+        assert!(Origin::parse("http://x:notaport/").is_err());
+    }
+
+    fn provider(kind: ProviderKind, url: &str) -> Provider {
+        Provider::from_config(&ProviderConfig {
+            name: "p".into(),
+            kind,
+            base_url: url.into(),
+            api_keys: vec![Secret::new("k1"), Secret::new("k2")],
+            timeouts: Timeouts::default(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn builds_upstream_paths_per_kind() {
+        let o = provider(ProviderKind::Openai, "http://127.0.0.1:1/openai/v1");
+        assert_eq!(o.upstream_path(&Endpoint::ChatCompletions, "m", None), "/openai/v1/chat/completions");
+        let a = provider(ProviderKind::Anthropic, "http://127.0.0.1:1/anthropic");
+        assert_eq!(
+            a.upstream_path(&Endpoint::Messages, "m", Some("beta=true")),
+            "/anthropic/v1/messages?beta=true"
+        );
+        let g = provider(ProviderKind::Gemini, "http://127.0.0.1:1/gemini");
+        let ep = Endpoint::GenerateContent { model: "x".into(), stream: true };
+        assert_eq!(
+            g.upstream_path(&ep, "gemini-3-flash", Some("alt=sse")),
+            "/gemini/v1beta/models/gemini-3-flash:streamGenerateContent?alt=sse"
+        );
+    }
+
+    #[test]
+    fn rotates_keys_in_the_providers_own_header() {
+        let a = provider(ProviderKind::Anthropic, "http://127.0.0.1:1");
+        assert_eq!(a.auth_header(), ("x-api-key", "k1".to_string()));
+        assert_eq!(a.auth_header(), ("x-api-key", "k2".to_string()));
+        let o = provider(ProviderKind::OpenaiCompatible, "http://127.0.0.1:1");
+        assert_eq!(o.auth_header().1, "Bearer k1");
+        assert!(o.peer().is_some(), "a literal IP needs no lookup");
+    }
+}

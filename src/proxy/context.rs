@@ -1,0 +1,110 @@
+//! What is known about one request as it goes, for the access log and metrics.
+
+use crate::formats::usage::Usage;
+use crate::metrics;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub struct RequestCtx {
+    pub started: Instant,
+    pub request_id: String,
+    pub route: &'static str,
+    pub format: &'static str,
+    pub key_name: Option<Arc<str>>,
+    pub provider: Option<String>,
+    pub model: Option<Arc<str>>,
+    /// Status the gateway decided on (the written one wins when they differ).
+    pub status: u16,
+    pub upstream_ttfb: Option<Duration>,
+    pub usage: Option<Usage>,
+    /// Why the request did not end cleanly, for the access log.
+    pub failure: Option<String>,
+    pub method: String,
+    pub path: String,
+}
+
+/// How a failure caused by the caller leaving is worded.
+pub const CLIENT_GONE: &str = "client went away";
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Request ids: a per-process random-ish prefix and a counter, so ids are
+/// unique across a fleet without a random number generator on the hot path.
+fn new_request_id() -> String {
+    static PREFIX: once_cell::sync::Lazy<u32> = once_cell::sync::Lazy::new(|| {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        nanos ^ std::process::id().rotate_left(16)
+    });
+    format!("req_{:08x}{:012x}", *PREFIX, NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            request_id: new_request_id(),
+            route: "unrouted",
+            format: "none",
+            key_name: None,
+            provider: None,
+            model: None,
+            status: 0,
+            upstream_ttfb: None,
+            usage: None,
+            failure: None,
+            method: String::new(),
+            path: String::new(),
+        }
+    }
+
+    pub fn client_went_away(&self) -> bool {
+        self.failure.as_deref().is_some_and(|f| f.starts_with(CLIENT_GONE))
+    }
+
+    /// Called once, from the logging hook.
+    pub fn finish(&mut self, written_status: Option<u16>, pingora_error: bool) {
+        let status = written_status.unwrap_or(if pingora_error { 500 } else { self.status });
+        let duration = self.started.elapsed();
+        let provider = self.provider.as_deref().unwrap_or("none");
+        let model = self.model.as_deref().unwrap_or("none");
+        metrics::record(&metrics::RequestRecord {
+            route: self.route,
+            format: self.format,
+            provider,
+            model,
+            status,
+            duration,
+            upstream_ttfb: self.upstream_ttfb,
+            usage: self.usage,
+        });
+        let u = self.usage.unwrap_or_default();
+        log::info!(
+            target: "access",
+            "{} {} {} status={} route={} format={} key={} provider={} model={} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={}{}",
+            self.request_id,
+            self.method,
+            self.path,
+            status,
+            self.route,
+            self.format,
+            self.key_name.as_deref().unwrap_or("-"),
+            provider,
+            model,
+            duration.as_secs_f64() * 1000.0,
+            self.upstream_ttfb.map_or("-".to_string(), |t| format!("{:.3}", t.as_secs_f64() * 1000.0)),
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_input_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+            self.failure.as_ref().map_or(String::new(), |f| format!(" failure={f:?}")),
+        );
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,82 @@
+//! The caller's side of the exchange: reading the request head and body,
+//! and writing whole responses the gateway makes itself.
+
+use crate::error::GatewayError;
+use crate::formats::{errors, ClientFormat};
+use bytes::{Bytes, BytesMut};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+pub fn header(session: &Session, name: &str) -> Option<String> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+pub fn all_headers(session: &Session) -> Vec<(String, String)> {
+    session
+        .req_header()
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    loop {
+        let chunk = session
+            .read_request_body()
+            .await
+            .map_err(|e| GatewayError::BadRequest(format!("could not read the request body: {e}")))?;
+        let Some(chunk) = chunk else { break };
+        let size = first.as_ref().map_or(0, Bytes::len) + rest.len() + chunk.len();
+        if size > limit {
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+        match &first {
+            None => first = Some(chunk),
+            Some(f) => {
+                if rest.is_empty() {
+                    rest.reserve(declared.unwrap_or(size).max(size));
+                    rest.extend_from_slice(f);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() })
+}
+
+/// Writes a whole response the gateway made itself.
+pub async fn respond(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    request_id: &str,
+) -> pingora_core::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", content_type)?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("x-request-id", request_id)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(Bytes::from(body)), true).await
+}
+
+pub async fn respond_error(
+    session: &mut Session,
+    err: &GatewayError,
+    format: ClientFormat,
+    request_id: &str,
+) -> pingora_core::Result<()> {
+    if matches!(err, GatewayError::PayloadTooLarge { .. }) {
+        // The rest of the body was not read: the connection cannot be reused.
+        session.set_keepalive(None);
+    }
+    respond(session, err.status(), "application/json", errors::render(err, format), request_id).await
+}

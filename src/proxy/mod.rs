@@ -1,0 +1,58 @@
+//! The Pingora `ProxyHttp` implementation: the only code that touches
+//! pingora-proxy. Each hook delegates: `request_filter` answers every
+//! request itself (see `exchange` for why the upstream call is driven from
+//! there), `logging` hands the finished request to metrics and the access log.
+
+mod context;
+mod downstream;
+mod exchange;
+
+pub use context::RequestCtx;
+
+use crate::gateway::Gateway;
+use async_trait::async_trait;
+use pingora_core::connectors::http::Connector;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_proxy::{ProxyHttp, Session};
+use std::sync::Arc;
+
+pub struct TollgateProxy {
+    gateway: Arc<Gateway>,
+    connector: Connector,
+}
+
+impl TollgateProxy {
+    pub fn new(gateway: Arc<Gateway>, connector: Connector) -> Self {
+        Self { gateway, connector }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for TollgateProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        exchange::handle(&self.gateway, &self.connector, session, ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        // Every request is answered in `request_filter`; reaching here is a bug.
+        Err(Error::explain(ErrorType::InternalError, "tollgate answers every request in request_filter"))
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        // A caller hanging up mid-stream is routine, not an error; the
+        // access log still records it.
+        ctx.client_went_away()
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.finish(session.response_written().map(|r| r.status.as_u16()), error.is_some());
+    }
+}

@@ -1,0 +1,227 @@
+//! Which endpoint a request is for: the longest mount prefix that matches
+//! the path, then the endpoint under it. Pure: paths in, [`Route`] out.
+//!
+//! Under a mount, a leading `/v1` is optional for the OpenAI and Anthropic
+//! endpoints, because clients disagree on whether the base URL includes it
+//! (the OpenAI SDK's base URL does, the Anthropic SDK appends `/v1/messages`
+//! to a bare host). Gemini paths carry their API version (`/v1beta` or `/v1`).
+
+use crate::config::MountConfig;
+use crate::error::GatewayError;
+use crate::formats::ClientFormat;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Responses,
+    Messages,
+    CountTokens,
+    GenerateContent { model: String, stream: bool },
+    ListModels,
+    GetModel { id: String },
+    Health,
+}
+
+impl Endpoint {
+    /// A low-cardinality label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Responses => "responses",
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+            Endpoint::GenerateContent { stream: false, .. } => "generate_content",
+            Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
+            Endpoint::ListModels => "list_models",
+            Endpoint::GetModel { .. } => "get_model",
+            Endpoint::Health => "health",
+        }
+    }
+
+    /// Whether the endpoint is a model call that goes upstream.
+    pub fn is_upstream_call(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Responses
+                | Endpoint::Messages
+                | Endpoint::CountTokens
+                | Endpoint::GenerateContent { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub format: ClientFormat,
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mount {
+    prefix: String,
+    formats: Vec<ClientFormat>,
+}
+
+/// The mounts of a configuration, longest prefix first.
+#[derive(Debug, Clone)]
+pub struct Router {
+    mounts: Vec<Mount>,
+}
+
+/// Hints from the request headers for endpoints every format has (model lists).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FormatHints {
+    pub anthropic: bool,
+    pub gemini: bool,
+}
+
+impl Router {
+    pub fn new(configs: &[MountConfig]) -> Self {
+        let mut mounts: Vec<Mount> = configs
+            .iter()
+            .map(|m| Mount { prefix: m.prefix.trim_end_matches('/').to_string(), formats: m.formats.clone() })
+            .collect();
+        mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        Self { mounts }
+    }
+
+    pub fn route(&self, method: &str, path: &str, hints: FormatHints) -> Result<Route, GatewayError> {
+        if matches!(path, "/health" | "/healthz" | "/livez" | "/readyz") {
+            return Ok(Route { format: ClientFormat::Openai, endpoint: Endpoint::Health });
+        }
+        let mut method_mismatch = false;
+        for mount in &self.mounts {
+            let Some(rest) = strip_mount(path, &mount.prefix) else {
+                continue;
+            };
+            match match_endpoint(method, rest, &mount.formats, hints) {
+                Match::Found(route) => return Ok(route),
+                Match::WrongMethod => method_mismatch = true,
+                Match::None => {}
+            }
+        }
+        if method_mismatch {
+            Err(GatewayError::MethodNotAllowed)
+        } else {
+            Err(GatewayError::RouteNotFound(path.to_string()))
+        }
+    }
+
+    /// The format to answer in when routing itself failed: the first format
+    /// of the mount the path falls under, guessed from its shape.
+    pub fn error_format(&self, path: &str, hints: FormatHints) -> ClientFormat {
+        let formats = self
+            .mounts
+            .iter()
+            .find(|m| strip_mount(path, &m.prefix).is_some())
+            .map(|m| m.formats.as_slice())
+            .unwrap_or(&[]);
+        if path.contains("/v1beta/") || (hints.gemini && formats.contains(&ClientFormat::Gemini)) {
+            ClientFormat::Gemini
+        } else if path.ends_with("/messages")
+            || (hints.anthropic && formats.contains(&ClientFormat::Anthropic))
+        {
+            ClientFormat::Anthropic
+        } else {
+            formats.first().copied().unwrap_or(ClientFormat::Openai)
+        }
+    }
+}
+
+fn strip_mount<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+enum Match {
+    Found(Route),
+    WrongMethod,
+    None,
+}
+
+fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: FormatHints) -> Match {
+    let has = |f: ClientFormat| formats.contains(&f);
+    let found = |format, endpoint| Match::Found(Route { format, endpoint });
+    let post_only = |format, endpoint| {
+        if method == "POST" {
+            found(format, endpoint)
+        } else {
+            Match::WrongMethod
+        }
+    };
+
+    if let Some(gemini) = rest
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| rest.strip_prefix("/v1/models/").filter(|r| r.contains(':')))
+    {
+        if has(ClientFormat::Gemini) {
+            if let Some((model, action)) = gemini.rsplit_once(':') {
+                let stream = match action {
+                    "generateContent" => false,
+                    "streamGenerateContent" => true,
+                    _ => return Match::None,
+                };
+                let endpoint = Endpoint::GenerateContent { model: model.to_string(), stream };
+                return post_only(ClientFormat::Gemini, endpoint);
+            }
+            if method == "GET" {
+                let id = gemini.to_string();
+                return found(ClientFormat::Gemini, Endpoint::GetModel { id });
+            }
+        }
+    }
+    if rest == "/v1beta/models" && has(ClientFormat::Gemini) {
+        return get_only(method, ClientFormat::Gemini, Endpoint::ListModels);
+    }
+
+    let rest = rest.strip_prefix("/v1").filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(rest);
+    match rest {
+        "/chat/completions" if has(ClientFormat::Openai) => {
+            post_only(ClientFormat::Openai, Endpoint::ChatCompletions)
+        }
+        "/responses" if has(ClientFormat::Responses) => {
+            post_only(ClientFormat::Responses, Endpoint::Responses)
+        }
+        "/messages" if has(ClientFormat::Anthropic) => post_only(ClientFormat::Anthropic, Endpoint::Messages),
+        "/messages/count_tokens" if has(ClientFormat::Anthropic) => {
+            post_only(ClientFormat::Anthropic, Endpoint::CountTokens)
+        }
+        "/models" => match list_format(formats, hints) {
+            Some(f) => get_only(method, f, Endpoint::ListModels),
+            None => Match::None,
+        },
+        _ => match rest.strip_prefix("/models/") {
+            Some(id) if !id.is_empty() => match list_format(formats, hints) {
+                Some(f) => get_only(method, f, Endpoint::GetModel { id: id.to_string() }),
+                None => Match::None,
+            },
+            _ => Match::None,
+        },
+    }
+}
+
+fn get_only(method: &str, format: ClientFormat, endpoint: Endpoint) -> Match {
+    if method == "GET" {
+        Match::Found(Route { format, endpoint })
+    } else {
+        Match::WrongMethod
+    }
+}
+
+/// Model lists exist in every format; the caller's headers say which one it reads.
+fn list_format(formats: &[ClientFormat], hints: FormatHints) -> Option<ClientFormat> {
+    let has = |f| formats.contains(&f);
+    if hints.anthropic && has(ClientFormat::Anthropic) {
+        Some(ClientFormat::Anthropic)
+    } else if hints.gemini && has(ClientFormat::Gemini) {
+        Some(ClientFormat::Gemini)
+    } else if has(ClientFormat::Openai) || has(ClientFormat::Responses) {
+        Some(ClientFormat::Openai)
+    } else {
+        formats.first().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests;
