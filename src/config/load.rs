@@ -42,7 +42,7 @@ pub fn parse_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         // expanded tree has none).
         if let Err(raw) = serde_yaml::from_str::<Config>(text) {
             if let Some(loc) = raw.location() {
-                if raw.to_string().starts_with(&inner.to_string()) {
+                if raw.to_string().contains(&inner.to_string()) {
                     message.push_str(&format!(" (line {})", loc.line()));
                 }
             }
@@ -139,7 +139,7 @@ server:
         let e = parse_str(&text, &env).unwrap_err().message;
         assert!(e.contains("bsae_url"), "{e}");
         assert!(e.contains("providers[0]"), "{e}");
-        assert!(e.contains("line 8"), "{e}");
+        assert!(e.contains("(line 7)"), "{e}");
     }
 
     #[test]
