@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn finds_the_key_in_every_place() {
-        let cases: [(&[(&str, &str)], Option<&str>); 6] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 6] = [
             (&[("authorization", "Bearer sk-1")], None),
             (&[("authorization", "bearer  sk-1 ")], None),
             (&[("x-api-key", "sk-1")], None),

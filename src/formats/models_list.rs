@@ -86,10 +86,12 @@ mod tests {
             owned_by: "google",
             coming_soon: false,
         };
-        let o: Value = serde_json::from_slice(&render_list(ClientFormat::Openai, &[m.clone()])).unwrap();
+        let o: Value =
+            serde_json::from_slice(&render_list(ClientFormat::Openai, std::slice::from_ref(&m))).unwrap();
         assert_eq!(o["object"], "list");
         assert_eq!(o["data"][0]["id"], "google/g");
-        let a: Value = serde_json::from_slice(&render_list(ClientFormat::Anthropic, &[m.clone()])).unwrap();
+        let a: Value =
+            serde_json::from_slice(&render_list(ClientFormat::Anthropic, std::slice::from_ref(&m))).unwrap();
         assert_eq!(a["data"][0]["type"], "model");
         assert_eq!(a["has_more"], false);
         let g: Value = serde_json::from_slice(&render_one(ClientFormat::Gemini, &m)).unwrap();

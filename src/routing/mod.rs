@@ -82,7 +82,7 @@ impl Router {
             .iter()
             .map(|m| Mount { prefix: m.prefix.trim_end_matches('/').to_string(), formats: m.formats.clone() })
             .collect();
-        mounts.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
         Self { mounts }
     }
 

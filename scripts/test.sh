@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Everything CI runs: formatting, lints, unit/integration/property tests
+# (they start the real gateway and mock themselves on free ports), and the
+# end-to-end tests with the official Python SDKs in a virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --all-targets
+
+echo "==> SDK end-to-end tests (openai, anthropic, google-genai)"
+if [ ! -x .venv/bin/pytest ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+cargo build --bins
+.venv/bin/pytest -q tests/sdk

@@ -1,0 +1,73 @@
+"""Starts the real tollgate-mock and tollgate (on conf/demo.yaml) for the SDK tests."""
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
+KEY = "sk-tollgate-sdk-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(port: int) -> None:
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+class Stack:
+    def __init__(self) -> None:
+        mock_port, gw_port, metrics_port = free_port(), free_port(), free_port()
+        self.mock = subprocess.Popen(
+            [str(TARGET / "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(mock_port)
+        env = dict(
+            os.environ,
+            TOLLGATE_LISTEN=f"127.0.0.1:{gw_port}",
+            TOLLGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
+            TOLLGATE_MOCK_URL=f"http://127.0.0.1:{mock_port}",
+            TOLLGATE_DEMO_KEY=KEY,
+            RUST_LOG="warn",
+        )
+        self.gateway = subprocess.Popen(
+            [str(TARGET / "tollgate"), "serve", "--config", str(REPO / "conf/demo.yaml")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(gw_port)
+        self.url = f"http://127.0.0.1:{gw_port}"
+        self.mock_url = f"http://127.0.0.1:{mock_port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}"
+        self.key = KEY
+
+    def stop(self) -> None:
+        for p in (self.gateway, self.mock):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    s = Stack()
+    yield s
+    s.stop()
