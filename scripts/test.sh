@@ -11,7 +11,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --all-targets
+cargo test
 
 echo "==> SDK end-to-end tests (openai, anthropic, google-genai)"
 if [ ! -x .venv/bin/pytest ]; then

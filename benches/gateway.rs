@@ -1,0 +1,286 @@
+//! End-to-end cost of the gateway, in one run, on this machine:
+//! the same requests sent (1) straight to the mock upstream, (2) through a
+//! bare Pingora `ProxyHttp` pass-through (the physical limit of any Pingora
+//! proxy), and (3) through Tollgate on conf/demo.yaml.
+//!
+//! Reports added latency p50/p99 at concurrency 1, requests per second at
+//! saturation, and streaming time to first byte, as ratios.
+//!
+//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES tune it)
+//!
+//! The bare proxy lives here too: this binary runs it when started with
+//! `--bare-proxy LISTEN UPSTREAM`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_proxy::{ProxyHttp, Session};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct BareProxy {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for BareProxy {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> pingora_core::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn run_bare_proxy(listen: &str, upstream: &str) -> ! {
+    let conf = ServerConf { threads: 2, ..ServerConf::default() };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let mut svc = pingora_proxy::http_proxy_service(
+        &server.configuration,
+        BareProxy { upstream: upstream.parse().unwrap() },
+    );
+    svc.add_tcp(listen);
+    server.add_service(svc);
+    server.run_forever()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("port {port} did not open");
+}
+
+struct Procs(Vec<Child>);
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+const KEY: &str = "sk-bench";
+
+struct Target {
+    name: &'static str,
+    url: String,
+    stream_url: String,
+}
+
+fn body(stream: bool) -> String {
+    let history: Vec<String> = (0..8)
+        .map(|i| format!(r#"{{"role":"user","content":"message {i} {}"}}"#, "lorem ipsum ".repeat(8)))
+        .collect();
+    format!(r#"{{"model":"gpt-5.5","stream":{stream},"messages":[{}]}}"#, history.join(","))
+}
+
+async fn one(client: &reqwest::Client, url: &str, body: &str) -> Duration {
+    let start = Instant::now();
+    let r = client
+        .post(url)
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.bytes().await.unwrap();
+    start.elapsed()
+}
+
+async fn first_byte(client: &reqwest::Client, url: &str, body: &str) -> Duration {
+    let start = Instant::now();
+    let mut r = client
+        .post(url)
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let _ = r.chunk().await.unwrap();
+    let t = start.elapsed();
+    while r.chunk().await.unwrap().is_some() {}
+    t
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Result_ {
+    p50: Duration,
+    p99: Duration,
+    rps: f64,
+    ttfb_p50: Duration,
+}
+
+async fn measure(t: &Target, samples: u64, seconds: u64, concurrency: u64) -> Result_ {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let whole = body(false);
+    let streaming = body(true);
+    for _ in 0..200 {
+        one(&client, &t.url, &whole).await;
+    }
+    let mut lat = Vec::new();
+    for _ in 0..samples {
+        lat.push(one(&client, &t.url, &whole).await);
+    }
+    lat.sort();
+    let mut ttfb = Vec::new();
+    for _ in 0..samples / 2 {
+        ttfb.push(first_byte(&client, &t.stream_url, &streaming).await);
+    }
+    ttfb.sort();
+
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, body, done) = (client.clone(), t.url.clone(), whole.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                one(&client, &url, &body).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rps = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    Result_ { p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99), rps, ttfb_p50: percentile(&ttfb, 0.5) }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--bare-proxy" {
+        run_bare_proxy(&args[2], &args[3]);
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks benches to list themselves
+    }
+    let samples = env_or("BENCH_SAMPLES", 2000);
+    let seconds = env_or("BENCH_SECONDS", 5);
+    let concurrency = env_or("BENCH_CONCURRENCY", 32);
+
+    let (mock_port, bare_port, gw_port, metrics_port) = (free_port(), free_port(), free_port(), free_port());
+    let mut procs = Procs(Vec::new());
+    procs.0.push(
+        Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
+            .args(["--listen", &format!("127.0.0.1:{mock_port}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(mock_port);
+    procs.0.push(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--bare-proxy", &format!("127.0.0.1:{bare_port}"), &format!("127.0.0.1:{mock_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml");
+    procs.0.push(
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config", config])
+            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{gw_port}"))
+            .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+            .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))
+            .env("TOLLGATE_DEMO_KEY", KEY)
+            .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(bare_port);
+    wait_for(gw_port);
+
+    let path = "/openai/v1/chat/completions";
+    let targets = [
+        Target {
+            name: "direct",
+            url: format!("http://127.0.0.1:{mock_port}{path}"),
+            stream_url: format!("http://127.0.0.1:{mock_port}{path}"),
+        },
+        Target {
+            name: "bare pingora",
+            url: format!("http://127.0.0.1:{bare_port}{path}"),
+            stream_url: format!("http://127.0.0.1:{bare_port}{path}"),
+        },
+        Target {
+            name: "tollgate",
+            url: format!("http://127.0.0.1:{gw_port}/v1/chat/completions"),
+            stream_url: format!("http://127.0.0.1:{gw_port}/v1/chat/completions"),
+        },
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!(
+        "gateway bench: {samples} sequential samples, {seconds}s at concurrency {concurrency}, body {} bytes",
+        body(false).len()
+    );
+    let results: Vec<Result_> =
+        targets.iter().map(|t| rt.block_on(measure(t, samples, seconds, concurrency))).collect();
+    println!("{:<14} {:>10} {:>10} {:>12} {:>12}", "target", "p50 µs", "p99 µs", "req/s", "ttfb p50 µs");
+    for (t, r) in targets.iter().zip(&results) {
+        println!(
+            "{:<14} {:>10.1} {:>10.1} {:>12.0} {:>12.1}",
+            t.name,
+            us(r.p50),
+            us(r.p99),
+            r.rps,
+            us(r.ttfb_p50)
+        );
+    }
+    let (direct, bare, gw) = (&results[0], &results[1], &results[2]);
+    println!();
+    println!(
+        "added p50 over direct:   bare {:+.1} µs, tollgate {:+.1} µs",
+        us(bare.p50) - us(direct.p50),
+        us(gw.p50) - us(direct.p50)
+    );
+    println!(
+        "added p99 over direct:   bare {:+.1} µs, tollgate {:+.1} µs",
+        us(bare.p99) - us(direct.p99),
+        us(gw.p99) - us(direct.p99)
+    );
+    println!("tollgate p50 minus bare pingora p50: {:+.1} µs", us(gw.p50) - us(bare.p50));
+    println!(
+        "throughput ratio tollgate / bare pingora: {:.2}x   (tollgate / direct: {:.2}x)",
+        gw.rps / bare.rps,
+        gw.rps / direct.rps
+    );
+    println!(
+        "stream ttfb ratio tollgate / bare pingora: {:.2}x   (tollgate ttfb minus bare: {:+.1} µs)",
+        us(gw.ttfb_p50) / us(bare.ttfb_p50),
+        us(gw.ttfb_p50) - us(bare.ttfb_p50)
+    );
+}
