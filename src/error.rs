@@ -15,6 +15,10 @@ pub enum GatewayError {
     BadRequest(String),
     /// The request needs a translation this build cannot do yet.
     TranslationUnsupported { from: &'static str, to: &'static str },
+    /// The request uses a feature the serving provider has no equivalent for.
+    UnsupportedFeature { feature: String, provider_format: &'static str },
+    /// The provider answered with an error, translated for the caller.
+    Upstream { status: u16, message: String },
     /// The path is not an endpoint of any mount.
     RouteNotFound(String),
     /// The method is not allowed on an existing endpoint.
@@ -42,6 +46,7 @@ pub enum ErrorKind {
     Authentication,
     NotFound,
     RequestTooLarge,
+    RateLimited,
     Overloaded,
     Api,
     Timeout,
@@ -51,7 +56,13 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::MissingKey | GatewayError::InvalidKey => 401,
-            GatewayError::BadRequest(_) | GatewayError::TranslationUnsupported { .. } => 400,
+            GatewayError::BadRequest(_)
+            | GatewayError::TranslationUnsupported { .. }
+            | GatewayError::UnsupportedFeature { .. } => 400,
+            // Anthropic's 529 "overloaded" is not a status other SDKs know.
+            GatewayError::Upstream { status: 529, .. } => 503,
+            GatewayError::Upstream { status, .. } if (400..=599).contains(status) => *status,
+            GatewayError::Upstream { .. } => 502,
             GatewayError::RouteNotFound(_) | GatewayError::ModelNotFound(_) => 404,
             GatewayError::MethodNotAllowed => 405,
             GatewayError::PayloadTooLarge { .. } => 413,
@@ -67,7 +78,18 @@ impl GatewayError {
             GatewayError::MissingKey | GatewayError::InvalidKey => ErrorKind::Authentication,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
+            | GatewayError::UnsupportedFeature { .. }
             | GatewayError::MethodNotAllowed => ErrorKind::InvalidRequest,
+            GatewayError::Upstream { .. } => match self.status() {
+                401 | 403 => ErrorKind::Authentication,
+                404 => ErrorKind::NotFound,
+                413 => ErrorKind::RequestTooLarge,
+                429 => ErrorKind::RateLimited,
+                503 => ErrorKind::Overloaded,
+                504 => ErrorKind::Timeout,
+                400..=499 => ErrorKind::InvalidRequest,
+                _ => ErrorKind::Api,
+            },
             GatewayError::RouteNotFound(_) | GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
             GatewayError::PayloadTooLarge { .. } => ErrorKind::RequestTooLarge,
             GatewayError::ModelComingSoon(_) => ErrorKind::Overloaded,
@@ -85,6 +107,8 @@ impl GatewayError {
             GatewayError::InvalidKey => "invalid_api_key",
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::TranslationUnsupported { .. } => "translation_unsupported",
+            GatewayError::UnsupportedFeature { .. } => "unsupported_feature",
+            GatewayError::Upstream { .. } => "upstream_error",
             GatewayError::RouteNotFound(_) => "route_not_found",
             GatewayError::MethodNotAllowed => "method_not_allowed",
             GatewayError::ModelNotFound(_) => "model_not_found",
@@ -112,6 +136,12 @@ impl fmt::Display for GatewayError {
                 "This model is served by a provider that speaks the {to} format, and \
                  translation from the {from} format is not available on this gateway"
             ),
+            GatewayError::UnsupportedFeature { feature, provider_format } => write!(
+                f,
+                "This model is served by a provider that speaks the {provider_format} format, \
+                 which has no equivalent for {feature}"
+            ),
+            GatewayError::Upstream { message, .. } => f.write_str(message),
             GatewayError::RouteNotFound(path) => write!(f, "No endpoint at {path}"),
             GatewayError::MethodNotAllowed => f.write_str("Method not allowed on this endpoint"),
             GatewayError::ModelNotFound(model) => write!(f, "The model '{model}' does not exist"),

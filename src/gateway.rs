@@ -2,8 +2,9 @@
 //! catalog and providers, built once at start and shared by every request.
 
 use crate::auth::KeyRing;
-use crate::config::{Config, ModelStatus};
+use crate::config::{Config, ModelStatus, ProviderKind};
 use crate::formats::models_list::ModelInfo;
+use crate::formats::ClientFormat;
 use crate::providers::Provider;
 use crate::routing::Router;
 use std::collections::HashMap;
@@ -25,6 +26,16 @@ pub struct ModelEntry {
     pub upstream_model: String,
     pub status: ModelStatus,
     pub display_name: String,
+    /// The format requests to this model are sent in.
+    pub upstream_format: ClientFormat,
+}
+
+impl ModelEntry {
+    /// Whether a caller in `format` can be passed through untranslated.
+    pub fn speaks(&self, format: ClientFormat) -> bool {
+        format == self.upstream_format
+            || (self.upstream_format == ClientFormat::Openai && self.provider.speaks(format))
+    }
 }
 
 impl ModelEntry {
@@ -95,7 +106,21 @@ impl Gateway {
                 .find(|p| p.name == m.provider)
                 .cloned()
                 .ok_or_else(|| format!("models[{i}] ({}): no provider named '{}'", m.id, m.provider))?;
+            let upstream_format = match m.api {
+                None => provider.format(),
+                Some(api) if api == provider.format() => api,
+                Some(ClientFormat::Responses) if provider.kind == ProviderKind::Openai => {
+                    ClientFormat::Responses
+                }
+                Some(api) => {
+                    return Err(format!(
+                        "models[{i}] ({}): provider '{}' cannot be called with api '{api}'",
+                        m.id, provider.name
+                    ))
+                }
+            };
             let entry = Arc::new(ModelEntry {
+                upstream_format,
                 id: Arc::from(m.id.as_str()),
                 aliases: m.aliases.clone(),
                 upstream_model: m.upstream_model.clone().unwrap_or_else(|| short_name(&m.id).to_string()),

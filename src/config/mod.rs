@@ -150,6 +150,10 @@ pub struct ModelConfig {
     pub status: ModelStatus,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// The API the model is called through, when the provider speaks more
+    /// than one: `responses` for OpenAI models that only have the Responses API.
+    #[serde(default)]
+    pub api: Option<crate::formats::ClientFormat>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -71,6 +71,16 @@ pub fn upstream_headers(client: &[(String, String)], provider: &Provider) -> Vec
     out
 }
 
+/// Headers for a translated request: as [`upstream_headers`], without the
+/// caller's format-specific headers the provider would not understand.
+pub fn translated_headers(client: &[(String, String)], provider: &Provider) -> Vec<(String, String)> {
+    let mut out = upstream_headers(client, provider);
+    if provider.kind != ProviderKind::Anthropic {
+        out.retain(|(k, _)| !k.to_ascii_lowercase().starts_with("anthropic-"));
+    }
+    out
+}
+
 /// The caller's query string without the customer key (`?key=`).
 pub fn upstream_query(query: Option<&str>) -> Option<String> {
     let kept: Vec<&str> = query?

@@ -5,8 +5,11 @@
 pub mod headers;
 
 use crate::config::ModelStatus;
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
+use crate::formats::canonical::Tool;
+use crate::formats::translate::{self, ClientContext, Target, Translator};
 use crate::formats::ClientFormat;
 use crate::gateway::{Gateway, ModelEntry};
 use crate::providers::Provider;
@@ -28,6 +31,15 @@ pub struct UpstreamPlan {
     /// The gateway asked the upstream for usage the caller did not ask for,
     /// and must take it out of the stream again.
     pub hide_usage: bool,
+    /// Set when the provider speaks another format than the caller.
+    pub translation: Option<Translation>,
+}
+
+/// How a translated response is turned back into the caller's format.
+#[derive(Debug)]
+pub struct Translation {
+    pub translator: Translator,
+    pub ctx: ClientContext,
 }
 
 /// Plans the upstream call for a same-format request.
@@ -37,6 +49,7 @@ pub fn plan(
     body: Bytes,
     query: Option<&str>,
     client_headers: &[(String, String)],
+    request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
     let (model_name, stream) = match &route.endpoint {
@@ -50,17 +63,28 @@ pub fn plan(
             (model, stream)
         }
     };
-    let model =
-        gateway.catalog.resolve(&model_name).cloned().ok_or(GatewayError::ModelNotFound(model_name))?;
+    let model = gateway
+        .catalog
+        .resolve(&model_name)
+        .cloned()
+        .ok_or_else(|| GatewayError::ModelNotFound(model_name.clone()))?;
     if model.status == ModelStatus::ComingSoon {
         return Err(GatewayError::ModelComingSoon(model.id.to_string()));
     }
     let provider = model.provider.clone();
-    if !provider.speaks(route.format) {
-        return Err(GatewayError::TranslationUnsupported {
-            from: route.format.as_str(),
-            to: provider.format().as_str(),
-        });
+    if !model.speaks(route.format) {
+        let raw = body.clone();
+        return plan_translated(
+            route,
+            &top,
+            &raw,
+            model,
+            model_name,
+            stream,
+            query,
+            client_headers,
+            request_id,
+        );
     }
 
     let mut edits: Vec<(&str, Option<String>)> = Vec::new();
@@ -82,7 +106,96 @@ pub fn plan(
     let query = headers::upstream_query(query);
     let path = provider.upstream_path(&route.endpoint, &model.upstream_model, query.as_deref());
     let headers = headers::upstream_headers(client_headers, &provider);
-    Ok(UpstreamPlan { model, provider, path, headers, body, stream, hide_usage })
+    Ok(UpstreamPlan { model, provider, path, headers, body, stream, hide_usage, translation: None })
+}
+
+/// Plans a request whose provider speaks another format: the body goes
+/// through the canonical model into the provider's format.
+#[allow(clippy::too_many_arguments)]
+fn plan_translated(
+    route: &Route,
+    top: &TopLevel<'_>,
+    raw: &[u8],
+    model: Arc<ModelEntry>,
+    model_name: String,
+    stream: bool,
+    query: Option<&str>,
+    client_headers: &[(String, String)],
+    request_id: &str,
+) -> Result<UpstreamPlan, GatewayError> {
+    let provider = model.provider.clone();
+    let target = model.upstream_format;
+    let translator = translate::translator(route.format, target)
+        .ok_or(GatewayError::TranslationUnsupported { from: route.format.as_str(), to: target.as_str() })?;
+    if route.endpoint == Endpoint::CountTokens {
+        return Err(GatewayError::Internal("count_tokens is answered locally for this provider".into()));
+    }
+    let mut request = (translator.client.parse_request)(raw)?;
+    request.model.clone_from(&model.upstream_model);
+    request.stream = stream;
+    let flavor =
+        if provider.kind == ProviderKind::OpenaiCompatible { Target::Compatible } else { Target::Native };
+    let body = Bytes::from((translator.provider.build_request)(&request, flavor)?);
+
+    let gemini_sse = query.is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
+    let ctx = ClientContext {
+        model: model_name,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        custom_tools: request
+            .tools
+            .iter()
+            .filter_map(|t| if let Tool::Custom { name, .. } = t { Some(name.clone()) } else { None })
+            .collect(),
+        include_usage: route.format == ClientFormat::Openai
+            && top
+                .raw("stream_options")
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+                .and_then(|v| v.get("include_usage").and_then(serde_json::Value::as_bool))
+                == Some(true),
+        input_estimate: translate::estimate_tokens(&request),
+        gemini_sse,
+        request_id: request_id.to_string(),
+    };
+    let endpoint = match target {
+        ClientFormat::Openai => Endpoint::ChatCompletions,
+        ClientFormat::Responses => Endpoint::Responses,
+        ClientFormat::Anthropic => Endpoint::Messages,
+        ClientFormat::Gemini => Endpoint::GenerateContent { model: model.upstream_model.clone(), stream },
+    };
+    let upstream_query = (target == ClientFormat::Gemini && stream).then_some("alt=sse");
+    let path = provider.upstream_path(&endpoint, &model.upstream_model, upstream_query);
+    let headers = headers::translated_headers(client_headers, &provider);
+    Ok(UpstreamPlan {
+        model,
+        provider,
+        path,
+        headers,
+        body,
+        stream,
+        hide_usage: false,
+        translation: Some(Translation { translator, ctx }),
+    })
+}
+
+/// `count_tokens` for a model whose provider has no such endpoint: a
+/// local estimate from the canonical request, in Anthropic's shape.
+pub fn count_tokens_locally(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    let request = crate::formats::anthropic::parse_request(body)?;
+    let tokens = translate::estimate_tokens(&request);
+    Ok(serde_json::json!({ "input_tokens": tokens }).to_string().into_bytes())
+}
+
+/// Whether this call is answered by the gateway itself rather than sent upstream.
+pub fn answers_locally(gateway: &Gateway, route: &Route, body: &[u8]) -> Option<bool> {
+    if route.endpoint != Endpoint::CountTokens {
+        return Some(false);
+    }
+    let top = TopLevel::parse(body).ok()?;
+    let name = top.str_field("model").ok().flatten()?;
+    let model = gateway.catalog.resolve(&name)?;
+    Some(!model.speaks(ClientFormat::Anthropic))
 }
 
 /// The caller's `stream_options` with `include_usage: true`, and whether

@@ -45,8 +45,15 @@ fn client_headers() -> Vec<(String, String)> {
 fn openai_stream_gets_usage_and_upstream_model() {
     let g = gateway();
     let body = Bytes::from_static(br#"{"model":"gpt-5.5","stream":true,"messages":[]}"#);
-    let p = plan(&g, &route(ClientFormat::Openai, Endpoint::ChatCompletions), body, None, &client_headers())
-        .unwrap();
+    let p = plan(
+        &g,
+        &route(ClientFormat::Openai, Endpoint::ChatCompletions),
+        body,
+        None,
+        &client_headers(),
+        "req-test",
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(v["model"], "gpt-5.5");
     assert_eq!(v["stream_options"]["include_usage"], true);
@@ -58,9 +65,15 @@ fn openai_stream_gets_usage_and_upstream_model() {
 fn caller_that_asked_for_usage_keeps_its_body() {
     let g = gateway();
     let raw = br#"{"model":"openai/gpt-5.5","stream":true,"stream_options":{"include_usage":true}}"#;
-    let p =
-        plan(&g, &route(ClientFormat::Openai, Endpoint::ChatCompletions), Bytes::from_static(raw), None, &[])
-            .unwrap();
+    let p = plan(
+        &g,
+        &route(ClientFormat::Openai, Endpoint::ChatCompletions),
+        Bytes::from_static(raw),
+        None,
+        &[],
+        "req-test",
+    )
+    .unwrap();
     assert!(!p.hide_usage);
     let v: Value = serde_json::from_slice(&p.body).unwrap();
     assert_eq!(v["model"], "gpt-5.5", "public id rewritten to the upstream name");
@@ -76,6 +89,7 @@ fn customer_key_never_goes_upstream() {
         body.clone(),
         Some("beta=true"),
         &client_headers(),
+        "req-test",
     )
     .unwrap();
     assert_eq!(p.body, body, "same model name: the very same bytes");
@@ -100,6 +114,7 @@ fn gemini_model_in_path_and_key_out_of_query() {
         Bytes::from_static(b"{\"contents\":[]}"),
         Some("alt=sse&key=sk-customer"),
         &[],
+        "req-test",
     )
     .unwrap();
     assert_eq!(p.path, "/gemini/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse");
@@ -110,17 +125,46 @@ fn gemini_model_in_path_and_key_out_of_query() {
 fn refusals_are_precise() {
     let g = gateway();
     let chat = route(ClientFormat::Openai, Endpoint::ChatCompletions);
-    let call = |body: &'static [u8]| plan(&g, &chat, Bytes::from_static(body), None, &[]).unwrap_err();
+    let call =
+        |body: &'static [u8]| plan(&g, &chat, Bytes::from_static(body), None, &[], "req-test").unwrap_err();
     assert!(matches!(call(b"{\"model\":\"nope\"}"), GatewayError::ModelNotFound(_)));
     assert!(matches!(call(b"{\"model\":\"openai/gpt-6\"}"), GatewayError::ModelComingSoon(_)));
     assert!(matches!(call(b"{\"messages\":[]}"), GatewayError::BadRequest(_)));
     assert!(matches!(call(b"{not json"), GatewayError::BadRequest(_)));
-    assert!(matches!(
-        call(b"{\"model\":\"claude-sonnet-4-6\"}"),
-        GatewayError::TranslationUnsupported { .. }
-    ));
+    assert!(matches!(call(b"{\"model\":\"claude-sonnet-4-6\"}"), GatewayError::BadRequest(_)));
     assert!(matches!(
         call(b"{\"model\":\"gpt-5.5\",\"stream\":true,\"stream_options\":5}"),
         GatewayError::BadRequest(_)
     ));
+}
+
+#[test]
+fn other_formats_are_translated_into_the_providers() {
+    let g = gateway();
+    let chat = route(ClientFormat::Openai, Endpoint::ChatCompletions);
+    let body = br#"{"model":"claude-sonnet-4-6","stream":true,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}"#;
+    let p = plan(&g, &chat, Bytes::from_static(body), None, &client_headers(), "req-test").unwrap();
+    assert_eq!(p.path, "/anthropic/v1/messages");
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["model"], "claude-sonnet-4-6");
+    assert_eq!(v["system"][0]["text"], "be brief");
+    assert_eq!(v["max_tokens"], 8192);
+    assert_eq!(v["stream"], true);
+    assert!(p.translation.is_some() && p.stream);
+
+    let gemini =
+        route(ClientFormat::Gemini, Endpoint::GenerateContent { model: "gpt-5.5".into(), stream: true });
+    let body = br#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let p = plan(&g, &gemini, Bytes::from_static(body), Some("alt=sse&key=k"), &client_headers(), "req-test")
+        .unwrap();
+    assert_eq!(p.path, "/openai/v1/chat/completions");
+    assert!(!p.headers.iter().any(|(k, _)| k.starts_with("anthropic-")), "{:?}", p.headers);
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert_eq!(v["messages"][0]["content"], "hi");
+
+    let messages = route(ClientFormat::Anthropic, Endpoint::Messages);
+    let body = br#"{"model":"gemini-3-flash-preview","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let p = plan(&g, &messages, Bytes::from_static(body), Some("beta=true"), &[], "req-test").unwrap();
+    assert_eq!(p.path, "/gemini/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse");
 }

@@ -56,6 +56,7 @@ fn openai_type(kind: ErrorKind) -> &'static str {
             "invalid_request_error"
         }
         ErrorKind::Authentication => "authentication_error",
+        ErrorKind::RateLimited => "rate_limit_exceeded",
         ErrorKind::Overloaded => "service_unavailable",
         ErrorKind::Api => "api_error",
         ErrorKind::Timeout => "timeout",
@@ -68,6 +69,7 @@ fn anthropic_type(kind: ErrorKind) -> &'static str {
         ErrorKind::Authentication => "authentication_error",
         ErrorKind::NotFound => "not_found_error",
         ErrorKind::RequestTooLarge => "request_too_large",
+        ErrorKind::RateLimited => "rate_limit_error",
         ErrorKind::Overloaded => "overloaded_error",
         ErrorKind::Api => "api_error",
         ErrorKind::Timeout => "timeout_error",

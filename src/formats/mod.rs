@@ -1,11 +1,20 @@
 //! Wire formats: which API dialect a caller or provider speaks, and the
 //! pure (no I/O) handling of their bodies: error documents, the few
-//! top-level fields the gateway reads or rewrites, and usage extraction.
+//! top-level fields the gateway reads or rewrites, usage extraction, and
+//! translation between any two formats through the canonical model.
 
+pub mod anthropic;
 pub mod body;
+pub mod canonical;
+pub mod chat;
 pub mod errors;
+pub mod gemini;
+pub mod ids;
+pub mod json;
 pub mod models_list;
 pub mod passthrough;
+pub mod responses;
+pub mod translate;
 pub mod usage;
 
 use std::fmt;

@@ -272,3 +272,27 @@ pub fn has_usage_object(data: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Usage from a format's own usage object (`usage`, or Gemini's
+/// `usageMetadata`), as translation reads it from a parsed document.
+pub fn from_usage_object(format: ClientFormat, value: &serde_json::Value) -> Usage {
+    fn read<T: serde::de::DeserializeOwned + Default>(value: &serde_json::Value) -> T {
+        T::deserialize(value).unwrap_or_default()
+    }
+    match format {
+        ClientFormat::Openai => read::<OpenaiUsage>(value).into(),
+        ClientFormat::Responses => read::<ResponsesUsage>(value).into(),
+        ClientFormat::Anthropic => {
+            let mut usage = Usage::default();
+            usage.merge_anthropic(read::<AnthropicUsage>(value));
+            usage
+        }
+        ClientFormat::Gemini => read::<GeminiUsage>(value).into(),
+    }
+}
+
+/// Folds a later Anthropic usage report (`message_delta`) into one from
+/// `message_start`: fields it reports replace earlier ones.
+pub fn merge_anthropic_object(usage: &mut Usage, value: &serde_json::Value) {
+    usage.merge_anthropic(AnthropicUsage::deserialize(value).unwrap_or_default());
+}

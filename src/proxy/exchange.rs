@@ -13,7 +13,9 @@ use super::downstream::{self, respond, respond_error};
 use super::RequestCtx;
 use crate::auth;
 use crate::error::GatewayError;
-use crate::exchange::{headers::keep_response_header, plan, UpstreamPlan};
+use crate::exchange::{
+    answers_locally, count_tokens_locally, headers::keep_response_header, plan, UpstreamPlan,
+};
 use crate::formats::passthrough::Passthrough;
 use crate::formats::{errors, models_list, ClientFormat};
 use crate::gateway::Gateway;
@@ -63,7 +65,7 @@ pub async fn handle(
     }
 }
 
-enum Failure {
+pub(super) enum Failure {
     /// Nothing was sent yet: answer with this error in the caller's format.
     Refused(GatewayError),
     /// The response had started (or the caller left): close the connection.
@@ -114,8 +116,11 @@ async fn serve(
         }
         _ => {
             let body = downstream::read_body(session, gateway.max_request_body_bytes).await?;
+            if answers_locally(gateway, route, &body) == Some(true) {
+                return local(session, ctx, 200, count_tokens_locally(&body)?).await;
+            }
             let headers = downstream::all_headers(session);
-            let plan = plan(gateway, route, body, query, &headers)?;
+            let plan = plan(gateway, route, body, query, &headers, &ctx.request_id)?;
             ctx.provider = Some(plan.provider.name.clone());
             ctx.model = Some(plan.model.id.clone());
             relay(connector, session, ctx, route.format, plan).await
@@ -123,7 +128,7 @@ async fn serve(
     }
 }
 
-async fn local(
+pub(super) async fn local(
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
@@ -147,6 +152,9 @@ async fn relay(
         GatewayError::UpstreamUnavailable(format!("{} is not resolved yet", plan.provider.origin.host))
     })?;
     let mut upstream = send_request(connector, &peer, &plan).await?;
+    if let Some(translation) = &plan.translation {
+        return super::translated::relay(connector, session, ctx, &plan, translation, upstream, &peer).await;
+    }
     let head = upstream
         .response_header()
         .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
@@ -214,7 +222,7 @@ async fn relay(
     Ok(())
 }
 
-async fn write_all(session: &mut Session, out: &mut Vec<Bytes>) -> pingora_core::Result<()> {
+pub(super) async fn write_all(session: &mut Session, out: &mut Vec<Bytes>) -> pingora_core::Result<()> {
     for chunk in out.drain(..) {
         session.write_response_body(Some(chunk), false).await?;
     }
@@ -263,7 +271,7 @@ async fn exchange_head(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingo
     upstream.read_response_header().await
 }
 
-fn response_head(
+pub(super) fn response_head(
     upstream: &ResponseHeader,
     status: u16,
     rewrites: bool,
@@ -280,7 +288,7 @@ fn response_head(
     Ok(resp)
 }
 
-fn classify(e: &Error) -> GatewayError {
+pub(super) fn classify(e: &Error) -> GatewayError {
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             GatewayError::UpstreamTimeout

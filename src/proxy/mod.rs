@@ -6,6 +6,7 @@
 mod context;
 mod downstream;
 mod exchange;
+mod translated;
 
 pub use context::RequestCtx;
 

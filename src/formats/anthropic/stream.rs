@@ -1,0 +1,285 @@
+//! Anthropic Messages streams: provider events into canonical events, and
+//! canonical events into the sequence the Anthropic SDK and Claude Code
+//! expect: `message_start` (with input usage), `ping`,
+//! `content_block_start/delta/stop` by index, `message_delta` with the
+//! stop reason and final usage, `message_stop`.
+
+use super::response::{message_id, stop_reason, stop_reason_from, tool_use_block, usage_object};
+use crate::error::GatewayError;
+use crate::formats::canonical::{BlockKind, StopReason, StreamEvent};
+use crate::formats::json::push_str;
+use crate::formats::translate::{ClientContext, StreamEncoder, StreamParser};
+use crate::formats::usage::{from_usage_object, merge_anthropic_object, Usage};
+use crate::formats::{errors, ClientFormat};
+use crate::sse::SseEvent;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+pub struct AnthropicParser {
+    usage: Usage,
+    stop: Option<StopReason>,
+    stop_sequence: Option<String>,
+    /// Anthropic block index → canonical index, for the blocks relayed.
+    blocks: HashMap<u64, usize>,
+    next: usize,
+    saw_tool_calls: bool,
+    done: bool,
+}
+
+fn status_of(error_type: &str) -> u16 {
+    match error_type {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        "timeout_error" => 504,
+        _ => 500,
+    }
+}
+
+impl StreamParser for AnthropicParser {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) {
+        let Some(data) = event.data.as_deref() else { return };
+        if self.done {
+            return;
+        }
+        let v: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => return self.fail(502, format!("unreadable provider stream event: {e}"), out),
+        };
+        let kind = event.event.as_deref().or_else(|| v.get("type").and_then(Value::as_str)).unwrap_or("");
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match kind {
+            "message_start" => {
+                let m = &v["message"];
+                self.usage = from_usage_object(ClientFormat::Anthropic, &m["usage"]);
+                out.push(StreamEvent::Start {
+                    id: m["id"].as_str().unwrap_or_default().to_string(),
+                    model: m["model"].as_str().unwrap_or_default().to_string(),
+                    usage: Some(Usage { output_tokens: 0, ..self.usage }),
+                });
+            }
+            "content_block_start" => {
+                let b = &v["content_block"];
+                let kind = match b["type"].as_str() {
+                    Some("text") => BlockKind::Text,
+                    Some("thinking") => BlockKind::Thinking,
+                    Some("tool_use") => {
+                        self.saw_tool_calls = true;
+                        BlockKind::ToolCall {
+                            id: b["id"].as_str().unwrap_or_default().to_string(),
+                            name: b["name"].as_str().unwrap_or_default().to_string(),
+                            signature: None,
+                        }
+                    }
+                    // Redacted reasoning and server-side tool blocks have no
+                    // form in other formats.
+                    _ => return,
+                };
+                let ours = self.next;
+                self.next += 1;
+                self.blocks.insert(index, ours);
+                out.push(StreamEvent::BlockStart { index: ours, kind });
+                if let Some(text) = b["text"].as_str().filter(|t| !t.is_empty()) {
+                    out.push(StreamEvent::TextDelta { index: ours, text: text.to_string() });
+                }
+            }
+            "content_block_delta" => {
+                let Some(&ours) = self.blocks.get(&index) else { return };
+                let d = &v["delta"];
+                let text = |key: &str| d[key].as_str().unwrap_or_default().to_string();
+                out.push(match d["type"].as_str() {
+                    Some("text_delta") => StreamEvent::TextDelta { index: ours, text: text("text") },
+                    Some("thinking_delta") => {
+                        StreamEvent::ThinkingDelta { index: ours, text: text("thinking") }
+                    }
+                    Some("signature_delta") => {
+                        StreamEvent::Signature { index: ours, signature: text("signature") }
+                    }
+                    Some("input_json_delta") => {
+                        StreamEvent::ToolArguments { index: ours, json: text("partial_json") }
+                    }
+                    _ => return,
+                });
+            }
+            "content_block_stop" => {
+                if let Some(ours) = self.blocks.remove(&index) {
+                    out.push(StreamEvent::BlockStop { index: ours });
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.stop = Some(stop_reason_from(reason));
+                }
+                self.stop_sequence =
+                    v.pointer("/delta/stop_sequence").and_then(Value::as_str).map(str::to_string);
+                if let Some(u) = v.get("usage") {
+                    merge_anthropic_object(&mut self.usage, u);
+                }
+            }
+            "message_stop" => self.end(out),
+            "error" => {
+                let status = status_of(v.pointer("/error/type").and_then(Value::as_str).unwrap_or(""));
+                let message = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("provider error");
+                self.fail(status, message.to_string(), out);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        if !self.done {
+            self.fail(502, "the provider's stream ended before message_stop".into(), out);
+        }
+    }
+}
+
+impl AnthropicParser {
+    fn end(&mut self, out: &mut Vec<StreamEvent>) {
+        self.done = true;
+        let mut open: Vec<usize> = self.blocks.drain().map(|(_, i)| i).collect();
+        open.sort_unstable();
+        out.extend(open.into_iter().map(|index| StreamEvent::BlockStop { index }));
+        let stop = self.stop.unwrap_or(StopReason::EndTurn).with_tool_calls(self.saw_tool_calls);
+        out.push(StreamEvent::Finish { stop, stop_sequence: self.stop_sequence.take(), usage: self.usage });
+    }
+
+    fn fail(&mut self, status: u16, message: String, out: &mut Vec<StreamEvent>) {
+        self.done = true;
+        out.push(StreamEvent::Error { status, message });
+    }
+}
+
+#[derive(Debug)]
+pub struct AnthropicEncoder {
+    model: String,
+    input_estimate: u64,
+    started: bool,
+    ended: bool,
+}
+
+impl AnthropicEncoder {
+    pub fn new(ctx: &ClientContext) -> Self {
+        Self { model: ctx.model.clone(), input_estimate: ctx.input_estimate, started: false, ended: false }
+    }
+
+    fn start(&mut self, id: &str, usage: Option<&Usage>, out: &mut String) {
+        self.started = true;
+        // A provider that reports input usage only at the end (Chat
+        // Completions) gets the local estimate here; `message_delta`
+        // carries the real count.
+        let usage = usage.copied().unwrap_or(Usage { input_tokens: self.input_estimate, ..Usage::default() });
+        let mut usage_doc = usage_object(&usage);
+        usage_doc["output_tokens"] = json!(1);
+        let message = json!({
+            "type": "message_start",
+            "message": {
+                "id": message_id(if id.is_empty() { "gateway" } else { id }),
+                "type": "message", "role": "assistant", "model": self.model, "content": [],
+                "stop_reason": null, "stop_sequence": null, "usage": usage_doc,
+            },
+        });
+        event(out, "message_start", &message.to_string());
+        event(out, "ping", "{\"type\":\"ping\"}");
+    }
+}
+
+fn event(out: &mut String, name: &str, data: &str) {
+    out.push_str("event: ");
+    out.push_str(name);
+    out.push_str("\ndata: ");
+    out.push_str(data);
+    out.push_str("\n\n");
+}
+
+fn delta(out: &mut String, index: usize, kind: &str, key: &str, value: &str) {
+    out.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+    out.push_str(&index.to_string());
+    out.push_str(",\"delta\":{\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    push_str(out, value);
+    out.push_str("}}\n\n");
+}
+
+impl StreamEncoder for AnthropicEncoder {
+    fn encode(&mut self, ev: &StreamEvent, out: &mut String) {
+        if self.ended {
+            return;
+        }
+        if !self.started && !matches!(ev, StreamEvent::Error { .. }) {
+            match ev {
+                StreamEvent::Start { id, usage, .. } => return self.start(id, usage.as_ref(), out),
+                _ => self.start("", None, out),
+            }
+        }
+        match ev {
+            StreamEvent::Start { .. } => {}
+            StreamEvent::BlockStart { index, kind } => {
+                let block = match kind {
+                    BlockKind::Text => json!({"type": "text", "text": ""}),
+                    BlockKind::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    BlockKind::ToolCall { id, name, signature } => tool_use_block(
+                        &crate::formats::canonical::ToolCall {
+                            id: id.clone(),
+                            name: name.clone(),
+                            arguments: String::new(),
+                            signature: signature.clone(),
+                        },
+                        false,
+                    ),
+                };
+                let doc = json!({"type": "content_block_start", "index": index, "content_block": block});
+                event(out, "content_block_start", &doc.to_string());
+            }
+            StreamEvent::TextDelta { index, text } => delta(out, *index, "text_delta", "text", text),
+            StreamEvent::ThinkingDelta { index, text } => {
+                delta(out, *index, "thinking_delta", "thinking", text)
+            }
+            StreamEvent::Signature { index, signature } => {
+                delta(out, *index, "signature_delta", "signature", signature)
+            }
+            StreamEvent::ToolArguments { index, json } => {
+                delta(out, *index, "input_json_delta", "partial_json", json)
+            }
+            StreamEvent::BlockStop { index } => event(
+                out,
+                "content_block_stop",
+                &format!("{{\"type\":\"content_block_stop\",\"index\":{index}}}"),
+            ),
+            StreamEvent::Finish { stop, stop_sequence, usage } => {
+                let doc = json!({
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(*stop), "stop_sequence": stop_sequence},
+                    "usage": usage_object(usage),
+                });
+                event(out, "message_delta", &doc.to_string());
+                event(out, "message_stop", "{\"type\":\"message_stop\"}");
+                self.ended = true;
+            }
+            StreamEvent::Error { status, message } => {
+                let err = GatewayError::Upstream { status: *status, message: message.clone() };
+                out.push_str(&String::from_utf8_lossy(&errors::stream_error_event(
+                    ClientFormat::Anthropic,
+                    &err,
+                )));
+                self.ended = true;
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut String) {
+        if !self.ended {
+            self.encode(
+                &StreamEvent::Error { status: 502, message: "the provider's stream ended early".into() },
+                out,
+            );
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! OpenAI Responses: requests to and from the canonical model.
+//! Responses are in `response.rs`, streams in `stream.rs`.
+
+pub mod response;
+pub mod stream;
+
+use super::canonical::*;
+use super::json::{self, bad, unsupported, Result};
+use super::translate::{custom_arguments, custom_input};
+use super::ClientFormat;
+use serde_json::{json, Map, Value};
+
+const ME: ClientFormat = ClientFormat::Responses;
+
+/// Reasoning signatures this gateway minted for a Responses caller are
+/// marked, so a signature from OpenAI itself is never sent to Anthropic.
+pub const SIGNATURE_MARK: &str = "tollgate.anthropic:";
+
+pub fn parse_request(body: &[u8]) -> Result<Request> {
+    let top = Value::Object(json::parse_object(body)?);
+    if json::opt_str(&top, "previous_response_id", "")?.is_some() {
+        return Err(bad(
+            "'previous_response_id' needs a response stored by the provider; this model is served \
+             through translation, so send the whole conversation in 'input' (store: false)",
+        ));
+    }
+    let mut req = Request {
+        model: json::req_str(&top, "model", "")?.to_string(),
+        max_tokens: json::opt_u64(&top, "max_output_tokens")?,
+        temperature: json::opt_f64(&top, "temperature")?,
+        top_p: json::opt_f64(&top, "top_p")?,
+        stream: json::opt_bool(&top, "stream")?.unwrap_or(false),
+        parallel_tool_calls: json::opt_bool(&top, "parallel_tool_calls")?,
+        user: json::opt_str(&top, "safety_identifier", "")?
+            .or(json::opt_str(&top, "user", "")?)
+            .map(str::to_string),
+        ..Request::default()
+    };
+    if let Some(instructions) = json::opt_str(&top, "instructions", "")? {
+        req.system.push(instructions.to_string());
+    }
+    if let Some(r) = top.get("reasoning").filter(|r| !r.is_null()) {
+        let effort = json::opt_str(r, "effort", "reasoning.")?;
+        let enabled = effort != Some("none");
+        req.reasoning = Some(Reasoning {
+            enabled,
+            effort: effort.and_then(Effort::parse).filter(|_| enabled),
+            budget_tokens: None,
+            include_thoughts: r.get("summary").is_some_and(|s| !s.is_null()),
+        });
+    }
+    if let Some(format) = top.pointer("/text/format").filter(|f| !f.is_null()) {
+        req.output = match json::opt_str(format, "type", "text.format.")? {
+            Some("json_object") => Some(OutputFormat::JsonObject),
+            Some("json_schema") => Some(OutputFormat::JsonSchema {
+                name: json::opt_str(format, "name", "text.format.")?.unwrap_or("response").to_string(),
+                schema: format.get("schema").cloned().unwrap_or_else(|| json!({})),
+                strict: json::opt_bool(format, "strict")?,
+            }),
+            _ => None,
+        };
+    }
+    for (i, tool) in json::array(&top, "tools", "")?.iter().enumerate() {
+        req.tools.push(parse_tool(tool, i)?);
+    }
+    req.tool_choice = match top.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => return Err(bad(format!("'tool_choice' {other:?} is not valid"))),
+        }),
+        Some(obj) => match obj.get("name").and_then(Value::as_str) {
+            Some(name) => Some(ToolChoice::Named(name.to_string())),
+            None => return Err(bad("'tool_choice' must name a function or custom tool to be translated")),
+        },
+    };
+    match top.get("input") {
+        Some(Value::String(s)) => {
+            req.messages.push(Message { role: Role::User, parts: vec![Part::Text(s.clone())] })
+        }
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                parse_item(item, i, &mut req)?;
+            }
+        }
+        _ => return Err(bad("'input' must be a string or a list of items")),
+    }
+    Ok(req)
+}
+
+fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
+    let at = format!("tools[{i}].");
+    match json::req_str(tool, "type", &at)? {
+        "function" => Ok(Tool::Function {
+            name: json::req_str(tool, "name", &at)?.to_string(),
+            description: json::opt_str(tool, "description", &at)?.map(str::to_string),
+            parameters: tool.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
+            strict: json::opt_bool(tool, "strict")?,
+        }),
+        "custom" => Ok(Tool::Custom {
+            name: json::req_str(tool, "name", &at)?.to_string(),
+            description: json::opt_str(tool, "description", &at)?.map(str::to_string),
+        }),
+        "web_search" | "web_search_preview" => Ok(Tool::WebSearch),
+        other => Ok(Tool::Hosted { kind: other.to_string(), raw: tool.clone() }),
+    }
+}
+
+/// Appends `part` to the conversation as `role`, joining the last message
+/// when it has the same role (a turn's calls arrive as separate items).
+fn push_part(req: &mut Request, role: Role, part: Part) {
+    match req.messages.last_mut() {
+        Some(last) if last.role == role => last.parts.push(part),
+        _ => req.messages.push(Message { role, parts: vec![part] }),
+    }
+}
+
+fn parse_item(item: &Value, i: usize, req: &mut Request) -> Result<()> {
+    let at = format!("input[{i}].");
+    let kind = json::opt_str(item, "type", &at)?.unwrap_or("message");
+    match kind {
+        "message" => {
+            let role = json::req_str(item, "role", &at)?;
+            let parts = content_parts(item.get("content"), &at)?;
+            match role {
+                "system" | "developer" if req.messages.is_empty() => {
+                    req.system.push(text_of(&parts));
+                }
+                "system" | "developer" => req.messages.push(Message { role: Role::System, parts }),
+                "user" => req.messages.push(Message { role: Role::User, parts }),
+                "assistant" => {
+                    for p in parts {
+                        push_part(req, Role::Assistant, p);
+                    }
+                }
+                other => return Err(bad(format!("'{at}role' {other:?} is not valid"))),
+            }
+        }
+        "function_call" | "custom_tool_call" => {
+            let (id, signature) = super::ids::unwrap(json::req_str(item, "call_id", &at)?);
+            let arguments = if kind == "function_call" {
+                json::opt_str(item, "arguments", &at)?.unwrap_or("{}").to_string()
+            } else {
+                custom_arguments(json::opt_str(item, "input", &at)?.unwrap_or_default())
+            };
+            let call = ToolCall {
+                id: id.to_string(),
+                name: json::req_str(item, "name", &at)?.to_string(),
+                arguments,
+                signature,
+            };
+            push_part(req, Role::Assistant, Part::ToolCall(call));
+        }
+        "function_call_output" | "custom_tool_call_output" => {
+            let (call_id, _) = super::ids::unwrap(json::req_str(item, "call_id", &at)?);
+            let content = match item.get("output") {
+                Some(Value::String(s)) => vec![Part::Text(s.clone())],
+                other => content_parts(other, &at)?,
+            };
+            let result = ToolResult { call_id: call_id.to_string(), name: None, content, is_error: false };
+            let joins = req.messages.last().is_some_and(|m| {
+                m.role == Role::User && m.parts.iter().all(|p| matches!(p, Part::ToolResult(_)))
+            });
+            if joins {
+                push_part(req, Role::User, Part::ToolResult(result));
+            } else {
+                req.messages.push(Message { role: Role::User, parts: vec![Part::ToolResult(result)] });
+            }
+        }
+        "reasoning" => {
+            let text: Vec<&str> = json::array(item, "summary", &at)?
+                .iter()
+                .chain(json::array(item, "content", &at)?)
+                .filter_map(|s| s.get("text").and_then(Value::as_str))
+                .collect();
+            let signature = json::opt_str(item, "encrypted_content", &at)?
+                .and_then(|s| s.strip_prefix(SIGNATURE_MARK))
+                .map(str::to_string);
+            push_part(req, Role::Assistant, Part::Thinking { text: text.concat(), signature });
+        }
+        other => {
+            return Err(bad(format!(
+                "'{at}type' {other:?} cannot be translated for a model served through another format"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn text_of(parts: &[Part]) -> String {
+    parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(t.as_str()) } else { None }).collect()
+}
+
+fn content_parts(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![Part::Text(s.clone())]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                let at = format!("{at}content[{j}].");
+                match json::req_str(c, "type", &at)? {
+                    "input_text" | "output_text" | "text" => {
+                        Ok(Part::Text(json::req_str(c, "text", &at)?.to_string()))
+                    }
+                    "refusal" => Ok(Part::Text(json::req_str(c, "refusal", &at)?.to_string())),
+                    "input_image" => {
+                        let url = json::opt_str(c, "image_url", &at)?.ok_or_else(|| {
+                            bad(format!("'{at}file_id' cannot be translated; send image_url"))
+                        })?;
+                        Ok(Part::Media(Media::from_url(url)))
+                    }
+                    "input_file" => {
+                        let data = json::opt_str(c, "file_data", &at)?
+                            .or(json::opt_str(c, "file_url", &at)?)
+                            .ok_or_else(|| {
+                                bad(format!("'{at}file_id' cannot be translated; send file_data"))
+                            })?;
+                        Ok(Part::Media(Media::from_url(data)))
+                    }
+                    other => Err(bad(format!("'{at}type' {other:?} cannot be translated"))),
+                }
+            })
+            .collect(),
+        Some(_) => Err(bad(format!("'{at}content' must be a string or a list"))),
+    }
+}
+
+pub fn build_request(req: &Request) -> Result<Vec<u8>> {
+    let mut top = Map::new();
+    top.insert("model".into(), json!(req.model));
+    if !req.system.is_empty() {
+        top.insert("instructions".into(), json!(req.system.join("\n\n")));
+    }
+    let custom: Vec<&str> = req
+        .tools
+        .iter()
+        .filter_map(|t| if let Tool::Custom { name, .. } = t { Some(name.as_str()) } else { None })
+        .collect();
+    let custom_calls: Vec<&str> = req
+        .messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .filter_map(|p| match p {
+            Part::ToolCall(c) if custom.contains(&c.name.as_str()) => Some(c.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut input = Vec::new();
+    for m in &req.messages {
+        build_items(m, &custom, &custom_calls, &mut input);
+    }
+    top.insert("input".into(), Value::Array(input));
+    if !req.tools.is_empty() {
+        let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
+        top.insert("tools".into(), Value::Array(tools));
+        if let Some(p) = req.parallel_tool_calls {
+            top.insert("parallel_tool_calls".into(), json!(p));
+        }
+    }
+    if let Some(choice) = &req.tool_choice {
+        top.insert(
+            "tool_choice".into(),
+            match choice {
+                ToolChoice::Auto => json!("auto"),
+                ToolChoice::None => json!("none"),
+                ToolChoice::Required => json!("required"),
+                ToolChoice::Named(name) if custom.contains(&name.as_str()) => {
+                    json!({"type": "custom", "name": name})
+                }
+                ToolChoice::Named(name) => json!({"type": "function", "name": name}),
+            },
+        );
+    }
+    if let Some(max) = req.max_tokens {
+        top.insert("max_output_tokens".into(), json!(max));
+    }
+    for (key, v) in [("temperature", req.temperature), ("top_p", req.top_p)] {
+        if let Some(v) = v {
+            top.insert(key.into(), json!(v));
+        }
+    }
+    if req.top_k.is_some() {
+        return Err(unsupported("top_k", ME));
+    }
+    if !req.stop.is_empty() {
+        return Err(unsupported("stop sequences", ME));
+    }
+    if let Some(r) = req.reasoning {
+        let mut reasoning = json!({"effort": if r.enabled { r.effort_or_budget().as_str() } else { "none" }});
+        if r.include_thoughts && r.enabled {
+            reasoning["summary"] = json!("auto");
+        }
+        top.insert("reasoning".into(), reasoning);
+    }
+    match &req.output {
+        None => {}
+        Some(OutputFormat::JsonObject) => {
+            top.insert("text".into(), json!({"format": {"type": "json_object"}}));
+        }
+        Some(OutputFormat::JsonSchema { name, schema, strict }) => {
+            let mut format = json!({"type": "json_schema", "name": name, "schema": schema});
+            if let Some(s) = strict {
+                format["strict"] = json!(s);
+            }
+            top.insert("text".into(), json!({"format": format}));
+        }
+    }
+    if let Some(user) = &req.user {
+        top.insert("safety_identifier".into(), json!(user));
+    }
+    top.insert("store".into(), json!(false));
+    if req.stream {
+        top.insert("stream".into(), json!(true));
+    }
+    serde_json::to_vec(&Value::Object(top)).map_err(|e| bad(e.to_string()))
+}
+
+fn build_items(m: &Message, custom: &[&str], custom_calls: &[&str], out: &mut Vec<Value>) {
+    let role = match m.role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::System => "developer",
+    };
+    let mut content = Vec::new();
+    let flush = |content: &mut Vec<Value>, out: &mut Vec<Value>| {
+        if !content.is_empty() {
+            out.push(json!({"type": "message", "role": role, "content": std::mem::take(content)}));
+        }
+    };
+    for part in &m.parts {
+        match part {
+            Part::Text(t) if m.role == Role::Assistant => {
+                content.push(json!({"type": "output_text", "text": t}))
+            }
+            Part::Text(t) => content.push(json!({"type": "input_text", "text": t})),
+            Part::Media(media) if media.media_type().is_some_and(|t| !t.starts_with("image/")) => {
+                content.push(json!({"type": "input_file", "file_data": media.to_url(), "filename": "file"}))
+            }
+            Part::Media(media) => content.push(json!({"type": "input_image", "image_url": media.to_url()})),
+            Part::ToolCall(c) => {
+                flush(&mut content, out);
+                if custom.contains(&c.name.as_str()) {
+                    out.push(json!({"type": "custom_tool_call", "call_id": c.id, "name": c.name, "input": custom_input(&c.arguments)}));
+                } else {
+                    out.push(json!({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}));
+                }
+            }
+            Part::ToolResult(r) => {
+                flush(&mut content, out);
+                let output = if r.is_error { format!("Error: {}", r.text()) } else { r.text() };
+                let kind = if custom_calls.contains(&r.call_id.as_str()) {
+                    "custom_tool_call_output"
+                } else {
+                    "function_call_output"
+                };
+                out.push(json!({"type": kind, "call_id": r.call_id, "output": output}));
+            }
+            // Reasoning items need the provider's own ids; old reasoning is
+            // dropped by providers anyway.
+            Part::Thinking { .. } | Part::RedactedThinking(_) => {}
+        }
+    }
+    flush(&mut content, out);
+}
+
+fn build_tool(tool: &Tool) -> Result<Value> {
+    match tool {
+        Tool::Function { name, description, parameters, strict } => {
+            let mut t = json!({"type": "function", "name": name, "parameters": parameters});
+            if let Some(d) = description {
+                t["description"] = json!(d);
+            }
+            t["strict"] = json!(strict.unwrap_or(false));
+            Ok(t)
+        }
+        Tool::Custom { name, description } => Ok(
+            json!({"type": "custom", "name": name, "description": description.clone().unwrap_or_default()}),
+        ),
+        Tool::WebSearch => Ok(json!({"type": "web_search"})),
+        Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
+    }
+}

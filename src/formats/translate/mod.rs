@@ -1,0 +1,236 @@
+//! The translation registry: a codec per wire format (request, response
+//! and stream, each to and from the canonical model) and, for a (client
+//! format, provider format) pair, the translator that joins two codecs.
+//! Same-format pairs have no translator: they stay zero-copy pass-through.
+
+pub mod blocks;
+pub mod relay;
+
+use super::canonical::{Request, Response, StreamEvent};
+use super::json::Result;
+use super::{anthropic, chat, gemini, responses, ClientFormat};
+use crate::error::GatewayError;
+use crate::sse::SseEvent;
+
+/// What the response side needs to know about the caller's request.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    /// The model id as the caller named it, echoed in responses.
+    pub model: String,
+    /// Unix seconds for the `created` fields.
+    pub created: u64,
+    /// Tools the caller declared as freeform (`custom`).
+    pub custom_tools: Vec<String>,
+    /// Chat Completions callers get a usage chunk only when they ask.
+    pub include_usage: bool,
+    /// A local estimate of the input tokens, for formats that announce
+    /// input usage before the provider has reported it.
+    pub input_estimate: u64,
+    /// Gemini callers that did not ask for `alt=sse` get a JSON array.
+    pub gemini_sse: bool,
+    /// Seeds the ids the gateway makes up (tool calls Gemini does not name).
+    pub request_id: String,
+}
+
+impl ClientContext {
+    pub fn is_custom_tool(&self, name: &str) -> bool {
+        self.custom_tools.iter().any(|t| t == name)
+    }
+}
+
+/// Turns a provider's stream events into canonical events.
+pub trait StreamParser: Send + std::fmt::Debug {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>);
+    /// The upstream stream ended; a stream that never finished properly
+    /// ends with an `Error` event.
+    fn finish(&mut self, out: &mut Vec<StreamEvent>);
+}
+
+/// Writes canonical events as the caller's stream, SSE-framed.
+pub trait StreamEncoder: Send + std::fmt::Debug {
+    fn encode(&mut self, event: &StreamEvent, out: &mut String);
+    /// The stream is over: whatever the format needs to end cleanly.
+    fn finish(&mut self, out: &mut String);
+}
+
+/// One wire format's mappings to and from the canonical model.
+pub struct Codec {
+    pub format: ClientFormat,
+    pub parse_request: fn(&[u8]) -> Result<Request>,
+    pub build_request: fn(&Request, Target) -> Result<Vec<u8>>,
+    pub parse_response: fn(&[u8]) -> Result<Response>,
+    pub build_response: fn(&Response, &ClientContext) -> Vec<u8>,
+    pub stream_parser: fn(&ClientContext) -> Box<dyn StreamParser>,
+    pub stream_encoder: fn(&ClientContext) -> Box<dyn StreamEncoder>,
+    /// Reads the provider's error document.
+    pub parse_error: fn(u16, &[u8]) -> GatewayError,
+}
+
+/// How the provider spells what differs between servers of one format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The format's own vendor.
+    Native,
+    /// An OpenAI-compatible server (vLLM, DeepSeek, Groq...).
+    Compatible,
+}
+
+static CHAT: Codec = Codec {
+    format: ClientFormat::Openai,
+    parse_request: chat::parse_request,
+    build_request: |r, t| {
+        chat::build_request(
+            r,
+            if t == Target::Native { chat::Flavor::Openai } else { chat::Flavor::Compatible },
+        )
+    },
+    parse_response: chat::response::parse_response,
+    build_response: chat::response::build_response,
+    stream_parser: |_| Box::new(chat::stream::ChatParser::default()),
+    stream_encoder: |ctx| Box::new(chat::stream::ChatEncoder::new(ctx)),
+    parse_error: parse_error_document,
+};
+
+static RESPONSES: Codec = Codec {
+    format: ClientFormat::Responses,
+    parse_request: responses::parse_request,
+    build_request: |r, _| responses::build_request(r),
+    parse_response: responses::response::parse_response,
+    build_response: responses::response::build_response,
+    stream_parser: |_| Box::new(responses::stream::ResponsesParser::default()),
+    stream_encoder: |ctx| Box::new(responses::stream::ResponsesEncoder::new(ctx)),
+    parse_error: parse_error_document,
+};
+
+static ANTHROPIC: Codec = Codec {
+    format: ClientFormat::Anthropic,
+    parse_request: anthropic::parse_request,
+    build_request: |r, _| anthropic::build_request(r),
+    parse_response: anthropic::response::parse_response,
+    build_response: anthropic::response::build_response,
+    stream_parser: |_| Box::new(anthropic::stream::AnthropicParser::default()),
+    stream_encoder: |ctx| Box::new(anthropic::stream::AnthropicEncoder::new(ctx)),
+    parse_error: parse_error_document,
+};
+
+static GEMINI: Codec = Codec {
+    format: ClientFormat::Gemini,
+    parse_request: gemini::parse_request,
+    build_request: |r, _| gemini::build_request(r),
+    parse_response: gemini::response::parse_response,
+    build_response: gemini::response::build_response,
+    stream_parser: |ctx| Box::new(gemini::stream::GeminiParser::new(ctx)),
+    stream_encoder: |ctx| Box::new(gemini::stream::GeminiEncoder::new(ctx)),
+    parse_error: parse_error_document,
+};
+
+pub fn codec(format: ClientFormat) -> &'static Codec {
+    match format {
+        ClientFormat::Openai => &CHAT,
+        ClientFormat::Responses => &RESPONSES,
+        ClientFormat::Anthropic => &ANTHROPIC,
+        ClientFormat::Gemini => &GEMINI,
+    }
+}
+
+/// The two codecs a translated request goes through.
+#[derive(Clone, Copy)]
+pub struct Translator {
+    pub client: &'static Codec,
+    pub provider: &'static Codec,
+}
+
+impl std::fmt::Debug for Translator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Translator({} -> {})", self.client.format, self.provider.format)
+    }
+}
+
+/// The registry: `None` for a same-format pair (pass-through), the
+/// translator otherwise. Every pair of the four formats is served.
+pub fn translator(client: ClientFormat, provider: ClientFormat) -> Option<Translator> {
+    (client != provider).then(|| Translator { client: codec(client), provider: codec(provider) })
+}
+
+/// The input schema a freeform (`custom`) tool gets on providers that
+/// only have JSON-schema functions.
+pub fn custom_tool_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "The raw text input of this freeform tool."}},
+        "required": ["input"],
+        "additionalProperties": false,
+    })
+}
+
+/// A freeform tool's input as canonical (JSON) arguments.
+pub fn custom_arguments(input: &str) -> String {
+    serde_json::json!({ "input": input }).to_string()
+}
+
+/// A freeform tool's input back out of canonical arguments.
+pub fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(v) => match v.get("input") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => arguments.to_string(),
+        },
+        Err(_) => arguments.to_string(),
+    }
+}
+
+/// Reads any provider's error document: all four put a message at
+/// `error.message` (Anthropic one level down, under `error`).
+pub fn parse_error_document(status: u16, body: &[u8]) -> GatewayError {
+    let doc: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let message = doc
+        .pointer("/error/message")
+        .or_else(|| doc.pointer("/message"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                format!("the provider answered HTTP {status}")
+            } else {
+                text.chars().take(500).collect()
+            }
+        });
+    GatewayError::Upstream { status, message }
+}
+
+/// A rough local token count (about four bytes a token for text, a fixed
+/// cost per image), for `count_tokens` on providers that have no such
+/// endpoint and for input usage announced before the provider reports it.
+pub fn estimate_tokens(req: &Request) -> u64 {
+    use super::canonical::{Part, Tool};
+    fn part_bytes(p: &Part) -> u64 {
+        match p {
+            Part::Text(t) | Part::Thinking { text: t, .. } | Part::RedactedThinking(t) => t.len() as u64,
+            Part::Media(_) => 6000,
+            Part::ToolCall(c) => (c.name.len() + c.arguments.len() + 12) as u64,
+            Part::ToolResult(r) => r.content.iter().map(part_bytes).sum::<u64>() + 12,
+        }
+    }
+    let mut bytes: u64 = req.system.iter().map(|s| s.len() as u64).sum();
+    for m in &req.messages {
+        bytes += 12 + m.parts.iter().map(part_bytes).sum::<u64>();
+    }
+    for t in &req.tools {
+        bytes += match t {
+            Tool::Function { name, description, parameters, .. } => {
+                (name.len() + description.as_ref().map_or(0, String::len) + parameters.to_string().len())
+                    as u64
+            }
+            Tool::Custom { name, description } => {
+                (name.len() + description.as_ref().map_or(0, String::len)) as u64
+            }
+            Tool::WebSearch | Tool::Hosted { .. } => 200,
+        };
+    }
+    bytes.div_ceil(4).max(1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! The response side of a translated request: a stream is translated
+//! chunk by chunk as it arrives and written on; a document (or an error)
+//! is read whole, translated once and answered with the translated status.
+
+use super::context::CLIENT_GONE;
+use super::downstream::respond;
+use super::exchange::{classify, write_all, Failure};
+use super::RequestCtx;
+use crate::error::GatewayError;
+use crate::exchange::{Translation, UpstreamPlan};
+use crate::formats::translate::relay::{content_type, translate_document, StreamTranslation};
+use bytes::{Bytes, BytesMut};
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use std::time::Duration;
+
+/// Documents past this size are refused rather than translated.
+const MAX_DOCUMENT: usize = 64 * 1024 * 1024;
+
+pub(super) async fn relay(
+    connector: &Connector,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &UpstreamPlan,
+    translation: &Translation,
+    mut upstream: HttpSession,
+    peer: &HttpPeer,
+) -> Result<(), Failure> {
+    let head = upstream
+        .response_header()
+        .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
+    let status = head.status.as_u16();
+    let is_sse = head
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let keep_alive = if (200..300).contains(&status) && is_sse {
+        stream(session, ctx, translation, &mut upstream).await?
+    } else {
+        document(session, ctx, plan, translation, status, &mut upstream).await?
+    };
+    if keep_alive && upstream.response_done() {
+        let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
+        connector.release_http_session(upstream, peer, idle).await;
+    } else {
+        upstream.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Relays a translated stream; `Ok(true)` when the upstream ended cleanly.
+async fn stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    translation: &Translation,
+    upstream: &mut HttpSession,
+) -> Result<bool, Failure> {
+    let client = translation.translator.client.format;
+    let mut head = ResponseHeader::build(200, Some(4)).map_err(internal)?;
+    head.insert_header("content-type", content_type(client, true, translation.ctx.gemini_sse))
+        .map_err(internal)?;
+    head.insert_header("cache-control", "no-cache").map_err(internal)?;
+    head.insert_header("x-request-id", ctx.request_id.as_str()).map_err(internal)?;
+    ctx.status = 200;
+    let gone = |e: Box<pingora_core::Error>| Failure::Aborted(format!("{CLIENT_GONE}: {e}"));
+    session.write_response_header(Box::new(head), false).await.map_err(gone)?;
+
+    let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
+    let mut out: Vec<Bytes> = Vec::with_capacity(4);
+    let cut = loop {
+        match upstream.read_response_body().await {
+            Ok(Some(chunk)) => {
+                if ctx.upstream_ttfb.is_none() {
+                    ctx.upstream_ttfb = Some(ctx.started.elapsed());
+                }
+                translated.on_chunk(&chunk, &mut out);
+                if let Err(e) = write_all(session, &mut out).await {
+                    ctx.usage = translated.finish(&mut Vec::new());
+                    return Err(gone(e));
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    // A cut stream makes the parser report an error event, so the caller's
+    // stream still ends in its own format.
+    ctx.usage = translated.finish(&mut out);
+    if let Some(e) = &cut {
+        ctx.failure = Some(format!("upstream stream cut: {e}"));
+    } else if translated.failed() {
+        ctx.failure = Some("provider error mid-stream".into());
+    }
+    write_all(session, &mut out).await.map_err(gone)?;
+    session.write_response_body(None, true).await.map_err(gone)?;
+    Ok(cut.is_none())
+}
+
+/// Reads the whole upstream body and answers with its translation.
+async fn document(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &UpstreamPlan,
+    translation: &Translation,
+    upstream_status: u16,
+    upstream: &mut HttpSession,
+) -> Result<bool, Failure> {
+    let mut body = BytesMut::new();
+    loop {
+        match upstream.read_response_body().await {
+            Ok(Some(chunk)) => {
+                if ctx.upstream_ttfb.is_none() {
+                    ctx.upstream_ttfb = Some(ctx.started.elapsed());
+                }
+                if body.len() + chunk.len() > MAX_DOCUMENT {
+                    return Err(GatewayError::UpstreamProtocol(
+                        "the provider's response is too large".into(),
+                    )
+                    .into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(classify(&e).into()),
+        }
+    }
+    let client = translation.translator.client.format;
+    let (status, out, usage) =
+        translate_document(translation.translator, &translation.ctx, upstream_status, &body, plan.stream);
+    ctx.usage = usage;
+    ctx.status = status;
+    if status >= 400 {
+        ctx.failure = Some(format!("provider answered {upstream_status}"));
+    }
+    let streams = plan.stream && status < 400;
+    let kind = content_type(client, streams, translation.ctx.gemini_sse);
+    respond(session, status, kind, out, &ctx.request_id)
+        .await
+        .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
+    Ok(true)
+}
+
+fn internal(e: Box<pingora_core::Error>) -> GatewayError {
+    GatewayError::Internal(e.to_string())
+}
