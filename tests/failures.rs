@@ -117,16 +117,14 @@ async fn bad_bodies_get_400_in_the_callers_format() {
             _ => assert_eq!(doc["error"]["status"], "INVALID_ARGUMENT", "{doc}"),
         }
     }
-    // A format this build cannot translate yet: a clear 400, not a silent pass.
-    let r = c
-        .post(stack.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&chat("claude-sonnet-4-6"))
-        .send()
-        .await
-        .unwrap();
+    // A feature the provider has no equivalent for: a 400 that names it,
+    // never a silent drop.
+    let body = json!({"model": "claude-sonnet-4-6", "input": "hi", "tools": [{"type": "tool_search"}]});
+    let r = c.post(stack.url("/v1/responses")).bearer_auth(KEY).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_openai_error(&r.json().await.unwrap(), "translation_unsupported");
+    let doc: Value = r.json().await.unwrap();
+    assert_openai_error(&doc, "unsupported_feature");
+    assert!(doc["error"]["message"].as_str().unwrap().contains("'tool_search'"), "{doc}");
     let r = c.get(stack.url("/v1/chat/completions")).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(r.status(), 405);
     let r = c.post(stack.url("/v2/whatever")).bearer_auth(KEY).json(&json!({})).send().await.unwrap();

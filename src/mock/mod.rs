@@ -13,6 +13,7 @@
 //! deltas, default 3), `x-mock-chunk-delay-ms`, `x-mock-cut-after` (drop
 //! the connection after that many deltas), `x-mock-tag` (label recordings).
 
+mod conversation;
 mod knobs;
 mod record;
 mod replies;
@@ -95,7 +96,11 @@ async fn handle(
         Ok(v) => v,
         Err(e) => return Ok(json_response(400, api.error_body(400, &format!("mock: invalid JSON: {e}")))),
     };
-    let reply = replies::Reply::new(&api, &request, body.len(), &knobs);
+    let convo = match conversation::Conversation::read(&api, &request) {
+        Ok(c) => c,
+        Err(why) => return Ok(json_response(400, api.error_body(400, &why))),
+    };
+    let reply = replies::Reply::new(&api, &request, body.len(), &knobs, &convo);
     if api.is_stream(&request) {
         let (tx, rx) = mpsc::channel(16);
         let events = reply.stream_events();
