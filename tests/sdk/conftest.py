@@ -31,7 +31,7 @@ def wait_for(port: int) -> None:
 
 
 class Stack:
-    def __init__(self) -> None:
+    def __init__(self, config: str = "conf/demo.yaml") -> None:
         mock_port, gw_port, metrics_port = free_port(), free_port(), free_port()
         self.mock = subprocess.Popen(
             [str(TARGET / "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}"],
@@ -47,7 +47,7 @@ class Stack:
             RUST_LOG="warn",
         )
         self.gateway = subprocess.Popen(
-            [str(TARGET / "tollgate"), "serve", "--config", str(REPO / "conf/demo.yaml")],
+            [str(TARGET / "tollgate"), "serve", "--config", str(REPO / config)],
             env=env,
             stdout=subprocess.DEVNULL,
         )
@@ -69,5 +69,13 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack():
     s = Stack()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def every_kind():
+    """The gateway on conf/every-kind.yaml: one model per provider kind."""
+    s = Stack("conf/every-kind.yaml")
     yield s
     s.stop()
