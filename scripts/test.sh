@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI runs: formatting, lints, unit/integration/property tests
 # (they start the real gateway and mock themselves on free ports), and the
-# end-to-end tests with the official Python SDKs in a virtualenv.
+# end-to-end tests with the official Python SDKs in a virtualenv and with
+# the real coding CLIs (Claude Code, Codex, Gemini CLI, OpenCode) from npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,5 +19,7 @@ if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+echo "==> coding CLIs from npm into .cli/"
+bash scripts/install-clis.sh
 cargo build --bins
 .venv/bin/pytest -q tests/sdk

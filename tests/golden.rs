@@ -30,6 +30,7 @@ fn ctx() -> ClientContext {
         include_usage: true,
         input_estimate: 42,
         gemini_sse: true,
+        namespaces: vec!["multi_agent_v1".into()],
         request_id: "req_golden".into(),
     }
 }

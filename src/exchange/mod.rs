@@ -40,6 +40,9 @@ pub struct UpstreamPlan {
 pub struct Translation {
     pub translator: Translator,
     pub ctx: ClientContext,
+    /// Parameters left out because the provider has none (see
+    /// [`translate::ignored_parameters`]), comma-separated.
+    pub ignored: String,
 }
 
 /// Plans the upstream call for a same-format request.
@@ -136,6 +139,7 @@ fn plan_translated(
     let flavor =
         if provider.kind == ProviderKind::OpenaiCompatible { Target::Compatible } else { Target::Native };
     let body = Bytes::from((translator.provider.build_request)(&request, flavor)?);
+    let ignored = translate::ignored_parameters(&request, target, flavor).join(", ");
 
     let gemini_sse = query.is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
     let ctx = ClientContext {
@@ -156,6 +160,11 @@ fn plan_translated(
                 == Some(true),
         input_estimate: translate::estimate_tokens(&request),
         gemini_sse,
+        namespaces: if route.format == ClientFormat::Responses {
+            crate::formats::responses::declared_namespaces(raw)
+        } else {
+            Vec::new()
+        },
         request_id: request_id.to_string(),
     };
     let endpoint = match target {
@@ -175,7 +184,7 @@ fn plan_translated(
         body,
         stream,
         hide_usage: false,
-        translation: Some(Translation { translator, ctx }),
+        translation: Some(Translation { translator, ctx, ignored }),
     })
 }
 

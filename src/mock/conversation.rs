@@ -227,7 +227,15 @@ impl Conversation {
                         rest = &after[de.byte_offset()..];
                         v.to_string()
                     }
-                    _ => "{}".to_string(),
+                    // Some CLIs quote the prompt, escaping its quotes.
+                    _ => {
+                        let unescaped = after.replace("\\\"", "\"");
+                        let mut de = serde_json::Deserializer::from_str(&unescaped).into_iter::<Value>();
+                        match de.next() {
+                            Some(Ok(v)) => v.to_string(),
+                            _ => "{}".to_string(),
+                        }
+                    }
                 }
             } else {
                 "{}".to_string()

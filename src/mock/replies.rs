@@ -136,7 +136,7 @@ impl Reply {
         };
         let calls = convo.requested_calls();
         let pieces: Vec<String> = if let Some(result) = &convo.tool_result {
-            let quoted: String = result.chars().take(80).collect();
+            let quoted: String = result.chars().take(200).collect();
             vec!["Tool ".into(), "said: ".into(), quoted]
         } else if !calls.is_empty() {
             vec!["Calling ".into(), "tools.".into()]

@@ -60,7 +60,22 @@ pub async fn respond(
     body: Vec<u8>,
     request_id: &str,
 ) -> pingora_core::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    respond_with(session, status, content_type, body, request_id, None).await
+}
+
+/// [`respond`] with one more header.
+pub async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    request_id: &str,
+    extra: Option<(&'static str, &str)>,
+) -> pingora_core::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    if let Some((name, value)) = extra {
+        resp.insert_header(name, value)?;
+    }
     resp.insert_header("content-type", content_type)?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("x-request-id", request_id)?;

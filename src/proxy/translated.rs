@@ -3,7 +3,7 @@
 //! is read whole, translated once and answered with the translated status.
 
 use super::context::CLIENT_GONE;
-use super::downstream::respond;
+use super::downstream::respond_with;
 use super::exchange::{classify, write_all, Failure};
 use super::RequestCtx;
 use crate::error::GatewayError;
@@ -16,6 +16,8 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use std::time::Duration;
+
+const IGNORED_HEADER: &str = "x-tollgate-ignored-params";
 
 /// Documents past this size are refused rather than translated.
 const MAX_DOCUMENT: usize = 64 * 1024 * 1024;
@@ -65,6 +67,9 @@ async fn stream(
         .map_err(internal)?;
     head.insert_header("cache-control", "no-cache").map_err(internal)?;
     head.insert_header("x-request-id", ctx.request_id.as_str()).map_err(internal)?;
+    if !translation.ignored.is_empty() {
+        head.insert_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
+    }
     ctx.status = 200;
     let gone = |e: Box<pingora_core::Error>| Failure::Aborted(format!("{CLIENT_GONE}: {e}"));
     session.write_response_header(Box::new(head), false).await.map_err(gone)?;
@@ -138,7 +143,8 @@ async fn document(
     }
     let streams = plan.stream && status < 400;
     let kind = content_type(client, streams, translation.ctx.gemini_sse);
-    respond(session, status, kind, out, &ctx.request_id)
+    let extra = (!translation.ignored.is_empty()).then(|| (IGNORED_HEADER, translation.ignored.as_str()));
+    respond_with(session, status, kind, out, &ctx.request_id, extra)
         .await
         .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
     Ok(true)

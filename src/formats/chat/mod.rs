@@ -308,10 +308,9 @@ pub fn build_request(req: &Request, flavor: Flavor) -> Result<Vec<u8>> {
     }
     put_opt(&mut top, "temperature", req.temperature.map(Value::from));
     put_opt(&mut top, "top_p", req.top_p.map(Value::from));
-    if let Some(k) = req.top_k {
-        if flavor == Flavor::Openai {
-            return Err(unsupported("top_k", ME));
-        }
+    // OpenAI has no top_k; it is a sampling hint (Gemini CLI always sends
+    // its default), so it is left out and reported in `ignored_parameters`.
+    if let Some(k) = req.top_k.filter(|_| flavor == Flavor::Compatible) {
         top.insert("top_k".into(), json!(k));
     }
     if !req.stop.is_empty() {
@@ -375,7 +374,7 @@ fn build_message(m: &Message, out: &mut Vec<Value>) -> Result<()> {
                 .iter()
                 .filter_map(|p| match p {
                     Part::ToolCall(c) => Some(json!({
-                        "id": super::ids::wrap(&c.id, c.signature.as_deref()),
+                        "id": c.id,
                         "type": "function",
                         "function": {"name": c.name, "arguments": c.arguments},
                     })),

@@ -61,6 +61,24 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         };
     }
     for (i, tool) in json::array(&top, "tools", "")?.iter().enumerate() {
+        if tool.get("type").and_then(Value::as_str) == Some("namespace") {
+            // Codex groups tools in namespaces; other formats get them flat.
+            let ns = json::req_str(tool, "name", &format!("tools[{i}]."))?;
+            for (j, inner) in json::array(tool, "tools", &format!("tools[{i}]."))?.iter().enumerate() {
+                match parse_tool(inner, j)? {
+                    Tool::Function { name, description, parameters, strict } => {
+                        req.tools.push(Tool::Function {
+                            name: namespaced(ns, &name),
+                            description,
+                            parameters,
+                            strict,
+                        })
+                    }
+                    other => req.tools.push(other),
+                }
+            }
+            continue;
+        }
         req.tools.push(parse_tool(tool, i)?);
     }
     req.tool_choice = match top.get("tool_choice") {
@@ -88,6 +106,24 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         _ => return Err(bad("'input' must be a string or a list of items")),
     }
     Ok(req)
+}
+
+/// The flat name of tool `name` in namespace `ns`.
+pub fn namespaced(ns: &str, name: &str) -> String {
+    format!("{ns}{NAMESPACE_SEPARATOR}{name}")
+}
+
+pub const NAMESPACE_SEPARATOR: &str = "__";
+
+/// The namespaces a Responses request declares, so calls can be split back.
+pub fn declared_namespaces(body: &[u8]) -> Vec<String> {
+    let Ok(top) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    json::array(&top, "tools", "")
+        .unwrap_or(&[])
+        .iter()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("namespace"))
+        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect()
 }
 
 fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
@@ -145,12 +181,12 @@ fn parse_item(item: &Value, i: usize, req: &mut Request) -> Result<()> {
             } else {
                 custom_arguments(json::opt_str(item, "input", &at)?.unwrap_or_default())
             };
-            let call = ToolCall {
-                id: id.to_string(),
-                name: json::req_str(item, "name", &at)?.to_string(),
-                arguments,
-                signature,
+            let name = json::req_str(item, "name", &at)?;
+            let name = match json::opt_str(item, "namespace", &at)? {
+                Some(ns) => namespaced(ns, name),
+                None => name.to_string(),
             };
+            let call = ToolCall { id: id.to_string(), name, arguments, signature };
             push_part(req, Role::Assistant, Part::ToolCall(call));
         }
         "function_call_output" | "custom_tool_call_output" => {
@@ -282,9 +318,6 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         if let Some(v) = v {
             top.insert(key.into(), json!(v));
         }
-    }
-    if req.top_k.is_some() {
-        return Err(unsupported("top_k", ME));
     }
     if !req.stop.is_empty() {
         return Err(unsupported("stop sequences", ME));

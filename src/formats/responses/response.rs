@@ -125,8 +125,17 @@ pub fn call_item(id: &str, call: &ToolCall, ctx: &ClientContext, status: &str) -
         json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call_id,
                "name": call.name, "input": custom_input(&call.arguments)})
     } else {
-        json!({"id": id, "type": "function_call", "status": status, "call_id": call_id,
-               "name": call.name, "arguments": call.arguments})
+        let split = ctx.namespaces.iter().find_map(|ns| {
+            let rest = call.name.strip_prefix(ns.as_str())?.strip_prefix(super::NAMESPACE_SEPARATOR)?;
+            Some((ns, rest))
+        });
+        let mut item = json!({"id": id, "type": "function_call", "status": status, "call_id": call_id,
+               "name": call.name, "arguments": call.arguments});
+        if let Some((ns, name)) = split {
+            item["name"] = json!(name);
+            item["namespace"] = json!(ns);
+        }
+        item
     }
 }
 

@@ -28,6 +28,9 @@ pub struct ClientContext {
     pub input_estimate: u64,
     /// Gemini callers that did not ask for `alt=sse` get a JSON array.
     pub gemini_sse: bool,
+    /// Tool namespaces a Responses caller declared (Codex): calls to
+    /// `<namespace>__<name>` go back split.
+    pub namespaces: Vec<String>,
     /// Seeds the ids the gateway makes up (tool calls Gemini does not name).
     pub request_id: String,
 }
@@ -150,6 +153,20 @@ impl std::fmt::Debug for Translator {
 /// translator otherwise. Every pair of the four formats is served.
 pub fn translator(client: ClientFormat, provider: ClientFormat) -> Option<Translator> {
     (client != provider).then(|| Translator { client: codec(client), provider: codec(provider) })
+}
+
+/// Sampling hints in `req` that `target` has no parameter for and that
+/// were left out; the caller is told in the `x-tollgate-ignored-params`
+/// response header. Anything that changes what the caller gets back is
+/// refused instead.
+pub fn ignored_parameters(req: &Request, target: ClientFormat, native: Target) -> Vec<&'static str> {
+    let mut ignored = Vec::new();
+    let no_top_k =
+        target == ClientFormat::Responses || (target == ClientFormat::Openai && native == Target::Native);
+    if req.top_k.is_some() && no_top_k {
+        ignored.push("top_k");
+    }
+    ignored
 }
 
 /// The input schema a freeform (`custom`) tool gets on providers that
