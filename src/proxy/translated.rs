@@ -143,7 +143,7 @@ async fn document(
     }
     let streams = plan.stream && status < 400;
     let kind = content_type(client, streams, translation.ctx.gemini_sse);
-    let extra = (!translation.ignored.is_empty()).then(|| (IGNORED_HEADER, translation.ignored.as_str()));
+    let extra = (!translation.ignored.is_empty()).then_some((IGNORED_HEADER, translation.ignored.as_str()));
     respond_with(session, status, kind, out, &ctx.request_id, extra)
         .await
         .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
