@@ -55,7 +55,7 @@ fn conversation() -> impl Strategy<Value = Vec<Message>> {
         // Each format merges consecutive user turns; keep them apart.
         messages.dedup_by(|b, a| {
             a.role == Role::User && b.role == Role::User && {
-                a.parts.extend(b.parts.drain(..));
+                a.parts.append(&mut b.parts);
                 true
             }
         });
