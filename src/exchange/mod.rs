@@ -161,7 +161,7 @@ fn plan_translated(
         input_estimate: translate::estimate_tokens(&request),
         gemini_sse,
         namespaces: if route.format == ClientFormat::Responses {
-            crate::formats::responses::declared_namespaces(raw)
+            crate::formats::responses::declared_namespaces(top.raw("tools").map(|r| r.get()))
         } else {
             Vec::new()
         },

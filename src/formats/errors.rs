@@ -50,6 +50,11 @@ pub fn stream_error_event(format: ClientFormat, err: &GatewayError) -> bytes::By
     }
 }
 
+/// [`stream_error_event`] appended to a stream being written as text.
+pub fn push_stream_error(format: ClientFormat, err: &GatewayError, out: &mut String) {
+    out.push_str(&String::from_utf8_lossy(&stream_error_event(format, err)));
+}
+
 fn openai_type(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::RequestTooLarge => {

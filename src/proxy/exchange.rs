@@ -155,15 +155,7 @@ async fn relay(
     if let Some(translation) = &plan.translation {
         return super::translated::relay(connector, session, ctx, &plan, translation, upstream, &peer).await;
     }
-    let head = upstream
-        .response_header()
-        .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
-    let status = head.status.as_u16();
-    let is_sse = head
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (head, status, is_sse) = upstream_head(&upstream)?;
     let mut relay = Passthrough::new(format, is_sse, plan.hide_usage);
     let response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
     ctx.status = status;
@@ -220,6 +212,19 @@ async fn relay(
             .await;
     }
     Ok(())
+}
+
+/// The provider's response head, its status, and whether it is an event stream.
+pub(super) fn upstream_head(upstream: &HttpSession) -> Result<(&ResponseHeader, u16, bool), GatewayError> {
+    let head = upstream
+        .response_header()
+        .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
+    let is_sse = head
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    Ok((head, head.status.as_u16(), is_sse))
 }
 
 pub(super) async fn write_all(session: &mut Session, out: &mut Vec<Bytes>) -> pingora_core::Result<()> {

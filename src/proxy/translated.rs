@@ -4,7 +4,7 @@
 
 use super::context::CLIENT_GONE;
 use super::downstream::respond_with;
-use super::exchange::{classify, write_all, Failure};
+use super::exchange::{classify, upstream_head, write_all, Failure};
 use super::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange::{Translation, UpstreamPlan};
@@ -31,15 +31,7 @@ pub(super) async fn relay(
     mut upstream: HttpSession,
     peer: &HttpPeer,
 ) -> Result<(), Failure> {
-    let head = upstream
-        .response_header()
-        .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
-    let status = head.status.as_u16();
-    let is_sse = head
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (_, status, is_sse) = upstream_head(&upstream)?;
     let keep_alive = if (200..300).contains(&status) && is_sse {
         stream(session, ctx, translation, &mut upstream).await?
     } else {

@@ -274,21 +274,9 @@ impl StreamEncoder for ChatEncoder {
             }
             StreamEvent::Error { status, message } => {
                 let err = GatewayError::Upstream { status: *status, message: message.clone() };
-                out.push_str(&String::from_utf8_lossy(&errors::stream_error_event(
-                    ClientFormat::Openai,
-                    &err,
-                )));
+                errors::push_stream_error(ClientFormat::Openai, &err, out);
                 self.ended = true;
             }
-        }
-    }
-
-    fn finish(&mut self, out: &mut String) {
-        if !self.ended {
-            self.encode(
-                &StreamEvent::Error { status: 502, message: "the provider's stream ended early".into() },
-                out,
-            );
         }
     }
 }

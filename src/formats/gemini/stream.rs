@@ -223,12 +223,6 @@ impl StreamEncoder for GeminiEncoder {
     }
 
     fn finish(&mut self, out: &mut String) {
-        if !self.ended {
-            self.encode(
-                &StreamEvent::Error { status: 502, message: "the provider's stream ended early".into() },
-                out,
-            );
-        }
         if !self.sse {
             out.push_str(if self.chunks == 0 { "[]" } else { "]" });
         }

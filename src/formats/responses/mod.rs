@@ -115,11 +115,13 @@ pub fn namespaced(ns: &str, name: &str) -> String {
 
 pub const NAMESPACE_SEPARATOR: &str = "__";
 
-/// The namespaces a Responses request declares, so calls can be split back.
-pub fn declared_namespaces(body: &[u8]) -> Vec<String> {
-    let Ok(top) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
-    json::array(&top, "tools", "")
-        .unwrap_or(&[])
+/// The namespaces a Responses request declares, so calls can be split
+/// back; reads only the raw `tools` field, not the whole body again.
+pub fn declared_namespaces(raw_tools: Option<&str>) -> Vec<String> {
+    let Some(Ok(Value::Array(tools))) = raw_tools.map(serde_json::from_str::<Value>) else {
+        return Vec::new();
+    };
+    tools
         .iter()
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("namespace"))
         .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))

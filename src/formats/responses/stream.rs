@@ -398,13 +398,4 @@ impl StreamEncoder for ResponsesEncoder {
             }
         }
     }
-
-    fn finish(&mut self, out: &mut String) {
-        if !self.ended {
-            self.encode(
-                &StreamEvent::Error { status: 502, message: "the provider's stream ended early".into() },
-                out,
-            );
-        }
-    }
 }

@@ -52,8 +52,9 @@ pub trait StreamParser: Send + std::fmt::Debug {
 /// Writes canonical events as the caller's stream, SSE-framed.
 pub trait StreamEncoder: Send + std::fmt::Debug {
     fn encode(&mut self, event: &StreamEvent, out: &mut String);
-    /// The stream is over: whatever the format needs to end cleanly.
-    fn finish(&mut self, out: &mut String);
+    /// The stream is over, after its `Finish` or `Error`: whatever framing
+    /// the format still needs.
+    fn finish(&mut self, _out: &mut String) {}
 }
 
 /// One wire format's mappings to and from the canonical model.

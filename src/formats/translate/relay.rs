@@ -21,6 +21,8 @@ pub struct StreamTranslation {
     buf: String,
     usage: Option<Usage>,
     failed: bool,
+    /// A `Finish` or `Error` was encoded: the caller's stream is complete.
+    terminated: bool,
 }
 
 impl StreamTranslation {
@@ -34,6 +36,7 @@ impl StreamTranslation {
             buf: String::new(),
             usage: None,
             failed: false,
+            terminated: false,
         }
     }
 
@@ -53,6 +56,12 @@ impl StreamTranslation {
             self.parser.on_event(&event, &mut self.canonical);
         }
         self.parser.finish(&mut self.canonical);
+        if !self.terminated {
+            self.canonical.push(StreamEvent::Error {
+                status: 502,
+                message: "the provider's stream ended early".into(),
+            });
+        }
         self.encode(out);
         self.encoder.finish(&mut self.buf);
         self.flush(out);
@@ -68,8 +77,14 @@ impl StreamTranslation {
         for event in self.canonical.drain(..) {
             match &event {
                 StreamEvent::Start { usage: Some(u), .. } => self.usage = Some(*u),
-                StreamEvent::Finish { usage, .. } => self.usage = Some(*usage),
-                StreamEvent::Error { .. } => self.failed = true,
+                StreamEvent::Finish { usage, .. } => {
+                    self.usage = Some(*usage);
+                    self.terminated = true;
+                }
+                StreamEvent::Error { .. } => {
+                    self.failed = true;
+                    self.terminated = true;
+                }
                 _ => {}
             }
             self.encoder.encode(&event, &mut self.buf);
