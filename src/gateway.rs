@@ -9,6 +9,7 @@ use crate::providers::Provider;
 use crate::routing::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Gateway {
     pub router: Router,
@@ -16,6 +17,8 @@ pub struct Gateway {
     pub catalog: Catalog,
     pub providers: Vec<Arc<Provider>>,
     pub max_request_body_bytes: usize,
+    /// Silence after which translated streams get a keep-alive, if ever.
+    pub stream_ping: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -145,6 +148,8 @@ impl Gateway {
             catalog,
             providers,
             max_request_body_bytes: config.server.max_request_body_bytes,
+            stream_ping: (config.server.stream_ping_ms > 0)
+                .then(|| Duration::from_millis(config.server.stream_ping_ms)),
         })
     }
 }

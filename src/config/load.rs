@@ -38,17 +38,30 @@ pub fn parse_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         let path = e.path().to_string();
         let inner = e.into_inner();
         let mut message = if path == "." { inner.to_string() } else { format!("{path}: {inner}") };
-        // The same mistake in the raw text gives the line number (the
-        // expanded tree has none).
-        if let Err(raw) = serde_yaml::from_str::<Config>(text) {
-            if let Some(loc) = raw.location() {
-                if raw.to_string().contains(&inner.to_string()) {
-                    message.push_str(&format!(" (line {})", loc.line()));
-                }
-            }
+        if let Some(line) = line_of(text, &inner.to_string(), env) {
+            message.push_str(&format!(" (line {line})"));
         }
         err(message)
     })
+}
+
+/// The line of a mistake the expanded tree reported (the tree has no
+/// lines): the same mistake found by deserializing the text itself. The
+/// text is tried with `${...}` expanded in place first, so that a value
+/// that is a number only once expanded (`threads: ${THREADS:-2}`) does not
+/// stop the search before the mistake; expanded values are not trusted to
+/// be YAML-safe, so that is only a way to find the line, never the config.
+fn line_of(text: &str, mistake: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
+    let expanded = interpolate(text, env).ok();
+    for candidate in [expanded.as_deref(), Some(text)].into_iter().flatten() {
+        if let Err(e) = serde_yaml::from_str::<Config>(candidate) {
+            match e.location() {
+                Some(loc) if e.to_string().contains(mistake) => return Some(loc.line()),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 fn describe_yaml_error(e: &serde_yaml::Error) -> String {
@@ -140,6 +153,17 @@ server:
         assert!(e.contains("bsae_url"), "{e}");
         assert!(e.contains("providers[0]"), "{e}");
         assert!(e.contains("(line 7)"), "{e}");
+    }
+
+    #[test]
+    fn a_number_from_the_environment_before_the_mistake_keeps_the_line() {
+        let text = format!(
+            "server:\n  threads: ${{THREADS:-3}}\n{}",
+            MINIMAL.replace("server:\n  threads: ${THREADS:-3}\n", "")
+        )
+        .replace("    kind: openai", "    kind: openai\n    bsae_url: x");
+        let e = parse_str(&text, &env).unwrap_err().message;
+        assert!(e.contains("providers[0].bsae_url: unknown field") && e.contains("(line 9)"), "{e}");
     }
 
     #[test]

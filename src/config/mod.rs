@@ -41,8 +41,11 @@ pub struct ServerSection {
     pub pid_file: Option<String>,
     /// Socket over which a new process takes the listeners (zero-downtime upgrade).
     pub upgrade_sock: Option<String>,
-    /// Seconds between SSE keep-alive comments is a later feature; this caps a whole exchange.
     pub log_level: Option<String>,
+    /// Milliseconds of provider silence after which a translated Anthropic
+    /// stream gets a `ping` event, as Anthropic's own API sends during long
+    /// reasoning (0: never).
+    pub stream_ping_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -55,6 +58,7 @@ impl Default for ServerSection {
             pid_file: None,
             upgrade_sock: None,
             log_level: None,
+            stream_ping_ms: 10_000,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct Translation {
     /// Parameters left out because the provider has none (see
     /// [`translate::ignored_parameters`]), comma-separated.
     pub ignored: String,
+    /// Provider silence after which the caller's stream gets a keep-alive.
+    pub ping_after: Option<std::time::Duration>,
 }
 
 /// Plans the upstream call for a same-format request.
@@ -77,17 +79,12 @@ pub fn plan(
     let provider = model.provider.clone();
     if !model.speaks(route.format) {
         let raw = body.clone();
-        return plan_translated(
-            route,
-            &top,
-            &raw,
-            model,
-            model_name,
-            stream,
-            query,
-            client_headers,
-            request_id,
-        );
+        let mut plan =
+            plan_translated(route, &top, &raw, model, model_name, stream, query, client_headers, request_id)?;
+        if let Some(translation) = &mut plan.translation {
+            translation.ping_after = gateway.stream_ping;
+        }
+        return Ok(plan);
     }
 
     let mut edits: Vec<(&str, Option<String>)> = Vec::new();
@@ -184,7 +181,7 @@ fn plan_translated(
         body,
         stream,
         hide_usage: false,
-        translation: Some(Translation { translator, ctx, ignored }),
+        translation: Some(Translation { translator, ctx, ignored, ping_after: None }),
     })
 }
 

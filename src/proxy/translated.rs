@@ -69,7 +69,7 @@ async fn stream(
     let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let cut = loop {
-        match upstream.read_response_body().await {
+        match read_or_keepalive(session, upstream, &mut translated, translation.ping_after).await? {
             Ok(Some(chunk)) => {
                 if ctx.upstream_ttfb.is_none() {
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
@@ -95,6 +95,37 @@ async fn stream(
     write_all(session, &mut out).await.map_err(gone)?;
     session.write_response_body(None, true).await.map_err(gone)?;
     Ok(cut.is_none())
+}
+
+/// The next chunk of the provider's stream; while the provider is silent
+/// for `ping_after`, the caller gets the format's keep-alive. The one read
+/// future stays alive across keep-alives (it is never cancelled and
+/// restarted), so no byte of the provider's stream can be lost to a
+/// cancelled read; the provider read timeout keeps running meanwhile.
+async fn read_or_keepalive(
+    session: &mut Session,
+    upstream: &mut HttpSession,
+    translated: &mut StreamTranslation,
+    ping_after: Option<Duration>,
+) -> Result<pingora_core::Result<Option<Bytes>>, Failure> {
+    let Some(every) = ping_after else {
+        return Ok(upstream.read_response_body().await);
+    };
+    let read = upstream.read_response_body();
+    tokio::pin!(read);
+    let mut out = Vec::with_capacity(1);
+    loop {
+        tokio::select! {
+            biased;
+            next = &mut read => return Ok(next),
+            () = tokio::time::sleep(every) => {
+                translated.keepalive(&mut out);
+                write_all(session, &mut out)
+                    .await
+                    .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
+            }
+        }
+    }
 }
 
 /// Reads the whole upstream body and answers with its translation.

@@ -31,7 +31,7 @@ def wait_for(port: int) -> None:
 
 
 class Stack:
-    def __init__(self, config: str = "conf/demo.yaml") -> None:
+    def __init__(self, config: str = "conf/demo.yaml", **extra_env: str) -> None:
         mock_port, gw_port, metrics_port = free_port(), free_port(), free_port()
         self.mock = subprocess.Popen(
             [str(TARGET / "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}"],
@@ -45,6 +45,7 @@ class Stack:
             TOLLGATE_MOCK_URL=f"http://127.0.0.1:{mock_port}",
             TOLLGATE_DEMO_KEY=KEY,
             RUST_LOG="warn",
+            **extra_env,
         )
         self.gateway = subprocess.Popen(
             [str(TARGET / "tollgate"), "serve", "--config", str(REPO / config)],
@@ -77,5 +78,13 @@ def stack():
 def every_kind():
     """The gateway on conf/every-kind.yaml: one model per provider kind."""
     s = Stack("conf/every-kind.yaml")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def pinging():
+    """conf/demo.yaml with a keep-alive after 100 ms of provider silence."""
+    s = Stack(TOLLGATE_STREAM_PING_MS="100")
     yield s
     s.stop()

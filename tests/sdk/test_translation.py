@@ -107,6 +107,21 @@ def test_anthropic_tool_round_trip(every_kind, model, stream):
     assert second.usage.input_tokens > 0 and second.usage.output_tokens > 0
 
 
+@pytest.mark.parametrize("model", ["gpt-5.5", "gemini-3-flash-preview"])
+def test_anthropic_stream_with_pings_during_silences(pinging, model):
+    """A provider silent before its first byte and between deltas: the SDK
+    sees pings (which it skips) and the whole answer."""
+    client = anthropic.Anthropic(base_url=pinging.url, api_key=pinging.key, max_retries=0)
+    quiet = {"x-mock-ttfb-ms": "500", "x-mock-chunk-delay-ms": "300"}
+    with client.messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}],
+                                extra_headers=quiet) as s:
+        events = [e.type for e in s]
+        final = s.get_final_message()
+    assert events[0] == "message_start"
+    assert final.content[0].text == "Hello from the"
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_anthropic_thinking_survives_a_tool_turn(every_kind, model):
     """Thinking on, a tool turn after it: the provider must not reject the replay."""

@@ -270,4 +270,19 @@ impl StreamEncoder for AnthropicEncoder {
             }
         }
     }
+
+    /// A `ping`, as Anthropic sends during long silences. Before the
+    /// provider has said anything the stream opens first (with the local
+    /// input estimate; `message_delta` carries the real count), because
+    /// SDKs expect `message_start` to be the first event.
+    fn keepalive(&mut self, out: &mut String) {
+        if self.ended {
+            return;
+        }
+        if self.started {
+            event(out, "ping", "{\"type\":\"ping\"}");
+        } else {
+            self.start("", None, out);
+        }
+    }
 }

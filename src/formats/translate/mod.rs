@@ -55,6 +55,10 @@ pub trait StreamEncoder: Send + std::fmt::Debug {
     /// The stream is over, after its `Finish` or `Error`: whatever framing
     /// the format still needs.
     fn finish(&mut self, _out: &mut String) {}
+    /// The provider has been silent for a while: whatever the format sends
+    /// so that clients and intermediaries do not take the quiet stream for
+    /// a dead one. Formats with no such event send nothing.
+    fn keepalive(&mut self, _out: &mut String) {}
 }
 
 /// One wire format's mappings to and from the canonical model.

@@ -49,6 +49,12 @@ impl StreamTranslation {
         self.encode(out);
     }
 
+    /// The provider has been silent: the caller's format's keep-alive, if it has one.
+    pub fn keepalive(&mut self, out: &mut Vec<Bytes>) {
+        self.encoder.keepalive(&mut self.buf);
+        self.flush(out);
+    }
+
     /// The upstream ended (cleanly or not): flush and close the caller's stream.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
         self.decoder.finish(&mut self.events);
