@@ -283,3 +283,80 @@ async fn models_are_listed_in_the_callers_shape() {
     let health = c.get(stack.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// One HTTP/1.1 exchange on an open socket; the body is read by its
+/// framing (length or chunks), never by waiting for the connection to close.
+fn exchange(conn: &mut std::net::TcpStream, call: &Call) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let body = call.body.to_string();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nhost: gw\r\n{}: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        call.path,
+        call.auth.0,
+        call.auth.1,
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(conn.read(&mut byte).unwrap(), 1, "connection closed in the head: {buf:?}");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    let line = |conn: &mut std::net::TcpStream| {
+        let mut l = Vec::new();
+        let mut byte = [0u8; 1];
+        while !l.ends_with(b"\r\n") {
+            assert_eq!(conn.read(&mut byte).unwrap(), 1, "connection closed in the body");
+            l.push(byte[0]);
+        }
+        String::from_utf8(l).unwrap()
+    };
+    let mut body = Vec::new();
+    if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length: ")) {
+        body.resize(len.trim().parse().unwrap(), 0);
+        conn.read_exact(&mut body).unwrap();
+    } else {
+        assert!(head.contains("transfer-encoding: chunked"), "a body with neither length nor chunks: {head}");
+        loop {
+            let size = usize::from_str_radix(line(conn).trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            conn.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    (head, body)
+}
+
+#[tokio::test]
+async fn streams_keep_the_connection_for_the_next_request() {
+    let stack = Stack::demo();
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    let translated = Call {
+        path: "/v1/messages",
+        auth: ("x-api-key", KEY.to_string()),
+        body: json!({"model": "gpt-5.5", "max_tokens": 64, "stream": true,
+                     "messages": [{"role": "user", "content": "hi"}]}),
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        // Pass-through streams (the OpenAI one rewritten to hide the usage
+        // chunk), a translated stream, and a whole answer after each.
+        for call in [openai(true), anthropic(true), gemini(true), responses(true), translated] {
+            let (head, body) = exchange(&mut conn, &call);
+            assert!(head.starts_with("http/1.1 200"), "{}: {head}", call.path);
+            assert!(head.contains("text/event-stream"), "{}: {head}", call.path);
+            assert!(String::from_utf8_lossy(&body).contains("data:"), "{}", call.path);
+            let (head, body) = exchange(&mut conn, &openai(false));
+            assert!(head.starts_with("http/1.1 200"), "after {}: {head}", call.path);
+            assert!(serde_json::from_slice::<Value>(&body).is_ok());
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -52,6 +52,20 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Gat
     Ok(if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() })
 }
 
+/// Writes the head of a response whose body follows in pieces. A body of
+/// unknown length (a stream, a rewritten stream) goes chunked to an
+/// HTTP/1.1 caller: with neither a length nor chunking, the only way to end
+/// a body is to close the connection, and every stream would cost the
+/// caller a new connection (and TLS handshake). HTTP/2 frames bodies itself;
+/// HTTP/1.0 callers cannot take chunks and keep the close-delimited body.
+pub async fn write_head(session: &mut Session, mut head: ResponseHeader) -> pingora_core::Result<()> {
+    let sized = head.headers.contains_key(http::header::CONTENT_LENGTH);
+    if !sized && session.req_header().version == http::Version::HTTP_11 {
+        head.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    session.write_response_header(Box::new(head), false).await
+}
+
 /// Writes a whole response the gateway made itself.
 pub async fn respond(
     session: &mut Session,

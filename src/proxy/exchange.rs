@@ -159,7 +159,7 @@ async fn relay(
     let mut relay = Passthrough::new(format, is_sse, plan.hide_usage);
     let response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
     ctx.status = status;
-    if let Err(e) = session.write_response_header(Box::new(response), false).await {
+    if let Err(e) = downstream::write_head(session, response).await {
         upstream.shutdown().await;
         return Err(Failure::Aborted(format!("{CLIENT_GONE}: {e}")));
     }

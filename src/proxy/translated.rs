@@ -3,7 +3,7 @@
 //! is read whole, translated once and answered with the translated status.
 
 use super::context::CLIENT_GONE;
-use super::downstream::respond_with;
+use super::downstream::{respond_with, write_head};
 use super::exchange::{classify, upstream_head, write_all, Failure};
 use super::RequestCtx;
 use crate::error::GatewayError;
@@ -64,7 +64,7 @@ async fn stream(
     }
     ctx.status = 200;
     let gone = |e: Box<pingora_core::Error>| Failure::Aborted(format!("{CLIENT_GONE}: {e}"));
-    session.write_response_header(Box::new(head), false).await.map_err(gone)?;
+    write_head(session, head).await.map_err(gone)?;
 
     let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
