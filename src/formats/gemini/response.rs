@@ -7,6 +7,7 @@ use crate::formats::json::{self, Result};
 use crate::formats::translate::ClientContext;
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{ids, ClientFormat};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn finish_reason_from(s: &str) -> StopReason {
@@ -27,23 +28,43 @@ pub fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
-/// One part read into canonical form; `n` numbers calls Gemini left unnamed.
+/// A part as read from the wire: only what has a canonical form is kept;
+/// other kinds of part (code execution, inline data) read as empty and are
+/// skipped. Typed, so a stream chunk is read without building a tree.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WirePart {
+    text: Option<String>,
+    thought: Option<bool>,
+    thought_signature: Option<String>,
+    function_call: Option<Value>,
+}
+
+impl WirePart {
+    /// The canonical part; `n` numbers calls Gemini left unnamed.
+    pub fn into_part(self, seed: &str, n: usize) -> Option<Part> {
+        let signature = self.thought_signature;
+        if let Some(call) = self.function_call {
+            let name = call.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let id = match call.get("id").and_then(Value::as_str) {
+                Some(id) => id.to_string(),
+                None => ids::new_call_id("call_", seed, n),
+            };
+            let arguments = call.get("args").map_or_else(|| "{}".into(), Value::to_string);
+            return Some(Part::ToolCall(ToolCall { id, name, arguments, signature }));
+        }
+        let text = self.text?;
+        if self.thought == Some(true) {
+            return Some(Part::Thinking { text, signature });
+        }
+        (!text.is_empty()).then_some(Part::Text(text))
+    }
+}
+
+/// One part of a document read into canonical form; a part of the wrong
+/// shape is skipped.
 pub fn part_from(p: &Value, seed: &str, n: usize) -> Option<Part> {
-    let signature = p.get("thoughtSignature").and_then(Value::as_str).map(str::to_string);
-    if let Some(call) = p.get("functionCall") {
-        let name = call.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let id = match call.get("id").and_then(Value::as_str) {
-            Some(id) => id.to_string(),
-            None => ids::new_call_id("call_", seed, n),
-        };
-        let arguments = call.get("args").map_or_else(|| "{}".into(), Value::to_string);
-        return Some(Part::ToolCall(ToolCall { id, name, arguments, signature }));
-    }
-    let text = p.get("text").and_then(Value::as_str)?;
-    if p.get("thought").and_then(Value::as_bool) == Some(true) {
-        return Some(Part::Thinking { text: text.to_string(), signature });
-    }
-    (!text.is_empty()).then(|| Part::Text(text.to_string()))
+    WirePart::deserialize(p).ok()?.into_part(seed, n)
 }
 
 pub fn parse_response(body: &[u8]) -> Result<Response> {

@@ -3,14 +3,16 @@
 //! Gemini callers, `alt=sse` framed or as Google's JSON array, the last
 //! chunk carrying `finishReason` and `usageMetadata`.
 
-use super::response::{call_part, document, finish_reason_from, part_from, thought_part};
+use super::response::{call_part, document, finish_reason_from, thought_part, WirePart};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, Part, StopReason, StreamEvent, ToolCall};
+use crate::formats::json::push_str;
 use crate::formats::translate::blocks::{Blocks, Slot};
 use crate::formats::translate::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{errors, ClientFormat};
 use crate::sse::SseEvent;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 #[derive(Debug)]
@@ -43,23 +45,54 @@ impl GeminiParser {
     }
 }
 
+/// One chunk of a Gemini stream, typed so that it is read without
+/// building a tree; only the first candidate is relayed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Chunk {
+    candidates: Option<Vec<Candidate>>,
+    usage_metadata: Option<Value>,
+    response_id: Option<String>,
+    model_version: Option<String>,
+    error: Option<Value>,
+    prompt_feedback: Option<PromptFeedback>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    content: Option<Content>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    parts: Option<Vec<WirePart>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback {
+    block_reason: Option<Value>,
+}
+
 impl StreamParser for GeminiParser {
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) {
         let Some(data) = event.data.as_deref() else { return };
         if self.done {
             return;
         }
-        let v: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
+        let chunk: Chunk = match serde_json::from_str(data) {
+            Ok(c) => c,
             Err(e) => return self.fail(502, format!("unreadable provider stream chunk: {e}"), out),
         };
-        if let Some(err) = v.get("error") {
+        if let Some(err) = chunk.error {
             let status =
                 err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
             let message = err.get("message").and_then(Value::as_str).unwrap_or("provider error");
             return self.fail(status, message.to_string(), out);
         }
-        if let Some(u) = v.get("usageMetadata") {
+        if let Some(u) = &chunk.usage_metadata {
             self.usage = from_usage_object(ClientFormat::Gemini, u);
         }
         if !self.started {
@@ -70,16 +103,19 @@ impl StreamParser for GeminiParser {
                 ..Usage::default()
             };
             out.push(StreamEvent::Start {
-                id: v.get("responseId").and_then(Value::as_str).unwrap_or_default().to_string(),
-                model: v.get("modelVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+                id: chunk.response_id.unwrap_or_default(),
+                model: chunk.model_version.unwrap_or_default(),
                 usage: (input.input_tokens > 0).then_some(input),
             });
         }
-        let candidate = v.pointer("/candidates/0").unwrap_or(&Value::Null);
-        for p in candidate.pointer("/content/parts").and_then(Value::as_array).map_or(&[][..], Vec::as_slice)
-        {
+        let candidate = chunk.candidates.and_then(|c| c.into_iter().next());
+        let (parts, finish) = match candidate {
+            Some(c) => (c.content.and_then(|c| c.parts).unwrap_or_default(), c.finish_reason),
+            None => (Vec::new(), None),
+        };
+        for p in parts {
             let n = usize::try_from(self.calls).unwrap_or(0);
-            match part_from(p, &self.seed, n) {
+            match p.into_part(&self.seed, n) {
                 Some(Part::Text(text)) => {
                     let index = self.blocks.enter(Slot::Text, || BlockKind::Text, out);
                     out.push(StreamEvent::TextDelta { index, text });
@@ -106,10 +142,10 @@ impl StreamParser for GeminiParser {
                 _ => {}
             }
         }
-        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
-            self.stop = Some(finish_reason_from(reason));
+        if let Some(reason) = finish {
+            self.stop = Some(finish_reason_from(&reason));
         }
-        if v.pointer("/promptFeedback/blockReason").is_some() {
+        if chunk.prompt_feedback.is_some_and(|f| f.block_reason.is_some_and(|r| !r.is_null())) {
             self.stop = Some(StopReason::ContentFilter);
         }
     }
@@ -138,6 +174,9 @@ pub struct GeminiEncoder {
     ctx: ClientContext,
     sse: bool,
     chunks: usize,
+    /// What follows the parts of a chunk with no finish and no usage:
+    /// written once, since text deltas are most of a stream.
+    delta_tail: String,
     /// The tool call being assembled: Gemini sends a call whole.
     call: Option<ToolCall>,
     thought_signature: Option<String>,
@@ -150,6 +189,7 @@ impl GeminiEncoder {
             ctx: ctx.clone(),
             sse: ctx.gemini_sse,
             chunks: 0,
+            delta_tail: delta_tail(ctx),
             call: None,
             thought_signature: None,
             ended: false,
@@ -157,21 +197,55 @@ impl GeminiEncoder {
     }
 
     fn chunk(&mut self, doc: &Value, out: &mut String) {
+        self.open_chunk(out);
+        out.push_str(&doc.to_string());
+        self.close_chunk(out);
+    }
+
+    fn open_chunk(&mut self, out: &mut String) {
         if self.sse {
             out.push_str("data: ");
-            out.push_str(&doc.to_string());
-            out.push_str("\r\n\r\n");
         } else {
             out.push_str(if self.chunks == 0 { "[" } else { ",\r\n" });
-            out.push_str(&doc.to_string());
         }
         self.chunks += 1;
+    }
+
+    fn close_chunk(&self, out: &mut String) {
+        if self.sse {
+            out.push_str("\r\n\r\n");
+        }
+    }
+
+    /// The chunk `document(vec![{"text": text, ("thought": true)}])` makes,
+    /// written straight into `out` (keys in serde_json's sorted order).
+    fn text_chunk(&mut self, text: &str, thought: bool, out: &mut String) {
+        self.open_chunk(out);
+        out.push_str(DELTA_HEAD);
+        push_str(out, text);
+        if thought {
+            out.push_str(",\"thought\":true");
+        }
+        out.push('}');
+        out.push_str(&self.delta_tail);
+        self.close_chunk(out);
     }
 
     fn parts(&mut self, parts: Vec<Value>, out: &mut String) {
         let doc = document(parts, None, None, &self.ctx);
         self.chunk(&doc, out);
     }
+}
+
+const DELTA_HEAD: &str = "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":";
+
+fn delta_tail(ctx: &ClientContext) -> String {
+    let mut tail = String::from("],\"role\":\"model\"},\"index\":0}],\"modelVersion\":");
+    push_str(&mut tail, &ctx.model);
+    tail.push_str(",\"responseId\":");
+    push_str(&mut tail, &ctx.request_id);
+    tail.push('}');
+    tail
 }
 
 impl StreamEncoder for GeminiEncoder {
@@ -190,8 +264,8 @@ impl StreamEncoder for GeminiEncoder {
                     signature: signature.clone(),
                 });
             }
-            StreamEvent::TextDelta { text, .. } => self.parts(vec![json!({"text": text})], out),
-            StreamEvent::ThinkingDelta { text, .. } => self.parts(vec![thought_part(text, None)], out),
+            StreamEvent::TextDelta { text, .. } => self.text_chunk(text, false, out),
+            StreamEvent::ThinkingDelta { text, .. } => self.text_chunk(text, true, out),
             StreamEvent::Signature { signature, .. } => {
                 self.thought_signature.get_or_insert_with(String::new).push_str(signature)
             }
@@ -225,6 +299,31 @@ impl StreamEncoder for GeminiEncoder {
     fn finish(&mut self, out: &mut String) {
         if !self.sse {
             out.push_str(if self.chunks == 0 { "[]" } else { "]" });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_deltas_are_written_as_document_writes_them() {
+        let ctx = ClientContext {
+            model: "m\"odel/é".into(),
+            request_id: "req_<1>".into(),
+            gemini_sse: true,
+            ..ClientContext::default()
+        };
+        for text in ["", "Hello ", "quote \" back\\slash \n\t\u{1} é 😀 </script>"] {
+            for thought in [false, true] {
+                let mut fast = String::new();
+                GeminiEncoder::new(&ctx).text_chunk(text, thought, &mut fast);
+                let part = if thought { thought_part(text, None) } else { json!({"text": text}) };
+                let mut slow = String::new();
+                GeminiEncoder::new(&ctx).chunk(&document(vec![part], None, None, &ctx), &mut slow);
+                assert_eq!(fast, slow);
+            }
         }
     }
 }
