@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod formats;
+pub mod fuzzing;
 pub mod gateway;
 pub mod metrics;
 pub mod mock;

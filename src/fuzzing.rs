@@ -1,0 +1,204 @@
+//! Entry points of the fuzz targets (`fuzz/`, run with cargo fuzz) for
+//! every parser that reads bytes from outside: the SSE decoder, the
+//! request-body reader, the pass-through relay, and each format's request,
+//! document and stream parsers. They live here, not in `fuzz/`, so that
+//! `tests/fuzz_replay.rs` can run them on stable Rust in every CI run, over
+//! the golden files, the recorded CLI traffic and any saved crash.
+//!
+//! Each one asserts properties, not only "no panic": a stream decodes to
+//! the same events and the same translation however it is cut into
+//! chunks, a pass-through loses no byte, and whatever the gateway writes
+//! is JSON.
+
+use crate::formats::body::TopLevel;
+use crate::formats::passthrough::Passthrough;
+use crate::formats::translate::relay::{translate_document, StreamTranslation};
+use crate::formats::translate::{self, parse_error_document, ClientContext, Target, Translator};
+use crate::formats::ClientFormat;
+use crate::sse::{SseDecoder, SseEvent};
+use bytes::Bytes;
+
+/// The format a selector byte names.
+fn format_of(selector: u8) -> ClientFormat {
+    ClientFormat::ALL[usize::from(selector) % ClientFormat::ALL.len()]
+}
+
+/// Every (client, provider) pair that translates, as a selector byte picks it.
+fn translator_of(selector: u8) -> Translator {
+    let pairs: Vec<Translator> = ClientFormat::ALL
+        .iter()
+        .flat_map(|&c| ClientFormat::ALL.iter().filter_map(move |&p| translate::translator(c, p)))
+        .collect();
+    pairs[usize::from(selector) % pairs.len()]
+}
+
+/// `data` cut into chunks whose sizes cycle through 1..=`seed % 17 + 1`
+/// bytes, so every seed cuts lines, CRLFs and UTF-8 characters somewhere.
+fn chunks(data: &[u8], seed: u8) -> Vec<Bytes> {
+    let widest = usize::from(seed % 17) + 1;
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut size = 1;
+    while at < data.len() {
+        let end = (at + size).min(data.len());
+        out.push(Bytes::copy_from_slice(&data[at..end]));
+        at = end;
+        size = size % widest + 1;
+    }
+    out
+}
+
+fn decode(chunks: &[Bytes]) -> Vec<SseEvent> {
+    let mut decoder = SseDecoder::new();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        decoder.feed(chunk, &mut events);
+    }
+    decoder.finish(&mut events);
+    events
+}
+
+fn concat(chunks: &[Bytes]) -> Vec<u8> {
+    chunks.iter().flat_map(|c| c.iter().copied()).collect()
+}
+
+fn context(model: &str, flags: u8) -> ClientContext {
+    ClientContext {
+        model: model.to_string(),
+        created: 1_767_225_600,
+        custom_tools: vec!["apply_patch".into()],
+        include_usage: flags & 1 != 0,
+        input_estimate: 42,
+        gemini_sse: flags & 2 != 0,
+        namespaces: vec!["multi_agent_v1".into()],
+        request_id: "req_fuzz".into(),
+    }
+}
+
+fn assert_json(bytes: &[u8], what: &str) {
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(bytes).is_ok(),
+        "{what} is not JSON: {}",
+        String::from_utf8_lossy(bytes)
+    );
+}
+
+/// `[seed, stream..]`: the SSE decoder yields the same events however the
+/// stream is cut, and their raw bytes are the stream, byte for byte.
+pub fn sse_decoder(data: &[u8]) {
+    let Some((&seed, stream)) = data.split_first() else { return };
+    let whole = decode(&[Bytes::copy_from_slice(stream)]);
+    assert_eq!(decode(&chunks(stream, seed)), whole, "chunk boundaries changed the events");
+    let raw: Vec<u8> = whole.iter().flat_map(|e| e.raw.iter().copied()).collect();
+    assert_eq!(raw, stream, "the events' raw bytes are not the stream");
+}
+
+/// `[format, flags, seed, body..]`: a response relayed in the caller's own
+/// format. Without the usage rewrite every byte goes out as it came; with
+/// it, the output and the usage do not depend on the chunk boundaries.
+pub fn passthrough(data: &[u8]) {
+    let [format, flags, seed, body @ ..] = data else { return };
+    let (is_sse, hide_usage) = (flags & 1 != 0, flags & 2 != 0);
+    let relay = |input: &[Bytes]| {
+        let mut relay = Passthrough::new(format_of(*format), is_sse, hide_usage);
+        let mut out = Vec::new();
+        for chunk in input {
+            relay.on_chunk(chunk.clone(), &mut out);
+        }
+        let usage = relay.finish(&mut out);
+        (concat(&out), usage, relay.rewrites())
+    };
+    let (whole, usage, rewrites) = relay(&[Bytes::copy_from_slice(body)]);
+    let (split, split_usage, _) = relay(&chunks(body, *seed));
+    assert_eq!(split, whole, "chunk boundaries changed the relayed bytes");
+    assert_eq!(split_usage, usage, "chunk boundaries changed the usage");
+    if !rewrites {
+        assert_eq!(whole, body, "a pass-through changed the bytes");
+    }
+}
+
+/// A request body: the one-pass top-level reader, and the rewrite of
+/// `model` and `stream_options` the pass-through makes, which must still be
+/// JSON with the new model in it.
+pub fn request_body(data: &[u8]) {
+    let Ok(top) = TopLevel::parse(data) else { return };
+    let _ = (top.str_field("model"), top.bool_field("stream"));
+    let edits = [("model", Some("\"fuzz-model\"".to_string())), ("stream_options", None)];
+    let rewritten = top.rewrite(&edits);
+    assert_json(&rewritten, "a rewritten body");
+    let again = TopLevel::parse(&rewritten).map(|t| t.str_field("model"));
+    assert!(matches!(again, Ok(Ok(Some(m))) if m == "fuzz-model"), "the rewrite lost the model");
+}
+
+/// `[format, body..]`: a client request in `format` parsed to the
+/// canonical model and built for every provider format; what is built is JSON.
+pub fn requests(data: &[u8]) {
+    let Some((&format, body)) = data.split_first() else { return };
+    let Ok(request) = (translate::codec(format_of(format)).parse_request)(body) else { return };
+    let _ = translate::estimate_tokens(&request);
+    for target in ClientFormat::ALL {
+        for flavor in [Target::Native, Target::Compatible] {
+            if let Ok(built) = (translate::codec(target).build_request)(&request, flavor) {
+                assert_json(&built, "a translated request");
+            }
+        }
+    }
+}
+
+/// `[pair, flags, status, body..]`: a provider's whole answer (document or
+/// error) translated for the caller; the caller gets JSON, or a stream when
+/// it asked for one.
+pub fn documents(data: &[u8]) {
+    let [pair, flags, status, body @ ..] = data else { return };
+    let translator = translator_of(*pair);
+    let status = if status & 1 == 0 { 200 } else { 400 + u16::from(*status) % 200 };
+    let client_streams = flags & 4 != 0;
+    let ctx = context("fuzz-model", *flags);
+    let (out_status, out, _) = translate_document(translator, &ctx, status, body, client_streams);
+    if !(client_streams && out_status == 200) {
+        assert_json(&out, "a translated document");
+    }
+    let err = parse_error_document(status, body);
+    assert!(err.status() >= 400, "an error document mapped to {}", err.status());
+}
+
+/// `[pair, flags, seed, stream..]`: a provider's stream translated for the
+/// caller, chunk by chunk; the result does not depend on where the
+/// chunks were cut, and the caller's stream always ends.
+pub fn stream_translation(data: &[u8]) {
+    let [pair, flags, seed, stream @ ..] = data else { return };
+    let translator = translator_of(*pair);
+    let ctx = context("fuzz-model", *flags);
+    let run = |input: &[Bytes]| {
+        let mut translation = StreamTranslation::new(translator, &ctx);
+        let mut out = Vec::new();
+        for (i, chunk) in input.iter().enumerate() {
+            translation.on_chunk(chunk, &mut out);
+            if flags & 8 != 0 && i == 0 {
+                translation.keepalive(&mut out);
+            }
+        }
+        let usage = translation.finish(&mut out);
+        (concat(&out), usage)
+    };
+    let (whole, usage) = run(&[Bytes::copy_from_slice(stream)]);
+    if flags & 8 == 0 {
+        let (split, split_usage) = run(&chunks(stream, *seed));
+        assert_eq!(split, whole, "chunk boundaries changed the translation");
+        assert_eq!(split_usage, usage, "chunk boundaries changed the usage");
+    }
+    assert!(!whole.is_empty(), "the caller's stream did not end");
+}
+
+/// A fuzz target's body: asserts its properties on one input.
+pub type FuzzTarget = fn(&[u8]);
+
+/// Every entry point, by the name of its fuzz target.
+pub const TARGETS: [(&str, FuzzTarget); 6] = [
+    ("sse_decoder", sse_decoder),
+    ("passthrough", passthrough),
+    ("request_body", request_body),
+    ("requests", requests),
+    ("documents", documents),
+    ("stream_translation", stream_translation),
+];
