@@ -135,24 +135,41 @@ struct Result_ {
     ttfb_p50: Duration,
 }
 
-async fn measure(t: &Target, samples: u64, seconds: u64, concurrency: u64) -> Result_ {
+/// Latency and time to first byte, with the targets' samples interleaved
+/// (direct, bare, tollgate, direct, ...) so that whatever else the machine
+/// does at a moment weighs on every target alike.
+async fn sequential(targets: &[Target], samples: u64) -> Vec<(Duration, Duration, Duration)> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let (whole, streaming) = (body(false), body(true));
+    for t in targets {
+        for _ in 0..200 {
+            one(&client, &t.url, &whole).await;
+        }
+    }
+    let mut lat = vec![Vec::new(); targets.len()];
+    let mut ttfb = vec![Vec::new(); targets.len()];
+    for i in 0..samples {
+        for (n, t) in targets.iter().enumerate() {
+            lat[n].push(one(&client, &t.url, &whole).await);
+            if i % 2 == 0 {
+                ttfb[n].push(first_byte(&client, &t.stream_url, &streaming).await);
+            }
+        }
+    }
+    lat.iter_mut()
+        .zip(ttfb.iter_mut())
+        .map(|(lat, ttfb)| {
+            lat.sort();
+            ttfb.sort();
+            (percentile(lat, 0.5), percentile(lat, 0.99), percentile(ttfb, 0.5))
+        })
+        .collect()
+}
+
+/// Requests per second at saturation, one target at a time.
+async fn saturation(t: &Target, seconds: u64, concurrency: u64) -> f64 {
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     let whole = body(false);
-    let streaming = body(true);
-    for _ in 0..200 {
-        one(&client, &t.url, &whole).await;
-    }
-    let mut lat = Vec::new();
-    for _ in 0..samples {
-        lat.push(one(&client, &t.url, &whole).await);
-    }
-    lat.sort();
-    let mut ttfb = Vec::new();
-    for _ in 0..samples / 2 {
-        ttfb.push(first_byte(&client, &t.stream_url, &streaming).await);
-    }
-    ttfb.sort();
-
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -169,8 +186,16 @@ async fn measure(t: &Target, samples: u64, seconds: u64, concurrency: u64) -> Re
     for task in tasks {
         task.await.unwrap();
     }
-    let rps = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    Result_ { p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99), rps, ttfb_p50: percentile(&ttfb, 0.5) }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn measure(targets: &[Target], samples: u64, seconds: u64, concurrency: u64) -> Vec<Result_> {
+    let latencies = sequential(targets, samples).await;
+    let mut results = Vec::new();
+    for (t, (p50, p99, ttfb_p50)) in targets.iter().zip(latencies) {
+        results.push(Result_ { p50, p99, rps: saturation(t, seconds, concurrency).await, ttfb_p50 });
+    }
+    results
 }
 
 fn us(d: Duration) -> f64 {
@@ -244,11 +269,10 @@ fn main() {
     ];
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!(
-        "gateway bench: {samples} sequential samples, {seconds}s at concurrency {concurrency}, body {} bytes",
+        "gateway bench: {samples} sequential samples per target (interleaved), {seconds}s at concurrency {concurrency}, body {} bytes",
         body(false).len()
     );
-    let results: Vec<Result_> =
-        targets.iter().map(|t| rt.block_on(measure(t, samples, seconds, concurrency))).collect();
+    let results = rt.block_on(measure(&targets, samples, seconds, concurrency));
     println!("{:<14} {:>10} {:>10} {:>12} {:>12}", "target", "p50 µs", "p99 µs", "req/s", "ttfb p50 µs");
     for (t, r) in targets.iter().zip(&results) {
         println!(

@@ -13,10 +13,10 @@
 //! deltas, default 3), `x-mock-chunk-delay-ms`, `x-mock-cut-after` (drop
 //! the connection after that many deltas), `x-mock-tag` (label recordings).
 
-mod conversation;
-mod knobs;
+pub mod conversation;
+pub mod knobs;
 mod record;
-mod replies;
+pub mod replies;
 
 pub use knobs::Knobs;
 pub use record::Recorded;
