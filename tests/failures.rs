@@ -306,6 +306,26 @@ async fn a_stream_cut_upstream_ends_with_an_error_event() {
     let last: Value = serde_json::from_str(&sse_events(&body).last().unwrap().1).unwrap();
     assert_eq!(last["error"]["code"], "upstream_error", "{body}");
 
+    // A Responses stream's error event goes on with its sequence numbers.
+    let body = c
+        .post(stack.url("/v1/responses"))
+        .bearer_auth(KEY)
+        .header("x-mock-cut-after", "2")
+        .json(&json!({"model": "gpt-5.5", "stream": true, "input": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&body);
+    let numbers: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap()["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(events.last().unwrap().0.as_deref(), Some("error"), "{body}");
+    assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>(), "{body}");
+
     // A whole document cut short: the caller sees a failed read, not a clean end.
     let r = c
         .post(stack.url("/v1/chat/completions"))

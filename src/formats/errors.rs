@@ -35,7 +35,6 @@ pub fn render(err: &GatewayError, format: ClientFormat) -> Vec<u8> {
 /// The error as an event in the caller's stream, for failures after the
 /// response has started: each SDK raises it as an API error.
 pub fn stream_error_event(format: ClientFormat, err: &GatewayError) -> bytes::Bytes {
-    let message = err.to_string();
     match format {
         ClientFormat::Openai | ClientFormat::Gemini => {
             crate::sse::encode(None, &String::from_utf8_lossy(&render(err, format)))
@@ -43,11 +42,18 @@ pub fn stream_error_event(format: ClientFormat, err: &GatewayError) -> bytes::By
         ClientFormat::Anthropic => {
             crate::sse::encode(Some("error"), &String::from_utf8_lossy(&render(err, format)))
         }
-        ClientFormat::Responses => {
-            let doc = json!({ "type": "error", "code": err.code(), "message": message, "param": null });
-            crate::sse::encode(Some("error"), &doc.to_string())
-        }
+        ClientFormat::Responses => responses_error_event(err, None),
     }
+}
+
+/// The `error` event a Responses stream ends with; `sequence` continues the
+/// stream's `sequence_number`s, which the SDKs' event types carry.
+pub fn responses_error_event(err: &GatewayError, sequence: Option<u64>) -> bytes::Bytes {
+    let mut doc = json!({ "type": "error", "code": err.code(), "message": err.to_string(), "param": null });
+    if let Some(n) = sequence {
+        doc["sequence_number"] = json!(n);
+    }
+    crate::sse::encode(Some("error"), &doc.to_string())
 }
 
 /// [`stream_error_event`] appended to a stream being written as text.

@@ -6,7 +6,8 @@
 //! caller sees exactly the stream it asked for.
 
 use super::usage::{self, StreamUsage, Usage};
-use super::ClientFormat;
+use super::{errors, ClientFormat};
+use crate::error::GatewayError;
 use crate::sse::{SseDecoder, SseEvent};
 use bytes::Bytes;
 
@@ -49,6 +50,17 @@ impl Passthrough {
             Passthrough::Whole(w) => w.usage(),
         }
     }
+
+    /// The event that ends a stream the provider cut, in the caller's
+    /// format; a Responses stream's carries the next sequence number.
+    pub fn cut_event(&self, format: ClientFormat, err: &GatewayError) -> Bytes {
+        match self {
+            Passthrough::Stream(s) if format == ClientFormat::Responses => {
+                errors::responses_error_event(err, Some(s.next_sequence))
+            }
+            _ => errors::stream_error_event(format, err),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -57,11 +69,21 @@ pub struct StreamRelay {
     usage: StreamUsage,
     hide_usage: bool,
     events: Vec<SseEvent>,
+    /// Responses streams number their events; one the gateway adds goes on.
+    numbered: bool,
+    next_sequence: u64,
 }
 
 impl StreamRelay {
     fn new(format: ClientFormat, hide_usage: bool) -> Self {
-        Self { decoder: SseDecoder::new(), usage: StreamUsage::new(format), hide_usage, events: Vec::new() }
+        Self {
+            decoder: SseDecoder::new(),
+            usage: StreamUsage::new(format),
+            hide_usage,
+            events: Vec::new(),
+            numbered: format == ClientFormat::Responses,
+            next_sequence: 0,
+        }
     }
 
     fn on_chunk(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
@@ -81,6 +103,11 @@ impl StreamRelay {
     fn drain(&mut self, out: &mut Vec<Bytes>) {
         for event in self.events.drain(..) {
             self.usage.observe(&event);
+            if self.numbered {
+                if let Some(n) = event.data.as_deref().and_then(sequence_number) {
+                    self.next_sequence = self.next_sequence.max(n + 1);
+                }
+            }
             if self.hide_usage {
                 if let Some(kept) = without_added_usage(&event) {
                     out.push(kept);
@@ -88,6 +115,15 @@ impl StreamRelay {
             }
         }
     }
+}
+
+/// The `sequence_number` of a Responses event, read without parsing it.
+fn sequence_number(data: &str) -> Option<u64> {
+    const KEY: &str = "\"sequence_number\":";
+    let at = data.find(KEY)? + KEY.len();
+    let digits = data[at..].trim_start();
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
 
 /// The event as the caller would have seen it without `include_usage`:
@@ -184,6 +220,24 @@ data: [DONE]\n\n";
             assert_eq!(String::from_utf8(bytes).unwrap(), expected, "cut {cut}");
             assert_eq!(usage.unwrap().output_tokens, 1);
         }
+    }
+
+    #[test]
+    fn a_cut_responses_stream_ends_with_the_next_sequence_number() {
+        let stream = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0}\n\n\
+event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"\\\"sequence_number\\\":99\",\"sequence_number\": 7}\n\n";
+        let mut p = Passthrough::new(ClientFormat::Responses, true, false);
+        run(&mut p, stream.as_bytes(), 30);
+        let err = GatewayError::UpstreamProtocol("cut".into());
+        let event = p.cut_event(ClientFormat::Responses, &err);
+        let data =
+            std::str::from_utf8(&event).unwrap().lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(doc["sequence_number"], 8);
+        assert_eq!(doc["type"], "error");
+        // Other formats have no numbering.
+        let p = Passthrough::new(ClientFormat::Anthropic, true, false);
+        assert!(!String::from_utf8_lossy(&p.cut_event(ClientFormat::Anthropic, &err)).contains("sequence"));
     }
 
     #[test]

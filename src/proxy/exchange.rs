@@ -17,7 +17,7 @@ use crate::exchange::{
     answers_locally, count_tokens_locally, headers::keep_response_header, plan, UpstreamPlan,
 };
 use crate::formats::passthrough::Passthrough;
-use crate::formats::{errors, models_list, ClientFormat};
+use crate::formats::{models_list, ClientFormat};
 use crate::gateway::Gateway;
 use crate::routing::{Endpoint, FormatHints, Route};
 use bytes::Bytes;
@@ -192,10 +192,9 @@ async fn relay(
             // the failure instead of a clean end.
             return Err(Failure::Aborted(format!("upstream body cut: {e}")));
         }
-        out.push(errors::stream_error_event(
-            format,
-            &GatewayError::UpstreamProtocol("the upstream stream was cut".into()),
-        ));
+        out.push(
+            relay.cut_event(format, &GatewayError::UpstreamProtocol("the upstream stream was cut".into())),
+        );
     }
     write_all(session, &mut out).await.map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
     session
