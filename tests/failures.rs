@@ -275,49 +275,31 @@ async fn dead_provider_is_502_and_silent_provider_is_504() {
 async fn a_stream_cut_upstream_ends_with_an_error_event() {
     let stack = Stack::demo();
     let c = client();
-    let body = c
-        .post(stack.url("/v1/messages"))
-        .header("x-api-key", KEY)
-        .header("x-mock-cut-after", "1")
-        .json(&json!({"model": "claude-sonnet-4-6", "max_tokens": 5, "stream": true, "messages": []}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cut_stream = |path: &'static str, deltas: &'static str, body: Value| {
+        let request = c.post(stack.url(path)).bearer_auth(KEY).header("x-mock-cut-after", deltas).json(&body);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let body = cut_stream(
+        "/v1/messages",
+        "1",
+        json!({"model": "claude-sonnet-4-6", "max_tokens": 5, "stream": true, "messages": []}),
+    )
+    .await;
     let events = sse_events(&body);
     let (name, data) = events.last().unwrap();
     assert_eq!(name.as_deref(), Some("error"), "{body}");
     assert_eq!(serde_json::from_str::<Value>(data).unwrap()["error"]["type"], "api_error");
     assert!(!body.contains("message_stop"));
 
-    let body = c
-        .post(stack.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .header("x-mock-cut-after", "2")
-        .json(&json!({"model": "gpt-5.5", "stream": true, "messages": []}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body =
+        cut_stream("/v1/chat/completions", "2", json!({"model": "gpt-5.5", "stream": true, "messages": []}))
+            .await;
     let last: Value = serde_json::from_str(&sse_events(&body).last().unwrap().1).unwrap();
     assert_eq!(last["error"]["code"], "upstream_error", "{body}");
 
     // A Responses stream's error event goes on with its sequence numbers.
-    let body = c
-        .post(stack.url("/v1/responses"))
-        .bearer_auth(KEY)
-        .header("x-mock-cut-after", "2")
-        .json(&json!({"model": "gpt-5.5", "stream": true, "input": "hi"}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body =
+        cut_stream("/v1/responses", "2", json!({"model": "gpt-5.5", "stream": true, "input": "hi"})).await;
     let events = sse_events(&body);
     let numbers: Vec<u64> = events
         .iter()
