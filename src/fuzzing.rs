@@ -125,7 +125,14 @@ pub fn request_body(data: &[u8]) {
     let _ = (top.str_field("model"), top.bool_field("stream"));
     let edits = [("model", Some("\"fuzz-model\"".to_string())), ("stream_options", None)];
     let rewritten = top.rewrite(&edits);
-    assert_json(&rewritten, "a rewritten body");
+    // The grammar, not `Value`: fields are copied verbatim, and JSON's
+    // grammar admits escapes (a lone `\ud83e`) that a `Value` cannot hold;
+    // such a body is the caller's to send, and the provider's to judge.
+    assert!(
+        serde_json::from_slice::<&serde_json::value::RawValue>(&rewritten).is_ok(),
+        "a rewritten body is not JSON: {}",
+        String::from_utf8_lossy(&rewritten)
+    );
     let again = TopLevel::parse(&rewritten).map(|t| t.str_field("model"));
     assert!(matches!(again, Ok(Ok(Some(m))) if m == "fuzz-model"), "the rewrite lost the model");
 }
