@@ -4,7 +4,7 @@
 # below runs on Node 20). Nothing is installed globally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v npm >/dev/null || { apt-get install -y nodejs npm >/dev/null; }
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 if [ ! -x .cli/node_modules/.bin/opencode ]; then
   mkdir -p .cli
   npm install --prefix .cli --no-audit --no-fund --loglevel=error \
