@@ -69,7 +69,15 @@ async fn stream(
     let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let cut = loop {
-        match read_or_keepalive(session, upstream, &mut translated, translation.ping_after).await? {
+        let next = match read_or_keepalive(session, upstream, &mut translated, translation.ping_after).await {
+            Ok(next) => next,
+            Err(gone) => {
+                // The caller left during a keep-alive: what was relayed is still metered.
+                ctx.usage = translated.finish(&mut Vec::new());
+                return Err(gone);
+            }
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if ctx.upstream_ttfb.is_none() {
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
