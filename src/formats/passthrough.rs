@@ -105,7 +105,7 @@ impl StreamRelay {
             self.usage.observe(&event);
             if self.numbered {
                 if let Some(n) = event.data.as_deref().and_then(sequence_number) {
-                    self.next_sequence = self.next_sequence.max(n + 1);
+                    self.next_sequence = self.next_sequence.max(n.saturating_add(1));
                 }
             }
             if self.hide_usage {
