@@ -93,16 +93,13 @@ fn body(stream: bool) -> String {
     format!(r#"{{"model":"gpt-5.5","stream":{stream},"messages":[{}]}}"#, history.join(","))
 }
 
+fn post(client: &reqwest::Client, url: &str, body: &str) -> reqwest::RequestBuilder {
+    client.post(url).bearer_auth(KEY).header("content-type", "application/json").body(body.to_string())
+}
+
 async fn one(client: &reqwest::Client, url: &str, body: &str) -> Duration {
     let start = Instant::now();
-    let r = client
-        .post(url)
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = post(client, url, body).send().await.unwrap();
     assert!(r.status().is_success(), "{url}: {}", r.status());
     r.bytes().await.unwrap();
     start.elapsed()
@@ -110,14 +107,7 @@ async fn one(client: &reqwest::Client, url: &str, body: &str) -> Duration {
 
 async fn first_byte(client: &reqwest::Client, url: &str, body: &str) -> Duration {
     let start = Instant::now();
-    let mut r = client
-        .post(url)
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let mut r = post(client, url, body).send().await.unwrap();
     let _ = r.chunk().await.unwrap();
     let t = start.elapsed();
     while r.chunk().await.unwrap().is_some() {}

@@ -200,39 +200,17 @@ async fn usage_of_every_format_reaches_the_metrics() {
 async fn seed_layout_mounts_work() {
     let stack = Stack::demo();
     let c = client();
-    let r = c
-        .post(stack.url("/api/v1/codex/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&openai(false).body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = c
-        .post(stack.url("/api/v1/messages"))
-        .header("x-api-key", KEY)
-        .json(&anthropic(false).body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = c
-        .post(stack.url("/api/v1/gemini/v1beta/models/gemini-3-flash-preview:generateContent"))
-        .header("x-goog-api-key", KEY)
-        .json(&gemini(false).body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    // Claude Code's path and query.
-    let r = c
-        .post(stack.url("/v1/messages?beta=true"))
-        .header("x-api-key", KEY)
-        .json(&anthropic(false).body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    for (path, call) in [
+        ("/api/v1/codex/chat/completions", openai(false)),
+        ("/api/v1/messages", anthropic(false)),
+        ("/api/v1/gemini/v1beta/models/gemini-3-flash-preview:generateContent", gemini(false)),
+        // Claude Code's path and query.
+        ("/v1/messages?beta=true", anthropic(false)),
+    ] {
+        let r =
+            c.post(stack.url(path)).header(call.auth.0, &call.auth.1).json(&call.body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
 }
 
 #[tokio::test]
