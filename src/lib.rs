@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod exchange;
 pub mod formats;

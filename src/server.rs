@@ -78,7 +78,18 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
         "provider address refresh",
         ResolveProviders(gateway.providers.clone()),
     ));
+    server.add_service(background_service("drain", Drain));
     Ok(server)
+}
+
+/// Ends the process once a shutdown has begun and nothing is in flight.
+struct Drain;
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::drain::exit_when_drained(shutdown).await;
+    }
 }
 
 struct ResolveProviders(Vec<Arc<providers::Provider>>);

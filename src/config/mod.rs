@@ -34,9 +34,12 @@ pub struct ServerSection {
     pub threads: usize,
     /// Largest request body accepted; larger ones get 413.
     pub max_request_body_bytes: usize,
-    /// Seconds to keep serving after SIGTERM before closing listeners.
+    /// Seconds requests in flight (streams) get to finish after SIGTERM or
+    /// SIGQUIT; the process leaves earlier once none is left (`drain`).
+    /// Pingora's default when unset: 300.
     pub grace_period_seconds: Option<u64>,
-    /// Seconds to let in-flight requests (streams) finish after that.
+    /// Seconds the runtimes' own shutdown may then take (blocking work
+    /// only: async tasks, streams among them, are dropped at once).
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub pid_file: Option<String>,
     /// Socket over which a new process takes the listeners (zero-downtime upgrade).

@@ -1,5 +1,6 @@
 //! What is known about one request as it goes, for the access log and metrics.
 
+use crate::drain::InFlight;
 use crate::formats::usage::Usage;
 use crate::metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,8 @@ pub struct RequestCtx {
     pub failure: Option<String>,
     pub method: String,
     pub path: String,
+    /// Keeps a draining process alive until this request is done.
+    _in_flight: InFlight,
 }
 
 /// How a failure caused by the caller leaving is worded.
@@ -55,6 +58,7 @@ impl RequestCtx {
             failure: None,
             method: String::new(),
             path: String::new(),
+            _in_flight: InFlight::enter(),
         }
     }
 
