@@ -116,7 +116,7 @@ async fn read_or_keepalive(
     translated: &mut StreamTranslation,
     ping_after: Option<Duration>,
 ) -> Result<pingora_core::Result<Option<Bytes>>, Failure> {
-    let Some(every) = ping_after else {
+    let Some(every) = ping_after.filter(|_| translated.has_keepalive()) else {
         return Ok(upstream.read_response_body().await);
     };
     let read = upstream.read_response_body();

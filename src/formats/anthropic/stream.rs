@@ -271,6 +271,10 @@ impl StreamEncoder for AnthropicEncoder {
         }
     }
 
+    fn has_keepalive(&self) -> bool {
+        true
+    }
+
     /// A `ping`, as Anthropic sends during long silences. Before the
     /// provider has said anything the stream opens first (with the local
     /// input estimate; `message_delta` carries the real count), because

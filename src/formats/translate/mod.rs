@@ -55,9 +55,13 @@ pub trait StreamEncoder: Send + std::fmt::Debug {
     /// The stream is over, after its `Finish` or `Error`: whatever framing
     /// the format still needs.
     fn finish(&mut self, _out: &mut String) {}
+    /// Whether the format has a keep-alive event its SDKs accept.
+    fn has_keepalive(&self) -> bool {
+        false
+    }
     /// The provider has been silent for a while: whatever the format sends
     /// so that clients and intermediaries do not take the quiet stream for
-    /// a dead one. Formats with no such event send nothing.
+    /// a dead one (only called when [`Self::has_keepalive`]).
     fn keepalive(&mut self, _out: &mut String) {}
 }
 

@@ -49,6 +49,11 @@ impl StreamTranslation {
         self.encode(out);
     }
 
+    /// Whether the caller's format has a keep-alive to send during silences.
+    pub fn has_keepalive(&self) -> bool {
+        self.encoder.has_keepalive()
+    }
+
     /// The provider has been silent: the caller's format's keep-alive, if it has one.
     pub fn keepalive(&mut self, out: &mut Vec<Bytes>) {
         self.encoder.keepalive(&mut self.buf);
