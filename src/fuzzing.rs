@@ -62,9 +62,9 @@ fn concat(chunks: &[Bytes]) -> Vec<u8> {
     chunks.iter().flat_map(|c| c.iter().copied()).collect()
 }
 
-fn context(model: &str, flags: u8) -> ClientContext {
+fn context(flags: u8) -> ClientContext {
     ClientContext {
-        model: model.to_string(),
+        model: "fuzz-model".into(),
         created: 1_767_225_600,
         custom_tools: vec!["apply_patch".into()],
         include_usage: flags & 1 != 0,
@@ -160,7 +160,7 @@ pub fn documents(data: &[u8]) {
     let translator = translator_of(*pair);
     let status = if status & 1 == 0 { 200 } else { 400 + u16::from(*status) % 200 };
     let client_streams = flags & 4 != 0;
-    let ctx = context("fuzz-model", *flags);
+    let ctx = context(*flags);
     let (out_status, out, _) = translate_document(translator, &ctx, status, body, client_streams);
     if !(client_streams && out_status == 200) {
         assert_json(&out, "a translated document");
@@ -175,7 +175,7 @@ pub fn documents(data: &[u8]) {
 pub fn stream_translation(data: &[u8]) {
     let [pair, flags, seed, stream @ ..] = data else { return };
     let translator = translator_of(*pair);
-    let ctx = context("fuzz-model", *flags);
+    let ctx = context(*flags);
     let run = |input: &[Bytes]| {
         let mut translation = StreamTranslation::new(translator, &ctx);
         let mut out = Vec::new();

@@ -72,6 +72,11 @@ pub(super) enum Failure {
     Aborted(String),
 }
 
+/// The caller's connection failed under a write: it went away.
+pub(super) fn client_gone(e: Box<Error>) -> Failure {
+    Failure::Aborted(format!("{CLIENT_GONE}: {e}"))
+}
+
 impl From<GatewayError> for Failure {
     fn from(e: GatewayError) -> Self {
         Failure::Refused(e)
@@ -161,7 +166,7 @@ async fn relay(
     ctx.status = status;
     if let Err(e) = downstream::write_head(session, response).await {
         upstream.shutdown().await;
-        return Err(Failure::Aborted(format!("{CLIENT_GONE}: {e}")));
+        return Err(client_gone(e));
     }
 
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
@@ -175,7 +180,7 @@ async fn relay(
                 if let Err(e) = write_all(session, &mut out).await {
                     ctx.usage = relay.finish(&mut out);
                     upstream.shutdown().await;
-                    return Err(Failure::Aborted(format!("{CLIENT_GONE}: {e}")));
+                    return Err(client_gone(e));
                 }
             }
             Ok(None) => break None,
@@ -196,11 +201,8 @@ async fn relay(
             relay.cut_event(format, &GatewayError::UpstreamProtocol("the upstream stream was cut".into())),
         );
     }
-    write_all(session, &mut out).await.map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
-    session
-        .write_response_body(None, true)
-        .await
-        .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
+    write_all(session, &mut out).await.map_err(client_gone)?;
+    session.write_response_body(None, true).await.map_err(client_gone)?;
     if !was_cut && upstream.response_done() {
         connector
             .release_http_session(

@@ -2,9 +2,8 @@
 //! chunk by chunk as it arrives and written on; a document (or an error)
 //! is read whole, translated once and answered with the translated status.
 
-use super::context::CLIENT_GONE;
 use super::downstream::{respond_with, write_head};
-use super::exchange::{classify, upstream_head, write_all, Failure};
+use super::exchange::{classify, client_gone, upstream_head, write_all, Failure};
 use super::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange::{Translation, UpstreamPlan};
@@ -63,19 +62,14 @@ async fn stream(
         head.insert_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
     }
     ctx.status = 200;
-    let gone = |e: Box<pingora_core::Error>| Failure::Aborted(format!("{CLIENT_GONE}: {e}"));
-    write_head(session, head).await.map_err(gone)?;
+    write_head(session, head).await.map_err(client_gone)?;
 
     let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
-    let cut = loop {
+    let ended = loop {
         let next = match read_or_keepalive(session, upstream, &mut translated, translation.ping_after).await {
             Ok(next) => next,
-            Err(gone) => {
-                // The caller left during a keep-alive: what was relayed is still metered.
-                ctx.usage = translated.finish(&mut Vec::new());
-                return Err(gone);
-            }
+            Err(left) => break Err(left),
         };
         match next {
             Ok(Some(chunk)) => {
@@ -84,12 +78,19 @@ async fn stream(
                 }
                 translated.on_chunk(&chunk, &mut out);
                 if let Err(e) = write_all(session, &mut out).await {
-                    ctx.usage = translated.finish(&mut Vec::new());
-                    return Err(gone(e));
+                    break Err(client_gone(e));
                 }
             }
-            Ok(None) => break None,
-            Err(e) => break Some(e),
+            Ok(None) => break Ok(None),
+            Err(e) => break Ok(Some(e)),
+        }
+    };
+    let cut = match ended {
+        Ok(cut) => cut,
+        Err(left) => {
+            // The caller left: what was relayed is still metered.
+            ctx.usage = translated.finish(&mut Vec::new());
+            return Err(left);
         }
     };
     // A cut stream makes the parser report an error event, so the caller's
@@ -100,8 +101,8 @@ async fn stream(
     } else if translated.failed() {
         ctx.failure = Some("provider error mid-stream".into());
     }
-    write_all(session, &mut out).await.map_err(gone)?;
-    session.write_response_body(None, true).await.map_err(gone)?;
+    write_all(session, &mut out).await.map_err(client_gone)?;
+    session.write_response_body(None, true).await.map_err(client_gone)?;
     Ok(cut.is_none())
 }
 
@@ -128,9 +129,7 @@ async fn read_or_keepalive(
             next = &mut read => return Ok(next),
             () = tokio::time::sleep(every) => {
                 translated.keepalive(&mut out);
-                write_all(session, &mut out)
-                    .await
-                    .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
+                write_all(session, &mut out).await.map_err(client_gone)?;
             }
         }
     }
@@ -175,9 +174,7 @@ async fn document(
     let streams = plan.stream && status < 400;
     let kind = content_type(client, streams, translation.ctx.gemini_sse);
     let extra = (!translation.ignored.is_empty()).then_some((IGNORED_HEADER, translation.ignored.as_str()));
-    respond_with(session, status, kind, out, &ctx.request_id, extra)
-        .await
-        .map_err(|e| Failure::Aborted(format!("{CLIENT_GONE}: {e}")))?;
+    respond_with(session, status, kind, out, &ctx.request_id, extra).await.map_err(client_gone)?;
     Ok(true)
 }
 
