@@ -112,6 +112,15 @@ pub struct ProviderConfig {
     pub api_keys: Vec<Secret>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// PEM file of the CAs that may sign this provider's certificate, for
+    /// private endpoints; the system's roots otherwise.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Request headers forwarded besides the provider kind's allow-list
+    /// (names, or prefixes ending in `*`), for an operator whose endpoint
+    /// needs more.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

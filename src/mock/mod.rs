@@ -14,49 +14,108 @@
 //! the connection after that many deltas), `x-mock-tag` (label recordings).
 
 pub mod conversation;
+pub mod faults;
 pub mod knobs;
 mod record;
 pub mod replies;
+pub mod tls;
 
 pub use knobs::Knobs;
 pub use record::Recorded;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame, Incoming};
-use hyper::server::conn::http1;
+use hyper::body::{Body, Frame};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use replies::Api;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
-/// Serves the mock on `listener` until the process ends.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+/// Serves the mock on `listener` until the process ends: plain HTTP/1.1,
+/// or TLS with HTTP/2 and HTTP/1.1 as ALPN offers them.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
     let journal = Arc::new(record::Journal::default());
+    let mut connections = 0u64;
     loop {
         let (stream, _) = listener.accept().await?;
+        connections += 1;
+        let conn = connections;
         // Without it every keep-alive request waits out Nagle and delayed ACK.
         let _ = stream.set_nodelay(true);
         let journal = journal.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, journal.clone()));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let Some(acceptor) = tls else { return serve_http1(stream, journal, conn).await };
+            let Ok(stream) = acceptor.accept(stream).await else { return };
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let service = service_fn(move |req| handle(req, journal.clone(), conn));
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            } else {
+                serve_http1(stream, journal, conn).await;
+            }
         });
     }
 }
 
+/// One HTTP/1.1 connection: by hand when its first request asks for a raw
+/// fault ([`faults`]), by hyper otherwise.
+async fn serve_http1<S>(mut stream: S, journal: Arc<record::Journal>, conn: u64)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(head) = faults::read_head(&mut stream).await else { return };
+    if head.is_empty() {
+        return;
+    }
+    if let Some(fault) = faults::requested(&head) {
+        let _ = faults::serve_raw(stream, head, &fault, journal, conn).await;
+        return;
+    }
+    let service = service_fn(move |req| hyper_request(req, journal.clone(), conn));
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(faults::Rewind::new(head, stream)), service)
+        .await;
+}
+
+/// A request on a connection hyper serves. A raw fault can only be served
+/// on a fresh connection: closing this one unanswered makes the gateway
+/// retry on a new connection, as it does for any stale pooled connection.
+async fn hyper_request<B>(
+    req: Request<B>,
+    journal: Arc<record::Journal>,
+    conn: u64,
+) -> Result<Response<MockBody>, std::io::Error>
+where
+    B: Body,
+{
+    if req.headers().contains_key(faults::RAW_HEADER) {
+        return Err(std::io::Error::other("raw fault on a reused connection"));
+    }
+    let Ok(response) = handle(req, journal, conn).await;
+    Ok(response)
+}
+
 type MockBody = http_body_util::Either<Full<Bytes>, ChannelBody>;
 
-async fn handle(
-    req: Request<Incoming>,
+async fn handle<B>(
+    req: Request<B>,
     journal: Arc<record::Journal>,
-) -> Result<Response<MockBody>, Infallible> {
+    conn: u64,
+) -> Result<Response<MockBody>, Infallible>
+where
+    B: Body,
+{
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let path = parts.uri.path().to_string();
@@ -74,7 +133,11 @@ async fn handle(
     if path == "/health" {
         return Ok(json_response(200, b"{\"status\":\"ok\"}".to_vec()));
     }
-    journal.push(Recorded::new(&parts, &body));
+    if parts.version == hyper::Version::HTTP_2 && parts.headers.contains_key(hyper::header::HOST) {
+        // As nginx does: an h2 request carries its authority in `:authority`.
+        return Ok(json_response(400, b"client sent duplicate host header".to_vec()));
+    }
+    let seq = journal.push(Recorded::new(&parts, &body, conn));
 
     let knobs = Knobs::from_headers(&parts.headers);
     let Some(api) = Api::from_path(parts.method.as_str(), &path, &query) else {
@@ -100,12 +163,19 @@ async fn handle(
         Ok(c) => c,
         Err(why) => return Ok(json_response(400, api.error_body(400, &why))),
     };
+    let sse_always = knobs.fault == Some(knobs::Fault::SseAlways);
+    let api = match api {
+        Api::Gemini { model, stream, .. } if sse_always => Api::Gemini { model, stream, sse: true },
+        other => other,
+    };
     let reply = replies::Reply::new(&api, &request, body.len(), &knobs, &convo);
-    if api.is_stream(&request) {
+    if api.is_stream(&request) || sse_always {
         let (tx, rx) = mpsc::channel(16);
         let events = reply.stream_events();
         tokio::spawn(async move {
-            knobs.pace(events, tx).await;
+            if !knobs.pace(events, tx).await {
+                journal.abandoned(seq);
+            }
         });
         let mut resp = Response::new(http_body_util::Either::Right(ChannelBody(rx)));
         *resp.status_mut() = hyper::StatusCode::OK;

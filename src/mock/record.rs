@@ -17,10 +17,21 @@ pub struct Recorded {
     pub body: serde_json::Value,
     pub body_len: usize,
     pub tag: Option<String>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// Which connection it came on (a counter per accepted connection).
+    pub connection: u64,
+    /// Set when the gateway closed the connection before the answer was
+    /// complete: milliseconds after the request arrived.
+    pub abandoned_after_ms: Option<u64>,
+    #[serde(skip)]
+    seq: u64,
+    #[serde(skip)]
+    arrived: Option<std::time::Instant>,
 }
 
 impl Recorded {
-    pub fn new(parts: &hyper::http::request::Parts, body: &Bytes) -> Self {
+    pub fn new(parts: &hyper::http::request::Parts, body: &Bytes, connection: u64) -> Self {
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in &parts.headers {
             headers
@@ -39,20 +50,38 @@ impl Recorded {
             body: body_json,
             body_len: body.len(),
             tag,
+            version: format!("{:?}", parts.version),
+            connection,
+            abandoned_after_ms: None,
+            seq: 0,
+            arrived: Some(std::time::Instant::now()),
         }
     }
 }
 
 #[derive(Default)]
-pub struct Journal(Mutex<Vec<Recorded>>);
+pub struct Journal(Mutex<Vec<Recorded>>, std::sync::atomic::AtomicU64);
 
 impl Journal {
-    pub fn push(&self, r: Recorded) {
+    /// Records a request; the number returned marks it later.
+    pub fn push(&self, mut r: Recorded) -> u64 {
+        let seq = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r.seq = seq;
         if let Ok(mut v) = self.0.lock() {
             if v.len() >= KEEP {
                 v.remove(0);
             }
             v.push(r);
+        }
+        seq
+    }
+
+    /// Notes that the gateway left request `seq` before its answer ended.
+    pub fn abandoned(&self, seq: u64) {
+        if let Ok(mut v) = self.0.lock() {
+            if let Some(r) = v.iter_mut().find(|r| r.seq == seq) {
+                r.abandoned_after_ms = r.arrived.map(|t| t.elapsed().as_millis() as u64);
+            }
         }
     }
 

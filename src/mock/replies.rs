@@ -152,6 +152,10 @@ impl Reply {
                 })
                 .collect()
         };
+        let mut pieces = pieces;
+        if knobs.pad_bytes > 0 {
+            pieces.push("x".repeat(knobs.pad_bytes));
+        }
         let include_usage =
             request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
         Self {

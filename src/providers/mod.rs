@@ -10,11 +10,13 @@ use crate::config::{ProviderConfig, ProviderKind, Timeouts};
 use crate::formats::ClientFormat;
 use crate::routing::Endpoint;
 use crate::secret::Secret;
+use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::utils::tls::{parse_x509, WrappedX509};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -27,6 +29,10 @@ pub struct Provider {
     next_key: AtomicUsize,
     peers: RwLock<Vec<HttpPeer>>,
     next_peer: AtomicUsize,
+    /// CAs from `ca_file`, checked at load.
+    ca: Option<Arc<CaType>>,
+    /// Extra request headers to forward (lowercase; a trailing `*` is a prefix).
+    pub forward_headers: Vec<String>,
 }
 
 /// A parsed base URL.
@@ -96,6 +102,13 @@ impl Provider {
             next_key: AtomicUsize::new(0),
             peers: RwLock::new(Vec::new()),
             next_peer: AtomicUsize::new(0),
+            ca: cfg
+                .ca_file
+                .as_deref()
+                .map(load_ca)
+                .transpose()
+                .map_err(|e| format!("providers '{}': {e}", cfg.name))?,
+            forward_headers: cfg.forward_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
         };
         // A literal IP needs no lookup; names are resolved by `resolve`.
         if let Ok(ip) = provider.origin.host.parse::<std::net::IpAddr>() {
@@ -183,9 +196,27 @@ impl Provider {
         if self.origin.tls {
             peer.options.alpn = ALPN::H2H1;
             peer.options.max_h2_streams = 100;
+            peer.options.ca.clone_from(&self.ca);
         }
         peer
     }
+}
+
+/// The certificates of a PEM CA bundle, each checked to parse: Pingora's
+/// own parser panics on one that does not.
+fn load_ca(path: &str) -> Result<Arc<CaType>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {path}: {e}"))?;
+    let mut certs = Vec::new();
+    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = der.map_err(|e| format!("ca_file {path}: {e}"))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("ca_file {path}: a certificate does not parse: {e}"))?;
+        certs.push(WrappedX509::new(der.to_vec(), parse_x509));
+    }
+    if certs.is_empty() {
+        return Err(format!("ca_file {path}: no certificate in the file"));
+    }
+    Ok(Arc::from(certs))
 }
 
 const PATH_SEGMENT: &percent_encoding::AsciiSet =
@@ -221,6 +252,8 @@ mod tests {
             base_url: url.into(),
             api_keys: vec![Secret::new("k1"), Secret::new("k2")],
             timeouts: Timeouts::default(),
+            ca_file: None,
+            forward_headers: Vec::new(),
         })
         .unwrap()
     }

@@ -265,16 +265,58 @@ async fn send_request(
 }
 
 async fn exchange_head(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingora_core::Result<()> {
+    let req = upstream_request(plan, upstream.as_http2().is_some())?;
+    upstream.write_request_header(Box::new(req)).await?;
+    upstream.write_request_body(plan.body.clone(), true).await?;
+    upstream.finish_request_body().await?;
+    read_final_head(upstream).await
+}
+
+/// The request head for the provider. HTTP/2 carries the authority in
+/// `:authority` (taken from an absolute URI) and must not also carry
+/// `Host`: servers such as nginx refuse the duplicate, and Pingora's client
+/// copies `Host` into `:authority` without removing it.
+fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<RequestHeader> {
     let mut req = RequestHeader::build("POST", plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
-    req.insert_header("host", plan.provider.origin.authority())?;
+    let authority = plan.provider.origin.authority();
+    if h2 {
+        let uri = http::Uri::builder()
+            .scheme(if plan.provider.origin.tls { "https" } else { "http" })
+            .authority(authority.as_str())
+            .path_and_query(plan.path.as_str())
+            .build()
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream URI", e))?;
+        req.set_uri(uri);
+    } else {
+        req.insert_header("host", authority)?;
+    }
     for (name, value) in &plan.headers {
         req.append_header(name.clone(), value.as_str())?;
     }
     req.insert_header("content-length", plan.body.len().to_string())?;
-    upstream.write_request_header(Box::new(req)).await?;
-    upstream.write_request_body(plan.body.clone(), true).await?;
-    upstream.finish_request_body().await?;
-    upstream.read_response_header().await
+    Ok(req)
+}
+
+/// Interim heads a provider may send before its answer (RFC 9110 §15.2).
+const MAX_INTERIM_HEADS: usize = 16;
+
+/// Reads the provider's final response head, skipping interim ones
+/// (`100 Continue`, `103 Early Hints`): Pingora's HTTP/1 client returns
+/// each of them, and reading a body after one panics. Its HTTP/2 client
+/// (the h2 crate) skips them itself and may be asked only once.
+async fn read_final_head(upstream: &mut HttpSession) -> pingora_core::Result<()> {
+    for _ in 0..MAX_INTERIM_HEADS {
+        upstream.read_response_header().await?;
+        let status = upstream.response_header().map(|h| h.status.as_u16());
+        match status {
+            Some(101) => {
+                return Err(Error::explain(ErrorType::InvalidHTTPHeader, "provider switched protocols"))
+            }
+            Some(100..=199) if upstream.as_http1().is_some() => continue,
+            _ => return Ok(()),
+        }
+    }
+    Err(Error::explain(ErrorType::InvalidHTTPHeader, "too many interim responses"))
 }
 
 pub(super) fn response_head(

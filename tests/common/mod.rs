@@ -30,6 +30,8 @@ pub struct Stack {
     pub gateway: String,
     pub metrics: String,
     pub mock: String,
+    /// Where the gateway's stderr (its logs) goes, when asked for.
+    pub log: Option<PathBuf>,
     _procs: Vec<Proc>,
     _dir: Option<TempDir>,
 }
@@ -63,15 +65,31 @@ fn wait_for(url: &str) {
 }
 
 pub fn start_mock() -> (String, Child) {
+    let (port, child) = start_mock_with(&[]);
+    (format!("http://127.0.0.1:{port}"), child)
+}
+
+/// The mock with more arguments (TLS, ALPN); its port.
+pub fn start_mock_with(args: &[&str]) -> (u16, Child) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for(&url);
-    (url, child)
+    wait_for(&format!("127.0.0.1:{port}"));
+    (port, child)
+}
+
+/// A child process killed when this is dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Stack {
@@ -88,7 +106,50 @@ impl Stack {
         Self::with_config(&path, Some(dir), &[])
     }
 
+    /// [`Stack::demo`] with the gateway's logs (at `info`) kept in a file.
+    pub fn demo_logged() -> Self {
+        let dir = TempDir::new();
+        let log = dir.0.join("gateway.log");
+        let mut stack =
+            Self::launch(&repo().join("conf/demo.yaml"), Some(dir), &[("RUST_LOG", "info")], Some(&log));
+        stack.log = Some(log);
+        stack
+    }
+
+    /// The log once `ready` holds of it (the logging hook runs after the
+    /// response is out), or as it is after 5 s.
+    pub async fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log_text();
+            if ready(&log) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.as_ref().expect("a logged stack")).unwrap_or_default()
+    }
+
     pub fn with_config(config: &Path, dir: Option<TempDir>, env: &[(&str, &str)]) -> Self {
+        Self::launch(config, dir, env, None)
+    }
+
+    /// As [`Stack::custom`], with the gateway's logs kept in a file.
+    pub fn custom_logged(yaml: &str) -> Self {
+        let dir = TempDir::new();
+        let path = dir.0.join("tollgate.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let log = dir.0.join("gateway.log");
+        let mut stack = Self::launch(&path, Some(dir), &[("RUST_LOG", "info")], Some(&log));
+        stack.log = Some(log);
+        stack
+    }
+
+    fn launch(config: &Path, dir: Option<TempDir>, env: &[(&str, &str)], log: Option<&Path>) -> Self {
         let (mock, mock_child) = start_mock();
         let port = free_port();
         let metrics_port = free_port();
@@ -104,6 +165,9 @@ impl Stack {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        if let Some(log) = log {
+            cmd.stderr(std::fs::File::create(log).unwrap());
+        }
         let child = cmd.spawn().unwrap();
         let gateway = format!("http://127.0.0.1:{port}");
         wait_for(&gateway);
@@ -111,6 +175,7 @@ impl Stack {
             gateway,
             metrics: format!("http://127.0.0.1:{metrics_port}"),
             mock,
+            log: None,
             _procs: vec![Proc(child), Proc(mock_child)],
             _dir: dir,
         }
@@ -159,4 +224,77 @@ pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
             (!data.is_empty()).then(|| (name, data.join("\n")))
         })
         .collect()
+}
+
+/// One model call in a client format, as the official SDKs send it.
+pub struct Call {
+    pub path: String,
+    pub auth: (&'static str, String),
+    pub body: serde_json::Value,
+}
+
+/// A call to `model` in `format` (`openai`, `responses`, `anthropic`, `gemini`).
+pub fn call(format: &str, model: &str, stream: bool, text: &str) -> Call {
+    use serde_json::json;
+    let bearer = ("authorization", format!("Bearer {KEY}"));
+    match format {
+        "openai" => Call {
+            path: "/v1/chat/completions".into(),
+            auth: bearer,
+            body: json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]}),
+        },
+        "responses" => Call {
+            path: "/v1/responses".into(),
+            auth: bearer,
+            body: json!({"model": model, "stream": stream, "input": text}),
+        },
+        "anthropic" => Call {
+            path: "/v1/messages".into(),
+            auth: ("x-api-key", KEY.to_string()),
+            body: json!({"model": model, "max_tokens": 50, "stream": stream, "messages": [{"role": "user", "content": text}]}),
+        },
+        "gemini" => Call {
+            path: if stream {
+                format!("/v1beta/models/{model}:streamGenerateContent?alt=sse")
+            } else {
+                format!("/v1beta/models/{model}:generateContent")
+            },
+            auth: ("x-goog-api-key", KEY.to_string()),
+            body: json!({"contents": [{"role": "user", "parts": [{"text": text}]}]}),
+        },
+        other => panic!("no such format {other}"),
+    }
+}
+
+/// Every client format against a model of its own kind and a translated one.
+pub const ROUTES: [(&str, &str); 8] = [
+    ("openai", "gpt-5.5"),
+    ("responses", "gpt-5.5"),
+    ("anthropic", "claude-sonnet-4-6"),
+    ("gemini", "gemini-3-flash-preview"),
+    ("openai", "claude-sonnet-4-6"),
+    ("responses", "gemini-3-flash-preview"),
+    ("anthropic", "gpt-5.5"),
+    ("gemini", "claude-sonnet-4-6"),
+];
+
+impl Stack {
+    /// Sends `call` with extra headers.
+    pub async fn send(&self, call: &Call, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = client().post(self.url(&call.path)).header(call.auth.0, &call.auth.1).json(&call.body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The sum of a counter over all its label sets.
+    pub async fn counter(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }

@@ -1,0 +1,38 @@
+//! Providers that misbehave, through the real gateway: interim heads,
+//! malformed heads, huge documents, endless events, spaced JSON, event
+//! streams nobody asked for, silence. None of it may panic a request,
+//! leak the provider's internals, or go unmetered.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{call, Stack, ROUTES};
+
+#[tokio::test]
+async fn interim_heads_are_skipped_and_the_answer_relayed_on_every_path() {
+    let stack = Stack::demo_logged();
+    let before = stack.counter("tollgate_requests_total").await;
+    let mut sent = 0.0;
+    for (format, model) in ROUTES {
+        for stream in [false, true] {
+            for interim in ["103", "100", "100,103,103"] {
+                let c = call(format, model, stream, "hi");
+                let r = stack.send(&c, &[("x-mock-raw", interim)]).await;
+                let status = r.status();
+                let body = r.text().await.unwrap();
+                assert_eq!(status, 200, "{format} {model} stream={stream} {interim}: {body}");
+                assert!(body.contains("Hello"), "{format} {model} stream={stream} {interim}: {body}");
+                sent += 1.0;
+            }
+        }
+    }
+    let access = |log: &str| log.lines().filter(|l| l.contains(" status=200 ")).count();
+    let log = stack.log_when(|log| access(log) as f64 >= sent).await;
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(
+        stack.counter("tollgate_requests_total").await - before,
+        sent,
+        "every request is in the metrics"
+    );
+    assert_eq!(access(&log) as f64, sent, "every request is in the access log");
+}
