@@ -73,7 +73,7 @@ server:
 listeners: [{{ address: "127.0.0.1:{port}" }}]
 metrics: {{ address: "127.0.0.1:{metrics_port}" }}
 providers:
-  - {{ name: openai, kind: openai, base_url: "{mock}/openai/v1", api_keys: ["k"] }}
+  - {{ name: openai, kind: openai, base_url: "{mock}/openai/v1", api_keys: ["k"], forward_headers: ["x-mock-*"] }}
 models:
   - {{ id: openai/gpt-5.5, aliases: [gpt-5.5], provider: openai }}
 mounts:

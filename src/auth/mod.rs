@@ -48,11 +48,13 @@ pub fn extract_key(header: &dyn Fn(&str) -> Option<String>, query: Option<&str>)
     query_param(query?, KEY_QUERY_PARAM).filter(|k| !k.is_empty()).map(Secret::new)
 }
 
-/// The decoded value of `name` in a query string.
+/// The decoded value of `name` in a query string; names are decoded too
+/// (`k%65y` is `key`), as the providers' own servers decode them.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        (k == name || decode(k) == name).then(|| decode(v))
     })
 }
 

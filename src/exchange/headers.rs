@@ -1,63 +1,83 @@
-//! Which request headers go upstream and which response headers come back.
-//! Requests: everything but hop-by-hop headers, every place a customer key
-//! can hide, cookies, client addresses and compression (the gateway reads
-//! the response to meter it). Responses: a short allow-list, so provider
-//! account details (organisation ids, the operator's own rate limits,
-//! cookies) never reach customers.
+//! Which request headers and query parameters go upstream, and which
+//! response headers come back. Both directions are allow-lists: whatever a
+//! caller sends reaches the provider under the operator's credentials, so
+//! only what each provider kind needs to serve the call passes (no
+//! `OpenAI-Organization`, `OpenAI-Project`, `x-goog-user-project`,
+//! `X-Goog-FieldMask` or `$fields`, which steer or bill the operator's
+//! account, or could strip the usage the gateway meters). Responses keep a
+//! short list too, so provider account details never reach customers.
 
-use crate::auth::{KEY_HEADERS, KEY_QUERY_PARAM};
+use crate::auth::KEY_HEADERS;
 use crate::config::ProviderKind;
 use crate::providers::Provider;
 
-const DROPPED_REQUEST_HEADERS: &[&str] = &[
-    // hop-by-hop (RFC 9110 §7.6.1)
+/// Forwarded to every provider kind.
+const COMMON_REQUEST_HEADERS: &[&str] = &["content-type", "accept", "user-agent"];
+
+/// What each kind adds to [`COMMON_REQUEST_HEADERS`].
+fn kind_request_headers(kind: ProviderKind) -> &'static [&'static str] {
+    match kind {
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => &["openai-beta"],
+        ProviderKind::Anthropic => &["anthropic-version", "anthropic-beta"],
+        ProviderKind::Gemini => &[],
+    }
+}
+
+/// Never forwarded, whatever a provider's `forward_headers` says: the
+/// gateway sets them itself, or they carry a customer's credentials or
+/// address.
+pub const NEVER_FORWARDED: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
-    "proxy-authenticate",
     "proxy-authorization",
     "te",
     "trailer",
     "transfer-encoding",
     "upgrade",
-    // set by the gateway
     "host",
     "content-length",
     "expect",
     "accept-encoding",
-    // customer credentials beyond KEY_HEADERS
     "api-key",
     "cookie",
-    // who the customer is, network-wise
     "forwarded",
     "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
     "x-real-ip",
-    "cf-connecting-ip",
-    "true-client-ip",
 ];
+
+/// Query parameters each kind may receive, with the values allowed. Names
+/// are matched as sent: a percent-encoded name is not the name it decodes to.
+fn kind_query(kind: ProviderKind) -> &'static [(&'static str, &'static [&'static str])] {
+    match kind {
+        ProviderKind::Gemini => &[("alt", &["sse", "json"])],
+        ProviderKind::Anthropic => &[("beta", &["true"])],
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => &[],
+    }
+}
 
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// The headers for the upstream request: the caller's, filtered, plus the
-/// provider's credentials (and `anthropic-version` when the caller sent none).
-pub fn upstream_headers(client: &[(String, String)], provider: &Provider) -> Vec<(String, String)> {
-    let named_by_connection: Vec<String> = client
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
-        .collect();
-    let mut out: Vec<(String, String)> = client
-        .iter()
-        .filter(|(k, _)| {
-            let k = k.to_ascii_lowercase();
-            !DROPPED_REQUEST_HEADERS.contains(&k.as_str())
-                && !KEY_HEADERS.contains(&k.as_str())
-                && !named_by_connection.contains(&k)
+/// Whether a request header may go to `provider`.
+pub fn forwards(provider: &Provider, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    if NEVER_FORWARDED.contains(&name.as_str()) || KEY_HEADERS.contains(&name.as_str()) {
+        return false;
+    }
+    COMMON_REQUEST_HEADERS.contains(&name.as_str())
+        || kind_request_headers(provider.kind).contains(&name.as_str())
+        || provider.forward_headers.iter().any(|allowed| match allowed.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => *allowed == name,
         })
-        .cloned()
-        .collect();
+}
+
+/// The headers for the upstream request: the caller's that `provider` may
+/// receive, plus its credentials (and `anthropic-version` when the caller
+/// sent none).
+pub fn upstream_headers(client: &[(String, String)], provider: &Provider) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        client.iter().filter(|(k, _)| forwards(provider, k)).cloned().collect();
     if provider.kind == ProviderKind::Anthropic
         && !out.iter().any(|(k, _)| k.eq_ignore_ascii_case("anthropic-version"))
     {
@@ -71,21 +91,15 @@ pub fn upstream_headers(client: &[(String, String)], provider: &Provider) -> Vec
     out
 }
 
-/// Headers for a translated request: as [`upstream_headers`], without the
-/// caller's format-specific headers the provider would not understand.
-pub fn translated_headers(client: &[(String, String)], provider: &Provider) -> Vec<(String, String)> {
-    let mut out = upstream_headers(client, provider);
-    if provider.kind != ProviderKind::Anthropic {
-        out.retain(|(k, _)| !k.to_ascii_lowercase().starts_with("anthropic-"));
-    }
-    out
-}
-
-/// The caller's query string without the customer key (`?key=`).
-pub fn upstream_query(query: Option<&str>) -> Option<String> {
+/// The caller's query parameters that `kind` may receive.
+pub fn upstream_query(query: Option<&str>, kind: ProviderKind) -> Option<String> {
+    let allowed = kind_query(kind);
     let kept: Vec<&str> = query?
         .split('&')
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(KEY_QUERY_PARAM))
+        .filter(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            allowed.iter().any(|(n, values)| *n == name && values.contains(&value))
+        })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
@@ -96,4 +110,75 @@ pub fn keep_response_header(name: &str) -> bool {
         name.to_ascii_lowercase().as_str(),
         "content-type" | "content-length" | "content-encoding" | "cache-control" | "retry-after"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProviderConfig, Timeouts};
+    use crate::secret::Secret;
+
+    fn provider(kind: ProviderKind, extra: &[&str]) -> Provider {
+        Provider::from_config(&ProviderConfig {
+            name: "p".into(),
+            kind,
+            base_url: "http://127.0.0.1:1".into(),
+            api_keys: vec![Secret::new("provider-key")],
+            timeouts: Timeouts::default(),
+            ca_file: None,
+            forward_headers: extra.iter().map(|s| s.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    fn names(headers: &[(String, String)]) -> Vec<String> {
+        headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect()
+    }
+
+    #[test]
+    fn only_the_kinds_allow_list_goes_upstream() {
+        let client: Vec<(String, String)> = [
+            "Content-Type",
+            "User-Agent",
+            "OpenAI-Organization",
+            "OpenAI-Project",
+            "OpenAI-Beta",
+            "x-goog-user-project",
+            "X-Goog-FieldMask",
+            "anthropic-beta",
+            "Authorization",
+            "x-api-key",
+            "Cookie",
+            "X-Forwarded-For",
+            "x-mock-tag",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), "v".to_string()))
+        .collect();
+        let openai = names(&upstream_headers(&client, &provider(ProviderKind::Openai, &[])));
+        assert_eq!(openai, ["content-type", "user-agent", "openai-beta", "authorization"]);
+        let gemini =
+            names(&upstream_headers(&client, &provider(ProviderKind::Gemini, &["x-mock-*", "cookie"])));
+        assert_eq!(
+            gemini,
+            ["content-type", "user-agent", "x-mock-tag", "x-goog-api-key"],
+            "cookie is never forwarded"
+        );
+        let anthropic = names(&upstream_headers(&client, &provider(ProviderKind::Anthropic, &[])));
+        assert_eq!(
+            anthropic,
+            ["content-type", "user-agent", "anthropic-beta", "anthropic-version", "x-api-key"]
+        );
+    }
+
+    #[test]
+    fn only_known_query_parameters_with_known_values_go_upstream() {
+        let q = Some("alt=sse&key=secret&k%65y=secret&$fields=candidates&%61lt=json&alt=media");
+        assert_eq!(upstream_query(q, ProviderKind::Gemini).as_deref(), Some("alt=sse"));
+        assert_eq!(upstream_query(q, ProviderKind::Openai), None);
+        assert_eq!(
+            upstream_query(Some("beta=true&x=1"), ProviderKind::Anthropic).as_deref(),
+            Some("beta=true")
+        );
+    }
 }

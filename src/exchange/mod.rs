@@ -103,7 +103,7 @@ pub fn plan(
     }
     let body = if edits.is_empty() { body } else { Bytes::from(top.rewrite(&edits)) };
 
-    let query = headers::upstream_query(query);
+    let query = headers::upstream_query(query, provider.kind);
     let path = provider.upstream_path(&route.endpoint, &model.upstream_model, query.as_deref());
     let headers = headers::upstream_headers(client_headers, &provider);
     Ok(UpstreamPlan { model, provider, path, headers, body, stream, hide_usage, translation: None })
@@ -172,7 +172,7 @@ fn plan_translated(
     };
     let upstream_query = (target == ClientFormat::Gemini && stream).then_some("alt=sse");
     let path = provider.upstream_path(&endpoint, &model.upstream_model, upstream_query);
-    let headers = headers::translated_headers(client_headers, &provider);
+    let headers = headers::upstream_headers(client_headers, &provider);
     Ok(UpstreamPlan {
         model,
         provider,

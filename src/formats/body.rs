@@ -101,8 +101,26 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             let value: &'de RawValue = map.next_value()?;
             fields.push((key.0, value));
         }
+        if let Some(name) = first_duplicate(&fields) {
+            // Routing and metering read one value; the provider might
+            // read the other.
+            return Err(serde::de::Error::custom(format!("duplicate key '{name}' at the top level")));
+        }
         Ok(fields)
     }
+}
+
+/// The first key that appears twice, in time linear in the number of keys.
+fn first_duplicate<'a>(fields: &'a [(Cow<'_, str>, &RawValue)]) -> Option<&'a str> {
+    if fields.len() <= 16 {
+        return fields
+            .iter()
+            .enumerate()
+            .find(|(i, (k, _))| fields[..*i].iter().any(|(earlier, _)| earlier == k))
+            .map(|(_, (k, _))| k.as_ref());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(fields.len());
+    fields.iter().map(|(k, _)| k.as_ref()).find(|k| !seen.insert(*k))
 }
 
 /// A map key borrowed from the input when it has no escapes.
@@ -161,6 +179,22 @@ mod tests {
         for bad in [&b""[..], b"  ", b"[]", b"{", b"{\"a\":1} x", b"nul", b"\"s\""] {
             assert!(TopLevel::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+        let top = TopLevel::parse(br#"{"model":5,"stream":"yes"}"#).unwrap();
+        assert!(top.str_field("model").is_err());
+        for dup in [
+            &br#"{"model":"a","model":"b"}"#[..],
+            br#"{"stream":false,"x":1,"stream":true}"#,
+            br#"{"model":"a","model":"b"}"#,
+        ] {
+            let err = TopLevel::parse(dup).err().unwrap();
+            assert!(err.contains("duplicate key"), "{err}");
+        }
+        let many: String = (0..40).map(|i| format!("\"k{i}\":1,")).collect::<String>() + "\"k7\":2}";
+        assert!(TopLevel::parse(format!("{{{many}").as_bytes()).err().unwrap().contains("'k7'"));
+        assert!(
+            TopLevel::parse(br#"{"a":{"x":1},"b":{"x":2}}"#).is_ok(),
+            "nested keys may repeat across objects"
+        );
         let top = TopLevel::parse(br#"{"model":5,"stream":"yes"}"#).unwrap();
         assert!(top.str_field("model").is_err());
         assert!(top.bool_field("stream").is_err());

@@ -20,36 +20,63 @@ pub fn all_headers(session: &Session) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads the whole request body, refusing more than `limit` bytes.
+/// Reads the whole request body, refusing more than `limit` bytes. A body
+/// that arrives in one read is kept as it came (no copy).
 pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
     let declared = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    let mut first: Option<Bytes> = None;
-    let mut rest = BytesMut::new();
-    loop {
-        let chunk = session
-            .read_request_body()
-            .await
-            .map_err(|e| GatewayError::BadRequest(format!("could not read the request body: {e}")))?;
-        let Some(chunk) = chunk else { break };
-        let size = first.as_ref().map_or(0, Bytes::len) + rest.len() + chunk.len();
-        if size > limit {
+    let mut body = BodyBuffer::default();
+    while let Some(chunk) = session.read_request_body().await.map_err(|e| {
+        // The rest of the body cannot be found: the connection cannot carry another request.
+        session.set_keepalive(None);
+        GatewayError::BadRequest(format!("could not read the request body: {e}"))
+    })? {
+        if body.len() + chunk.len() > limit {
             return Err(GatewayError::PayloadTooLarge { limit });
         }
-        match &first {
-            None => first = Some(chunk),
-            Some(f) => {
-                if rest.is_empty() {
-                    rest.reserve(declared.unwrap_or(size).max(size));
-                    rest.extend_from_slice(f);
+        body.push(chunk, declared);
+    }
+    Ok(body.finish())
+}
+
+/// The body read so far: the first chunk as it came, then one buffer.
+#[derive(Default)]
+struct BodyBuffer {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl BodyBuffer {
+    fn len(&self) -> usize {
+        if self.joined.is_empty() {
+            self.first.as_ref().map_or(0, Bytes::len)
+        } else {
+            self.joined.len()
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes, declared: Option<usize>) {
+        match self.first.take() {
+            None if self.joined.is_empty() => self.first = Some(chunk),
+            first => {
+                if let Some(first) = first {
+                    let size = first.len() + chunk.len();
+                    self.joined.reserve(declared.unwrap_or(size).max(size));
+                    self.joined.extend_from_slice(&first);
                 }
-                rest.extend_from_slice(&chunk);
+                self.joined.extend_from_slice(&chunk);
             }
         }
     }
-    Ok(if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() })
+
+    fn finish(self) -> Bytes {
+        match self.first {
+            Some(first) => first,
+            None => self.joined.freeze(),
+        }
+    }
 }
 
 /// Writes the head of a response whose body follows in pieces. A body of
@@ -108,4 +135,26 @@ pub async fn respond_error(
         session.set_keepalive(None);
     }
     respond(session, err.status(), "application/json", errors::render(err, format), request_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_buffer_counts_each_byte_once() {
+        let mut body = BodyBuffer::default();
+        let mut expected = Vec::new();
+        for i in 0..5u8 {
+            let chunk = Bytes::from(vec![i; 100]);
+            expected.extend_from_slice(&chunk);
+            body.push(chunk, None);
+            assert_eq!(body.len(), expected.len());
+        }
+        assert_eq!(body.finish(), Bytes::from(expected));
+        let mut one = BodyBuffer::default();
+        one.push(Bytes::from_static(b"{}"), Some(2));
+        assert_eq!((one.len(), one.finish()), (2, Bytes::from_static(b"{}")));
+        assert!(BodyBuffer::default().finish().is_empty());
+    }
 }

@@ -1,0 +1,173 @@
+//! Callers that probe the gateway, through the real binary: duplicate
+//! keys, headers and query parameters that would steer the operator's
+//! provider account, bodies at the size limit, `Expect: 100-continue`,
+//! pipelining, broken chunked bodies and connections held for free.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{call, client, repo, tag, Stack, KEY, ROUTES};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+#[tokio::test]
+async fn duplicate_top_level_keys_are_refused_in_the_callers_format() {
+    let stack = Stack::demo();
+    let t = tag();
+    for (format, model) in ROUTES {
+        let c = call(format, model, false, "hi");
+        let text = c.body.to_string();
+        let bodies: Vec<String> = if format == "gemini" {
+            vec![text.replacen('{', "{\"contents\":[],", 1), text.replacen('{', "{\"c\\u006fntents\":[],", 1)]
+        } else {
+            vec![
+                text.replacen('{', "{\"model\":\"claude-sonnet-4-6\",", 1),
+                text.replacen('{', "{\"stream\":true,", 1),
+                text.replacen('{', "{\"m\\u006fdel\":\"gpt-5.5\",", 1),
+            ]
+        };
+        for body in bodies {
+            let r = client()
+                .post(stack.url(&c.path))
+                .header(c.auth.0, &c.auth.1)
+                .header("x-mock-tag", &t)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let doc: Value = r.json().await.unwrap();
+            assert_eq!(status, 400, "{format} {body}: {doc}");
+            let message = doc["error"]["message"].as_str().unwrap();
+            assert!(message.contains("duplicate key"), "{format}: {doc}");
+            if format == "gemini" {
+                assert_eq!(doc["error"]["status"], "INVALID_ARGUMENT");
+            } else {
+                assert_eq!(doc["error"]["type"], "invalid_request_error");
+            }
+        }
+    }
+    assert!(stack.received(&t).await.is_empty(), "nothing went upstream");
+}
+
+#[tokio::test]
+async fn callers_cannot_steer_the_operators_provider_account() {
+    let stack = Stack::demo();
+    let steering = [
+        ("OpenAI-Organization", "org-attacker"),
+        ("OpenAI-Project", "proj-attacker"),
+        ("x-goog-user-project", "attacker-project"),
+        ("X-Goog-FieldMask", "candidates"),
+        ("x-goog-api-client", "attacker"),
+        ("Cookie", "session=attacker"),
+        ("X-Forwarded-For", "1.2.3.4"),
+    ];
+    for (format, model) in ROUTES {
+        for stream in [false, true] {
+            let t = tag();
+            let mut c = call(format, model, stream, "hi");
+            let sep = if c.path.contains('?') { '&' } else { '?' };
+            c.path = format!("{}{sep}$fields=candidates&k%65y={KEY}x&%61lt=json&alt=media&foo=bar", c.path);
+            let mut headers: Vec<(&str, &str)> = steering.to_vec();
+            headers.push(("x-mock-tag", &t));
+            let r = stack.send(&c, &headers).await;
+            assert_eq!(r.status(), 200, "{format} {model}: {}", r.text().await.unwrap());
+            assert!(r.text().await.unwrap().contains("Hello"));
+            let got = stack.received(&t).await;
+            assert_eq!(got.len(), 1);
+            let seen = &got[0];
+            let names: Vec<&String> = seen["headers"].as_object().unwrap().keys().collect();
+            for (name, _) in steering {
+                assert!(
+                    !names.contains(&&name.to_ascii_lowercase()),
+                    "{format} {model}: {name} reached the provider"
+                );
+            }
+            let query = seen["query"].as_str().unwrap();
+            assert!(
+                query.is_empty() || query == "alt=sse",
+                "{format} {model} stream={stream}: only alt=sse may go upstream, got {query:?}"
+            );
+            assert!(!seen.to_string().contains(KEY), "the customer key reached the provider: {seen}");
+        }
+    }
+}
+
+/// `bytes` bytes of valid JSON for a chat call.
+fn chat_body_of(bytes: usize) -> Vec<u8> {
+    let head = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":""#;
+    let tail = br#""}]}"#;
+    let mut body = head.to_vec();
+    body.resize(bytes - tail.len(), b'a');
+    body.extend_from_slice(tail);
+    body
+}
+
+/// Sends a raw HTTP/1.1 request and returns the whole answer (the
+/// connection is closed by `connection: close`).
+fn raw_exchange(addr: &str, head: &str, body_parts: &[&[u8]], pause: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for part in body_parts {
+        // A refused body is answered before it is all sent.
+        if s.write_all(part).and_then(|()| s.flush()).is_err() {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn the_body_limit_counts_every_byte_once() {
+    const LIMIT: usize = 1024 * 1024;
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replace(
+        "server:\n  threads: 2",
+        &format!("server:\n  threads: 2\n  max_request_body_bytes: {LIMIT}"),
+    );
+    let stack = Stack::custom(&yaml);
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    for (size, expect) in [(1_048_000, "200"), (LIMIT, "200"), (LIMIT + 1, "413"), (500_000, "200")] {
+        let body = chat_body_of(size);
+        // Sized, in many reads.
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let parts: Vec<&[u8]> = body.chunks(64 * 1024).collect();
+        let answer = raw_exchange(&addr, &head, &parts, Duration::from_millis(2));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {expect}")),
+            "{size} sized: {}",
+            &answer[..answer.len().min(300)]
+        );
+        // Chunked, in many reads, so no length is declared up front.
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let mut framed: Vec<Vec<u8>> = body
+            .chunks(64 * 1024)
+            .map(|c| {
+                let mut f = format!("{:x}\r\n", c.len()).into_bytes();
+                f.extend_from_slice(c);
+                f.extend_from_slice(b"\r\n");
+                f
+            })
+            .collect();
+        framed.push(b"0\r\n\r\n".to_vec());
+        let parts: Vec<&[u8]> = framed.iter().map(Vec::as_slice).collect();
+        let answer = raw_exchange(&addr, &head, &parts, Duration::from_millis(2));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {expect}")),
+            "{size} chunked: {}",
+            &answer[..answer.len().min(300)]
+        );
+    }
+    let _ = json!({});
+}
