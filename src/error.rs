@@ -122,6 +122,19 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// What the log gets beyond the caller's message: the cause of a
+    /// provider or gateway failure, never shown to callers.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            GatewayError::UpstreamUnavailable(why)
+            | GatewayError::UpstreamProtocol(why)
+            | GatewayError::Internal(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -151,10 +164,14 @@ impl fmt::Display for GatewayError {
             GatewayError::PayloadTooLarge { limit } => {
                 write!(f, "Request body is larger than the limit of {limit} bytes")
             }
-            GatewayError::UpstreamUnavailable(why) => write!(f, "Upstream provider unavailable: {why}"),
+            // What went wrong with the provider stays in the log (`detail`):
+            // its addresses, headers and messages are the operator's business.
+            GatewayError::UpstreamUnavailable(_) => f.write_str("The upstream provider could not be reached"),
             GatewayError::UpstreamTimeout => f.write_str("Upstream provider timed out"),
-            GatewayError::UpstreamProtocol(why) => write!(f, "Upstream provider error: {why}"),
-            GatewayError::Internal(why) => write!(f, "Internal gateway error: {why}"),
+            GatewayError::UpstreamProtocol(_) => {
+                f.write_str("The upstream provider sent a response the gateway cannot relay")
+            }
+            GatewayError::Internal(_) => f.write_str("Internal gateway error"),
         }
     }
 }
@@ -173,5 +190,18 @@ mod tests {
         assert_eq!(GatewayError::UpstreamUnavailable("x".into()).status(), 502);
         assert_eq!(GatewayError::UpstreamTimeout.status(), 504);
         assert_eq!(GatewayError::PayloadTooLarge { limit: 1 }.status(), 413);
+    }
+
+    #[test]
+    fn provider_details_stay_out_of_the_message() {
+        let secret = "10.0.0.7:443 set-cookie: s=1";
+        for err in [
+            GatewayError::UpstreamUnavailable(secret.into()),
+            GatewayError::UpstreamProtocol(secret.into()),
+            GatewayError::Internal(secret.into()),
+        ] {
+            assert!(!err.to_string().contains("10.0.0.7"), "{err}");
+            assert_eq!(err.detail(), Some(secret));
+        }
     }
 }

@@ -7,7 +7,20 @@ use serde_json::json;
 
 /// Renders `err` as the JSON body the caller's SDK expects for an error.
 pub fn render(err: &GatewayError, format: ClientFormat) -> Vec<u8> {
-    let message = err.to_string();
+    render_message(err, format, err.to_string())
+}
+
+/// [`render`] for an answer the gateway gives itself: a failure on its
+/// side names the request id, which finds the details in the log.
+pub fn render_answer(err: &GatewayError, format: ClientFormat, request_id: &str) -> Vec<u8> {
+    if err.status() >= 500 {
+        render_message(err, format, format!("{err} (request id {request_id})"))
+    } else {
+        render(err, format)
+    }
+}
+
+fn render_message(err: &GatewayError, format: ClientFormat, message: String) -> Vec<u8> {
     let doc = match format {
         ClientFormat::Openai | ClientFormat::Responses => json!({
             "error": {

@@ -90,7 +90,10 @@ async fn fail(
     format: ClientFormat,
 ) -> pingora_core::Result<()> {
     ctx.status = err.status();
-    ctx.failure = Some(err.code().to_string());
+    ctx.failure = Some(match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.code()),
+        None => err.code().to_string(),
+    });
     respond_error(session, err, format, &ctx.request_id).await
 }
 
