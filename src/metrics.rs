@@ -69,6 +69,19 @@ static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+static UNMETERED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_unmetered_responses_total",
+        "Successful model calls whose provider reported no usage, by provider and model.",
+        &["provider", "model"],
+    )
+});
+
+/// A successful model call the provider reported no usage for.
+pub fn unmetered(provider: &str, model: &str) {
+    UNMETERED.with_label_values(&[provider, model]).inc();
+}
+
 /// One finished request, as the metrics see it.
 pub struct RequestRecord<'a> {
     pub route: &'a str,
@@ -109,6 +122,7 @@ pub fn init() {
     Lazy::force(&DURATION);
     Lazy::force(&UPSTREAM_TTFB);
     Lazy::force(&TOKENS);
+    Lazy::force(&UNMETERED);
 }
 
 pub fn render() -> Vec<u8> {

@@ -62,7 +62,9 @@ async fn provider_internals_stay_in_the_log_not_in_the_callers_error() {
         assert_eq!(r.status(), 502, "{}", c.path);
         let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
         let body = r.text().await.unwrap();
-        for secret in ["provider-secret-cookie", "org-provider-internal", "no header", "127.0.0.1", &dead.to_string()] {
+        for secret in
+            ["provider-secret-cookie", "org-provider-internal", "no header", "127.0.0.1", &dead.to_string()]
+        {
             assert!(!body.contains(secret), "{}: {secret} leaked: {body}", c.path);
         }
         assert!(body.contains(&id), "the caller gets the request id: {body}");
@@ -70,4 +72,88 @@ async fn provider_internals_stay_in_the_log_not_in_the_callers_error() {
         let line = log.lines().find(|l| l.contains(&format!("{id} "))).unwrap();
         assert!(line.contains("failure="), "the log has the cause: {line}");
     }
+}
+
+/// The access-log line of request `id`, once it is written.
+async fn access_line(stack: &Stack, id: &str) -> String {
+    let needle = format!("{id} ");
+    let log = stack.log_when(|log| log.lines().any(|l| l.contains(&needle) && l.contains("status="))).await;
+    log.lines().find(|l| l.contains(&needle) && l.contains("status=")).unwrap_or_default().to_string()
+}
+
+fn tokens(line: &str, field: &str) -> u64 {
+    let at = line.find(&format!(" {field}=")).unwrap_or_else(|| panic!("no {field} in {line}"));
+    line[at + field.len() + 2..].split(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_document_of_any_size_is_metered() {
+    let stack = Stack::demo_logged();
+    for (format, model) in &ROUTES[..4] {
+        let c = call(format, model, false, "hi");
+        let r = stack.send(&c, &[("x-mock-pad-bytes", "20000000")]).await;
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = r.bytes().await.unwrap();
+        assert!(body.len() > 20_000_000, "{format}: relayed whole");
+        let line = access_line(&stack, &id).await;
+        assert!(tokens(&line, "in") > 0 && tokens(&line, "out") > 0, "{format}: {line}");
+    }
+    let log = stack.log_text();
+    assert!(!log.contains("UNMETERED"), "{log}");
+}
+
+#[tokio::test]
+async fn a_response_without_usage_is_logged_loudly() {
+    let stack = Stack::demo_logged();
+    let before = stack.counter("tollgate_unmetered_responses_total").await;
+    // A Gemini stream cut before its last chunk carries no usageMetadata.
+    let c = call("gemini", "gemini-3-flash-preview", true, "hi");
+    let r = stack.send(&c, &[("x-mock-cut-after", "1")]).await;
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let _ = r.text().await;
+    let log = stack.log_when(|log| log.contains("UNMETERED")).await;
+    assert!(log.lines().any(|l| l.contains(&id) && l.contains("UNMETERED")), "{log}");
+    assert_eq!(stack.counter("tollgate_unmetered_responses_total").await - before, 1.0);
+}
+
+#[tokio::test]
+async fn a_caller_that_asked_for_a_document_never_gets_an_event_stream() {
+    let stack = Stack::demo();
+    for (format, model) in ROUTES {
+        let c = call(format, model, false, "hi");
+        let r = stack.send(&c, &[("x-mock-fault", "sse-always")]).await;
+        assert_eq!(r.status(), 502, "{format} {model}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let doc: serde_json::Value = r.json().await.unwrap();
+        assert!(doc["error"]["message"].as_str().is_some(), "{format} {model}: {doc}");
+    }
+}
+
+#[tokio::test]
+async fn the_added_usage_chunk_is_removed_whatever_the_providers_whitespace() {
+    let stack = Stack::demo_logged();
+    let c = call("openai", "gpt-5.5", true, "hi");
+    let r = stack.send(&c, &[("x-mock-fault", "spaced-json")]).await;
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.text().await.unwrap();
+    let events = common::sse_events(&body);
+    assert!(events.len() > 3, "{body}");
+    for (_, data) in &events {
+        if data == "[DONE]" {
+            continue;
+        }
+        let chunk: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert!(chunk["choices"][0].is_object(), "every chunk has choices[0]: {data}");
+        assert!(chunk.get("usage").is_none(), "the caller did not ask for usage: {data}");
+    }
+    let line = access_line(&stack, &id).await;
+    assert!(tokens(&line, "in") > 0, "still metered: {line}");
+    // A translated stream from a spaced provider is metered too.
+    let c = call("anthropic", "gpt-5.5", true, "hi");
+    let r = stack.send(&c, &[("x-mock-fault", "spaced-json")]).await;
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(r.text().await.unwrap().contains("message_stop"));
+    assert!(tokens(&access_line(&stack, &id).await, "out") > 0);
 }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod canonical;
 pub mod chat;
 pub mod errors;
+pub mod field_scan;
 pub mod gemini;
 pub mod ids;
 pub mod json;

@@ -5,6 +5,8 @@
 //! chunk and the `"usage":null` fields it adds are removed again so the
 //! caller sees exactly the stream it asked for.
 
+use super::body::TopLevel;
+use super::field_scan::FieldScan;
 use super::usage::{self, StreamUsage, Usage};
 use super::{errors, ClientFormat};
 use crate::error::GatewayError;
@@ -127,59 +129,56 @@ fn sequence_number(data: &str) -> Option<u64> {
 }
 
 /// The event as the caller would have seen it without `include_usage`:
-/// `None` for the usage-only chunk, the `"usage":null` field removed elsewhere.
+/// `None` for the usage-only chunk, the top-level `"usage": null` removed
+/// from the others. Decided on the parsed top level, so whitespace, key
+/// order and escapes do not matter (servers differ in all three).
 fn without_added_usage(event: &SseEvent) -> Option<Bytes> {
     let Some(data) = event.data.as_deref() else {
         return Some(event.raw.clone());
     };
-    let bytes = data.as_bytes();
-    if usage::has_usage_object(bytes) && memchr::memmem::find(bytes, b"\"choices\":[]").is_some() {
-        return None;
+    if memchr::memmem::find(data.as_bytes(), b"usage").is_none() {
+        return Some(event.raw.clone());
     }
-    // Inside a JSON string every quote is escaped, so these byte sequences
-    // can only be the field itself.
-    for needle in [",\"usage\":null", ", \"usage\": null", "\"usage\":null,", "\"usage\": null, "] {
-        if let Some(i) = memchr::memmem::find(&event.raw, needle.as_bytes()) {
-            let mut edited = Vec::with_capacity(event.raw.len());
-            edited.extend_from_slice(&event.raw[..i]);
-            edited.extend_from_slice(&event.raw[i + needle.len()..]);
-            return Some(Bytes::from(edited));
+    // `[DONE]`, or whatever else is not an object, goes on as it came.
+    let Ok(top) = TopLevel::parse(data.as_bytes()) else {
+        return Some(event.raw.clone());
+    };
+    let Some(usage) = top.raw("usage") else {
+        return Some(event.raw.clone());
+    };
+    match usage.get().as_bytes().first() {
+        Some(b'{') if top.raw("choices").is_some_and(|c| is_empty_array(c.get())) => None,
+        Some(b'n') => {
+            let kept = top.rewrite(&[("usage", None)]);
+            Some(crate::sse::encode(event.event.as_deref(), &String::from_utf8_lossy(&kept)))
         }
+        _ => Some(event.raw.clone()),
     }
-    Some(event.raw.clone())
 }
 
-/// A whole (non-SSE) response, kept by reference to read its usage at the end.
+fn is_empty_array(raw: &str) -> bool {
+    raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).is_some_and(|inner| inner.trim().is_empty())
+}
+
+/// A whole (non-SSE) response: its usage is read as it streams past, at
+/// any size, and nothing of it is kept but the usage field.
 #[derive(Debug)]
 pub struct WholeBody {
     format: ClientFormat,
-    chunks: Vec<Bytes>,
-    size: usize,
+    scan: FieldScan,
 }
-
-/// Bodies past this size are relayed but not kept for usage reading.
-const MAX_KEPT: usize = 16 * 1024 * 1024;
 
 impl WholeBody {
     fn new(format: ClientFormat) -> Self {
-        Self { format, chunks: Vec::new(), size: 0 }
+        Self { format, scan: FieldScan::new(usage::usage_field(format)) }
     }
 
     fn keep(&mut self, chunk: &Bytes) {
-        self.size += chunk.len();
-        if self.size <= MAX_KEPT {
-            self.chunks.push(chunk.clone());
-        }
+        self.scan.feed(chunk);
     }
 
     fn usage(&self) -> Option<Usage> {
-        if self.size > MAX_KEPT {
-            return None;
-        }
-        match self.chunks.as_slice() {
-            [one] => usage::from_response(self.format, one),
-            many => usage::from_response(self.format, &many.concat()),
-        }
+        usage::from_usage_value(self.format, self.scan.value()?)
     }
 }
 
@@ -219,6 +218,29 @@ data: [DONE]\n\n";
             let (bytes, usage) = run(&mut p, OPENAI_WITH_USAGE.as_bytes(), cut);
             assert_eq!(String::from_utf8(bytes).unwrap(), expected, "cut {cut}");
             assert_eq!(usage.unwrap().output_tokens, 1);
+        }
+    }
+
+    #[test]
+    fn removes_the_usage_chunk_whatever_the_whitespace_and_key_order() {
+        let spaced = "data: {\"id\": \"c\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"\\\"usage\\\": null\"}}], \"usage\" : null}\n\n\
+data: {\"usage\" : {\"prompt_tokens\": 3, \"completion_tokens\": 1}, \"choices\" : [ ], \"id\": \"c\"}\n\n\
+data: [DONE]\n\n";
+        for cut in 0..spaced.len() {
+            let mut p = Passthrough::new(ClientFormat::Openai, true, true);
+            let (bytes, usage) = run(&mut p, spaced.as_bytes(), cut);
+            let text = String::from_utf8(bytes).unwrap();
+            let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+            assert_eq!(events.len(), 2, "cut {cut}: {text}");
+            let first: serde_json::Value =
+                serde_json::from_str(events[0].trim_start_matches("data: ")).unwrap();
+            assert!(first.get("usage").is_none(), "{first}");
+            assert_eq!(
+                first["choices"][0]["delta"]["content"], "\"usage\": null",
+                "string contents untouched"
+            );
+            assert_eq!(events[1], "data: [DONE]");
+            assert_eq!(usage.unwrap().input_tokens, 3, "still metered");
         }
     }
 

@@ -161,6 +161,31 @@ pub fn from_response(format: ClientFormat, body: &[u8]) -> Option<Usage> {
     }
 }
 
+/// The name of the top-level field that carries a document's usage.
+pub fn usage_field(format: ClientFormat) -> &'static str {
+    match format {
+        ClientFormat::Gemini => "usageMetadata",
+        _ => "usage",
+    }
+}
+
+/// Usage from the raw value of a document's [`usage_field`].
+pub fn from_usage_value(format: ClientFormat, value: &[u8]) -> Option<Usage> {
+    match format {
+        ClientFormat::Openai => serde_json::from_slice::<Option<OpenaiUsage>>(value).ok()?.map(Usage::from),
+        ClientFormat::Responses => {
+            serde_json::from_slice::<Option<ResponsesUsage>>(value).ok()?.map(Usage::from)
+        }
+        ClientFormat::Anthropic => {
+            let u = serde_json::from_slice::<Option<AnthropicUsage>>(value).ok()??;
+            let mut usage = Usage::default();
+            usage.merge_anthropic(u);
+            Some(usage)
+        }
+        ClientFormat::Gemini => serde_json::from_slice::<Option<GeminiUsage>>(value).ok()?.map(Usage::from),
+    }
+}
+
 fn gemini_usage(body: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -260,9 +285,10 @@ impl StreamUsage {
 /// `"usage":{` with or without a space: a usage object rather than `null`.
 pub fn has_usage_object(data: &[u8]) -> bool {
     let mut rest = data;
-    while let Some(i) = memchr::memmem::find(rest, b"\"usage\":") {
-        let after = &rest[i + 8..];
-        if after.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+    while let Some(i) = memchr::memmem::find(rest, b"\"usage\"") {
+        let after = &rest[i + 7..];
+        let mut significant = after.iter().filter(|b| !b.is_ascii_whitespace());
+        if significant.next() == Some(&b':') && significant.next() == Some(&b'{') {
             return true;
         }
         rest = after;

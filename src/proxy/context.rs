@@ -82,6 +82,20 @@ impl RequestCtx {
             upstream_ttfb: self.upstream_ttfb,
             usage: self.usage,
         });
+        if (200..300).contains(&status)
+            && self.provider.is_some()
+            && self.route != "count_tokens"
+            && self.usage.is_none()
+        {
+            // Whatever the cause, a call that cannot be billed must be seen.
+            metrics::unmetered(provider, model);
+            log::warn!(
+                target: "tollgate",
+                "{} UNMETERED: {} answered {status} for {model} without usage; nothing was metered",
+                self.request_id,
+                provider,
+            );
+        }
         let u = self.usage.unwrap_or_default();
         log::info!(
             target: "access",

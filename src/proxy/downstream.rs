@@ -134,8 +134,14 @@ pub async fn respond_error(
         // The rest of the body was not read: the connection cannot be reused.
         session.set_keepalive(None);
     }
-    respond(session, err.status(), "application/json", errors::render_answer(err, format, request_id), request_id)
-        .await
+    respond(
+        session,
+        err.status(),
+        "application/json",
+        errors::render_answer(err, format, request_id),
+        request_id,
+    )
+    .await
 }
 
 #[cfg(test)]

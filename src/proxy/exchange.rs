@@ -160,6 +160,10 @@ async fn relay(
         GatewayError::UpstreamUnavailable(format!("{} is not resolved yet", plan.provider.origin.host))
     })?;
     let mut upstream = send_request(connector, &peer, &plan).await?;
+    if let Err(e) = expected_shape(&upstream, &plan) {
+        upstream.shutdown().await;
+        return Err(e.into());
+    }
     if let Some(translation) = &plan.translation {
         return super::translated::relay(connector, session, ctx, &plan, translation, upstream, &peer).await;
     }
@@ -214,6 +218,18 @@ async fn relay(
                 Some(Duration::from_millis(plan.provider.timeouts.idle_ms)),
             )
             .await;
+    }
+    Ok(())
+}
+
+/// A caller that asked for a document gets one or an error, never an
+/// event stream its SDK cannot read.
+fn expected_shape(upstream: &HttpSession, plan: &UpstreamPlan) -> Result<(), GatewayError> {
+    let (_, status, is_sse) = upstream_head(upstream)?;
+    if (200..300).contains(&status) && is_sse && !plan.stream {
+        return Err(GatewayError::UpstreamProtocol(
+            "the provider answered a request for a document with an event stream".into(),
+        ));
     }
     Ok(())
 }
