@@ -35,6 +35,9 @@ pub enum GatewayError {
     UpstreamTimeout,
     /// The provider answered something that is not HTTP we can relay.
     UpstreamProtocol(String),
+    /// The gateway itself is out of a resource (file descriptors): not the
+    /// provider's fault, and worth a retry.
+    Overloaded(String),
     /// A bug or an unexpected state in the gateway itself.
     Internal(String),
 }
@@ -68,7 +71,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::Internal(_) => 500,
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamProtocol(_) => 502,
-            GatewayError::ModelComingSoon(_) => 503,
+            GatewayError::ModelComingSoon(_) | GatewayError::Overloaded(_) => 503,
             GatewayError::UpstreamTimeout => 504,
         }
     }
@@ -92,7 +95,7 @@ impl GatewayError {
             },
             GatewayError::RouteNotFound(_) | GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
             GatewayError::PayloadTooLarge { .. } => ErrorKind::RequestTooLarge,
-            GatewayError::ModelComingSoon(_) => ErrorKind::Overloaded,
+            GatewayError::ModelComingSoon(_) | GatewayError::Overloaded(_) => ErrorKind::Overloaded,
             GatewayError::UpstreamUnavailable(_)
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::Internal(_) => ErrorKind::Api,
@@ -117,6 +120,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::UpstreamProtocol(_) => "upstream_error",
+            GatewayError::Overloaded(_) => "gateway_overloaded",
             GatewayError::Internal(_) => "internal_error",
         }
     }
@@ -129,6 +133,7 @@ impl GatewayError {
         match self {
             GatewayError::UpstreamUnavailable(why)
             | GatewayError::UpstreamProtocol(why)
+            | GatewayError::Overloaded(why)
             | GatewayError::Internal(why) => Some(why),
             _ => None,
         }
@@ -171,6 +176,7 @@ impl fmt::Display for GatewayError {
             GatewayError::UpstreamProtocol(_) => {
                 f.write_str("The upstream provider sent a response the gateway cannot relay")
             }
+            GatewayError::Overloaded(_) => f.write_str("The gateway is overloaded; retry shortly"),
             GatewayError::Internal(_) => f.write_str("Internal gateway error"),
         }
     }

@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod formats;
 pub mod fuzzing;
 pub mod gateway;
+pub mod logging;
 pub mod metrics;
 pub mod mock;
 pub mod providers;

@@ -53,7 +53,8 @@ fn main() -> ExitCode {
                 }
             };
             let level = cfg.server.log_level.clone().unwrap_or_else(|| "info".to_string());
-            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+            tollgate::logging::init(&level);
+            tollgate::logging::raise_open_files_limit();
             match tollgate::server::build(&cfg, tollgate::server::RunFlags { upgrade, daemon }) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {

@@ -77,6 +77,49 @@ static UNMETERED: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+static ACCEPT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_accept_errors_total",
+        "Connections the listeners failed to accept, by cause (too_many_open_files, other).",
+        &["cause"],
+    )
+});
+
+static CONNECT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_upstream_connect_errors_total",
+        "Upstream connections that failed, by provider and cause.",
+        &["provider", "cause"],
+    )
+});
+
+/// A listener's `accept()` failed.
+pub fn accept_failed(cause: &'static str) {
+    ACCEPT_ERRORS.with_label_values(&[cause]).inc();
+}
+
+/// A connection to `provider` failed.
+pub fn connect_failed(provider: &str, cause: &'static str) {
+    CONNECT_ERRORS.with_label_values(&[provider, cause]).inc();
+}
+
+/// The bounded label for an OS error named in `message`.
+pub fn os_error_cause(message: &str) -> &'static str {
+    if message.contains("os error 24") || message.contains("os error 23") {
+        "too_many_open_files"
+    } else if message.contains("os error 111") {
+        "refused"
+    } else if message.contains("os error 104") {
+        "reset"
+    } else if message.contains("timed out") || message.contains("Timedout") {
+        "timeout"
+    } else if message.contains("TLS") || message.contains("Tls") || message.contains("certificate") {
+        "tls"
+    } else {
+        "other"
+    }
+}
+
 /// A successful model call the provider reported no usage for.
 pub fn unmetered(provider: &str, model: &str) {
     UNMETERED.with_label_values(&[provider, model]).inc();
@@ -123,6 +166,8 @@ pub fn init() {
     Lazy::force(&UPSTREAM_TTFB);
     Lazy::force(&TOKENS);
     Lazy::force(&UNMETERED);
+    Lazy::force(&ACCEPT_ERRORS);
+    Lazy::force(&CONNECT_ERRORS);
 }
 
 pub fn render() -> Vec<u8> {

@@ -171,3 +171,113 @@ async fn the_body_limit_counts_every_byte_once() {
     }
     let _ = json!({});
 }
+
+/// Every place a customer key can be: (header or query, how it is written).
+fn key_places(key: &str) -> Vec<(Option<(&'static str, String)>, String)> {
+    vec![
+        (Some(("authorization", format!("Bearer {key}"))), String::new()),
+        (Some(("x-api-key", key.to_string())), String::new()),
+        (Some(("anthropic-api-key", key.to_string())), String::new()),
+        (Some(("x-goog-api-key", key.to_string())), String::new()),
+        (None, format!("key={key}")),
+        (None, format!("k%65y={key}")),
+    ]
+}
+
+#[tokio::test]
+async fn keys_never_reach_the_log_whatever_fails_and_wherever_the_key_is() {
+    // Trace level: everything anyone could turn on.
+    let stack = Stack::demo_logged_at("trace");
+    let c = client();
+    let chat = json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]});
+    let chat_stream =
+        json!({"model": "gpt-5.5", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut secrets = vec![KEY.to_string()];
+    for (i, (header, query)) in key_places(KEY).into_iter().enumerate() {
+        let wrong = format!("sk-wrong-secret-{i}");
+        secrets.push(wrong.clone());
+        let with = |path: &str, key: &str| {
+            let (_, q) = &key_places(key)[i];
+            if q.is_empty() {
+                stack.url(path)
+            } else {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                stack.url(&format!("{path}{sep}{q}"))
+            }
+        };
+        let auth = |req: reqwest::RequestBuilder, key: &str| match &key_places(key)[i].0 {
+            Some((name, value)) => req.header(*name, value),
+            None => req,
+        };
+        let _ = header;
+        let _ = query;
+        // Wrong key.
+        let r = auth(c.post(with("/v1/chat/completions", &wrong)), &wrong).json(&chat).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        // Bad body, unknown model, provider error, oversized body.
+        let r = auth(c.post(with("/v1/chat/completions", KEY)), KEY).body("{nope").send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let r = auth(c.post(with("/v1/chat/completions", KEY)), KEY)
+            .json(&json!({"model": "nope", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = auth(c.post(with("/v1/chat/completions", KEY)), KEY)
+            .header("x-mock-status", "500")
+            .json(&chat)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500);
+        // A document the provider cuts: the response is aborted mid-body.
+        let r = auth(c.post(with("/v1/chat/completions", KEY)), KEY)
+            .header("x-mock-cut-after", "1")
+            .json(&chat)
+            .send()
+            .await;
+        if let Ok(r) = r {
+            let _ = r.bytes().await;
+        }
+        // A caller that leaves mid-stream.
+        let r = auth(c.post(with("/v1/chat/completions", KEY)), KEY)
+            .header("x-mock-chunks", "50")
+            .header("x-mock-chunk-delay-ms", "20")
+            .json(&chat_stream)
+            .send()
+            .await
+            .unwrap();
+        drop(r);
+        // A Gemini stream cut by the provider.
+        let r = auth(
+            c.post(with("/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse", KEY)),
+            KEY,
+        )
+        .header("x-mock-cut-after", "1")
+        .json(&json!({"contents": [{"parts": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap();
+        let _ = r.text().await;
+    }
+    // Malformed heads, with the key in the request line and a header.
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    for head in [
+        format!("GET /v1/models?key={KEY} HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nthis is no header\r\n\r\n"),
+        format!("POST /v1/chat/completions?key={KEY} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
+        format!("GET /v1/models?key={KEY} HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n"),
+    ] {
+        let _ = raw_exchange(&addr, &head, &[], Duration::from_millis(0));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = stack.log_text();
+    assert!(log.contains("status=401") && log.contains("status=500"), "the failures were logged: {log}");
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "{secret} is in the log:\n{}",
+            log.lines().filter(|l| l.contains(secret.as_str())).collect::<Vec<_>>().join("\n")
+        );
+    }
+    assert!(!log.contains("mock-openai-key"), "the provider key is in the log");
+}

@@ -58,6 +58,23 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The query with the value of every customer-key parameter replaced by `*****`.
+pub fn mask_query_key(query: &str) -> String {
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if name == KEY_QUERY_PARAM || decode(name) == KEY_QUERY_PARAM {
+                format!("{name}=*****")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[derive(Debug, Default)]
 pub struct KeyRing {
     by_digest: HashMap<KeyDigest, Principal>,

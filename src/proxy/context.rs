@@ -23,6 +23,8 @@ pub struct RequestCtx {
     pub failure: Option<String>,
     pub method: String,
     pub path: String,
+    /// The request's query as sent; the URI Pingora keeps has the key masked.
+    pub query: Option<String>,
     /// Keeps a draining process alive until this request is done.
     _in_flight: InFlight,
 }
@@ -58,6 +60,7 @@ impl RequestCtx {
             failure: None,
             method: String::new(),
             path: String::new(),
+            query: None,
             _in_flight: InFlight::enter(),
         }
     }

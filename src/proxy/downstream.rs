@@ -7,6 +7,22 @@ use bytes::{Bytes, BytesMut};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+/// Takes the query out of the request URI into `ctx`, with a customer key
+/// in it (`?key=`, however encoded) masked in what stays behind, so no
+/// later log line can print it.
+pub fn redact_query_key(session: &mut Session, ctx: &mut super::RequestCtx) {
+    let Some(query) = session.req_header().uri.query() else { return };
+    ctx.query = Some(query.to_string());
+    if crate::auth::query_param(query, crate::auth::KEY_QUERY_PARAM).is_none() {
+        return;
+    }
+    let masked = crate::auth::mask_query_key(query);
+    let path = session.req_header().uri.path();
+    if let Ok(uri) = http::Uri::try_from(format!("{path}?{masked}")) {
+        session.req_header_mut().set_uri(uri);
+    }
+}
+
 pub fn header(session: &Session, name: &str) -> Option<String> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }

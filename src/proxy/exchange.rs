@@ -37,7 +37,7 @@ pub async fn handle(
 ) -> pingora_core::Result<()> {
     let method = session.req_header().method.as_str().to_string();
     let path = session.req_header().uri.path().to_string();
-    let query = session.req_header().uri.query().map(str::to_string);
+    let query = ctx.query.clone();
     ctx.method.clone_from(&method);
     ctx.path.clone_from(&path);
     let hints = FormatHints {
@@ -264,7 +264,8 @@ async fn send_request(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (mut upstream, reused) = connector.get_http_session(peer).await.map_err(|e| classify(&e))?;
+        let (mut upstream, reused) =
+            connector.get_http_session(peer).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
         let timeouts = plan.provider.timeouts;
         upstream.set_read_timeout(Some(Duration::from_millis(timeouts.read_ms)));
         upstream.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
@@ -353,6 +354,22 @@ pub(super) fn response_head(
     }
     resp.insert_header("x-request-id", request_id).map_err(internal)?;
     Ok(resp)
+}
+
+/// A failed connection to a provider, counted by cause. Running out of
+/// file descriptors is the gateway's own trouble, not the provider's.
+fn connect_error(provider: &str, e: &Error) -> GatewayError {
+    let os_error = e.root_cause().downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error);
+    let cause = match os_error {
+        Some(24 | 23) => "too_many_open_files",
+        _ => crate::metrics::os_error_cause(&e.to_string()),
+    };
+    crate::metrics::connect_failed(provider, cause);
+    if cause == "too_many_open_files" {
+        log::error!(target: "tollgate", "connecting to {provider}: too many open files ({e}); raise LimitNOFILE");
+        return GatewayError::Overloaded(format!("too many open files connecting to {provider}: {e}"));
+    }
+    classify(e)
 }
 
 pub(super) fn classify(e: &Error) -> GatewayError {

@@ -37,6 +37,11 @@ impl ProxyHttp for TollgateProxy {
         RequestCtx::new()
     }
 
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        downstream::redact_query_key(session, ctx);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         exchange::handle(&self.gateway, &self.connector, session, ctx).await?;
         Ok(true)
@@ -45,6 +50,12 @@ impl ProxyHttp for TollgateProxy {
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         // Every request is answered in `request_filter`; reaching here is a bug.
         Err(Error::explain(ErrorType::InternalError, "tollgate answers every request in request_filter"))
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        // Pingora's own summary prints the query, where a key may be.
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {

@@ -108,10 +108,15 @@ impl Stack {
 
     /// [`Stack::demo`] with the gateway's logs (at `info`) kept in a file.
     pub fn demo_logged() -> Self {
+        Self::demo_logged_at("info")
+    }
+
+    /// [`Stack::demo_logged`] with `RUST_LOG` set to `level`.
+    pub fn demo_logged_at(level: &str) -> Self {
         let dir = TempDir::new();
         let log = dir.0.join("gateway.log");
         let mut stack =
-            Self::launch(&repo().join("conf/demo.yaml"), Some(dir), &[("RUST_LOG", "info")], Some(&log));
+            Self::launch(&repo().join("conf/demo.yaml"), Some(dir), &[("RUST_LOG", level)], Some(&log));
         stack.log = Some(log);
         stack
     }
