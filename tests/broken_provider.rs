@@ -157,3 +157,45 @@ async fn the_added_usage_chunk_is_removed_whatever_the_providers_whitespace() {
     assert!(r.text().await.unwrap().contains("message_stop"));
     assert!(tokens(&access_line(&stack, &id).await, "out") > 0);
 }
+
+#[tokio::test]
+async fn a_departed_caller_ends_the_upstream_exchange_within_a_second() {
+    let stack = Stack::demo();
+    let quick = reqwest::Client::builder().timeout(std::time::Duration::from_millis(300)).build().unwrap();
+    let mut pending = Vec::new();
+    let mut calls = Vec::new();
+    for (format, model) in ROUTES {
+        for (stream, silence) in [
+            (false, ("x-mock-latency-ms", "8000")),
+            (true, ("x-mock-ttfb-ms", "8000")),
+            (true, ("x-mock-fault", "only-comments")),
+        ] {
+            let t = common::tag();
+            let c = call(format, model, stream, "hi");
+            let request = quick
+                .post(stack.url(&c.path))
+                .header(c.auth.0, &c.auth.1)
+                .header("x-mock-tag", &t)
+                .header(silence.0, silence.1)
+                .json(&c.body);
+            // The caller gives up after 300 ms, before or after the head.
+            calls.push(async move {
+                if let Ok(r) = request.send().await {
+                    let _ = r.bytes().await;
+                }
+            });
+            pending.push((format!("{format} {model} stream={stream} {silence:?}"), t));
+        }
+    }
+    futures_util::future::join_all(calls).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for (what, t) in pending {
+        let got = stack.received(&t).await;
+        assert_eq!(got.len(), 1, "{what}");
+        let after = got[0]["abandoned_after_ms"].as_u64();
+        assert!(
+            after.is_some_and(|ms| ms < 1300),
+            "{what}: the gateway left the provider after {after:?} ms"
+        );
+    }
+}

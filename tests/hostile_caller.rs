@@ -281,3 +281,102 @@ async fn keys_never_reach_the_log_whatever_fails_and_wherever_the_key_is() {
     }
     assert!(!log.contains("mock-openai-key"), "the provider key is in the log");
 }
+
+fn chat_request(extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// Reads from `s` until `needle` has appeared `count` times, or 10 s pass.
+fn read_until(s: &mut TcpStream, needle: &str, count: usize) -> String {
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while std::time::Instant::now() < deadline {
+        if String::from_utf8_lossy(&got).matches(needle).count() >= count {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_and_the_connection_kept() {
+    let stack = Stack::demo();
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    let body = chat_body_of(2 * 1024 * 1024);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let head = chat_request("expect: 100-continue\r\n", b"");
+    let head = String::from_utf8(head)
+        .unwrap()
+        .replace("content-length: 0", &format!("content-length: {}", body.len()));
+    s.write_all(head.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let interim = read_until(&mut s, "\r\n\r\n", 1);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    assert!(started.elapsed() < Duration::from_millis(900), "answered at once, not after a client timer");
+    s.write_all(&body).unwrap();
+    let answer = read_until(&mut s, "Hello", 1);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    // The same connection takes the next request.
+    s.write_all(&chat_request("", &chat_body_of(200))).unwrap();
+    let again = read_until(&mut s, "Hello", 1);
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let stack = Stack::demo();
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut burst = chat_request("x-mock-chunks: 1\r\n", &chat_body_of(300));
+    burst.extend(
+        format!("GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\r\n").into_bytes(),
+    );
+    burst.extend(chat_request("x-mock-chunks: 2\r\n", &chat_body_of(400)));
+    s.write_all(&burst).unwrap();
+    let answers = read_until(&mut s, "HTTP/1.1 200", 3);
+    let heads: Vec<usize> = answers.match_indices("HTTP/1.1 200").map(|(i, _)| i).collect();
+    assert_eq!(heads.len(), 3, "{answers}");
+    let (first, models, second) =
+        (&answers[heads[0]..heads[1]], &answers[heads[1]..heads[2]], &answers[heads[2]..]);
+    assert!(first.contains("\"content\":\"Hello\""), "{first}");
+    assert!(models.contains("\"object\":\"list\""), "{models}");
+    assert!(second.contains("\"content\":\"Hello from\""), "{second}");
+}
+
+#[tokio::test]
+async fn a_broken_chunked_body_closes_the_connection() {
+    let stack = Stack::demo();
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let bad = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+    );
+    s.write_all(bad.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Were the connection kept, this would be served as a new request.
+    let _ = s.write_all(
+        format!("GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\r\n").as_bytes(),
+    );
+    let answers = read_until(&mut s, "HTTP/1.1", 2);
+    assert!(answers.starts_with("HTTP/1.1 400"), "{answers}");
+    assert!(answers.to_ascii_lowercase().contains("connection: close"), "{answers}");
+    assert_eq!(
+        answers.matches("HTTP/1.1").count(),
+        1,
+        "nothing after the unreadable body is served: {answers}"
+    );
+}

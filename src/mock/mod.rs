@@ -147,7 +147,10 @@ where
         ));
     };
     if knobs.latency_ms > 0 {
+        // hyper drops this future if the gateway hangs up meanwhile.
+        let watch = record::Abandonment::watch(&journal, seq);
         tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
+        watch.disarm();
     }
     if let Some(status) = knobs.status {
         return Ok(json_response(status, api.error_body(status, "mock: error requested by x-mock-status")));

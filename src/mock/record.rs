@@ -102,3 +102,29 @@ impl Journal {
 pub fn tag_from_query(query: &str) -> Option<String> {
     crate::auth::query_param(query, "tag")
 }
+
+/// Marks a request abandoned if dropped before [`Abandonment::disarm`]:
+/// hyper drops a request's future when its connection closes.
+pub struct Abandonment<'a> {
+    journal: &'a Journal,
+    seq: u64,
+    armed: bool,
+}
+
+impl<'a> Abandonment<'a> {
+    pub fn watch(journal: &'a Journal, seq: u64) -> Self {
+        Self { journal, seq, armed: true }
+    }
+
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandonment<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.journal.abandoned(self.seq);
+        }
+    }
+}

@@ -23,6 +23,44 @@ pub fn redact_query_key(session: &mut Session, ctx: &mut super::RequestCtx) {
     }
 }
 
+/// Settings for every request on the caller's connection: requests
+/// pipelined behind this one are answered in order (Pingora drops them
+/// otherwise, and a bare keep-alive response had promised more).
+pub fn configure(session: &mut Session) {
+    session.set_pipelining_enabled(true);
+}
+
+/// Resolves only once the caller has gone: its connection closed (HTTP/1)
+/// or its stream was reset (HTTP/2). Call it after the body is read; it
+/// consumes nothing that belongs to a pipelined next request.
+pub async fn caller_left(session: &mut Session) -> Box<pingora_core::Error> {
+    match session.downstream_session.read_body_or_idle(true).await {
+        Err(e) => e,
+        // Not returned once the body is read; if it were, the caller is
+        // still there.
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Answers `Expect: 100-continue` so the caller sends its body now instead
+/// of after its own timer (a second, for curl), keeping the connection
+/// reusable (Pingora would close it after an early interim head).
+pub async fn continue_if_expected(session: &mut Session) -> pingora_core::Result<()> {
+    let req = session.req_header();
+    let expects = req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects {
+        return Ok(());
+    }
+    session.set_close_on_response_before_downstream_finish(false);
+    let sent = session.write_continue_response().await;
+    session.set_close_on_response_before_downstream_finish(true);
+    sent
+}
+
 pub fn header(session: &Session, name: &str) -> Option<String> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }

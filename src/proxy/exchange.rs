@@ -123,6 +123,7 @@ async fn serve(
             local(session, ctx, 200, models_list::render_one(route.format, &model.info())).await
         }
         _ => {
+            downstream::continue_if_expected(session).await.map_err(client_gone)?;
             let body = downstream::read_body(session, gateway.max_request_body_bytes).await?;
             if answers_locally(gateway, route, &body) == Some(true) {
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
@@ -159,7 +160,11 @@ async fn relay(
     let peer = plan.provider.peer().ok_or_else(|| {
         GatewayError::UpstreamUnavailable(format!("{} is not resolved yet", plan.provider.origin.host))
     })?;
-    let mut upstream = send_request(connector, &peer, &plan).await?;
+    let sent = tokio::select! {
+        sent = send_request(connector, &peer, &plan) => sent,
+        gone = downstream::caller_left(session) => return Err(client_gone(gone)),
+    };
+    let mut upstream = sent?;
     if let Err(e) = expected_shape(&upstream, &plan) {
         upstream.shutdown().await;
         return Err(e.into());
@@ -178,7 +183,15 @@ async fn relay(
 
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let cut = loop {
-        match upstream.read_response_body().await {
+        let next = tokio::select! {
+            next = upstream.read_response_body() => next,
+            gone = downstream::caller_left(session) => {
+                ctx.usage = relay.finish(&mut out);
+                upstream.shutdown().await;
+                return Err(client_gone(gone));
+            }
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if ctx.upstream_ttfb.is_none() {
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());

@@ -39,6 +39,7 @@ impl ProxyHttp for TollgateProxy {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         downstream::redact_query_key(session, ctx);
+        downstream::configure(session);
         Ok(())
     }
 

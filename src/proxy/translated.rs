@@ -2,7 +2,7 @@
 //! chunk by chunk as it arrives and written on; a document (or an error)
 //! is read whole, translated once and answered with the translated status.
 
-use super::downstream::{respond_with, write_head};
+use super::downstream::{caller_left, respond_with, write_head};
 use super::exchange::{classify, client_gone, upstream_head, write_all, Failure};
 use super::RequestCtx;
 use crate::error::GatewayError;
@@ -117,9 +117,7 @@ async fn read_or_keepalive(
     translated: &mut StreamTranslation,
     ping_after: Option<Duration>,
 ) -> Result<pingora_core::Result<Option<Bytes>>, Failure> {
-    let Some(every) = ping_after.filter(|_| translated.has_keepalive()) else {
-        return Ok(upstream.read_response_body().await);
-    };
+    let every = ping_after.filter(|_| translated.has_keepalive());
     let read = upstream.read_response_body();
     tokio::pin!(read);
     let mut out = Vec::with_capacity(1);
@@ -127,11 +125,19 @@ async fn read_or_keepalive(
         tokio::select! {
             biased;
             next = &mut read => return Ok(next),
-            () = tokio::time::sleep(every) => {
+            gone = caller_left(session) => return Err(client_gone(gone)),
+            () = sleep_or_never(every) => {
                 translated.keepalive(&mut out);
                 write_all(session, &mut out).await.map_err(client_gone)?;
             }
         }
+    }
+}
+
+async fn sleep_or_never(every: Option<Duration>) {
+    match every {
+        Some(every) => tokio::time::sleep(every).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -146,7 +152,11 @@ async fn document(
 ) -> Result<bool, Failure> {
     let mut body = BytesMut::new();
     loop {
-        match upstream.read_response_body().await {
+        let next = tokio::select! {
+            next = upstream.read_response_body() => next,
+            gone = caller_left(session) => return Err(client_gone(gone)),
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if ctx.upstream_ttfb.is_none() {
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
