@@ -84,13 +84,56 @@ fn assert_json(bytes: &[u8], what: &str) {
 }
 
 /// `[seed, stream..]`: the SSE decoder yields the same events however the
-/// stream is cut, and their raw bytes are the stream, byte for byte.
+/// stream is cut, and their raw bytes are the stream, byte for byte. With
+/// an event size limit (from the seed), what comes out before it gives up
+/// is a prefix of the unlimited events, and a stream with no event past
+/// the limit is not given up on.
 pub fn sse_decoder(data: &[u8]) {
     let Some((&seed, stream)) = data.split_first() else { return };
     let whole = decode(&[Bytes::copy_from_slice(stream)]);
     assert_eq!(decode(&chunks(stream, seed)), whole, "chunk boundaries changed the events");
     let raw: Vec<u8> = whole.iter().flat_map(|e| e.raw.iter().copied()).collect();
     assert_eq!(raw, stream, "the events' raw bytes are not the stream");
+
+    let limit = usize::from(seed) * 7 + 1;
+    let mut limited = SseDecoder::with_limit(limit);
+    let mut events = Vec::new();
+    for chunk in chunks(stream, seed.rotate_left(3)) {
+        limited.feed(&chunk, &mut events);
+    }
+    limited.finish(&mut events);
+    assert!(whole.starts_with(&events), "a limited decoder changed the events it gave");
+    let longest = whole.iter().map(|e| e.raw.len()).max().unwrap_or(0);
+    if longest <= limit {
+        assert!(!limited.overflowed(), "no event was past the limit of {limit}");
+        assert_eq!(events, whole);
+    }
+}
+
+/// `[seed, document..]`: the top-level field scanner finds the same value
+/// however the document is cut, and, for a JSON object, the value serde
+/// reads for the top-level `usage`.
+pub fn field_scan(data: &[u8]) {
+    let Some((&seed, doc)) = data.split_first() else { return };
+    let scan = |input: &[Bytes]| {
+        let mut scan = crate::formats::field_scan::FieldScan::new("usage");
+        for chunk in input {
+            scan.feed(chunk);
+        }
+        scan.value().map(<[u8]>::to_vec)
+    };
+    let whole = scan(&[Bytes::copy_from_slice(doc)]);
+    assert_eq!(scan(&chunks(doc, seed)), whole, "chunk boundaries changed the value found");
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(doc) else { return };
+    let found = whole.as_deref().and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok());
+    match map.get("usage") {
+        // Values past the scanner's bound are not kept.
+        Some(expected) if doc.len() < 60_000 => {
+            assert_eq!(found.as_ref(), Some(expected), "the scanner missed the top-level usage")
+        }
+        Some(_) => {}
+        None => assert_eq!(found, None, "the scanner found a usage the document lacks at its top level"),
+    }
 }
 
 /// `[format, flags, seed, body..]`: a response relayed in the caller's own
@@ -201,8 +244,9 @@ pub fn stream_translation(data: &[u8]) {
 pub type FuzzTarget = fn(&[u8]);
 
 /// Every entry point, by the name of its fuzz target.
-pub const TARGETS: [(&str, FuzzTarget); 6] = [
+pub const TARGETS: [(&str, FuzzTarget); 7] = [
     ("sse_decoder", sse_decoder),
+    ("field_scan", field_scan),
     ("passthrough", passthrough),
     ("request_body", request_body),
     ("requests", requests),

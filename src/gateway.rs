@@ -19,6 +19,7 @@ pub struct Gateway {
     pub max_request_body_bytes: usize,
     /// Silence after which translated streams get a keep-alive, if ever.
     pub stream_ping: Option<Duration>,
+    pub max_stream_event_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -150,6 +151,7 @@ impl Gateway {
             max_request_body_bytes: config.server.max_request_body_bytes,
             stream_ping: (config.server.stream_ping_ms > 0)
                 .then(|| Duration::from_millis(config.server.stream_ping_ms)),
+            max_stream_event_bytes: config.server.max_stream_event_bytes.max(1024),
         })
     }
 }

@@ -199,3 +199,35 @@ async fn a_departed_caller_ends_the_upstream_exchange_within_a_second() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_event_that_never_ends_is_cut_at_the_limit_with_the_callers_error_event() {
+    let yaml = std::fs::read_to_string(common::repo().join("conf/demo.yaml"))
+        .unwrap()
+        .replace("server:\n  threads: 2", "server:\n  threads: 2\n  max_stream_event_bytes: 1048576");
+    let stack = Stack::custom(&yaml);
+    for (format, model) in ROUTES {
+        let t = common::tag();
+        let c = call(format, model, true, "hi");
+        let r = stack.send(&c, &[("x-mock-fault", "endless-event"), ("x-mock-tag", &t)]).await;
+        assert_eq!(r.status(), 200, "{format} {model}");
+        let body = r.text().await.unwrap();
+        assert!(body.len() < 3 << 20, "{format} {model}: {} bytes relayed", body.len());
+        let events = common::sse_events(&body);
+        let (name, data) = events.last().unwrap();
+        assert!(
+            name.as_deref() == Some("error") || data.contains("\"error\""),
+            "{format} {model} ends with an error event: {name:?} {}",
+            &data[..data.len().min(200)]
+        );
+        let mut abandoned = false;
+        for _ in 0..100 {
+            abandoned = stack.received(&t).await[0]["abandoned_after_ms"].is_u64();
+            if abandoned {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(abandoned, "{format} {model}: the gateway stopped reading");
+    }
+}

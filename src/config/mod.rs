@@ -49,6 +49,11 @@ pub struct ServerSection {
     /// stream gets a `ping` event, as Anthropic's own API sends during long
     /// reasoning (0: never).
     pub stream_ping_ms: u64,
+    /// Largest single event a provider's stream may send; past it the
+    /// stream ends with the caller's error event (a provider that never
+    /// ends an event must not grow memory without bound). Image models
+    /// that stream 4K images in one event may need more.
+    pub max_stream_event_bytes: usize,
 }
 
 impl Default for ServerSection {
@@ -62,6 +67,7 @@ impl Default for ServerSection {
             upgrade_sock: None,
             log_level: None,
             stream_ping_ms: 10_000,
+            max_stream_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }

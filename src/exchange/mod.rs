@@ -33,6 +33,8 @@ pub struct UpstreamPlan {
     pub hide_usage: bool,
     /// Set when the provider speaks another format than the caller.
     pub translation: Option<Translation>,
+    /// Largest event the provider's stream may send.
+    pub max_event_bytes: usize,
 }
 
 /// How a translated response is turned back into the caller's format.
@@ -84,6 +86,7 @@ pub fn plan(
         if let Some(translation) = &mut plan.translation {
             translation.ping_after = gateway.stream_ping;
         }
+        plan.max_event_bytes = gateway.max_stream_event_bytes;
         return Ok(plan);
     }
 
@@ -106,7 +109,17 @@ pub fn plan(
     let query = headers::upstream_query(query, provider.kind);
     let path = provider.upstream_path(&route.endpoint, &model.upstream_model, query.as_deref());
     let headers = headers::upstream_headers(client_headers, &provider);
-    Ok(UpstreamPlan { model, provider, path, headers, body, stream, hide_usage, translation: None })
+    Ok(UpstreamPlan {
+        model,
+        provider,
+        path,
+        headers,
+        body,
+        stream,
+        hide_usage,
+        translation: None,
+        max_event_bytes: gateway.max_stream_event_bytes,
+    })
 }
 
 /// Plans a request whose provider speaks another format: the body goes
@@ -182,6 +195,7 @@ fn plan_translated(
         stream,
         hide_usage: false,
         translation: Some(Translation { translator, ctx, ignored, ping_after: None }),
+        max_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
     })
 }
 

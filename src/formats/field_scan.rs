@@ -77,7 +77,7 @@ impl FieldScan {
                     }
                 }
                 b':' if self.depth == 1 => {
-                    if self.key.strip_suffix(b"\"") == Some(self.name) {
+                    if self.key_is_name() {
                         self.capturing = true;
                         self.value.clear();
                     }
@@ -112,6 +112,18 @@ impl FieldScan {
     /// The field's raw value, if the document had it at its top level.
     pub fn value(&self) -> Option<&[u8]> {
         self.found.as_deref()
+    }
+
+    /// Whether the last key read is the field's name (escapes decoded).
+    fn key_is_name(&self) -> bool {
+        let Some(raw) = self.key.strip_suffix(b"\"") else { return false };
+        if !raw.contains(&b'\\') {
+            return raw == self.name;
+        }
+        let mut quoted = Vec::with_capacity(self.key.len() + 1);
+        quoted.push(b'"');
+        quoted.extend_from_slice(&self.key);
+        serde_json::from_slice::<String>(&quoted).is_ok_and(|k| k.as_bytes() == self.name)
     }
 
     fn keep(&mut self, bytes: &[u8]) {
@@ -172,6 +184,7 @@ mod tests {
         assert_eq!(scan(r#"{"usageMetadata":{"x":1}}"#, "usage", 5), None);
         assert_eq!(scan(r#"{"usageMetadata":{"x":1}}"#, "usageMetadata", 5).as_deref(), Some(r#"{"x":1}"#));
         assert_eq!(scan(r#"{"usage":{"x":"}"}}"#, "usage", 9).as_deref(), Some(r#"{"x":"}"}"#));
+        assert_eq!(scan(r#"{"us\u0061ge":1}"#, "usage", 4).as_deref(), Some("1"), "escaped keys are decoded");
     }
 
     #[test]

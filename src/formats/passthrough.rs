@@ -30,6 +30,20 @@ impl Passthrough {
         }
     }
 
+    /// Gives up on a stream event larger than `max` bytes (see [`Self::overflowed`]).
+    pub fn with_event_limit(mut self, max: usize) -> Self {
+        if let Passthrough::Stream(s) = &mut self {
+            s.decoder = SseDecoder::with_limit(max);
+        }
+        self
+    }
+
+    /// Whether the provider sent an event past the limit: the stream must
+    /// end, with [`Self::cut_event`].
+    pub fn overflowed(&self) -> bool {
+        matches!(self, Passthrough::Stream(s) if s.decoder.overflowed())
+    }
+
     /// Whether the bytes sent may differ from the bytes received (the
     /// response then cannot keep the upstream's `content-length`).
     pub fn rewrites(&self) -> bool {
@@ -56,12 +70,20 @@ impl Passthrough {
     /// The event that ends a stream the provider cut, in the caller's
     /// format; a Responses stream's carries the next sequence number.
     pub fn cut_event(&self, format: ClientFormat, err: &GatewayError) -> Bytes {
-        match self {
+        let event = match self {
             Passthrough::Stream(s) if format == ClientFormat::Responses => {
                 errors::responses_error_event(err, Some(s.next_sequence))
             }
             _ => errors::stream_error_event(format, err),
+        };
+        if !self.overflowed() {
+            return event;
         }
+        // The caller has part of an event that will never end: end it
+        // first, so the error is an event of its own.
+        let mut ended = b"\n\n".to_vec();
+        ended.extend_from_slice(&event);
+        Bytes::from(ended)
     }
 }
 

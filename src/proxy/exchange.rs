@@ -173,7 +173,7 @@ async fn relay(
         return super::translated::relay(connector, session, ctx, &plan, translation, upstream, &peer).await;
     }
     let (head, status, is_sse) = upstream_head(&upstream)?;
-    let mut relay = Passthrough::new(format, is_sse, plan.hide_usage);
+    let mut relay = Passthrough::new(format, is_sse, plan.hide_usage).with_event_limit(plan.max_event_bytes);
     let response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
     ctx.status = status;
     if let Err(e) = downstream::write_head(session, response).await {
@@ -201,6 +201,12 @@ async fn relay(
                     ctx.usage = relay.finish(&mut out);
                     upstream.shutdown().await;
                     return Err(client_gone(e));
+                }
+                if relay.overflowed() {
+                    break Some(Error::explain(
+                        ErrorType::ReadError,
+                        "a stream event exceeded max_stream_event_bytes",
+                    ));
                 }
             }
             Ok(None) => break None,

@@ -32,7 +32,7 @@ pub(super) async fn relay(
 ) -> Result<(), Failure> {
     let (_, status, is_sse) = upstream_head(&upstream)?;
     let keep_alive = if (200..300).contains(&status) && is_sse {
-        stream(session, ctx, translation, &mut upstream).await?
+        stream(session, ctx, plan, translation, &mut upstream).await?
     } else {
         document(session, ctx, plan, translation, status, &mut upstream).await?
     };
@@ -49,6 +49,7 @@ pub(super) async fn relay(
 async fn stream(
     session: &mut Session,
     ctx: &mut RequestCtx,
+    plan: &UpstreamPlan,
     translation: &Translation,
     upstream: &mut HttpSession,
 ) -> Result<bool, Failure> {
@@ -64,7 +65,8 @@ async fn stream(
     ctx.status = 200;
     write_head(session, head).await.map_err(client_gone)?;
 
-    let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
+    let mut translated = StreamTranslation::new(translation.translator, &translation.ctx)
+        .with_event_limit(plan.max_event_bytes);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let ended = loop {
         let next = match read_or_keepalive(session, upstream, &mut translated, translation.ping_after).await {
@@ -79,6 +81,10 @@ async fn stream(
                 translated.on_chunk(&chunk, &mut out);
                 if let Err(e) = write_all(session, &mut out).await {
                     break Err(client_gone(e));
+                }
+                if translated.overflowed() {
+                    let why = "a stream event exceeded max_stream_event_bytes";
+                    break Ok(Some(pingora_core::Error::explain(pingora_core::ErrorType::ReadError, why)));
                 }
             }
             Ok(None) => break Ok(None),

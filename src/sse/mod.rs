@@ -21,18 +21,43 @@ pub struct SseEvent {
     pub data: Option<String>,
 }
 
-#[derive(Debug, Default)]
+/// The largest event a decoder holds by default: a provider that never
+/// ends an event must not grow memory without bound.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug)]
 pub struct SseDecoder {
     /// Bytes of an event not yet complete.
     pending: BytesMut,
-    /// Where in `pending` the incomplete last line starts, so a slow stream
-    /// of tiny chunks is not rescanned from the event start every time.
+    /// Where in `pending` the incomplete last line starts.
     line_start: usize,
+    /// How far `pending` has been searched for a line end, so each byte is
+    /// scanned once however slowly a long line arrives.
+    scanned: usize,
+    max_event: usize,
+    overflowed: bool,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_MAX_EVENT_BYTES)
+    }
 }
 
 impl SseDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that gives up on an event larger than `max_event` bytes.
+    pub fn with_limit(max_event: usize) -> Self {
+        Self { pending: BytesMut::new(), line_start: 0, scanned: 0, max_event, overflowed: false }
+    }
+
+    /// Whether an event exceeded the limit: the decoder then drops what it
+    /// held and ignores the rest of the stream.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// Bytes held back because their event is not complete yet.
@@ -42,54 +67,76 @@ impl SseDecoder {
 
     /// Feeds one chunk, appending every event it completes to `out`.
     pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<SseEvent>) {
+        if self.overflowed {
+            return;
+        }
         if self.pending.is_empty() {
             // Fast path: complete events are slices of the chunk, no copy.
             let mut rest = chunk.clone();
-            let mut line_start = 0;
-            while let Some(end) = event_end(&rest, &mut line_start, false) {
+            let mut cursor = Cursor::default();
+            while let Some(end) = event_end(&rest, &mut cursor, false) {
                 let raw = rest.split_to(end);
-                line_start = 0;
+                cursor = Cursor::default();
                 push_event(raw, out);
             }
             if !rest.is_empty() {
                 self.pending.extend_from_slice(&rest);
-                self.line_start = line_start;
+                (self.line_start, self.scanned) = (cursor.line_start, cursor.scanned);
             }
-            return;
+        } else {
+            self.pending.extend_from_slice(chunk);
+            self.drain(false, out);
         }
-        self.pending.extend_from_slice(chunk);
-        self.drain(false, out);
+        if self.pending.len() > self.max_event {
+            self.overflowed = true;
+            self.pending = BytesMut::new();
+            (self.line_start, self.scanned) = (0, 0);
+        }
     }
 
     /// Ends the stream: an unterminated last event is still delivered.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if self.overflowed {
+            return;
+        }
         self.drain(true, out);
         if !self.pending.is_empty() {
             let raw = self.pending.split().freeze();
-            self.line_start = 0;
+            (self.line_start, self.scanned) = (0, 0);
             push_event(raw, out);
         }
     }
 
     fn drain(&mut self, eof: bool, out: &mut Vec<SseEvent>) {
-        while let Some(end) = event_end(&self.pending, &mut self.line_start, eof) {
+        let mut cursor = Cursor { line_start: self.line_start, scanned: self.scanned };
+        while let Some(end) = event_end(&self.pending, &mut cursor, eof) {
             let raw = self.pending.split_to(end).freeze();
-            self.line_start = 0;
+            cursor = Cursor::default();
             push_event(raw, out);
         }
+        (self.line_start, self.scanned) = (cursor.line_start, cursor.scanned);
     }
 }
 
+/// Where an event search stopped: the start of the incomplete line, and
+/// how far past it the bytes were already searched.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cursor {
+    line_start: usize,
+    scanned: usize,
+}
+
 /// The length of the first complete event in `buf` (through its blank
-/// line), resuming the line scan at `*line_start`.
-fn event_end(buf: &[u8], line_start: &mut usize, eof: bool) -> Option<usize> {
-    let mut start = *line_start;
+/// line), resuming where the last search stopped.
+fn event_end(buf: &[u8], cursor: &mut Cursor, eof: bool) -> Option<usize> {
+    let mut start = cursor.line_start;
     loop {
-        let Some(offset) = memchr::memchr2(b'\n', b'\r', &buf[start..]) else {
-            *line_start = start;
+        let from = cursor.scanned.max(start).min(buf.len());
+        let Some(offset) = memchr::memchr2(b'\n', b'\r', buf.get(from..).unwrap_or_default()) else {
+            *cursor = Cursor { line_start: start, scanned: buf.len() };
             return None;
         };
-        let i = start + offset;
+        let i = from + offset;
         let term = if buf[i] == b'\r' {
             match buf.get(i + 1) {
                 Some(b'\n') => 2,
@@ -97,7 +144,7 @@ fn event_end(buf: &[u8], line_start: &mut usize, eof: bool) -> Option<usize> {
                 // A CR at the end may be the first half of a CRLF.
                 None if eof => 1,
                 None => {
-                    *line_start = start;
+                    *cursor = Cursor { line_start: start, scanned: i };
                     return None;
                 }
             }

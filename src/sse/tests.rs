@@ -99,3 +99,37 @@ proptest! {
         prop_assert_eq!(total, input.len());
     }
 }
+
+#[test]
+fn an_event_past_the_limit_is_dropped_and_the_rest_ignored() {
+    let mut d = SseDecoder::with_limit(1000);
+    let mut out = Vec::new();
+    d.feed(&Bytes::from_static(b"data: ok\n\ndata: "), &mut out);
+    assert_eq!(out.len(), 1);
+    for _ in 0..20 {
+        d.feed(&Bytes::from(vec![b'a'; 100]), &mut out);
+    }
+    assert!(d.overflowed());
+    assert_eq!(d.pending_len(), 0, "what it held is freed");
+    d.feed(&Bytes::from_static(b"\n\ndata: later\n\n"), &mut out);
+    d.finish(&mut out);
+    assert_eq!(out.len(), 1, "nothing after the overflow");
+}
+
+#[test]
+fn a_long_line_in_tiny_chunks_is_scanned_once() {
+    // 4 MB in 64-byte chunks: each feed resumes the search where the
+    // last one stopped, so no byte is searched twice.
+    let mut d = SseDecoder::with_limit(usize::MAX);
+    let mut out = Vec::new();
+    d.feed(&Bytes::from_static(b"data: "), &mut out);
+    let piece = Bytes::from(vec![b'x'; 64]);
+    for _ in 0..(4 << 20) / 64 {
+        d.feed(&piece, &mut out);
+        assert_eq!(d.scanned, d.pending.len());
+    }
+    d.feed(&Bytes::from_static(b"\r"), &mut out);
+    d.feed(&Bytes::from_static(b"\n\n"), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].data.as_ref().unwrap().len(), 4 << 20);
+}

@@ -40,13 +40,34 @@ impl StreamTranslation {
         }
     }
 
+    /// Gives up on a provider event larger than `max` bytes.
+    pub fn with_event_limit(mut self, max: usize) -> Self {
+        self.decoder = SseDecoder::with_limit(max);
+        self
+    }
+
     /// Translates what `chunk` completes; a partial event waits for the next.
     pub fn on_chunk(&mut self, chunk: &Bytes, out: &mut Vec<Bytes>) {
+        if self.terminated {
+            return;
+        }
         self.decoder.feed(chunk, &mut self.events);
         for event in self.events.drain(..) {
             self.parser.on_event(&event, &mut self.canonical);
         }
+        if self.decoder.overflowed() {
+            self.canonical.push(StreamEvent::Error {
+                status: 502,
+                message: "the provider sent a stream event larger than the gateway accepts".into(),
+            });
+        }
         self.encode(out);
+    }
+
+    /// Whether the provider sent an event past the limit: nothing more
+    /// of its stream can be read.
+    pub fn overflowed(&self) -> bool {
+        self.decoder.overflowed()
     }
 
     /// Whether the caller's format has a keep-alive to send during silences.
