@@ -93,6 +93,19 @@ static CONNECT_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
 });
 
+static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_connections_refused_total",
+        "Caller connections closed at once, by reason (per_address_limit).",
+        &["reason"],
+    )
+});
+
+/// A caller's connection was refused.
+pub fn connection_refused(reason: &'static str) {
+    CONNECTIONS_REFUSED.with_label_values(&[reason]).inc();
+}
+
 /// A listener's `accept()` failed.
 pub fn accept_failed(cause: &'static str) {
     ACCEPT_ERRORS.with_label_values(&[cause]).inc();
@@ -168,6 +181,7 @@ pub fn init() {
     Lazy::force(&UNMETERED);
     Lazy::force(&ACCEPT_ERRORS);
     Lazy::force(&CONNECT_ERRORS);
+    Lazy::force(&CONNECTIONS_REFUSED);
 }
 
 pub fn render() -> Vec<u8> {

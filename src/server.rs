@@ -6,9 +6,10 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::MetricsApp;
 use crate::providers;
-use crate::proxy::TollgateProxy;
+use crate::proxy::{ConnectionGuard, ConnectionLimits, TollgateProxy};
 use async_trait::async_trait;
 use pingora_core::apps::http_app::HttpServer;
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::listeners::tls::TlsSettings;
@@ -17,6 +18,7 @@ use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Command-line switches that Pingora acts on.
 #[derive(Debug, Default, Clone, Copy)]
@@ -47,11 +49,19 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     server.bootstrap();
 
     let connector = Connector::new(Some(ConnectorOptions::from_server_conf(&server.configuration)));
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    let limits = ConnectionLimits {
+        max_per_address: config.server.max_connections_per_address,
+        head_timeout: Duration::from_millis(config.server.request_head_timeout_ms.max(1)),
+        idle_timeout: Duration::from_secs(config.server.keepalive_timeout_seconds.max(1)),
+    };
+    let mut http = pingora_proxy::http_proxy(
         &server.configuration,
-        TollgateProxy::new(gateway.clone(), connector),
-        "tollgate",
+        TollgateProxy::new(gateway.clone(), connector, config.server.keepalive_timeout_seconds),
     );
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(limits.idle_timeout);
+    http.server_options = Some(options);
+    let mut proxy = Service::new("tollgate".to_string(), ConnectionGuard::new(http, limits));
     for listener in &config.listeners {
         match &listener.tls {
             None => proxy.add_tcp(&listener.address),

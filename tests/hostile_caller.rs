@@ -380,3 +380,105 @@ async fn a_broken_chunked_body_closes_the_connection() {
         "nothing after the unreadable body is served: {answers}"
     );
 }
+
+fn connection_limits_stack() -> Stack {
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replace(
+        "server:\n  threads: 2",
+        "server:\n  threads: 2\n  keepalive_timeout_seconds: 1\n  request_head_timeout_ms: 1000\n  max_connections_per_address: 5",
+    );
+    Stack::custom(&yaml)
+}
+
+/// Whether the server has closed `s` (EOF or reset) within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_trickling_connections_are_closed() {
+    let stack = connection_limits_stack();
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    // Idle after a request: closed once the keep-alive timeout passes.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(&chat_request("", &chat_body_of(200))).unwrap();
+    assert!(read_until(&mut idle, "Hello", 1).starts_with("HTTP/1.1 200"));
+    assert!(!closed_within(&mut idle, Duration::from_millis(500)), "kept alive for a while");
+    assert!(closed_within(&mut idle, Duration::from_millis(2000)), "closed after the idle timeout");
+    // A connection that never sends a head.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_millis(2500)), "a silent connection is cut");
+    // A head trickled a byte at a time, each byte well within any per-read timeout.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    let head = chat_request("", &chat_body_of(200));
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for b in head.iter().take(200) {
+        if slow.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if started.elapsed() > Duration::from_millis(2500) {
+            break;
+        }
+    }
+    assert!(cut || closed_within(&mut slow, Duration::from_millis(500)), "a trickled head is cut");
+    assert!(started.elapsed() < Duration::from_millis(2500), "cut near the 1 s head deadline");
+    // A head in two parts well within the deadline is served.
+    let mut ok = TcpStream::connect(&addr).unwrap();
+    let (a, b) = head.split_at(40);
+    ok.write_all(a).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok.write_all(b).unwrap();
+    assert!(read_until(&mut ok, "Hello", 1).starts_with("HTTP/1.1 200"));
+    // The deadline restarts with each request on a kept connection.
+    std::thread::sleep(Duration::from_millis(700));
+    ok.write_all(&head).unwrap();
+    assert!(
+        read_until(&mut ok, "Hello", 1).starts_with("HTTP/1.1 200"),
+        "a second request on the connection"
+    );
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections() {
+    let stack = connection_limits_stack();
+    let addr = stack.gateway.trim_start_matches("http://").to_string();
+    let mut held: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(&chat_request("", &chat_body_of(200))).unwrap();
+            assert!(read_until(&mut s, "Hello", 1).starts_with("HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    let refused = read_until(&mut extra, "}}", 1);
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("too_many_connections"), "{refused}");
+    assert!(closed_within(&mut extra, Duration::from_millis(500)));
+    // One leaves; another may come.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut next = TcpStream::connect(&addr).unwrap();
+    next.write_all(&chat_request("", &chat_body_of(200))).unwrap();
+    assert!(read_until(&mut next, "Hello", 1).starts_with("HTTP/1.1 200"));
+    let metrics = stack.metrics_text().await;
+    assert!(
+        metrics.contains("tollgate_connections_refused_total{reason=\"per_address_limit\"} 1"),
+        "{metrics}"
+    );
+}

@@ -12,7 +12,10 @@ mod common;
 
 use common::{client, free_port, start_mock, TempDir, KEY};
 use serde_json::json;
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Gateway(Child);
@@ -70,6 +73,7 @@ server:
   pid_file: "{pid}"
   grace_period_seconds: 60
   graceful_shutdown_timeout_seconds: 5
+  keepalive_timeout_seconds: 2
 listeners: [{{ address: "127.0.0.1:{port}" }}]
 metrics: {{ address: "127.0.0.1:{metrics_port}" }}
 providers:
@@ -158,7 +162,8 @@ async fn an_upgrade_keeps_open_streams_and_serves_new_requests() {
     assert!(served_by_new, "the new process never answered");
 
     assert_eq!(read_to_end(stream, first).await, 20, "the stream lost deltas");
-    // The old process leaves once its stream is done, not after the 60 s grace period.
+    // The old process leaves once its stream is done and the caller's
+    // kept-alive connection has idled out (2 s), not after the 60 s grace period.
     let done = Instant::now();
     wait_until("the old process to exit", || old.0.try_wait().unwrap().is_some());
     assert!(done.elapsed() < Duration::from_secs(5), "the old process lingered {:?}", done.elapsed());
@@ -189,6 +194,145 @@ async fn sigterm_lets_open_streams_finish_then_exits() {
     let done = Instant::now();
     wait_until("the gateway to exit", || busy.0.try_wait().unwrap().is_some());
     assert!(done.elapsed() < Duration::from_secs(3), "it lingered {:?}", done.elapsed());
+}
+
+/// What a wrk-like load saw: answers, requests sent and never answered,
+/// and connections refused (a node that stopped listening).
+#[derive(Debug, Default)]
+struct Report {
+    answered: usize,
+    lost: usize,
+    refused: usize,
+    processes: std::collections::BTreeSet<String>,
+}
+
+/// `connections` keep-alive connections, each sending its next request as
+/// soon as the last answer is in, until `stop`; a connection the server
+/// asks to close (`Connection: close`) is replaced by a new one.
+fn load(port: u16, connections: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Report>> {
+    (0..connections)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut report = Report::default();
+                let body = r#"{"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}"#;
+                let request = format!(
+                    "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        report.refused += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                    while !stop.load(Ordering::Relaxed) {
+                        if conn.write_all(request.as_bytes()).is_err() {
+                            report.lost += 1;
+                            break;
+                        }
+                        match read_answer(&mut reader) {
+                            Some((id, close)) => {
+                                report.answered += 1;
+                                report.processes.insert(process_of(&id));
+                                if close {
+                                    break;
+                                }
+                            }
+                            None => {
+                                report.lost += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                report
+            })
+        })
+        .collect()
+}
+
+/// One HTTP/1.1 answer: its request id and whether it closes the connection.
+fn read_answer(reader: &mut impl std::io::BufRead) -> Option<(String, bool)> {
+    let mut status = String::new();
+    reader.read_line(&mut status).ok()?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let (mut length, mut close, mut id) = (0usize, false, String::new());
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end().to_ascii_lowercase();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        } else if line == "connection: close" {
+            close = true;
+        } else if let Some(v) = line.strip_prefix("x-request-id:") {
+            id = v.trim().to_string();
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((id, close))
+}
+
+fn total(handles: Vec<std::thread::JoinHandle<Report>>) -> Report {
+    let mut all = Report::default();
+    for h in handles {
+        let r = h.join().unwrap();
+        all.answered += r.answered;
+        all.lost += r.lost;
+        all.refused += r.refused;
+        all.processes.extend(r.processes);
+    }
+    all
+}
+
+#[tokio::test]
+async fn an_upgrade_under_load_loses_no_request() {
+    let Setup { config, port, dir, .. } = &setup();
+    let sock = dir.0.join("upgrade.sock");
+    let mut old = serve(config, false);
+    wait_until("the first process", || std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = load(*port, 16, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _new = serve(config, true);
+    wait_until("the new process to wait on the upgrade socket", || sock.exists());
+    signal(&old, "QUIT");
+    // Pingora hands the sockets over, serves 5 s more, then drains.
+    wait_until("the old process to exit", || old.0.try_wait().unwrap().is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = total(handles);
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.refused, 0, "a listener was always there: {report:?}");
+    assert!(report.answered > 1000, "{report:?}");
+    assert!(report.processes.len() >= 2, "both processes answered: {report:?}");
+}
+
+#[tokio::test]
+async fn a_sigterm_under_load_loses_no_request() {
+    let Setup { config, port, .. } = &setup();
+    let mut gateway = serve(config, false);
+    wait_until("the gateway", || std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = load(*port, 16, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signal(&gateway, "TERM");
+    wait_until("the gateway to exit", || gateway.0.try_wait().unwrap().is_some());
+    stop.store(true, Ordering::Relaxed);
+    let report = total(handles);
+    // Connections refused once it stopped listening are no lost request:
+    // behind DNS they go to another node.
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert!(report.answered > 500, "{report:?}");
 }
 
 fn signal(gateway: &Gateway, name: &str) {

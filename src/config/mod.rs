@@ -54,6 +54,14 @@ pub struct ServerSection {
     /// ends an event must not grow memory without bound). Image models
     /// that stream 4K images in one event may need more.
     pub max_stream_event_bytes: usize,
+    /// Seconds an idle keep-alive connection (HTTP/1.1 or HTTP/2) waits
+    /// for its next request before the gateway closes it.
+    pub keepalive_timeout_seconds: u64,
+    /// Milliseconds a request head may take from its first byte (HTTP/1):
+    /// a head trickled a byte at a time is cut.
+    pub request_head_timeout_ms: u64,
+    /// Connections one client address may hold open at once (0: no limit).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerSection {
@@ -68,6 +76,9 @@ impl Default for ServerSection {
             log_level: None,
             stream_ping_ms: 10_000,
             max_stream_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
+            keepalive_timeout_seconds: 60,
+            request_head_timeout_ms: 10_000,
+            max_connections_per_address: 512,
         }
     }
 }

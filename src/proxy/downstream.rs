@@ -1,6 +1,7 @@
 //! The caller's side of the exchange: reading the request head and body,
 //! and writing whole responses the gateway makes itself.
 
+use super::head_deadline::HeadDeadline;
 use crate::error::GatewayError;
 use crate::formats::{errors, ClientFormat};
 use bytes::{Bytes, BytesMut};
@@ -23,11 +24,33 @@ pub fn redact_query_key(session: &mut Session, ctx: &mut super::RequestCtx) {
     }
 }
 
-/// Settings for every request on the caller's connection: requests
-/// pipelined behind this one are answered in order (Pingora drops them
-/// otherwise, and a bare keep-alive response had promised more).
-pub fn configure(session: &mut Session) {
+/// Settings for every request on the caller's connection, once its head
+/// is in: requests pipelined behind it are answered in order (Pingora
+/// drops them otherwise, after a response that promised keep-alive); an
+/// idle keep-alive connection closes after `idle_secs` (Pingora would keep
+/// it forever); a draining node closes the connection after the answer.
+pub fn configure(session: &mut Session, idle_secs: u64) {
+    if let Some(clock) = session.downstream_session.stream().and_then(HeadDeadline::clock_of) {
+        clock.head_done();
+    }
     session.set_pipelining_enabled(true);
+    if crate::drain::draining() {
+        session.set_keepalive(None);
+    } else if session.get_keepalive().is_some() {
+        // `None` means the caller or Pingora (on shutdown) chose to close.
+        session.set_keepalive(Some(idle_secs));
+    }
+}
+
+/// The request is answered: the next head's deadline starts with its
+/// first byte. A node that began draining after this response promised
+/// keep-alive does not close now: a caller may already be sending its next
+/// request, which then gets `Connection: close` (or the idle timeout ends
+/// the connection).
+pub fn request_done(session: &mut Session) {
+    if let Some(clock) = session.downstream_session.stream().and_then(HeadDeadline::clock_of) {
+        clock.request_done();
+    }
 }
 
 /// Resolves only once the caller has gone: its connection closed (HTTP/1)

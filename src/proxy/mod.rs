@@ -3,11 +3,14 @@
 //! request itself (see `exchange` for why the upstream call is driven from
 //! there), `logging` hands the finished request to metrics and the access log.
 
+mod connections;
 mod context;
 mod downstream;
 mod exchange;
+mod head_deadline;
 mod translated;
 
+pub use connections::{ConnectionGuard, ConnectionLimits};
 pub use context::RequestCtx;
 
 use crate::gateway::Gateway;
@@ -21,11 +24,13 @@ use std::sync::Arc;
 pub struct TollgateProxy {
     gateway: Arc<Gateway>,
     connector: Connector,
+    /// Seconds an idle keep-alive connection waits for its next request.
+    idle_timeout_secs: u64,
 }
 
 impl TollgateProxy {
-    pub fn new(gateway: Arc<Gateway>, connector: Connector) -> Self {
-        Self { gateway, connector }
+    pub fn new(gateway: Arc<Gateway>, connector: Connector, idle_timeout_secs: u64) -> Self {
+        Self { gateway, connector, idle_timeout_secs: idle_timeout_secs.max(1) }
     }
 }
 
@@ -39,7 +44,7 @@ impl ProxyHttp for TollgateProxy {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         downstream::redact_query_key(session, ctx);
-        downstream::configure(session);
+        downstream::configure(session, self.idle_timeout_secs);
         Ok(())
     }
 
@@ -66,6 +71,7 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        downstream::request_done(session);
         ctx.finish(session.response_written().map(|r| r.status.as_u16()), error.is_some());
     }
 }
