@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod body;
 pub mod canonical;
 pub mod chat;
+pub mod codec;
 pub mod errors;
 pub mod field_scan;
 pub mod gemini;

@@ -4,7 +4,7 @@
 //! thinking is on. It also enforces the rules the real APIs enforce on
 //! multi-turn tool use, so a translation that breaks them fails here too.
 
-use super::replies::Api;
+use super::api::Api;
 use serde_json::Value;
 
 #[derive(Debug, Default)]

@@ -13,6 +13,7 @@
 //! deltas, default 3), `x-mock-chunk-delay-ms`, `x-mock-cut-after` (drop
 //! the connection after that many deltas), `x-mock-tag` (label recordings).
 
+pub mod api;
 pub mod conversation;
 pub mod faults;
 pub mod knobs;

@@ -156,6 +156,13 @@ impl BodyBuffer {
     }
 }
 
+pub async fn write_all(session: &mut Session, out: &mut Vec<Bytes>) -> pingora_core::Result<()> {
+    for chunk in out.drain(..) {
+        session.write_response_body(Some(chunk), false).await?;
+    }
+    Ok(())
+}
+
 /// Writes the head of a response whose body follows in pieces. A body of
 /// unknown length (a stream, a rewritten stream) goes chunked to an
 /// HTTP/1.1 caller: with neither a length nor chunking, the only way to end

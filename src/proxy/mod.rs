@@ -8,7 +8,9 @@ mod context;
 mod downstream;
 mod exchange;
 mod head_deadline;
+mod outcome;
 mod translated;
+mod upstream;
 
 pub use connections::{ConnectionGuard, ConnectionLimits};
 pub use context::RequestCtx;

@@ -2,8 +2,9 @@
 //! chunk by chunk as it arrives and written on; a document (or an error)
 //! is read whole, translated once and answered with the translated status.
 
-use super::downstream::{caller_left, respond_with, write_head};
-use super::exchange::{classify, client_gone, upstream_head, write_all, Failure};
+use super::downstream::{caller_left, respond_with, write_all, write_head};
+use super::outcome::{client_gone, Failure};
+use super::upstream::{classify, upstream_head};
 use super::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange::{Translation, UpstreamPlan};

@@ -369,7 +369,7 @@ fn build_tool(tool: &Tool) -> Result<Value> {
         Tool::Custom { name, description } => Ok(json!({
             "name": name,
             "description": description.clone().unwrap_or_default(),
-            "input_schema": super::translate::custom_tool_schema(),
+            "input_schema": super::codec::custom_tool_schema(),
         })),
         Tool::WebSearch => Ok(json!({"type": "web_search_20250305", "name": "web_search"})),
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),

@@ -1,8 +1,8 @@
 //! Anthropic Messages response documents to and from the canonical model.
 
 use crate::formats::canonical::*;
+use crate::formats::codec::ClientContext;
 use crate::formats::json::{self, Result};
-use crate::formats::translate::ClientContext;
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{ids, ClientFormat};
 use serde_json::{json, Value};

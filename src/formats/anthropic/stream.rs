@@ -7,8 +7,8 @@
 use super::response::{message_id, stop_reason, stop_reason_from, tool_use_block, usage_object};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, StopReason, StreamEvent};
+use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::json::push_str;
-use crate::formats::translate::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::usage::{from_usage_object, merge_anthropic_object, Usage};
 use crate::formats::{errors, ClientFormat};
 use crate::sse::SseEvent;

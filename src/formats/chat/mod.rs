@@ -179,7 +179,7 @@ fn parse_message(m: &Value, i: usize, req: &mut Request) -> Result<()> {
                     (json::req_str(f, "name", &call_at)?, arguments.to_string())
                 } else if let Some(c) = call.get("custom") {
                     let input = json::opt_str(c, "input", &call_at)?.unwrap_or("");
-                    (json::req_str(c, "name", &call_at)?, super::translate::custom_arguments(input))
+                    (json::req_str(c, "name", &call_at)?, super::codec::custom_arguments(input))
                 } else {
                     return Err(bad(format!("'{call_at}function' is required")));
                 };
@@ -445,7 +445,7 @@ fn build_tool(tool: &Tool) -> Result<Value> {
         Tool::Custom { name, description } => Ok(json!({"type": "function", "function": {
             "name": name,
             "description": description.clone().unwrap_or_default(),
-            "parameters": super::translate::custom_tool_schema(),
+            "parameters": super::codec::custom_tool_schema(),
         }})),
         Tool::WebSearch => Err(unsupported("the hosted web_search tool", ME)),
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),

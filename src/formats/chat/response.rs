@@ -1,8 +1,8 @@
 //! Chat Completions response documents to and from the canonical model.
 
 use crate::formats::canonical::*;
+use crate::formats::codec::ClientContext;
 use crate::formats::json::{self, bad, Result};
-use crate::formats::translate::ClientContext;
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{ids, ClientFormat};
 use serde_json::{json, Value};
@@ -83,7 +83,7 @@ pub fn usage_object(u: &Usage) -> Value {
 pub fn tool_call_value(call: &ToolCall, ctx: &ClientContext) -> Value {
     let id = ids::wrap(&call.id, call.signature.as_deref());
     if ctx.is_custom_tool(&call.name) {
-        let input = crate::formats::translate::custom_input(&call.arguments);
+        let input = crate::formats::codec::custom_input(&call.arguments);
         return json!({"id": id, "type": "custom", "custom": {"name": call.name, "input": input}});
     }
     json!({"id": id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}})

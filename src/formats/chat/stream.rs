@@ -6,9 +6,9 @@
 use super::response::{chat_id, finish_reason, finish_reason_from, usage_object};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, StopReason, StreamEvent};
+use crate::formats::codec::blocks::{Blocks, Slot};
+use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::json::push_str;
-use crate::formats::translate::blocks::{Blocks, Slot};
-use crate::formats::translate::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{errors, ids, ClientFormat};
 use crate::sse::SseEvent;

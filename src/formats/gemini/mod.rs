@@ -271,7 +271,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
             })),
             Tool::Custom { name, description } => decls.push(json!({
                 "name": name, "description": description.clone().unwrap_or_default(),
-                "parametersJsonSchema": super::translate::custom_tool_schema(),
+                "parametersJsonSchema": super::codec::custom_tool_schema(),
             })),
             Tool::WebSearch => tools.push(json!({"googleSearch": {}})),
             Tool::Hosted { kind, .. } => return Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),

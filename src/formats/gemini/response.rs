@@ -3,8 +3,8 @@
 //! also serve `stream.rs`.
 
 use crate::formats::canonical::*;
+use crate::formats::codec::ClientContext;
 use crate::formats::json::{self, Result};
-use crate::formats::translate::ClientContext;
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{ids, ClientFormat};
 use serde::Deserialize;

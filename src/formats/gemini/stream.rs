@@ -6,9 +6,9 @@
 use super::response::{call_part, document, finish_reason_from, thought_part, WirePart};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, Part, StopReason, StreamEvent, ToolCall};
+use crate::formats::codec::blocks::{Blocks, Slot};
+use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::json::push_str;
-use crate::formats::translate::blocks::{Blocks, Slot};
-use crate::formats::translate::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{errors, ClientFormat};
 use crate::sse::SseEvent;

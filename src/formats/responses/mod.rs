@@ -5,8 +5,8 @@ pub mod response;
 pub mod stream;
 
 use super::canonical::*;
+use super::codec::{custom_arguments, custom_input};
 use super::json::{self, bad, unsupported, Result};
-use super::translate::{custom_arguments, custom_input};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 

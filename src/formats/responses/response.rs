@@ -3,8 +3,8 @@
 
 use super::SIGNATURE_MARK;
 use crate::formats::canonical::*;
+use crate::formats::codec::{custom_arguments, custom_input, ClientContext};
 use crate::formats::json::{self, Result};
-use crate::formats::translate::{custom_arguments, custom_input, ClientContext};
 use crate::formats::usage::{from_usage_object, Usage};
 use crate::formats::{ids, ClientFormat};
 use serde_json::{json, Value};

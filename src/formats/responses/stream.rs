@@ -9,9 +9,9 @@ use super::response::{
 };
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, StreamEvent, ToolCall};
+use crate::formats::codec::blocks::{Blocks, Slot};
+use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::json::{push_str, quote};
-use crate::formats::translate::blocks::{Blocks, Slot};
-use crate::formats::translate::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::usage::from_usage_object;
 use crate::formats::ClientFormat;
 use crate::sse::SseEvent;

@@ -1,0 +1,169 @@
+//! The provider's side of an exchange: connecting (with one retry when a
+//! pooled connection turns out stale), the request head as HTTP/1.1 or
+//! HTTP/2 need it, interim heads skipped, and provider failures sorted
+//! into the gateway's errors.
+
+use crate::error::GatewayError;
+use crate::exchange::headers::keep_response_header;
+use crate::exchange::UpstreamPlan;
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
+
+/// A caller that asked for a document gets one or an error, never an
+/// event stream its SDK cannot read.
+pub fn expected_shape(upstream: &HttpSession, plan: &UpstreamPlan) -> Result<(), GatewayError> {
+    let (_, status, is_sse) = upstream_head(upstream)?;
+    if (200..300).contains(&status) && is_sse && !plan.stream {
+        return Err(GatewayError::UpstreamProtocol(
+            "the provider answered a request for a document with an event stream".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The provider's response head, its status, and whether it is an event stream.
+pub fn upstream_head(upstream: &HttpSession) -> Result<(&ResponseHeader, u16, bool), GatewayError> {
+    let head = upstream
+        .response_header()
+        .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
+    let is_sse = head
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    Ok((head, head.status.as_u16(), is_sse))
+}
+
+/// Connects and sends the request; one retry on a fresh connection when a
+/// pooled one turns out to have been closed by the provider.
+pub async fn send_request(
+    connector: &Connector,
+    peer: &HttpPeer,
+    plan: &UpstreamPlan,
+) -> Result<HttpSession, GatewayError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (mut upstream, reused) =
+            connector.get_http_session(peer).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
+        let timeouts = plan.provider.timeouts;
+        upstream.set_read_timeout(Some(Duration::from_millis(timeouts.read_ms)));
+        upstream.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
+        match exchange_head(&mut upstream, plan).await {
+            Ok(()) => return Ok(upstream),
+            Err(e) => {
+                upstream.shutdown().await;
+                let stale =
+                    reused && !matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+                if stale && attempt < 2 {
+                    continue;
+                }
+                return Err(classify(&e));
+            }
+        }
+    }
+}
+
+async fn exchange_head(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingora_core::Result<()> {
+    let req = upstream_request(plan, upstream.as_http2().is_some())?;
+    upstream.write_request_header(Box::new(req)).await?;
+    upstream.write_request_body(plan.body.clone(), true).await?;
+    upstream.finish_request_body().await?;
+    read_final_head(upstream).await
+}
+
+/// The request head for the provider. HTTP/2 carries the authority in
+/// `:authority` (taken from an absolute URI) and must not also carry
+/// `Host`: servers such as nginx refuse the duplicate, and Pingora's client
+/// copies `Host` into `:authority` without removing it.
+fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<RequestHeader> {
+    let mut req = RequestHeader::build("POST", plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
+    let authority = plan.provider.origin.authority();
+    if h2 {
+        let uri = http::Uri::builder()
+            .scheme(if plan.provider.origin.tls { "https" } else { "http" })
+            .authority(authority.as_str())
+            .path_and_query(plan.path.as_str())
+            .build()
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream URI", e))?;
+        req.set_uri(uri);
+    } else {
+        req.insert_header("host", authority)?;
+    }
+    for (name, value) in &plan.headers {
+        req.append_header(name.clone(), value.as_str())?;
+    }
+    req.insert_header("content-length", plan.body.len().to_string())?;
+    Ok(req)
+}
+
+/// Interim heads a provider may send before its answer (RFC 9110 §15.2).
+const MAX_INTERIM_HEADS: usize = 16;
+
+/// Reads the provider's final response head, skipping interim ones
+/// (`100 Continue`, `103 Early Hints`): Pingora's HTTP/1 client returns
+/// each of them, and reading a body after one panics. Its HTTP/2 client
+/// (the h2 crate) skips them itself and may be asked only once.
+async fn read_final_head(upstream: &mut HttpSession) -> pingora_core::Result<()> {
+    for _ in 0..MAX_INTERIM_HEADS {
+        upstream.read_response_header().await?;
+        let status = upstream.response_header().map(|h| h.status.as_u16());
+        match status {
+            Some(101) => {
+                return Err(Error::explain(ErrorType::InvalidHTTPHeader, "provider switched protocols"))
+            }
+            Some(100..=199) if upstream.as_http1().is_some() => continue,
+            _ => return Ok(()),
+        }
+    }
+    Err(Error::explain(ErrorType::InvalidHTTPHeader, "too many interim responses"))
+}
+
+pub fn response_head(
+    upstream: &ResponseHeader,
+    status: u16,
+    rewrites: bool,
+    request_id: &str,
+) -> Result<ResponseHeader, GatewayError> {
+    let internal = |e: Box<Error>| GatewayError::Internal(e.to_string());
+    let mut resp = ResponseHeader::build(status, Some(upstream.headers.len() + 1)).map_err(internal)?;
+    for (name, value) in &upstream.headers {
+        if keep_response_header(name.as_str()) && !(rewrites && name == "content-length") {
+            resp.append_header(name.clone(), value.clone()).map_err(internal)?;
+        }
+    }
+    resp.insert_header("x-request-id", request_id).map_err(internal)?;
+    Ok(resp)
+}
+
+/// A failed connection to a provider, counted by cause. Running out of
+/// file descriptors is the gateway's own trouble, not the provider's.
+fn connect_error(provider: &str, e: &Error) -> GatewayError {
+    let os_error = e.root_cause().downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error);
+    let cause = match os_error {
+        Some(24 | 23) => "too_many_open_files",
+        _ => crate::metrics::os_error_cause(&e.to_string()),
+    };
+    crate::metrics::connect_failed(provider, cause);
+    if cause == "too_many_open_files" {
+        log::error!(target: "tollgate", "connecting to {provider}: too many open files ({e}); raise LimitNOFILE");
+        return GatewayError::Overloaded(format!("too many open files connecting to {provider}: {e}"));
+    }
+    classify(e)
+}
+
+pub fn classify(e: &Error) -> GatewayError {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            GatewayError::UpstreamTimeout
+        }
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => {
+            GatewayError::UpstreamProtocol(e.to_string())
+        }
+        _ => GatewayError::UpstreamUnavailable(e.to_string()),
+    }
+}
