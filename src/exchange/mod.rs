@@ -80,9 +80,11 @@ pub fn plan(
     }
     let provider = model.provider.clone();
     if !model.speaks(route.format) {
-        let raw = body.clone();
-        let mut plan =
-            plan_translated(route, &top, &raw, model, model_name, stream, query, client_headers, request_id)?;
+        let hints = CallerHints::read(route.format, &top);
+        // The body's top level borrows it; the translation takes it over.
+        drop(top);
+        let asked = Asked { model_name, stream, hints };
+        let mut plan = plan_translated(route, body, model, asked, query, client_headers, request_id)?;
         if let Some(translation) = &mut plan.translation {
             translation.ping_after = gateway.stream_ping;
         }
@@ -125,17 +127,48 @@ pub fn plan(
 /// Plans a request whose provider speaks another format: the body goes
 /// through the canonical model into the provider's format.
 #[allow(clippy::too_many_arguments)]
-fn plan_translated(
-    route: &Route,
-    top: &TopLevel<'_>,
-    raw: &[u8],
-    model: Arc<ModelEntry>,
+/// What the caller's own format says about the answer it wants, read from
+/// the top level before the body is translated (and let go).
+struct CallerHints {
+    include_usage: bool,
+    namespaces: Vec<String>,
+}
+
+impl CallerHints {
+    fn read(format: ClientFormat, top: &TopLevel<'_>) -> Self {
+        Self {
+            include_usage: format == ClientFormat::Openai
+                && top
+                    .raw("stream_options")
+                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+                    .and_then(|v| v.get("include_usage").and_then(serde_json::Value::as_bool))
+                    == Some(true),
+            namespaces: if format == ClientFormat::Responses {
+                crate::formats::responses::declared_namespaces(top.raw("tools").map(|r| r.get()))
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// The call as the caller asked for it.
+struct Asked {
     model_name: String,
     stream: bool,
+    hints: CallerHints,
+}
+
+fn plan_translated(
+    route: &Route,
+    body: Bytes,
+    model: Arc<ModelEntry>,
+    asked: Asked,
     query: Option<&str>,
     client_headers: &[(String, String)],
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
+    let Asked { model_name, stream, hints } = asked;
     let provider = model.provider.clone();
     let target = model.upstream_format;
     let translator = translate::translator(route.format, target)
@@ -143,12 +176,13 @@ fn plan_translated(
     if route.endpoint == Endpoint::CountTokens {
         return Err(GatewayError::Internal("count_tokens is answered locally for this provider".into()));
     }
-    let mut request = (translator.client.parse_request)(raw)?;
-    request.model.clone_from(&model.upstream_model);
-    request.stream = stream;
     let flavor =
         if provider.kind == ProviderKind::OpenaiCompatible { Target::Compatible } else { Target::Native };
-    let body = Bytes::from((translator.provider.build_request)(&request, flavor)?);
+    let (request, body) = translate::translate_request(translator, body, flavor, |request| {
+        request.model.clone_from(&model.upstream_model);
+        request.stream = stream;
+    })?;
+    let body = Bytes::from(body);
     let ignored = translate::ignored_parameters(&request, target, flavor).join(", ");
 
     let gemini_sse = query.is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
@@ -162,19 +196,10 @@ fn plan_translated(
             .iter()
             .filter_map(|t| if let Tool::Custom { name, .. } = t { Some(name.clone()) } else { None })
             .collect(),
-        include_usage: route.format == ClientFormat::Openai
-            && top
-                .raw("stream_options")
-                .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-                .and_then(|v| v.get("include_usage").and_then(serde_json::Value::as_bool))
-                == Some(true),
+        include_usage: hints.include_usage,
         input_estimate: translate::estimate_tokens(&request),
         gemini_sse,
-        namespaces: if route.format == ClientFormat::Responses {
-            crate::formats::responses::declared_namespaces(top.raw("tools").map(|r| r.get()))
-        } else {
-            Vec::new()
-        },
+        namespaces: hints.namespaces,
         request_id: request_id.to_string(),
     };
     let endpoint = match target {

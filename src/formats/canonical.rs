@@ -64,6 +64,42 @@ pub enum Media {
     Inline { media_type: String, data: String },
 }
 
+impl Request {
+    /// Trims the spare capacity of the last message's parts: a part is
+    /// about a hundred bytes and a vector of them starts with room for
+    /// four, which on a long history of short turns outweighs the text.
+    pub fn trim_last(&mut self) {
+        if let Some(m) = self.messages.last_mut() {
+            m.parts.shrink_to_fit();
+        }
+    }
+
+    /// About how many bytes the request takes in any wire format, rounded
+    /// up: writers size their buffer with it, so a large request is
+    /// written without its buffer doubling (and briefly existing twice).
+    pub fn size_hint(&self) -> usize {
+        fn part(p: &Part) -> usize {
+            64 + match p {
+                Part::Text(t) | Part::RedactedThinking(t) => t.len(),
+                Part::Thinking { text, signature } => text.len() + signature.as_ref().map_or(0, String::len),
+                Part::Media(Media::Url { url, .. }) => url.len(),
+                Part::Media(Media::Inline { data, media_type }) => data.len() + media_type.len(),
+                Part::ToolCall(c) => {
+                    c.id.len()
+                        + c.name.len()
+                        + c.arguments.len()
+                        + c.signature.as_ref().map_or(0, String::len)
+                }
+                Part::ToolResult(r) => r.call_id.len() + r.content.iter().map(part).sum::<usize>(),
+            }
+        }
+        let text: usize = self.system.iter().map(String::len).sum::<usize>()
+            + self.messages.iter().map(|m| 32 + m.parts.iter().map(part).sum::<usize>()).sum::<usize>();
+        // Escapes can grow text; tools and settings are small next to it.
+        text + text / 8 + 1024 * self.tools.len() + 4096
+    }
+}
+
 impl Media {
     /// Reads a `data:` URL into inline data; other URLs stay URLs.
     pub fn from_url(url: &str) -> Media {

@@ -13,6 +13,7 @@ pub mod field_scan;
 pub mod gemini;
 pub mod ids;
 pub mod json;
+pub mod json_ref;
 pub mod models_list;
 pub mod passthrough;
 pub mod responses;

@@ -6,6 +6,7 @@ pub mod stream;
 
 use super::canonical::*;
 use super::json::{self, bad, unsupported, Result};
+use super::json_ref::{obj, owned, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
@@ -15,7 +16,7 @@ const ME: ClientFormat = ClientFormat::Anthropic;
 pub const DEFAULT_MAX_TOKENS: u64 = 8192;
 
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let top = Value::Object(json::parse_object(body)?);
+    let (top, messages) = JsonRef::parse_object_deferring(body, "messages").map_err(bad)?;
     let mut req = Request {
         model: json::req_str(&top, "model", "")?.to_string(),
         max_tokens: json::opt_u64(&top, "max_tokens")?,
@@ -24,13 +25,13 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         top_k: json::opt_u64(&top, "top_k")?,
         stop: json::string_or_list(top.get("stop_sequences"), "stop_sequences")?,
         stream: json::opt_bool(&top, "stream")?.unwrap_or(false),
-        user: top.pointer("/metadata/user_id").and_then(Value::as_str).map(str::to_string),
+        user: top.pointer("/metadata/user_id").and_then(JsonRef::as_str).map(str::to_string),
         ..Request::default()
     };
     match top.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => req.system.push(s.clone()),
-        Some(Value::Array(blocks)) => {
+        None | Some(JsonRef::Null) => {}
+        Some(JsonRef::String(s)) => req.system.push(s.to_string()),
+        Some(JsonRef::Array(blocks)) => {
             for (i, b) in blocks.iter().enumerate() {
                 req.system.push(json::req_str(b, "text", &format!("system[{i}]."))?.to_string());
             }
@@ -43,7 +44,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         if json::opt_str(format, "type", "output_config.format.")? == Some("json_schema") {
             req.output = Some(OutputFormat::JsonSchema {
                 name: "response".into(),
-                schema: format.get("schema").cloned().unwrap_or_else(|| json!({})),
+                schema: format.get("schema").map(JsonRef::to_value).unwrap_or_else(|| json!({})),
                 strict: Some(true),
             });
         }
@@ -63,11 +64,12 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             req.parallel_tool_calls = Some(false);
         }
     }
-    let messages = json::array(&top, "messages", "")?;
+    let messages = json::deferred_items(messages, "messages")?;
     if messages.is_empty() {
         return Err(bad("'messages' must be a non-empty array"));
     }
     for (i, m) in messages.iter().enumerate() {
+        let m = &json::item(m)?;
         let at = format!("messages[{i}].");
         let role = match json::req_str(m, "role", &at)? {
             "user" => Role::User,
@@ -78,12 +80,13 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         };
         let parts = parse_content(m.get("content"), &at)?;
         req.messages.push(Message { role, parts });
+        req.trim_last();
     }
     Ok(req)
 }
 
-fn parse_thinking(top: &Value) -> Result<Option<Reasoning>> {
-    let effort = match top.pointer("/output_config/effort").and_then(Value::as_str) {
+fn parse_thinking(top: &JsonRef<'_>) -> Result<Option<Reasoning>> {
+    let effort = match top.pointer("/output_config/effort").and_then(JsonRef::as_str) {
         Some(e) => {
             Some(Effort::parse(e).ok_or_else(|| bad(format!("'output_config.effort' {e:?} is not valid")))?)
         }
@@ -110,24 +113,27 @@ fn parse_thinking(top: &Value) -> Result<Option<Reasoning>> {
     }))
 }
 
-fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
+fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
     let at = format!("tools[{i}].");
     match json::opt_str(tool, "type", &at)? {
         None | Some("custom") => Ok(Tool::Function {
             name: json::req_str(tool, "name", &at)?.to_string(),
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
-            parameters: tool.get("input_schema").cloned().unwrap_or_else(|| json!({"type": "object"})),
+            parameters: tool
+                .get("input_schema")
+                .map(JsonRef::to_value)
+                .unwrap_or_else(|| json!({"type": "object"})),
             strict: json::opt_bool(tool, "strict")?,
         }),
         Some(kind) if kind.starts_with("web_search_") => Ok(Tool::WebSearch),
-        Some(kind) => Ok(Tool::Hosted { kind: kind.to_string(), raw: tool.clone() }),
+        Some(kind) => Ok(Tool::Hosted { kind: kind.to_string(), raw: tool.to_value() }),
     }
 }
 
-fn parse_content(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
+fn parse_content(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
     let blocks = match v {
-        Some(Value::String(s)) => return Ok(vec![Part::Text(s.clone())]),
-        Some(Value::Array(blocks)) => blocks,
+        Some(JsonRef::String(s)) => return Ok(vec![Part::Text(s.to_string())]),
+        Some(JsonRef::Array(blocks)) => blocks,
         _ => return Err(bad(format!("'{at}content' must be a string or a list of blocks"))),
     };
     let mut parts = Vec::with_capacity(blocks.len());
@@ -141,14 +147,14 @@ fn parse_content(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
                 Part::ToolCall(ToolCall {
                     id: id.to_string(),
                     name: json::req_str(b, "name", &at)?.to_string(),
-                    arguments: b.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
+                    arguments: b.get("input").map_or_else(|| "{}".to_string(), JsonRef::to_string),
                     signature,
                 })
             }
             "tool_result" => {
                 let (call_id, _) = super::ids::unwrap(json::req_str(b, "tool_use_id", &at)?);
                 let content = match b.get("content") {
-                    None | Some(Value::Null) => Vec::new(),
+                    None | Some(JsonRef::Null) => Vec::new(),
                     content => parse_content(content, &at)?,
                 };
                 Part::ToolResult(ToolResult {
@@ -169,7 +175,7 @@ fn parse_content(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
     Ok(parts)
 }
 
-fn parse_source(b: &Value, at: &str) -> Result<Media> {
+fn parse_source(b: &JsonRef<'_>, at: &str) -> Result<Media> {
     let source = b.get("source").ok_or_else(|| bad(format!("'{at}source' is required")))?;
     let at = format!("{at}source.");
     match json::req_str(source, "type", &at)? {
@@ -190,7 +196,8 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         let blocks: Vec<Value> = req.system.iter().map(|s| json!({"type": "text", "text": s})).collect();
         top.insert("system".into(), Value::Array(blocks));
     }
-    let messages = build_messages(&req.messages)?;
+    let mut messages = json::Items::new("messages", req.size_hint());
+    build_messages(&req.messages, &mut messages)?;
     if let Some(r) = req.reasoning.filter(|r| r.enabled) {
         // With thinking on, Anthropic rejects a tool-use turn whose
         // thinking block was not replayed; a caller whose format cannot
@@ -202,7 +209,6 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         }
     }
     top.insert("max_tokens".into(), json!(max_tokens));
-    top.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
         let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
         top.insert("tools".into(), Value::Array(tools));
@@ -250,7 +256,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     if req.stream {
         top.insert("stream".into(), json!(true));
     }
-    serde_json::to_vec(&Value::Object(top)).map_err(|e| bad(e.to_string()))
+    Ok(messages.finish(&top))
 }
 
 /// Whether the last assistant turn that called tools kept its signed
@@ -278,15 +284,14 @@ pub fn tool_id(id: &str) -> String {
     }
 }
 
-fn build_messages(messages: &[Message]) -> Result<Vec<Value>> {
-    let mut out: Vec<Value> = Vec::with_capacity(messages.len());
+fn build_messages<'a>(messages: &'a [Message], out: &mut json::Items<'a>) -> Result<()> {
     for m in messages {
         let role = match m.role {
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::System => "system",
         };
-        let mut blocks: Vec<Value> = m.parts.iter().filter_map(build_block).collect::<Result<Vec<_>>>()?;
+        let mut blocks: Vec<JsonRef<'a>> = m.parts.iter().filter_map(build_block).collect();
         if blocks.is_empty() {
             continue;
         }
@@ -294,7 +299,7 @@ fn build_messages(messages: &[Message]) -> Result<Vec<Value>> {
         // tool results first as Anthropic requires.
         if let Some(last) = out.last_mut() {
             if last["role"] == role && role == "user" {
-                if let Some(Value::Array(prev)) = last.get_mut("content") {
+                if let Some(JsonRef::Array(prev)) = last.get_mut("content") {
                     prev.append(&mut blocks);
                     prev.sort_by_key(|b| b["type"] != "tool_result");
                     continue;
@@ -304,36 +309,41 @@ fn build_messages(messages: &[Message]) -> Result<Vec<Value>> {
         if m.role == Role::User {
             blocks.sort_by_key(|b| b["type"] != "tool_result");
         }
-        out.push(json!({"role": role, "content": blocks}));
+        out.push(obj([("role", s(role)), ("content", JsonRef::Array(blocks))]));
     }
-    Ok(out)
+    Ok(())
 }
 
-fn build_block(part: &Part) -> Option<Result<Value>> {
-    Some(Ok(match part {
+fn build_block(part: &Part) -> Option<JsonRef<'_>> {
+    Some(match part {
         Part::Text(t) if t.is_empty() => return None,
-        Part::Text(t) => json!({"type": "text", "text": t}),
+        Part::Text(t) => obj([("type", s("text")), ("text", s(t))]),
         Part::Media(m) => media_block(m),
-        Part::ToolCall(c) => json!({
-            "type": "tool_use",
-            "id": tool_id(&c.id),
-            "name": c.name,
-            "input": super::json::arguments_object(&c.arguments),
-        }),
+        Part::ToolCall(c) => obj([
+            ("type", s("tool_use")),
+            ("id", owned(tool_id(&c.id))),
+            ("name", s(&c.name)),
+            ("input", json::arguments_ref(&c.arguments)),
+        ]),
         Part::ToolResult(r) => {
-            let content: Vec<Value> = r
+            let content: Vec<JsonRef<'_>> = r
                 .content
                 .iter()
                 .filter_map(|p| match p {
-                    Part::Text(t) => Some(json!({"type": "text", "text": t})),
+                    Part::Text(t) => Some(obj([("type", s("text")), ("text", s(t))])),
                     Part::Media(m) => Some(media_block(m)),
                     _ => None,
                 })
                 .collect();
-            let mut block =
-                json!({"type": "tool_result", "tool_use_id": tool_id(&r.call_id), "content": content});
+            let mut block = obj([
+                ("type", s("tool_result")),
+                ("tool_use_id", owned(tool_id(&r.call_id))),
+                ("content", JsonRef::Array(content)),
+            ]);
             if r.is_error {
-                block["is_error"] = json!(true);
+                if let JsonRef::Object(fields) = &mut block {
+                    fields.push(("is_error".into(), true.into()));
+                }
             }
             block
         }
@@ -341,19 +351,22 @@ fn build_block(part: &Part) -> Option<Result<Value>> {
         // replayed to Anthropic; providers discard old reasoning anyway.
         Part::Thinking { signature: None, .. } => return None,
         Part::Thinking { text, signature: Some(sig) } => {
-            json!({"type": "thinking", "thinking": text, "signature": sig})
+            obj([("type", s("thinking")), ("thinking", s(text)), ("signature", s(sig))])
         }
-        Part::RedactedThinking(data) => json!({"type": "redacted_thinking", "data": data}),
-    }))
+        Part::RedactedThinking(data) => obj([("type", s("redacted_thinking")), ("data", s(data))]),
+    })
 }
 
-fn media_block(m: &Media) -> Value {
+fn media_block(m: &Media) -> JsonRef<'_> {
     let kind = if m.media_type().is_some_and(|t| t == "application/pdf") { "document" } else { "image" };
     match m {
-        Media::Url { url, .. } => json!({"type": kind, "source": {"type": "url", "url": url}}),
-        Media::Inline { media_type, data } => {
-            json!({"type": kind, "source": {"type": "base64", "media_type": media_type, "data": data}})
+        Media::Url { url, .. } => {
+            obj([("type", s(kind)), ("source", obj([("type", s("url")), ("url", s(url))]))])
         }
+        Media::Inline { media_type, data } => obj([
+            ("type", s(kind)),
+            ("source", obj([("type", s("base64")), ("media_type", s(media_type)), ("data", s(data))])),
+        ]),
     }
 }
 

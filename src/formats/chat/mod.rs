@@ -6,8 +6,10 @@ pub mod stream;
 
 use super::canonical::*;
 use super::json::{self, bad, unsupported, Result};
+use super::json_ref::{obj, owned, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 const ME: ClientFormat = ClientFormat::Openai;
 
@@ -26,10 +28,10 @@ const UNMAPPED: [&str; 9] = [
 ];
 
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let top = Value::Object(json::parse_object(body)?);
+    let (top, messages) = JsonRef::parse_object_deferring(body, "messages").map_err(bad)?;
     for field in UNMAPPED {
         match top.get(field) {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            None | Some(JsonRef::Null) | Some(JsonRef::Bool(false)) => {}
             Some(v) if field == "n" && v.as_u64() == Some(1) => {}
             Some(v) if field.ends_with("_penalty") && v.as_f64() == Some(0.0) => {}
             Some(_) => {
@@ -66,17 +68,18 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         req.tools.push(parse_tool(tool, i)?);
     }
     req.tool_choice = parse_tool_choice(top.get("tool_choice"))?;
-    let messages = json::array(&top, "messages", "")?;
+    let messages = json::deferred_items(messages, "messages")?;
     if messages.is_empty() {
         return Err(bad("'messages' must be a non-empty array"));
     }
     for (i, m) in messages.iter().enumerate() {
-        parse_message(m, i, &mut req)?;
+        parse_message(&json::item(m)?, i, &mut req)?;
+        req.trim_last();
     }
     Ok(req)
 }
 
-fn parse_response_format(v: Option<&Value>) -> Result<Option<OutputFormat>> {
+fn parse_response_format(v: Option<&JsonRef<'_>>) -> Result<Option<OutputFormat>> {
     let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
     match json::opt_str(v, "type", "response_format.")? {
         Some("text") | None => Ok(None),
@@ -88,7 +91,7 @@ fn parse_response_format(v: Option<&Value>) -> Result<Option<OutputFormat>> {
                 name: json::opt_str(spec, "name", "response_format.json_schema.")?
                     .unwrap_or("response")
                     .to_string(),
-                schema: spec.get("schema").cloned().unwrap_or_else(|| json!({})),
+                schema: spec.get("schema").map(JsonRef::to_value).unwrap_or_else(|| json!({})),
                 strict: json::opt_bool(spec, "strict")?,
             }))
         }
@@ -96,7 +99,7 @@ fn parse_response_format(v: Option<&Value>) -> Result<Option<OutputFormat>> {
     }
 }
 
-fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
+fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
     let at = format!("tools[{i}].");
     match json::opt_str(tool, "type", &at)?.unwrap_or("function") {
         "function" => {
@@ -104,7 +107,10 @@ fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
             Ok(Tool::Function {
                 name: json::req_str(f, "name", &format!("{at}function."))?.to_string(),
                 description: json::opt_str(f, "description", &at)?.map(str::to_string),
-                parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
+                parameters: f
+                    .get("parameters")
+                    .map(JsonRef::to_value)
+                    .unwrap_or_else(|| json!({"type": "object"})),
                 strict: json::opt_bool(f, "strict")?,
             })
         }
@@ -115,14 +121,14 @@ fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
                 description: json::opt_str(c, "description", &at)?.map(str::to_string),
             })
         }
-        other => Ok(Tool::Hosted { kind: other.to_string(), raw: tool.clone() }),
+        other => Ok(Tool::Hosted { kind: other.to_string(), raw: tool.to_value() }),
     }
 }
 
-fn parse_tool_choice(v: Option<&Value>) -> Result<Option<ToolChoice>> {
+fn parse_tool_choice(v: Option<&JsonRef<'_>>) -> Result<Option<ToolChoice>> {
     match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
+        None | Some(JsonRef::Null) => Ok(None),
+        Some(JsonRef::String(s)) => match s.as_ref() {
             "auto" => Ok(Some(ToolChoice::Auto)),
             "none" => Ok(Some(ToolChoice::None)),
             "required" => Ok(Some(ToolChoice::Required)),
@@ -132,14 +138,14 @@ fn parse_tool_choice(v: Option<&Value>) -> Result<Option<ToolChoice>> {
             let name = obj
                 .pointer("/function/name")
                 .or_else(|| obj.pointer("/custom/name"))
-                .and_then(Value::as_str)
+                .and_then(JsonRef::as_str)
                 .ok_or_else(|| bad("'tool_choice.function.name' is required"))?;
             Ok(Some(ToolChoice::Named(name.to_string())))
         }
     }
 }
 
-fn parse_message(m: &Value, i: usize, req: &mut Request) -> Result<()> {
+fn parse_message(m: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
     let at = format!("messages[{i}].");
     let role = json::req_str(m, "role", &at)?;
     match role {
@@ -163,7 +169,7 @@ fn parse_message(m: &Value, i: usize, req: &mut Request) -> Result<()> {
                 }
             }
             match m.get("content") {
-                None | Some(Value::Null) => {}
+                None | Some(JsonRef::Null) => {}
                 content => {
                     let text = content_text(content, &at)?;
                     if !text.is_empty() {
@@ -218,7 +224,7 @@ fn is_tool_result(p: &Part) -> bool {
 }
 
 /// A content that must be text: a string or a list of text parts.
-fn content_text(v: Option<&Value>, at: &str) -> Result<String> {
+fn content_text(v: Option<&JsonRef<'_>>, at: &str) -> Result<String> {
     let mut out = String::new();
     for part in content_parts(v, at)? {
         match part {
@@ -229,11 +235,11 @@ fn content_text(v: Option<&Value>, at: &str) -> Result<String> {
     Ok(out)
 }
 
-fn content_parts(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
+fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
     match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![Part::Text(s.clone())]),
-        Some(Value::Array(items)) => items
+        None | Some(JsonRef::Null) => Ok(Vec::new()),
+        Some(JsonRef::String(s)) => Ok(vec![Part::Text(s.to_string())]),
+        Some(JsonRef::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(j, item)| {
@@ -245,7 +251,7 @@ fn content_parts(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
                     "refusal" => Ok(Part::Text(json::req_str(item, "refusal", &part_at)?.to_string())),
                     "image_url" => {
                         let url = match item.get("image_url") {
-                            Some(Value::String(s)) => s.as_str(),
+                            Some(JsonRef::String(s)) => s.as_ref(),
                             Some(obj) => json::req_str(obj, "url", &format!("{part_at}image_url."))?,
                             None => return Err(bad(format!("'{part_at}image_url' is required"))),
                         };
@@ -278,12 +284,13 @@ pub enum Flavor {
 pub fn build_request(req: &Request, flavor: Flavor) -> Result<Vec<u8>> {
     let mut top = Map::new();
     top.insert("model".into(), json!(req.model));
-    let mut messages: Vec<Value> =
-        req.system.iter().map(|s| json!({"role": "system", "content": s})).collect();
+    let mut messages = json::Items::new("messages", req.size_hint());
+    for text in &req.system {
+        messages.push(obj([("role", s("system")), ("content", s(text))]));
+    }
     for m in &req.messages {
         build_message(m, &mut messages)?;
     }
-    top.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
         let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
         top.insert("tools".into(), Value::Array(tools));
@@ -337,7 +344,7 @@ pub fn build_request(req: &Request, flavor: Flavor) -> Result<Vec<u8>> {
         top.insert("stream".into(), json!(true));
         top.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    serde_json::to_vec(&Value::Object(top)).map_err(|e| bad(e.to_string()))
+    Ok(messages.finish(&top))
 }
 
 fn put_opt(top: &mut Map<String, Value>, key: &str, v: Option<Value>) {
@@ -346,43 +353,47 @@ fn put_opt(top: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     }
 }
 
-fn build_message(m: &Message, out: &mut Vec<Value>) -> Result<()> {
+fn build_message<'a>(m: &'a Message, out: &mut json::Items<'a>) -> Result<()> {
     match m.role {
-        Role::System => out.push(json!({"role": "system", "content": joined_text(&m.parts)})),
+        Role::System => {
+            out.push(obj([("role", s("system")), ("content", JsonRef::String(joined_text(&m.parts)))]))
+        }
         Role::User => {
             let mut rest = Vec::new();
             for part in &m.parts {
                 match part {
-                    Part::ToolResult(r) => out.push(json!({
-                        "role": "tool",
-                        "tool_call_id": r.call_id,
-                        "content": tool_result_content(r),
-                    })),
+                    Part::ToolResult(r) => out.push(obj([
+                        ("role", s("tool")),
+                        ("tool_call_id", s(&r.call_id)),
+                        ("content", tool_result_content(r)),
+                    ])),
                     other => rest.push(other),
                 }
             }
             if !rest.is_empty() {
-                out.push(json!({"role": "user", "content": user_content(&rest)?}));
+                out.push(obj([("role", s("user")), ("content", user_content(&rest)?)]));
             }
         }
         Role::Assistant => {
-            let mut msg = json!({"role": "assistant"});
             let text = joined_text(&m.parts);
-            msg["content"] = if text.is_empty() { Value::Null } else { json!(text) };
-            let calls: Vec<Value> = m
+            let content = if text.is_empty() { JsonRef::Null } else { JsonRef::String(text) };
+            let mut msg = obj([("role", s("assistant")), ("content", content)]);
+            let calls: Vec<JsonRef<'a>> = m
                 .parts
                 .iter()
                 .filter_map(|p| match p {
-                    Part::ToolCall(c) => Some(json!({
-                        "id": c.id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments},
-                    })),
+                    Part::ToolCall(c) => Some(obj([
+                        ("id", s(&c.id)),
+                        ("type", s("function")),
+                        ("function", obj([("name", s(&c.name)), ("arguments", s(&c.arguments))])),
+                    ])),
                     _ => None,
                 })
                 .collect();
             if !calls.is_empty() {
-                msg["tool_calls"] = Value::Array(calls);
+                if let JsonRef::Object(fields) = &mut msg {
+                    fields.push(("tool_calls".into(), JsonRef::Array(calls)));
+                }
             }
             out.push(msg);
         }
@@ -390,44 +401,47 @@ fn build_message(m: &Message, out: &mut Vec<Value>) -> Result<()> {
     Ok(())
 }
 
-fn joined_text(parts: &[Part]) -> String {
-    parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .concat()
+/// The text parts joined; one part is borrowed, not copied.
+fn joined_text(parts: &[Part]) -> Cow<'_, str> {
+    let mut texts = parts.iter().filter_map(|p| match p {
+        Part::Text(t) => Some(t.as_str()),
+        _ => None,
+    });
+    match (texts.next(), texts.next()) {
+        (None, _) => Cow::Borrowed(""),
+        (Some(one), None) => Cow::Borrowed(one),
+        (Some(a), Some(b)) => {
+            let mut all = format!("{a}{b}");
+            all.extend(texts);
+            Cow::Owned(all)
+        }
+    }
 }
 
-fn tool_result_content(r: &ToolResult) -> Value {
+fn tool_result_content(r: &ToolResult) -> JsonRef<'static> {
     let text = r.text();
-    if r.is_error {
-        json!(format!("Error: {text}"))
-    } else {
-        json!(text)
-    }
+    owned(if r.is_error { format!("Error: {text}") } else { text })
 }
 
-fn user_content(parts: &[&Part]) -> Result<Value> {
+fn user_content<'a>(parts: &[&'a Part]) -> Result<JsonRef<'a>> {
     if let [Part::Text(t)] = parts {
-        return Ok(json!(t));
+        return Ok(s(t));
     }
-    parts
-        .iter()
-        .map(|p| match p {
-            Part::Text(t) => Ok(json!({"type": "text", "text": t})),
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        out.push(match p {
+            Part::Text(t) => obj([("type", s("text")), ("text", s(t))]),
             Part::Media(m) if m.media_type().is_some_and(|t| !t.starts_with("image/")) => {
-                Ok(json!({"type": "file", "file": {"file_data": m.to_url()}}))
+                obj([("type", s("file")), ("file", obj([("file_data", JsonRef::url_of(m))]))])
             }
-            Part::Media(m) => Ok(json!({"type": "image_url", "image_url": {"url": m.to_url()}})),
-            Part::Thinking { .. } | Part::RedactedThinking(_) => Ok(Value::Null),
-            Part::ToolCall(_) | Part::ToolResult(_) => Err(bad("a tool part in a user message")),
-        })
-        .filter(|v| !matches!(v, Ok(Value::Null)))
-        .collect::<Result<Vec<_>>>()
-        .map(Value::Array)
+            Part::Media(m) => {
+                obj([("type", s("image_url")), ("image_url", obj([("url", JsonRef::url_of(m))]))])
+            }
+            Part::Thinking { .. } | Part::RedactedThinking(_) => continue,
+            Part::ToolCall(_) | Part::ToolResult(_) => return Err(bad("a tool part in a user message")),
+        });
+    }
+    Ok(JsonRef::Array(out))
 }
 
 fn build_tool(tool: &Tool) -> Result<Value> {

@@ -7,6 +7,7 @@ pub mod stream;
 
 use super::canonical::*;
 use super::json::{self, bad, unsupported, Result};
+use super::json_ref::{obj, owned, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
@@ -18,7 +19,7 @@ const ME: ClientFormat = ClientFormat::Gemini;
 pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let top = Value::Object(json::parse_object(body)?);
+    let (top, contents) = JsonRef::parse_object_deferring(body, "contents").map_err(bad)?;
     if top.get("cachedContent").is_some_and(|c| !c.is_null()) {
         return Err(bad("'cachedContent' refers to a cache on Google's side and cannot be translated"));
     }
@@ -26,7 +27,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
     if let Some(si) = top.get("systemInstruction").or_else(|| top.get("system_instruction")) {
         let text: String = json::array(si, "parts", "systemInstruction.")?
             .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .filter_map(|p| p.get("text").and_then(JsonRef::as_str))
             .collect::<Vec<_>>()
             .join("\n");
         if !text.is_empty() {
@@ -51,7 +52,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             _ => None,
         };
     }
-    let contents = json::array(&top, "contents", "")?;
+    let contents = json::deferred_items(contents, "contents")?;
     if contents.is_empty() {
         return Err(bad("'contents' must be a non-empty array"));
     }
@@ -60,6 +61,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
     let mut open_calls: Vec<(String, String)> = Vec::new();
     let mut n = 0;
     for (i, c) in contents.iter().enumerate() {
+        let c = &json::item(c)?;
         let at = format!("contents[{i}].");
         let role = match json::opt_str(c, "role", &at)?.unwrap_or("user") {
             "user" | "function" | "tool" => Role::User,
@@ -71,7 +73,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             let at = format!("{at}parts[{j}].");
             let signature = json::opt_str(p, "thoughtSignature", &at)?.map(str::to_string);
             if let Some(text) = json::opt_str(p, "text", &at)? {
-                if p.get("thought").and_then(Value::as_bool) == Some(true) {
+                if p.get("thought").and_then(JsonRef::as_bool) == Some(true) {
                     parts.push(Part::Thinking { text: text.to_string(), signature });
                 } else if !text.is_empty() {
                     parts.push(Part::Text(text.to_string()));
@@ -96,7 +98,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
                     }
                 };
                 open_calls.push((id.clone(), name.clone()));
-                let arguments = call.get("args").map_or_else(|| "{}".into(), Value::to_string);
+                let arguments = call.get("args").map_or_else(|| "{}".into(), JsonRef::to_string);
                 parts.push(Part::ToolCall(ToolCall { id, name, arguments, signature }));
             } else if let Some(resp) = p.get("functionResponse") {
                 let name = json::req_str(resp, "name", &at)?.to_string();
@@ -108,11 +110,11 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
                     },
                 };
                 open_calls.retain(|(open, _)| *open != id);
-                let response = resp.get("response").cloned().unwrap_or(Value::Null);
+                let response = resp.get("response").unwrap_or(&JsonRef::Null);
                 let is_error = response.get("error").is_some() && response.get("output").is_none();
-                let text = match &response {
-                    Value::Object(o) if o.len() == 1 => match o.values().next() {
-                        Some(Value::String(s)) => s.clone(),
+                let text = match response {
+                    JsonRef::Object(o) if o.len() == 1 => match o.first().map(|(_, v)| v) {
+                        Some(JsonRef::String(s)) => s.to_string(),
                         Some(other) => other.to_string(),
                         None => String::new(),
                     },
@@ -125,7 +127,12 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
                     is_error,
                 }));
             } else {
-                let kind = p.as_object().and_then(|o| o.keys().find(|k| *k != "thoughtSignature")).cloned();
+                let kind = match p {
+                    JsonRef::Object(o) => {
+                        o.iter().map(|(k, _)| k).find(|k| *k != "thoughtSignature").map(|k| k.to_string())
+                    }
+                    _ => None,
+                };
                 return Err(bad(format!(
                     "'{at}{}' cannot be translated to another provider's format",
                     kind.unwrap_or_else(|| "part".into())
@@ -133,11 +140,12 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             }
         }
         req.messages.push(Message { role, parts });
+        req.trim_last();
     }
     Ok(req)
 }
 
-fn parse_generation_config(gc: &Value, req: &mut Request) -> Result<()> {
+fn parse_generation_config(gc: &JsonRef<'_>, req: &mut Request) -> Result<()> {
     req.temperature = json::opt_f64(gc, "temperature")?;
     req.top_p = json::opt_f64(gc, "topP")?;
     req.top_k = json::opt_u64(gc, "topK")?;
@@ -155,14 +163,14 @@ fn parse_generation_config(gc: &Value, req: &mut Request) -> Result<()> {
     if let Some(schema) = schema {
         req.output = Some(OutputFormat::JsonSchema {
             name: "response".into(),
-            schema: lowercase_types(schema.clone()),
+            schema: lowercase_types(schema.to_value()),
             strict: None,
         });
     } else if json::opt_str(gc, "responseMimeType", "generationConfig.")? == Some("application/json") {
         req.output = Some(OutputFormat::JsonObject);
     }
     if let Some(tc) = gc.get("thinkingConfig").filter(|t| !t.is_null()) {
-        let budget = tc.get("thinkingBudget").and_then(Value::as_i64);
+        let budget = tc.get("thinkingBudget").and_then(JsonRef::as_i64);
         let level = json::opt_str(tc, "thinkingLevel", "generationConfig.thinkingConfig.")?;
         req.reasoning = Some(Reasoning {
             enabled: budget != Some(0),
@@ -174,15 +182,15 @@ fn parse_generation_config(gc: &Value, req: &mut Request) -> Result<()> {
     Ok(())
 }
 
-fn parse_tools(t: &Value, i: usize, req: &mut Request) -> Result<()> {
+fn parse_tools(t: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
     let at = format!("tools[{i}].");
     let decls = t.get("functionDeclarations").or_else(|| t.get("function_declarations"));
-    if let Some(Value::Array(decls)) = decls {
+    if let Some(JsonRef::Array(decls)) = decls {
         for (j, d) in decls.iter().enumerate() {
             let at = format!("{at}functionDeclarations[{j}].");
             let parameters = match (d.get("parametersJsonSchema"), d.get("parameters")) {
-                (Some(s), _) if !s.is_null() => s.clone(),
-                (_, Some(s)) if !s.is_null() => lowercase_types(s.clone()),
+                (Some(s), _) if !s.is_null() => s.to_value(),
+                (_, Some(s)) if !s.is_null() => lowercase_types(s.to_value()),
                 _ => json!({"type": "object", "properties": {}}),
             };
             req.tools.push(Tool::Function {
@@ -198,8 +206,12 @@ fn parse_tools(t: &Value, i: usize, req: &mut Request) -> Result<()> {
         req.tools.push(Tool::WebSearch);
         return Ok(());
     }
-    let kind = t.as_object().and_then(|o| o.keys().next()).cloned().unwrap_or_else(|| "tool".into());
-    req.tools.push(Tool::Hosted { kind, raw: t.clone() });
+    let kind = match t {
+        JsonRef::Object(o) => o.first().map(|(k, _)| k.to_string()),
+        _ => None,
+    }
+    .unwrap_or_else(|| "tool".into());
+    req.tools.push(Tool::Hosted { kind, raw: t.to_value() });
     Ok(())
 }
 
@@ -235,30 +247,27 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         .flat_map(|m| &m.parts)
         .filter_map(|p| if let Part::ToolCall(c) = p { Some((c.id.as_str(), c.name.as_str())) } else { None })
         .collect();
-    let mut contents: Vec<Value> = Vec::new();
+    let mut contents = json::Items::new("contents", req.size_hint());
     for m in &req.messages {
         let role = if m.role == Role::Assistant { "model" } else { "user" };
-        let parts: Vec<Value> = m
-            .parts
-            .iter()
-            .map(|p| build_part(p, m.role, &names))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut parts: Vec<JsonRef<'_>> = Vec::with_capacity(m.parts.len());
+        for p in &m.parts {
+            if let Some(part) = build_part(p, m.role, &names)? {
+                parts.push(part);
+            }
+        }
         if parts.is_empty() {
             continue;
         }
         match contents.last_mut() {
             Some(last) if last["role"] == role => {
-                if let Some(Value::Array(prev)) = last.get_mut("parts") {
+                if let Some(JsonRef::Array(prev)) = last.get_mut("parts") {
                     prev.extend(parts);
                 }
             }
-            _ => contents.push(json!({"role": role, "parts": parts})),
+            _ => contents.push(obj([("role", s(role)), ("parts", JsonRef::Array(parts))])),
         }
     }
-    top.insert("contents".into(), Value::Array(contents));
     if !req.system.is_empty() {
         top.insert("systemInstruction".into(), json!({"parts": [{"text": req.system.join("\n\n")}]}));
     }
@@ -336,34 +345,41 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     if !gc.is_empty() {
         top.insert("generationConfig".into(), Value::Object(gc));
     }
-    serde_json::to_vec(&Value::Object(top)).map_err(|e| bad(e.to_string()))
+    Ok(contents.finish(&top))
 }
 
-fn build_part(part: &Part, role: Role, names: &[(&str, &str)]) -> Result<Option<Value>> {
+fn build_part<'a>(part: &'a Part, role: Role, names: &[(&str, &'a str)]) -> Result<Option<JsonRef<'a>>> {
     Ok(Some(match part {
-        Part::Text(t) if role == Role::System => json!({"text": format!("[system] {t}")}),
-        Part::Text(t) => json!({"text": t}),
+        Part::Text(t) if role == Role::System => obj([("text", owned(format!("[system] {t}")))]),
+        Part::Text(t) => obj([("text", s(t))]),
         Part::Media(Media::Inline { media_type, data }) => {
-            json!({"inlineData": {"mimeType": media_type, "data": data}})
+            obj([("inlineData", obj([("mimeType", s(media_type)), ("data", s(data))]))])
         }
-        Part::Media(Media::Url { url, media_type }) => json!({"fileData": {
-            "mimeType": media_type.clone().unwrap_or_else(|| guess_mime(url).to_string()), "fileUri": url,
-        }}),
-        Part::ToolCall(c) => json!({
-            "functionCall": {"name": c.name, "args": super::json::arguments_object(&c.arguments)},
-            "thoughtSignature": c.signature.as_deref().unwrap_or(SKIP_SIGNATURE),
-        }),
+        Part::Media(Media::Url { url, media_type }) => obj([(
+            "fileData",
+            obj([
+                ("mimeType", s(media_type.as_deref().unwrap_or_else(|| guess_mime(url)))),
+                ("fileUri", s(url)),
+            ]),
+        )]),
+        Part::ToolCall(c) => obj([
+            ("functionCall", obj([("name", s(&c.name)), ("args", json::arguments_ref(&c.arguments))])),
+            ("thoughtSignature", s(c.signature.as_deref().unwrap_or(SKIP_SIGNATURE))),
+        ]),
         Part::ToolResult(r) => {
             // Gemini pairs results with calls by function name.
             let name = r
                 .name
-                .clone()
-                .or_else(|| names.iter().find(|(id, _)| *id == r.call_id).map(|(_, n)| (*n).to_string()))
+                .as_deref()
+                .or_else(|| names.iter().find(|(id, _)| *id == r.call_id).map(|(_, n)| *n))
                 .ok_or_else(|| {
                     bad(format!("the tool result for call '{}' has no matching tool call", r.call_id))
                 })?;
             let key = if r.is_error { "error" } else { "result" };
-            json!({"functionResponse": {"name": name, "response": {key: r.text()}}})
+            obj([(
+                "functionResponse",
+                obj([("name", s(name)), ("response", JsonRef::Object(vec![(key.into(), owned(r.text()))]))]),
+            )])
         }
         // Gemini drops earlier turns' thoughts; they need not be replayed.
         Part::Thinking { .. } | Part::RedactedThinking(_) => return Ok(None),

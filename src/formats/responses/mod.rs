@@ -7,6 +7,7 @@ pub mod stream;
 use super::canonical::*;
 use super::codec::{custom_arguments, custom_input};
 use super::json::{self, bad, unsupported, Result};
+use super::json_ref::{obj, owned, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
@@ -17,7 +18,7 @@ const ME: ClientFormat = ClientFormat::Responses;
 pub const SIGNATURE_MARK: &str = "tollgate.anthropic:";
 
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let top = Value::Object(json::parse_object(body)?);
+    let (top, input) = JsonRef::parse_object_deferring(body, "input").map_err(bad)?;
     if json::opt_str(&top, "previous_response_id", "")?.is_some() {
         return Err(bad(
             "'previous_response_id' needs a response stored by the provider; this model is served \
@@ -54,14 +55,14 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             Some("json_object") => Some(OutputFormat::JsonObject),
             Some("json_schema") => Some(OutputFormat::JsonSchema {
                 name: json::opt_str(format, "name", "text.format.")?.unwrap_or("response").to_string(),
-                schema: format.get("schema").cloned().unwrap_or_else(|| json!({})),
+                schema: format.get("schema").map(JsonRef::to_value).unwrap_or_else(|| json!({})),
                 strict: json::opt_bool(format, "strict")?,
             }),
             _ => None,
         };
     }
     for (i, tool) in json::array(&top, "tools", "")?.iter().enumerate() {
-        if tool.get("type").and_then(Value::as_str) == Some("namespace") {
+        if tool.get("type").and_then(JsonRef::as_str) == Some("namespace") {
             // Codex groups tools in namespaces; other formats get them flat.
             let ns = json::req_str(tool, "name", &format!("tools[{i}]."))?;
             for (j, inner) in json::array(tool, "tools", &format!("tools[{i}]."))?.iter().enumerate() {
@@ -82,28 +83,32 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         req.tools.push(parse_tool(tool, i)?);
     }
     req.tool_choice = match top.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(match s.as_str() {
+        None | Some(JsonRef::Null) => None,
+        Some(JsonRef::String(s)) => Some(match s.as_ref() {
             "auto" => ToolChoice::Auto,
             "none" => ToolChoice::None,
             "required" => ToolChoice::Required,
             other => return Err(bad(format!("'tool_choice' {other:?} is not valid"))),
         }),
-        Some(obj) => match obj.get("name").and_then(Value::as_str) {
+        Some(obj) => match obj.get("name").and_then(JsonRef::as_str) {
             Some(name) => Some(ToolChoice::Named(name.to_string())),
             None => return Err(bad("'tool_choice' must name a function or custom tool to be translated")),
         },
     };
-    match top.get("input") {
-        Some(Value::String(s)) => {
-            req.messages.push(Message { role: Role::User, parts: vec![Part::Text(s.clone())] })
+    let not_input = || bad("'input' must be a string or a list of items");
+    let input = input.ok_or_else(not_input)?;
+    if input.get().starts_with('[') {
+        for (i, item) in json::deferred_items(Some(input), "input")?.iter().enumerate() {
+            parse_item(&json::item(item)?, i, &mut req)?;
+            req.trim_last();
         }
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                parse_item(item, i, &mut req)?;
+    } else {
+        match json::item(input)? {
+            JsonRef::String(s) => {
+                req.messages.push(Message { role: Role::User, parts: vec![Part::Text(s.into_owned())] })
             }
+            _ => return Err(not_input()),
         }
-        _ => return Err(bad("'input' must be a string or a list of items")),
     }
     Ok(req)
 }
@@ -128,13 +133,16 @@ pub fn declared_namespaces(raw_tools: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
+fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
     let at = format!("tools[{i}].");
     match json::req_str(tool, "type", &at)? {
         "function" => Ok(Tool::Function {
             name: json::req_str(tool, "name", &at)?.to_string(),
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
-            parameters: tool.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
+            parameters: tool
+                .get("parameters")
+                .map(JsonRef::to_value)
+                .unwrap_or_else(|| json!({"type": "object"})),
             strict: json::opt_bool(tool, "strict")?,
         }),
         "custom" => Ok(Tool::Custom {
@@ -142,7 +150,7 @@ fn parse_tool(tool: &Value, i: usize) -> Result<Tool> {
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
         }),
         "web_search" | "web_search_preview" => Ok(Tool::WebSearch),
-        other => Ok(Tool::Hosted { kind: other.to_string(), raw: tool.clone() }),
+        other => Ok(Tool::Hosted { kind: other.to_string(), raw: tool.to_value() }),
     }
 }
 
@@ -155,7 +163,7 @@ fn push_part(req: &mut Request, role: Role, part: Part) {
     }
 }
 
-fn parse_item(item: &Value, i: usize, req: &mut Request) -> Result<()> {
+fn parse_item(item: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
     let at = format!("input[{i}].");
     let kind = json::opt_str(item, "type", &at)?.unwrap_or("message");
     match kind {
@@ -194,7 +202,7 @@ fn parse_item(item: &Value, i: usize, req: &mut Request) -> Result<()> {
         "function_call_output" | "custom_tool_call_output" => {
             let (call_id, _) = super::ids::unwrap(json::req_str(item, "call_id", &at)?);
             let content = match item.get("output") {
-                Some(Value::String(s)) => vec![Part::Text(s.clone())],
+                Some(JsonRef::String(s)) => vec![Part::Text(s.to_string())],
                 other => content_parts(other, &at)?,
             };
             let result = ToolResult { call_id: call_id.to_string(), name: None, content, is_error: false };
@@ -211,7 +219,7 @@ fn parse_item(item: &Value, i: usize, req: &mut Request) -> Result<()> {
             let text: Vec<&str> = json::array(item, "summary", &at)?
                 .iter()
                 .chain(json::array(item, "content", &at)?)
-                .filter_map(|s| s.get("text").and_then(Value::as_str))
+                .filter_map(|s| s.get("text").and_then(JsonRef::as_str))
                 .collect();
             let signature = json::opt_str(item, "encrypted_content", &at)?
                 .and_then(|s| s.strip_prefix(SIGNATURE_MARK))
@@ -231,11 +239,11 @@ fn text_of(parts: &[Part]) -> String {
     parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(t.as_str()) } else { None }).collect()
 }
 
-fn content_parts(v: Option<&Value>, at: &str) -> Result<Vec<Part>> {
+fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
     match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![Part::Text(s.clone())]),
-        Some(Value::Array(items)) => items
+        None | Some(JsonRef::Null) => Ok(Vec::new()),
+        Some(JsonRef::String(s)) => Ok(vec![Part::Text(s.to_string())]),
+        Some(JsonRef::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(j, c)| {
@@ -287,11 +295,10 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
             _ => None,
         })
         .collect();
-    let mut input = Vec::new();
+    let mut input = json::Items::new("input", req.size_hint());
     for m in &req.messages {
         build_items(m, &custom, &custom_calls, &mut input);
     }
-    top.insert("input".into(), Value::Array(input));
     if !req.tools.is_empty() {
         let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
         top.insert("tools".into(), Value::Array(tools));
@@ -351,37 +358,56 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     if req.stream {
         top.insert("stream".into(), json!(true));
     }
-    serde_json::to_vec(&Value::Object(top)).map_err(|e| bad(e.to_string()))
+    Ok(input.finish(&top))
 }
 
-fn build_items(m: &Message, custom: &[&str], custom_calls: &[&str], out: &mut Vec<Value>) {
+fn build_items<'a>(m: &'a Message, custom: &[&str], custom_calls: &[&str], out: &mut json::Items<'a>) {
     let role = match m.role {
         Role::User => "user",
         Role::Assistant => "assistant",
         Role::System => "developer",
     };
     let mut content = Vec::new();
-    let flush = |content: &mut Vec<Value>, out: &mut Vec<Value>| {
+    let flush = |content: &mut Vec<JsonRef<'a>>, out: &mut json::Items<'a>| {
         if !content.is_empty() {
-            out.push(json!({"type": "message", "role": role, "content": std::mem::take(content)}));
+            out.push(obj([
+                ("type", s("message")),
+                ("role", s(role)),
+                ("content", JsonRef::Array(std::mem::take(content))),
+            ]));
         }
     };
     for part in &m.parts {
         match part {
             Part::Text(t) if m.role == Role::Assistant => {
-                content.push(json!({"type": "output_text", "text": t}))
+                content.push(obj([("type", s("output_text")), ("text", s(t))]))
             }
-            Part::Text(t) => content.push(json!({"type": "input_text", "text": t})),
-            Part::Media(media) if media.media_type().is_some_and(|t| !t.starts_with("image/")) => {
-                content.push(json!({"type": "input_file", "file_data": media.to_url(), "filename": "file"}))
+            Part::Text(t) => content.push(obj([("type", s("input_text")), ("text", s(t))])),
+            Part::Media(media) if media.media_type().is_some_and(|t| !t.starts_with("image/")) => content
+                .push(obj([
+                    ("type", s("input_file")),
+                    ("file_data", JsonRef::url_of(media)),
+                    ("filename", s("file")),
+                ])),
+            Part::Media(media) => {
+                content.push(obj([("type", s("input_image")), ("image_url", JsonRef::url_of(media))]))
             }
-            Part::Media(media) => content.push(json!({"type": "input_image", "image_url": media.to_url()})),
             Part::ToolCall(c) => {
                 flush(&mut content, out);
                 if custom.contains(&c.name.as_str()) {
-                    out.push(json!({"type": "custom_tool_call", "call_id": c.id, "name": c.name, "input": custom_input(&c.arguments)}));
+                    out.push(obj([
+                        ("type", s("custom_tool_call")),
+                        ("call_id", s(&c.id)),
+                        ("name", s(&c.name)),
+                        ("input", owned(custom_input(&c.arguments))),
+                    ]));
                 } else {
-                    out.push(json!({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}));
+                    out.push(obj([
+                        ("type", s("function_call")),
+                        ("call_id", s(&c.id)),
+                        ("name", s(&c.name)),
+                        ("arguments", s(&c.arguments)),
+                    ]));
                 }
             }
             Part::ToolResult(r) => {
@@ -392,7 +418,7 @@ fn build_items(m: &Message, custom: &[&str], custom_calls: &[&str], out: &mut Ve
                 } else {
                     "function_call_output"
                 };
-                out.push(json!({"type": kind, "call_id": r.call_id, "output": output}));
+                out.push(obj([("type", s(kind)), ("call_id", s(&r.call_id)), ("output", owned(output))]));
             }
             // Reasoning items need the provider's own ids; old reasoning is
             // dropped by providers anyway.

@@ -85,6 +85,22 @@ pub fn codec(format: ClientFormat) -> &'static Codec {
     }
 }
 
+/// A caller's request body in the provider's format, and its canonical
+/// form. The body is let go as soon as it is parsed, so a request of many
+/// megabytes is not held twice while its translation is written.
+pub fn translate_request(
+    translator: Translator,
+    body: bytes::Bytes,
+    flavor: Target,
+    prepare: impl FnOnce(&mut Request),
+) -> Result<(Request, Vec<u8>)> {
+    let mut request = (translator.client.parse_request)(&body)?;
+    drop(body);
+    prepare(&mut request);
+    let out = (translator.provider.build_request)(&request, flavor)?;
+    Ok((request, out))
+}
+
 /// The two codecs a translated request goes through.
 #[derive(Clone, Copy)]
 pub struct Translator {

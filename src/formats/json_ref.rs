@@ -1,0 +1,429 @@
+//! A JSON document read in place: strings without escapes borrow from the
+//! request body instead of being copied, and objects are flat vectors (a
+//! `serde_json::Value` object is a B-tree node of several hundred bytes
+//! even for two keys). Request translation reads bodies of many megabytes
+//! through it, so a request costs about its own size, not a tree 10x it.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonRef<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array(Vec<JsonRef<'a>>),
+    /// Keys in document order; a repeated key's last value wins, as in serde_json.
+    Object(Vec<(Cow<'a, str>, JsonRef<'a>)>),
+    /// Output only: a `data:` URL written from its parts, so a large image
+    /// is not copied into a string of its own first.
+    DataUrl {
+        media_type: &'a str,
+        data: &'a str,
+    },
+}
+
+impl<'a> JsonRef<'a> {
+    /// Parses `body`, which must be one JSON object.
+    pub fn parse_object(body: &'a [u8]) -> Result<Self, String> {
+        match serde_json::from_slice::<JsonRef<'a>>(body) {
+            Ok(v @ JsonRef::Object(_)) => Ok(v),
+            Ok(_) => Err("the body must be a JSON object".into()),
+            Err(e) => Err(format!("the body is not valid JSON: {e}")),
+        }
+    }
+
+    /// Parses one JSON value.
+    pub fn parse(text: &'a str) -> Result<Self, String> {
+        serde_json::from_str::<JsonRef<'a>>(text).map_err(|e| format!("invalid JSON: {e}"))
+    }
+
+    /// Parses `body`, one JSON object, leaving its field `key` unparsed:
+    /// a request's long array (messages, contents, input) is then read an
+    /// item at a time, and no tree of the whole body exists at once.
+    pub fn parse_object_deferring(body: &'a [u8], key: &str) -> Result<(Self, Option<&'a RawValue>), String> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed = de
+            .deserialize_map(DeferringVisitor { key })
+            .map_err(|e| format!("the body is not a valid JSON object: {e}"))?;
+        de.end().map_err(|e| format!("the body has trailing characters after the JSON object: {e}"))?;
+        Ok(parsed)
+    }
+
+    /// The items of a deferred array, each still unparsed.
+    pub fn raw_items(raw: &'a RawValue) -> Option<Vec<&'a RawValue>> {
+        serde_json::from_str::<Vec<&'a RawValue>>(raw.get()).ok()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&JsonRef<'a>> {
+        match self {
+            JsonRef::Object(fields) => fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// `/a/b/0`-style lookup, as `serde_json::Value::pointer`.
+    pub fn pointer(&self, pointer: &str) -> Option<&JsonRef<'a>> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let mut at = self;
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            at = match at {
+                JsonRef::Object(_) => at.get(&token)?,
+                JsonRef::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut JsonRef<'a>> {
+        match self {
+            JsonRef::Object(fields) => fields.iter_mut().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// A `serde_json::Value` read in place (its strings borrowed).
+    pub fn of_value(v: &'a Value) -> JsonRef<'a> {
+        match v {
+            Value::Null => JsonRef::Null,
+            Value::Bool(b) => JsonRef::Bool(*b),
+            Value::Number(n) => JsonRef::Number(n.clone()),
+            Value::String(s) => JsonRef::String(Cow::Borrowed(s)),
+            Value::Array(items) => JsonRef::Array(items.iter().map(JsonRef::of_value).collect()),
+            Value::Object(map) => JsonRef::Object(
+                map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), JsonRef::of_value(v))).collect(),
+            ),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            JsonRef::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A media item as a URL (a `data:` URL for inline data), borrowed.
+    pub fn url_of(media: &'a super::canonical::Media) -> JsonRef<'a> {
+        match media {
+            super::canonical::Media::Url { url, .. } => JsonRef::String(Cow::Borrowed(url)),
+            super::canonical::Media::Inline { media_type, data } => JsonRef::DataUrl { media_type, data },
+        }
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            JsonRef::Number(n) => n.as_u64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            JsonRef::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            JsonRef::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            JsonRef::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[JsonRef<'a>]> {
+        match self {
+            JsonRef::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, JsonRef::Null)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, JsonRef::Object(_))
+    }
+
+    /// An owned `serde_json::Value`, for the few parts kept as they are
+    /// (tool schemas, hosted tools).
+    pub fn to_value(&self) -> Value {
+        match self {
+            JsonRef::Null => Value::Null,
+            JsonRef::Bool(b) => Value::Bool(*b),
+            JsonRef::Number(n) => Value::Number(n.clone()),
+            JsonRef::String(s) => Value::String(s.to_string()),
+            JsonRef::Array(items) => Value::Array(items.iter().map(JsonRef::to_value).collect()),
+            JsonRef::Object(fields) => {
+                let mut map = Map::new();
+                for (k, v) in fields {
+                    map.insert(k.to_string(), v.to_value());
+                }
+                Value::Object(map)
+            }
+            JsonRef::DataUrl { media_type, data } => {
+                Value::String(format!("data:{media_type};base64,{data}"))
+            }
+        }
+    }
+}
+
+/// A string borrowed from the canonical request being written out.
+pub fn s(text: &str) -> JsonRef<'_> {
+    JsonRef::String(Cow::Borrowed(text))
+}
+
+/// A string made for the output.
+pub fn owned(text: String) -> JsonRef<'static> {
+    JsonRef::String(Cow::Owned(text))
+}
+
+/// An object with these fields, in this order.
+pub fn obj<'a, const N: usize>(fields: [(&'static str, JsonRef<'a>); N]) -> JsonRef<'a> {
+    JsonRef::Object(fields.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect())
+}
+
+impl From<bool> for JsonRef<'_> {
+    fn from(b: bool) -> Self {
+        JsonRef::Bool(b)
+    }
+}
+
+impl From<u64> for JsonRef<'_> {
+    fn from(n: u64) -> Self {
+        JsonRef::Number(n.into())
+    }
+}
+
+impl serde::Serialize for JsonRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            JsonRef::Null => ser.serialize_unit(),
+            JsonRef::Bool(b) => ser.serialize_bool(*b),
+            JsonRef::Number(n) => n.serialize(ser),
+            JsonRef::String(s) => ser.serialize_str(s),
+            JsonRef::Array(items) => {
+                let mut seq = ser.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            JsonRef::Object(fields) => {
+                let mut map = ser.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k.as_ref(), v)?;
+                }
+                map.end()
+            }
+            JsonRef::DataUrl { media_type, data } => ser.collect_str(&DataUrl { media_type, data }),
+        }
+    }
+}
+
+struct DataUrl<'a> {
+    media_type: &'a str,
+    data: &'a str,
+}
+
+impl fmt::Display for DataUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "data:{};base64,{}", self.media_type, self.data)
+    }
+}
+
+impl<'a> std::ops::Index<&str> for JsonRef<'a> {
+    type Output = JsonRef<'a>;
+
+    fn index(&self, key: &str) -> &JsonRef<'a> {
+        const NULL: JsonRef<'static> = JsonRef::Null;
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+impl PartialEq<&str> for JsonRef<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+
+impl fmt::Display for JsonRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_value())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RefVisitor)
+    }
+}
+
+struct RefVisitor;
+
+impl<'de> Visitor<'de> for RefVisitor {
+    type Value = JsonRef<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(JsonRef::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(JsonRef::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(JsonRef::Number(v.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Number::from_f64(v).map(JsonRef::Number).ok_or_else(|| E::custom("a number JSON cannot hold"))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(JsonRef::String(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(JsonRef::String(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(JsonRef::String(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonRef::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonRef::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        items.shrink_to_fit();
+        Ok(JsonRef::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            fields.push((key.0, map.next_value()?));
+        }
+        fields.shrink_to_fit();
+        Ok(JsonRef::Object(fields))
+    }
+}
+
+struct DeferringVisitor<'k> {
+    key: &'k str,
+}
+
+impl<'de> Visitor<'de> for DeferringVisitor<'_> {
+    type Value = (JsonRef<'de>, Option<&'de RawValue>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::new();
+        let mut deferred = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if key.0 == self.key {
+                deferred = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                fields.push((key.0, map.next_value()?));
+            }
+        }
+        Ok((JsonRef::Object(fields), deferred))
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_like_serde_json_and_borrows_plain_strings() {
+        let body = br#"{"a":"plain","b":"esc\naped","n":[1,-2,3.5,null,true],"o":{"k":"v"},"a":"last"}"#;
+        let doc = JsonRef::parse_object(body).unwrap();
+        assert!(matches!(doc.get("a"), Some(JsonRef::String(Cow::Borrowed("last")))));
+        assert!(matches!(doc.get("b"), Some(JsonRef::String(Cow::Owned(_)))));
+        assert_eq!(doc.pointer("/o/k").and_then(JsonRef::as_str), Some("v"));
+        assert_eq!(doc.pointer("/n/2").and_then(JsonRef::as_f64), Some(3.5));
+        assert_eq!(doc["missing"], JsonRef::Null);
+        assert_eq!(doc.to_value(), serde_json::from_slice::<Value>(body).unwrap());
+        assert_eq!(doc["o"].to_value(), json!({"k": "v"}));
+        assert_eq!(serde_json::to_value(&doc).unwrap(), doc.to_value(), "serialises as it reads");
+        let v = json!({"a": [1, "x", {"b": null}]});
+        assert_eq!(JsonRef::of_value(&v).to_value(), v);
+        assert_eq!(
+            serde_json::to_string(&obj([("t", s("a\"b")), ("n", 3u64.into())])).unwrap(),
+            r#"{"t":"a\"b","n":3}"#
+        );
+        for bad in [&b"[1]"[..], b"{", b"\"s\""] {
+            assert!(JsonRef::parse_object(bad).is_err());
+        }
+        let (top, raw) =
+            JsonRef::parse_object_deferring(br#"{"model":"m","messages":[{"a":1},"x"]}"#, "messages")
+                .unwrap();
+        assert_eq!(top.get("model").and_then(JsonRef::as_str), Some("m"));
+        assert!(top.get("messages").is_none());
+        let items = JsonRef::raw_items(raw.unwrap()).unwrap();
+        assert_eq!(JsonRef::parse(items[1].get()).unwrap(), JsonRef::String(Cow::Borrowed("x")));
+        assert!(JsonRef::raw_items(
+            JsonRef::parse_object_deferring(br#"{"messages":"s"}"#, "messages").unwrap().1.unwrap()
+        )
+        .is_none());
+    }
+}
