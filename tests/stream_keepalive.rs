@@ -83,3 +83,53 @@ async fn pings_can_be_turned_off() {
     assert_eq!(names(&body).iter().filter(|n| *n == "ping").count(), 1, "{body}");
     assert_eq!(text_of(&body), "Hello from the");
 }
+
+/// The raw stream a Chat or Responses caller gets from `model`.
+async fn openai_stream(stack: &Stack, path: &str, model: &str, quiet: &[(&str, &str)]) -> String {
+    let body = if path.ends_with("responses") {
+        json!({"model": model, "stream": true, "input": "hi"})
+    } else {
+        json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+    };
+    let mut req = client().post(stack.url(path)).bearer_auth(KEY);
+    for (name, value) in quiet {
+        req = req.header(*name, *value);
+    }
+    req.json(&body).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn chat_and_responses_callers_get_comment_keepalives_in_silences() {
+    let stack = stack_pinging_every("100");
+    let quiet = [("x-mock-ttfb-ms", "500"), ("x-mock-chunk-delay-ms", "300"), ("x-mock-chunks", "3")];
+    // Pass-through (gpt-5.5 speaks both) and translated (Claude, Gemini).
+    for path in ["/v1/chat/completions", "/v1/responses"] {
+        for model in ["gpt-5.5", "claude-sonnet-4-6", "gemini-3-flash-preview"] {
+            let body = openai_stream(&stack, path, model, &quiet).await;
+            let comments = body.matches(": keep-alive\n\n").count();
+            assert!(comments >= 4, "{path} {model}: {comments} keep-alives in {body}");
+            // Never inside an event: every block is a comment or a whole event.
+            for block in body.split("\n\n").filter(|b| !b.is_empty()) {
+                assert!(block == ": keep-alive" || block.contains("data: "), "{path} {model}: {block:?}");
+            }
+            assert!(body.contains("Hello"), "{path} {model}: {body}");
+        }
+    }
+    // Gemini callers get none: google-genai does not skip comment lines.
+    let gemini = client()
+        .post(stack.url("/v1beta/models/gpt-5.5:streamGenerateContent?alt=sse"))
+        .header("x-goog-api-key", KEY)
+        .header("x-mock-ttfb-ms", "400")
+        .json(&json!({"contents": [{"parts": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!gemini.contains(": keep-alive"), "{gemini}");
+    // Off when stream_ping_ms is 0.
+    let off = stack_pinging_every("0");
+    let body = openai_stream(&off, "/v1/chat/completions", "claude-sonnet-4-6", &quiet).await;
+    assert!(!body.contains(": keep-alive"), "{body}");
+}

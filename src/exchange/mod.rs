@@ -35,6 +35,19 @@ pub struct UpstreamPlan {
     pub translation: Option<Translation>,
     /// Largest event the provider's stream may send.
     pub max_event_bytes: usize,
+    /// Provider silence after which a pass-through stream gets the
+    /// caller's keep-alive (Chat and Responses callers).
+    pub ping_after: Option<std::time::Duration>,
+}
+
+impl UpstreamPlan {
+    /// Frees what only the request needed, once the provider has answered:
+    /// a stream can run for minutes, and an agent's body is often 100 KB+.
+    pub fn request_sent(&mut self) {
+        self.body = Bytes::new();
+        self.headers = Vec::new();
+        self.path = String::new();
+    }
 }
 
 /// How a translated response is turned back into the caller's format.
@@ -89,6 +102,7 @@ pub fn plan(
             translation.ping_after = gateway.stream_ping;
         }
         plan.max_event_bytes = gateway.max_stream_event_bytes;
+        plan.ping_after = gateway.stream_ping;
         return Ok(plan);
     }
 
@@ -121,6 +135,7 @@ pub fn plan(
         hide_usage,
         translation: None,
         max_event_bytes: gateway.max_stream_event_bytes,
+        ping_after: gateway.stream_ping,
     })
 }
 
@@ -221,6 +236,7 @@ fn plan_translated(
         hide_usage: false,
         translation: Some(Translation { translator, ctx, ignored, ping_after: None }),
         max_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
+        ping_after: None,
     })
 }
 

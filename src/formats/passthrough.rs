@@ -44,6 +44,22 @@ impl Passthrough {
         matches!(self, Passthrough::Stream(s) if s.decoder.overflowed())
     }
 
+    /// The caller's keep-alive for a silence of the provider, when the
+    /// format has one (a comment line for Chat and Responses) and the
+    /// stream is between two events (never inside one).
+    pub fn keepalive(&self, out: &mut Vec<Bytes>) {
+        if let Passthrough::Stream(s) = self {
+            if s.comments_keep_alive && s.decoder.pending_len() == 0 && !s.decoder.overflowed() {
+                out.push(Bytes::from_static(super::codec::SSE_COMMENT_KEEPALIVE.as_bytes()));
+            }
+        }
+    }
+
+    /// Whether the caller's format has a keep-alive a pass-through can add.
+    pub fn has_keepalive(&self) -> bool {
+        matches!(self, Passthrough::Stream(s) if s.comments_keep_alive)
+    }
+
     /// Whether the bytes sent may differ from the bytes received (the
     /// response then cannot keep the upstream's `content-length`).
     pub fn rewrites(&self) -> bool {
@@ -95,6 +111,8 @@ pub struct StreamRelay {
     events: Vec<SseEvent>,
     /// Responses streams number their events; one the gateway adds goes on.
     numbered: bool,
+    /// Chat and Responses callers skip comment lines: they can be kept alive.
+    comments_keep_alive: bool,
     next_sequence: u64,
 }
 
@@ -106,6 +124,7 @@ impl StreamRelay {
             hide_usage,
             events: Vec::new(),
             numbered: format == ClientFormat::Responses,
+            comments_keep_alive: matches!(format, ClientFormat::Openai | ClientFormat::Responses),
             next_sequence: 0,
         }
     }

@@ -10,6 +10,7 @@
 
 use super::downstream::{self, respond, respond_error, write_all};
 use super::outcome::{client_gone, Failure};
+use super::reading::next_chunk;
 use super::upstream::{expected_shape, response_head, send_request, upstream_head};
 use super::RequestCtx;
 use crate::auth;
@@ -106,8 +107,11 @@ async fn serve(
             if answers_locally(gateway, route, &body) == Some(true) {
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
             }
-            let headers = downstream::all_headers(session);
-            let plan = plan(gateway, route, body, query, &headers, &ctx.request_id)?;
+            let plan = {
+                // Not held across the relay: only the plan needs them.
+                let headers = downstream::all_headers(session);
+                plan(gateway, route, body, query, &headers, &ctx.request_id)?
+            };
             ctx.provider = Some(plan.provider.name.clone());
             ctx.model = Some(plan.model.id.clone());
             relay(connector, session, ctx, route.format, plan).await
@@ -133,22 +137,34 @@ async fn relay(
     session: &mut Session,
     ctx: &mut RequestCtx,
     format: ClientFormat,
-    plan: UpstreamPlan,
+    mut plan: UpstreamPlan,
 ) -> Result<(), Failure> {
     let peer = plan.provider.peer().ok_or_else(|| {
         GatewayError::UpstreamUnavailable(format!("{} is not resolved yet", plan.provider.origin.host))
     })?;
+    // Connecting is a large future needed only until the head arrives:
+    // boxed, it is not part of every open stream's memory.
     let sent = tokio::select! {
-        sent = send_request(connector, &peer, &plan) => sent,
+        sent = Box::pin(send_request(connector, &peer, &plan)) => sent,
         gone = downstream::caller_left(session) => return Err(client_gone(gone)),
     };
     let mut upstream = sent?;
+    plan.request_sent();
     if let Err(e) = expected_shape(&upstream, &plan) {
         upstream.shutdown().await;
         return Err(e.into());
     }
     if let Some(translation) = &plan.translation {
-        return super::translated::relay(connector, session, ctx, &plan, translation, upstream, &peer).await;
+        return Box::pin(super::translated::relay(
+            connector,
+            session,
+            ctx,
+            &plan,
+            translation,
+            upstream,
+            &peer,
+        ))
+        .await;
     }
     let (head, status, is_sse) = upstream_head(&upstream)?;
     let mut relay = Passthrough::new(format, is_sse, plan.hide_usage).with_event_limit(plan.max_event_bytes);
@@ -160,13 +176,14 @@ async fn relay(
     }
 
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
+    let every = plan.ping_after.filter(|_| relay.has_keepalive());
     let cut = loop {
-        let next = tokio::select! {
-            next = upstream.read_response_body() => next,
-            gone = downstream::caller_left(session) => {
+        let next = match next_chunk(session, &mut upstream, every, &mut |out| relay.keepalive(out)).await {
+            Ok(next) => next,
+            Err(gone) => {
                 ctx.usage = relay.finish(&mut out);
                 upstream.shutdown().await;
-                return Err(client_gone(gone));
+                return Err(gone);
             }
         };
         match next {
@@ -208,13 +225,8 @@ async fn relay(
     write_all(session, &mut out).await.map_err(client_gone)?;
     session.write_response_body(None, true).await.map_err(client_gone)?;
     if !was_cut && upstream.response_done() {
-        connector
-            .release_http_session(
-                upstream,
-                &peer,
-                Some(Duration::from_millis(plan.provider.timeouts.idle_ms)),
-            )
-            .await;
+        let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
+        Box::pin(connector.release_http_session(upstream, &peer, idle)).await;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod downstream;
 mod exchange;
 mod head_deadline;
 mod outcome;
+mod reading;
 mod translated;
 mod upstream;
 

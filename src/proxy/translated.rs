@@ -4,6 +4,7 @@
 
 use super::downstream::{caller_left, respond_with, write_all, write_head};
 use super::outcome::{client_gone, Failure};
+use super::reading::next_chunk;
 use super::upstream::{classify, upstream_head};
 use super::RequestCtx;
 use crate::error::GatewayError;
@@ -39,7 +40,7 @@ pub(super) async fn relay(
     };
     if keep_alive && upstream.response_done() {
         let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
-        connector.release_http_session(upstream, peer, idle).await;
+        Box::pin(connector.release_http_session(upstream, peer, idle)).await;
     } else {
         upstream.shutdown().await;
     }
@@ -70,7 +71,8 @@ async fn stream(
         .with_event_limit(plan.max_event_bytes);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let ended = loop {
-        let next = match read_or_keepalive(session, upstream, &mut translated, translation.ping_after).await {
+        let every = translation.ping_after.filter(|_| translated.has_keepalive());
+        let next = match next_chunk(session, upstream, every, &mut |out| translated.keepalive(out)).await {
             Ok(next) => next,
             Err(left) => break Err(left),
         };
@@ -111,41 +113,6 @@ async fn stream(
     write_all(session, &mut out).await.map_err(client_gone)?;
     session.write_response_body(None, true).await.map_err(client_gone)?;
     Ok(cut.is_none())
-}
-
-/// The next chunk of the provider's stream; while the provider is silent
-/// for `ping_after`, the caller gets the format's keep-alive. The one read
-/// future stays alive across keep-alives (it is never cancelled and
-/// restarted), so no byte of the provider's stream can be lost to a
-/// cancelled read; the provider read timeout keeps running meanwhile.
-async fn read_or_keepalive(
-    session: &mut Session,
-    upstream: &mut HttpSession,
-    translated: &mut StreamTranslation,
-    ping_after: Option<Duration>,
-) -> Result<pingora_core::Result<Option<Bytes>>, Failure> {
-    let every = ping_after.filter(|_| translated.has_keepalive());
-    let read = upstream.read_response_body();
-    tokio::pin!(read);
-    let mut out = Vec::with_capacity(1);
-    loop {
-        tokio::select! {
-            biased;
-            next = &mut read => return Ok(next),
-            gone = caller_left(session) => return Err(client_gone(gone)),
-            () = sleep_or_never(every) => {
-                translated.keepalive(&mut out);
-                write_all(session, &mut out).await.map_err(client_gone)?;
-            }
-        }
-    }
-}
-
-async fn sleep_or_never(every: Option<Duration>) {
-    match every {
-        Some(every) => tokio::time::sleep(every).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Reads the whole upstream body and answers with its translation.

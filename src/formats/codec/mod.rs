@@ -7,6 +7,11 @@
 
 pub mod blocks;
 
+/// An SSE comment: the keep-alive for callers whose format has no ping
+/// event. The OpenAI SDKs and Codex skip comment lines (google-genai does
+/// not, so Gemini callers get none).
+pub const SSE_COMMENT_KEEPALIVE: &str = ": keep-alive\n\n";
+
 use super::canonical::StreamEvent;
 use crate::sse::SseEvent;
 

@@ -340,6 +340,18 @@ impl ResponsesEncoder {
 }
 
 impl StreamEncoder for ResponsesEncoder {
+    fn has_keepalive(&self) -> bool {
+        true
+    }
+
+    /// A comment line during provider silences, so proxies in between
+    /// (Cloudflare cuts idle connections at 100 s) keep the stream.
+    fn keepalive(&mut self, out: &mut String) {
+        if !self.ended {
+            out.push_str(crate::formats::codec::SSE_COMMENT_KEEPALIVE);
+        }
+    }
+
     fn encode(&mut self, ev: &StreamEvent, out: &mut String) {
         if self.ended {
             return;
