@@ -260,6 +260,8 @@ pub fn push_str(out: &mut String, s: &str) {
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
             0..=0x1f => "",
             _ => continue,
         };
@@ -287,7 +289,14 @@ mod tests {
 
     #[test]
     fn quotes_like_serde_json() {
-        for s in ["", "plain", "quote \" and \\ back", "ctl \u{1} \n\t\r", "ünïcödé 🎉", "</script>"] {
+        for s in [
+            "",
+            "plain",
+            "quote \" and \\ back",
+            "ctl \u{1} \n\t\r \u{8} \u{c} \u{1f}",
+            "ünïcödé 🎉",
+            "</script>",
+        ] {
             assert_eq!(quote(s), serde_json::to_string(s).unwrap());
         }
     }

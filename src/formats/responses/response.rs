@@ -153,15 +153,18 @@ pub fn response_object(
         Some(StopReason::ContentFilter) => json!({"reason": "content_filter"}),
         _ => Value::Null,
     };
-    json!({
+    let mut object = json!({
         "id": response_id(id), "object": "response", "created_at": ctx.created, "status": status,
         "error": null, "incomplete_details": incomplete, "instructions": null, "max_output_tokens": null,
-        "model": ctx.model, "output": output, "parallel_tool_calls": true, "previous_response_id": null,
+        "model": ctx.model, "output": [], "parallel_tool_calls": true, "previous_response_id": null,
         "reasoning": {"effort": null, "summary": null}, "store": false, "temperature": 1.0,
         "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
         "truncation": "disabled", "metadata": {},
         "usage": usage.map_or(Value::Null, usage_object),
-    })
+    });
+    // Moved in, not copied: `json!` would copy the whole output again.
+    object["output"] = Value::Array(output);
+    object
 }
 
 pub fn status_of(stop: StopReason) -> &'static str {

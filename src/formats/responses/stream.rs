@@ -16,6 +16,7 @@ use crate::formats::usage::from_usage_object;
 use crate::formats::ClientFormat;
 use crate::sse::SseEvent;
 use serde_json::{json, Value};
+use std::fmt::Write;
 
 #[derive(Debug, Default)]
 pub struct ResponsesParser {
@@ -154,6 +155,22 @@ struct OpenItem {
     signature: Option<String>,
 }
 
+/// `"item_id":…,"output_index":…`, the fields every item event starts with.
+fn push_item_head(item_id: &str, index: usize, out: &mut String) {
+    out.push_str(",\"item_id\":");
+    push_str(out, item_id);
+    let _ = write!(out, ",\"output_index\":{index}");
+}
+
+/// `{"output_index": index, "item": item}`, the item moved in rather than
+/// copied (as `json!` would).
+fn with_item(index: usize, item: Value) -> Value {
+    let mut fields = serde_json::Map::new();
+    fields.insert("output_index".into(), json!(index));
+    fields.insert("item".into(), item);
+    Value::Object(fields)
+}
+
 #[derive(Debug)]
 pub struct ResponsesEncoder {
     ctx: ClientContext,
@@ -178,44 +195,41 @@ impl ResponsesEncoder {
         }
     }
 
-    /// Writes one event; `body` is the JSON object's fields after `type`.
-    fn emit(&mut self, name: &str, body: &str, out: &mut String) {
+    /// Opens one event: its name, `type` and `sequence_number`; the
+    /// caller writes the other fields (each starting with `,`) and `}\n\n`.
+    fn open_event(&mut self, name: &str, out: &mut String) {
         out.push_str("event: ");
         out.push_str(name);
         out.push_str("\ndata: {\"type\":\"");
         out.push_str(name);
         out.push_str("\",\"sequence_number\":");
-        out.push_str(&self.seq.to_string());
+        let _ = write!(out, "{}", self.seq);
+        self.seq += 1;
+    }
+
+    /// Writes one event; `body` is the JSON object's fields after `type`.
+    fn emit(&mut self, name: &str, body: &str, out: &mut String) {
+        self.open_event(name, out);
         if !body.is_empty() {
             out.push(',');
             out.push_str(body);
         }
         out.push_str("}\n\n");
-        self.seq += 1;
     }
 
     fn emit_json(&mut self, name: &str, fields: Value, out: &mut String) {
         let text = fields.to_string();
         // `{...}` without its braces, to follow `type` and `sequence_number`.
-        let inner = text.get(1..text.len().saturating_sub(1)).unwrap_or_default().to_string();
-        self.emit(name, &inner, out);
+        self.emit(name, text.get(1..text.len().saturating_sub(1)).unwrap_or_default(), out);
     }
 
     fn start(&mut self, id: &str, out: &mut String) {
         self.started = true;
         self.id = super::response::response_id(if id.is_empty() { &self.ctx.request_id } else { id });
         let obj = response_object(&self.id, &self.ctx, "in_progress", Vec::new(), None, None);
-        self.emit_json("response.created", json!({"response": obj}), out);
-        let obj = response_object(&self.id, &self.ctx, "in_progress", Vec::new(), None, None);
-        self.emit_json("response.in_progress", json!({"response": obj}), out);
-    }
-
-    fn head(&self, index: usize, item_id: &str) -> String {
-        let mut s = String::from("\"item_id\":");
-        push_str(&mut s, item_id);
-        s.push_str(",\"output_index\":");
-        s.push_str(&index.to_string());
-        s
+        let text = obj.to_string();
+        self.emit("response.created", &format!("\"response\":{text}"), out);
+        self.emit("response.in_progress", &format!("\"response\":{text}"), out);
     }
 
     fn block_start(&mut self, index: usize, kind: &BlockKind, out: &mut String) {
@@ -243,7 +257,7 @@ impl ResponsesEncoder {
                 (id, item)
             }
         };
-        self.emit_json("response.output_item.added", json!({"output_index": index, "item": item}), out);
+        self.emit_json("response.output_item.added", with_item(index, item), out);
         match kind {
             BlockKind::Text => self.emit_json(
                 "response.content_part.added",
@@ -294,10 +308,21 @@ impl ResponsesEncoder {
                 reasoning_item(&item.id, &item.text, item.signature.as_deref())
             }
             BlockKind::ToolCall { id, name, signature } => {
+                if !self.ctx.is_custom_tool(name) {
+                    // Fields in the order serde_json writes them (sorted).
+                    self.open_event("response.function_call_arguments.done", out);
+                    out.push_str(",\"arguments\":");
+                    push_str(out, &item.text);
+                    out.push_str(",\"item_id\":");
+                    push_str(out, &item.id);
+                    out.push_str(",\"name\":");
+                    push_str(out, name);
+                    let _ = write!(out, ",\"output_index\":{index}}}\n\n");
+                }
                 let call = ToolCall {
                     id: id.clone(),
                     name: name.clone(),
-                    arguments: item.text.clone(),
+                    arguments: item.text,
                     signature: signature.clone(),
                 };
                 let done = call_item(&item.id, &call, &self.ctx, "completed");
@@ -313,29 +338,29 @@ impl ResponsesEncoder {
                         json!({"item_id": item.id, "output_index": index, "input": input}),
                         out,
                     );
-                } else {
-                    self.emit_json(
-                        "response.function_call_arguments.done",
-                        json!({"item_id": item.id, "output_index": index, "name": name, "arguments": item.text}),
-                        out,
-                    );
                 }
                 done
             }
         };
-        self.emit_json("response.output_item.done", json!({"output_index": index, "item": done}), out);
+        let text = done.to_string();
+        self.open_event("response.output_item.done", out);
+        out.push_str(",\"item\":");
+        out.push_str(&text);
+        let _ = write!(out, ",\"output_index\":{index}}}\n\n");
         self.output.push(done);
     }
 
+    /// A delta event, written straight into `out`.
     fn text_delta(&mut self, index: usize, name: &str, extra: &str, text: &str, out: &mut String) {
-        let Some(item) = self.open.as_mut() else { return };
+        let Some(mut item) = self.open.take() else { return };
         item.text.push_str(text);
-        let id = item.id.clone();
-        let mut body = self.head(index, &id);
-        body.push_str(extra);
-        body.push_str(",\"delta\":");
-        push_str(&mut body, text);
-        self.emit(name, &body, out);
+        self.open_event(name, out);
+        push_item_head(&item.id, index, out);
+        out.push_str(extra);
+        out.push_str(",\"delta\":");
+        push_str(out, text);
+        out.push_str("}\n\n");
+        self.open = Some(item);
     }
 }
 
@@ -399,7 +424,10 @@ impl StreamEncoder for ResponsesEncoder {
                 let output = std::mem::take(&mut self.output);
                 let obj = response_object(&self.id, &self.ctx, status, output, Some(usage), Some(*stop));
                 let name = if status == "completed" { "response.completed" } else { "response.incomplete" };
-                self.emit_json(name, json!({"response": obj}), out);
+                self.open_event(name, out);
+                out.push_str(",\"response\":");
+                out.push_str(&obj.to_string());
+                out.push_str("}\n\n");
                 self.ended = true;
             }
             StreamEvent::Error { status, message } => {

@@ -1,0 +1,64 @@
+//! What the benches share: the bare Pingora pass-through they compare
+//! against (run by re-executing the bench with `--bare-proxy LISTEN
+//! UPSTREAM`), free ports, and child processes killed on drop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_proxy::{ProxyHttp, Session};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+struct BareProxy {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for BareProxy {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> pingora_core::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+pub fn run_bare_proxy(listen: &str, upstream: &str) -> ! {
+    let conf = ServerConf { threads: 2, ..ServerConf::default() };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let mut svc = pingora_proxy::http_proxy_service(
+        &server.configuration,
+        BareProxy { upstream: upstream.parse().unwrap() },
+    );
+    svc.add_tcp(listen);
+    server.add_service(svc);
+    server.run_forever()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("port {port} did not open");
+}
+
+pub struct Procs(pub Vec<Child>);
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
