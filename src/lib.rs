@@ -8,6 +8,7 @@
 //! form of `config`.
 
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod drain;
 pub mod error;

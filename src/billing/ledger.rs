@@ -1,0 +1,376 @@
+//! The double-entry ledger. Money moves between books, never appears or
+//! vanishes: a top-up moves it from the funding book (the outside world)
+//! into a wallet, a hold from the wallet into the account's held book, a
+//! charge from held to revenue, a release back to the wallet. Every entry
+//! balances (its postings sum to zero), so the sum over all books is zero
+//! at all times; every entry has an idempotency key, so a retried one is
+//! a no-op; a wallet can never go below zero, by construction: a hold or
+//! a debit that it cannot pay for is refused before anything is posted.
+
+use super::money::NanoUsd;
+use std::collections::HashMap;
+
+pub type AccountId = u64;
+
+/// Where money sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Book {
+    /// The outside world: money paid in comes from here.
+    Funding,
+    /// What an account may spend.
+    Wallet(AccountId),
+    /// Held for requests in flight.
+    Held(AccountId),
+    /// Earned.
+    Revenue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Topup,
+    Hold,
+    Charge,
+    Release,
+    Refund,
+    Adjustment,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Topup => "topup",
+            EntryKind::Hold => "hold",
+            EntryKind::Charge => "charge",
+            EntryKind::Release => "release",
+            EntryKind::Refund => "refund",
+            EntryKind::Adjustment => "adjustment",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub kind: EntryKind,
+    pub account: AccountId,
+    /// Postings that sum to zero.
+    pub postings: Vec<(Book, i64)>,
+}
+
+impl Entry {
+    /// What the entry moved, as seen from the account's side (positive).
+    pub fn amount(&self) -> NanoUsd {
+        NanoUsd(self.postings.iter().map(|(_, n)| n.max(&0)).sum())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerError {
+    /// The wallet cannot pay for it.
+    Insufficient {
+        available: NanoUsd,
+        wanted: NanoUsd,
+    },
+    /// An amount that must be positive was not.
+    NotPositive,
+    /// A settlement for more than is held.
+    NotHeld {
+        held: NanoUsd,
+        wanted: NanoUsd,
+    },
+    Overflow,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    balances: HashMap<Book, i64>,
+    seen: HashMap<String, usize>,
+    entries: Vec<Entry>,
+}
+
+/// What a settlement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub charged: NanoUsd,
+    pub released: NanoUsd,
+    /// Cost the wallet could not cover past the hold (an estimate that
+    /// fell short); logged, never posted as debt.
+    pub unpaid: NanoUsd,
+}
+
+impl Ledger {
+    pub fn balance(&self, book: Book) -> NanoUsd {
+        NanoUsd(self.balances.get(&book).copied().unwrap_or(0))
+    }
+
+    /// The sum over every book: zero, always.
+    pub fn total(&self) -> i64 {
+        self.balances.values().sum()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entry already posted under `key`, if any.
+    pub fn find(&self, key: &str) -> Option<&Entry> {
+        self.seen.get(key).and_then(|&i| self.entries.get(i))
+    }
+
+    fn post(
+        &mut self,
+        key: &str,
+        kind: EntryKind,
+        account: AccountId,
+        postings: Vec<(Book, i64)>,
+    ) -> Result<(), LedgerError> {
+        let mut sum: i64 = 0;
+        for (_, n) in &postings {
+            sum = sum.checked_add(*n).ok_or(LedgerError::Overflow)?;
+        }
+        debug_assert_eq!(sum, 0, "an entry must balance");
+        for (book, n) in &postings {
+            let b = self.balances.get(book).copied().unwrap_or(0);
+            b.checked_add(*n).ok_or(LedgerError::Overflow)?;
+        }
+        for (book, n) in &postings {
+            *self.balances.entry(*book).or_insert(0) += n;
+        }
+        self.seen.insert(key.to_string(), self.entries.len());
+        self.entries.push(Entry { key: key.to_string(), kind, account, postings });
+        Ok(())
+    }
+
+    /// Pays `amount` into the wallet. `Ok(false)`: `key` was seen, nothing changed.
+    pub fn topup(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
+        if self.seen.contains_key(key) {
+            return Ok(false);
+        }
+        if amount.0 <= 0 {
+            return Err(LedgerError::NotPositive);
+        }
+        self.post(
+            key,
+            EntryKind::Topup,
+            account,
+            vec![(Book::Funding, -amount.0), (Book::Wallet(account), amount.0)],
+        )?;
+        Ok(true)
+    }
+
+    /// Holds `amount` of the wallet for a request, or refuses it whole.
+    pub fn hold(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
+        if self.seen.contains_key(key) {
+            return Ok(false);
+        }
+        if amount.0 <= 0 {
+            return Err(LedgerError::NotPositive);
+        }
+        let available = self.balance(Book::Wallet(account));
+        if available < amount {
+            return Err(LedgerError::Insufficient { available, wanted: amount });
+        }
+        self.post(
+            key,
+            EntryKind::Hold,
+            account,
+            vec![(Book::Wallet(account), -amount.0), (Book::Held(account), amount.0)],
+        )?;
+        Ok(true)
+    }
+
+    /// Ends a hold of `held`: `cost` is charged (past the hold, from the
+    /// wallet as far as it goes), the rest released. Keys `{key}:charge`
+    /// and `{key}:release`; a repeated settlement changes nothing.
+    pub fn settle(
+        &mut self,
+        account: AccountId,
+        held: NanoUsd,
+        cost: NanoUsd,
+        key: &str,
+    ) -> Result<Settled, LedgerError> {
+        let (charge_key, release_key) = (format!("{key}:charge"), format!("{key}:release"));
+        if self.seen.contains_key(&charge_key) || self.seen.contains_key(&release_key) {
+            let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
+            return Ok(Settled {
+                charged: amount(&charge_key),
+                released: amount(&release_key),
+                unpaid: NanoUsd::ZERO,
+            });
+        }
+        let in_hold = self.balance(Book::Held(account));
+        if held.0 < 0 || in_hold < held {
+            return Err(LedgerError::NotHeld { held: in_hold, wanted: held });
+        }
+        let cost = NanoUsd(cost.0.max(0));
+        let from_hold = cost.min(held);
+        let beyond = NanoUsd(cost.0 - from_hold.0);
+        let from_wallet = beyond.min(NanoUsd(self.balance(Book::Wallet(account)).0.max(0)));
+        let released = NanoUsd(held.0 - from_hold.0);
+        let charged = NanoUsd(from_hold.0 + from_wallet.0);
+        if charged.0 > 0 {
+            let mut postings = vec![(Book::Held(account), -from_hold.0), (Book::Revenue, charged.0)];
+            if from_wallet.0 > 0 {
+                postings.push((Book::Wallet(account), -from_wallet.0));
+            }
+            self.post(&charge_key, EntryKind::Charge, account, postings)?;
+        }
+        if released.0 > 0 {
+            self.post(
+                &release_key,
+                EntryKind::Release,
+                account,
+                vec![(Book::Held(account), -released.0), (Book::Wallet(account), released.0)],
+            )?;
+        }
+        Ok(Settled { charged, released, unpaid: NanoUsd(beyond.0 - from_wallet.0) })
+    }
+
+    /// Gives `amount` of revenue back to the wallet.
+    pub fn refund(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
+        if self.seen.contains_key(key) {
+            return Ok(false);
+        }
+        if amount.0 <= 0 {
+            return Err(LedgerError::NotPositive);
+        }
+        self.post(
+            key,
+            EntryKind::Refund,
+            account,
+            vec![(Book::Revenue, -amount.0), (Book::Wallet(account), amount.0)],
+        )?;
+        Ok(true)
+    }
+
+    /// An operator's correction, up or down; never below zero.
+    pub fn adjust(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
+        if self.seen.contains_key(key) {
+            return Ok(false);
+        }
+        let available = self.balance(Book::Wallet(account));
+        if amount.0 < 0 && available.0 < -amount.0 {
+            return Err(LedgerError::Insufficient { available, wanted: NanoUsd(-amount.0) });
+        }
+        self.post(
+            key,
+            EntryKind::Adjustment,
+            account,
+            vec![(Book::Funding, -amount.0), (Book::Wallet(account), amount.0)],
+        )?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_request_holds_then_settles_to_its_cost() {
+        let mut l = Ledger::default();
+        assert_eq!(l.topup(1, NanoUsd(1_000), "t1"), Ok(true));
+        assert_eq!(l.topup(1, NanoUsd(1_000), "t1"), Ok(false), "a retried top-up is a no-op");
+        assert_eq!(l.hold(1, NanoUsd(800), "r1"), Ok(true));
+        assert_eq!(
+            l.hold(1, NanoUsd(300), "r2"),
+            Err(LedgerError::Insufficient { available: NanoUsd(200), wanted: NanoUsd(300) })
+        );
+        let s = l.settle(1, NanoUsd(800), NanoUsd(250), "r1").unwrap();
+        assert_eq!((s.charged, s.released, s.unpaid), (NanoUsd(250), NanoUsd(550), NanoUsd(0)));
+        assert_eq!(
+            l.settle(1, NanoUsd(800), NanoUsd(250), "r1").unwrap().charged,
+            NanoUsd(250),
+            "settled once"
+        );
+        assert_eq!(l.balance(Book::Wallet(1)), NanoUsd(750));
+        assert_eq!(l.balance(Book::Revenue), NanoUsd(250));
+        assert_eq!(l.total(), 0);
+    }
+
+    #[test]
+    fn a_cost_past_the_hold_takes_what_the_wallet_has_and_no_more() {
+        let mut l = Ledger::default();
+        l.topup(7, NanoUsd(100), "t").unwrap();
+        l.hold(7, NanoUsd(60), "h").unwrap();
+        let s = l.settle(7, NanoUsd(60), NanoUsd(130), "h").unwrap();
+        assert_eq!((s.charged, s.released, s.unpaid), (NanoUsd(100), NanoUsd(0), NanoUsd(30)));
+        assert_eq!(l.balance(Book::Wallet(7)), NanoUsd(0), "never below zero");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Topup(u8, i64),
+        Hold(u8, i64),
+        Settle(i64),
+        Refund(u8, i64),
+        Adjust(u8, i64),
+        Retry(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 1i64..10_000).prop_map(|(a, n)| Op::Topup(a, n)),
+            (0u8..3, 1i64..5_000).prop_map(|(a, n)| Op::Hold(a, n)),
+            (0i64..8_000).prop_map(Op::Settle),
+            (0u8..3, 1i64..500).prop_map(|(a, n)| Op::Refund(a, n)),
+            (0u8..3, -2_000i64..2_000).prop_map(|(a, n)| Op::Adjust(a, n)),
+            (0usize..64).prop_map(Op::Retry),
+        ]
+    }
+
+    proptest! {
+        /// Zero sum; no wallet below zero; per account, wallet + held =
+        /// top-ups - charges + refunds + adjustments; a retried entry
+        /// changes nothing.
+        #[test]
+        fn the_ledger_always_balances(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut l = Ledger::default();
+            let mut holds: Vec<(u64, NanoUsd, String)> = Vec::new();
+            let mut done: Vec<Op> = Vec::new();
+            for (i, o) in ops.into_iter().enumerate() {
+                let o = match o { Op::Retry(k) if !done.is_empty() => done[k % done.len()].clone(), Op::Retry(_) => continue, o => o };
+                match &o {
+                    Op::Topup(a, n) => { let _ = l.topup(u64::from(*a), NanoUsd(*n), &format!("t{i}")); }
+                    Op::Hold(a, n) => {
+                        let key = format!("h{i}");
+                        if l.hold(u64::from(*a), NanoUsd(*n), &key) == Ok(true) { holds.push((u64::from(*a), NanoUsd(*n), key)); }
+                    }
+                    Op::Settle(cost) => {
+                        if let Some((a, held, key)) = holds.pop() { l.settle(a, held, NanoUsd(*cost), &key).unwrap(); }
+                    }
+                    Op::Refund(a, n) => { if l.balance(Book::Revenue).0 >= *n { l.refund(u64::from(*a), NanoUsd(*n), &format!("f{i}")).unwrap(); } }
+                    Op::Adjust(a, n) => { let _ = l.adjust(u64::from(*a), NanoUsd(*n), &format!("a{i}")); }
+                    Op::Retry(_) => {}
+                }
+                done.push(o);
+                // A replay of an already-posted entry is a no-op.
+                if let Some(e) = l.entries().last().cloned() {
+                    let before = l.total();
+                    let count = l.entries().len();
+                    match e.kind {
+                        EntryKind::Topup => { let _ = l.topup(e.account, e.amount(), &e.key); }
+                        EntryKind::Refund => { let _ = l.refund(e.account, e.amount(), &e.key); }
+                        _ => {}
+                    }
+                    prop_assert_eq!(l.entries().len(), count);
+                    prop_assert_eq!(l.total(), before);
+                }
+                prop_assert_eq!(l.total(), 0);
+                for a in 0..3u64 {
+                    prop_assert!(l.balance(Book::Wallet(a)).0 >= 0);
+                    let by = |kind: EntryKind| -> i64 {
+                        l.entries().iter().filter(|e| e.account == a && e.kind == kind)
+                            .map(|e| e.postings.iter().filter(|(b, _)| *b == Book::Wallet(a) || *b == Book::Held(a)).map(|(_, n)| n).sum::<i64>()).sum()
+                    };
+                    let charges = -by(EntryKind::Charge);
+                    prop_assert_eq!(
+                        l.balance(Book::Wallet(a)).0 + l.balance(Book::Held(a)).0,
+                        by(EntryKind::Topup) - charges + by(EntryKind::Refund) + by(EntryKind::Adjustment)
+                    );
+                }
+            }
+        }
+    }
+}
