@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{free_port, run_bare_proxy, wait_for, Procs};
+use common::{free_port, run_bare_proxy, spawn_mock, wait_for, Procs};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,14 +152,7 @@ fn main() {
 
     let (mock_port, bare_port, gw_port, metrics_port) = (free_port(), free_port(), free_port(), free_port());
     let mut procs = Procs(Vec::new());
-    procs.0.push(
-        Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
-            .args(["--listen", &format!("127.0.0.1:{mock_port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(mock_port);
+    procs.0.push(spawn_mock(mock_port));
     procs.0.push(
         Command::new(std::env::current_exe().unwrap())
             .args(["--bare-proxy", &format!("127.0.0.1:{bare_port}"), &format!("127.0.0.1:{mock_port}")])

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_port, run_bare_proxy, wait_for, Procs};
+use common::{free_port, run_bare_proxy, spawn_mock, wait_for, Procs};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,14 +91,7 @@ fn main() {
         for name in ["bare pingora", "tollgate"] {
             let (mock_port, port, metrics_port) = (free_port(), free_port(), free_port());
             let mut procs = Procs(Vec::new());
-            procs.0.push(
-                Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
-                    .args(["--listen", &format!("127.0.0.1:{mock_port}")])
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            wait_for(mock_port);
+            procs.0.push(spawn_mock(mock_port));
             let (child, path) = if name == "tollgate" {
                 let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
                     .args(["serve", "--config"])

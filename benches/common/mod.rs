@@ -62,3 +62,14 @@ impl Drop for Procs {
         }
     }
 }
+
+/// The mock upstream on `port`.
+pub fn spawn_mock(port: u16) -> Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(port);
+    child
+}

@@ -97,13 +97,7 @@ pub fn plan(
         // The body's top level borrows it; the translation takes it over.
         drop(top);
         let asked = Asked { model_name, stream, hints };
-        let mut plan = plan_translated(route, body, model, asked, query, client_headers, request_id)?;
-        if let Some(translation) = &mut plan.translation {
-            translation.ping_after = gateway.stream_ping;
-        }
-        plan.max_event_bytes = gateway.max_stream_event_bytes;
-        plan.ping_after = gateway.stream_ping;
-        return Ok(plan);
+        return plan_translated(gateway, route, body, model, asked, query, client_headers, request_id);
     }
 
     let mut edits: Vec<(&str, Option<String>)> = Vec::new();
@@ -174,7 +168,9 @@ struct Asked {
     hints: CallerHints,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_translated(
+    gateway: &Gateway,
     route: &Route,
     body: Bytes,
     model: Arc<ModelEntry>,
@@ -234,9 +230,9 @@ fn plan_translated(
         body,
         stream,
         hide_usage: false,
-        translation: Some(Translation { translator, ctx, ignored, ping_after: None }),
-        max_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
-        ping_after: None,
+        translation: Some(Translation { translator, ctx, ignored, ping_after: gateway.stream_ping }),
+        max_event_bytes: gateway.max_stream_event_bytes,
+        ping_after: gateway.stream_ping,
     })
 }
 

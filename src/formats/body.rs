@@ -124,7 +124,7 @@ fn first_duplicate<'a>(fields: &'a [(Cow<'_, str>, &RawValue)]) -> Option<&'a st
 }
 
 /// A map key borrowed from the input when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -4,6 +4,7 @@
 //! even for two keys). Request translation reads bodies of many megabytes
 //! through it, so a request costs about its own size, not a tree 10x it.
 
+use super::body::CowStr;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
@@ -333,7 +334,7 @@ impl<'de> Visitor<'de> for RefVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<Key<'de>>()? {
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
             fields.push((key.0, map.next_value()?));
         }
         fields.shrink_to_fit();
@@ -355,7 +356,7 @@ impl<'de> Visitor<'de> for DeferringVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Vec::new();
         let mut deferred = None;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
             if key.0 == self.key {
                 deferred = Some(map.next_value::<&'de RawValue>()?);
             } else {
@@ -363,28 +364,6 @@ impl<'de> Visitor<'de> for DeferringVisitor<'_> {
             }
         }
         Ok((JsonRef::Object(fields), deferred))
-    }
-}
-
-/// An object key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 

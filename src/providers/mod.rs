@@ -4,7 +4,7 @@
 
 mod resolve;
 
-pub use resolve::refresh_forever;
+pub use resolve::{refresh_forever, resolve};
 
 use crate::config::{ProviderConfig, ProviderKind, Timeouts};
 use crate::formats::ClientFormat;

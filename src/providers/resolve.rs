@@ -20,21 +20,24 @@ pub async fn refresh_forever(providers: Vec<Arc<Provider>>) {
     loop {
         let mut all_ok = true;
         for p in &named {
-            match tokio::net::lookup_host((p.origin.host.as_str(), p.origin.port)).await {
-                Ok(addrs) => {
-                    let addrs: Vec<_> = addrs.collect();
-                    if addrs.is_empty() {
-                        all_ok = false;
-                    } else {
-                        p.set_addresses(&addrs);
-                    }
-                }
-                Err(e) => {
-                    all_ok = false;
-                    log::warn!("provider {}: cannot resolve {}: {e}", p.name, p.origin.host);
-                }
+            if let Err(e) = resolve(p).await {
+                all_ok = false;
+                log::warn!(target: "tollgate", "provider {}: cannot resolve {}: {e}", p.name, p.origin.host);
             }
         }
         tokio::time::sleep(if all_ok { REFRESH } else { RETRY }).await;
     }
+}
+
+/// Looks `provider`'s host up now (without blocking the runtime) and
+/// keeps its addresses: for a request that arrives before the background
+/// lookup has answered, as the first ones after a start do.
+pub async fn resolve(provider: &Provider) -> std::io::Result<()> {
+    let addrs: Vec<_> =
+        tokio::net::lookup_host((provider.origin.host.as_str(), provider.origin.port)).await?.collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::other("no address"));
+    }
+    provider.set_addresses(&addrs);
+    Ok(())
 }

@@ -11,7 +11,7 @@
 use super::downstream::{self, respond, respond_error, write_all};
 use super::outcome::{client_gone, Failure};
 use super::reading::next_chunk;
-use super::upstream::{expected_shape, response_head, send_request, upstream_head};
+use super::upstream::{expected_shape, peer_of, response_head, send_request, upstream_head};
 use super::RequestCtx;
 use crate::auth;
 use crate::error::GatewayError;
@@ -139,9 +139,7 @@ async fn relay(
     format: ClientFormat,
     mut plan: UpstreamPlan,
 ) -> Result<(), Failure> {
-    let peer = plan.provider.peer().ok_or_else(|| {
-        GatewayError::UpstreamUnavailable(format!("{} is not resolved yet", plan.provider.origin.host))
-    })?;
+    let peer = peer_of(&plan.provider).await?;
     // Connecting is a large future needed only until the head arrives:
     // boxed, it is not part of every open stream's memory.
     let sent = tokio::select! {

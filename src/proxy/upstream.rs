@@ -13,6 +13,28 @@ use pingora_core::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::Duration;
 
+/// A peer for the provider; its host is looked up now when the background
+/// lookup has not answered yet (the first requests after a start).
+pub async fn peer_of(provider: &crate::providers::Provider) -> Result<HttpPeer, GatewayError> {
+    if let Some(peer) = provider.peer() {
+        return Ok(peer);
+    }
+    let wait = Duration::from_millis(provider.timeouts.connect_ms);
+    match tokio::time::timeout(wait, crate::providers::resolve(provider)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(GatewayError::UpstreamUnavailable(format!(
+                "cannot resolve {}: {e}",
+                provider.origin.host
+            )))
+        }
+        Err(_) => return Err(GatewayError::UpstreamTimeout),
+    }
+    provider
+        .peer()
+        .ok_or_else(|| GatewayError::UpstreamUnavailable(format!("{} has no address", provider.origin.host)))
+}
+
 /// A caller that asked for a document gets one or an error, never an
 /// event stream its SDK cannot read.
 pub fn expected_shape(upstream: &HttpSession, plan: &UpstreamPlan) -> Result<(), GatewayError> {
@@ -165,5 +187,30 @@ pub fn classify(e: &Error) -> GatewayError {
             GatewayError::UpstreamProtocol(e.to_string())
         }
         _ => GatewayError::UpstreamUnavailable(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProviderConfig, ProviderKind, Timeouts};
+    use crate::providers::Provider;
+
+    #[tokio::test]
+    async fn a_provider_not_yet_resolved_is_looked_up_on_demand() {
+        let provider = Provider::from_config(&ProviderConfig {
+            name: "p".into(),
+            kind: ProviderKind::Openai,
+            base_url: "http://localhost:1/v1".into(),
+            api_keys: vec![crate::secret::Secret::new("k")],
+            timeouts: Timeouts::default(),
+            ca_file: None,
+            forward_headers: Vec::new(),
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        // No background lookup has run: the first request resolves itself.
+        assert!(provider.peer().is_none());
+        assert!(peer_of(&provider).await.is_ok());
+        assert!(provider.peer().is_some());
     }
 }
