@@ -4,11 +4,13 @@
 //! integer nano-USD ([`NanoUsd`]) from the YAML to the ledger, and f64
 //! never touches money. The store and the request path build on it.
 
+pub mod holds;
 pub mod ledger;
 pub mod lots;
 pub mod money;
 pub mod price;
 
+pub use holds::{Clock, ManualClock, SystemClock, Wallets};
 pub use ledger::{Book, Entry, EntryKind, Ledger, LedgerError, Settled};
 pub use lots::{Lots, Spent};
 pub use money::{NanoUsd, CREDITS_PER_USD};
