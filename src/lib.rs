@@ -25,3 +25,4 @@ pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod sse;
+pub mod store;
