@@ -35,6 +35,10 @@ pub enum GatewayError {
     UpstreamTimeout,
     /// The provider answered something that is not HTTP we can relay.
     UpstreamProtocol(String),
+    /// The wallet cannot pay for even a small answer (402).
+    InsufficientCredits(String),
+    /// The plan has no API access or does not include the model (403).
+    UpgradeRequired(String),
     /// The gateway itself is out of a resource (file descriptors): not the
     /// provider's fault, and worth a retry.
     Overloaded(String),
@@ -47,6 +51,10 @@ pub enum GatewayError {
 pub enum ErrorKind {
     InvalidRequest,
     Authentication,
+    /// The caller's key is valid but its plan does not allow the call.
+    Permission,
+    /// The caller's wallet cannot pay.
+    Billing,
     NotFound,
     RequestTooLarge,
     RateLimited,
@@ -59,6 +67,8 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::MissingKey | GatewayError::InvalidKey => 401,
+            GatewayError::InsufficientCredits(_) => 402,
+            GatewayError::UpgradeRequired(_) => 403,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
             | GatewayError::UnsupportedFeature { .. } => 400,
@@ -79,6 +89,8 @@ impl GatewayError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             GatewayError::MissingKey | GatewayError::InvalidKey => ErrorKind::Authentication,
+            GatewayError::InsufficientCredits(_) => ErrorKind::Billing,
+            GatewayError::UpgradeRequired(_) => ErrorKind::Permission,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
             | GatewayError::UnsupportedFeature { .. }
@@ -108,6 +120,8 @@ impl GatewayError {
         match self {
             GatewayError::MissingKey => "missing_api_key",
             GatewayError::InvalidKey => "invalid_api_key",
+            GatewayError::InsufficientCredits(_) => "insufficient_credits",
+            GatewayError::UpgradeRequired(_) => "upgrade_required",
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::TranslationUnsupported { .. } => "translation_unsupported",
             GatewayError::UnsupportedFeature { .. } => "unsupported_feature",
@@ -148,6 +162,10 @@ impl fmt::Display for GatewayError {
                  'anthropic-api-key', 'x-goog-api-key' or '?key='",
             ),
             GatewayError::InvalidKey => f.write_str("Invalid API key"),
+            GatewayError::InsufficientCredits(why) => {
+                write!(f, "Insufficient credits: {why}; top up to continue")
+            }
+            GatewayError::UpgradeRequired(why) => write!(f, "Upgrade required: {why}"),
             GatewayError::BadRequest(why) => write!(f, "Invalid request: {why}"),
             GatewayError::TranslationUnsupported { from, to } => write!(
                 f,

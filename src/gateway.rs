@@ -2,6 +2,7 @@
 //! catalog and providers, built once at start and shared by every request.
 
 use crate::auth::KeyRing;
+use crate::billing::{Billing, ModelPrice, NanoUsd, Plan};
 use crate::config::{Config, ModelStatus, ProviderKind};
 use crate::formats::models_list::ModelInfo;
 use crate::formats::ClientFormat;
@@ -20,7 +21,12 @@ pub struct Gateway {
     /// Silence after which translated streams get a keep-alive, if ever.
     pub stream_ping: Option<Duration>,
     pub max_stream_event_bytes: usize,
+    /// Set when accounts are configured: every call is then billed.
+    pub billing: Option<Arc<Billing>>,
 }
+
+/// What a request may ask for at most when it sets no output limit.
+const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 32_768;
 
 #[derive(Debug)]
 pub struct ModelEntry {
@@ -32,6 +38,8 @@ pub struct ModelEntry {
     pub display_name: String,
     /// The format requests to this model are sent in.
     pub upstream_format: ClientFormat,
+    pub price: Option<ModelPrice>,
+    pub max_output_tokens: u64,
 }
 
 impl ModelEntry {
@@ -131,6 +139,13 @@ impl Gateway {
                 provider,
                 status: m.status,
                 display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
+                price: m
+                    .price
+                    .as_ref()
+                    .map(ModelPrice::from_config)
+                    .transpose()
+                    .map_err(|e| format!("models[{i}] ({}): price.{}", m.id, e.0))?,
+                max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
             });
             for name in std::iter::once(&m.id).chain(&m.aliases) {
                 if name.is_empty() {
@@ -143,7 +158,9 @@ impl Gateway {
             catalog.entries.push(entry);
         }
 
+        let billing = billing_of(config, &catalog)?;
         Ok(Self {
+            billing,
             router: Router::new(&config.mounts),
             keys: KeyRing::from_config(&config.keys)?,
             catalog,
@@ -154,4 +171,59 @@ impl Gateway {
             max_stream_event_bytes: config.server.max_stream_event_bytes.max(1024),
         })
     }
+}
+
+/// The billing of a configuration with accounts: their plans and opening
+/// balances, every key naming one, every live model priced.
+fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<Arc<Billing>>, String> {
+    if config.accounts.is_empty() {
+        if let Some(k) = config.keys.iter().find(|k| k.account.is_some()) {
+            return Err(format!("keys '{}': names an account, but no accounts are configured", k.name));
+        }
+        return Ok(None);
+    }
+    let mut plans: Vec<Arc<Plan>> = Vec::new();
+    for p in &config.plans {
+        if plans.iter().any(|q| q.name == p.name) {
+            return Err(format!("plans: the name '{}' is used twice", p.name));
+        }
+        plans.push(Arc::new(Plan {
+            name: p.name.clone(),
+            models: p.models.clone(),
+            api_access: p.api_access,
+        }));
+    }
+    let mut accounts = Vec::new();
+    for a in &config.accounts {
+        let plan = plans
+            .iter()
+            .find(|p| p.name == a.plan)
+            .cloned()
+            .ok_or_else(|| format!("accounts '{}': no plan named '{}'", a.name, a.plan))?;
+        let balance = match &a.balance_usd {
+            None => NanoUsd::ZERO,
+            Some(usd) => {
+                NanoUsd::parse_usd(&usd.0).map_err(|e| format!("accounts '{}': balance_usd: {e}", a.name))?
+            }
+        };
+        accounts.push((a.name.clone(), plan, balance));
+    }
+    for k in &config.keys {
+        match &k.account {
+            None => {
+                return Err(format!(
+                    "keys '{}': with accounts configured, every key names its account",
+                    k.name
+                ))
+            }
+            Some(name) if !config.accounts.iter().any(|a| &a.name == name) => {
+                return Err(format!("keys '{}': no account named '{name}'", k.name))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(m) = catalog.entries.iter().find(|m| m.price.is_none() && m.status == ModelStatus::Live) {
+        return Err(format!("models '{}': with accounts configured, every live model needs a price", m.id));
+    }
+    Ok(Some(Arc::new(Billing::new(accounts)?)))
 }

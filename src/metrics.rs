@@ -133,6 +133,19 @@ pub fn os_error_cause(message: &str) -> &'static str {
     }
 }
 
+static SPEND: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_spend_nano_usd_total",
+        "What billed calls were charged at list price, in nano-USD, by model and plan.",
+        &["model", "plan"],
+    )
+});
+
+/// A billed call was charged `nanos`.
+pub fn spend(model: &str, plan: &str, nanos: i64) {
+    SPEND.with_label_values(&[model, plan]).inc_by(u64::try_from(nanos).unwrap_or(0));
+}
+
 /// A successful model call the provider reported no usage for.
 pub fn unmetered(provider: &str, model: &str) {
     UNMETERED.with_label_values(&[provider, model]).inc();
@@ -182,6 +195,7 @@ pub fn init() {
     Lazy::force(&ACCEPT_ERRORS);
     Lazy::force(&CONNECT_ERRORS);
     Lazy::force(&CONNECTIONS_REFUSED);
+    Lazy::force(&SPEND);
 }
 
 pub fn render() -> Vec<u8> {

@@ -44,7 +44,7 @@ async fn provider_internals_stay_in_the_log_not_in_the_callers_error() {
         "models:\n",
         &format!(
             "  - {{ name: dead, kind: openai, base_url: \"http://127.0.0.1:{dead}/v1\", api_keys: [k] }}\n\
-             models:\n  - {{ id: dead/model, provider: dead }}\n"
+             models:\n  - {{ id: dead/model, provider: dead, price: {{ input: \"1\", output: \"1\" }} }}\n"
         ),
     );
     let stack = Stack::custom_logged(&yaml);

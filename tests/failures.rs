@@ -238,7 +238,7 @@ fn dead_and_slow_config() -> String {
         &format!(
             "  - name: dead\n    kind: openai\n    base_url: http://127.0.0.1:{dead}/v1\n    api_keys: [k]\n\
              \x20 - name: slow\n    kind: anthropic\n    base_url: \"${{TOLLGATE_MOCK_URL}}/anthropic\"\n    api_keys: [k]\n    forward_headers: [\"x-mock-*\"]\n    timeouts: {{ read_ms: 300 }}\n\
-             models:\n  - {{ id: dead/model, provider: dead }}\n  - {{ id: slow/model, provider: slow, upstream_model: claude }}\n"
+             models:\n  - {{ id: dead/model, provider: dead, price: {{ input: \"1\", output: \"1\" }} }}\n  - {{ id: slow/model, provider: slow, upstream_model: claude, price: {{ input: \"1\", output: \"1\" }} }}\n"
         ),
     )
 }

@@ -19,6 +19,8 @@ pub const KEY_QUERY_PARAM: &str = "key";
 pub struct Principal {
     /// The key's name from the configuration; safe to log.
     pub key_name: Arc<str>,
+    /// The account it bills, if accounts are configured.
+    pub account: Option<Arc<str>>,
 }
 
 pub type KeyDigest = [u8; 32];
@@ -91,7 +93,10 @@ impl KeyRing {
                 (Some(_), None) => return Err(format!("keys[{i}].key: the key is empty")),
                 _ => return Err(format!("keys[{i}]: give exactly one of 'key' and 'key_sha256'")),
             };
-            let principal = Principal { key_name: Arc::from(k.name.as_str()) };
+            let principal = Principal {
+                key_name: Arc::from(k.name.as_str()),
+                account: k.account.as_deref().map(Arc::from),
+            };
             if by_digest.insert(digest, principal).is_some() {
                 return Err(format!("keys[{i}] ({}): the same key is configured twice", k.name));
             }
@@ -146,8 +151,13 @@ mod tests {
     fn key_ring_accepts_plain_and_hashed_keys() {
         let hashed = hex::encode(digest("sk-hashed"));
         let ring = KeyRing::from_config(&[
-            KeyConfig { name: "plain".into(), key: Some(Secret::new("sk-plain")), key_sha256: None },
-            KeyConfig { name: "hashed".into(), key: None, key_sha256: Some(hashed) },
+            KeyConfig {
+                name: "plain".into(),
+                key: Some(Secret::new("sk-plain")),
+                key_sha256: None,
+                account: None,
+            },
+            KeyConfig { name: "hashed".into(), key: None, key_sha256: Some(hashed), account: None },
         ])
         .unwrap();
         assert_eq!(&*ring.authenticate(&Secret::new("sk-plain")).unwrap().key_name, "plain");
@@ -157,9 +167,14 @@ mod tests {
 
     #[test]
     fn key_ring_rejects_bad_entries() {
-        let both = KeyConfig { name: "x".into(), key: Some(Secret::new("a")), key_sha256: Some("00".into()) };
+        let both = KeyConfig {
+            name: "x".into(),
+            key: Some(Secret::new("a")),
+            key_sha256: Some("00".into()),
+            account: None,
+        };
         assert!(KeyRing::from_config(&[both]).is_err());
-        let short = KeyConfig { name: "x".into(), key: None, key_sha256: Some("abcd".into()) };
+        let short = KeyConfig { name: "x".into(), key: None, key_sha256: Some("abcd".into()), account: None };
         assert!(KeyRing::from_config(&[short]).unwrap_err().contains("64 hex"));
     }
 }

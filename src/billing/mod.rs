@@ -9,9 +9,11 @@ pub mod ledger;
 pub mod lots;
 pub mod money;
 pub mod price;
+pub mod service;
 
 pub use holds::{Clock, ManualClock, SystemClock, Wallets};
 pub use ledger::{Book, Entry, EntryKind, Ledger, LedgerError, Settled};
 pub use lots::{Lots, Spent};
 pub use money::{NanoUsd, CREDITS_PER_USD};
 pub use price::{ModelPrice, PriceConfig, PriceError};
+pub use service::{AccountState, Admission, Billing, Call, Plan, Refusal};

@@ -25,6 +25,68 @@ pub struct Config {
     pub mounts: Vec<MountConfig>,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// Plans accounts are on; with `accounts`, every call is billed.
+    #[serde(default)]
+    pub plans: Vec<PlanConfig>,
+    /// Accounts bootstrapped from the file, with their opening balances.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub name: String,
+    /// Model ids, `prefix/*` globs or `*`.
+    #[serde(default = "every_model")]
+    pub models: Vec<String>,
+    #[serde(default = "yes")]
+    pub api_access: bool,
+}
+
+fn every_model() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub name: String,
+    pub plan: String,
+    /// Opening balance in US dollars, e.g. `"1000"` or `1000`.
+    #[serde(default)]
+    pub balance_usd: Option<Dollars>,
+}
+
+/// A dollar amount as written: a string, or a whole number (a `${VAR}`
+/// may expand to one). A YAML float is refused: money is never read
+/// through floating point.
+#[derive(Debug, Clone)]
+pub struct Dollars(pub String);
+
+impl<'de> Deserialize<'de> for Dollars {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dollars;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a dollar amount, as a string such as \"12.50\" or a whole number")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Dollars, E> {
+                Ok(Dollars(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Dollars, E> {
+                Ok(Dollars(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Dollars, E> {
+                Ok(Dollars(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Dollars, E> {
+                Err(E::custom("write dollar amounts with decimals in quotes, e.g. \"12.50\""))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +249,14 @@ pub struct ModelConfig {
     /// than one: `responses` for OpenAI models that only have the Responses API.
     #[serde(default)]
     pub api: Option<crate::formats::ClientFormat>,
+    /// List prices, in US dollars per million tokens (required when
+    /// accounts are billed).
+    #[serde(default)]
+    pub price: Option<crate::billing::PriceConfig>,
+    /// The most output tokens one call can ask for: what a request without
+    /// its own limit holds.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,4 +278,7 @@ pub struct KeyConfig {
     /// Hex SHA-256 of the key, so the file holds no live secret.
     #[serde(default)]
     pub key_sha256: Option<String>,
+    /// The account the key bills (one of `accounts`).
+    #[serde(default)]
+    pub account: Option<String>,
 }

@@ -2,7 +2,10 @@
 //! headers go upstream (the customer's key never does), and the body as the
 //! provider must receive it. The proxy layer only carries out the plan.
 
+mod admit;
 pub mod headers;
+
+pub use admit::admit;
 
 use crate::config::ModelStatus;
 use crate::config::ProviderKind;
@@ -38,9 +41,19 @@ pub struct UpstreamPlan {
     /// Provider silence after which a pass-through stream gets the
     /// caller's keep-alive (Chat and Responses callers).
     pub ping_after: Option<std::time::Duration>,
+    /// Input tokens estimated from the body, for the hold.
+    pub input_estimate: u64,
+    /// The output limit the caller set, if it set one.
+    pub max_output: Option<u64>,
 }
 
 impl UpstreamPlan {
+    /// Whether the provider is OpenAI itself (its Chat field names differ
+    /// from the servers that copy its API).
+    pub fn provider_is_openai(&self) -> bool {
+        self.provider.kind == ProviderKind::Openai
+    }
+
     /// Frees what only the request needed, once the provider has answered:
     /// a stream can run for minutes, and an agent's body is often 100 KB+.
     pub fn request_sent(&mut self) {
@@ -100,6 +113,8 @@ pub fn plan(
         return plan_translated(gateway, route, body, model, asked, query, client_headers, request_id);
     }
 
+    let max_output = output_limit(&top);
+    let input_estimate = (body.len() as u64).div_ceil(4).max(1);
     let mut edits: Vec<(&str, Option<String>)> = Vec::new();
     let mut hide_usage = false;
     if route.format != ClientFormat::Gemini
@@ -130,6 +145,8 @@ pub fn plan(
         translation: None,
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
+        input_estimate,
+        max_output,
     })
 }
 
@@ -230,10 +247,24 @@ fn plan_translated(
         body,
         stream,
         hide_usage: false,
+        input_estimate: ctx.input_estimate,
+        max_output: request.max_tokens,
         translation: Some(Translation { translator, ctx, ignored, ping_after: gateway.stream_ping }),
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
     })
+}
+
+/// The output limit a request body sets, in any format's spelling.
+fn output_limit(top: &TopLevel<'_>) -> Option<u64> {
+    let number = |raw: &serde_json::value::RawValue| serde_json::from_str::<u64>(raw.get()).ok();
+    ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|name| top.raw(name).and_then(number))
+        .or_else(|| {
+            let config: serde_json::Value = serde_json::from_str(top.raw("generationConfig")?.get()).ok()?;
+            config.get("maxOutputTokens")?.as_u64()
+        })
 }
 
 /// `count_tokens` for a model whose provider has no such endpoint: a

@@ -80,6 +80,8 @@ fn openai_type(kind: ErrorKind) -> &'static str {
             "invalid_request_error"
         }
         ErrorKind::Authentication => "authentication_error",
+        ErrorKind::Permission => "permission_error",
+        ErrorKind::Billing => "insufficient_quota",
         ErrorKind::RateLimited => "rate_limit_exceeded",
         ErrorKind::Overloaded => "service_unavailable",
         ErrorKind::Api => "api_error",
@@ -91,6 +93,8 @@ fn anthropic_type(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidRequest => "invalid_request_error",
         ErrorKind::Authentication => "authentication_error",
+        ErrorKind::Permission => "permission_error",
+        ErrorKind::Billing => "billing_error",
         ErrorKind::NotFound => "not_found_error",
         ErrorKind::RequestTooLarge => "request_too_large",
         ErrorKind::RateLimited => "rate_limit_error",

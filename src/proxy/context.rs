@@ -1,5 +1,6 @@
 //! What is known about one request as it goes, for the access log and metrics.
 
+use crate::billing::{Admission, Billing};
 use crate::drain::InFlight;
 use crate::formats::usage::Usage;
 use crate::metrics;
@@ -25,6 +26,9 @@ pub struct RequestCtx {
     pub path: String,
     /// The request's query as sent; the URI Pingora keeps has the key masked.
     pub query: Option<String>,
+    /// The account billed, and the hold to settle when the request ends.
+    pub account: Option<Arc<str>>,
+    pub bill: Option<(Arc<Billing>, Admission)>,
     /// Keeps a draining process alive until this request is done.
     _in_flight: InFlight,
 }
@@ -61,6 +65,8 @@ impl RequestCtx {
             method: String::new(),
             path: String::new(),
             query: None,
+            account: None,
+            bill: None,
             _in_flight: InFlight::enter(),
         }
     }
@@ -99,10 +105,17 @@ impl RequestCtx {
                 provider,
             );
         }
+        // The hold settles to what the provider's usage costs; a call that
+        // reported no usage is not charged (and was logged as unmetered).
+        let cost = self.bill.take().map(|(billing, admission)| {
+            let cost = billing.settle(&admission, self.usage.as_ref());
+            metrics::spend(model, &admission.account.plan.name, cost.0);
+            cost
+        });
         let u = self.usage.unwrap_or_default();
         log::info!(
             target: "access",
-            "{} {} {} status={} route={} format={} key={} provider={} model={} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={}{}",
+            "{} {} {} status={} route={} format={} key={} account={} provider={} model={} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={} cost_nano_usd={}{}",
             self.request_id,
             self.method,
             self.path,
@@ -110,6 +123,7 @@ impl RequestCtx {
             self.route,
             self.format,
             self.key_name.as_deref().unwrap_or("-"),
+            self.account.as_deref().unwrap_or("-"),
             provider,
             model,
             duration.as_secs_f64() * 1000.0,
@@ -119,6 +133,7 @@ impl RequestCtx {
             u.cached_input_tokens,
             u.cache_write_tokens,
             u.reasoning_tokens,
+            cost.map_or("-".to_string(), |c| c.0.to_string()),
             self.failure.as_ref().map_or(String::new(), |f| format!(" failure={f:?}")),
         );
     }

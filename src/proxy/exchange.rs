@@ -15,7 +15,7 @@ use super::upstream::{expected_shape, peer_of, response_head, send_request, upst
 use super::RequestCtx;
 use crate::auth;
 use crate::error::GatewayError;
-use crate::exchange::{answers_locally, count_tokens_locally, plan, UpstreamPlan};
+use crate::exchange::{admit, answers_locally, count_tokens_locally, plan, UpstreamPlan};
 use crate::formats::passthrough::Passthrough;
 use crate::formats::{models_list, ClientFormat};
 use crate::gateway::Gateway;
@@ -89,7 +89,7 @@ async fn serve(
     }
     let key = auth::extract_key(&|name| downstream::header(session, name), query)
         .ok_or(GatewayError::MissingKey)?;
-    let principal = gateway.keys.authenticate(&key).ok_or(GatewayError::InvalidKey)?;
+    let principal = gateway.keys.authenticate(&key).ok_or(GatewayError::InvalidKey)?.clone();
     ctx.key_name = Some(principal.key_name.clone());
 
     match &route.endpoint {
@@ -107,13 +107,18 @@ async fn serve(
             if answers_locally(gateway, route, &body) == Some(true) {
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
             }
-            let plan = {
+            let mut plan = {
                 // Not held across the relay: only the plan needs them.
                 let headers = downstream::all_headers(session);
                 plan(gateway, route, body, query, &headers, &ctx.request_id)?
             };
-            ctx.provider = Some(plan.provider.name.clone());
+            // Billed calls hold their worst case before anything goes upstream.
             ctx.model = Some(plan.model.id.clone());
+            if let Some(admission) = admit(gateway, &principal, &mut plan, &ctx.request_id)? {
+                ctx.account = Some(admission.account.name.clone());
+                ctx.bill = gateway.billing.clone().map(|billing| (billing, admission));
+            }
+            ctx.provider = Some(plan.provider.name.clone());
             relay(connector, session, ctx, route.format, plan).await
         }
     }
