@@ -181,6 +181,10 @@ mod tests {
         .unwrap_or_default()
     }
 
+    fn call(model_id: &str, input_tokens: u64, max_output: u64, caller_set_limit: bool) -> Call<'_> {
+        Call { model_id, price: price(), input_tokens, max_output, caller_set_limit }
+    }
+
     fn billing(balance: i64, models: &[&str], api: bool) -> (Billing, Arc<AccountState>) {
         let plan = Arc::new(Plan {
             name: "p".into(),
@@ -196,46 +200,14 @@ mod tests {
     #[test]
     fn plans_decide_who_may_call_what() {
         let (b, a) = billing(1_000_000_000, &["openai/*", "google/gemini-3-flash-preview"], true);
-        assert!(b
-            .admit(
-                &a,
-                &Call {
-                    model_id: "openai/gpt-5.5",
-                    price: price(),
-                    input_tokens: 10,
-                    max_output: 10,
-                    caller_set_limit: true
-                },
-                "r1"
-            )
-            .is_ok());
+        assert!(b.admit(&a, &call("openai/gpt-5.5", 10, 10, true), "r1").is_ok());
         assert!(matches!(
-            b.admit(
-                &a,
-                &Call {
-                    model_id: "anthropic/claude",
-                    price: price(),
-                    input_tokens: 10,
-                    max_output: 10,
-                    caller_set_limit: true
-                },
-                "r2"
-            ),
+            b.admit(&a, &call("anthropic/claude", 10, 10, true), "r2"),
             Err(Refusal::UpgradeRequired(_))
         ));
         let (b, a) = billing(1_000_000_000, &["*"], false);
         assert!(matches!(
-            b.admit(
-                &a,
-                &Call {
-                    model_id: "openai/gpt-5.5",
-                    price: price(),
-                    input_tokens: 10,
-                    max_output: 10,
-                    caller_set_limit: true
-                },
-                "r3"
-            ),
+            b.admit(&a, &call("openai/gpt-5.5", 10, 10, true), "r3"),
             Err(Refusal::UpgradeRequired(_))
         ));
     }
@@ -244,32 +216,11 @@ mod tests {
     fn a_request_holds_its_worst_case_and_settles_to_its_cost() {
         // $0.01: 1,000 input tokens ($0.001) and up to 900 output tokens ($0.009).
         let (b, a) = billing(10_000_000, &["*"], true);
-        let admitted = b
-            .admit(
-                &a,
-                &Call {
-                    model_id: "m",
-                    price: price(),
-                    input_tokens: 1_000,
-                    max_output: 900,
-                    caller_set_limit: true,
-                },
-                "r1",
-            )
-            .unwrap_or_else(|e| unreachable!("{e:?}"));
+        let admitted =
+            b.admit(&a, &call("m", 1_000, 900, true), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
         assert_eq!(admitted.held, NanoUsd(10_000_000));
         assert!(matches!(
-            b.admit(
-                &a,
-                &Call {
-                    model_id: "m",
-                    price: price(),
-                    input_tokens: 1,
-                    max_output: 1,
-                    caller_set_limit: true
-                },
-                "r2"
-            ),
+            b.admit(&a, &call("m", 1, 1, true), "r2"),
             Err(Refusal::InsufficientCredits { .. })
         ));
         let usage = Usage { input_tokens: 1_000, output_tokens: 100, ..Usage::default() };
@@ -281,34 +232,13 @@ mod tests {
     #[test]
     fn without_its_own_limit_a_request_holds_what_the_wallet_affords() {
         let (b, a) = billing(10_000_000, &["*"], true);
-        let admitted = b
-            .admit(
-                &a,
-                &Call {
-                    model_id: "m",
-                    price: price(),
-                    input_tokens: 1_000,
-                    max_output: 128_000,
-                    caller_set_limit: false,
-                },
-                "r1",
-            )
-            .unwrap_or_else(|e| unreachable!("{e:?}"));
+        let admitted =
+            b.admit(&a, &call("m", 1_000, 128_000, false), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
         assert_eq!(admitted.output_cap, Some(900));
         let (b, a) = billing(1_000_000, &["*"], true);
         assert!(
             matches!(
-                b.admit(
-                    &a,
-                    &Call {
-                        model_id: "m",
-                        price: price(),
-                        input_tokens: 1_000,
-                        max_output: 128_000,
-                        caller_set_limit: false
-                    },
-                    "r1"
-                ),
+                b.admit(&a, &call("m", 1_000, 128_000, false), "r1"),
                 Err(Refusal::InsufficientCredits { .. })
             ),
             "not even the input"
