@@ -96,7 +96,13 @@ impl<C: Clock> Wallets<C> {
     pub fn settle(&self, key: &str, cost: NanoUsd) -> Result<Option<Settled>, LedgerError> {
         self.with(|l, holds| {
             let Some(hold) = holds.remove(key) else { return Ok(None) };
-            l.settle(hold.account, hold.amount, cost, key).map(Some)
+            let settled = l.settle(hold.account, hold.amount, cost, key).map(Some);
+            // Until the journal takes them, a node keeps no per-request
+            // entries: its memory must not grow with its traffic.
+            if holds.is_empty() || l.entries().len() >= 1024 {
+                drop(l.take_entries());
+            }
+            settled
         })
     }
 

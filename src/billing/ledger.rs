@@ -84,8 +84,11 @@ pub enum LedgerError {
 #[derive(Debug, Default)]
 pub struct Ledger {
     balances: HashMap<Book, i64>,
+    /// Keys of the entries not yet taken, by index into `entries`.
     seen: HashMap<String, usize>,
     entries: Vec<Entry>,
+    /// Keys of operator entries already taken: a retried top-up stays a no-op.
+    operator_keys: std::collections::HashSet<String>,
 }
 
 /// What a settlement did.
@@ -110,6 +113,26 @@ impl Ledger {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Hands over the entries posted since the last call (for the journal
+    /// and the store) and forgets the keys of per-request entries (holds,
+    /// charges, releases): a node keeps only balances and the keys of
+    /// operator entries (top-ups, refunds, adjustments), so its memory does
+    /// not grow with the requests it has served.
+    pub fn take_entries(&mut self) -> Vec<Entry> {
+        let taken = std::mem::take(&mut self.entries);
+        self.seen.retain(|_, _| false);
+        for e in &taken {
+            if matches!(e.kind, EntryKind::Topup | EntryKind::Refund | EntryKind::Adjustment) {
+                self.operator_keys.insert(e.key.clone());
+            }
+        }
+        taken
+    }
+
+    fn known(&self, key: &str) -> bool {
+        self.seen.contains_key(key) || self.operator_keys.contains(key)
     }
 
     /// The entry already posted under `key`, if any.
@@ -143,7 +166,7 @@ impl Ledger {
 
     /// Pays `amount` into the wallet. `Ok(false)`: `key` was seen, nothing changed.
     pub fn topup(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.seen.contains_key(key) {
+        if self.known(key) {
             return Ok(false);
         }
         if amount.0 <= 0 {
@@ -160,7 +183,7 @@ impl Ledger {
 
     /// Holds `amount` of the wallet for a request, or refuses it whole.
     pub fn hold(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.seen.contains_key(key) {
+        if self.known(key) {
             return Ok(false);
         }
         if amount.0 <= 0 {
@@ -190,7 +213,7 @@ impl Ledger {
         key: &str,
     ) -> Result<Settled, LedgerError> {
         let (charge_key, release_key) = (format!("{key}:charge"), format!("{key}:release"));
-        if self.seen.contains_key(&charge_key) || self.seen.contains_key(&release_key) {
+        if self.known(&charge_key) || self.known(&release_key) {
             let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
             return Ok(Settled {
                 charged: amount(&charge_key),
@@ -228,7 +251,7 @@ impl Ledger {
 
     /// Gives `amount` of revenue back to the wallet.
     pub fn refund(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.seen.contains_key(key) {
+        if self.known(key) {
             return Ok(false);
         }
         if amount.0 <= 0 {
@@ -245,7 +268,7 @@ impl Ledger {
 
     /// An operator's correction, up or down; never below zero.
     pub fn adjust(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.seen.contains_key(key) {
+        if self.known(key) {
             return Ok(false);
         }
         let available = self.balance(Book::Wallet(account));
@@ -286,6 +309,19 @@ mod tests {
         );
         assert_eq!(l.balance(Book::Wallet(1)), NanoUsd(750));
         assert_eq!(l.balance(Book::Revenue), NanoUsd(250));
+        assert_eq!(l.total(), 0);
+    }
+
+    #[test]
+    fn taken_entries_leave_balances_and_operator_keys_only() {
+        let mut l = Ledger::default();
+        l.topup(1, NanoUsd(100), "t").unwrap();
+        l.hold(1, NanoUsd(40), "r").unwrap();
+        l.settle(1, NanoUsd(40), NanoUsd(10), "r").unwrap();
+        assert_eq!(l.take_entries().len(), 4);
+        assert!(l.entries().is_empty() && l.seen.is_empty());
+        assert_eq!(l.topup(1, NanoUsd(100), "t"), Ok(false), "a retried top-up is still a no-op");
+        assert_eq!(l.balance(Book::Wallet(1)), NanoUsd(90));
         assert_eq!(l.total(), 0);
     }
 
