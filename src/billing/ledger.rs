@@ -122,7 +122,7 @@ impl Ledger {
     /// not grow with the requests it has served.
     pub fn take_entries(&mut self) -> Vec<Entry> {
         let taken = std::mem::take(&mut self.entries);
-        self.seen.retain(|_, _| false);
+        self.seen.clear();
         for e in &taken {
             if matches!(e.kind, EntryKind::Topup | EntryKind::Refund | EntryKind::Adjustment) {
                 self.operator_keys.insert(e.key.clone());
@@ -133,6 +133,19 @@ impl Ledger {
 
     fn known(&self, key: &str) -> bool {
         self.seen.contains_key(key) || self.operator_keys.contains(key)
+    }
+
+    /// The checks every single-amount entry starts with: `Ok(false)` when
+    /// `key` was posted already (a retry), an error when `amount` is not
+    /// positive.
+    fn fresh(&self, key: &str, amount: NanoUsd) -> Result<bool, LedgerError> {
+        if self.known(key) {
+            return Ok(false);
+        }
+        if amount.0 <= 0 {
+            return Err(LedgerError::NotPositive);
+        }
+        Ok(true)
     }
 
     /// The entry already posted under `key`, if any.
@@ -166,11 +179,8 @@ impl Ledger {
 
     /// Pays `amount` into the wallet. `Ok(false)`: `key` was seen, nothing changed.
     pub fn topup(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.known(key) {
+        if !self.fresh(key, amount)? {
             return Ok(false);
-        }
-        if amount.0 <= 0 {
-            return Err(LedgerError::NotPositive);
         }
         self.post(
             key,
@@ -183,11 +193,8 @@ impl Ledger {
 
     /// Holds `amount` of the wallet for a request, or refuses it whole.
     pub fn hold(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.known(key) {
+        if !self.fresh(key, amount)? {
             return Ok(false);
-        }
-        if amount.0 <= 0 {
-            return Err(LedgerError::NotPositive);
         }
         let available = self.balance(Book::Wallet(account));
         if available < amount {
@@ -251,11 +258,8 @@ impl Ledger {
 
     /// Gives `amount` of revenue back to the wallet.
     pub fn refund(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if self.known(key) {
+        if !self.fresh(key, amount)? {
             return Ok(false);
-        }
-        if amount.0 <= 0 {
-            return Err(LedgerError::NotPositive);
         }
         self.post(
             key,

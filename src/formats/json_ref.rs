@@ -29,15 +29,6 @@ pub enum JsonRef<'a> {
 }
 
 impl<'a> JsonRef<'a> {
-    /// Parses `body`, which must be one JSON object.
-    pub fn parse_object(body: &'a [u8]) -> Result<Self, String> {
-        match serde_json::from_slice::<JsonRef<'a>>(body) {
-            Ok(v @ JsonRef::Object(_)) => Ok(v),
-            Ok(_) => Err("the body must be a JSON object".into()),
-            Err(e) => Err(format!("the body is not valid JSON: {e}")),
-        }
-    }
-
     /// Parses one JSON value.
     pub fn parse(text: &'a str) -> Result<Self, String> {
         serde_json::from_str::<JsonRef<'a>>(text).map_err(|e| format!("invalid JSON: {e}"))
@@ -375,7 +366,7 @@ mod tests {
     #[test]
     fn reads_like_serde_json_and_borrows_plain_strings() {
         let body = br#"{"a":"plain","b":"esc\naped","n":[1,-2,3.5,null,true],"o":{"k":"v"},"a":"last"}"#;
-        let doc = JsonRef::parse_object(body).unwrap();
+        let doc = JsonRef::parse_object_deferring(body, "unused").unwrap().0;
         assert!(matches!(doc.get("a"), Some(JsonRef::String(Cow::Borrowed("last")))));
         assert!(matches!(doc.get("b"), Some(JsonRef::String(Cow::Owned(_)))));
         assert_eq!(doc.pointer("/o/k").and_then(JsonRef::as_str), Some("v"));
@@ -390,8 +381,8 @@ mod tests {
             serde_json::to_string(&obj([("t", s("a\"b")), ("n", 3u64.into())])).unwrap(),
             r#"{"t":"a\"b","n":3}"#
         );
-        for bad in [&b"[1]"[..], b"{", b"\"s\""] {
-            assert!(JsonRef::parse_object(bad).is_err());
+        for bad in [&b"[1]"[..], b"{", b"\"s\"", b"{} x"] {
+            assert!(JsonRef::parse_object_deferring(bad, "messages").is_err());
         }
         let (top, raw) =
             JsonRef::parse_object_deferring(br#"{"model":"m","messages":[{"a":1},"x"]}"#, "messages")

@@ -130,35 +130,12 @@ impl Usage {
     }
 }
 
-/// Usage from a complete (non-streaming) response body, if it reports any.
+/// Usage from a complete (non-streaming) response body, if it reports any:
+/// its top-level usage field, read as a document of any size is.
 pub fn from_response(format: ClientFormat, body: &[u8]) -> Option<Usage> {
-    match format {
-        ClientFormat::Openai => {
-            #[derive(Deserialize)]
-            struct R {
-                usage: Option<OpenaiUsage>,
-            }
-            serde_json::from_slice::<R>(body).ok()?.usage.map(Usage::from)
-        }
-        ClientFormat::Responses => {
-            #[derive(Deserialize)]
-            struct R {
-                usage: Option<ResponsesUsage>,
-            }
-            serde_json::from_slice::<R>(body).ok()?.usage.map(Usage::from)
-        }
-        ClientFormat::Anthropic => {
-            #[derive(Deserialize)]
-            struct R {
-                usage: Option<AnthropicUsage>,
-            }
-            let u = serde_json::from_slice::<R>(body).ok()?.usage?;
-            let mut usage = Usage::default();
-            usage.merge_anthropic(u);
-            Some(usage)
-        }
-        ClientFormat::Gemini => gemini_usage(body),
-    }
+    let mut scan = super::field_scan::FieldScan::new(usage_field(format));
+    scan.feed(body);
+    from_usage_value(format, scan.value()?)
 }
 
 /// The name of the top-level field that carries a document's usage.
@@ -184,15 +161,6 @@ pub fn from_usage_value(format: ClientFormat, value: &[u8]) -> Option<Usage> {
         }
         ClientFormat::Gemini => serde_json::from_slice::<Option<GeminiUsage>>(value).ok()?.map(Usage::from),
     }
-}
-
-fn gemini_usage(body: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct R {
-        usage_metadata: Option<GeminiUsage>,
-    }
-    serde_json::from_slice::<R>(body).ok()?.usage_metadata.map(Usage::from)
 }
 
 /// Follows a stream of one format and keeps the usage it reports.
@@ -273,7 +241,7 @@ impl StreamUsage {
             },
             ClientFormat::Gemini => {
                 if memchr::memmem::find(bytes, b"\"usageMetadata\"").is_some() {
-                    if let Some(u) = gemini_usage(bytes) {
+                    if let Some(u) = from_response(ClientFormat::Gemini, bytes) {
                         self.usage = Some(u);
                     }
                 }
