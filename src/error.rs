@@ -35,8 +35,20 @@ pub enum GatewayError {
     UpstreamTimeout,
     /// The provider answered something that is not HTTP we can relay.
     UpstreamProtocol(String),
+    /// The key was revoked or has expired (401).
+    KeyNotUsable(&'static str),
+    /// The operator suspended the account (403).
+    AccountSuspended,
+    /// The account's trial is over (402).
+    TrialExpired,
     /// The wallet cannot pay for even a small answer (402).
     InsufficientCredits(String),
+    /// The key's spend cap cannot pay for even a small answer (402).
+    SpendCapReached(String),
+    /// A retry of a request (same `Idempotency-Key`) still running (409).
+    IdempotencyConflict,
+    /// A customer endpoint's object is not there, or not the caller's (404).
+    NotFound(String),
     /// The plan has no API access or does not include the model (403).
     UpgradeRequired(String),
     /// The gateway itself is out of a resource (file descriptors): not the
@@ -66,9 +78,13 @@ pub enum ErrorKind {
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::MissingKey | GatewayError::InvalidKey => 401,
-            GatewayError::InsufficientCredits(_) => 402,
-            GatewayError::UpgradeRequired(_) => 403,
+            GatewayError::MissingKey | GatewayError::InvalidKey | GatewayError::KeyNotUsable(_) => 401,
+            GatewayError::InsufficientCredits(_)
+            | GatewayError::SpendCapReached(_)
+            | GatewayError::TrialExpired => 402,
+            GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => 403,
+            GatewayError::IdempotencyConflict => 409,
+            GatewayError::NotFound(_) => 404,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
             | GatewayError::UnsupportedFeature { .. } => 400,
@@ -88,9 +104,15 @@ impl GatewayError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            GatewayError::MissingKey | GatewayError::InvalidKey => ErrorKind::Authentication,
-            GatewayError::InsufficientCredits(_) => ErrorKind::Billing,
-            GatewayError::UpgradeRequired(_) => ErrorKind::Permission,
+            GatewayError::MissingKey | GatewayError::InvalidKey | GatewayError::KeyNotUsable(_) => {
+                ErrorKind::Authentication
+            }
+            GatewayError::InsufficientCredits(_)
+            | GatewayError::SpendCapReached(_)
+            | GatewayError::TrialExpired => ErrorKind::Billing,
+            GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => ErrorKind::Permission,
+            GatewayError::IdempotencyConflict => ErrorKind::InvalidRequest,
+            GatewayError::NotFound(_) => ErrorKind::NotFound,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
             | GatewayError::UnsupportedFeature { .. }
@@ -119,8 +141,13 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::MissingKey => "missing_api_key",
-            GatewayError::InvalidKey => "invalid_api_key",
+            GatewayError::InvalidKey | GatewayError::KeyNotUsable(_) => "invalid_api_key",
+            GatewayError::AccountSuspended => "account_suspended",
+            GatewayError::TrialExpired => "trial_expired",
             GatewayError::InsufficientCredits(_) => "insufficient_credits",
+            GatewayError::SpendCapReached(_) => "spend_cap_reached",
+            GatewayError::IdempotencyConflict => "idempotency_conflict",
+            GatewayError::NotFound(_) => "not_found",
             GatewayError::UpgradeRequired(_) => "upgrade_required",
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::TranslationUnsupported { .. } => "translation_unsupported",
@@ -162,6 +189,14 @@ impl fmt::Display for GatewayError {
                  'anthropic-api-key', 'x-goog-api-key' or '?key='",
             ),
             GatewayError::InvalidKey => f.write_str("Invalid API key"),
+            GatewayError::KeyNotUsable(why) => write!(f, "This API key has been {why}"),
+            GatewayError::AccountSuspended => f.write_str("This account is suspended"),
+            GatewayError::TrialExpired => f.write_str("Account trial has expired. Upgrade to continue."),
+            GatewayError::SpendCapReached(why) => write!(f, "Spend cap reached: {why}"),
+            GatewayError::IdempotencyConflict => f.write_str(
+                "A request with this Idempotency-Key is still in progress; retry once it has finished",
+            ),
+            GatewayError::NotFound(what) => write!(f, "{what} not found"),
             GatewayError::InsufficientCredits(why) => {
                 write!(f, "Insufficient credits: {why}; top up to continue")
             }

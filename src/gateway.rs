@@ -1,13 +1,15 @@
 //! The validated runtime form of a configuration: router, key ring, model
 //! catalog and providers, built once at start and shared by every request.
 
-use crate::auth::KeyRing;
+use crate::auth::{KeyRing, Principal};
 use crate::billing::{Billing, ModelPrice, NanoUsd, Plan};
 use crate::config::{Config, ModelStatus, ProviderKind};
+use crate::error::GatewayError;
 use crate::formats::models_list::ModelInfo;
 use crate::formats::ClientFormat;
 use crate::providers::Provider;
 use crate::routing::Router;
+use crate::store::boot::{BootAccount, BootKey, Money};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,10 @@ pub struct Gateway {
     pub max_stream_event_bytes: usize,
     /// Set when accounts are configured: every call is then billed.
     pub billing: Option<Arc<Billing>>,
+    /// The store and journal behind `billing`.
+    pub money: Option<Money>,
+    /// Read from the configuration; taken by [`Gateway::start_billing`].
+    boot: Option<BillingBoot>,
 }
 
 /// What a request may ask for at most when it sets no output limit.
@@ -84,6 +90,28 @@ impl Catalog {
 }
 
 impl Gateway {
+    /// Opens the store and loads the money side, when accounts are
+    /// configured (the validation alone, `from_config`, opens nothing).
+    pub fn start_billing(&mut self, config: &Config) -> Result<(), String> {
+        let Some(boot) = self.boot.take() else { return Ok(()) };
+        let money = crate::store::boot::start(config, boot.plans, boot.accounts, boot.keys)?;
+        self.billing = Some(money.billing.clone());
+        self.money = Some(money);
+        Ok(())
+    }
+
+    /// Who is calling with `key`: the key ring of the YAML, or, when calls
+    /// are billed, the accounts' keys (revoked and expired ones refused).
+    pub fn authenticate(&self, key: &crate::secret::Secret) -> Result<Principal, GatewayError> {
+        match &self.billing {
+            None => self.keys.authenticate(key).cloned().ok_or(GatewayError::InvalidKey),
+            Some(billing) => billing
+                .authenticate(&crate::auth::digest(key.expose()))
+                .map(|k| Principal { key_name: k.name.clone(), billed: Some(k) })
+                .map_err(crate::exchange::refusal_error),
+        }
+    }
+
     pub fn from_config(config: &Config) -> Result<Self, String> {
         if config.listeners.is_empty() {
             return Err("listeners: at least one listener is needed".into());
@@ -158,9 +186,11 @@ impl Gateway {
             catalog.entries.push(entry);
         }
 
-        let billing = billing_of(config, &catalog)?;
+        let boot = billing_of(config, &catalog)?;
         Ok(Self {
-            billing,
+            billing: None,
+            money: None,
+            boot,
             router: Router::new(&config.mounts),
             keys: KeyRing::from_config(&config.keys)?,
             catalog,
@@ -173,12 +203,21 @@ impl Gateway {
     }
 }
 
-/// The billing of a configuration with accounts: their plans and opening
-/// balances, every key naming one, every live model priced.
-fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<Arc<Billing>>, String> {
+/// What billing starts from, read from a configuration with accounts:
+/// plans, the accounts with their opening balances, and their keys.
+pub struct BillingBoot {
+    pub plans: Vec<Arc<Plan>>,
+    pub accounts: Vec<BootAccount>,
+    pub keys: Vec<BootKey>,
+}
+
+fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>, String> {
     if config.accounts.is_empty() {
         if let Some(k) = config.keys.iter().find(|k| k.account.is_some()) {
             return Err(format!("keys '{}': names an account, but no accounts are configured", k.name));
+        }
+        if config.admin.is_some() {
+            return Err("admin: the admin API needs billing: configure plans and accounts".into());
         }
         return Ok(None);
     }
@@ -191,25 +230,28 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<Arc<Billing>>
             name: p.name.clone(),
             models: p.models.clone(),
             api_access: p.api_access,
+            trial_days: p.trial_days,
         }));
     }
-    let mut accounts = Vec::new();
+    let mut accounts: Vec<BootAccount> = Vec::new();
     for a in &config.accounts {
-        let plan = plans
-            .iter()
-            .find(|p| p.name == a.plan)
-            .cloned()
-            .ok_or_else(|| format!("accounts '{}': no plan named '{}'", a.name, a.plan))?;
-        let balance = match &a.balance_usd {
+        if !plans.iter().any(|p| p.name == a.plan) {
+            return Err(format!("accounts '{}': no plan named '{}'", a.name, a.plan));
+        }
+        if accounts.iter().any(|b| b.name == a.name) {
+            return Err(format!("accounts: the name '{}' is used twice", a.name));
+        }
+        let opening = match &a.balance_usd {
             None => NanoUsd::ZERO,
             Some(usd) => {
                 NanoUsd::parse_usd(&usd.0).map_err(|e| format!("accounts '{}': balance_usd: {e}", a.name))?
             }
         };
-        accounts.push((a.name.clone(), plan, balance));
+        accounts.push(BootAccount { name: a.name.clone(), plan: a.plan.clone(), opening });
     }
-    for k in &config.keys {
-        match &k.account {
+    let mut keys = Vec::new();
+    for (i, k) in config.keys.iter().enumerate() {
+        let account = match &k.account {
             None => {
                 return Err(format!(
                     "keys '{}': with accounts configured, every key names its account",
@@ -219,11 +261,28 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<Arc<Billing>>
             Some(name) if !config.accounts.iter().any(|a| &a.name == name) => {
                 return Err(format!("keys '{}': no account named '{name}'", k.name))
             }
-            Some(_) => {}
+            Some(name) => name.clone(),
+        };
+        let (digest, prefix) = match (&k.key, &k.key_sha256) {
+            (Some(key), None) if !key.expose().is_empty() => {
+                let key = key.expose();
+                (crate::auth::digest(key), key.get(..key.len().min(8)).unwrap_or_default().to_string())
+            }
+            (None, Some(hex_digest)) => (
+                crate::auth::parse_digest(hex_digest)
+                    .ok_or_else(|| format!("keys[{i}].key_sha256: expected 64 hex digits"))?,
+                String::new(),
+            ),
+            (Some(_), None) => return Err(format!("keys[{i}].key: the key is empty")),
+            _ => return Err(format!("keys[{i}]: give exactly one of 'key' and 'key_sha256'")),
+        };
+        if keys.iter().any(|b: &BootKey| b.digest == digest) {
+            return Err(format!("keys[{i}] ({}): the same key is configured twice", k.name));
         }
+        keys.push(BootKey { digest, name: k.name.clone(), account, prefix });
     }
     if let Some(m) = catalog.entries.iter().find(|m| m.price.is_none() && m.status == ModelStatus::Live) {
         return Err(format!("models '{}': with accounts configured, every live model needs a price", m.id));
     }
-    Ok(Some(Arc::new(Billing::new(accounts)?)))
+    Ok(Some(BillingBoot { plans, accounts, keys }))
 }

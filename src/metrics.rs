@@ -146,6 +146,51 @@ pub fn spend(model: &str, plan: &str, nanos: i64) {
     SPEND.with_label_values(&[model, plan]).inc_by(u64::try_from(nanos).unwrap_or(0));
 }
 
+static REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_billing_refusals_total",
+        "Calls refused before going upstream by billing or access rules, by code (402s, 403s, 401s).",
+        &["code"],
+    )
+});
+
+static HOLDS_OPEN: Lazy<prometheus::IntGauge> = Lazy::new(|| {
+    gauge("tollgate_holds_open", "Holds of worst-case cost open on this node (requests in flight).")
+});
+
+static JOURNAL_LAG: Lazy<prometheus::IntGauge> = Lazy::new(|| {
+    gauge("tollgate_journal_lag_records", "Ledger records in the journal the store has not kept yet.")
+});
+
+static JOURNAL_WRITTEN: Lazy<prometheus::IntCounter> = Lazy::new(|| {
+    let name = "tollgate_journal_records_total";
+    let c = prometheus::IntCounter::new(name, "Ledger records written to the journal.")
+        .unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = REGISTRY.register(Box::new(c.clone()));
+    c
+});
+
+fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
+    let g = prometheus::IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = REGISTRY.register(Box::new(g.clone()));
+    g
+}
+
+/// A call refused with `code` before anything went upstream.
+pub fn refused(code: &str) {
+    REFUSED.with_label_values(&[code]).inc();
+}
+
+pub fn journal_written() {
+    JOURNAL_WRITTEN.inc();
+}
+
+/// Holds open and journal records not yet in the store.
+pub fn billing_state(holds_open: usize, journal_lag: u64) {
+    HOLDS_OPEN.set(i64::try_from(holds_open).unwrap_or(i64::MAX));
+    JOURNAL_LAG.set(i64::try_from(journal_lag).unwrap_or(i64::MAX));
+}
+
 /// A successful model call the provider reported no usage for.
 pub fn unmetered(provider: &str, model: &str) {
     UNMETERED.with_label_values(&[provider, model]).inc();
@@ -196,6 +241,10 @@ pub fn init() {
     Lazy::force(&CONNECT_ERRORS);
     Lazy::force(&CONNECTIONS_REFUSED);
     Lazy::force(&SPEND);
+    Lazy::force(&REFUSED);
+    Lazy::force(&HOLDS_OPEN);
+    Lazy::force(&JOURNAL_LAG);
+    Lazy::force(&JOURNAL_WRITTEN);
 }
 
 pub fn render() -> Vec<u8> {

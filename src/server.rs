@@ -29,7 +29,9 @@ pub struct RunFlags {
 }
 
 pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
-    let gateway = Arc::new(Gateway::from_config(config)?);
+    let mut gateway = Gateway::from_config(config)?;
+    gateway.start_billing(config)?;
+    let gateway = Arc::new(gateway);
 
     let mut conf = ServerConf {
         threads: config.server.threads.max(1),

@@ -15,15 +15,15 @@ pub const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "anthropic-api
 pub const KEY_QUERY_PARAM: &str = "key";
 
 /// Who is calling, once the key is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Principal {
     /// The key's name from the configuration; safe to log.
     pub key_name: Arc<str>,
-    /// The account it bills, if accounts are configured.
-    pub account: Option<Arc<str>>,
+    /// The key's record, when calls are billed.
+    pub billed: Option<Arc<crate::billing::KeyState>>,
 }
 
-pub type KeyDigest = [u8; 32];
+pub use crate::billing::KeyDigest;
 
 pub fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
@@ -93,10 +93,7 @@ impl KeyRing {
                 (Some(_), None) => return Err(format!("keys[{i}].key: the key is empty")),
                 _ => return Err(format!("keys[{i}]: give exactly one of 'key' and 'key_sha256'")),
             };
-            let principal = Principal {
-                key_name: Arc::from(k.name.as_str()),
-                account: k.account.as_deref().map(Arc::from),
-            };
+            let principal = Principal { key_name: Arc::from(k.name.as_str()), billed: None };
             if by_digest.insert(digest, principal).is_some() {
                 return Err(format!("keys[{i}] ({}): the same key is configured twice", k.name));
             }
@@ -115,7 +112,7 @@ impl KeyRing {
     }
 }
 
-fn parse_digest(hex_digest: &str) -> Option<KeyDigest> {
+pub fn parse_digest(hex_digest: &str) -> Option<KeyDigest> {
     let bytes = hex::decode(hex_digest.trim()).ok()?;
     bytes.try_into().ok()
 }

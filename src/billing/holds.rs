@@ -5,6 +5,7 @@
 //! from a [`Clock`], which tests move by hand.
 
 use super::ledger::{AccountId, Ledger, LedgerError, Settled};
+use super::lots::Lots;
 use super::money::NanoUsd;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,75 +47,223 @@ impl Clock for ManualClock {
     }
 }
 
+/// Who a hold is for beyond the account: the key, and its spend cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCap {
+    pub key_id: u64,
+    pub cap: Option<NanoUsd>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Hold {
     account: AccountId,
+    key: Option<KeyCap>,
     amount: NanoUsd,
     expires_at: u64,
 }
 
-/// The wallets of one node: the ledger and the holds open on it.
+/// What a key has spent and holds: its cap is checked against both.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeySpend {
+    spent: i64,
+    held: i64,
+}
+
+/// Why a hold was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldRefused {
+    Wallet { available: NanoUsd, wanted: NanoUsd },
+    SpendCap { left: NanoUsd, wanted: NanoUsd },
+    Invalid(LedgerError),
+}
+
+/// A settled hold: what was charged, released, and the paid value behind
+/// the charge (from the account's credit lots, oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    pub account: AccountId,
+    pub key_id: Option<u64>,
+    pub settled: Settled,
+    pub paid: NanoUsd,
+}
+
+#[derive(Default)]
+struct State {
+    ledger: Ledger,
+    holds: HashMap<String, Hold>,
+    lots: HashMap<AccountId, Lots>,
+    keys: HashMap<u64, KeySpend>,
+}
+
+/// The wallets of one node: the ledger, the holds open on it, the credit
+/// lots behind each wallet and what each key has spent.
 pub struct Wallets<C: Clock> {
-    state: Mutex<(Ledger, HashMap<String, Hold>)>,
+    state: Mutex<State>,
     lease_ms: u64,
     clock: C,
 }
 
 impl<C: Clock> Wallets<C> {
     pub fn new(clock: C, lease_ms: u64) -> Self {
-        Self { state: Mutex::new((Ledger::default(), HashMap::new())), lease_ms, clock }
+        Self { state: Mutex::new(State::default()), lease_ms, clock }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Ledger, &mut HashMap<String, Hold>) -> T) -> T {
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut guard = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (ledger, holds) = &mut *guard;
-        f(ledger, holds)
+        f(&mut guard)
     }
 
-    pub fn topup(&self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        self.with(|l, _| l.topup(account, amount, key))
+    /// A payment of `paid` at `multiplier` (or a grant, with `paid` zero
+    /// and `list` its value): `Ok(None)` when `key` was seen already.
+    pub fn topup(
+        &self,
+        account: AccountId,
+        paid: NanoUsd,
+        multiplier: u32,
+        key: &str,
+    ) -> Result<Option<NanoUsd>, LedgerError> {
+        let list = NanoUsd(paid.0.checked_mul(i64::from(multiplier)).ok_or(LedgerError::Overflow)?);
+        self.with(|s| {
+            if !s.ledger.topup(account, list, key)? {
+                return Ok(None);
+            }
+            s.lots.entry(account).or_default().add(paid, multiplier);
+            Ok(Some(list))
+        })
+    }
+
+    /// Credit given, not bought (opening balances, adjustments up).
+    pub fn grant(&self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
+        self.with(|s| {
+            if !s.ledger.adjust(account, amount, key)? {
+                return Ok(false);
+            }
+            if amount.0 > 0 {
+                s.lots.entry(account).or_default().grant(amount);
+            } else {
+                s.lots.entry(account).or_default().spend(NanoUsd(-amount.0));
+            }
+            Ok(true)
+        })
+    }
+
+    /// Rebuilds an account from what the store kept: its lots in order,
+    /// then what it has spent in all (lots are spent oldest first, so the
+    /// total alone says which are left), and each key's spend.
+    pub fn restore(
+        &self,
+        account: AccountId,
+        lots: &[(NanoUsd, u32, NanoUsd)],
+        spent: NanoUsd,
+        keys: &[(u64, NanoUsd)],
+    ) -> Result<(), LedgerError> {
+        self.with(|s| {
+            let mut funded = NanoUsd::ZERO;
+            let wallet = s.lots.entry(account).or_default();
+            for &(paid, multiplier, granted) in lots {
+                if granted.0 > 0 {
+                    wallet.grant(granted);
+                    funded.0 += granted.0;
+                } else if let Some(list) = wallet.add(paid, multiplier) {
+                    funded.0 += list.0;
+                }
+            }
+            wallet.spend(spent);
+            for &(key_id, key_spent) in keys {
+                s.keys.entry(key_id).or_default().spent += key_spent.0;
+            }
+            s.ledger.restore(account, funded, spent)
+        })
+    }
+
+    pub fn remember(&self, operator_keys: &[String]) {
+        self.with(|s| operator_keys.iter().for_each(|k| s.ledger.remember(k)));
     }
 
     pub fn available(&self, account: AccountId) -> NanoUsd {
-        self.with(|l, _| l.balance(super::Book::Wallet(account)))
+        self.with(|s| s.ledger.balance(super::Book::Wallet(account)))
     }
 
-    /// Holds `amount` for request `key` in one step with the check: two
-    /// requests can never both take the last of a wallet.
-    pub fn hold(&self, account: AccountId, amount: NanoUsd, key: &str) -> Result<(), LedgerError> {
+    /// What `key_id` has spent (settled charges).
+    pub fn key_spent(&self, key_id: u64) -> NanoUsd {
+        self.with(|s| NanoUsd(s.keys.get(&key_id).map_or(0, |k| k.spent)))
+    }
+
+    /// Holds `amount` for request `key` against the wallet and the key's
+    /// cap in one step with both checks: two requests can never both take
+    /// the last of a wallet or of a cap.
+    pub fn hold(
+        &self,
+        account: AccountId,
+        cap: Option<KeyCap>,
+        amount: NanoUsd,
+        key: &str,
+    ) -> Result<(), HoldRefused> {
         let expires_at = self.clock.now_ms().saturating_add(self.lease_ms);
-        self.with(|l, holds| {
-            if l.hold(account, amount, key)? {
-                holds.insert(key.to_string(), Hold { account, amount, expires_at });
+        self.with(|s| {
+            if let Some(KeyCap { key_id, cap: Some(cap) }) = cap {
+                let used = s.keys.get(&key_id).copied().unwrap_or_default();
+                let left = NanoUsd((cap.0 - used.spent - used.held).max(0));
+                if left < amount {
+                    return Err(HoldRefused::SpendCap { left, wanted: amount });
+                }
             }
+            match s.ledger.hold(account, amount, key) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(LedgerError::Insufficient { available, wanted }) => {
+                    return Err(HoldRefused::Wallet { available, wanted })
+                }
+                Err(e) => return Err(HoldRefused::Invalid(e)),
+            }
+            if let Some(k) = cap {
+                s.keys.entry(k.key_id).or_default().held += amount.0;
+            }
+            s.holds.insert(key.to_string(), Hold { account, key: cap, amount, expires_at });
             Ok(())
         })
     }
 
     /// Ends request `key`'s hold at `cost`. A hold already released by its
-    /// lease is not charged again: the settlement it had stands.
-    pub fn settle(&self, key: &str, cost: NanoUsd) -> Result<Option<Settled>, LedgerError> {
-        self.with(|l, holds| {
-            let Some(hold) = holds.remove(key) else { return Ok(None) };
-            let settled = l.settle(hold.account, hold.amount, cost, key).map(Some);
-            // Until the journal takes them, a node keeps no per-request
-            // entries: its memory must not grow with its traffic.
-            if holds.is_empty() || l.entries().len() >= 1024 {
-                drop(l.take_entries());
+    /// lease is not charged again: `None`.
+    pub fn settle(&self, key: &str, cost: NanoUsd) -> Result<Option<Settlement>, LedgerError> {
+        self.with(|s| {
+            let Some(hold) = s.holds.remove(key) else { return Ok(None) };
+            let settled = s.ledger.settle(hold.account, hold.amount, cost, key);
+            if let Some(k) = hold.key {
+                let spend = s.keys.entry(k.key_id).or_default();
+                spend.held -= hold.amount.0;
+                if let Ok(settled) = &settled {
+                    spend.spent += settled.charged.0;
+                }
             }
-            settled
+            // The sink took what matters; a node keeps no per-request
+            // entries, so its memory does not grow with its traffic.
+            if s.holds.is_empty() || s.ledger.entries().len() >= 1024 {
+                drop(s.ledger.take_entries());
+            }
+            let settled = settled?;
+            let paid = s.lots.entry(hold.account).or_default().spend(settled.charged).paid;
+            Ok(Some(Settlement { account: hold.account, key_id: hold.key.map(|k| k.key_id), settled, paid }))
         })
     }
 
     /// Releases every hold whose lease has ended; their keys.
     pub fn expire(&self) -> Vec<String> {
         let now = self.clock.now_ms();
-        self.with(|l, holds| {
+        self.with(|s| {
             let ended: Vec<String> =
-                holds.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
+                s.holds.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
             for key in &ended {
-                if let Some(hold) = holds.remove(key) {
-                    let _ = l.settle(hold.account, hold.amount, NanoUsd::ZERO, key);
+                if let Some(hold) = s.holds.remove(key) {
+                    let _ = s.ledger.settle(hold.account, hold.amount, NanoUsd::ZERO, key);
+                    if let Some(k) = hold.key {
+                        s.keys.entry(k.key_id).or_default().held -= hold.amount.0;
+                    }
                 }
             }
             ended
@@ -122,12 +271,17 @@ impl<C: Clock> Wallets<C> {
     }
 
     pub fn open_holds(&self) -> usize {
-        self.with(|_, holds| holds.len())
+        self.with(|s| s.holds.len())
     }
 
     /// The sum over every book of the ledger: zero.
     pub fn ledger_total(&self) -> i64 {
-        self.with(|l, _| l.total())
+        self.with(|s| s.ledger.total())
+    }
+
+    /// The list value left in an account's lots: its wallet plus its holds.
+    pub fn lots_available(&self, account: AccountId) -> NanoUsd {
+        self.with(|s| s.lots.get(&account).map_or(NanoUsd::ZERO, Lots::available))
     }
 }
 
@@ -139,8 +293,8 @@ mod tests {
     #[test]
     fn a_hold_is_released_when_its_lease_ends_and_not_charged_after() {
         let wallets = Wallets::new(ManualClock::at(1_000), 60_000);
-        wallets.topup(1, NanoUsd(100), "t").unwrap();
-        wallets.hold(1, NanoUsd(80), "req").unwrap();
+        wallets.topup(1, NanoUsd(100), 1, "t").unwrap();
+        wallets.hold(1, None, NanoUsd(80), "req").unwrap();
         assert_eq!(wallets.available(1), NanoUsd(20));
         wallets.clock.advance(59_999);
         assert!(wallets.expire().is_empty(), "the lease still runs");
@@ -159,12 +313,12 @@ mod tests {
     #[test]
     fn concurrent_holds_never_overdraw_a_wallet() {
         let wallets = Arc::new(Wallets::new(ManualClock::at(0), 60_000));
-        wallets.topup(9, NanoUsd(300 * 7), "t").unwrap();
+        wallets.topup(9, NanoUsd(300 * 7), 1, "t").unwrap();
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let w = wallets.clone();
                 std::thread::spawn(move || {
-                    (0..125).filter(|i| w.hold(9, NanoUsd(7), &format!("r{t}-{i}")).is_ok()).count()
+                    (0..125).filter(|i| w.hold(9, None, NanoUsd(7), &format!("r{t}-{i}")).is_ok()).count()
                 })
             })
             .collect();

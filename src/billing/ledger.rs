@@ -131,6 +131,12 @@ impl Ledger {
         taken
     }
 
+    /// Marks operator entries kept before a restart as seen, so a retried
+    /// top-up stays a no-op across restarts.
+    pub fn remember(&mut self, key: &str) {
+        self.operator_keys.insert(key.to_string());
+    }
+
     fn known(&self, key: &str) -> bool {
         self.seen.contains_key(key) || self.operator_keys.contains(key)
     }
@@ -268,6 +274,33 @@ impl Ledger {
             vec![(Book::Revenue, -amount.0), (Book::Wallet(account), amount.0)],
         )?;
         Ok(true)
+    }
+
+    /// Rebuilds an account at start from what the store kept: `funded`
+    /// paid in or granted from the outside, `earned` of it charged. One
+    /// balanced entry: the store's records balance, and so does this.
+    pub fn restore(
+        &mut self,
+        account: AccountId,
+        funded: NanoUsd,
+        earned: NanoUsd,
+    ) -> Result<(), LedgerError> {
+        if funded.0 == 0 && earned.0 == 0 {
+            return Ok(());
+        }
+        let key = format!("restore:{account}");
+        self.post(
+            &key,
+            EntryKind::Adjustment,
+            account,
+            vec![
+                (Book::Funding, -funded.0),
+                (Book::Wallet(account), funded.0 - earned.0),
+                (Book::Revenue, earned.0),
+            ],
+        )?;
+        drop(self.take_entries());
+        Ok(())
     }
 
     /// An operator's correction, up or down; never below zero.

@@ -38,6 +38,13 @@ impl Lots {
         Some(NanoUsd(list))
     }
 
+    /// Credit given, not bought: list value with no paid value behind it.
+    pub fn grant(&mut self, list: NanoUsd) {
+        if list.0 > 0 {
+            self.lots.push_back(Lot { left: list.0, paid_left: 0 });
+        }
+    }
+
     /// The list value left in every lot.
     pub fn available(&self) -> NanoUsd {
         NanoUsd(self.lots.iter().map(|l| l.left).sum())

@@ -1,19 +1,26 @@
-//! Money: prices, what a call costs, and the double-entry ledger that
-//! every top-up, hold, charge, release, refund and adjustment goes
-//! through. Pure: no Pingora, no I/O, no clock of its own; amounts are
-//! integer nano-USD ([`NanoUsd`]) from the YAML to the ledger, and f64
-//! never touches money. The store and the request path build on it.
+//! Money: prices, what a call costs, who may call (accounts, keys, plans)
+//! and the double-entry ledger that every top-up, hold, charge, release,
+//! refund and adjustment goes through. Pure: no Pingora, no I/O, no clock
+//! of its own; amounts are integer nano-USD ([`NanoUsd`]) from the YAML to
+//! the ledger, and f64 never touches money. What must be kept leaves
+//! through a [`Sink`] (the store's journal).
 
+pub mod directory;
 pub mod holds;
 pub mod ledger;
 pub mod lots;
 pub mod money;
 pub mod price;
+pub mod record;
 pub mod service;
+#[cfg(test)]
+mod tests;
 
+pub use directory::{AccountState, Directory, KeyDigest, KeyState, Status};
 pub use holds::{Clock, ManualClock, SystemClock, Wallets};
 pub use ledger::{Book, Entry, EntryKind, Ledger, LedgerError, Settled};
 pub use lots::{Lots, Spent};
 pub use money::{NanoUsd, CREDITS_PER_USD};
 pub use price::{ModelPrice, PriceConfig, PriceError};
-pub use service::{AccountState, Admission, Billing, Call, Plan, Refusal};
+pub use record::{LedgerRecord, MemorySink, Metered, RecordKind, Sink};
+pub use service::{Admission, Billing, BillingOptions, Call, Charge, Ending, Plan, Refusal};

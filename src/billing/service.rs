@@ -1,53 +1,66 @@
 //! Billing on the request path of one node: who may call which model
-//! (plans), and the one step before a request goes upstream, a hold of its
-//! worst-case cost against the account's wallet, and the one after, the
-//! hold settled to what the provider's usage costs. In memory: the request
-//! path never waits on the store.
+//! (keys, accounts, plans), the one step before a request goes upstream (a
+//! hold of its worst-case cost against the wallet and the key's spend cap)
+//! and the one after (the hold settled to what the usage costs, handed to
+//! the [`Sink`] before the response ends). In memory: the request path
+//! never waits on the store.
 
-use super::holds::{SystemClock, Wallets};
-use super::ledger::{AccountId, LedgerError};
+use super::directory::{AccountState, Directory, KeyDigest, KeyState, Status};
+use super::holds::{Clock, HoldRefused, KeyCap, Wallets};
 use super::money::NanoUsd;
 use super::price::ModelPrice;
+use super::record::{LedgerRecord, Metered, RecordKind, Sink};
 use crate::formats::usage::Usage;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// How long a hold may stay open before it is released unbilled: longer
-/// than any request may run.
+/// How long a hold may stay open before it is released unbilled, unless
+/// configured: longer than any request may run.
 pub const HOLD_LEASE_MS: u64 = 60 * 60 * 1000;
 
-/// A plan: the models it may call (ids, `prefix/*` globs, `*`) and whether
-/// it includes API access at all.
+/// A plan: the models it may call (ids, `prefix/*` globs, `*`), whether it
+/// includes API access at all, and how long its trial lasts.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub name: String,
     pub models: Vec<String>,
     pub api_access: bool,
+    pub trial_days: Option<u32>,
+}
+
+/// Whether `model_id` matches one of `patterns` (ids, `prefix*` globs).
+pub fn matches_any(patterns: &[String], model_id: &str) -> bool {
+    patterns.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => model_id.starts_with(prefix),
+        None => pattern == model_id,
+    })
 }
 
 impl Plan {
     pub fn allows(&self, model_id: &str) -> bool {
-        self.models.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => model_id.starts_with(prefix),
-            None => pattern == model_id,
-        })
+        matches_any(&self.models, model_id)
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct AccountState {
-    pub id: AccountId,
-    pub name: Arc<str>,
-    pub plan: Arc<Plan>,
 }
 
 /// Why a request is not let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The plan has no API access, or does not include the model.
+    /// Unknown, revoked or expired key (401).
+    InvalidKey(&'static str),
+    AccountSuspended,
+    TrialExpired,
+    /// The plan has no API access, or the plan or key excludes the model.
     UpgradeRequired(String),
     /// Even a small answer cannot be paid for.
-    InsufficientCredits { available: NanoUsd, needed: NanoUsd },
+    InsufficientCredits {
+        available: NanoUsd,
+        needed: NanoUsd,
+        affordable_output: u64,
+    },
+    SpendCapReached {
+        left: NanoUsd,
+        needed: NanoUsd,
+    },
 }
 
 /// What a call asks for, as far as its price goes.
@@ -66,61 +79,124 @@ pub struct Call<'a> {
 #[derive(Debug)]
 pub struct Admission {
     pub account: Arc<AccountState>,
+    pub key: Arc<KeyState>,
     pub hold_key: String,
+    pub model: String,
     pub price: ModelPrice,
     pub held: NanoUsd,
-    /// Output tokens the hold pays for, when the wallet could not pay for
-    /// the model's full output.
+    pub input_estimate: u64,
+    /// Output tokens the hold pays for, when the wallet or cap could not
+    /// pay for the model's full output.
     pub output_cap: Option<u64>,
 }
 
+/// How a request ended, for its bill.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ending {
+    /// The provider's count, when it sent one.
+    pub usage: Option<Usage>,
+    /// Output tokens the caller received, counted by the relay: the
+    /// estimate when the provider's count never came.
+    pub relayed_output_tokens: u64,
+    /// Whether the caller received anything of an answer.
+    pub relayed_any: bool,
+}
+
+/// What a settled request was charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub cost: NanoUsd,
+    pub estimated: bool,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone)]
+pub struct BillingOptions {
+    pub lease_ms: u64,
+    /// Prefix of every customer key this deployment issues.
+    pub key_prefix: String,
+    /// Route a call for a model the key may not use to the key's fallback
+    /// model instead of refusing it.
+    pub fallback_models: bool,
+}
+
+impl Default for BillingOptions {
+    fn default() -> Self {
+        Self { lease_ms: HOLD_LEASE_MS, key_prefix: "sk-tollgate-".into(), fallback_models: false }
+    }
+}
+
 pub struct Billing {
-    wallets: Wallets<SystemClock>,
-    accounts: HashMap<String, Arc<AccountState>>,
+    pub directory: Directory,
+    wallets: Wallets<Arc<dyn Clock>>,
+    plans: HashMap<String, Arc<Plan>>,
+    sink: Arc<dyn Sink>,
+    pub options: BillingOptions,
 }
 
 /// The fewest output tokens worth sending a request upstream for.
 const MIN_OUTPUT_TOKENS: u64 = 16;
 
 impl Billing {
-    /// Accounts with their plans and opening balances (the YAML bootstrap).
-    pub fn new(accounts: Vec<(String, Arc<Plan>, NanoUsd)>) -> Result<Self, String> {
-        let wallets = Wallets::new(SystemClock, HOLD_LEASE_MS);
-        let mut by_name = HashMap::new();
-        for (i, (name, plan, balance)) in accounts.into_iter().enumerate() {
-            let id = i as AccountId + 1;
-            if balance.0 > 0 {
-                wallets
-                    .topup(id, balance, &format!("opening:{name}"))
-                    .map_err(|e| format!("accounts '{name}': {e:?}"))?;
-            }
-            let state = Arc::new(AccountState { id, name: Arc::from(name.as_str()), plan });
-            if by_name.insert(name.clone(), state).is_some() {
-                return Err(format!("accounts: the name '{name}' is used twice"));
-            }
+    pub fn new(
+        plans: Vec<Arc<Plan>>,
+        sink: Arc<dyn Sink>,
+        clock: Arc<dyn Clock>,
+        options: BillingOptions,
+    ) -> Self {
+        Self {
+            directory: Directory::default(),
+            wallets: Wallets::new(clock, options.lease_ms),
+            plans: plans.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            sink,
+            options,
         }
-        Ok(Self { wallets, accounts: by_name })
     }
 
-    pub fn account(&self, name: &str) -> Option<&Arc<AccountState>> {
-        self.accounts.get(name)
+    pub fn now_ms(&self) -> u64 {
+        self.wallets.now_ms()
     }
 
-    pub fn available(&self, account: &AccountState) -> NanoUsd {
-        self.wallets.available(account.id)
+    pub fn plan(&self, name: &str) -> Option<&Arc<Plan>> {
+        self.plans.get(name)
     }
 
-    /// Holds what request `key` can cost at most, before it goes upstream:
-    /// `input_tokens` (an estimate from the body) and `max_output` output
-    /// tokens. A request that did not set its own output limit holds what
-    /// the wallet affords, down to a small answer, and is capped at that.
-    pub fn admit(
-        &self,
-        account: &Arc<AccountState>,
-        call: &Call<'_>,
-        key: &str,
-    ) -> Result<Admission, Refusal> {
-        let Call { model_id, price, input_tokens, max_output, caller_set_limit } = *call;
+    pub fn wallets(&self) -> &Wallets<Arc<dyn Clock>> {
+        &self.wallets
+    }
+
+    pub fn available(&self, account: u64) -> NanoUsd {
+        self.wallets.available(account)
+    }
+
+    pub fn key_spent(&self, key_id: u64) -> NanoUsd {
+        self.wallets.key_spent(key_id)
+    }
+
+    /// The key behind `digest`, if it may be used now.
+    pub fn authenticate(&self, digest: &KeyDigest) -> Result<Arc<KeyState>, Refusal> {
+        let key = self.directory.key(digest).ok_or(Refusal::InvalidKey("invalid"))?;
+        let now = self.now_ms();
+        if key.status == Status::Revoked {
+            return Err(Refusal::InvalidKey("revoked"));
+        }
+        if key.expires_at.is_some_and(|t| t <= now) {
+            return Err(Refusal::InvalidKey("expired"));
+        }
+        key.touch(now);
+        Ok(key)
+    }
+
+    /// Whether `key`'s account may call `model_id` now: its status, trial,
+    /// plan and the key's own allowlist.
+    pub fn access(&self, key: &KeyState, model_id: &str) -> Result<Arc<AccountState>, Refusal> {
+        let account = self.directory.account(key.account).ok_or(Refusal::InvalidKey("invalid"))?;
+        if account.status != Status::Active {
+            return Err(Refusal::AccountSuspended);
+        }
+        if account.trial_ends_at.is_some_and(|t| t <= self.now_ms()) {
+            return Err(Refusal::TrialExpired);
+        }
         if !account.plan.api_access {
             return Err(Refusal::UpgradeRequired("your plan does not include API access".into()));
         }
@@ -129,36 +205,158 @@ impl Billing {
                 "your plan does not include the model '{model_id}'"
             )));
         }
-        let available = self.wallets.available(account.id);
+        if !key.allows(model_id) {
+            return Err(Refusal::UpgradeRequired(format!("this key may not call the model '{model_id}'")));
+        }
+        Ok(account)
+    }
+
+    /// Holds what request `hold_key` can cost at most, before it goes
+    /// upstream: `input_tokens` (an estimate from the body) and
+    /// `max_output` output tokens. A request that did not set its own
+    /// output limit holds what the wallet and the key's cap afford, down to
+    /// a small answer, and is capped at that.
+    pub fn admit(&self, key: &Arc<KeyState>, call: &Call<'_>, hold_key: &str) -> Result<Admission, Refusal> {
+        let Call { model_id, price, input_tokens, max_output, caller_set_limit } = *call;
+        let account = self.access(key, model_id)?;
+        let wallet = self.wallets.available(account.id);
+        let cap_left = key.spend_cap.map(|cap| NanoUsd((cap.0 - self.wallets.key_spent(key.id).0).max(0)));
+        let budget = cap_left.map_or(wallet, |left| left.min(wallet));
         let mut output_cap = None;
         let mut held = price.worst_case(input_tokens, max_output);
-        if held > available && !caller_set_limit {
-            let affordable = price.affordable_output(available, input_tokens).min(max_output);
+        if held > budget && !caller_set_limit {
+            let affordable = price.affordable_output(budget, input_tokens).min(max_output);
             if affordable >= MIN_OUTPUT_TOKENS {
                 output_cap = Some(affordable);
                 held = price.worst_case(input_tokens, affordable);
             }
         }
         let held = NanoUsd(held.0.max(1));
-        match self.wallets.hold(account.id, held, key) {
-            Ok(()) => {
-                Ok(Admission { account: account.clone(), hold_key: key.to_string(), price, held, output_cap })
+        let cap = Some(KeyCap { key_id: key.id, cap: key.spend_cap });
+        match self.wallets.hold(account.id, cap, held, hold_key) {
+            Ok(()) => Ok(Admission {
+                account,
+                key: key.clone(),
+                hold_key: hold_key.to_string(),
+                model: model_id.to_string(),
+                price,
+                held,
+                input_estimate: input_tokens,
+                output_cap,
+            }),
+            Err(HoldRefused::SpendCap { left, wanted }) => {
+                Err(Refusal::SpendCapReached { left, needed: wanted })
             }
-            Err(LedgerError::Insufficient { available, wanted }) => {
-                Err(Refusal::InsufficientCredits { available, needed: wanted })
+            Err(HoldRefused::Wallet { available, wanted }) => Err(Refusal::InsufficientCredits {
+                available,
+                needed: wanted,
+                affordable_output: price.affordable_output(available, input_tokens),
+            }),
+            Err(HoldRefused::Invalid(_)) => {
+                Err(Refusal::InsufficientCredits { available: wallet, needed: held, affordable_output: 0 })
             }
-            Err(_) => Err(Refusal::InsufficientCredits { available, needed: held }),
         }
     }
 
-    /// Settles `admission` to what `usage` costs; the rest of the hold is
-    /// released. The cost charged.
-    pub fn settle(&self, admission: &Admission, usage: Option<&Usage>) -> NanoUsd {
-        let cost = usage.map_or(NanoUsd::ZERO, |u| admission.price.cost(u, 0));
-        match self.wallets.settle(&admission.hold_key, cost) {
-            Ok(Some(settled)) => settled.charged,
-            _ => NanoUsd::ZERO,
+    /// Settles `admission` by how the request ended (see the README's
+    /// billing rules): the provider's count when it sent one; otherwise,
+    /// when the caller received part of an answer, an estimate from what
+    /// was relayed (flagged); otherwise nothing. The rest of the hold is
+    /// released, and the charge is handed to the sink before returning.
+    pub fn settle(&self, admission: &Admission, ending: &Ending, request_id: &str) -> Option<Charge> {
+        let (usage, estimated) = match ending.usage {
+            Some(usage) => (usage, false),
+            None if ending.relayed_any => (
+                Usage {
+                    input_tokens: admission.input_estimate,
+                    output_tokens: ending.relayed_output_tokens.max(1),
+                    ..Usage::default()
+                },
+                true,
+            ),
+            None => (Usage::default(), false),
+        };
+        let cost = if usage == Usage::default() { NanoUsd::ZERO } else { admission.price.cost(&usage, 0) };
+        let settlement = self.wallets.settle(&admission.hold_key, cost).ok().flatten()?;
+        let charged = settlement.settled.charged;
+        if charged.0 > 0 {
+            self.sink.record(LedgerRecord {
+                key: format!("{}:charge", admission.hold_key),
+                kind: RecordKind::Charge,
+                account: admission.account.id,
+                key_id: Some(admission.key.id),
+                wallet_nano: -charged.0,
+                paid_nano: settlement.paid.0,
+                multiplier: None,
+                metered: Some(Metered {
+                    model: admission.model.clone(),
+                    input_tokens: usage.input_tokens,
+                    output_tokens: usage.output_tokens,
+                    cached_tokens: usage.cached_input_tokens,
+                    cache_write_tokens: usage.cache_write_tokens,
+                    estimated,
+                    request_id: request_id.to_string(),
+                }),
+                at: self.now_ms(),
+            });
         }
+        Some(Charge { cost: charged, estimated, usage })
+    }
+
+    /// A payment of `paid` at `multiplier`; `None` when `idempotency_key`
+    /// was used before (nothing changes).
+    pub fn topup(
+        &self,
+        account: u64,
+        paid: NanoUsd,
+        multiplier: u32,
+        idempotency_key: &str,
+    ) -> Result<Option<NanoUsd>, String> {
+        let key = format!("topup:{account}:{idempotency_key}");
+        let list = self.wallets.topup(account, paid, multiplier, &key).map_err(|e| format!("{e:?}"))?;
+        if let Some(list) = list {
+            self.sink.record(LedgerRecord {
+                key,
+                kind: RecordKind::Topup,
+                account,
+                key_id: None,
+                wallet_nano: list.0,
+                paid_nano: paid.0,
+                multiplier: Some(multiplier),
+                metered: None,
+                at: self.now_ms(),
+            });
+        }
+        Ok(list)
+    }
+
+    /// Credit granted (an opening balance, an operator's correction; down
+    /// when negative). `false` when `key` was used before.
+    pub fn adjust(&self, account: u64, amount: NanoUsd, key: &str) -> Result<bool, String> {
+        let fresh = self.wallets.grant(account, amount, key).map_err(|e| format!("{e:?}"))?;
+        if fresh {
+            self.sink.record(LedgerRecord {
+                key: key.to_string(),
+                kind: RecordKind::Adjustment,
+                account,
+                key_id: None,
+                wallet_nano: amount.0,
+                paid_nano: 0,
+                multiplier: None,
+                metered: None,
+                at: self.now_ms(),
+            });
+        }
+        Ok(fresh)
+    }
+
+    /// Releases holds whose lease ended; how many.
+    pub fn expire_holds(&self) -> usize {
+        self.wallets.expire().len()
+    }
+
+    pub fn open_holds(&self) -> usize {
+        self.wallets.open_holds()
     }
 
     /// The sum over every book of the ledger: zero, always.
@@ -167,81 +365,8 @@ impl Billing {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::billing::price::PriceConfig;
-
-    fn price() -> ModelPrice {
-        ModelPrice::from_config(&PriceConfig {
-            input: "1".into(),
-            output: "10".into(),
-            ..PriceConfig::default()
-        })
-        .unwrap_or_default()
-    }
-
-    fn call(model_id: &str, input_tokens: u64, max_output: u64, caller_set_limit: bool) -> Call<'_> {
-        Call { model_id, price: price(), input_tokens, max_output, caller_set_limit }
-    }
-
-    fn billing(balance: i64, models: &[&str], api: bool) -> (Billing, Arc<AccountState>) {
-        let plan = Arc::new(Plan {
-            name: "p".into(),
-            models: models.iter().map(|m| m.to_string()).collect(),
-            api_access: api,
-        });
-        let b =
-            Billing::new(vec![("a".into(), plan, NanoUsd(balance))]).unwrap_or_else(|e| unreachable!("{e}"));
-        let account = b.account("a").cloned().unwrap_or_else(|| unreachable!());
-        (b, account)
-    }
-
-    #[test]
-    fn plans_decide_who_may_call_what() {
-        let (b, a) = billing(1_000_000_000, &["openai/*", "google/gemini-3-flash-preview"], true);
-        assert!(b.admit(&a, &call("openai/gpt-5.5", 10, 10, true), "r1").is_ok());
-        assert!(matches!(
-            b.admit(&a, &call("anthropic/claude", 10, 10, true), "r2"),
-            Err(Refusal::UpgradeRequired(_))
-        ));
-        let (b, a) = billing(1_000_000_000, &["*"], false);
-        assert!(matches!(
-            b.admit(&a, &call("openai/gpt-5.5", 10, 10, true), "r3"),
-            Err(Refusal::UpgradeRequired(_))
-        ));
-    }
-
-    #[test]
-    fn a_request_holds_its_worst_case_and_settles_to_its_cost() {
-        // $0.01: 1,000 input tokens ($0.001) and up to 900 output tokens ($0.009).
-        let (b, a) = billing(10_000_000, &["*"], true);
-        let admitted =
-            b.admit(&a, &call("m", 1_000, 900, true), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
-        assert_eq!(admitted.held, NanoUsd(10_000_000));
-        assert!(matches!(
-            b.admit(&a, &call("m", 1, 1, true), "r2"),
-            Err(Refusal::InsufficientCredits { .. })
-        ));
-        let usage = Usage { input_tokens: 1_000, output_tokens: 100, ..Usage::default() };
-        assert_eq!(b.settle(&admitted, Some(&usage)), NanoUsd(2_000_000));
-        assert_eq!(b.available(&a), NanoUsd(8_000_000));
-        assert_eq!(b.ledger_total(), 0);
-    }
-
-    #[test]
-    fn without_its_own_limit_a_request_holds_what_the_wallet_affords() {
-        let (b, a) = billing(10_000_000, &["*"], true);
-        let admitted =
-            b.admit(&a, &call("m", 1_000, 128_000, false), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
-        assert_eq!(admitted.output_cap, Some(900));
-        let (b, a) = billing(1_000_000, &["*"], true);
-        assert!(
-            matches!(
-                b.admit(&a, &call("m", 1_000, 128_000, false), "r1"),
-                Err(Refusal::InsufficientCredits { .. })
-            ),
-            "not even the input"
-        );
+impl Clock for Arc<dyn Clock> {
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
     }
 }

@@ -31,6 +31,51 @@ pub struct Config {
     /// Accounts bootstrapped from the file, with their opening balances.
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    /// Where accounts, keys and the ledger are kept (default: in memory).
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub billing: BillingSection,
+    /// The admin API's own listener.
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// The SQLite file; unset, the store is in memory and lost at exit.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Where the journal files go (default: beside the SQLite file).
+    #[serde(default)]
+    pub journal_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSection {
+    /// What every customer key issued here starts with (`sk-zenith-`, `zk_live_`).
+    pub key_prefix: String,
+    /// Route a call for a model a key may not use to the key's
+    /// `fallback_model` instead of answering 403.
+    pub fallback_models: bool,
+    /// The longest a hold may stay open before it is released unbilled.
+    pub hold_lease_seconds: u64,
+}
+
+impl Default for BillingSection {
+    fn default() -> Self {
+        Self { key_prefix: "sk-tollgate-".into(), fallback_models: false, hold_lease_seconds: 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub listen: String,
+    /// `Authorization: Bearer <token>` on every admin call.
+    pub token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +87,9 @@ pub struct PlanConfig {
     pub models: Vec<String>,
     #[serde(default = "yes")]
     pub api_access: bool,
+    /// Accounts created on this plan get a trial this many days long.
+    #[serde(default)]
+    pub trial_days: Option<u32>,
 }
 
 fn every_model() -> Vec<String> {

@@ -1,16 +1,70 @@
-//! The one step before a billed call goes upstream: the plan's check and
-//! a hold of the call's worst-case cost, in one call into `billing`. A
-//! call without its own output limit that the wallet cannot pay in full
-//! is capped at what the hold pays for, in the provider's own field.
+//! The one step before a billed call goes upstream: the access rules (key,
+//! account, trial, plan, allowlist, with the key's fallback model when the
+//! operator enables it) and a hold of the call's worst-case cost, through
+//! `billing`. A call without its own output limit that the wallet cannot
+//! pay in full is capped at what the hold pays for, in the provider's own
+//! field.
 
 use super::UpstreamPlan;
 use crate::auth::Principal;
-use crate::billing::{Admission, Call, Refusal};
+use crate::billing::{Admission, Billing, Call, KeyState, Refusal};
 use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
 use crate::formats::ClientFormat;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, ModelEntry};
+use crate::metrics;
 use bytes::Bytes;
+use std::sync::Arc;
+
+/// The caller's error for a refusal; counted by code.
+pub fn refusal_error(refusal: Refusal) -> GatewayError {
+    let err = match refusal {
+        Refusal::InvalidKey("invalid") => GatewayError::InvalidKey,
+        Refusal::InvalidKey(why) => GatewayError::KeyNotUsable(why),
+        Refusal::AccountSuspended => GatewayError::AccountSuspended,
+        Refusal::TrialExpired => GatewayError::TrialExpired,
+        Refusal::UpgradeRequired(why) => GatewayError::UpgradeRequired(why),
+        Refusal::InsufficientCredits { available, needed, affordable_output } => {
+            GatewayError::InsufficientCredits(format!(
+                "the balance is ${available}, this request can cost up to ${needed}, and the balance \
+                 pays for at most {affordable_output} output tokens"
+            ))
+        }
+        Refusal::SpendCapReached { left, needed } => GatewayError::SpendCapReached(format!(
+            "this key's spend cap has ${left} left, and this request can cost up to ${needed}"
+        )),
+    };
+    metrics::refused(err.code());
+    err
+}
+
+/// The access rule for `key`'s calls: a model its account or allowlist
+/// excludes goes to the key's fallback model when that is enabled and
+/// allowed, and is refused otherwise.
+pub fn model_access<'a>(
+    gateway: &'a Gateway,
+    billing: &'a Billing,
+    key: &'a KeyState,
+) -> impl Fn(&Arc<ModelEntry>) -> Result<Option<Arc<ModelEntry>>, GatewayError> + 'a {
+    move |model| match billing.access(key, &model.id) {
+        Ok(_) => Ok(None),
+        Err(Refusal::UpgradeRequired(why)) => {
+            let fallback = billing
+                .options
+                .fallback_models
+                .then_some(key.fallback_model.as_deref())
+                .flatten()
+                .and_then(|name| gateway.catalog.resolve(name))
+                .filter(|m| m.status == crate::config::ModelStatus::Live)
+                .filter(|m| billing.access(key, &m.id).is_ok());
+            match fallback {
+                Some(m) => Ok(Some(m.clone())),
+                None => Err(refusal_error(Refusal::UpgradeRequired(why))),
+            }
+        }
+        Err(other) => Err(refusal_error(other)),
+    }
+}
 
 /// Admits the planned call for `principal`'s account: `Ok(None)` when
 /// nothing is billed on this gateway.
@@ -21,10 +75,9 @@ pub fn admit(
     request_id: &str,
 ) -> Result<Option<Admission>, GatewayError> {
     let Some(billing) = &gateway.billing else { return Ok(None) };
-    let account = principal
-        .account
-        .as_deref()
-        .and_then(|name| billing.account(name))
+    let key = principal
+        .billed
+        .as_ref()
         .ok_or_else(|| GatewayError::Internal(format!("key {} has no account", principal.key_name)))?;
     let price = plan
         .model
@@ -38,12 +91,7 @@ pub fn admit(
         max_output,
         caller_set_limit: plan.max_output.is_some(),
     };
-    let admission = billing.admit(account, &call, request_id).map_err(|refusal| match refusal {
-        Refusal::UpgradeRequired(why) => GatewayError::UpgradeRequired(why),
-        Refusal::InsufficientCredits { available, needed } => GatewayError::InsufficientCredits(format!(
-            "the balance is ${available}, and this request can cost up to ${needed}"
-        )),
-    })?;
+    let admission = billing.admit(key, &call, request_id).map_err(refusal_error)?;
     if let Some(cap) = admission.output_cap {
         plan.body = with_output_cap(&plan.body, plan.model.upstream_format, plan.provider_is_openai(), cap)?;
     }
@@ -73,7 +121,6 @@ fn with_output_cap(
     };
     Ok(Bytes::from(top.rewrite(&[(edit.0, Some(edit.1))])))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

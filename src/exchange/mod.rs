@@ -5,7 +5,7 @@
 mod admit;
 pub mod headers;
 
-pub use admit::admit;
+pub use admit::{admit, model_access, refusal_error};
 
 use crate::config::ModelStatus;
 use crate::config::ProviderKind;
@@ -45,6 +45,8 @@ pub struct UpstreamPlan {
     pub input_estimate: u64,
     /// The output limit the caller set, if it set one.
     pub max_output: Option<u64>,
+    /// The model the caller asked for, when its key's fallback serves it.
+    pub fallback_from: Option<Arc<str>>,
 }
 
 impl UpstreamPlan {
@@ -52,6 +54,16 @@ impl UpstreamPlan {
     /// from the servers that copy its API).
     pub fn provider_is_openai(&self) -> bool {
         self.provider.kind == ProviderKind::Openai
+    }
+
+    /// The headers that say a key's fallback model served the call.
+    pub fn served_by(&self) -> Vec<(&'static str, &str)> {
+        match &self.fallback_from {
+            Some(asked) => {
+                vec![("x-tollgate-model", &*self.model.id), ("x-tollgate-fallback-from", &**asked)]
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Frees what only the request needed, once the provider has answered:
@@ -75,7 +87,11 @@ pub struct Translation {
     pub ping_after: Option<std::time::Duration>,
 }
 
-/// Plans the upstream call for a same-format request.
+/// Whether the caller may call a model: `Ok(Some(other))` routes the call
+/// to another model (a key's fallback) instead.
+pub type ModelAccess<'a> = &'a dyn Fn(&Arc<ModelEntry>) -> Result<Option<Arc<ModelEntry>>, GatewayError>;
+
+/// Plans the upstream call for a request anyone may make.
 pub fn plan(
     gateway: &Gateway,
     route: &Route,
@@ -83,6 +99,19 @@ pub fn plan(
     query: Option<&str>,
     client_headers: &[(String, String)],
     request_id: &str,
+) -> Result<UpstreamPlan, GatewayError> {
+    plan_with_access(gateway, route, body, query, client_headers, request_id, &|_| Ok(None))
+}
+
+/// Plans the upstream call, once `access` has allowed (or rerouted) the model.
+pub fn plan_with_access(
+    gateway: &Gateway,
+    route: &Route,
+    body: Bytes,
+    query: Option<&str>,
+    client_headers: &[(String, String)],
+    request_id: &str,
+    access: ModelAccess<'_>,
 ) -> Result<UpstreamPlan, GatewayError> {
     let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
     let (model_name, stream) = match &route.endpoint {
@@ -104,13 +133,20 @@ pub fn plan(
     if model.status == ModelStatus::ComingSoon {
         return Err(GatewayError::ModelComingSoon(model.id.to_string()));
     }
+    let (model, fallback_from) = match access(&model)? {
+        Some(fallback) => (fallback, Some(model.id.clone())),
+        None => (model, None),
+    };
     let provider = model.provider.clone();
     if !model.speaks(route.format) {
         let hints = CallerHints::read(route.format, &top);
         // The body's top level borrows it; the translation takes it over.
         drop(top);
         let asked = Asked { model_name, stream, hints };
-        return plan_translated(gateway, route, body, model, asked, query, client_headers, request_id);
+        let mut plan =
+            plan_translated(gateway, route, body, model, asked, query, client_headers, request_id)?;
+        plan.fallback_from = fallback_from;
+        return Ok(plan);
     }
 
     let max_output = output_limit(&top);
@@ -147,6 +183,7 @@ pub fn plan(
         ping_after: gateway.stream_ping,
         input_estimate,
         max_output,
+        fallback_from,
     })
 }
 
@@ -252,6 +289,7 @@ fn plan_translated(
         translation: Some(Translation { translator, ctx, ignored, ping_after: gateway.stream_ping }),
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
+        fallback_from: None,
     })
 }
 

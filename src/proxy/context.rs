@@ -1,6 +1,6 @@
 //! What is known about one request as it goes, for the access log and metrics.
 
-use crate::billing::{Admission, Billing};
+use crate::billing::{Admission, Billing, Charge, Ending};
 use crate::drain::InFlight;
 use crate::formats::usage::Usage;
 use crate::metrics;
@@ -29,6 +29,14 @@ pub struct RequestCtx {
     /// The account billed, and the hold to settle when the request ends.
     pub account: Option<Arc<str>>,
     pub bill: Option<(Arc<Billing>, Admission)>,
+    /// What the settled hold charged.
+    pub charge: Option<Charge>,
+    pub key_id: Option<u64>,
+    /// The model the caller asked for, when a key's fallback served it.
+    pub fallback_from: Option<Arc<str>>,
+    /// Stream events relayed to the caller: the output estimate when the
+    /// provider's count never arrives.
+    pub relayed_events: u64,
     /// Keeps a draining process alive until this request is done.
     _in_flight: InFlight,
 }
@@ -67,6 +75,10 @@ impl RequestCtx {
             query: None,
             account: None,
             bill: None,
+            charge: None,
+            key_id: None,
+            fallback_from: None,
+            relayed_events: 0,
             _in_flight: InFlight::enter(),
         }
     }
@@ -75,8 +87,32 @@ impl RequestCtx {
         self.failure.as_deref().is_some_and(|f| f.starts_with(CLIENT_GONE))
     }
 
+    /// Counts the stream events about to be written to the caller.
+    pub fn relayed(&mut self, out: &[bytes::Bytes]) {
+        for chunk in out {
+            self.relayed_events += memchr::memmem::find_iter(chunk, b"data:").count() as u64;
+        }
+    }
+
+    /// Settles the hold by how the request ended (once; later calls do
+    /// nothing). Called before a response's last bytes are written, and
+    /// from `finish` for requests that ended any other way.
+    pub fn settle(&mut self) {
+        let Some((billing, admission)) = self.bill.take() else { return };
+        let ending = Ending {
+            usage: self.usage,
+            relayed_output_tokens: self.relayed_events,
+            relayed_any: self.relayed_events > 0,
+        };
+        self.charge = billing.settle(&admission, &ending, &self.request_id);
+        if let Some(charge) = &self.charge {
+            metrics::spend(&admission.model, &admission.account.plan.name, charge.cost.0);
+        }
+    }
+
     /// Called once, from the logging hook.
     pub fn finish(&mut self, written_status: Option<u16>, pingora_error: bool) {
+        self.settle();
         let status = written_status.unwrap_or(if pingora_error { 500 } else { self.status });
         let duration = self.started.elapsed();
         let provider = self.provider.as_deref().unwrap_or("none");
@@ -105,17 +141,10 @@ impl RequestCtx {
                 provider,
             );
         }
-        // The hold settles to what the provider's usage costs; a call that
-        // reported no usage is not charged (and was logged as unmetered).
-        let cost = self.bill.take().map(|(billing, admission)| {
-            let cost = billing.settle(&admission, self.usage.as_ref());
-            metrics::spend(model, &admission.account.plan.name, cost.0);
-            cost
-        });
-        let u = self.usage.unwrap_or_default();
+        let u = self.charge.map_or(self.usage.unwrap_or_default(), |c| c.usage);
         log::info!(
             target: "access",
-            "{} {} {} status={} route={} format={} key={} account={} provider={} model={} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={} cost_nano_usd={}{}",
+            "{} {} {} status={} route={} format={} key={} key_id={} account={} provider={} model={}{} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={} cost_nano_usd={}{}{}",
             self.request_id,
             self.method,
             self.path,
@@ -123,9 +152,11 @@ impl RequestCtx {
             self.route,
             self.format,
             self.key_name.as_deref().unwrap_or("-"),
+            self.key_id.map_or("-".to_string(), |id| id.to_string()),
             self.account.as_deref().unwrap_or("-"),
             provider,
             model,
+            self.fallback_from.as_ref().map_or(String::new(), |asked| format!(" fallback_from={asked}")),
             duration.as_secs_f64() * 1000.0,
             self.upstream_ttfb.map_or("-".to_string(), |t| format!("{:.3}", t.as_secs_f64() * 1000.0)),
             u.input_tokens,
@@ -133,7 +164,8 @@ impl RequestCtx {
             u.cached_input_tokens,
             u.cache_write_tokens,
             u.reasoning_tokens,
-            cost.map_or("-".to_string(), |c| c.0.to_string()),
+            self.charge.map_or("-".to_string(), |c| c.cost.0.to_string()),
+            if self.charge.is_some_and(|c| c.estimated) { " estimated=true" } else { "" },
             self.failure.as_ref().map_or(String::new(), |f| format!(" failure={f:?}")),
         );
     }

@@ -185,7 +185,7 @@ pub async fn respond(
     body: Vec<u8>,
     request_id: &str,
 ) -> pingora_core::Result<()> {
-    respond_with(session, status, content_type, body, request_id, None).await
+    respond_with(session, status, content_type, body, request_id, &[]).await
 }
 
 /// [`respond`] with one more header.
@@ -195,10 +195,10 @@ pub async fn respond_with(
     content_type: &str,
     body: Vec<u8>,
     request_id: &str,
-    extra: Option<(&'static str, &str)>,
+    extra: &[(&'static str, &str)],
 ) -> pingora_core::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5))?;
-    if let Some((name, value)) = extra {
+    let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
+    for &(name, value) in extra {
         resp.insert_header(name, value)?;
     }
     resp.insert_header("content-type", content_type)?;

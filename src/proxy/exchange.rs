@@ -15,7 +15,9 @@ use super::upstream::{expected_shape, peer_of, response_head, send_request, upst
 use super::RequestCtx;
 use crate::auth;
 use crate::error::GatewayError;
-use crate::exchange::{admit, answers_locally, count_tokens_locally, plan, UpstreamPlan};
+use crate::exchange::{
+    admit, answers_locally, count_tokens_locally, model_access, plan, plan_with_access, UpstreamPlan,
+};
 use crate::formats::passthrough::Passthrough;
 use crate::formats::{models_list, ClientFormat};
 use crate::gateway::Gateway;
@@ -89,8 +91,9 @@ async fn serve(
     }
     let key = auth::extract_key(&|name| downstream::header(session, name), query)
         .ok_or(GatewayError::MissingKey)?;
-    let principal = gateway.keys.authenticate(&key).ok_or(GatewayError::InvalidKey)?.clone();
+    let principal = gateway.authenticate(&key)?;
     ctx.key_name = Some(principal.key_name.clone());
+    ctx.key_id = principal.billed.as_ref().map(|k| k.id);
 
     match &route.endpoint {
         Endpoint::ListModels => {
@@ -110,7 +113,13 @@ async fn serve(
             let mut plan = {
                 // Not held across the relay: only the plan needs them.
                 let headers = downstream::all_headers(session);
-                plan(gateway, route, body, query, &headers, &ctx.request_id)?
+                match (&gateway.billing, &principal.billed) {
+                    (Some(billing), Some(key)) => {
+                        let access = model_access(gateway, billing, key);
+                        plan_with_access(gateway, route, body, query, &headers, &ctx.request_id, &access)?
+                    }
+                    _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
+                }
             };
             // Billed calls hold their worst case before anything goes upstream.
             ctx.model = Some(plan.model.id.clone());
@@ -118,6 +127,7 @@ async fn serve(
                 ctx.account = Some(admission.account.name.clone());
                 ctx.bill = gateway.billing.clone().map(|billing| (billing, admission));
             }
+            ctx.fallback_from = plan.fallback_from.clone();
             ctx.provider = Some(plan.provider.name.clone());
             relay(connector, session, ctx, route.format, plan).await
         }
@@ -171,7 +181,10 @@ async fn relay(
     }
     let (head, status, is_sse) = upstream_head(&upstream)?;
     let mut relay = Passthrough::new(format, is_sse, plan.hide_usage).with_event_limit(plan.max_event_bytes);
-    let response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
+    let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
+    for (name, value) in plan.served_by() {
+        response.insert_header(name, value).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    }
     ctx.status = status;
     if let Err(e) = downstream::write_head(session, response).await {
         upstream.shutdown().await;
@@ -195,6 +208,9 @@ async fn relay(
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
                 }
                 relay.on_chunk(chunk, &mut out);
+                if is_sse {
+                    ctx.relayed(&out);
+                }
                 if let Err(e) = write_all(session, &mut out).await {
                     ctx.usage = relay.finish(&mut out);
                     upstream.shutdown().await;
@@ -212,6 +228,8 @@ async fn relay(
         }
     };
     ctx.usage = relay.finish(&mut out);
+    // The charge is in the journal before the response's last bytes go out.
+    ctx.settle();
     let was_cut = cut.is_some();
     if let Some(e) = cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));

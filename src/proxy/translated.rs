@@ -64,6 +64,9 @@ async fn stream(
     if !translation.ignored.is_empty() {
         head.insert_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
     }
+    for (name, value) in plan.served_by() {
+        head.insert_header(name, value).map_err(internal)?;
+    }
     ctx.status = 200;
     write_head(session, head).await.map_err(client_gone)?;
 
@@ -82,6 +85,7 @@ async fn stream(
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
                 }
                 translated.on_chunk(&chunk, &mut out);
+                ctx.relayed(&out);
                 if let Err(e) = write_all(session, &mut out).await {
                     break Err(client_gone(e));
                 }
@@ -110,6 +114,8 @@ async fn stream(
     } else if translated.failed() {
         ctx.failure = Some("provider error mid-stream".into());
     }
+    // The charge is in the journal before the stream's last bytes go out.
+    ctx.settle();
     write_all(session, &mut out).await.map_err(client_gone)?;
     session.write_response_body(None, true).await.map_err(client_gone)?;
     Ok(cut.is_none())
@@ -152,13 +158,17 @@ async fn document(
         translate_document(translation.translator, &translation.ctx, upstream_status, &body, plan.stream);
     ctx.usage = usage;
     ctx.status = status;
+    ctx.settle();
     if status >= 400 {
         ctx.failure = Some(format!("provider answered {upstream_status}"));
     }
     let streams = plan.stream && status < 400;
     let kind = content_type(client, streams, translation.ctx.gemini_sse);
-    let extra = (!translation.ignored.is_empty()).then_some((IGNORED_HEADER, translation.ignored.as_str()));
-    respond_with(session, status, kind, out, &ctx.request_id, extra).await.map_err(client_gone)?;
+    let mut extra: Vec<(&'static str, &str)> = plan.served_by();
+    if !translation.ignored.is_empty() {
+        extra.push((IGNORED_HEADER, translation.ignored.as_str()));
+    }
+    respond_with(session, status, kind, out, &ctx.request_id, &extra).await.map_err(client_gone)?;
     Ok(true)
 }
 

@@ -1,15 +1,22 @@
 //! Where accounts, customer keys, credit lots and the ledger are kept for
 //! good. The request path never waits on it: it works on in-memory state
-//! (`billing`) and hands what changed to the store in the background. One
-//! trait, so the embedded SQLite default and the PostgreSQL backend of a
-//! fleet are interchangeable; both through sqlx, whose versioned
-//! migrations (`migrations/`) run at start.
+//! (`billing`), whose records reach the [`journal`] before a response
+//! ends and the store in batches from the [`writer`]. One trait, so the
+//! embedded SQLite default and the PostgreSQL backend of a fleet are
+//! interchangeable; both through sqlx, whose versioned migrations
+//! (`migrations/`) run at start. [`runtime`] gives the store a runtime of
+//! its own, so Pingora's services and the admin API can all call it.
 
+pub mod boot;
+pub mod journal;
+pub mod runtime;
 mod sqlite;
+pub mod writer;
 
+pub use runtime::StoreHandle;
 pub use sqlite::SqliteStore;
 
-use crate::billing::{Entry, NanoUsd};
+use crate::billing::{LedgerRecord, NanoUsd};
 use crate::secret::Secret;
 use async_trait::async_trait;
 
@@ -45,17 +52,95 @@ pub struct KeyRecord {
     pub models: Option<Vec<String>>,
     pub fallback_model: Option<String>,
     pub created_at: i64,
+    pub last_used_at: Option<i64>,
 }
 
-/// One posting of a ledger entry, as kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posting {
-    pub entry_key: String,
-    pub kind: String,
+/// A change to an account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub trial_ends_at: Option<Option<i64>>,
+}
+
+/// A change to a key; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub spend_cap: Option<Option<NanoUsd>>,
+    pub models: Option<Option<Vec<String>>>,
+    pub fallback_model: Option<Option<String>>,
+    pub expires_at: Option<Option<i64>>,
+}
+
+/// One lot of credit, in the order it was bought or granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LotRow {
     pub account_id: i64,
-    pub book: String,
-    pub amount: NanoUsd,
+    pub paid: NanoUsd,
+    pub multiplier: u32,
+    pub granted: NanoUsd,
+}
+
+/// Everything a node needs in memory at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub accounts: Vec<Account>,
+    pub keys: Vec<(KeyRecord, [u8; 32])>,
+    pub lots: Vec<LotRow>,
+    /// Per account: all it has been debited (charges, adjustments down).
+    pub debited: Vec<(i64, NanoUsd)>,
+    /// Per key: all it has been charged.
+    pub key_spent: Vec<(i64, NanoUsd)>,
+    /// Idempotency keys of operator records, so retries stay no-ops.
+    pub operator_keys: Vec<String>,
+}
+
+/// One ledger record as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerRow {
+    pub kind: String,
+    pub amount_nano_usd: i64,
+    pub paid_nano_usd: i64,
+    pub key_id: Option<i64>,
+    pub model: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub estimated: bool,
+    pub request_id: Option<String>,
     pub at: i64,
+}
+
+/// Totals of one model on one day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageRow {
+    pub day: String,
+    pub model: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_nano_usd: i64,
+}
+
+/// Which charges a usage query adds up.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub account: i64,
+    pub key_id: Option<i64>,
+    pub model: Option<String>,
+    /// `YYYY-MM-DD` (UTC).
+    pub day: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub account_id: i64,
+    pub row: LedgerRow,
 }
 
 #[derive(Debug)]
@@ -85,23 +170,31 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<Account, StoreError>;
     async fn account(&self, id: i64) -> Result<Option<Account>, StoreError>;
-    /// Creates a key for `account`: `prefix` and 32 random bytes. The key is
-    /// returned this once; only its SHA-256 is kept.
-    async fn create_key(
+    async fn account_named(&self, name: &str) -> Result<Option<Account>, StoreError>;
+    async fn update_account(&self, id: i64, patch: &AccountPatch) -> Result<Option<Account>, StoreError>;
+    /// Keeps a key by its hash: `prefix` is what may be shown of it.
+    async fn insert_key(
         &self,
         account: i64,
         prefix: &str,
+        hash: &[u8; 32],
         new: &NewKey,
         now: i64,
-    ) -> Result<(KeyRecord, Secret), StoreError>;
+    ) -> Result<KeyRecord, StoreError>;
+    async fn key(&self, id: i64) -> Result<Option<KeyRecord>, StoreError>;
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError>;
-    /// `false` when there was no such active key.
-    async fn revoke_key(&self, id: i64) -> Result<bool, StoreError>;
-    /// Writes ledger entries; an entry already written (same key) is
-    /// skipped, so a batch retried after a crash is written once.
-    /// Returns how many postings were new.
-    async fn append(&self, entries: &[Entry], at: i64) -> Result<u64, StoreError>;
-    async fn postings(&self, account: i64) -> Result<Vec<Posting>, StoreError>;
+    async fn update_key(&self, id: i64, patch: &KeyPatch) -> Result<Option<KeyRecord>, StoreError>;
+    /// Last-used times, written in the background.
+    async fn touch_keys(&self, used: &[(i64, i64)]) -> Result<(), StoreError>;
+    /// Keeps ledger records; a record already kept (same key) is skipped,
+    /// so a journal replayed after a crash is kept once. How many were new.
+    async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError>;
+    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError>;
+    async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>, StoreError>;
+    async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError>;
+    /// The sum of every posting: zero, if the store is right.
+    async fn total(&self) -> Result<i64, StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.
@@ -109,4 +202,9 @@ pub fn new_key(prefix: &str) -> Result<Secret, StoreError> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| StoreError(format!("no randomness: {e}")))?;
     Ok(Secret::new(format!("{prefix}{}", hex::encode(bytes))))
+}
+
+/// What of a key may be shown: its prefix and the first 4 random characters.
+pub fn shown_prefix(prefix: &str, key: &str) -> String {
+    key.get(..prefix.len() + 4).unwrap_or(prefix).to_string()
 }

@@ -1,37 +1,50 @@
 //! The embedded store: one SQLite file (the library is compiled into the
 //! binary), in WAL mode so the background writer and readers do not block
-//! one another.
+//! one another; or, with no file configured, a database in memory.
 
-use super::{Account, KeyRecord, NewKey, Posting, Store, StoreError};
-use crate::billing::{Book, Entry, NanoUsd};
-use crate::secret::Secret;
+use super::{
+    Account, AccountPatch, Generation, KeyPatch, KeyRecord, LedgerRow, LotRow, NewKey, Snapshot, Store,
+    StoreError, UsageFilter, UsageRow,
+};
+use crate::billing::{LedgerRecord, NanoUsd, RecordKind};
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+// Dynamic SQL here is built only from the column-list constants above.
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 use std::str::FromStr;
 
 pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn book_name(book: Book) -> &'static str {
-    match book {
-        Book::Funding => "funding",
-        Book::Wallet(_) => "wallet",
-        Book::Held(_) => "held",
-        Book::Revenue => "revenue",
-    }
-}
+const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
+                           fallback_model, created_at, last_used_at";
+const LEDGER_COLUMNS: &str = "kind, amount_nano, paid_nano, key_id, model, input_tokens, output_tokens, \
+                              cached_tokens, estimated, request_id, at";
 
 impl SqliteStore {
-    /// Opens (or creates) the database at `path` and brings its schema up
-    /// to date.
-    pub async fn open(path: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+    /// Opens (or creates) the database at `path` (`None`: in memory) and
+    /// brings its schema up to date.
+    pub async fn open(path: Option<&str>) -> Result<Self, StoreError> {
+        let (url, connections) = match path {
+            Some(path) => (format!("sqlite://{path}"), 4),
+            // One connection: each in-memory connection is its own database.
+            None => ("sqlite::memory:".to_string(), 1),
+        };
+        let options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // The journal file, not SQLite, makes a charge durable first.
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -39,7 +52,17 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    fn key_record(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
+    fn account_row(r: &SqliteRow) -> Result<Account, StoreError> {
+        Ok(Account {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            plan: r.try_get("plan")?,
+            status: r.try_get("status")?,
+            trial_ends_at: r.try_get("trial_ends_at")?,
+        })
+    }
+
+    fn key_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
         let models: Option<String> = row.try_get("models")?;
         Ok(KeyRecord {
             id: row.try_get("id")?,
@@ -55,8 +78,29 @@ impl SqliteStore {
                 .map_err(|e| StoreError(e.to_string()))?,
             fallback_model: row.try_get("fallback_model")?,
             created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
         })
     }
+
+    fn ledger_row(r: &SqliteRow) -> Result<LedgerRow, StoreError> {
+        Ok(LedgerRow {
+            kind: r.try_get("kind")?,
+            amount_nano_usd: r.try_get("amount_nano")?,
+            paid_nano_usd: r.try_get("paid_nano")?,
+            key_id: r.try_get("key_id")?,
+            model: r.try_get("model")?,
+            input_tokens: r.try_get("input_tokens")?,
+            output_tokens: r.try_get("output_tokens")?,
+            cached_tokens: r.try_get("cached_tokens")?,
+            estimated: r.try_get::<i64, _>("estimated")? != 0,
+            request_id: r.try_get("request_id")?,
+            at: r.try_get("at")?,
+        })
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -85,28 +129,42 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(Account {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                plan: r.try_get("plan")?,
-                status: r.try_get("status")?,
-                trial_ends_at: r.try_get("trial_ends_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(Self::account_row).transpose()
     }
 
-    async fn create_key(
+    async fn account_named(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query("SELECT id, name, plan, status, trial_ends_at FROM accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::account_row).transpose()
+    }
+
+    async fn update_account(&self, id: i64, patch: &AccountPatch) -> Result<Option<Account>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE accounts SET id = id");
+        if let Some(plan) = &patch.plan {
+            q.push(", plan = ").push_bind(plan.clone());
+        }
+        if let Some(status) = &patch.status {
+            q.push(", status = ").push_bind(status.clone());
+        }
+        if let Some(trial) = patch.trial_ends_at {
+            q.push(", trial_ends_at = ").push_bind(trial);
+        }
+        q.push(" WHERE id = ").push_bind(id);
+        q.build().execute(&self.pool).await?;
+        self.account(id).await
+    }
+
+    async fn insert_key(
         &self,
         account: i64,
         prefix: &str,
+        hash: &[u8; 32],
         new: &NewKey,
         now: i64,
-    ) -> Result<(KeyRecord, Secret), StoreError> {
-        let key = super::new_key(prefix)?;
-        let hash = crate::auth::digest(key.expose());
-        let models = new.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
+    ) -> Result<KeyRecord, StoreError> {
+        let models = new.models.as_ref().map(|m| serde_json::Value::from(m.clone()).to_string());
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_keys (account_id, name, prefix, key_hash, expires_at, spend_cap_nano, models, fallback_model, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -122,136 +180,252 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        let record = KeyRecord {
-            id,
-            account_id: account,
-            name: new.name.clone(),
-            prefix: prefix.into(),
-            status: "active".into(),
-            expires_at: new.expires_at,
-            spend_cap: new.spend_cap,
-            models: new.models.clone(),
-            fallback_model: new.fallback_model.clone(),
-            created_at: now,
-        };
-        Ok((record, key))
+        self.key(id).await?.ok_or_else(|| StoreError("a key just written is missing".into()))
+    }
+
+    async fn key(&self, id: i64) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::key_row).transpose()
     }
 
     async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
-            .bind(&hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::key_record).transpose()
+        let row =
+            sqlx::query(AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?")))
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(Self::key_row).transpose()
     }
 
-    async fn revoke_key(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET status = 'revoked' WHERE id = ? AND status = 'active'")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn update_key(&self, id: i64, patch: &KeyPatch) -> Result<Option<KeyRecord>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE api_keys SET id = id");
+        if let Some(name) = &patch.name {
+            q.push(", name = ").push_bind(name.clone());
+        }
+        if let Some(status) = &patch.status {
+            q.push(", status = ").push_bind(status.clone());
+        }
+        if let Some(cap) = patch.spend_cap {
+            q.push(", spend_cap_nano = ").push_bind(cap.map(|c| c.0));
+        }
+        if let Some(models) = &patch.models {
+            let json = models.as_ref().map(|m| serde_json::Value::from(m.clone()).to_string());
+            q.push(", models = ").push_bind(json);
+        }
+        if let Some(fallback) = &patch.fallback_model {
+            q.push(", fallback_model = ").push_bind(fallback.clone());
+        }
+        if let Some(expires) = patch.expires_at {
+            q.push(", expires_at = ").push_bind(expires);
+        }
+        q.push(" WHERE id = ").push_bind(id);
+        q.build().execute(&self.pool).await?;
+        self.key(id).await
     }
 
-    async fn append(&self, entries: &[Entry], at: i64) -> Result<u64, StoreError> {
+    async fn touch_keys(&self, used: &[(i64, i64)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut written = 0;
-        for entry in entries {
-            for (book, amount) in &entry.postings {
-                let done = sqlx::query(
-                    "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
-                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entry_key, book) DO NOTHING",
-                )
-                .bind(&entry.key)
-                .bind(entry.kind.as_str())
-                .bind(i64::try_from(entry.account).unwrap_or(i64::MAX))
-                .bind(book_name(*book))
-                .bind(amount)
+        for (id, at) in used {
+            sqlx::query("UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?")
                 .bind(at)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
-                written += done.rows_affected();
-            }
         }
         tx.commit().await?;
-        Ok(written)
+        Ok(())
     }
 
-    async fn postings(&self, account: i64) -> Result<Vec<Posting>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT entry_key, kind, account_id, book, amount_nano, at FROM ledger_postings WHERE account_id = ? ORDER BY id",
+    async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut new = 0;
+        for r in records {
+            let m = r.metered.as_ref();
+            let account = to_i64(r.account);
+            let at = to_i64(r.at);
+            // The wallet's posting carries the bill; its counter posting balances it.
+            let wallet = sqlx::query(
+                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, key_id, \
+                 model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) \
+                 VALUES (?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_key, book) DO NOTHING",
+            )
+            .bind(&r.key)
+            .bind(r.kind.as_str())
+            .bind(account)
+            .bind(r.wallet_nano)
+            .bind(r.paid_nano)
+            .bind(r.key_id.map(to_i64))
+            .bind(m.map(|m| m.model.clone()))
+            .bind(m.map(|m| to_i64(m.input_tokens)))
+            .bind(m.map(|m| to_i64(m.output_tokens)))
+            .bind(m.map(|m| to_i64(m.cached_tokens)))
+            .bind(m.map(|m| to_i64(m.cache_write_tokens)))
+            .bind(i64::from(m.is_some_and(|m| m.estimated)))
+            .bind(m.map(|m| m.request_id.clone()))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if wallet.rows_affected() == 0 {
+                continue;
+            }
+            new += 1;
+            sqlx::query(
+                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.key)
+            .bind(r.kind.as_str())
+            .bind(account)
+            .bind(r.kind.counter_book())
+            .bind(-r.wallet_nano)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let (paid, multiplier, granted) = match r.kind {
+                RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
+                _ if r.wallet_nano > 0 => (0, 1, r.wallet_nano),
+                _ => continue,
+            };
+            sqlx::query(
+                "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, entry_key, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(account)
+            .bind(paid)
+            .bind(multiplier)
+            .bind(r.wallet_nano)
+            .bind(granted)
+            .bind(&r.key)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut snap = Snapshot::default();
+        for r in sqlx::query("SELECT id, name, plan, status, trial_ends_at FROM accounts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            snap.accounts.push(Self::account_row(&r)?);
+        }
+        for r in
+            sqlx::query(AssertSqlSafe(format!("SELECT {KEY_COLUMNS}, key_hash FROM api_keys ORDER BY id")))
+                .fetch_all(&self.pool)
+                .await?
+        {
+            let hash: Vec<u8> = r.try_get("key_hash")?;
+            let hash: [u8; 32] =
+                hash.try_into().map_err(|_| StoreError("a key hash is not 32 bytes".into()))?;
+            snap.keys.push((Self::key_row(&r)?, hash));
+        }
+        for r in
+            sqlx::query("SELECT account_id, paid_nano, multiplier, granted_nano FROM credit_lots ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?
+        {
+            snap.lots.push(LotRow {
+                account_id: r.try_get("account_id")?,
+                paid: NanoUsd(r.try_get("paid_nano")?),
+                multiplier: u32::try_from(r.try_get::<i64, _>("multiplier")?).unwrap_or(1),
+                granted: NanoUsd(r.try_get("granted_nano")?),
+            });
+        }
+        for r in sqlx::query(
+            "SELECT account_id, -SUM(amount_nano) AS debited FROM ledger_postings \
+             WHERE book = 'wallet' AND amount_nano < 0 GROUP BY account_id",
         )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            snap.debited.push((r.try_get("account_id")?, NanoUsd(r.try_get("debited")?)));
+        }
+        for r in sqlx::query(
+            "SELECT key_id, -SUM(amount_nano) AS spent FROM ledger_postings \
+             WHERE book = 'wallet' AND kind = 'charge' AND key_id IS NOT NULL GROUP BY key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            snap.key_spent.push((r.try_get("key_id")?, NanoUsd(r.try_get("spent")?)));
+        }
+        snap.operator_keys = sqlx::query_scalar(
+            "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND kind != 'charge'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(snap)
+    }
+
+    async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger_postings WHERE account_id = ? AND book = 'wallet' ORDER BY id"
+        )))
         .bind(account)
         .fetch_all(&self.pool)
         .await?;
+        rows.iter().map(Self::ledger_row).collect()
+    }
+
+    async fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT strftime('%Y-%m-%d', at / 1000, 'unixepoch') AS day, model, COUNT(*) AS requests, \
+             COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens, \
+             COALESCE(SUM(cached_tokens), 0) AS cached_tokens, -SUM(amount_nano) AS cost \
+             FROM ledger_postings WHERE book = 'wallet' AND kind = 'charge' AND account_id = ",
+        );
+        q.push_bind(f.account);
+        if let Some(key) = f.key_id {
+            q.push(" AND key_id = ").push_bind(key);
+        }
+        if let Some(model) = &f.model {
+            q.push(" AND model = ").push_bind(model.clone());
+        }
+        if let Some(since) = f.since {
+            q.push(" AND at >= ").push_bind(since);
+        }
+        if let Some(day) = &f.day {
+            q.push(" AND strftime('%Y-%m-%d', at / 1000, 'unixepoch') = ").push_bind(day.clone());
+        }
+        q.push(" GROUP BY day, model ORDER BY day, model");
+        let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
-                Ok(Posting {
-                    entry_key: r.try_get("entry_key")?,
-                    kind: r.try_get("kind")?,
-                    account_id: r.try_get("account_id")?,
-                    book: r.try_get("book")?,
-                    amount: NanoUsd(r.try_get("amount_nano")?),
-                    at: r.try_get("at")?,
+                Ok(UsageRow {
+                    day: r.try_get("day")?,
+                    model: r.try_get::<Option<String>, _>("model")?.unwrap_or_default(),
+                    requests: r.try_get("requests")?,
+                    input_tokens: r.try_get("input_tokens")?,
+                    output_tokens: r.try_get("output_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    cost_nano_usd: r.try_get("cost")?,
                 })
             })
             .collect()
     }
+
+    async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT account_id, {LEDGER_COLUMNS} FROM ledger_postings WHERE request_id = ? AND book = 'wallet' LIMIT 1"
+        )))
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(Generation { account_id: r.try_get("account_id")?, row: Self::ledger_row(&r)? }))
+            .transpose()
+    }
+
+    async fn total(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(SUM(amount_nano), 0) FROM ledger_postings")
+            .fetch_one(&self.pool)
+            .await?)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::billing::Ledger;
-
-    fn temp_db() -> String {
-        let dir = std::env::temp_dir().join(format!(
-            "tollgate-store-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("t.db");
-        let _ = std::fs::remove_file(&path);
-        path.display().to_string()
-    }
-
-    #[tokio::test]
-    async fn accounts_keys_and_the_ledger_are_kept() {
-        let path = temp_db();
-        let store = SqliteStore::open(&path).await.unwrap_or_else(|e| unreachable!("{e}"));
-        let account =
-            store.create_account("acme", "pro", None, 1).await.unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(store.account(account.id).await.ok().flatten(), Some(account.clone()));
-        let new = NewKey {
-            name: "ci".into(),
-            models: Some(vec!["openai/*".into()]),
-            spend_cap: Some(NanoUsd(5)),
-            ..NewKey::default()
-        };
-        let (record, key) =
-            store.create_key(account.id, "sk-zenith-", &new, 2).await.unwrap_or_else(|e| unreachable!("{e}"));
-        assert!(key.expose().starts_with("sk-zenith-") && key.expose().len() == "sk-zenith-".len() + 64);
-        let found = store.key_by_hash(&crate::auth::digest(key.expose())).await.ok().flatten();
-        assert_eq!(found, Some(record.clone()), "found by its hash");
-        assert!(store.revoke_key(record.id).await.unwrap_or(false));
-        assert!(!store.revoke_key(record.id).await.unwrap_or(true), "revoked once");
-
-        let mut ledger = Ledger::default();
-        let id = u64::try_from(account.id).unwrap_or(0);
-        ledger.topup(id, NanoUsd(1_000), "topup-1").unwrap_or_default();
-        ledger.hold(id, NanoUsd(400), "req-1").unwrap_or_default();
-        let _ = ledger.settle(id, NanoUsd(400), NanoUsd(150), "req-1");
-        let entries = ledger.entries().to_vec();
-        let first = store.append(&entries, 3).await.unwrap_or(0);
-        assert_eq!(first, 8, "4 entries of 2 postings");
-        assert_eq!(store.append(&entries, 4).await.unwrap_or(99), 0, "a retried batch is written once");
-        let kept = store.postings(account.id).await.unwrap_or_default();
-        assert_eq!(kept.iter().map(|p| p.amount.0).sum::<i64>(), 0, "what is kept balances too");
-        drop(store);
-        // Reopening runs no migration twice and keeps everything.
-        let again = SqliteStore::open(&path).await.unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(again.postings(account.id).await.unwrap_or_default().len(), 8);
-        let _ = std::fs::remove_file(&path);
-    }
-}
+mod tests;

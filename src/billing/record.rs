@@ -1,0 +1,97 @@
+//! What the ledger hands to durable storage: one record per transaction
+//! that changes what an account may spend (top-ups, charges, refunds,
+//! adjustments), with what the caller's bill shows (model, tokens,
+//! whether the count was estimated). Holds and releases are not recorded:
+//! they live for one request, and a crash releases them, as their lease
+//! would. A [`Sink`] takes each record before the response it bills ends.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    Topup,
+    Charge,
+    Refund,
+    Adjustment,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Topup => "topup",
+            RecordKind::Charge => "charge",
+            RecordKind::Refund => "refund",
+            RecordKind::Adjustment => "adjustment",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Topup, Self::Charge, Self::Refund, Self::Adjustment].into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The book on the other side of the wallet: the outside world for
+    /// money paid in or granted, revenue for money earned or given back.
+    pub fn counter_book(self) -> &'static str {
+        match self {
+            RecordKind::Topup | RecordKind::Adjustment => "funding",
+            RecordKind::Charge | RecordKind::Refund => "revenue",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metered {
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// The provider sent no count: the tokens were estimated.
+    pub estimated: bool,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    /// Idempotency key: a record is kept once, however often it is written.
+    pub key: String,
+    pub kind: RecordKind,
+    pub account: u64,
+    #[serde(default)]
+    pub key_id: Option<u64>,
+    /// What the wallet gained (positive) or lost (negative), nano-USD; the
+    /// counter book moves by the opposite, so each record balances.
+    pub wallet_nano: i64,
+    /// Paid dollars behind it: a top-up's payment, or the part of paid
+    /// lots a charge used up.
+    #[serde(default)]
+    pub paid_nano: i64,
+    #[serde(default)]
+    pub multiplier: Option<u32>,
+    #[serde(default)]
+    pub metered: Option<Metered>,
+    /// Unix milliseconds.
+    pub at: u64,
+}
+
+/// Where records go: the journal, in production; a vector, in tests.
+pub trait Sink: Send + Sync {
+    fn record(&self, record: LedgerRecord);
+}
+
+/// Keeps records in memory (tests, and configurations with no store).
+#[derive(Debug, Default)]
+pub struct MemorySink(pub std::sync::Mutex<Vec<LedgerRecord>>);
+
+impl Sink for MemorySink {
+    fn record(&self, record: LedgerRecord) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(record);
+    }
+}
+
+impl MemorySink {
+    pub fn take(&self) -> Vec<LedgerRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}

@@ -1,0 +1,191 @@
+//! Start-up of the money side: open the store (migrations run), keep what
+//! journals of dead processes hold, bootstrap the YAML's accounts and keys
+//! into the store (once: the store is authoritative afterwards), and load
+//! accounts, keys, wallets and spend into memory for the request path.
+//! Then the journal takes this process's records and the writer runs.
+
+use super::journal::Journal;
+use super::{NewKey, SqliteStore, Store, StoreError, StoreHandle};
+use crate::billing::{
+    AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, RecordKind, Status,
+    SystemClock,
+};
+use crate::config::Config;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// What the gateway holds of the money side once started.
+pub struct Money {
+    pub billing: Arc<Billing>,
+    pub store: StoreHandle,
+    pub journal: Arc<Journal>,
+}
+
+/// A YAML account, ready for the store.
+pub struct BootAccount {
+    pub name: String,
+    pub plan: String,
+    pub opening: NanoUsd,
+}
+
+/// A YAML key: its digest, name, account and what of it may be shown.
+pub struct BootKey {
+    pub digest: [u8; 32],
+    pub name: String,
+    pub account: String,
+    pub prefix: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+pub fn start(
+    config: &Config,
+    plans: Vec<Arc<Plan>>,
+    accounts: Vec<BootAccount>,
+    keys: Vec<BootKey>,
+) -> Result<Money, String> {
+    let runtime = StoreHandle::runtime()?;
+    let path = config.store.path.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        runtime.block_on(SqliteStore::open(path.as_deref())).map_err(|e| format!("store.path: {e}"))?,
+    );
+    let handle = StoreHandle::new(runtime, store.clone());
+    let journal_dir: Option<PathBuf> = match (&config.store.journal_dir, &path) {
+        (Some(dir), _) => Some(PathBuf::from(dir)),
+        (None, Some(db)) => Some(PathBuf::from(format!("{db}.journal"))),
+        (None, None) => None,
+    };
+    if let Some(dir) = &journal_dir {
+        let (records, files) = Journal::leftovers(dir)?;
+        let n = records.len();
+        handle.block_on(move |s| async move { s.append(&records).await }).map_err(|e| e.to_string())?;
+        for f in files {
+            let _ = std::fs::remove_file(f);
+        }
+        if n > 0 {
+            log::info!(target: "tollgate", "kept {n} ledger records from journals of processes that ended");
+        }
+    }
+    handle.block_on(move |s| bootstrap(s, accounts, keys)).map_err(|e| e.to_string())?;
+    let snapshot = handle.block_on(|s| async move { s.snapshot().await }).map_err(|e| e.to_string())?;
+
+    let journal = Arc::new(Journal::open(journal_dir.as_deref())?);
+    let options = BillingOptions {
+        lease_ms: config.billing.hold_lease_seconds.max(1) * 1000,
+        key_prefix: config.billing.key_prefix.clone(),
+        fallback_models: config.billing.fallback_models,
+    };
+    let billing = Arc::new(Billing::new(plans, journal.clone(), Arc::new(SystemClock), options));
+    load(&billing, snapshot)?;
+    handle.spawn(super::writer::run(journal.clone(), store, billing.clone()));
+    Ok(Money { billing, store: handle, journal })
+}
+
+/// The plan named `name`, or one that allows nothing (an account whose
+/// plan was removed from the YAML is kept, and refused with 403).
+pub fn plan_or_none(billing: &Billing, name: &str) -> Arc<Plan> {
+    billing.plan(name).cloned().unwrap_or_else(|| {
+        Arc::new(Plan { name: name.to_string(), models: Vec::new(), api_access: false, trial_days: None })
+    })
+}
+
+async fn bootstrap(
+    store: Arc<dyn Store>,
+    accounts: Vec<BootAccount>,
+    keys: Vec<BootKey>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let mut ids = HashMap::new();
+    for a in accounts {
+        let account = match store.account_named(&a.name).await? {
+            Some(account) => account,
+            None => {
+                let account = store.create_account(&a.name, &a.plan, None, now).await?;
+                if a.opening.0 > 0 {
+                    let opening = LedgerRecord {
+                        key: format!("opening:{}", a.name),
+                        kind: RecordKind::Adjustment,
+                        account: account.id as u64,
+                        key_id: None,
+                        wallet_nano: a.opening.0,
+                        paid_nano: 0,
+                        multiplier: None,
+                        metered: None,
+                        at: now as u64,
+                    };
+                    store.append(&[opening]).await?;
+                }
+                account
+            }
+        };
+        ids.insert(a.name, account.id);
+    }
+    for k in keys {
+        if store.key_by_hash(&k.digest).await?.is_some() {
+            continue;
+        }
+        let account =
+            *ids.get(&k.account).ok_or_else(|| StoreError(format!("keys '{}': no account", k.name)))?;
+        let new = NewKey { name: k.name.clone(), ..NewKey::default() };
+        store.insert_key(account, &k.prefix, &k.digest, &new, now).await?;
+    }
+    Ok(())
+}
+
+fn load(billing: &Billing, snap: super::Snapshot) -> Result<(), String> {
+    for a in &snap.accounts {
+        let id = a.id as u64;
+        billing.directory.put_account(AccountState {
+            id,
+            name: Arc::from(a.name.as_str()),
+            plan: plan_or_none(billing, &a.plan),
+            status: Status::parse(&a.status).unwrap_or(Status::Suspended),
+            trial_ends_at: a.trial_ends_at.map(|t| t as u64),
+        });
+        let lots: Vec<(NanoUsd, u32, NanoUsd)> = snap
+            .lots
+            .iter()
+            .filter(|l| l.account_id == a.id)
+            .map(|l| (l.paid, l.multiplier, l.granted))
+            .collect();
+        let debited = snap.debited.iter().find(|(acc, _)| *acc == a.id).map_or(NanoUsd::ZERO, |(_, n)| *n);
+        let key_spent: Vec<(u64, NanoUsd)> = snap
+            .keys
+            .iter()
+            .filter(|(k, _)| k.account_id == a.id)
+            .filter_map(|(k, _)| {
+                snap.key_spent.iter().find(|(id, _)| *id == k.id).map(|(id, n)| (*id as u64, *n))
+            })
+            .collect();
+        billing
+            .wallets()
+            .restore(id, &lots, debited, &key_spent)
+            .map_err(|e| format!("account {}: the store's ledger does not add up: {e:?}", a.name))?;
+    }
+    for (k, digest) in snap.keys {
+        billing.directory.put_key(digest, key_state(&k));
+    }
+    billing.wallets().remember(&snap.operator_keys);
+    Ok(())
+}
+
+/// A key as the request path holds it.
+pub fn key_state(k: &super::KeyRecord) -> KeyState {
+    KeyState {
+        id: k.id as u64,
+        account: k.account_id as u64,
+        name: Arc::from(k.name.as_str()),
+        prefix: k.prefix.clone(),
+        status: Status::parse(&k.status).unwrap_or(Status::Revoked),
+        expires_at: k.expires_at.map(|t| t as u64),
+        spend_cap: k.spend_cap,
+        models: k.models.clone(),
+        fallback_model: k.fallback_model.clone(),
+        created_at: k.created_at as u64,
+        last_used_at: AtomicU64::new(k.last_used_at.unwrap_or(0) as u64),
+    }
+}

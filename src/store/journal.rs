@@ -1,0 +1,163 @@
+//! The journal: every ledger record is appended to a file, one JSON line,
+//! before the response it bills ends, so a charge survives a SIGKILL (the
+//! write is in the operating system's hands when `record` returns; the
+//! background writer later keeps it in the store). Each process writes its
+//! own file, `journal-<pid>.jsonl`, and holds a lock on it; at start a
+//! process replays every file whose owner is gone, then deletes it. A file
+//! holds only records the store may not have yet: once they are kept, it
+//! is emptied.
+
+use crate::billing::{LedgerRecord, Sink};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::sync::{watch, Notify};
+
+/// Past this size a journal whose records are never all kept at once (a
+/// store that is always behind) is rewritten with only the pending ones.
+const REWRITE_BYTES: u64 = 16 << 20;
+
+pub struct Journal {
+    file: Mutex<Option<(File, PathBuf)>>,
+    /// Written to the file, not yet kept by the store.
+    pending: Mutex<Vec<LedgerRecord>>,
+    written: AtomicU64,
+    kept: watch::Sender<u64>,
+    pub(super) arrived: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Journal {
+    /// A journal in `dir` (`None`: records go to the store only, for a
+    /// store in memory, which a crash loses anyway).
+    pub fn open(dir: Option<&Path>) -> Result<Self, String> {
+        let file = match dir {
+            None => None,
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("journal {}: {e}", dir.display()))?;
+                let path = dir.join(format!("journal-{}.jsonl", std::process::id()));
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| format!("journal {}: {e}", path.display()))?;
+                file.try_lock().map_err(|e| format!("journal {}: locked: {e}", path.display()))?;
+                Some((file, path))
+            }
+        };
+        Ok(Self {
+            file: Mutex::new(file),
+            pending: Mutex::new(Vec::new()),
+            written: AtomicU64::new(0),
+            kept: watch::channel(0).0,
+            arrived: Notify::new(),
+        })
+    }
+
+    /// Records of journals left by processes that are gone, oldest file
+    /// first; the files are returned to be deleted once the records are kept.
+    pub fn leftovers(dir: &Path) -> Result<(Vec<LedgerRecord>, Vec<PathBuf>), String> {
+        let mut records = Vec::new();
+        let mut files = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok((records, files)) };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("journal-") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        paths.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        for path in paths {
+            let Ok(file) = File::open(&path) else { continue };
+            if file.try_lock().is_err() {
+                continue; // a live process (an upgrade's old one) owns it
+            }
+            for line in BufReader::new(&file).lines() {
+                let Ok(line) = line else { break };
+                // A line torn by a crash mid-write was never acknowledged.
+                if let Ok(record) = serde_json::from_str::<LedgerRecord>(&line) {
+                    records.push(record);
+                }
+            }
+            files.push(path);
+        }
+        Ok((records, files))
+    }
+
+    /// Takes what is pending for the store.
+    pub(super) fn take(&self) -> Vec<LedgerRecord> {
+        std::mem::take(&mut *lock(&self.pending))
+    }
+
+    /// Puts back a batch the store could not keep.
+    pub(super) fn put_back(&self, mut batch: Vec<LedgerRecord>) {
+        let mut pending = lock(&self.pending);
+        batch.append(&mut pending);
+        *pending = batch;
+    }
+
+    /// Marks `n` more records kept, and empties the file when nothing is
+    /// left pending (taken under the file's lock, so no record can be
+    /// written between the check and the truncation).
+    pub(super) fn kept(&self, n: u64) {
+        let file = lock(&self.file);
+        self.kept.send_modify(|k| *k += n);
+        let Some((file, path)) = &*file else { return };
+        let pending = lock(&self.pending);
+        if pending.is_empty() {
+            if let Err(e) = file.set_len(0) {
+                log::error!(target: "tollgate", "journal {}: cannot empty it: {e}", path.display());
+            }
+        } else if file.metadata().map_or(0, |m| m.len()) > REWRITE_BYTES {
+            let mut lines = Vec::new();
+            for r in pending.iter() {
+                lines.extend(serde_json::to_vec(r).unwrap_or_default());
+                lines.push(b'\n');
+            }
+            if let Err(e) = file.set_len(0).and_then(|()| (&*file).write_all(&lines)) {
+                log::error!(target: "tollgate", "journal {}: cannot rewrite it: {e}", path.display());
+            }
+        }
+    }
+
+    /// Records written and not yet kept by the store.
+    pub fn lag(&self) -> u64 {
+        self.written.load(Ordering::Acquire).saturating_sub(*self.kept.borrow())
+    }
+
+    /// Waits until every record written so far is kept by the store.
+    pub async fn flushed(&self) {
+        let target = self.written.load(Ordering::Acquire);
+        self.arrived.notify_one();
+        let mut kept = self.kept.subscribe();
+        let _ = kept.wait_for(|k| *k >= target).await;
+    }
+}
+
+impl Sink for Journal {
+    fn record(&self, record: LedgerRecord) {
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        {
+            let mut file = lock(&self.file);
+            if let Some((file, path)) = &mut *file {
+                // One write of a whole line: a crash tears at most the last one.
+                if let Err(e) = file.write_all(&line) {
+                    log::error!(target: "tollgate", "journal {}: write failed: {e}", path.display());
+                }
+            }
+            lock(&self.pending).push(record);
+            self.written.fetch_add(1, Ordering::Release);
+        }
+        crate::metrics::journal_written();
+        self.arrived.notify_one();
+    }
+}
