@@ -17,6 +17,7 @@ run() {
   local mock_pid=$!
   TOLLGATE_LISTEN=127.0.0.1:$gw TOLLGATE_METRICS_LISTEN=127.0.0.1:$metrics \
     TOLLGATE_MOCK_URL=http://127.0.0.1:$mock TOLLGATE_DEMO_KEY=sk-bench RUST_LOG=warn \
+    TOLLGATE_ADMIN_LISTEN=127.0.0.1:19814 TOLLGATE_DB="$out.db" \
     valgrind --tool=callgrind --callgrind-out-file="$out" target/release/tollgate serve --config "$CONFIG" \
     >/dev/null 2>&1 &
   local gw_pid=$!

@@ -8,8 +8,11 @@
 //! form of `config`.
 
 pub mod auth;
+pub mod admin;
 pub mod billing;
+pub mod calendar;
 pub mod config;
+pub mod customer;
 pub mod drain;
 pub mod error;
 pub mod exchange;

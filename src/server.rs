@@ -79,6 +79,14 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     }
     server.add_service(proxy);
 
+    if let Some(admin) = &config.admin {
+        let app = crate::admin::AdminApp::new(gateway.clone(), admin.token.clone())
+            .ok_or("admin: the admin API needs billing: configure plans and accounts")?;
+        let mut service = Service::new("tollgate admin".to_string(), app);
+        service.add_tcp(&admin.listen);
+        server.add_service(service);
+    }
+
     if let Some(metrics) = &config.metrics {
         crate::metrics::init();
         let mut service = Service::new("tollgate metrics".to_string(), HttpServer::new_app(MetricsApp));

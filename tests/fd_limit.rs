@@ -31,6 +31,8 @@ fn running_out_of_file_descriptors_is_reported_as_such() {
         .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
         .env("TOLLGATE_MOCK_URL", &mock)
         .env("TOLLGATE_DEMO_KEY", KEY)
+        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TOLLGATE_DB", dir.0.join("t.db"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

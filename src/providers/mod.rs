@@ -144,7 +144,12 @@ impl Provider {
                 let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);
                 format!("{base}/v1beta/models/{model}:{action}")
             }
-            Endpoint::ListModels | Endpoint::GetModel { .. } | Endpoint::Health => base.clone(),
+            Endpoint::ListModels
+            | Endpoint::GetModel { .. }
+            | Endpoint::Whoami
+            | Endpoint::Usage
+            | Endpoint::Generation
+            | Endpoint::Health => base.clone(),
         };
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             path.push('?');

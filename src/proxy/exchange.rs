@@ -14,6 +14,7 @@ use super::reading::next_chunk;
 use super::upstream::{expected_shape, peer_of, response_head, send_request, upstream_head};
 use super::RequestCtx;
 use crate::auth;
+use crate::customer;
 use crate::error::GatewayError;
 use crate::exchange::{
     admit, answers_locally, count_tokens_locally, model_access, plan, plan_with_access, UpstreamPlan,
@@ -97,8 +98,20 @@ async fn serve(
 
     match &route.endpoint {
         Endpoint::ListModels => {
-            let infos: Vec<_> = gateway.catalog.entries().iter().map(|m| m.info()).collect();
+            let models = customer::models_for(gateway, principal.billed.as_deref());
+            let infos: Vec<_> = models.iter().map(|m| m.info()).collect();
             local(session, ctx, 200, models_list::render_list(route.format, &infos)).await
+        }
+        Endpoint::Whoami | Endpoint::Usage | Endpoint::Generation => {
+            let key = principal.billed.as_deref().ok_or_else(|| {
+                GatewayError::RouteNotFound(format!("{}: this gateway bills no accounts", ctx.path))
+            })?;
+            let body = match route.endpoint {
+                Endpoint::Whoami => customer::whoami(gateway, key).await?,
+                Endpoint::Usage => customer::usage(gateway, key).await?,
+                _ => customer::generation(gateway, key, query).await?,
+            };
+            local(session, ctx, 200, body).await
         }
         Endpoint::GetModel { id } => {
             let model = gateway.catalog.resolve(id).ok_or_else(|| GatewayError::ModelNotFound(id.clone()))?;

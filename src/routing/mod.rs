@@ -19,6 +19,12 @@ pub enum Endpoint {
     GenerateContent { model: String, stream: bool },
     ListModels,
     GetModel { id: String },
+    /// The caller's key, account, balance and spend.
+    Whoami,
+    /// The caller's usage today and this month.
+    Usage,
+    /// One request's bill, by its `x-request-id` (`?id=`).
+    Generation,
     Health,
 }
 
@@ -34,6 +40,9 @@ impl Endpoint {
             Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
             Endpoint::ListModels => "list_models",
             Endpoint::GetModel { .. } => "get_model",
+            Endpoint::Whoami => "whoami",
+            Endpoint::Usage => "usage",
+            Endpoint::Generation => "generation",
             Endpoint::Health => "health",
         }
     }
@@ -189,6 +198,18 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
         }
         "/models" => match list_format(formats, hints) {
             Some(f) => get_only(method, f, Endpoint::ListModels),
+            None => Match::None,
+        },
+        "/whoami" | "/usage" | "/generation" => match list_format(formats, hints) {
+            Some(f) => get_only(
+                method,
+                f,
+                match rest {
+                    "/whoami" => Endpoint::Whoami,
+                    "/usage" => Endpoint::Usage,
+                    _ => Endpoint::Generation,
+                },
+            ),
             None => Match::None,
         },
         _ => match rest.strip_prefix("/models/") {

@@ -28,6 +28,10 @@ impl Drop for Proc {
 
 pub struct Stack {
     pub gateway: String,
+    /// The admin API (token `tollgate-admin-demo` on the demo config).
+    pub admin: String,
+    /// The gateway's SQLite file.
+    pub db: PathBuf,
     pub metrics: String,
     pub mock: String,
     /// Where the gateway's stderr (its logs) goes, when asked for.
@@ -158,6 +162,9 @@ impl Stack {
         let (mock, mock_child) = start_mock();
         let port = free_port();
         let metrics_port = free_port();
+        let admin_port = free_port();
+        let dir = Some(dir.unwrap_or_else(TempDir::new));
+        let db = dir.as_ref().unwrap().0.join("tollgate.db");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         cmd.args(["serve", "--config"])
             .arg(config)
@@ -165,6 +172,8 @@ impl Stack {
             .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .env("TOLLGATE_MOCK_URL", &mock)
             .env("TOLLGATE_DEMO_KEY", KEY)
+            .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("TOLLGATE_DB", &db)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         for (k, v) in env {
@@ -178,6 +187,8 @@ impl Stack {
         wait_for(&gateway);
         Self {
             gateway,
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            db,
             metrics: format!("http://127.0.0.1:{metrics_port}"),
             mock,
             log: None,

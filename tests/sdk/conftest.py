@@ -2,7 +2,9 @@
 
 import os
 import socket
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +34,8 @@ def wait_for(port: int) -> None:
 
 class Stack:
     def __init__(self, config: str = "conf/demo.yaml", **extra_env: str) -> None:
-        mock_port, gw_port, metrics_port = free_port(), free_port(), free_port()
+        mock_port, gw_port, metrics_port, admin_port = free_port(), free_port(), free_port(), free_port()
+        self.dir = tempfile.mkdtemp(prefix="tollgate-sdk-")
         self.mock = subprocess.Popen(
             [str(TARGET / "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}"],
             stdout=subprocess.DEVNULL,
@@ -44,6 +47,8 @@ class Stack:
             TOLLGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}",
             TOLLGATE_MOCK_URL=f"http://127.0.0.1:{mock_port}",
             TOLLGATE_DEMO_KEY=KEY,
+            TOLLGATE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}",
+            TOLLGATE_DB=os.path.join(self.dir, "tollgate.db"),
             RUST_LOG="warn",
             **extra_env,
         )
@@ -56,6 +61,7 @@ class Stack:
         self.url = f"http://127.0.0.1:{gw_port}"
         self.mock_url = f"http://127.0.0.1:{mock_port}"
         self.metrics_url = f"http://127.0.0.1:{metrics_port}"
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
         self.key = KEY
 
     def stop(self) -> None:
@@ -65,6 +71,7 @@ class Stack:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

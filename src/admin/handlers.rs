@@ -1,0 +1,402 @@
+//! The admin API's handlers: each validates its input, changes the store,
+//! then the in-memory state the request path reads (or, for money, goes
+//! through `billing`, whose journal reaches the store).
+
+use super::types::*;
+use super::{AdminError, AdminState};
+use crate::billing::{AccountState, NanoUsd, Status};
+use crate::calendar::format_time;
+use crate::store::boot::{key_state, plan_or_none};
+use crate::store::{AccountPatch, KeyPatch, KeyRecord, NewKey, UsageFilter};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use std::sync::Arc;
+
+type Answer<T> = Result<Json<T>, AdminError>;
+type Created<T> = Result<(StatusCode, Json<T>), AdminError>;
+
+fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
+    u64::try_from(id).ok().and_then(|id| state.billing.directory.account(id)).ok_or_else(|| AdminError::not_found("account"))
+}
+
+async fn spent(state: &AdminState, account: i64) -> Result<i64, AdminError> {
+    state.journal.flushed().await;
+    let filter = UsageFilter { account, ..UsageFilter::default() };
+    let rows = state.store.run(move |s| async move { s.usage(&filter).await }).await?;
+    Ok(rows.iter().map(|r| r.cost_nano_usd).sum())
+}
+
+async fn account_view(state: &AdminState, account: &AccountState) -> Result<AccountView, AdminError> {
+    let balance = state.billing.available(account.id);
+    let held = state.billing.wallets().lots_available(account.id).0 - balance.0;
+    Ok(AccountView {
+        id: account.id as i64,
+        name: account.name.to_string(),
+        plan: account.plan.name.clone(),
+        status: account.status.as_str().into(),
+        trial_ends_at: account.trial_ends_at.map(|t| format_time(t as i64)),
+        balance_credits: balance.credits(),
+        balance_nano_usd: balance.0,
+        held_nano_usd: held.max(0),
+        spent_nano_usd: spent(state, account.id as i64).await?,
+    })
+}
+
+#[utoipa::path(post, path = "/admin/v1/accounts", request_body = CreateAccount,
+    responses((status = 201, body = AccountView), (status = 400), (status = 401)))]
+pub async fn create_account(State(state): State<AdminState>, Json(body): Json<CreateAccount>) -> Created<AccountView> {
+    let plan = state.billing.plan(&body.plan).cloned().ok_or_else(|| AdminError::bad(format!("no plan named '{}'", body.plan)))?;
+    if body.name.trim().is_empty() {
+        return Err(AdminError::bad("'name' cannot be empty"));
+    }
+    let now = state.billing.now_ms() as i64;
+    let trial_ends_at = match &body.trial_ends_at {
+        Some(t) => Some(t.millis().map_err(AdminError::bad)?),
+        None => plan.trial_days.map(|days| now + i64::from(days) * 86_400_000),
+    };
+    let (name, plan_name) = (body.name.clone(), body.plan.clone());
+    let account = state
+        .store
+        .run(move |s| async move {
+            if s.account_named(&name).await?.is_some() {
+                return Ok(None);
+            }
+            s.create_account(&name, &plan_name, trial_ends_at, now).await.map(Some)
+        })
+        .await?
+        .ok_or_else(|| AdminError(StatusCode::CONFLICT, "account_exists", format!("an account named '{}' exists", body.name)))?;
+    let state_account = state.billing.directory.put_account(AccountState {
+        id: account.id as u64,
+        name: Arc::from(account.name.as_str()),
+        plan,
+        status: Status::Active,
+        trial_ends_at: trial_ends_at.map(|t| t as u64),
+    });
+    Ok((StatusCode::CREATED, Json(account_view(&state, &state_account).await?)))
+}
+
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = AccountView), (status = 404)))]
+pub async fn get_account(State(state): State<AdminState>, Path(id): Path<i64>) -> Answer<AccountView> {
+    let account = account_of(&state, id)?;
+    Ok(Json(account_view(&state, &account).await?))
+}
+
+#[utoipa::path(patch, path = "/admin/v1/accounts/{id}", params(("id" = i64, Path)), request_body = PatchAccount,
+    responses((status = 200, body = AccountView), (status = 400), (status = 404)))]
+pub async fn patch_account(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Json(body): Json<PatchAccount>,
+) -> Answer<AccountView> {
+    let current = account_of(&state, id)?;
+    if let Some(plan) = &body.plan {
+        if state.billing.plan(plan).is_none() {
+            return Err(AdminError::bad(format!("no plan named '{plan}'")));
+        }
+    }
+    let status = match body.status.as_deref() {
+        None => None,
+        Some(s @ ("active" | "suspended")) => Some(s.to_string()),
+        Some(other) => return Err(AdminError::bad(format!("status must be 'active' or 'suspended', not '{other}'"))),
+    };
+    let trial = match &body.trial_ends_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(t)) => Some(Some(t.millis().map_err(AdminError::bad)?)),
+    };
+    let patch = AccountPatch { plan: body.plan.clone(), status, trial_ends_at: trial };
+    let kept = state
+        .store
+        .run(move |s| async move { s.update_account(id, &patch).await })
+        .await?
+        .ok_or_else(|| AdminError::not_found("account"))?;
+    let next = state.billing.directory.put_account(AccountState {
+        id: current.id,
+        name: current.name.clone(),
+        plan: plan_or_none(&state.billing, &kept.plan),
+        status: Status::parse(&kept.status).unwrap_or(Status::Suspended),
+        trial_ends_at: kept.trial_ends_at.map(|t| t as u64),
+    });
+    Ok(Json(account_view(&state, &next).await?))
+}
+
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/topups", params(("id" = i64, Path)), request_body = Topup,
+    responses((status = 200, body = TopupView), (status = 400), (status = 404)))]
+pub async fn topup(State(state): State<AdminState>, Path(id): Path<i64>, Json(body): Json<Topup>) -> Answer<TopupView> {
+    let account = account_of(&state, id)?;
+    let paid = body.amount_usd.nano().map_err(AdminError::bad)?;
+    if paid.0 <= 0 {
+        return Err(AdminError::bad("'amount_usd' must be more than zero"));
+    }
+    if !(1..=100).contains(&body.multiplier) {
+        return Err(AdminError::bad("'multiplier' must be a whole number from 1 to 100"));
+    }
+    if body.idempotency_key.is_empty() || body.idempotency_key.len() > 200 {
+        return Err(AdminError::bad("'idempotency_key' must be 1 to 200 characters"));
+    }
+    let credited =
+        state.billing.topup(account.id, paid, body.multiplier, &body.idempotency_key).map_err(AdminError::bad)?;
+    let balance = state.billing.available(account.id);
+    Ok(Json(TopupView {
+        balance_credits: balance.credits(),
+        balance_nano_usd: balance.0,
+        credited_nano_usd: credited.map_or(0, |c| c.0),
+        duplicate: credited.is_none(),
+    }))
+}
+
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", params(("id" = i64, Path)), request_body = Adjustment,
+    responses((status = 200, body = TopupView), (status = 400), (status = 404)))]
+pub async fn adjust(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Json(body): Json<Adjustment>,
+) -> Answer<TopupView> {
+    let account = account_of(&state, id)?;
+    let amount = body.amount_usd.nano().map_err(AdminError::bad)?;
+    if amount.0 == 0 || body.idempotency_key.is_empty() {
+        return Err(AdminError::bad("an adjustment needs a non-zero 'amount_usd' and an 'idempotency_key'"));
+    }
+    let key = format!("adjust:{}:{}", account.id, body.idempotency_key);
+    let fresh = state.billing.adjust(account.id, amount, &key).map_err(AdminError::bad)?;
+    let balance = state.billing.available(account.id);
+    Ok(Json(TopupView {
+        balance_credits: balance.credits(),
+        balance_nano_usd: balance.0,
+        credited_nano_usd: if fresh { amount.0 } else { 0 },
+        duplicate: !fresh,
+    }))
+}
+
+fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> KeyView {
+    let spend = state.billing.key_spent(k.id);
+    KeyView {
+        id: k.id as i64,
+        account_id: k.account as i64,
+        name: k.name.to_string(),
+        prefix: k.prefix.clone(),
+        status: k.status.as_str().into(),
+        expires_at: k.expires_at.map(|t| format_time(t as i64)),
+        spend_cap_nano_usd: k.spend_cap.map(|c| c.0),
+        spend_cap_micro_usd: k.spend_cap.map(NanoUsd::micro_usd),
+        spend_nano_usd: spend.0,
+        spend_micro_usd: spend.micro_usd(),
+        models: k.models.clone(),
+        fallback_model: k.fallback_model.clone(),
+        created_at: format_time(k.created_at as i64),
+        last_used_at: k.last_used().map(|t| format_time(t as i64)),
+    }
+}
+
+fn check_models(state: &AdminState, models: Option<&Vec<String>>, fallback: Option<&String>) -> Result<(), AdminError> {
+    if let Some(models) = models {
+        if models.iter().any(|m| m.is_empty()) {
+            return Err(AdminError::bad("'models' cannot hold an empty id"));
+        }
+    }
+    if let Some(f) = fallback {
+        if state.gateway.catalog.resolve(f).is_none() {
+            return Err(AdminError::bad(format!("'fallback_model': no model '{f}'")));
+        }
+    }
+    Ok(())
+}
+
+fn cap_of(cap: Option<&UsdInput>) -> Result<Option<NanoUsd>, AdminError> {
+    cap.map(|c| c.nano().map_err(AdminError::bad))
+        .transpose()?
+        .map(|c| if c.0 < 0 { Err(AdminError::bad("'spend_cap_usd' cannot be negative")) } else { Ok(c) })
+        .transpose()
+}
+
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/keys", params(("id" = i64, Path)), request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 400), (status = 404)))]
+pub async fn create_key(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Json(body): Json<CreateKey>,
+) -> Created<CreatedKey> {
+    let account = account_of(&state, id)?;
+    check_models(&state, body.models.as_ref(), body.fallback_model.as_ref())?;
+    let new = NewKey {
+        name: body.name.clone(),
+        spend_cap: cap_of(body.spend_cap_usd.as_ref())?,
+        models: body.models.clone(),
+        fallback_model: body.fallback_model.clone(),
+        expires_at: body.expires_at.as_ref().map(TimeInput::millis).transpose().map_err(AdminError::bad)?,
+    };
+    let prefix = state.billing.options.key_prefix.clone();
+    let key = crate::store::new_key(&prefix)?;
+    let digest = crate::auth::digest(key.expose());
+    let shown = crate::store::shown_prefix(&prefix, key.expose());
+    let now = state.billing.now_ms() as i64;
+    let account_id = account.id as i64;
+    let shown_kept = shown.clone();
+    let record = state
+        .store
+        .run(move |s| async move { s.insert_key(account_id, &shown_kept, &digest, &new, now).await })
+        .await?;
+    state.billing.directory.put_key(digest, key_state(&record));
+    Ok((StatusCode::CREATED, Json(CreatedKey { id: record.id, key: key.expose().to_string(), prefix: shown })))
+}
+
+fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeyState>, AdminError> {
+    u64::try_from(id).ok().and_then(|id| state.billing.directory.key_by_id(id)).ok_or_else(|| AdminError::not_found("key"))
+}
+
+#[utoipa::path(get, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = KeyView), (status = 404)))]
+pub async fn get_key(State(state): State<AdminState>, Path(id): Path<i64>) -> Answer<KeyView> {
+    let key = key_of(&state, id)?;
+    Ok(Json(key_view(&state, &key)))
+}
+
+async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyView> {
+    key_of(state, id)?;
+    let record: KeyRecord = state
+        .store
+        .run(move |s| async move { s.update_key(id, &patch).await })
+        .await?
+        .ok_or_else(|| AdminError::not_found("key"))?;
+    let fresh = key_state(&record);
+    let next = state
+        .billing
+        .directory
+        .change_key(id as u64, |k| {
+            k.name = fresh.name.clone();
+            k.status = fresh.status;
+            k.expires_at = fresh.expires_at;
+            k.spend_cap = fresh.spend_cap;
+            k.models = fresh.models.clone();
+            k.fallback_model = fresh.fallback_model.clone();
+        })
+        .ok_or_else(|| AdminError::not_found("key"))?;
+    Ok(Json(key_view(state, &next)))
+}
+
+#[utoipa::path(patch, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)), request_body = PatchKey,
+    responses((status = 200, body = KeyView), (status = 400), (status = 404)))]
+pub async fn patch_key(State(state): State<AdminState>, Path(id): Path<i64>, Json(body): Json<PatchKey>) -> Answer<KeyView> {
+    let status = match body.status.as_deref() {
+        None => None,
+        Some(s @ ("active" | "revoked")) => Some(s.to_string()),
+        Some(other) => return Err(AdminError::bad(format!("status must be 'active' or 'revoked', not '{other}'"))),
+    };
+    check_models(&state, body.models.as_ref().and_then(Option::as_ref), body.fallback_model.as_ref().and_then(Option::as_ref))?;
+    let spend_cap = match &body.spend_cap_usd {
+        None => None,
+        Some(cap) => Some(cap_of(cap.as_ref())?),
+    };
+    let expires_at = match &body.expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(t)) => Some(Some(t.millis().map_err(AdminError::bad)?)),
+    };
+    let patch = KeyPatch {
+        name: body.name.clone(),
+        status,
+        spend_cap,
+        models: body.models.clone(),
+        fallback_model: body.fallback_model.clone(),
+        expires_at,
+    };
+    change_key(&state, id, patch).await
+}
+
+#[utoipa::path(delete, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = KeyView, description = "revoked: the next request with it gets 401"), (status = 404)))]
+pub async fn revoke_key(State(state): State<AdminState>, Path(id): Path<i64>) -> Answer<KeyView> {
+    change_key(&state, id, KeyPatch { status: Some("revoked".into()), ..KeyPatch::default() }).await
+}
+
+#[utoipa::path(get, path = "/admin/v1/ledger", params(AccountQuery),
+    responses((status = 200, body = LedgerView), (status = 404)))]
+pub async fn ledger(State(state): State<AdminState>, Query(q): Query<AccountQuery>) -> Answer<LedgerView> {
+    account_of(&state, q.account)?;
+    state.journal.flushed().await;
+    let account = q.account;
+    let rows = state.store.run(move |s| async move { s.ledger(account).await }).await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| LedgerEntryView {
+            kind: r.kind,
+            amount_nano_usd: r.amount_nano_usd,
+            paid_nano_usd: r.paid_nano_usd,
+            key_id: r.key_id,
+            model: r.model,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cached_tokens: r.cached_tokens,
+            estimated: r.estimated,
+            request_id: r.request_id,
+            at: format_time(r.at),
+        })
+        .collect();
+    Ok(Json(LedgerView { entries }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/usage", params(UsageQuery),
+    responses((status = 200, body = UsageView), (status = 404)))]
+pub async fn usage(State(state): State<AdminState>, Query(q): Query<UsageQuery>) -> Answer<UsageView> {
+    account_of(&state, q.account)?;
+    state.journal.flushed().await;
+    let filter = UsageFilter { account: q.account, key_id: q.key, model: q.model.clone(), day: q.day.clone(), since: None };
+    let rows = state.store.run(move |s| async move { s.usage(&filter).await }).await?;
+    let mut total = UsageLine { day: "all".into(), model: "all".into(), ..UsageLine::default() };
+    let usage = rows
+        .into_iter()
+        .map(|r| {
+            total.requests += r.requests;
+            total.input_tokens += r.input_tokens;
+            total.output_tokens += r.output_tokens;
+            total.cached_tokens += r.cached_tokens;
+            total.cost_nano_usd += r.cost_nano_usd;
+            UsageLine {
+                day: r.day,
+                model: r.model,
+                requests: r.requests,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                cached_tokens: r.cached_tokens,
+                cost_nano_usd: r.cost_nano_usd,
+            }
+        })
+        .collect();
+    Ok(Json(UsageView { account: q.account, usage, total }))
+}
+
+/// `n` nano-USD per million tokens as an exact decimal of nano-USD per token.
+fn per_token(n: NanoUsd) -> Box<serde_json::value::RawValue> {
+    let (whole, fraction) = (n.0 / 1_000_000, n.0 % 1_000_000);
+    let text = if fraction == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{fraction:06}").trim_end_matches('0'))
+    };
+    serde_json::value::RawValue::from_string(text).unwrap_or_else(|_| Box::default())
+}
+
+#[utoipa::path(get, path = "/admin/v1/models", responses((status = 200, body = ModelsView)))]
+pub async fn models(State(state): State<AdminState>) -> Json<ModelsView> {
+    let models = state
+        .gateway
+        .catalog
+        .entries()
+        .iter()
+        .map(|m| ModelPriceView {
+            id: m.id.to_string(),
+            status: if m.status == crate::config::ModelStatus::ComingSoon { "coming_soon" } else { "live" }.into(),
+            price_nano_usd: m.price.map(|p| PriceView {
+                input: per_token(p.input),
+                output: per_token(p.output),
+                cache_read: per_token(p.cache_read),
+                cache_write: per_token(p.cache_write),
+                per_image: p.per_image.0,
+                per_request: p.per_request.0,
+            }),
+        })
+        .collect();
+    Json(ModelsView { models })
+}

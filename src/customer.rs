@@ -1,0 +1,173 @@
+//! The customer endpoints a key may call about itself, under every mount:
+//! `whoami` (the fields of both seed 003's and seed 004's, so dashboards
+//! written for either work), `usage` (seed 002's shape), `generation`
+//! (one request's bill) and the model list filtered to what the key may
+//! call. Amounts are integers (nano- or micro-USD) with exact decimal
+//! dollar figures beside them, written from integers, never from floats.
+
+use crate::billing::{Billing, KeyState, NanoUsd};
+use crate::calendar::{format_time, start_of_day, start_of_month};
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, ModelEntry};
+use crate::store::{UsageFilter, UsageRow};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Dollars as an exact JSON number (`12.45`), written from nano-USD.
+fn usd(n: NanoUsd) -> Value {
+    RawValue::from_string(n.to_string())
+        .ok()
+        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn money(gateway: &Gateway) -> Result<(&Arc<Billing>, &crate::store::boot::Money), GatewayError> {
+    match (&gateway.billing, &gateway.money) {
+        (Some(b), Some(m)) => Ok((b, m)),
+        _ => Err(GatewayError::RouteNotFound("this gateway bills no accounts".into())),
+    }
+}
+
+async fn usage_rows(gateway: &Gateway, filter: UsageFilter) -> Result<Vec<UsageRow>, GatewayError> {
+    let (_, m) = money(gateway)?;
+    m.journal.flushed().await;
+    m.store.run(move |s| async move { s.usage(&filter).await }).await.map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+fn slug(name: &str) -> String {
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    s.trim_matches('-').to_string()
+}
+
+pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
+    let (billing, _) = money(gateway)?;
+    let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
+    let rows = usage_rows(gateway, UsageFilter { account: account.id as i64, ..UsageFilter::default() }).await?;
+    let mut per_model = Map::new();
+    let (mut input, mut output, mut spent) = (0i64, 0i64, 0i64);
+    for r in &rows {
+        input += r.input_tokens;
+        output += r.output_tokens;
+        spent += r.cost_nano_usd;
+        let entry = per_model.entry(r.model.clone()).or_insert_with(|| {
+            json!({"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "requests": 0, "spent_nano_usd": 0})
+        });
+        for (field, n) in [
+            ("input_tokens", r.input_tokens),
+            ("output_tokens", r.output_tokens),
+            ("cached_tokens", r.cached_tokens),
+            ("requests", r.requests),
+            ("spent_nano_usd", r.cost_nano_usd),
+        ] {
+            entry[field] = json!(entry[field].as_i64().unwrap_or(0) + n);
+        }
+    }
+    for entry in per_model.values_mut() {
+        entry["spent_usd"] = usd(NanoUsd(entry["spent_nano_usd"].as_i64().unwrap_or(0)));
+    }
+    let balance = billing.available(account.id);
+    let key_spend = billing.key_spent(key.id);
+    let body = json!({
+        "auth": "api_key",
+        "token": format!("{}...", key.prefix),
+        "org": {"id": account.id.to_string(), "name": &*account.name, "slug": slug(&account.name)},
+        "account": {
+            "id": account.id,
+            "name": &*account.name,
+            "plan": account.plan.name,
+            "status": account.status.as_str(),
+            "trial_ends_at": account.trial_ends_at.map(|t| format_time(t as i64)),
+        },
+        "plan": account.plan.name,
+        "balance_usd": usd(balance),
+        "balance_nano_usd": balance.0,
+        "balance_micro_usd": balance.micro_usd(),
+        "balance_credits": balance.credits(),
+        "total_spent_usd": usd(NanoUsd(spent)),
+        "total_spent_nano_usd": spent,
+        "total_input_tokens": input,
+        "total_output_tokens": output,
+        "per_model": per_model,
+        "api_key": {
+            "id": key.id.to_string(),
+            "name": &*key.name,
+            "prefix": key.prefix,
+            "spend_micro_usd": key_spend.micro_usd(),
+            "spend_nano_usd": key_spend.0,
+            "spend_cap_micro_usd": key.spend_cap.map(NanoUsd::micro_usd),
+            "spend_cap_nano_usd": key.spend_cap.map(|c| c.0),
+            "fallback_model": key.fallback_model,
+            "models": key.models,
+            "expires_at": key.expires_at.map(|t| format_time(t as i64)),
+        },
+    });
+    Ok(body.to_string().into_bytes())
+}
+
+pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
+    let (billing, _) = money(gateway)?;
+    let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
+    let now = billing.now_ms() as i64;
+    let filter = UsageFilter { account: account.id as i64, since: Some(start_of_month(now)), ..UsageFilter::default() };
+    let rows = usage_rows(gateway, filter).await?;
+    let today = crate::calendar::day(start_of_day(now));
+    let used: i64 = rows.iter().filter(|r| r.day == today).map(|r| r.requests).sum();
+    let sum = |f: fn(&UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
+    let cost = NanoUsd(sum(|r| r.cost_nano_usd));
+    let body = json!({
+        // The daily limit comes with the plan's rate limits (issue #11).
+        "today": {"used": used, "limit": Value::Null},
+        "month": {
+            "requests": sum(|r| r.requests),
+            "tokensIn": sum(|r| r.input_tokens),
+            "tokensOut": sum(|r| r.output_tokens),
+            "cost": usd(cost),
+            "cost_nano_usd": cost.0,
+        },
+        "plan": account.plan.name,
+    });
+    Ok(body.to_string().into_bytes())
+}
+
+pub async fn generation(gateway: &Gateway, key: &KeyState, query: Option<&str>) -> Result<Vec<u8>, GatewayError> {
+    let (_, m) = money(gateway)?;
+    let id = query
+        .and_then(|q| crate::auth::query_param(q, "id"))
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| GatewayError::BadRequest("give the request's id as '?id=<x-request-id>'".into()))?;
+    m.journal.flushed().await;
+    let lookup = id.clone();
+    let found = m
+        .store
+        .run(move |s| async move { s.generation(&lookup).await })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .filter(|g| g.account_id == key.account as i64)
+        .ok_or_else(|| GatewayError::NotFound(format!("A billed request with id '{id}'")))?;
+    let cost = NanoUsd(-found.row.amount_nano_usd);
+    let body = json!({
+        "id": id,
+        "model": found.row.model,
+        "input_tokens": found.row.input_tokens.unwrap_or(0),
+        "output_tokens": found.row.output_tokens.unwrap_or(0),
+        "cached_tokens": found.row.cached_tokens.unwrap_or(0),
+        "cost_nano_usd": cost.0,
+        "cost_usd": usd(cost),
+        "estimated": found.row.estimated,
+        "created_at": format_time(found.row.at),
+    });
+    Ok(body.to_string().into_bytes())
+}
+
+/// The models `key` may call (a fallback-served model counts too, as the
+/// key can use it), in the catalog's order.
+pub fn models_for<'a>(gateway: &'a Gateway, key: Option<&KeyState>) -> Vec<&'a Arc<ModelEntry>> {
+    let entries = gateway.catalog.entries().iter();
+    match (&gateway.billing, key) {
+        (Some(billing), Some(key)) => entries
+            .filter(|m| m.status == crate::config::ModelStatus::ComingSoon || billing.access(key, &m.id).is_ok())
+            .collect(),
+        _ => entries.collect(),
+    }
+}
