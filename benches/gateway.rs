@@ -169,8 +169,11 @@ fn main() {
             .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))
             .env("TOLLGATE_DEMO_KEY", KEY)
-                    .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
-                    .env("TOLLGATE_DB", std::env::temp_dir().join(format!("tollgate-bench-{}.db", std::process::id())))
+            .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "TOLLGATE_DB",
+                std::env::temp_dir().join(format!("tollgate-bench-{}.db", std::process::id())),
+            )
             .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -44,7 +44,8 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         return Err(bad());
     }
     let millis = fraction.get(..fraction.len().min(3)).unwrap_or("");
-    let millis = if millis.is_empty() { 0 } else { number(Some(millis))? * 10_i64.pow(3 - millis.len() as u32) };
+    let millis =
+        if millis.is_empty() { 0 } else { number(Some(millis))? * 10_i64.pow(3 - millis.len() as u32) };
     Ok((days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s) * 1000 + millis)
 }
 

@@ -32,18 +32,23 @@ fn money(gateway: &Gateway) -> Result<(&Arc<Billing>, &crate::store::boot::Money
 async fn usage_rows(gateway: &Gateway, filter: UsageFilter) -> Result<Vec<UsageRow>, GatewayError> {
     let (_, m) = money(gateway)?;
     m.journal.flushed().await;
-    m.store.run(move |s| async move { s.usage(&filter).await }).await.map_err(|e| GatewayError::Internal(e.to_string()))
+    m.store
+        .run(move |s| async move { s.usage(&filter).await })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))
 }
 
 fn slug(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     s.trim_matches('-').to_string()
 }
 
 pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
     let (billing, _) = money(gateway)?;
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
-    let rows = usage_rows(gateway, UsageFilter { account: account.id as i64, ..UsageFilter::default() }).await?;
+    let rows =
+        usage_rows(gateway, UsageFilter { account: account.id as i64, ..UsageFilter::default() }).await?;
     let mut per_model = Map::new();
     let (mut input, mut output, mut spent) = (0i64, 0i64, 0i64);
     for r in &rows {
@@ -109,7 +114,11 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     let (billing, _) = money(gateway)?;
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
     let now = billing.now_ms() as i64;
-    let filter = UsageFilter { account: account.id as i64, since: Some(start_of_month(now)), ..UsageFilter::default() };
+    let filter = UsageFilter {
+        account: account.id as i64,
+        since: Some(start_of_month(now)),
+        ..UsageFilter::default()
+    };
     let rows = usage_rows(gateway, filter).await?;
     let today = crate::calendar::day(start_of_day(now));
     let used: i64 = rows.iter().filter(|r| r.day == today).map(|r| r.requests).sum();
@@ -130,7 +139,11 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     Ok(body.to_string().into_bytes())
 }
 
-pub async fn generation(gateway: &Gateway, key: &KeyState, query: Option<&str>) -> Result<Vec<u8>, GatewayError> {
+pub async fn generation(
+    gateway: &Gateway,
+    key: &KeyState,
+    query: Option<&str>,
+) -> Result<Vec<u8>, GatewayError> {
     let (_, m) = money(gateway)?;
     let id = query
         .and_then(|q| crate::auth::query_param(q, "id"))
@@ -166,7 +179,9 @@ pub fn models_for<'a>(gateway: &'a Gateway, key: Option<&KeyState>) -> Vec<&'a A
     let entries = gateway.catalog.entries().iter();
     match (&gateway.billing, key) {
         (Some(billing), Some(key)) => entries
-            .filter(|m| m.status == crate::config::ModelStatus::ComingSoon || billing.access(key, &m.id).is_ok())
+            .filter(|m| {
+                m.status == crate::config::ModelStatus::ComingSoon || billing.access(key, &m.id).is_ok()
+            })
             .collect(),
         _ => entries.collect(),
     }

@@ -7,8 +7,8 @@
 //! `exchange` plans each upstream call; `gateway` is the validated runtime
 //! form of `config`.
 
-pub mod auth;
 pub mod admin;
+pub mod auth;
 pub mod billing;
 pub mod calendar;
 pub mod config;

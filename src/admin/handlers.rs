@@ -17,7 +17,10 @@ type Answer<T> = Result<Json<T>, AdminError>;
 type Created<T> = Result<(StatusCode, Json<T>), AdminError>;
 
 fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
-    u64::try_from(id).ok().and_then(|id| state.billing.directory.account(id)).ok_or_else(|| AdminError::not_found("account"))
+    u64::try_from(id)
+        .ok()
+        .and_then(|id| state.billing.directory.account(id))
+        .ok_or_else(|| AdminError::not_found("account"))
 }
 
 async fn spent(state: &AdminState, account: i64) -> Result<i64, AdminError> {
@@ -45,8 +48,15 @@ async fn account_view(state: &AdminState, account: &AccountState) -> Result<Acco
 
 #[utoipa::path(post, path = "/admin/v1/accounts", request_body = CreateAccount,
     responses((status = 201, body = AccountView), (status = 400), (status = 401)))]
-pub async fn create_account(State(state): State<AdminState>, Json(body): Json<CreateAccount>) -> Created<AccountView> {
-    let plan = state.billing.plan(&body.plan).cloned().ok_or_else(|| AdminError::bad(format!("no plan named '{}'", body.plan)))?;
+pub async fn create_account(
+    State(state): State<AdminState>,
+    Json(body): Json<CreateAccount>,
+) -> Created<AccountView> {
+    let plan = state
+        .billing
+        .plan(&body.plan)
+        .cloned()
+        .ok_or_else(|| AdminError::bad(format!("no plan named '{}'", body.plan)))?;
     if body.name.trim().is_empty() {
         return Err(AdminError::bad("'name' cannot be empty"));
     }
@@ -65,7 +75,13 @@ pub async fn create_account(State(state): State<AdminState>, Json(body): Json<Cr
             s.create_account(&name, &plan_name, trial_ends_at, now).await.map(Some)
         })
         .await?
-        .ok_or_else(|| AdminError(StatusCode::CONFLICT, "account_exists", format!("an account named '{}' exists", body.name)))?;
+        .ok_or_else(|| {
+            AdminError(
+                StatusCode::CONFLICT,
+                "account_exists",
+                format!("an account named '{}' exists", body.name),
+            )
+        })?;
     let state_account = state.billing.directory.put_account(AccountState {
         id: account.id as u64,
         name: Arc::from(account.name.as_str()),
@@ -99,7 +115,9 @@ pub async fn patch_account(
     let status = match body.status.as_deref() {
         None => None,
         Some(s @ ("active" | "suspended")) => Some(s.to_string()),
-        Some(other) => return Err(AdminError::bad(format!("status must be 'active' or 'suspended', not '{other}'"))),
+        Some(other) => {
+            return Err(AdminError::bad(format!("status must be 'active' or 'suspended', not '{other}'")))
+        }
     };
     let trial = match &body.trial_ends_at {
         None => None,
@@ -124,7 +142,11 @@ pub async fn patch_account(
 
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/topups", params(("id" = i64, Path)), request_body = Topup,
     responses((status = 200, body = TopupView), (status = 400), (status = 404)))]
-pub async fn topup(State(state): State<AdminState>, Path(id): Path<i64>, Json(body): Json<Topup>) -> Answer<TopupView> {
+pub async fn topup(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Json(body): Json<Topup>,
+) -> Answer<TopupView> {
     let account = account_of(&state, id)?;
     let paid = body.amount_usd.nano().map_err(AdminError::bad)?;
     if paid.0 <= 0 {
@@ -136,8 +158,10 @@ pub async fn topup(State(state): State<AdminState>, Path(id): Path<i64>, Json(bo
     if body.idempotency_key.is_empty() || body.idempotency_key.len() > 200 {
         return Err(AdminError::bad("'idempotency_key' must be 1 to 200 characters"));
     }
-    let credited =
-        state.billing.topup(account.id, paid, body.multiplier, &body.idempotency_key).map_err(AdminError::bad)?;
+    let credited = state
+        .billing
+        .topup(account.id, paid, body.multiplier, &body.idempotency_key)
+        .map_err(AdminError::bad)?;
     let balance = state.billing.available(account.id);
     Ok(Json(TopupView {
         balance_credits: balance.credits(),
@@ -190,7 +214,11 @@ fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> KeyView {
     }
 }
 
-fn check_models(state: &AdminState, models: Option<&Vec<String>>, fallback: Option<&String>) -> Result<(), AdminError> {
+fn check_models(
+    state: &AdminState,
+    models: Option<&Vec<String>>,
+    fallback: Option<&String>,
+) -> Result<(), AdminError> {
     if let Some(models) = models {
         if models.iter().any(|m| m.is_empty()) {
             return Err(AdminError::bad("'models' cannot hold an empty id"));
@@ -239,11 +267,17 @@ pub async fn create_key(
         .run(move |s| async move { s.insert_key(account_id, &shown_kept, &digest, &new, now).await })
         .await?;
     state.billing.directory.put_key(digest, key_state(&record));
-    Ok((StatusCode::CREATED, Json(CreatedKey { id: record.id, key: key.expose().to_string(), prefix: shown })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey { id: record.id, key: key.expose().to_string(), prefix: shown }),
+    ))
 }
 
 fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeyState>, AdminError> {
-    u64::try_from(id).ok().and_then(|id| state.billing.directory.key_by_id(id)).ok_or_else(|| AdminError::not_found("key"))
+    u64::try_from(id)
+        .ok()
+        .and_then(|id| state.billing.directory.key_by_id(id))
+        .ok_or_else(|| AdminError::not_found("key"))
 }
 
 #[utoipa::path(get, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)),
@@ -278,13 +312,23 @@ async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyV
 
 #[utoipa::path(patch, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)), request_body = PatchKey,
     responses((status = 200, body = KeyView), (status = 400), (status = 404)))]
-pub async fn patch_key(State(state): State<AdminState>, Path(id): Path<i64>, Json(body): Json<PatchKey>) -> Answer<KeyView> {
+pub async fn patch_key(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    Json(body): Json<PatchKey>,
+) -> Answer<KeyView> {
     let status = match body.status.as_deref() {
         None => None,
         Some(s @ ("active" | "revoked")) => Some(s.to_string()),
-        Some(other) => return Err(AdminError::bad(format!("status must be 'active' or 'revoked', not '{other}'"))),
+        Some(other) => {
+            return Err(AdminError::bad(format!("status must be 'active' or 'revoked', not '{other}'")))
+        }
     };
-    check_models(&state, body.models.as_ref().and_then(Option::as_ref), body.fallback_model.as_ref().and_then(Option::as_ref))?;
+    check_models(
+        &state,
+        body.models.as_ref().and_then(Option::as_ref),
+        body.fallback_model.as_ref().and_then(Option::as_ref),
+    )?;
     let spend_cap = match &body.spend_cap_usd {
         None => None,
         Some(cap) => Some(cap_of(cap.as_ref())?),
@@ -342,7 +386,13 @@ pub async fn ledger(State(state): State<AdminState>, Query(q): Query<AccountQuer
 pub async fn usage(State(state): State<AdminState>, Query(q): Query<UsageQuery>) -> Answer<UsageView> {
     account_of(&state, q.account)?;
     state.journal.flushed().await;
-    let filter = UsageFilter { account: q.account, key_id: q.key, model: q.model.clone(), day: q.day.clone(), since: None };
+    let filter = UsageFilter {
+        account: q.account,
+        key_id: q.key,
+        model: q.model.clone(),
+        day: q.day.clone(),
+        since: None,
+    };
     let rows = state.store.run(move |s| async move { s.usage(&filter).await }).await?;
     let mut total = UsageLine { day: "all".into(), model: "all".into(), ..UsageLine::default() };
     let usage = rows
@@ -387,7 +437,8 @@ pub async fn models(State(state): State<AdminState>) -> Json<ModelsView> {
         .iter()
         .map(|m| ModelPriceView {
             id: m.id.to_string(),
-            status: if m.status == crate::config::ModelStatus::ComingSoon { "coming_soon" } else { "live" }.into(),
+            status: if m.status == crate::config::ModelStatus::ComingSoon { "coming_soon" } else { "live" }
+                .into(),
             price_nano_usd: m.price.map(|p| PriceView {
                 input: per_token(p.input),
                 output: per_token(p.output),

@@ -55,7 +55,11 @@ impl AdminError {
 impl From<crate::store::StoreError> for AdminError {
     fn from(e: crate::store::StoreError) -> Self {
         log::error!(target: "tollgate", "admin: {e}");
-        Self(StatusCode::INTERNAL_SERVER_ERROR, "store_error", "the store failed; see the gateway's log".into())
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            "the store failed; see the gateway's log".into(),
+        )
     }
 }
 
@@ -136,8 +140,12 @@ async fn require_token(
         bool::from(a.ct_eq(&b))
     });
     if !ok {
-        return AdminError(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin token is required".into())
-            .into_response();
+        return AdminError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required".into(),
+        )
+        .into_response();
     }
     next.run(request).await
 }

@@ -16,9 +16,14 @@ pub enum Endpoint {
     Responses,
     Messages,
     CountTokens,
-    GenerateContent { model: String, stream: bool },
+    GenerateContent {
+        model: String,
+        stream: bool,
+    },
     ListModels,
-    GetModel { id: String },
+    GetModel {
+        id: String,
+    },
     /// The caller's key, account, balance and spend.
     Whoami,
     /// The caller's usage today and this month.

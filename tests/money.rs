@@ -1,0 +1,299 @@
+//! Money end to end through the real binary on `conf/demo.yaml`: the admin
+//! API creates accounts and keys and tops up; calls are billed into the
+//! ledger in SQLite, to the nano-dollar; the customer endpoints show it;
+//! the access rules refuse what they must, in the caller's format, before
+//! anything goes upstream; a SIGKILL loses no completed charge.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{client, tag, Stack};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "tollgate-admin-demo";
+
+async fn admin(stack: &Stack, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", stack.admin);
+    let mut req = client().request(method.parse().unwrap(), url).bearer_auth(ADMIN);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A new account on `plan` with `usd` paid at `multiplier`, and a key.
+async fn customer(stack: &Stack, plan: &str, usd: &str, multiplier: u32, key: Value) -> (i64, i64, String) {
+    let (s, account) =
+        admin(stack, "POST", "/admin/v1/accounts", Some(json!({"name": tag(), "plan": plan}))).await;
+    assert_eq!(s, 201, "{account}");
+    let id = account["id"].as_i64().unwrap();
+    if usd != "0" {
+        let topup = json!({"amount_usd": usd, "multiplier": multiplier, "idempotency_key": tag()});
+        let (s, _) = admin(stack, "POST", &format!("/admin/v1/accounts/{id}/topups"), Some(topup)).await;
+        assert_eq!(s, 200);
+    }
+    let (s, created) = admin(stack, "POST", &format!("/admin/v1/accounts/{id}/keys"), Some(key)).await;
+    assert_eq!(s, 201, "{created}");
+    (id, created["id"].as_i64().unwrap(), created["key"].as_str().unwrap().to_string())
+}
+
+fn chat(model: &str, max_tokens: u64) -> Value {
+    json!({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn post(stack: &Stack, key: &str, body: &Value, t: &str) -> reqwest::Response {
+    client()
+        .post(stack.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-mock-tag", t)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get(stack: &Stack, key: &str, path: &str) -> (u16, Value) {
+    let r = client().get(stack.url(path)).bearer_auth(key).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// gpt-5.5 at $1.25 and $10 per million, cache reads at $0.125: what the
+/// gateway must charge for a Chat response's usage, rounded once.
+fn gpt_cost(usage: &Value) -> i64 {
+    let input = usage["prompt_tokens"].as_i64().unwrap();
+    let cached = usage["prompt_tokens_details"]["cached_tokens"].as_i64().unwrap_or(0);
+    let output = usage["completion_tokens"].as_i64().unwrap();
+    ((input - cached) * 1_250_000_000 + cached * 125_000_000 + output * 10_000_000_000 + 500_000) / 1_000_000
+}
+
+#[tokio::test]
+async fn the_admin_api_wants_its_token_and_documents_itself() {
+    let stack = Stack::demo();
+    let r = client().get(format!("{}/admin/v1/models", stack.admin)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r =
+        client().get(format!("{}/admin/v1/models", stack.admin)).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (s, doc) = admin(&stack, "GET", "/admin/v1/openapi.json", None).await;
+    assert_eq!(s, 200);
+    for path in
+        ["/admin/v1/accounts", "/admin/v1/accounts/{id}/topups", "/admin/v1/keys/{id}", "/admin/v1/ledger"]
+    {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    let (_, models) = admin(&stack, "GET", "/admin/v1/models", None).await;
+    let gpt = models["models"].as_array().unwrap().iter().find(|m| m["id"] == "openai/gpt-5.5").unwrap();
+    // $1.25 per million tokens is 1,250 nano-USD per token.
+    assert_eq!(gpt["price_nano_usd"]["input"], json!(1250), "per token, exact");
+    assert_eq!(gpt["price_nano_usd"]["output"], json!(10000));
+    let flash = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "google/gemini-3-flash-preview")
+        .unwrap();
+    assert_eq!(flash["price_nano_usd"]["cache_read"], json!(75));
+    let (s, _) =
+        admin(&stack, "POST", "/admin/v1/accounts", Some(json!({"name": "x", "plan": "gold"}))).await;
+    assert_eq!(s, 400, "no such plan");
+}
+
+#[tokio::test]
+async fn an_account_is_created_topped_up_at_4x_billed_to_the_nano_dollar_and_its_key_revoked() {
+    let stack = Stack::demo();
+    let (account, key_id, key) = customer(&stack, "pro", "10.00", 4, json!({"name": "ci"})).await;
+    assert!(key.starts_with("sk-tollgate-") && key.len() == "sk-tollgate-".len() + 64, "{key}");
+    let (_, view) = admin(&stack, "GET", &format!("/admin/v1/accounts/{account}"), None).await;
+    assert_eq!(view["balance_credits"], 40_000_000, "$10 at 4x is $40 of list price");
+    // A retried top-up changes nothing.
+    let again = json!({"amount_usd": "10.00", "multiplier": 4, "idempotency_key": "pay-1"});
+    let path = format!("/admin/v1/accounts/{account}/topups");
+    let (_, first) = admin(&stack, "POST", &path, Some(again.clone())).await;
+    let (_, second) = admin(&stack, "POST", &path, Some(again)).await;
+    assert_eq!(first["balance_credits"], 80_000_000);
+    assert_eq!(
+        (second["balance_credits"].clone(), second["duplicate"].clone()),
+        (json!(80_000_000), json!(true))
+    );
+
+    let t = tag();
+    let r = post(&stack, &key, &chat("gpt-5.5", 50), &t).await;
+    assert_eq!(r.status(), 200);
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let doc: Value = r.json().await.unwrap();
+    let cost = gpt_cost(&doc["usage"]);
+
+    let (s, generation) = get(&stack, &key, &format!("/v1/generation?id={request_id}")).await;
+    assert_eq!(s, 200, "{generation}");
+    assert_eq!(generation["cost_nano_usd"], cost);
+    assert_eq!(generation["input_tokens"], doc["usage"]["prompt_tokens"]);
+    assert_eq!(generation["estimated"], false);
+    let (_, whoami) = get(&stack, &key, "/v1/whoami").await;
+    assert_eq!(whoami["balance_nano_usd"], 80_000_000_000 - cost, "{whoami}");
+    assert_eq!(whoami["api_key"]["spend_micro_usd"], cost / 1000);
+    assert_eq!(whoami["per_model"]["openai/gpt-5.5"]["spent_nano_usd"], cost);
+    assert_eq!(whoami["api_key"]["id"], key_id.to_string());
+    let (_, usage) = get(&stack, &key, "/v1/usage").await;
+    assert_eq!((usage["month"]["requests"].clone(), usage["plan"].clone()), (json!(1), json!("pro")));
+
+    let (_, ledger) = admin(&stack, "GET", &format!("/admin/v1/ledger?account={account}"), None).await;
+    let kinds: Vec<&str> =
+        ledger["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["topup", "topup", "charge"]);
+    let charge = &ledger["entries"][2];
+    assert_eq!(
+        (charge["amount_nano_usd"].clone(), charge["request_id"].clone()),
+        (json!(-cost), json!(request_id))
+    );
+    assert_eq!(charge["paid_nano_usd"], cost / 4, "a 4x lot paid a quarter of the list price");
+    let (_, totals) =
+        admin(&stack, "GET", &format!("/admin/v1/usage?account={account}&model=openai/gpt-5.5"), None).await;
+    assert_eq!(totals["total"]["cost_nano_usd"], cost);
+
+    // Another account cannot read this request's bill.
+    let (_, _, other) = customer(&stack, "pro", "1", 1, json!({"name": "other"})).await;
+    assert_eq!(get(&stack, &other, &format!("/v1/generation?id={request_id}")).await.0, 404);
+
+    let (s, revoked) = admin(&stack, "DELETE", &format!("/admin/v1/keys/{key_id}"), None).await;
+    assert_eq!((s, revoked["status"].clone()), (200, json!("revoked")));
+    let r = post(&stack, &key, &chat("gpt-5.5", 50), &t).await;
+    assert_eq!(r.status(), 401);
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["error"]["message"].as_str().unwrap().contains("revoked"), "{doc}");
+    assert_eq!(stack.received(&t).await.len(), 1, "the revoked call never went upstream");
+}
+
+#[tokio::test]
+async fn access_rules_refuse_in_the_callers_format_before_anything_goes_upstream() {
+    let stack = Stack::demo();
+    let t = tag();
+    // A key allowed only Gemini models: 403 for GPT, and its model list shows only Gemini.
+    let (_, _, narrow) = customer(&stack, "pro", "5", 1, json!({"name": "g", "models": ["google/*"]})).await;
+    let r = post(&stack, &narrow, &chat("gpt-5.5", 10), &t).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "upgrade_required");
+    let (_, models) = get(&stack, &narrow, "/v1/models").await;
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| id.starts_with("google/")), "{ids:?}");
+    // The same with a fallback model: served by it, and the response says so.
+    let key = json!({"name": "f", "models": ["google/*"], "fallback_model": "google/gemini-3-flash-preview"});
+    let (_, _, fallback) = customer(&stack, "pro", "5", 1, key).await;
+    let r = post(&stack, &fallback, &chat("gpt-5.5", 10), &t).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-tollgate-model"], "google/gemini-3-flash-preview");
+    assert_eq!(r.headers()["x-tollgate-fallback-from"], "openai/gpt-5.5");
+    // A spend cap that cannot pay for the call.
+    let (_, _, capped) =
+        customer(&stack, "pro", "5", 1, json!({"name": "c", "spend_cap_usd": "0.000001"})).await;
+    let r = post(&stack, &capped, &chat("gpt-5.5", 1000), &t).await;
+    assert_eq!(r.status(), 402);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "spend_cap_reached");
+    // An empty wallet, in Anthropic's own format.
+    let (_, _, broke) = customer(&stack, "pro", "0", 1, json!({"name": "b"})).await;
+    let r = client()
+        .post(stack.url("/v1/messages"))
+        .header("x-api-key", &broke)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-mock-tag", &t)
+        .json(&json!({"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 402);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(
+        (doc["type"].clone(), doc["error"]["type"].clone()),
+        (json!("error"), json!("billing_error")),
+        "{doc}"
+    );
+    // A plan without API access, a suspended account, an expired key, an ended trial.
+    let (_, _, web) = customer(&stack, "web", "5", 1, json!({"name": "w"})).await;
+    assert_eq!(post(&stack, &web, &chat("gpt-5.5", 10), &t).await.status(), 403);
+    let (suspended, _, key) = customer(&stack, "pro", "5", 1, json!({"name": "s"})).await;
+    admin(&stack, "PATCH", &format!("/admin/v1/accounts/{suspended}"), Some(json!({"status": "suspended"})))
+        .await;
+    assert_eq!(post(&stack, &key, &chat("gpt-5.5", 10), &t).await.status(), 403);
+    let (_, _, expired) =
+        customer(&stack, "pro", "5", 1, json!({"name": "e", "expires_at": "2020-01-01T00:00:00Z"})).await;
+    let r = post(&stack, &expired, &chat("gpt-5.5", 10), &t).await;
+    assert_eq!(r.status(), 401);
+    let (trial, _, key) = customer(&stack, "pro", "5", 1, json!({"name": "t"})).await;
+    let past = json!({"trial_ends_at": "2020-01-01T00:00:00Z"});
+    admin(&stack, "PATCH", &format!("/admin/v1/accounts/{trial}"), Some(past)).await;
+    let r = post(&stack, &key, &chat("gpt-5.5", 10), &t).await;
+    assert_eq!(r.status(), 402);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "trial_expired");
+    assert_eq!(stack.received(&t).await.len(), 1, "only the fallback call went upstream");
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_calls_never_overdraw_and_the_ledger_adds_up_to_the_nano_dollar() {
+    // A thousand connections from one address: past the default per-address cap.
+    let yaml = std::fs::read_to_string(common::repo().join("conf/demo.yaml")).unwrap().replacen(
+        "server:\n",
+        "server:\n  max_connections_per_address: 4096\n",
+        1,
+    );
+    let stack = Stack::custom(&yaml);
+    // $0.30: each call holds up to ~$0.001, so a few hundred fit at once.
+    let (account, key_id, key) = customer(&stack, "pro", "0.30", 1, json!({"name": "load"})).await;
+    let t = tag();
+    let body = chat("gpt-5.5", 100);
+    let calls = (0..1000).map(|_| {
+        let (stack, key, body, t) = (&stack, &key, &body, &t);
+        async move {
+            let r = post(stack, key, body, t).await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let (mut expected, mut ok) = (0i64, 0);
+    for (status, doc) in &results {
+        match status {
+            200 => {
+                ok += 1;
+                expected += gpt_cost(&doc["usage"]);
+            }
+            402 => assert_eq!(doc["error"]["code"], "insufficient_credits", "{doc}"),
+            other => panic!("{other}: {doc}"),
+        }
+    }
+    assert!(ok > 100 && ok < 1000, "{ok} calls were paid for");
+    assert_eq!(stack.received(&t).await.len(), ok, "every refused call was refused before going upstream");
+    let (_, ledger) = admin(&stack, "GET", &format!("/admin/v1/ledger?account={account}"), None).await;
+    let charges: Vec<&Value> =
+        ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge").collect();
+    assert_eq!(charges.len(), ok, "every successful call billed exactly once");
+    let billed: i64 = charges.iter().map(|e| -e["amount_nano_usd"].as_i64().unwrap()).sum();
+    assert_eq!(billed, expected, "the ledger is the mock's usage times the list prices");
+    let (_, view) = admin(&stack, "GET", &format!("/admin/v1/accounts/{account}"), None).await;
+    assert_eq!(view["balance_nano_usd"], 300_000_000 - expected, "{view}");
+    assert!(view["balance_nano_usd"].as_i64().unwrap() >= 0);
+    assert_eq!(view["held_nano_usd"], 0, "no hold left open");
+    let (_, k) = admin(&stack, "GET", &format!("/admin/v1/keys/{key_id}"), None).await;
+    assert_eq!(k["spend_nano_usd"], expected);
+}
+
+#[tokio::test]
+async fn a_key_spend_cap_holds_under_concurrency() {
+    let stack = Stack::demo();
+    let (_, key_id, key) =
+        customer(&stack, "pro", "100", 1, json!({"name": "cap", "spend_cap_usd": "0.05"})).await;
+    let t = tag();
+    let body = chat("gpt-5.5", 100);
+    let calls = (0..300).map(|_| {
+        let (stack, key, body, t) = (&stack, &key, &body, &t);
+        async move { post(stack, key, body, t).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 402));
+    assert!(ok > 10 && ok < 300, "{ok}");
+    let (_, k) = admin(&stack, "GET", &format!("/admin/v1/keys/{key_id}"), None).await;
+    assert!(k["spend_nano_usd"].as_i64().unwrap() <= 50_000_000, "{k}");
+    assert_eq!(stack.received(&t).await.len(), ok);
+}
