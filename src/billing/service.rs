@@ -100,6 +100,9 @@ pub struct Ending {
     pub relayed_output_tokens: u64,
     /// Whether the caller received anything of an answer.
     pub relayed_any: bool,
+    /// Whether the answer ended as the provider meant it to: a stream cut
+    /// or left early may carry a count made before its end.
+    pub completed: bool,
 }
 
 /// What a settled request was charged.
@@ -265,6 +268,12 @@ impl Billing {
     /// released, and the charge is handed to the sink before returning.
     pub fn settle(&self, admission: &Admission, ending: &Ending, request_id: &str) -> Option<Charge> {
         let (usage, estimated) = match ending.usage {
+            // A count from the start of a stream that did not finish (an
+            // Anthropic `message_start`) says less than was relayed.
+            Some(mut usage) if !ending.completed && ending.relayed_output_tokens > usage.output_tokens => {
+                usage.output_tokens = ending.relayed_output_tokens;
+                (usage, true)
+            }
             Some(usage) => (usage, false),
             None if ending.relayed_any => (
                 Usage {

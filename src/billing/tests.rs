@@ -142,7 +142,7 @@ fn without_usage_a_partial_answer_is_estimated_and_no_answer_is_free() {
     let f = fixture(10_000_000, &["*"], true);
     let k = key(&f, 1, |_| {});
     let a = f.billing.admit(&k, &call("m", 100, 900, true), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
-    let relayed = Ending { usage: None, relayed_output_tokens: 40, relayed_any: true };
+    let relayed = Ending { usage: None, relayed_output_tokens: 40, relayed_any: true, completed: false };
     let charge = f.billing.settle(&a, &relayed, "r1").unwrap_or_else(|| unreachable!());
     assert!(charge.estimated);
     assert_eq!(charge.cost, NanoUsd(100 * 1_000 + 40 * 10_000));
@@ -227,4 +227,36 @@ fn a_hold_never_outlives_its_lease() {
     let usage = Usage { input_tokens: 10, output_tokens: 10, ..Usage::default() };
     assert_eq!(f.billing.settle(&a, &Ending { usage: Some(usage), ..Ending::default() }, "r1"), None);
     assert_eq!(f.billing.ledger_total(), 0);
+}
+
+#[test]
+fn a_count_from_the_start_of_an_unfinished_stream_is_raised_to_what_was_relayed() {
+    let f = fixture(10_000_000, &["*"], true);
+    let k = key(&f, 1, |_| {});
+    let early = Usage { input_tokens: 100, output_tokens: 1, ..Usage::default() };
+    let a = f.billing.admit(&k, &call("m", 100, 900, true), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
+    let left = Ending { usage: Some(early), relayed_output_tokens: 30, relayed_any: true, completed: false };
+    let charge = f.billing.settle(&a, &left, "r1").unwrap_or_else(|| unreachable!());
+    assert!(charge.estimated);
+    assert_eq!(charge.usage.output_tokens, 30);
+    let b = f.billing.admit(&k, &call("m", 100, 900, true), "r2").unwrap_or_else(|e| unreachable!("{e:?}"));
+    let done = Ending { usage: Some(early), relayed_output_tokens: 30, relayed_any: true, completed: true };
+    let charge = f.billing.settle(&b, &done, "r2").unwrap_or_else(|| unreachable!());
+    assert!(!charge.estimated, "a finished stream's own count stands");
+    assert_eq!(charge.usage.output_tokens, 1);
+}
+
+#[test]
+fn cached_input_is_billed_at_the_cache_price_only() {
+    let f = fixture(10_000_000_000, &["*"], true);
+    let k = key(&f, 1, |_| {});
+    let mut call = call("m", 1_000, 10, true);
+    call.price.cache_read = NanoUsd(100_000_000); // $0.10 per million
+    let a = f.billing.admit(&k, &call, "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
+    let usage =
+        Usage { input_tokens: 1_000, cached_input_tokens: 800, output_tokens: 10, ..Usage::default() };
+    let charge =
+        f.billing.settle(&a, &Ending { usage: Some(usage), completed: true, ..Ending::default() }, "r1");
+    // 200 fresh at $1/M, 800 cached at $0.10/M, 10 out at $10/M.
+    assert_eq!(charge.map(|c| c.cost), Some(NanoUsd(200 * 1_000 + 800 * 100 + 10 * 10_000)));
 }

@@ -45,6 +45,8 @@ pub struct Knobs {
     /// Extra reply text, in bytes (`x-mock-pad-bytes`): large documents.
     pub pad_bytes: usize,
     pub fault: Option<Fault>,
+    /// Input tokens reported as read from the prompt cache.
+    pub cached_tokens: u64,
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -63,6 +65,7 @@ impl Knobs {
             chunk_delay_ms: number(headers, "x-mock-chunk-delay-ms").unwrap_or(0),
             cut_after: number(headers, "x-mock-cut-after"),
             pad_bytes: number(headers, "x-mock-pad-bytes").map_or(0, |n| n.min(1 << 30) as usize),
+            cached_tokens: number(headers, "x-mock-cached-tokens").unwrap_or(0),
             fault: headers.get("x-mock-fault").and_then(|v| v.to_str().ok()).and_then(Fault::parse),
         }
     }

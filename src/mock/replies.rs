@@ -17,7 +17,11 @@ pub struct Reply {
     calls: Vec<MockCall>,
     thinking: Option<&'static str>,
     input_tokens: u64,
+    /// Of the input, read from the provider's prompt cache (`x-mock-cached-tokens`).
+    cached_tokens: u64,
     include_usage: bool,
+    /// The caller's output limit cut the reply short (one token a piece).
+    truncated: bool,
 }
 
 /// Deterministic words the mock says, cycled to the number of chunks asked.
@@ -56,6 +60,14 @@ impl Reply {
         if knobs.pad_bytes > 0 {
             pieces.push("x".repeat(knobs.pad_bytes));
         }
+        let limit = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|f| request.get(*f).and_then(Value::as_u64))
+            .or_else(|| request.pointer("/generationConfig/maxOutputTokens").and_then(Value::as_u64));
+        let truncated = calls.is_empty() && limit.is_some_and(|l| (l as usize) < pieces.len());
+        if truncated {
+            pieces.truncate(limit.unwrap_or(0).max(1) as usize);
+        }
         let include_usage =
             request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
         Self {
@@ -66,7 +78,20 @@ impl Reply {
             thinking: convo.thinking.then_some(THOUGHT),
             // Roughly four bytes a token, and never zero.
             input_tokens: (body_len as u64).div_ceil(4).max(1),
+            cached_tokens: knobs.cached_tokens.min((body_len as u64).div_ceil(4).max(1)),
             include_usage,
+            truncated,
+        }
+    }
+
+    /// Why the reply stopped, in each API's words.
+    fn finish(&self, stop: &'static str, tools: &'static str, limit: &'static str) -> &'static str {
+        if !self.calls.is_empty() {
+            tools
+        } else if self.truncated {
+            limit
+        } else {
+            stop
         }
     }
 
@@ -108,11 +133,13 @@ impl Reply {
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": CREATED, "model": self.model,
                     "system_fingerprint": "fp_mock",
                     "choices": [{ "index": 0, "message": message,
-                                  "logprobs": null, "finish_reason": if self.calls.is_empty() { "stop" } else { "tool_calls" } }],
-                    "usage": openai_usage(input, output, self.reasoning_tokens()),
+                                  "logprobs": null, "finish_reason": self.finish("stop", "tool_calls", "length") }],
+                    "usage": openai_usage(input, output, self.reasoning_tokens(), self.cached_tokens),
                 })
             }
-            Api::OpenaiResponses => self.response_object("completed", true),
+            Api::OpenaiResponses => {
+                self.response_object(self.finish("completed", "completed", "incomplete"), true)
+            }
             Api::AnthropicMessages => {
                 let mut content = Vec::new();
                 if let Some(t) = self.thinking {
@@ -129,8 +156,8 @@ impl Reply {
                 json!({
                     "id": "msg_mock", "type": "message", "role": "assistant", "model": self.model,
                     "content": content,
-                    "stop_reason": if self.calls.is_empty() { "end_turn" } else { "tool_use" }, "stop_sequence": null,
-                    "usage": anthropic_usage(input, output),
+                    "stop_reason": self.finish("end_turn", "tool_use", "max_tokens"), "stop_sequence": null,
+                    "usage": anthropic_usage(input, output, self.cached_tokens),
                 })
             }
             Api::AnthropicCountTokens => json!({ "input_tokens": input }),
@@ -200,13 +227,13 @@ impl Reply {
                 events.push((chunk(d, Value::Null), false));
             }
         }
-        let finish = if self.calls.is_empty() { "stop" } else { "tool_calls" };
+        let finish = self.finish("stop", "tool_calls", "length");
         events.push((chunk(json!({}), json!(finish)), false));
         if self.include_usage {
             let usage = json!({
                 "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": CREATED, "model": self.model,
                 "system_fingerprint": "fp_mock", "choices": [],
-                "usage": openai_usage(self.input_tokens, self.output_tokens(), self.reasoning_tokens()),
+                "usage": openai_usage(self.input_tokens, self.output_tokens(), self.reasoning_tokens(), self.cached_tokens),
             });
             events.push((encode(None, &usage.to_string()), false));
         }
@@ -235,14 +262,15 @@ impl Reply {
         let output = if completed { json!(self.responses_items(true)) } else { json!([]) };
         json!({
             "id": "resp_mock", "object": "response", "created_at": CREATED, "status": status,
-            "error": null, "incomplete_details": null, "instructions": null, "max_output_tokens": null,
+            "error": null,
+            "incomplete_details": if status == "incomplete" { json!({ "reason": "max_output_tokens" }) } else { Value::Null }, "instructions": null, "max_output_tokens": null,
             "model": self.model, "output": output, "parallel_tool_calls": true, "previous_response_id": null,
             "reasoning": { "effort": null, "summary": null }, "store": false, "temperature": 1.0,
             "text": { "format": { "type": "text" } }, "tool_choice": "auto", "tools": [], "top_p": 1.0,
             "truncation": "disabled", "metadata": {},
             "usage": if completed {
                 json!({
-                    "input_tokens": self.input_tokens, "input_tokens_details": { "cached_tokens": 0 },
+                    "input_tokens": self.input_tokens, "input_tokens_details": { "cached_tokens": self.cached_tokens },
                     "output_tokens": self.output_tokens(),
                     "output_tokens_details": { "reasoning_tokens": self.reasoning_tokens() },
                     "total_tokens": self.input_tokens + self.output_tokens(),
@@ -378,8 +406,8 @@ impl Reply {
             ));
         }
         events.push(ev(
-            "response.completed",
-            json!({ "response": self.response_object("completed", true) }),
+            self.finish("response.completed", "response.completed", "response.incomplete"),
+            json!({ "response": self.response_object(self.finish("completed", "completed", "incomplete"), true) }),
             false,
         ));
         events
@@ -387,7 +415,7 @@ impl Reply {
 
     fn anthropic_events(&self) -> Vec<(Bytes, bool)> {
         let ev = |name: &str, data: Value, delta: bool| (encode(Some(name), &data.to_string()), delta);
-        let mut start_usage = anthropic_usage(self.input_tokens, 1);
+        let mut start_usage = anthropic_usage(self.input_tokens, 1, self.cached_tokens);
         start_usage["output_tokens"] = json!(1);
         let mut events = vec![ev(
             "message_start",
@@ -458,7 +486,7 @@ impl Reply {
                 false,
             ));
         }
-        let stop = if self.calls.is_empty() { "end_turn" } else { "tool_use" };
+        let stop = self.finish("end_turn", "tool_use", "max_tokens");
         events.push(ev(
             "message_delta",
             json!({ "type": "message_delta",
@@ -473,10 +501,10 @@ impl Reply {
     fn gemini_chunk(&self, parts: Vec<Value>, last: bool, output_so_far: u64) -> Value {
         let mut candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
         if last {
-            candidate["finishReason"] = json!("STOP");
+            candidate["finishReason"] = json!(self.finish("STOP", "STOP", "MAX_TOKENS"));
         }
         let mut usage = json!({
-            "promptTokenCount": self.input_tokens, "candidatesTokenCount": output_so_far - self.reasoning_tokens().min(output_so_far),
+            "promptTokenCount": self.input_tokens, "cachedContentTokenCount": self.cached_tokens, "candidatesTokenCount": output_so_far - self.reasoning_tokens().min(output_so_far),
             "totalTokenCount": self.input_tokens + output_so_far,
         });
         if self.thinking.is_some() {
@@ -551,16 +579,17 @@ fn message_item(status: &str, text: Option<&str>) -> Value {
     json!({ "id": "msg_mock", "type": "message", "status": status, "role": "assistant", "content": content })
 }
 
-fn openai_usage(input: u64, output: u64, reasoning: u64) -> Value {
+fn openai_usage(input: u64, output: u64, reasoning: u64, cached: u64) -> Value {
     json!({
         "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
-        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
+        "prompt_tokens_details": { "cached_tokens": cached, "audio_tokens": 0 },
         "completion_tokens_details": { "reasoning_tokens": reasoning, "audio_tokens": 0,
             "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0 },
     })
 }
 
-fn anthropic_usage(input: u64, output: u64) -> Value {
-    json!({ "input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+/// Anthropic counts cache reads apart from `input_tokens`.
+fn anthropic_usage(input: u64, output: u64, cached: u64) -> Value {
+    json!({ "input_tokens": input - cached, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
             "output_tokens": output, "service_tier": "standard" })
 }

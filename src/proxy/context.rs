@@ -37,6 +37,8 @@ pub struct RequestCtx {
     /// Stream events relayed to the caller: the output estimate when the
     /// provider's count never arrives.
     pub relayed_events: u64,
+    /// The response ended as the provider meant it to (not cut, not left).
+    pub completed: bool,
     /// Keeps a draining process alive until this request is done.
     _in_flight: InFlight,
 }
@@ -79,6 +81,7 @@ impl RequestCtx {
             key_id: None,
             fallback_from: None,
             relayed_events: 0,
+            completed: false,
             _in_flight: InFlight::enter(),
         }
     }
@@ -103,6 +106,7 @@ impl RequestCtx {
             usage: self.usage,
             relayed_output_tokens: self.relayed_events,
             relayed_any: self.relayed_events > 0,
+            completed: self.completed,
         };
         self.charge = billing.settle(&admission, &ending, &self.request_id);
         if let Some(charge) = &self.charge {

@@ -242,6 +242,7 @@ async fn relay(
     };
     ctx.usage = relay.finish(&mut out);
     // The charge is in the journal before the response's last bytes go out.
+    ctx.completed = cut.is_none();
     ctx.settle();
     let was_cut = cut.is_some();
     if let Some(e) = cut {

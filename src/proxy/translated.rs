@@ -115,6 +115,7 @@ async fn stream(
         ctx.failure = Some("provider error mid-stream".into());
     }
     // The charge is in the journal before the stream's last bytes go out.
+    ctx.completed = cut.is_none() && !translated.failed();
     ctx.settle();
     write_all(session, &mut out).await.map_err(client_gone)?;
     session.write_response_body(None, true).await.map_err(client_gone)?;
@@ -158,6 +159,7 @@ async fn document(
         translate_document(translation.translator, &translation.ctx, upstream_status, &body, plan.stream);
     ctx.usage = usage;
     ctx.status = status;
+    ctx.completed = true;
     ctx.settle();
     if status >= 400 {
         ctx.failure = Some(format!("provider answered {upstream_status}"));

@@ -88,7 +88,13 @@ impl StreamTranslation {
             self.parser.on_event(&event, &mut self.canonical);
         }
         self.parser.finish(&mut self.canonical);
-        if !self.terminated {
+        // A parser may end the stream only now (Gemini has no closing
+        // event): that end is in `canonical`, not yet in `terminated`.
+        let ends = self
+            .canonical
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Finish { .. } | StreamEvent::Error { .. }));
+        if !self.terminated && !ends {
             self.canonical.push(StreamEvent::Error {
                 status: 502,
                 message: "the provider's stream ended early".into(),
