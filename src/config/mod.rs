@@ -41,7 +41,7 @@ pub struct Config {
     pub admin: Option<AdminSection>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
     /// The SQLite file; unset, the store is in memory and lost at exit.
@@ -50,6 +50,20 @@ pub struct StoreSection {
     /// Where the journal files go (default: beside the SQLite file).
     #[serde(default)]
     pub journal_dir: Option<String>,
+    /// Milliseconds between the batches the writer moves from the journal
+    /// into the store (readers of the ledger wait for the next one).
+    #[serde(default = "batch_ms")]
+    pub batch_ms: u64,
+}
+
+fn batch_ms() -> u64 {
+    100
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self { path: None, journal_dir: None, batch_ms: batch_ms() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -76,6 +76,15 @@ impl Passthrough {
         }
     }
 
+    /// The stream's closing event has gone by, with the usage seen so far:
+    /// the bill can be settled before that event reaches the caller.
+    pub fn ended(&self) -> Option<Option<Usage>> {
+        match self {
+            Passthrough::Stream(s) if s.usage.ended() => Some(s.usage.usage()),
+            _ => None,
+        }
+    }
+
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
         match self {
             Passthrough::Stream(s) => s.finish(out),

@@ -168,11 +168,19 @@ pub fn from_usage_value(format: ClientFormat, value: &[u8]) -> Option<Usage> {
 pub struct StreamUsage {
     format: ClientFormat,
     usage: Option<Usage>,
+    /// The stream's closing event went by: what follows is only the end.
+    ended: bool,
 }
 
 impl StreamUsage {
     pub fn new(format: ClientFormat) -> Self {
-        Self { format, usage: None }
+        Self { format, usage: None, ended: false }
+    }
+
+    /// Whether the format's closing event (`[DONE]`, `message_stop`,
+    /// `response.completed`, Gemini's `finishReason`) has been seen.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     pub fn usage(&self) -> Option<Usage> {
@@ -182,6 +190,14 @@ impl StreamUsage {
     pub fn observe(&mut self, event: &SseEvent) {
         let Some(data) = event.data.as_deref() else { return };
         let bytes = data.as_bytes();
+        match self.format {
+            ClientFormat::Openai if data.trim() == "[DONE]" => self.ended = true,
+            ClientFormat::Anthropic if event.event.as_deref() == Some("message_stop") => self.ended = true,
+            ClientFormat::Gemini if memchr::memmem::find(bytes, b"\"finishReason\"").is_some() => {
+                self.ended = true
+            }
+            _ => {}
+        }
         match self.format {
             ClientFormat::Openai => {
                 if has_usage_object(bytes) {
@@ -201,6 +217,7 @@ impl StreamUsage {
                         || (name.is_empty()
                             && memchr::memmem::find(bytes, b"\"response.completed\"").is_some());
                 if terminal {
+                    self.ended = true;
                     #[derive(Deserialize)]
                     struct Inner {
                         usage: Option<ResponsesUsage>,

@@ -205,6 +205,7 @@ async fn relay(
     }
 
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
+    let mut held_back: Vec<Bytes> = Vec::with_capacity(1);
     let every = plan.ping_after.filter(|_| relay.has_keepalive());
     let cut = loop {
         let next = match next_chunk(session, &mut upstream, every, &mut |out| relay.keepalive(out)).await {
@@ -223,6 +224,20 @@ async fn relay(
                 relay.on_chunk(chunk, &mut out);
                 if is_sse {
                     ctx.relayed(&out);
+                    if let Some(usage) = relay.ended() {
+                        // Journaled before the caller can see its stream end.
+                        ctx.usage = usage;
+                        ctx.completed = true;
+                        ctx.settle();
+                    }
+                } else {
+                    // A document's last chunk waits for the end, and the
+                    // charge is journaled before it goes out.
+                    std::mem::swap(&mut held_back, &mut out);
+                    if let Some(last) = held_back.pop() {
+                        out.append(&mut held_back);
+                        held_back.push(last);
+                    }
                 }
                 if let Err(e) = write_all(session, &mut out).await {
                     ctx.usage = relay.finish(&mut out);
@@ -241,9 +256,12 @@ async fn relay(
         }
     };
     ctx.usage = relay.finish(&mut out);
-    // The charge is in the journal before the response's last bytes go out.
     ctx.completed = cut.is_none();
+    // The charge is in the journal before the response's last bytes go out.
     ctx.settle();
+    if cut.is_none() {
+        out.splice(0..0, held_back.drain(..));
+    }
     let was_cut = cut.is_some();
     if let Some(e) = cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));

@@ -86,6 +86,12 @@ async fn stream(
                 }
                 translated.on_chunk(&chunk, &mut out);
                 ctx.relayed(&out);
+                if let Some(usage) = translated.ended() {
+                    // Journaled before the caller can see its stream end.
+                    ctx.usage = usage;
+                    ctx.completed = !translated.failed();
+                    ctx.settle();
+                }
                 if let Err(e) = write_all(session, &mut out).await {
                     break Err(client_gone(e));
                 }

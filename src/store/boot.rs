@@ -81,7 +81,8 @@ pub fn start(
     };
     let billing = Arc::new(Billing::new(plans, journal.clone(), Arc::new(SystemClock), options));
     load(&billing, snapshot)?;
-    handle.spawn(super::writer::run(journal.clone(), store, billing.clone()));
+    let batch = std::time::Duration::from_millis(config.store.batch_ms.max(1));
+    handle.spawn(super::writer::run(journal.clone(), store, billing.clone(), batch));
     Ok(Money { billing, store: handle, journal })
 }
 

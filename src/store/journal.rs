@@ -25,6 +25,7 @@ pub struct Journal {
     pending: Mutex<Vec<LedgerRecord>>,
     written: AtomicU64,
     kept: watch::Sender<u64>,
+    /// A reader waits for the store to catch up: the writer goes at once.
     pub(super) arrived: Notify,
 }
 
@@ -158,6 +159,5 @@ impl Sink for Journal {
             self.written.fetch_add(1, Ordering::Release);
         }
         crate::metrics::journal_written();
-        self.arrived.notify_one();
     }
 }

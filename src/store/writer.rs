@@ -11,16 +11,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TICK: Duration = Duration::from_millis(250);
 const TOUCH_EVERY: Duration = Duration::from_secs(5);
 
-pub async fn run(journal: Arc<Journal>, store: Arc<dyn Store>, billing: Arc<Billing>) {
+/// Moves a batch every `batch`, or at once when a reader waits for one.
+pub async fn run(journal: Arc<Journal>, store: Arc<dyn Store>, billing: Arc<Billing>, batch: Duration) {
     let mut touched: HashMap<u64, u64> = HashMap::new();
     let mut last_touch = Instant::now();
     loop {
         tokio::select! {
             () = journal.arrived.notified() => {}
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(batch) => {}
         }
         let batch = journal.take();
         if !batch.is_empty() {

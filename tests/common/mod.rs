@@ -58,7 +58,7 @@ impl Drop for TempDir {
     }
 }
 
-fn wait_for(url: &str) {
+pub fn wait_for(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = url.trim_start_matches("http://").trim_start_matches("https://");
     while Instant::now() < deadline {

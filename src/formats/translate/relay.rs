@@ -106,6 +106,12 @@ impl StreamTranslation {
         self.usage
     }
 
+    /// The caller's stream has its closing event (not yet written), with
+    /// the usage the provider reported.
+    pub fn ended(&self) -> Option<Option<Usage>> {
+        self.terminated.then_some(self.usage)
+    }
+
     /// Whether the provider reported an error in the stream.
     pub fn failed(&self) -> bool {
         self.failed

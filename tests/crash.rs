@@ -1,0 +1,157 @@
+//! A SIGKILL under load loses no completed charge: the gateway is killed
+//! while calls stream, with its writer set to move nothing into SQLite
+//! before the kill (so every charge is in the journal only), and started
+//! again on the same files: every call whose response completed is in
+//! the ledger exactly once, and no hold is left open.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{client, free_port, repo, start_mock, wait_for, Guard, TempDir, KEY};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Gateway {
+    url: String,
+    admin: String,
+    child: Guard,
+}
+
+fn start(config: &std::path::Path, mock: &str, db: &std::path::Path, log: &std::path::Path) -> Gateway {
+    let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .env("TOLLGATE_MOCK_URL", mock)
+        .env("TOLLGATE_DEMO_KEY", KEY)
+        .env("TOLLGATE_DB", db)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for(&url);
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    wait_for(&admin);
+    Gateway { url, admin, child: Guard(child) }
+}
+
+#[tokio::test]
+async fn a_sigkill_under_load_loses_no_completed_charge() {
+    let dir = TempDir::new();
+    let db = dir.0.join("tollgate.db");
+    let log = dir.0.join("gateway.log");
+    // The first process never moves a batch into SQLite by itself.
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
+        "store:\n",
+        "store:\n  batch_ms: 600000\n",
+        1,
+    );
+    let slow_writer = dir.0.join("slow-writer.yaml");
+    std::fs::write(&slow_writer, yaml).unwrap();
+    let (mock, mock_child) = start_mock();
+    let _mock = Guard(mock_child);
+
+    let first = start(&slow_writer, &mock, &db, &log);
+    let completed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut calls = Vec::new();
+    for i in 0..150 {
+        let (url, completed) = (first.url.clone(), completed.clone());
+        calls.push(tokio::spawn(async move {
+            let stream = i % 2 == 0;
+            let body = json!({"model": "gpt-5.5", "stream": stream, "max_tokens": 50,
+                              "messages": [{"role": "user", "content": format!("call {i}")}]});
+            // Spread over about two seconds: some finish before the kill, some are cut by it.
+            let delay = (i % 30).to_string();
+            let r = client()
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(KEY)
+                .header("x-mock-chunks", "20")
+                .header("x-mock-chunk-delay-ms", delay)
+                .json(&body)
+                .send()
+                .await;
+            let Ok(r) = r else { return };
+            let id = r.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+            if r.status() != 200 {
+                return;
+            }
+            let Ok(text) = r.text().await else { return };
+            let whole = if stream { text.contains("data: [DONE]") } else { text.ends_with('}') };
+            if whole {
+                completed.lock().unwrap().push(id.unwrap());
+            }
+        }));
+    }
+    // Kill once a good share has completed, with the rest in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while completed.lock().unwrap().len() < 40 {
+        assert!(std::time::Instant::now() < deadline, "calls did not complete");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Gateway { child: mut killed, .. } = first;
+    killed.0.kill().unwrap(); // SIGKILL
+    let _ = killed.0.wait();
+    for c in calls {
+        let _ = c.await;
+    }
+    let completed: Vec<String> = completed.lock().unwrap().clone();
+    assert!(completed.len() < 150, "some calls were cut by the kill");
+    let journals: Vec<_> = std::fs::read_dir(format!("{}.journal", db.display())).unwrap().collect();
+    assert_eq!(journals.len(), 1, "the dead process left its journal");
+
+    let second = start(&repo().join("conf/demo.yaml"), &mock, &db, &log);
+    let r = client()
+        .get(format!("{}/admin/v1/ledger?account=1", second.admin))
+        .bearer_auth("tollgate-admin-demo")
+        .send()
+        .await
+        .unwrap();
+    let ledger: Value = r.json().await.unwrap();
+    let mut charges: HashMap<String, usize> = HashMap::new();
+    for e in ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge") {
+        *charges.entry(e["request_id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    for id in &completed {
+        assert_eq!(charges.get(id), Some(&1), "{id} completed and is billed exactly once");
+    }
+    assert!(charges.values().all(|n| *n == 1), "no charge is kept twice");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("ledger records from journals of processes that ended"),
+        "replayed from the journal"
+    );
+
+    // The restarted wallet agrees with its ledger, and holds nothing.
+    let account: Value = client()
+        .get(format!("{}/admin/v1/accounts/1", second.admin))
+        .bearer_auth("tollgate-admin-demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ledger_sum: i64 =
+        ledger["entries"].as_array().unwrap().iter().map(|e| e["amount_nano_usd"].as_i64().unwrap()).sum();
+    assert_eq!(account["balance_nano_usd"].as_i64().unwrap(), ledger_sum, "{account}");
+    assert_eq!(account["held_nano_usd"], 0);
+    // And it serves: a new call is billed on top.
+    let r = client()
+        .post(format!("{}/v1/chat/completions", second.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "after"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let unique: HashSet<&String> = completed.iter().collect();
+    assert_eq!(unique.len(), completed.len());
+}
