@@ -240,3 +240,69 @@ async fn a_key_spend_cap_holds_under_concurrency() {
     assert!(k["spend_nano_usd"].as_i64().unwrap() <= 50_000_000, "{k}");
     assert_eq!(stack.received(&t).await.len(), ok);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_bills_once_replays_the_answer_and_refuses_a_retry_while_the_first_runs() {
+    let stack = Stack::demo();
+    let (account, _, key) = customer(&stack, "pro", "5", 1, json!({"name": "idem"})).await;
+    let t = tag();
+    let send = |body: Value, idem: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let mut req = client()
+            .post(stack.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-mock-tag", &t)
+            .header("idempotency-key", idem)
+            .json(&body);
+        for (k, v) in extra {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    // A document: run once, then replayed byte for byte.
+    let first = send(chat("gpt-5.5", 20), "doc-1", vec![]).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first_body = first.text().await.unwrap();
+    let again = send(chat("gpt-5.5", 20), "doc-1", vec![]).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.unwrap(), first_body);
+
+    // A stream: a retry while it runs is a 409; after, it is replayed as the stream it was.
+    let mut streamed = chat("gpt-5.5", 20);
+    streamed["stream"] = json!(true);
+    let slow = vec![("x-mock-chunks", "8"), ("x-mock-chunk-delay-ms", "100")];
+    let running = tokio::spawn(send(streamed.clone(), "stream-1", slow.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let conflict = send(streamed.clone(), "stream-1", vec![]).await.unwrap();
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(conflict.json::<Value>().await.unwrap()["error"]["code"], "idempotency_conflict");
+    let first = running.await.unwrap().unwrap();
+    let first_stream = first.text().await.unwrap();
+    assert!(first_stream.contains("data: [DONE]"));
+    let replayed = send(streamed, "stream-1", vec![]).await.unwrap();
+    assert_eq!(replayed.headers()["content-type"], "text/event-stream");
+    assert_eq!(replayed.text().await.unwrap(), first_stream);
+
+    // A first attempt that failed is forgotten: the retry runs.
+    let failed = send(chat("gpt-5.5", 20), "fail-1", vec![("x-mock-status", "500")]).await.unwrap();
+    assert!(failed.status().is_server_error());
+    let retried = send(chat("gpt-5.5", 20), "fail-1", vec![]).await.unwrap();
+    assert_eq!(retried.status(), 200);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+
+    assert_eq!(stack.received(&t).await.len(), 4, "doc-1 once, stream-1 once, fail-1 twice");
+    let (_, ledger) = admin(&stack, "GET", &format!("/admin/v1/ledger?account={account}"), None).await;
+    let charges = ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge").count();
+    assert_eq!(charges, 3, "each key billed once; the failed attempt cost nothing");
+    // Keys are per account.
+    let (_, _, other) = customer(&stack, "pro", "5", 1, json!({"name": "idem2"})).await;
+    let r = client()
+        .post(stack.url("/v1/chat/completions"))
+        .bearer_auth(&other)
+        .header("idempotency-key", "doc-1")
+        .json(&chat("gpt-5.5", 20))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("idempotent-replayed").is_none());
+}

@@ -12,6 +12,7 @@ pub mod lots;
 pub mod money;
 pub mod price;
 pub mod record;
+pub mod replay;
 pub mod service;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 
 mod admit;
 pub mod headers;
+pub mod idempotency;
 
 pub use admit::{admit, model_access, refusal_error};
 

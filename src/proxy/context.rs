@@ -2,6 +2,7 @@
 
 use crate::billing::{Admission, Billing, Charge, Ending};
 use crate::drain::InFlight;
+use crate::exchange::idempotency::Idempotent;
 use crate::formats::usage::Usage;
 use crate::metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,8 @@ pub struct RequestCtx {
     pub relayed_events: u64,
     /// The response ended as the provider meant it to (not cut, not left).
     pub completed: bool,
+    /// A call under an `Idempotency-Key`, capturing what its caller gets.
+    pub idempotent: Option<Box<Idempotent>>,
     /// Keeps a draining process alive until this request is done.
     _in_flight: InFlight,
 }
@@ -82,12 +85,27 @@ impl RequestCtx {
             fallback_from: None,
             relayed_events: 0,
             completed: false,
+            idempotent: None,
             _in_flight: InFlight::enter(),
         }
     }
 
     pub fn client_went_away(&self) -> bool {
         self.failure.as_deref().is_some_and(|f| f.starts_with(CLIENT_GONE))
+    }
+
+    /// The content type of the answer a replay would repeat.
+    pub fn answer_type(&mut self, content_type: &str) {
+        if let Some(i) = &mut self.idempotent {
+            i.content_type(content_type);
+        }
+    }
+
+    /// What is about to be written to the caller, for a replay.
+    pub fn capture<B: AsRef<[u8]>>(&mut self, out: &[B]) {
+        if let Some(i) = &mut self.idempotent {
+            i.capture(out);
+        }
     }
 
     /// Counts the stream events about to be written to the caller.
@@ -117,6 +135,10 @@ impl RequestCtx {
     /// Called once, from the logging hook.
     pub fn finish(&mut self, written_status: Option<u16>, pingora_error: bool) {
         self.settle();
+        if let Some(i) = self.idempotent.take() {
+            let status = written_status.unwrap_or(self.status);
+            i.finish(status, self.completed && !pingora_error && self.failure.is_none());
+        }
         let status = written_status.unwrap_or(if pingora_error { 500 } else { self.status });
         let duration = self.started.elapsed();
         let provider = self.provider.as_deref().unwrap_or("none");

@@ -16,6 +16,7 @@ use super::RequestCtx;
 use crate::auth;
 use crate::customer;
 use crate::error::GatewayError;
+use crate::exchange::idempotency::{self, Retry};
 use crate::exchange::{
     admit, answers_locally, count_tokens_locally, model_access, plan, plan_with_access, UpstreamPlan,
 };
@@ -123,6 +124,12 @@ async fn serve(
             if answers_locally(gateway, route, &body) == Some(true) {
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
             }
+            let asked = downstream::header(session, idempotency::HEADER);
+            match idempotency::begin(gateway, &principal, asked).await? {
+                Some(Retry::Replay(answer)) => return replay(session, ctx, &answer).await,
+                Some(Retry::Run(idempotent)) => ctx.idempotent = Some(idempotent),
+                None => {}
+            }
             let mut plan = {
                 // Not held across the relay: only the plan needs them.
                 let headers = downstream::all_headers(session);
@@ -145,6 +152,27 @@ async fn serve(
             relay(connector, session, ctx, route.format, plan).await
         }
     }
+}
+
+/// The answer a call with the same `Idempotency-Key` got, unbilled.
+async fn replay(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: &crate::billing::replay::Answer,
+) -> Result<(), Failure> {
+    ctx.status = answer.status;
+    ctx.failure = Some("idempotent replay".into());
+    let extra = [("idempotent-replayed", "true")];
+    downstream::respond_with(
+        session,
+        answer.status,
+        &answer.content_type,
+        answer.body.clone(),
+        &ctx.request_id,
+        &extra,
+    )
+    .await
+    .map_err(client_gone)
 }
 
 pub(super) async fn local(
@@ -199,6 +227,9 @@ async fn relay(
         response.insert_header(name, value).map_err(|e| GatewayError::Internal(e.to_string()))?;
     }
     ctx.status = status;
+    if let Some(kind) = response.headers.get("content-type").and_then(|v| v.to_str().ok()) {
+        ctx.answer_type(&kind.to_string());
+    }
     if let Err(e) = downstream::write_head(session, response).await {
         upstream.shutdown().await;
         return Err(client_gone(e));
@@ -239,6 +270,7 @@ async fn relay(
                         held_back.push(last);
                     }
                 }
+                ctx.capture(&out);
                 if let Err(e) = write_all(session, &mut out).await {
                     ctx.usage = relay.finish(&mut out);
                     upstream.shutdown().await;
@@ -262,6 +294,7 @@ async fn relay(
     if cut.is_none() {
         out.splice(0..0, held_back.drain(..));
     }
+    ctx.capture(&out);
     let was_cut = cut.is_some();
     if let Some(e) = cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));

@@ -68,6 +68,7 @@ async fn stream(
         head.insert_header(name, value).map_err(internal)?;
     }
     ctx.status = 200;
+    ctx.answer_type(content_type(client, true, translation.ctx.gemini_sse));
     write_head(session, head).await.map_err(client_gone)?;
 
     let mut translated = StreamTranslation::new(translation.translator, &translation.ctx)
@@ -92,6 +93,7 @@ async fn stream(
                     ctx.completed = !translated.failed();
                     ctx.settle();
                 }
+                ctx.capture(&out);
                 if let Err(e) = write_all(session, &mut out).await {
                     break Err(client_gone(e));
                 }
@@ -123,6 +125,7 @@ async fn stream(
     // The charge is in the journal before the stream's last bytes go out.
     ctx.completed = cut.is_none() && !translated.failed();
     ctx.settle();
+    ctx.capture(&out);
     write_all(session, &mut out).await.map_err(client_gone)?;
     session.write_response_body(None, true).await.map_err(client_gone)?;
     Ok(cut.is_none())
@@ -176,6 +179,8 @@ async fn document(
     if !translation.ignored.is_empty() {
         extra.push((IGNORED_HEADER, translation.ignored.as_str()));
     }
+    ctx.answer_type(kind);
+    ctx.capture(&[&out]);
     respond_with(session, status, kind, out, &ctx.request_id, &extra).await.map_err(client_gone)?;
     Ok(true)
 }

@@ -21,6 +21,7 @@ pub struct Money {
     pub billing: Arc<Billing>,
     pub store: StoreHandle,
     pub journal: Arc<Journal>,
+    pub replays: Arc<crate::billing::replay::Replays>,
 }
 
 /// A YAML account, ready for the store.
@@ -83,7 +84,8 @@ pub fn start(
     load(&billing, snapshot)?;
     let batch = std::time::Duration::from_millis(config.store.batch_ms.max(1));
     handle.spawn(super::writer::run(journal.clone(), store, billing.clone(), batch));
-    Ok(Money { billing, store: handle, journal })
+    let replays = Arc::new(crate::billing::replay::Replays::new(Arc::new(SystemClock)));
+    Ok(Money { billing, store: handle, journal, replays })
 }
 
 /// The plan named `name`, or one that allows nothing (an account whose

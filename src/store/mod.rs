@@ -16,6 +16,7 @@ pub mod writer;
 pub use runtime::StoreHandle;
 pub use sqlite::SqliteStore;
 
+use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -193,6 +194,10 @@ pub trait Store: Send + Sync {
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError>;
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>, StoreError>;
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError>;
+    /// Keeps the answer of an idempotent call (a newer one replaces it).
+    async fn save_answer(&self, account: i64, key: &str, answer: &Answer, at: i64) -> Result<(), StoreError>;
+    /// The answer kept for `key`, with when it was kept.
+    async fn answer(&self, account: i64, key: &str) -> Result<Option<(i64, Answer)>, StoreError>;
     /// The sum of every posting: zero, if the store is right.
     async fn total(&self) -> Result<i64, StoreError>;
 }

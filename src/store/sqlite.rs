@@ -6,6 +6,7 @@ use super::{
     Account, AccountPatch, Generation, KeyPatch, KeyRecord, LedgerRow, LotRow, NewKey, Snapshot, Store,
     StoreError, UsageFilter, UsageRow,
 };
+use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd, RecordKind};
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -418,6 +419,49 @@ impl Store for SqliteStore {
         .await?;
         row.map(|r| Ok(Generation { account_id: r.try_get("account_id")?, row: Self::ledger_row(&r)? }))
             .transpose()
+    }
+
+    async fn save_answer(&self, account: i64, key: &str, answer: &Answer, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO idempotent_answers (account_id, key, status, content_type, body, at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (account_id, key) DO UPDATE SET status = excluded.status, \
+             content_type = excluded.content_type, body = excluded.body, at = excluded.at",
+        )
+        .bind(account)
+        .bind(key)
+        .bind(i64::from(answer.status))
+        .bind(&answer.content_type)
+        .bind(&answer.body)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        // What is past the window is no use to anyone.
+        sqlx::query("DELETE FROM idempotent_answers WHERE at < ?")
+            .bind(at - crate::billing::replay::WINDOW_MS as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn answer(&self, account: i64, key: &str) -> Result<Option<(i64, Answer)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT status, content_type, body, at FROM idempotent_answers WHERE account_id = ? AND key = ?",
+        )
+        .bind(account)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("at")?,
+                Answer {
+                    status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(200),
+                    content_type: r.try_get("content_type")?,
+                    body: r.try_get("body")?,
+                },
+            ))
+        })
+        .transpose()
     }
 
     async fn total(&self) -> Result<i64, StoreError> {
