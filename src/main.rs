@@ -1,14 +1,19 @@
-//! `tollgate serve` runs the gateway; `tollgate check` validates a config.
+//! `tollgate serve` runs the gateway; `tollgate check` validates a config;
+//! `accounts`, `keys`, `topup`, `ledger`, `usage` and `models` drive a
+//! running gateway through its admin API.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tollgate::admin::cli::{AdminCommand, AdminTarget};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "LLM API gateway on Pingora")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    admin: AdminTarget,
 }
 
 #[derive(Subcommand)]
@@ -29,11 +34,16 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Accounts, keys, top-ups, the ledger, usage and prices of a running
+    /// gateway, through its admin API.
+    #[command(flatten)]
+    Admin(AdminCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin(command) => tollgate::admin::cli::run(&cli.admin, command),
         Command::Check { config } => match load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

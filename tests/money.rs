@@ -306,3 +306,43 @@ async fn an_idempotency_key_bills_once_replays_the_answer_and_refuses_a_retry_wh
         .unwrap();
     assert!(r.headers().get("idempotent-replayed").is_none());
 }
+
+#[tokio::test]
+async fn the_cli_creates_tops_up_issues_and_revokes_through_the_admin_api() {
+    let stack = Stack::demo();
+    let admin_url = stack.admin.clone();
+    let cli = move |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .args(["--admin-url", &admin_url])
+            .env("TOLLGATE_ADMIN_TOKEN", "tollgate-admin-demo")
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), doc)
+    };
+    let (code, account) = cli(&["accounts", "create", "--name", "cli-co", "--plan", "pro"]);
+    assert_eq!(code, Some(0), "{account}");
+    let id = account["id"].as_i64().unwrap().to_string();
+    let (code, topped) =
+        cli(&["topup", &id, "--usd", "2.50", "--multiplier", "6", "--idempotency-key", "inv-7"]);
+    assert_eq!((code, topped["balance_credits"].clone()), (Some(0), json!(15_000_000)));
+    let (_, again) = cli(&["topup", &id, "--usd", "2.50", "--multiplier", "6", "--idempotency-key", "inv-7"]);
+    assert_eq!(again["duplicate"], true);
+    let (code, key) = cli(&["keys", "create", &id, "--name", "laptop", "--model", "openai/*"]);
+    assert_eq!(code, Some(0), "{key}");
+    let secret = key["key"].as_str().unwrap().to_string();
+    let r = post(&stack, &secret, &chat("gpt-5.5", 10), &tag()).await;
+    assert_eq!(r.status(), 200);
+    let (_, ledger) = cli(&["ledger", &id]);
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 2, "{ledger}");
+    let (_, usage) = cli(&["usage", &id, "--model", "openai/gpt-5.5"]);
+    assert_eq!(usage["total"]["requests"], 1);
+    let key_id = key["id"].as_i64().unwrap().to_string();
+    assert_eq!(cli(&["keys", "revoke", &key_id]).0, Some(0));
+    assert_eq!(post(&stack, &secret, &chat("gpt-5.5", 10), &tag()).await.status(), 401);
+    let (code, _) = cli(&["accounts", "create", "--name", "x", "--plan", "nonexistent"]);
+    assert_eq!(code, Some(1), "a refusal is a failed command");
+    let (code, _) = cli(&["models", "--token", "wrong"]);
+    assert_eq!(code, Some(1));
+}

@@ -96,11 +96,15 @@ async fn a_store_in_memory_works_alike() {
 async fn idempotent_answers_are_kept_and_replaced() {
     use crate::billing::replay::Answer;
     let store = SqliteStore::open(None).await.unwrap_or_else(|e| unreachable!("{e}"));
-    let answer = Answer { status: 200, content_type: "text/event-stream".into(), body: b"data: x\n\n".to_vec() };
+    let answer =
+        Answer { status: 200, content_type: "text/event-stream".into(), body: b"data: x\n\n".to_vec() };
     assert!(store.save_answer(1, "k", &answer, 10).await.is_ok());
     assert_eq!(store.answer(1, "k").await.ok().flatten(), Some((10, answer.clone())));
     assert_eq!(store.answer(2, "k").await.ok().flatten(), None, "per account");
     let later = Answer { body: b"{}".to_vec(), ..answer };
     assert!(store.save_answer(1, "k", &later, 20).await.is_ok());
-    assert_eq!(store.answer(1, "k").await.ok().flatten().map(|(at, a)| (at, a.body)), Some((20, b"{}".to_vec())));
+    assert_eq!(
+        store.answer(1, "k").await.ok().flatten().map(|(at, a)| (at, a.body)),
+        Some((20, b"{}".to_vec()))
+    );
 }
