@@ -48,7 +48,7 @@ pub fn unwrap(id: &str) -> (&str, Option<String>) {
             other => other,
         })
         .collect();
-    while sig.len() % 4 != 0 {
+    while !sig.len().is_multiple_of(4) {
         sig.push('=');
     }
     (base, Some(sig))
@@ -71,7 +71,7 @@ mod tests {
             // A standard base64 text, as Gemini sends.
             const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
             let mut sig: String = bytes.iter().map(|b| ALPHABET[usize::from(*b) % 64] as char).collect();
-            while sig.len() % 4 != 0 { sig.push('='); }
+            while !sig.len().is_multiple_of(4) { sig.push('='); }
             let id = wrap("call_abc", Some(&sig));
             prop_assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
             let (base, back) = unwrap(&id);

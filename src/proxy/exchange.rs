@@ -228,7 +228,7 @@ async fn relay(
     }
     ctx.status = status;
     if let Some(kind) = response.headers.get("content-type").and_then(|v| v.to_str().ok()) {
-        ctx.answer_type(&kind.to_string());
+        ctx.answer_type(kind);
     }
     if let Err(e) = downstream::write_head(session, response).await {
         upstream.shutdown().await;
