@@ -180,7 +180,8 @@ pub fn models_for<'a>(gateway: &'a Gateway, key: Option<&KeyState>) -> Vec<&'a A
     match (&gateway.billing, key) {
         (Some(billing), Some(key)) => entries
             .filter(|m| {
-                m.status == crate::config::ModelStatus::ComingSoon || billing.access(key, &m.id).is_ok()
+                m.status == crate::config::ModelStatus::ComingSoon
+                    || billing.access(key, &m.id, m.class.as_deref()).is_ok()
             })
             .collect(),
         _ => entries.collect(),

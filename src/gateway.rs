@@ -1,10 +1,9 @@
 //! The validated runtime form of a configuration: router, key ring, model
 //! catalog and providers, built once at start and shared by every request.
 
-use crate::auth::{KeyRing, Principal};
+use crate::auth::KeyRing;
 use crate::billing::{Billing, ModelPrice, NanoUsd, Plan};
 use crate::config::{Config, ModelStatus, ProviderKind};
-use crate::error::GatewayError;
 use crate::formats::models_list::ModelInfo;
 use crate::formats::ClientFormat;
 use crate::providers::Provider;
@@ -46,6 +45,8 @@ pub struct ModelEntry {
     pub upstream_format: ClientFormat,
     pub price: Option<ModelPrice>,
     pub max_output_tokens: u64,
+    /// What plans (and the next issue's limits) may name it by.
+    pub class: Option<String>,
 }
 
 impl ModelEntry {
@@ -98,18 +99,6 @@ impl Gateway {
         self.billing = Some(money.billing.clone());
         self.money = Some(money);
         Ok(())
-    }
-
-    /// Who is calling with `key`: the key ring of the YAML, or, when calls
-    /// are billed, the accounts' keys (revoked and expired ones refused).
-    pub fn authenticate(&self, key: &crate::secret::Secret) -> Result<Principal, GatewayError> {
-        match &self.billing {
-            None => self.keys.authenticate(key).cloned().ok_or(GatewayError::InvalidKey),
-            Some(billing) => billing
-                .authenticate(&crate::auth::digest(key.expose()))
-                .map(|k| Principal { key_name: k.name.clone(), billed: Some(k) })
-                .map_err(crate::exchange::refusal_error),
-        }
     }
 
     pub fn from_config(config: &Config) -> Result<Self, String> {
@@ -174,6 +163,7 @@ impl Gateway {
                     .transpose()
                     .map_err(|e| format!("models[{i}] ({}): price.{}", m.id, e.0))?,
                 max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+                class: m.class.clone(),
             });
             for name in std::iter::once(&m.id).chain(&m.aliases) {
                 if name.is_empty() {

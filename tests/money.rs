@@ -128,6 +128,12 @@ async fn access_rules_refuse_in_the_callers_format_before_anything_goes_upstream
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-tollgate-model"], "google/gemini-3-flash-preview");
     assert_eq!(r.headers()["x-tollgate-fallback-from"], "openai/gpt-5.5");
+    // A key allowed a model class.
+    let (_, _, sonnet) =
+        customer(&stack, "pro", "5", 1, json!({"name": "s", "models": ["class:sonnet"]})).await;
+    assert_eq!(post(&stack, &sonnet, &chat("gpt-5.5", 10), &t).await.status(), 403);
+    let ok = post(&stack, &sonnet, &chat("claude-sonnet-4-6", 10), &t).await;
+    assert_eq!(ok.status(), 200);
     // A spend cap that cannot pay for the call.
     let (_, _, capped) =
         customer(&stack, "pro", "5", 1, json!({"name": "c", "spend_cap_usd": "0.000001"})).await;
@@ -169,7 +175,7 @@ async fn access_rules_refuse_in_the_callers_format_before_anything_goes_upstream
     let r = post(&stack, &key, &chat("gpt-5.5", 10), &t).await;
     assert_eq!(r.status(), 402);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "trial_expired");
-    assert_eq!(stack.received(&t).await.len(), 1, "only the fallback call went upstream");
+    assert_eq!(stack.received(&t).await.len(), 2, "only the fallback and the sonnet calls went upstream");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use super::{AdminError, AdminState};
 use crate::billing::{AccountState, NanoUsd, Status};
 use crate::calendar::format_time;
 use crate::store::boot::{key_state, plan_or_none};
-use crate::store::{AccountPatch, KeyPatch, KeyRecord, NewKey, UsageFilter};
+use crate::store::{AccountPatch, KeyPatch, KeyRecord, NewKey, UsageFilter, UsageRow};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -15,6 +15,11 @@ use std::sync::Arc;
 
 type Answer<T> = Result<Json<T>, AdminError>;
 type Created<T> = Result<(StatusCode, Json<T>), AdminError>;
+
+/// A time a PATCH may set, clear (`null`) or leave alone (absent).
+fn nullable_time(t: &Option<Option<TimeInput>>) -> Result<Option<Option<i64>>, AdminError> {
+    t.as_ref().map(|t| t.as_ref().map(TimeInput::millis).transpose().map_err(AdminError::bad)).transpose()
+}
 
 fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
     u64::try_from(id)
@@ -119,11 +124,7 @@ pub async fn patch_account(
             return Err(AdminError::bad(format!("status must be 'active' or 'suspended', not '{other}'")))
         }
     };
-    let trial = match &body.trial_ends_at {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(t)) => Some(Some(t.millis().map_err(AdminError::bad)?)),
-    };
+    let trial = nullable_time(&body.trial_ends_at)?;
     let patch = AccountPatch { plan: body.plan.clone(), status, trial_ends_at: trial };
     let kept = state
         .store
@@ -333,11 +334,7 @@ pub async fn patch_key(
         None => None,
         Some(cap) => Some(cap_of(cap.as_ref())?),
     };
-    let expires_at = match &body.expires_at {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(t)) => Some(Some(t.millis().map_err(AdminError::bad)?)),
-    };
+    let expires_at = nullable_time(&body.expires_at)?;
     let patch = KeyPatch {
         name: body.name.clone(),
         status,
@@ -394,27 +391,15 @@ pub async fn usage(State(state): State<AdminState>, Query(q): Query<UsageQuery>)
         since: None,
     };
     let rows = state.store.run(move |s| async move { s.usage(&filter).await }).await?;
-    let mut total = UsageLine { day: "all".into(), model: "all".into(), ..UsageLine::default() };
-    let usage = rows
-        .into_iter()
-        .map(|r| {
-            total.requests += r.requests;
-            total.input_tokens += r.input_tokens;
-            total.output_tokens += r.output_tokens;
-            total.cached_tokens += r.cached_tokens;
-            total.cost_nano_usd += r.cost_nano_usd;
-            UsageLine {
-                day: r.day,
-                model: r.model,
-                requests: r.requests,
-                input_tokens: r.input_tokens,
-                output_tokens: r.output_tokens,
-                cached_tokens: r.cached_tokens,
-                cost_nano_usd: r.cost_nano_usd,
-            }
-        })
-        .collect();
-    Ok(Json(UsageView { account: q.account, usage, total }))
+    let mut total = UsageRow { day: "all".into(), model: "all".into(), ..UsageRow::default() };
+    for r in &rows {
+        total.requests += r.requests;
+        total.input_tokens += r.input_tokens;
+        total.output_tokens += r.output_tokens;
+        total.cached_tokens += r.cached_tokens;
+        total.cost_nano_usd += r.cost_nano_usd;
+    }
+    Ok(Json(UsageView { account: q.account, usage: rows, total }))
 }
 
 /// `n` nano-USD per million tokens as an exact decimal of nano-USD per token.

@@ -218,22 +218,11 @@ pub struct LedgerView {
     pub entries: Vec<LedgerEntryView>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub struct UsageLine {
-    pub day: String,
-    pub model: String,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cached_tokens: i64,
-    pub cost_nano_usd: i64,
-}
-
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageView {
     pub account: i64,
-    pub usage: Vec<UsageLine>,
-    pub total: UsageLine,
+    pub usage: Vec<crate::store::UsageRow>,
+    pub total: crate::store::UsageRow,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

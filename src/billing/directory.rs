@@ -3,7 +3,7 @@
 //! memory, found by the key's SHA-256. Entries are replaced whole when an
 //! operator changes them, so a request holds a consistent snapshot.
 
-use super::service::Plan;
+use super::plan::Plan;
 use super::NanoUsd;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,8 +59,8 @@ pub struct KeyState {
 }
 
 impl KeyState {
-    pub fn allows(&self, model_id: &str) -> bool {
-        self.models.as_ref().is_none_or(|m| super::service::matches_any(m, model_id))
+    pub fn allows(&self, model_id: &str, class: Option<&str>) -> bool {
+        self.models.as_ref().is_none_or(|m| super::plan::matches_any(m, model_id, class))
     }
 
     pub fn touch(&self, now: u64) {

@@ -10,6 +10,7 @@ pub mod holds;
 pub mod ledger;
 pub mod lots;
 pub mod money;
+pub mod plan;
 pub mod price;
 pub mod record;
 pub mod replay;

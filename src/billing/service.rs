@@ -8,6 +8,7 @@
 use super::directory::{AccountState, Directory, KeyDigest, KeyState, Status};
 use super::holds::{Clock, HoldRefused, KeyCap, Wallets};
 use super::money::NanoUsd;
+pub use super::plan::{matches_any, Plan};
 use super::price::ModelPrice;
 use super::record::{LedgerRecord, Metered, RecordKind, Sink};
 use crate::formats::usage::Usage;
@@ -17,30 +18,6 @@ use std::sync::Arc;
 /// How long a hold may stay open before it is released unbilled, unless
 /// configured: longer than any request may run.
 pub const HOLD_LEASE_MS: u64 = 60 * 60 * 1000;
-
-/// A plan: the models it may call (ids, `prefix/*` globs, `*`), whether it
-/// includes API access at all, and how long its trial lasts.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub name: String,
-    pub models: Vec<String>,
-    pub api_access: bool,
-    pub trial_days: Option<u32>,
-}
-
-/// Whether `model_id` matches one of `patterns` (ids, `prefix*` globs).
-pub fn matches_any(patterns: &[String], model_id: &str) -> bool {
-    patterns.iter().any(|pattern| match pattern.strip_suffix('*') {
-        Some(prefix) => model_id.starts_with(prefix),
-        None => pattern == model_id,
-    })
-}
-
-impl Plan {
-    pub fn allows(&self, model_id: &str) -> bool {
-        matches_any(&self.models, model_id)
-    }
-}
 
 /// Why a request is not let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +44,8 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     pub model_id: &'a str,
+    /// The model's class (`opus`, `sonnet`), which plans may name.
+    pub model_class: Option<&'a str>,
     pub price: ModelPrice,
     /// Estimated from the body.
     pub input_tokens: u64,
@@ -192,7 +171,12 @@ impl Billing {
 
     /// Whether `key`'s account may call `model_id` now: its status, trial,
     /// plan and the key's own allowlist.
-    pub fn access(&self, key: &KeyState, model_id: &str) -> Result<Arc<AccountState>, Refusal> {
+    pub fn access(
+        &self,
+        key: &KeyState,
+        model_id: &str,
+        class: Option<&str>,
+    ) -> Result<Arc<AccountState>, Refusal> {
         let account = self.directory.account(key.account).ok_or(Refusal::InvalidKey("invalid"))?;
         if account.status != Status::Active {
             return Err(Refusal::AccountSuspended);
@@ -203,12 +187,12 @@ impl Billing {
         if !account.plan.api_access {
             return Err(Refusal::UpgradeRequired("your plan does not include API access".into()));
         }
-        if !account.plan.allows(model_id) {
+        if !account.plan.allows(model_id, class) {
             return Err(Refusal::UpgradeRequired(format!(
                 "your plan does not include the model '{model_id}'"
             )));
         }
-        if !key.allows(model_id) {
+        if !key.allows(model_id, class) {
             return Err(Refusal::UpgradeRequired(format!("this key may not call the model '{model_id}'")));
         }
         Ok(account)
@@ -220,8 +204,8 @@ impl Billing {
     /// output limit holds what the wallet and the key's cap afford, down to
     /// a small answer, and is capped at that.
     pub fn admit(&self, key: &Arc<KeyState>, call: &Call<'_>, hold_key: &str) -> Result<Admission, Refusal> {
-        let Call { model_id, price, input_tokens, max_output, caller_set_limit } = *call;
-        let account = self.access(key, model_id)?;
+        let Call { model_id, model_class, price, input_tokens, max_output, caller_set_limit } = *call;
+        let account = self.access(key, model_id, model_class)?;
         let wallet = self.wallets.available(account.id);
         let cap_left = key.spend_cap.map(|cap| NanoUsd((cap.0 - self.wallets.key_spent(key.id).0).max(0)));
         let budget = cap_left.map_or(wallet, |left| left.min(wallet));

@@ -319,6 +319,10 @@ pub struct ModelConfig {
     /// its own limit holds.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// A model class (`opus`, `sonnet`, `flash`): plans may allow
+    /// `class:NAME`, and the rate limits of the next issue differ by class.
+    #[serde(default)]
+    pub class: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,6 +38,18 @@ pub fn refusal_error(refusal: Refusal) -> GatewayError {
     err
 }
 
+/// Who is calling with `key`: the key ring of the YAML, or, when calls
+/// are billed, the accounts' keys (revoked and expired ones refused).
+pub fn authenticate(gateway: &Gateway, key: &crate::secret::Secret) -> Result<Principal, GatewayError> {
+    match &gateway.billing {
+        None => gateway.keys.authenticate(key).cloned().ok_or(GatewayError::InvalidKey),
+        Some(billing) => billing
+            .authenticate(&crate::auth::digest(key.expose()))
+            .map(|k| Principal { key_name: k.name.clone(), billed: Some(k) })
+            .map_err(refusal_error),
+    }
+}
+
 /// The access rule for `key`'s calls: a model its account or allowlist
 /// excludes goes to the key's fallback model when that is enabled and
 /// allowed, and is refused otherwise.
@@ -46,7 +58,7 @@ pub fn model_access<'a>(
     billing: &'a Billing,
     key: &'a KeyState,
 ) -> impl Fn(&Arc<ModelEntry>) -> Result<Option<Arc<ModelEntry>>, GatewayError> + 'a {
-    move |model| match billing.access(key, &model.id) {
+    move |model| match billing.access(key, &model.id, model.class.as_deref()) {
         Ok(_) => Ok(None),
         Err(Refusal::UpgradeRequired(why)) => {
             let fallback = billing
@@ -56,7 +68,7 @@ pub fn model_access<'a>(
                 .flatten()
                 .and_then(|name| gateway.catalog.resolve(name))
                 .filter(|m| m.status == crate::config::ModelStatus::Live)
-                .filter(|m| billing.access(key, &m.id).is_ok());
+                .filter(|m| billing.access(key, &m.id, m.class.as_deref()).is_ok());
             match fallback {
                 Some(m) => Ok(Some(m.clone())),
                 None => Err(refusal_error(Refusal::UpgradeRequired(why))),
@@ -86,6 +98,7 @@ pub fn admit(
     let max_output = plan.max_output.unwrap_or(plan.model.max_output_tokens);
     let call = Call {
         model_id: &plan.model.id,
+        model_class: plan.model.class.as_deref(),
         price,
         input_tokens: plan.input_estimate,
         max_output,

@@ -93,7 +93,7 @@ async fn serve(
     }
     let key = auth::extract_key(&|name| downstream::header(session, name), query)
         .ok_or(GatewayError::MissingKey)?;
-    let principal = gateway.authenticate(&key)?;
+    let principal = crate::exchange::authenticate(gateway, &key)?;
     ctx.key_name = Some(principal.key_name.clone());
     ctx.key_id = principal.billed.as_ref().map(|k| k.id);
 

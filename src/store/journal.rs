@@ -94,7 +94,7 @@ impl Journal {
     }
 
     /// Takes what is pending for the store.
-    pub(super) fn take(&self) -> Vec<LedgerRecord> {
+    pub fn take(&self) -> Vec<LedgerRecord> {
         std::mem::take(&mut *lock(&self.pending))
     }
 
@@ -108,7 +108,7 @@ impl Journal {
     /// Marks `n` more records kept, and empties the file when nothing is
     /// left pending (taken under the file's lock, so no record can be
     /// written between the check and the truncation).
-    pub(super) fn kept(&self, n: u64) {
+    pub fn kept(&self, n: u64) {
         let file = lock(&self.file);
         self.kept.send_modify(|k| *k += n);
         let Some((file, path)) = &*file else { return };

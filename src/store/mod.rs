@@ -115,7 +115,7 @@ pub struct LedgerRow {
 }
 
 /// Totals of one model on one day.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct UsageRow {
     pub day: String,
     pub model: String,

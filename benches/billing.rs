@@ -1,0 +1,105 @@
+//! What money costs a request, measured with criterion: authenticate (the
+//! key's SHA-256 and the directory lookup), admit (access rules and a hold
+//! of the worst case against the wallet and the key's cap) and settle (the
+//! charge, its lots, and its record written to a real journal file), the
+//! three steps the request path adds when calls are billed. Issue #10's
+//! bound is 10 µs for all three.
+//!
+//!   cargo bench --bench billing
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tollgate::billing::{
+    AccountState, Billing, BillingOptions, Call, Ending, KeyState, ModelPrice, NanoUsd, Plan, PriceConfig,
+    Status, SystemClock,
+};
+use tollgate::formats::usage::Usage;
+use tollgate::store::journal::Journal;
+
+const KEY: &str = "sk-tollgate-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn setup(dir: &std::path::Path) -> (Arc<Billing>, Arc<Journal>) {
+    let journal = Arc::new(Journal::open(Some(dir)).unwrap());
+    let plan = Arc::new(Plan {
+        name: "pro".into(),
+        models: vec!["openai/*".into(), "anthropic/*".into()],
+        api_access: true,
+        trial_days: None,
+    });
+    let billing = Arc::new(Billing::new(
+        vec![plan.clone()],
+        journal.clone(),
+        Arc::new(SystemClock),
+        BillingOptions::default(),
+    ));
+    billing.directory.put_account(AccountState {
+        id: 1,
+        name: "acme".into(),
+        plan,
+        status: Status::Active,
+        trial_ends_at: None,
+    });
+    billing.topup(1, NanoUsd(1_000_000_000_000_000), 1, "opening").unwrap();
+    billing.directory.put_key(
+        tollgate::auth::digest(KEY),
+        KeyState {
+            id: 1,
+            account: 1,
+            name: "k".into(),
+            prefix: "sk-tollgate-0123".into(),
+            status: Status::Active,
+            expires_at: None,
+            spend_cap: Some(NanoUsd(i64::MAX / 2)),
+            models: None,
+            fallback_model: None,
+            created_at: 0,
+            last_used_at: AtomicU64::new(0),
+        },
+    );
+    (billing, journal)
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-billing-{}", std::process::id()));
+    let (billing, journal) = setup(&dir);
+    let price = ModelPrice::from_config(&PriceConfig {
+        input: "1.25".into(),
+        output: "10".into(),
+        cache_read: Some("0.125".into()),
+        ..PriceConfig::default()
+    })
+    .unwrap();
+    let usage =
+        Usage { input_tokens: 1_200, output_tokens: 300, cached_input_tokens: 800, ..Usage::default() };
+    let mut n: u64 = 0;
+    c.bench_function("billing/authenticate+admit+settle", |b| {
+        b.iter(|| {
+            n += 1;
+            let request_id = format!("req_{n:020}");
+            let key = billing.authenticate(&tollgate::auth::digest(black_box(KEY))).unwrap();
+            let call = Call {
+                model_id: "openai/gpt-5.5",
+                model_class: None,
+                price,
+                input_tokens: 1_200,
+                max_output: 4_096,
+                caller_set_limit: true,
+            };
+            let admission = billing.admit(&key, &call, &request_id).unwrap();
+            let ending = Ending { usage: Some(usage), completed: true, ..Ending::default() };
+            black_box(billing.settle(&admission, &ending, &request_id));
+            // What the background writer does, so the journal stays small.
+            if n.is_multiple_of(4096) {
+                let taken = journal.take().len() as u64;
+                journal.kept(taken);
+            }
+        })
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
