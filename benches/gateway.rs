@@ -6,7 +6,8 @@
 //! Reports added latency p50/p99 at concurrency 1, requests per second at
 //! saturation, and streaming time to first byte, as ratios.
 //!
-//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES tune it)
+//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES tune it;
+//!                                          BENCH_CONFIG names another configuration)
 //!
 //! The bare proxy lives here too: this binary runs it when started with
 //! `--bare-proxy LISTEN UPSTREAM`.
@@ -161,10 +162,12 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml");
+    // BENCH_CONFIG: another configuration (one without accounts bills nothing).
+    let config = std::env::var("BENCH_CONFIG")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml").to_string());
     procs.0.push(
         Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["serve", "--config", config])
+            .args(["serve", "--config", &config])
             .env("TOLLGATE_LISTEN", format!("127.0.0.1:{gw_port}"))
             .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))

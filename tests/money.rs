@@ -38,9 +38,26 @@ async fn the_admin_api_wants_its_token_and_documents_itself() {
         .find(|m| m["id"] == "google/gemini-3-flash-preview")
         .unwrap();
     assert_eq!(flash["price_nano_usd"]["cache_read"], json!(75));
-    let (s, _) =
+    let (s, doc) =
         admin(&stack, "POST", "/admin/v1/accounts", Some(json!({"name": "x", "plan": "gold"}))).await;
-    assert_eq!(s, 400, "no such plan");
+    assert_eq!((s, doc["error"]["code"].clone()), (400, json!("invalid_request")), "no such plan");
+    // Malformed input gets the API's own JSON errors.
+    let (s, doc) = admin(&stack, "POST", "/admin/v1/accounts", Some(json!({"name": 5}))).await;
+    assert_eq!((s, doc["error"]["code"].clone()), (400, json!("invalid_request")), "{doc}");
+    let extra = json!({"name": "x", "plan": "pro", "extra": 1});
+    let (s, doc) = admin(&stack, "POST", "/admin/v1/accounts", Some(extra)).await;
+    assert_eq!(s, 400, "unknown fields are refused: {doc}");
+    let (s, doc) = admin(&stack, "GET", "/admin/v1/accounts/abc", None).await;
+    assert_eq!((s, doc["error"]["code"].clone()), (404, json!("not_found")));
+    let (s, doc) = admin(&stack, "GET", "/admin/v1/ledger?account=x", None).await;
+    assert_eq!((s, doc["error"]["code"].clone()), (400, json!("invalid_request")));
+    let (s, doc) = admin(&stack, "GET", "/admin/v1/nothing", None).await;
+    assert_eq!((s, doc["error"]["code"].clone()), (404, json!("not_found")));
+    let (s, _) = admin(&stack, "GET", "/admin/v1/accounts/999", None).await;
+    assert_eq!(s, 404);
+    let body = json!({"amount_usd": 12.5, "multiplier": 1, "idempotency_key": "f"});
+    let (s, _) = admin(&stack, "POST", "/admin/v1/accounts/1/topups", Some(body)).await;
+    assert_eq!(s, 400, "dollars as a float are refused");
 }
 
 #[tokio::test]
@@ -351,4 +368,26 @@ async fn the_cli_creates_tops_up_issues_and_revokes_through_the_admin_api() {
     assert_eq!(code, Some(1), "a refusal is a failed command");
     let (code, _) = cli(&["models", "--token", "wrong"]);
     assert_eq!(code, Some(1));
+}
+
+#[tokio::test]
+async fn a_plan_with_a_trial_starts_one_and_an_upgrade_ends_it() {
+    let yaml = std::fs::read_to_string(common::repo().join("conf/demo.yaml")).unwrap().replacen(
+        "plans:\n",
+        "plans:\n  - name: trial\n    models: [\"*\"]\n    trial_days: 14\n",
+        1,
+    );
+    let stack = Stack::custom(&yaml);
+    let (account, _, key) = customer(&stack, "trial", "1", 1, json!({"name": "t"})).await;
+    let (_, view) = admin(&stack, "GET", &format!("/admin/v1/accounts/{account}"), None).await;
+    let ends = view["trial_ends_at"].as_str().unwrap().to_string();
+    assert!(ends.ends_with('Z') && ends.as_str() > "2026", "{view}");
+    assert_eq!(post(&stack, &key, &chat("gpt-5.5", 10), &tag()).await.status(), 200, "within the trial");
+    let over = json!({"trial_ends_at": "2000-01-01T00:00:00Z"});
+    admin(&stack, "PATCH", &format!("/admin/v1/accounts/{account}"), Some(over)).await;
+    assert_eq!(post(&stack, &key, &chat("gpt-5.5", 10), &tag()).await.status(), 402);
+    let upgrade = json!({"plan": "pro", "trial_ends_at": null});
+    let (_, view) = admin(&stack, "PATCH", &format!("/admin/v1/accounts/{account}"), Some(upgrade)).await;
+    assert_eq!((view["plan"].clone(), view["trial_ends_at"].clone()), (json!("pro"), Value::Null));
+    assert_eq!(post(&stack, &key, &chat("gpt-5.5", 10), &tag()).await.status(), 200);
 }

@@ -2,13 +2,14 @@
 //! then the in-memory state the request path reads (or, for money, goes
 //! through `billing`, whose journal reaches the store).
 
+use super::extract::{Body, Id, Params};
 use super::types::*;
 use super::{AdminError, AdminState};
 use crate::billing::{AccountState, NanoUsd, Status};
 use crate::calendar::format_time;
 use crate::store::boot::{key_state, plan_or_none};
 use crate::store::{AccountPatch, KeyPatch, KeyRecord, NewKey, UsageFilter, UsageRow};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ async fn account_view(state: &AdminState, account: &AccountState) -> Result<Acco
     responses((status = 201, body = AccountView), (status = 400), (status = 401)))]
 pub async fn create_account(
     State(state): State<AdminState>,
-    Json(body): Json<CreateAccount>,
+    Body(body): Body<CreateAccount>,
 ) -> Created<AccountView> {
     let plan = state
         .billing
@@ -99,7 +100,7 @@ pub async fn create_account(
 
 #[utoipa::path(get, path = "/admin/v1/accounts/{id}", params(("id" = i64, Path)),
     responses((status = 200, body = AccountView), (status = 404)))]
-pub async fn get_account(State(state): State<AdminState>, Path(id): Path<i64>) -> Answer<AccountView> {
+pub async fn get_account(State(state): State<AdminState>, Id(id): Id) -> Answer<AccountView> {
     let account = account_of(&state, id)?;
     Ok(Json(account_view(&state, &account).await?))
 }
@@ -108,8 +109,8 @@ pub async fn get_account(State(state): State<AdminState>, Path(id): Path<i64>) -
     responses((status = 200, body = AccountView), (status = 400), (status = 404)))]
 pub async fn patch_account(
     State(state): State<AdminState>,
-    Path(id): Path<i64>,
-    Json(body): Json<PatchAccount>,
+    Id(id): Id,
+    Body(body): Body<PatchAccount>,
 ) -> Answer<AccountView> {
     let current = account_of(&state, id)?;
     if let Some(plan) = &body.plan {
@@ -145,8 +146,8 @@ pub async fn patch_account(
     responses((status = 200, body = TopupView), (status = 400), (status = 404)))]
 pub async fn topup(
     State(state): State<AdminState>,
-    Path(id): Path<i64>,
-    Json(body): Json<Topup>,
+    Id(id): Id,
+    Body(body): Body<Topup>,
 ) -> Answer<TopupView> {
     let account = account_of(&state, id)?;
     let paid = body.amount_usd.nano().map_err(AdminError::bad)?;
@@ -176,8 +177,8 @@ pub async fn topup(
     responses((status = 200, body = TopupView), (status = 400), (status = 404)))]
 pub async fn adjust(
     State(state): State<AdminState>,
-    Path(id): Path<i64>,
-    Json(body): Json<Adjustment>,
+    Id(id): Id,
+    Body(body): Body<Adjustment>,
 ) -> Answer<TopupView> {
     let account = account_of(&state, id)?;
     let amount = body.amount_usd.nano().map_err(AdminError::bad)?;
@@ -244,8 +245,8 @@ fn cap_of(cap: Option<&UsdInput>) -> Result<Option<NanoUsd>, AdminError> {
     responses((status = 201, body = CreatedKey), (status = 400), (status = 404)))]
 pub async fn create_key(
     State(state): State<AdminState>,
-    Path(id): Path<i64>,
-    Json(body): Json<CreateKey>,
+    Id(id): Id,
+    Body(body): Body<CreateKey>,
 ) -> Created<CreatedKey> {
     let account = account_of(&state, id)?;
     check_models(&state, body.models.as_ref(), body.fallback_model.as_ref())?;
@@ -283,7 +284,7 @@ fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeyState>, 
 
 #[utoipa::path(get, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)),
     responses((status = 200, body = KeyView), (status = 404)))]
-pub async fn get_key(State(state): State<AdminState>, Path(id): Path<i64>) -> Answer<KeyView> {
+pub async fn get_key(State(state): State<AdminState>, Id(id): Id) -> Answer<KeyView> {
     let key = key_of(&state, id)?;
     Ok(Json(key_view(&state, &key)))
 }
@@ -315,8 +316,8 @@ async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyV
     responses((status = 200, body = KeyView), (status = 400), (status = 404)))]
 pub async fn patch_key(
     State(state): State<AdminState>,
-    Path(id): Path<i64>,
-    Json(body): Json<PatchKey>,
+    Id(id): Id,
+    Body(body): Body<PatchKey>,
 ) -> Answer<KeyView> {
     let status = match body.status.as_deref() {
         None => None,
@@ -348,13 +349,13 @@ pub async fn patch_key(
 
 #[utoipa::path(delete, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)),
     responses((status = 200, body = KeyView, description = "revoked: the next request with it gets 401"), (status = 404)))]
-pub async fn revoke_key(State(state): State<AdminState>, Path(id): Path<i64>) -> Answer<KeyView> {
+pub async fn revoke_key(State(state): State<AdminState>, Id(id): Id) -> Answer<KeyView> {
     change_key(&state, id, KeyPatch { status: Some("revoked".into()), ..KeyPatch::default() }).await
 }
 
 #[utoipa::path(get, path = "/admin/v1/ledger", params(AccountQuery),
     responses((status = 200, body = LedgerView), (status = 404)))]
-pub async fn ledger(State(state): State<AdminState>, Query(q): Query<AccountQuery>) -> Answer<LedgerView> {
+pub async fn ledger(State(state): State<AdminState>, Params(q): Params<AccountQuery>) -> Answer<LedgerView> {
     account_of(&state, q.account)?;
     state.journal.flushed().await;
     let account = q.account;
@@ -380,7 +381,7 @@ pub async fn ledger(State(state): State<AdminState>, Query(q): Query<AccountQuer
 
 #[utoipa::path(get, path = "/admin/v1/usage", params(UsageQuery),
     responses((status = 200, body = UsageView), (status = 404)))]
-pub async fn usage(State(state): State<AdminState>, Query(q): Query<UsageQuery>) -> Answer<UsageView> {
+pub async fn usage(State(state): State<AdminState>, Params(q): Params<UsageQuery>) -> Answer<UsageView> {
     account_of(&state, q.account)?;
     state.journal.flushed().await;
     let filter = UsageFilter {

@@ -7,6 +7,7 @@
 //! store.
 
 pub mod cli;
+mod extract;
 mod handlers;
 mod types;
 
@@ -120,6 +121,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/usage", get(handlers::usage))
         .route("/admin/v1/models", get(handlers::models))
         .route("/admin/v1/openapi.json", get(|| async { Json(AdminDoc::openapi()) }))
+        .fallback(|| async { AdminError(StatusCode::NOT_FOUND, "not_found", "no such admin route".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }

@@ -100,6 +100,9 @@ impl SqliteStore {
     }
 }
 
+/// Rows per multi-row insert: 15 values each, under SQLite's 32,766.
+const APPEND_ROWS: usize = 1000;
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -241,67 +244,77 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError> {
+        // A retried batch may hold a record twice: keep the first.
+        let mut seen = std::collections::HashSet::new();
+        let records: Vec<&LedgerRecord> = records.iter().filter(|r| seen.insert(r.key.as_str())).collect();
         let mut tx = self.pool.begin().await?;
         let mut new = 0;
-        for r in records {
-            let m = r.metered.as_ref();
-            let account = to_i64(r.account);
-            let at = to_i64(r.at);
-            // The wallet's posting carries the bill; its counter posting balances it.
-            let wallet = sqlx::query(
+        // Multi-row statements: the writer moves thousands of records a
+        // second, and one statement per row would cost a core.
+        for chunk in records.chunks(APPEND_ROWS) {
+            let mut wallet: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, key_id, \
-                 model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) \
-                 VALUES (?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_key, book) DO NOTHING",
-            )
-            .bind(&r.key)
-            .bind(r.kind.as_str())
-            .bind(account)
-            .bind(r.wallet_nano)
-            .bind(r.paid_nano)
-            .bind(r.key_id.map(to_i64))
-            .bind(m.map(|m| m.model.clone()))
-            .bind(m.map(|m| to_i64(m.input_tokens)))
-            .bind(m.map(|m| to_i64(m.output_tokens)))
-            .bind(m.map(|m| to_i64(m.cached_tokens)))
-            .bind(m.map(|m| to_i64(m.cache_write_tokens)))
-            .bind(i64::from(m.is_some_and(|m| m.estimated)))
-            .bind(m.map(|m| m.request_id.clone()))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            if wallet.rows_affected() == 0 {
+                 model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) ",
+            );
+            // The wallet's posting carries the bill; its counter posting balances it.
+            wallet.push_values(chunk, |mut row, r| {
+                let m = r.metered.as_ref();
+                row.push_bind(r.key.clone())
+                    .push_bind(r.kind.as_str())
+                    .push_bind(to_i64(r.account))
+                    .push_bind("wallet")
+                    .push_bind(r.wallet_nano)
+                    .push_bind(r.paid_nano)
+                    .push_bind(r.key_id.map(to_i64))
+                    .push_bind(m.map(|m| m.model.clone()))
+                    .push_bind(m.map(|m| to_i64(m.input_tokens)))
+                    .push_bind(m.map(|m| to_i64(m.output_tokens)))
+                    .push_bind(m.map(|m| to_i64(m.cached_tokens)))
+                    .push_bind(m.map(|m| to_i64(m.cache_write_tokens)))
+                    .push_bind(i64::from(m.is_some_and(|m| m.estimated)))
+                    .push_bind(m.map(|m| m.request_id.clone()))
+                    .push_bind(to_i64(r.at));
+            });
+            wallet.push(" ON CONFLICT (entry_key, book) DO NOTHING RETURNING entry_key");
+            let kept: std::collections::HashSet<String> =
+                wallet.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+            let fresh: Vec<&LedgerRecord> = chunk.iter().copied().filter(|r| kept.contains(&r.key)).collect();
+            if fresh.is_empty() {
                 continue;
             }
-            new += 1;
-            sqlx::query(
-                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.key)
-            .bind(r.kind.as_str())
-            .bind(account)
-            .bind(r.kind.counter_book())
-            .bind(-r.wallet_nano)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            let (paid, multiplier, granted) = match r.kind {
-                RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
-                _ if r.wallet_nano > 0 => (0, 1, r.wallet_nano),
-                _ => continue,
-            };
-            sqlx::query(
-                "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, entry_key, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(account)
-            .bind(paid)
-            .bind(multiplier)
-            .bind(r.wallet_nano)
-            .bind(granted)
-            .bind(&r.key)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            new += fresh.len() as u64;
+            let mut counter: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) ",
+            );
+            counter.push_values(&fresh, |mut row, r| {
+                row.push_bind(r.key.clone())
+                    .push_bind(r.kind.as_str())
+                    .push_bind(to_i64(r.account))
+                    .push_bind(r.kind.counter_book())
+                    .push_bind(-r.wallet_nano)
+                    .push_bind(to_i64(r.at));
+            });
+            counter.build().execute(&mut *tx).await?;
+            for r in fresh {
+                let (paid, multiplier, granted) = match r.kind {
+                    RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
+                    _ if r.wallet_nano > 0 => (0, 1, r.wallet_nano),
+                    _ => continue,
+                };
+                sqlx::query(
+                    "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, entry_key, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(to_i64(r.account))
+                .bind(paid)
+                .bind(multiplier)
+                .bind(r.wallet_nano)
+                .bind(granted)
+                .bind(&r.key)
+                .bind(to_i64(r.at))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(new)
