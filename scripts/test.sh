@@ -21,5 +21,6 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
 echo "==> coding CLIs from npm into .cli/"
 bash scripts/install-clis.sh
-cargo build --bins
+# The binaries `cargo test` built for the integration tests: a `cargo build
+# --bins` here would rebuild every dependency with other features.
 .venv/bin/pytest -q tests/sdk
