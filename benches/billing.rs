@@ -28,6 +28,7 @@ fn setup(dir: &std::path::Path) -> (Arc<Billing>, Arc<Journal>) {
         models: vec!["openai/*".into(), "anthropic/*".into()],
         api_access: true,
         trial_days: None,
+        limits: Default::default(),
     });
     let billing = Arc::new(Billing::new(
         vec![plan.clone()],
@@ -55,6 +56,7 @@ fn setup(dir: &std::path::Path) -> (Arc<Billing>, Arc<Journal>) {
             spend_cap: Some(NanoUsd(i64::MAX / 2)),
             models: None,
             fallback_model: None,
+            limits: Default::default(),
             created_at: 0,
             last_used_at: AtomicU64::new(0),
         },

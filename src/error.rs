@@ -47,6 +47,9 @@ pub enum GatewayError {
     SpendCapReached(String),
     /// A retry of a request (same `Idempotency-Key`) still running (409).
     IdempotencyConflict,
+    /// A rate limit refused the call (429): `rate_limit_exceeded` or
+    /// `daily_limit`, with the headers that say when to retry.
+    RateLimited { code: &'static str, message: String, headers: Vec<(&'static str, String)> },
     /// A customer endpoint's object is not there, or not the caller's (404).
     NotFound(String),
     /// The plan has no API access or does not include the model (403).
@@ -84,6 +87,7 @@ impl GatewayError {
             | GatewayError::TrialExpired => 402,
             GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => 403,
             GatewayError::IdempotencyConflict => 409,
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::NotFound(_) => 404,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
@@ -112,6 +116,7 @@ impl GatewayError {
             | GatewayError::TrialExpired => ErrorKind::Billing,
             GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => ErrorKind::Permission,
             GatewayError::IdempotencyConflict => ErrorKind::InvalidRequest,
+            GatewayError::RateLimited { .. } => ErrorKind::RateLimited,
             GatewayError::NotFound(_) => ErrorKind::NotFound,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
@@ -147,6 +152,7 @@ impl GatewayError {
             GatewayError::InsufficientCredits(_) => "insufficient_credits",
             GatewayError::SpendCapReached(_) => "spend_cap_reached",
             GatewayError::IdempotencyConflict => "idempotency_conflict",
+            GatewayError::RateLimited { code, .. } => code,
             GatewayError::NotFound(_) => "not_found",
             GatewayError::UpgradeRequired(_) => "upgrade_required",
             GatewayError::BadRequest(_) => "invalid_request",
@@ -168,6 +174,14 @@ impl GatewayError {
 }
 
 impl GatewayError {
+    /// Headers the caller's answer carries besides the body.
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        match self {
+            GatewayError::RateLimited { headers, .. } => headers,
+            _ => &[],
+        }
+    }
+
     /// What the log gets beyond the caller's message: the cause of a
     /// provider or gateway failure, never shown to callers.
     pub fn detail(&self) -> Option<&str> {
@@ -197,6 +211,7 @@ impl fmt::Display for GatewayError {
                 "A request with this Idempotency-Key is still in progress; retry once it has finished",
             ),
             GatewayError::NotFound(what) => write!(f, "{what} not found"),
+            GatewayError::RateLimited { message, .. } => f.write_str(message),
             GatewayError::InsufficientCredits(why) => {
                 write!(f, "Insufficient credits: {why}; top up to continue")
             }

@@ -24,6 +24,8 @@ pub struct Gateway {
     pub max_stream_event_bytes: usize,
     /// Set when accounts are configured: every call is then billed.
     pub billing: Option<Arc<Billing>>,
+    /// The plans' rate limits, on this node.
+    pub limiter: Arc<crate::limits::Limiter>,
     /// The store and journal behind `billing`.
     pub money: Option<Money>,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
@@ -179,6 +181,7 @@ impl Gateway {
         let boot = billing_of(config, &catalog)?;
         Ok(Self {
             billing: None,
+            limiter: Arc::default(),
             money: None,
             boot,
             router: Router::new(&config.mounts),
@@ -216,11 +219,34 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
         if plans.iter().any(|q| q.name == p.name) {
             return Err(format!("plans: the name '{}' is used twice", p.name));
         }
+        let l = &p.limits;
+        let utc_offset_minutes = match &l.timezone {
+            None => 0,
+            Some(tz) => crate::limits::daily::parse_offset(tz)
+                .map_err(|e| format!("plans '{}': limits.timezone: {e}", p.name))?,
+        };
+        for group in l.rph.keys() {
+            if !["messages", "responses", "images"].contains(&group.as_str()) {
+                return Err(format!(
+                    "plans '{}': limits.rph: '{group}' is not an endpoint group (messages, responses, images)",
+                    p.name
+                ));
+            }
+        }
         plans.push(Arc::new(Plan {
             name: p.name.clone(),
             models: p.models.clone(),
             api_access: p.api_access,
             trial_days: p.trial_days,
+            limits: crate::limits::PlanLimits {
+                rpm: l.rpm,
+                rpm_by_class: l.rpm_by_class.clone(),
+                rph: l.rph.clone(),
+                daily_messages: l.daily_messages,
+                input_tpm: l.input_tpm,
+                concurrent: l.concurrent,
+                utc_offset_minutes,
+            },
         }));
     }
     let mut accounts: Vec<BootAccount> = Vec::new();

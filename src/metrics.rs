@@ -176,6 +176,19 @@ fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
     g
 }
 
+static RATE_LIMITS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_rate_limit_decisions_total",
+        "Rate-limit decisions, by limit (rpm, rph, daily_messages, input_tpm, concurrent) and outcome.",
+        &["limit", "outcome"],
+    )
+});
+
+/// A limit let a call through, or refused it.
+pub fn rate_limit(limit: &'static str, outcome: &'static str) {
+    RATE_LIMITS.with_label_values(&[limit, outcome]).inc();
+}
+
 /// A call refused with `code` before anything went upstream.
 pub fn refused(code: &str) {
     REFUSED.with_label_values(&[code]).inc();
@@ -242,6 +255,7 @@ pub fn init() {
     Lazy::force(&CONNECTIONS_REFUSED);
     Lazy::force(&SPEND);
     Lazy::force(&REFUSED);
+    Lazy::force(&RATE_LIMITS);
     Lazy::force(&HOLDS_OPEN);
     Lazy::force(&JOURNAL_LAG);
     Lazy::force(&JOURNAL_WRITTEN);

@@ -196,6 +196,28 @@ pub async fn adjust(
     }))
 }
 
+fn limits_view(state: &AdminState, k: &crate::billing::KeyState) -> LimitsView {
+    let plan = state.billing.directory.account(k.account).map(|a| a.plan.limits.clone()).unwrap_or_default();
+    let o = k.limits;
+    let rpm_by_class = plan.rpm_by_class.iter().map(|(c, n)| (c.clone(), o.rpm.unwrap_or(*n))).collect();
+    let mut rph: std::collections::HashMap<String, u32> =
+        plan.rph.iter().map(|(g, n)| (g.clone(), o.rph.unwrap_or(*n))).collect();
+    if let Some(n) = o.rph {
+        for group in ["messages", "responses", "images"] {
+            rph.insert(group.into(), n);
+        }
+    }
+    LimitsView {
+        rpm: o.rpm.or(plan.rpm),
+        rpm_by_class,
+        rph,
+        daily_messages: o.daily_messages.or(plan.daily_messages),
+        input_tpm: o.input_tpm.or(plan.input_tpm),
+        concurrent: o.concurrent.or(plan.concurrent),
+        overrides: o,
+    }
+}
+
 fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> KeyView {
     let spend = state.billing.key_spent(k.id);
     KeyView {
@@ -211,6 +233,7 @@ fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> KeyView {
         spend_micro_usd: spend.micro_usd(),
         models: k.models.clone(),
         fallback_model: k.fallback_model.clone(),
+        limits: limits_view(state, k),
         created_at: format_time(k.created_at as i64),
         last_used_at: k.last_used().map(|t| format_time(t as i64)),
     }
@@ -256,6 +279,7 @@ pub async fn create_key(
         models: body.models.clone(),
         fallback_model: body.fallback_model.clone(),
         expires_at: body.expires_at.as_ref().map(TimeInput::millis).transpose().map_err(AdminError::bad)?,
+        limits: body.limits.as_ref().map_or_else(Default::default, |l| l.apply(Default::default())),
     };
     let prefix = state.billing.options.key_prefix.clone();
     let key = crate::store::new_key(&prefix)?;
@@ -307,6 +331,7 @@ async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyV
             k.spend_cap = fresh.spend_cap;
             k.models = fresh.models.clone();
             k.fallback_model = fresh.fallback_model.clone();
+            k.limits = fresh.limits;
         })
         .ok_or_else(|| AdminError::not_found("key"))?;
     Ok(Json(key_view(state, &next)))
@@ -336,7 +361,9 @@ pub async fn patch_key(
         Some(cap) => Some(cap_of(cap.as_ref())?),
     };
     let expires_at = nullable_time(&body.expires_at)?;
+    let current = key_of(&state, id)?;
     let patch = KeyPatch {
+        limits: body.limits.as_ref().map(|l| l.apply(current.limits)),
         name: body.name.clone(),
         status,
         spend_cap,

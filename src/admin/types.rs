@@ -115,6 +115,65 @@ pub struct Adjustment {
     pub idempotency_key: String,
 }
 
+/// Overrides of the plan's rate limits: a number replaces the plan's value
+/// (up or down), `null` removes the override, an absent field is left.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsInput {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub rpm: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub rph: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub daily_messages: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub input_tpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub concurrent: Option<Option<u32>>,
+}
+
+impl LimitsInput {
+    pub fn apply(&self, mut o: crate::limits::Overrides) -> crate::limits::Overrides {
+        if let Some(v) = self.rpm {
+            o.rpm = v;
+        }
+        if let Some(v) = self.rph {
+            o.rph = v;
+        }
+        if let Some(v) = self.daily_messages {
+            o.daily_messages = v;
+        }
+        if let Some(v) = self.input_tpm {
+            o.input_tpm = v;
+        }
+        if let Some(v) = self.concurrent {
+            o.concurrent = v;
+        }
+        o
+    }
+}
+
+/// The limits in force for a key: its plan's with its overrides.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitsView {
+    /// Requests per minute, for models without a class of their own below.
+    pub rpm: Option<u32>,
+    pub rpm_by_class: std::collections::HashMap<String, u32>,
+    /// Requests per hour of the account, by endpoint group.
+    pub rph: std::collections::HashMap<String, u32>,
+    pub daily_messages: Option<u32>,
+    pub input_tpm: Option<u64>,
+    pub concurrent: Option<u32>,
+    /// The key's own overrides.
+    #[schema(value_type = Object)]
+    pub overrides: crate::limits::Overrides,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
@@ -128,6 +187,8 @@ pub struct CreateKey {
     pub fallback_model: Option<String>,
     #[serde(default)]
     pub expires_at: Option<TimeInput>,
+    #[serde(default)]
+    pub limits: Option<LimitsInput>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -158,6 +219,8 @@ pub struct PatchKey {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<TimeInput>>,
+    #[serde(default)]
+    pub limits: Option<LimitsInput>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -174,6 +237,7 @@ pub struct KeyView {
     pub spend_micro_usd: i64,
     pub models: Option<Vec<String>>,
     pub fallback_model: Option<String>,
+    pub limits: LimitsView,
     pub created_at: String,
     pub last_used_at: Option<String>,
 }

@@ -54,6 +54,8 @@ pub struct KeyState {
     /// Model ids or globs; `None`: whatever the plan allows.
     pub models: Option<Vec<String>>,
     pub fallback_model: Option<String>,
+    /// Overrides of the plan's rate limits.
+    pub limits: crate::limits::Overrides,
     pub created_at: u64,
     pub last_used_at: AtomicU64,
 }
@@ -83,6 +85,7 @@ impl KeyState {
             spend_cap: self.spend_cap,
             models: self.models.clone(),
             fallback_model: self.fallback_model.clone(),
+            limits: self.limits,
             created_at: self.created_at,
             last_used_at: AtomicU64::new(self.last_used_at.load(Ordering::Relaxed)),
         };

@@ -9,6 +9,7 @@ pub struct Plan {
     pub models: Vec<String>,
     pub api_access: bool,
     pub trial_days: Option<u32>,
+    pub limits: crate::limits::PlanLimits,
 }
 
 /// Whether a model (its id and class) matches one of `patterns`: ids,

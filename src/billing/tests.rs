@@ -26,6 +26,7 @@ fn fixture(balance: i64, models: &[&str], api: bool) -> Fixture {
         models: models.iter().map(|m| m.to_string()).collect(),
         api_access: api,
         trial_days: None,
+        limits: Default::default(),
     });
     let sink = Arc::new(MemorySink::default());
     let clock = Arc::new(ManualClock::at(1_000_000));
@@ -55,6 +56,7 @@ fn key(f: &Fixture, id: u64, change: impl FnOnce(&mut KeyState)) -> Arc<KeyState
         spend_cap: None,
         models: None,
         fallback_model: None,
+        limits: Default::default(),
         created_at: 0,
         last_used_at: AtomicU64::new(0),
     };

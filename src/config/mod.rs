@@ -104,6 +104,36 @@ pub struct PlanConfig {
     /// Accounts created on this plan get a trial this many days long.
     #[serde(default)]
     pub trial_days: Option<u32>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// A plan's rate limits; an absent one is no limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per minute per key (a sliding window).
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Requests per minute per key for models of a class (`models[].class`).
+    #[serde(default)]
+    pub rpm_by_class: std::collections::HashMap<String, u32>,
+    /// Requests per hour per account by endpoint group: `messages` (Chat,
+    /// Messages, Gemini), `responses`.
+    #[serde(default)]
+    pub rph: std::collections::HashMap<String, u32>,
+    /// Messages per day per account, reset at midnight in `timezone`.
+    #[serde(default)]
+    pub daily_messages: Option<u32>,
+    /// Input tokens per minute per key (a token bucket: bursts up to it).
+    #[serde(default)]
+    pub input_tpm: Option<u64>,
+    /// Requests in flight per key.
+    #[serde(default)]
+    pub concurrent: Option<u32>,
+    /// The daily cap's day: `UTC` (default) or an offset, `+09:00`.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 fn every_model() -> Vec<String> {

@@ -7,12 +7,15 @@
 
 use super::UpstreamPlan;
 use crate::auth::Principal;
-use crate::billing::{Admission, Billing, Call, KeyState, Refusal};
+use crate::billing::{Admission, Billing, Call, Ending, KeyState, Refusal};
 use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
 use crate::formats::ClientFormat;
 use crate::gateway::{Gateway, ModelEntry};
+use crate::limits::headers::{Headers, Style};
+use crate::limits::{Ask, Kind, Permit};
 use crate::metrics;
+use crate::routing::Route;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -78,9 +81,82 @@ pub fn model_access<'a>(
     }
 }
 
-/// Admits the planned call for `principal`'s account: `Ok(None)` when
-/// nothing is billed on this gateway.
+/// A billed call let through: its hold, what it took from the rate
+/// limits, and the rate-limit headers its answer carries.
+pub struct Admitted {
+    pub admission: Admission,
+    pub permit: Permit,
+    pub headers: Headers,
+}
+
+/// Admits the planned call for `principal`'s account, against its wallet
+/// and then its rate limits (a call a limit refuses gives its hold back,
+/// so it takes from nothing): `Ok(None)` when nothing is billed here.
 pub fn admit(
+    gateway: &Gateway,
+    principal: &Principal,
+    plan: &mut UpstreamPlan,
+    request_id: &str,
+    route: &Route,
+) -> Result<Option<Admitted>, GatewayError> {
+    let Some(admission) = hold(gateway, principal, plan, request_id)? else { return Ok(None) };
+    let Some(billing) = &gateway.billing else { return Ok(None) };
+    let now = billing.now_ms();
+    let limits = admission.account.plan.limits.in_force(
+        plan.model.class.as_deref(),
+        route.endpoint.limit_group(),
+        &admission.key.limits,
+    );
+    let ask = Ask {
+        key: admission.key.id,
+        account: admission.account.id,
+        class: plan.model.class.as_deref(),
+        group: route.endpoint.limit_group(),
+        input_estimate: plan.input_estimate,
+        now,
+    };
+    let style = match route.format {
+        ClientFormat::Openai | ClientFormat::Responses => Style::OpenAi,
+        ClientFormat::Anthropic => Style::Anthropic,
+        ClientFormat::Gemini => Style::Plain,
+    };
+    match gateway.limiter.admit(&ask, &limits) {
+        Ok(permit) => {
+            for s in &permit.standing {
+                metrics::rate_limit(s.kind.as_str(), "allowed");
+            }
+            let headers = crate::limits::headers::for_standing(&permit.standing, style, now);
+            Ok(Some(Admitted { admission, permit, headers }))
+        }
+        Err(refused) => {
+            billing.settle(&admission, &Ending::default(), request_id);
+            metrics::rate_limit(refused.kind.as_str(), "refused");
+            let (code, what) = match refused.kind {
+                Kind::Daily => ("daily_limit", "Daily message limit reached for your plan".to_string()),
+                Kind::InputTpm if refused.retry_after_ms == u64::MAX => (
+                    "rate_limit_exceeded",
+                    format!(
+                        "This request's input is more than the {} tokens a minute allowed",
+                        refused.limit
+                    ),
+                ),
+                kind => (
+                    "rate_limit_exceeded",
+                    format!("Rate limit exceeded ({} {})", refused.limit, kind.as_str()),
+                ),
+            };
+            let headers = crate::limits::headers::for_refusal(&refused, style, now);
+            let message = match headers.iter().find(|(n, _)| *n == "retry-after") {
+                Some((_, s)) if refused.retry_after_ms != u64::MAX => format!("{what}; retry after {s} s"),
+                _ => what,
+            };
+            Err(GatewayError::RateLimited { code, message, headers })
+        }
+    }
+}
+
+/// The wallet's part: the hold of the call's worst case.
+fn hold(
     gateway: &Gateway,
     principal: &Principal,
     plan: &mut UpstreamPlan,

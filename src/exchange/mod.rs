@@ -6,7 +6,7 @@ mod admit;
 pub mod headers;
 pub mod idempotency;
 
-pub use admit::{admit, authenticate, model_access, refusal_error};
+pub use admit::{admit, authenticate, model_access, refusal_error, Admitted};
 
 use crate::config::ModelStatus;
 use crate::config::ProviderKind;

@@ -8,6 +8,7 @@
 
 pub mod bucket;
 pub mod daily;
+pub mod headers;
 pub mod window;
 
 use bucket::TokenBucket;
@@ -37,7 +38,8 @@ pub struct PlanLimits {
 }
 
 /// A key's overrides: each replaces the plan's value (for every class or group).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Overrides {
     pub rpm: Option<u32>,
     pub rph: Option<u32>,
@@ -47,7 +49,7 @@ pub struct Overrides {
 }
 
 /// The limits in force for one call: the plan's, with the key's overrides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct InForce {
     pub rpm: Option<u32>,
     pub rph: Option<u32>,

@@ -1,6 +1,6 @@
 //! What is known about one request as it goes, for the access log and metrics.
 
-use crate::billing::{Admission, Billing, Charge, Ending};
+use crate::billing::{Admission, Billing, Charge, Clock as _, Ending};
 use crate::drain::InFlight;
 use crate::exchange::idempotency::Idempotent;
 use crate::formats::usage::Usage;
@@ -40,6 +40,10 @@ pub struct RequestCtx {
     pub relayed_events: u64,
     /// The response ended as the provider meant it to (not cut, not left).
     pub completed: bool,
+    /// What the call took from the rate limits, to give back when it ends.
+    pub permit: Option<(Arc<crate::limits::Limiter>, crate::limits::Permit)>,
+    /// The rate-limit headers its answer carries.
+    pub limit_headers: crate::limits::headers::Headers,
     /// A call under an `Idempotency-Key`, capturing what its caller gets.
     pub idempotent: Option<Box<Idempotent>>,
     /// Keeps a draining process alive until this request is done.
@@ -86,6 +90,8 @@ impl RequestCtx {
             relayed_events: 0,
             completed: false,
             idempotent: None,
+            permit: None,
+            limit_headers: Vec::new(),
             _in_flight: InFlight::enter(),
         }
     }
@@ -135,6 +141,10 @@ impl RequestCtx {
     /// Called once, from the logging hook.
     pub fn finish(&mut self, written_status: Option<u16>, pingora_error: bool) {
         self.settle();
+        if let Some((limiter, permit)) = self.permit.take() {
+            let input = self.charge.map(|c| c.usage.input_tokens).or(self.usage.map(|u| u.input_tokens));
+            limiter.finish(&permit, input, crate::billing::SystemClock.now_ms());
+        }
         if let Some(i) = self.idempotent.take() {
             let status = written_status.unwrap_or(self.status);
             i.finish(status, self.completed && !pingora_error && self.failure.is_none());

@@ -218,12 +218,14 @@ pub async fn respond_error(
         // The rest of the body was not read: the connection cannot be reused.
         session.set_keepalive(None);
     }
-    respond(
+    let extra: Vec<(&'static str, &str)> = err.headers().iter().map(|(n, v)| (*n, v.as_str())).collect();
+    respond_with(
         session,
         err.status(),
         "application/json",
         errors::render_answer(err, format, request_id),
         request_id,
+        &extra,
     )
     .await
 }

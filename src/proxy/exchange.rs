@@ -143,9 +143,11 @@ async fn serve(
             };
             // Billed calls hold their worst case before anything goes upstream.
             ctx.model = Some(plan.model.id.clone());
-            if let Some(admission) = admit(gateway, &principal, &mut plan, &ctx.request_id)? {
-                ctx.account = Some(admission.account.name.clone());
-                ctx.bill = gateway.billing.clone().map(|billing| (billing, admission));
+            if let Some(admitted) = admit(gateway, &principal, &mut plan, &ctx.request_id, route)? {
+                ctx.account = Some(admitted.admission.account.name.clone());
+                ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));
+                ctx.limit_headers = admitted.headers;
+                ctx.permit = Some((gateway.limiter.clone(), admitted.permit));
             }
             ctx.fallback_from = plan.fallback_from.clone();
             ctx.provider = Some(plan.provider.name.clone());
@@ -223,7 +225,9 @@ async fn relay(
     let (head, status, is_sse) = upstream_head(&upstream)?;
     let mut relay = Passthrough::new(format, is_sse, plan.hide_usage).with_event_limit(plan.max_event_bytes);
     let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
-    for (name, value) in plan.served_by() {
+    for (name, value) in
+        plan.served_by().into_iter().chain(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())))
+    {
         response.insert_header(name, value).map_err(|e| GatewayError::Internal(e.to_string()))?;
     }
     ctx.status = status;

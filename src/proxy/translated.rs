@@ -64,7 +64,9 @@ async fn stream(
     if !translation.ignored.is_empty() {
         head.insert_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
     }
-    for (name, value) in plan.served_by() {
+    for (name, value) in
+        plan.served_by().into_iter().chain(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())))
+    {
         head.insert_header(name, value).map_err(internal)?;
     }
     ctx.status = 200;
@@ -175,12 +177,13 @@ async fn document(
     }
     let streams = plan.stream && status < 400;
     let kind = content_type(client, streams, translation.ctx.gemini_sse);
+    ctx.answer_type(kind);
+    ctx.capture(&[&out]);
     let mut extra: Vec<(&'static str, &str)> = plan.served_by();
+    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
     if !translation.ignored.is_empty() {
         extra.push((IGNORED_HEADER, translation.ignored.as_str()));
     }
-    ctx.answer_type(kind);
-    ctx.capture(&[&out]);
     respond_with(session, status, kind, out, &ctx.request_id, &extra).await.map_err(client_gone)?;
     Ok(true)
 }

@@ -52,6 +52,15 @@ impl Endpoint {
         }
     }
 
+    /// The group whose hourly limit a call counts against (seed 001:
+    /// messages, chat and Gemini share one; Responses has its own).
+    pub fn limit_group(&self) -> &'static str {
+        match self {
+            Endpoint::Responses => "responses",
+            _ => "messages",
+        }
+    }
+
     /// Whether the endpoint is a model call that goes upstream.
     pub fn is_upstream_call(&self) -> bool {
         matches!(

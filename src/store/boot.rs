@@ -92,7 +92,13 @@ pub fn start(
 /// plan was removed from the YAML is kept, and refused with 403).
 pub fn plan_or_none(billing: &Billing, name: &str) -> Arc<Plan> {
     billing.plan(name).cloned().unwrap_or_else(|| {
-        Arc::new(Plan { name: name.to_string(), models: Vec::new(), api_access: false, trial_days: None })
+        Arc::new(Plan {
+            name: name.to_string(),
+            models: Vec::new(),
+            api_access: false,
+            trial_days: None,
+            limits: Default::default(),
+        })
     })
 }
 
@@ -188,6 +194,7 @@ pub fn key_state(k: &super::KeyRecord) -> KeyState {
         spend_cap: k.spend_cap,
         models: k.models.clone(),
         fallback_model: k.fallback_model.clone(),
+        limits: k.limits,
         created_at: k.created_at as u64,
         last_used_at: AtomicU64::new(k.last_used_at.unwrap_or(0) as u64),
     }

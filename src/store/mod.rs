@@ -38,6 +38,7 @@ pub struct NewKey {
     pub models: Option<Vec<String>>,
     pub fallback_model: Option<String>,
     pub expires_at: Option<i64>,
+    pub limits: crate::limits::Overrides,
 }
 
 /// A customer key as kept: its hash, never the key.
@@ -52,6 +53,7 @@ pub struct KeyRecord {
     pub spend_cap: Option<NanoUsd>,
     pub models: Option<Vec<String>>,
     pub fallback_model: Option<String>,
+    pub limits: crate::limits::Overrides,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
 }
@@ -73,6 +75,8 @@ pub struct KeyPatch {
     pub models: Option<Option<Vec<String>>>,
     pub fallback_model: Option<Option<String>>,
     pub expires_at: Option<Option<i64>>,
+    /// The key's overrides, whole.
+    pub limits: Option<crate::limits::Overrides>,
 }
 
 /// One lot of credit, in the order it was bought or granted.

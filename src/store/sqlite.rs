@@ -21,7 +21,7 @@ pub struct SqliteStore {
 }
 
 const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
-                           fallback_model, created_at, last_used_at";
+                           fallback_model, limits, created_at, last_used_at";
 const LEDGER_COLUMNS: &str = "kind, amount_nano, paid_nano, key_id, model, input_tokens, output_tokens, \
                               cached_tokens, estimated, request_id, at";
 
@@ -78,6 +78,12 @@ impl SqliteStore {
                 .transpose()
                 .map_err(|e| StoreError(e.to_string()))?,
             fallback_model: row.try_get("fallback_model")?,
+            limits: row
+                .try_get::<Option<String>, _>("limits")?
+                .map(|l| serde_json::from_str(&l))
+                .transpose()
+                .map_err(|e| StoreError(e.to_string()))?
+                .unwrap_or_default(),
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
         })
@@ -98,6 +104,12 @@ impl SqliteStore {
             at: r.try_get("at")?,
         })
     }
+}
+
+/// A key's overrides as kept: `NULL` for none.
+fn limits_json(limits: &crate::limits::Overrides) -> Option<String> {
+    (*limits != crate::limits::Overrides::default())
+        .then(|| serde_json::to_string(limits).unwrap_or_default())
 }
 
 /// Rows per multi-row insert: 15 values each, under SQLite's 32,766.
@@ -170,8 +182,8 @@ impl Store for SqliteStore {
     ) -> Result<KeyRecord, StoreError> {
         let models = new.models.as_ref().map(|m| serde_json::Value::from(m.clone()).to_string());
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (account_id, name, prefix, key_hash, expires_at, spend_cap_nano, models, fallback_model, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO api_keys (account_id, name, prefix, key_hash, expires_at, spend_cap_nano, models, fallback_model, limits, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(account)
         .bind(&new.name)
@@ -181,6 +193,7 @@ impl Store for SqliteStore {
         .bind(new.spend_cap.map(|c| c.0))
         .bind(models)
         .bind(&new.fallback_model)
+        .bind(limits_json(&new.limits))
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -224,6 +237,9 @@ impl Store for SqliteStore {
         }
         if let Some(expires) = patch.expires_at {
             q.push(", expires_at = ").push_bind(expires);
+        }
+        if let Some(limits) = &patch.limits {
+            q.push(", limits = ").push_bind(limits_json(limits));
         }
         q.push(" WHERE id = ").push_bind(id);
         q.build().execute(&self.pool).await?;

@@ -1,0 +1,139 @@
+//! The rate-limit headers clients back off on: `x-ratelimit-*` of the
+//! tightest limit (seed 001) on every response, OpenAI's
+//! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` to OpenAI-format
+//! callers, Anthropic's `anthropic-ratelimit-{requests,input-tokens}-*` to
+//! Anthropic-format callers, and on a 429 `retry-after` (whole seconds)
+//! and `retry-after-ms`, which the SDKs read before their own backoff.
+
+use super::{tightest, Kind, Refused, Standing};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    OpenAi,
+    Anthropic,
+    Plain,
+}
+
+pub type Headers = Vec<(&'static str, String)>;
+
+fn seconds_up(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+/// OpenAI's duration spelling: `1s`, `6m0s`, `20ms`.
+fn openai_duration(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = seconds_up(ms);
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+fn request_limit(standing: &[Standing]) -> Option<&Standing> {
+    let requests: Vec<Standing> = standing.iter().filter(|s| s.kind != Kind::InputTpm).copied().collect();
+    let tight = tightest(&requests)?;
+    standing.iter().find(|s| s.kind == tight.kind)
+}
+
+/// The headers of a call let through, with `standing` after it counted.
+pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers {
+    let mut h = Headers::new();
+    let Some(tight) = tightest(standing) else { return h };
+    h.push(("x-ratelimit-limit", tight.limit.to_string()));
+    h.push(("x-ratelimit-remaining", tight.remaining.to_string()));
+    h.push(("x-ratelimit-reset", seconds_up(tight.reset_ms).to_string()));
+    let requests = request_limit(standing);
+    let tokens = standing.iter().find(|s| s.kind == Kind::InputTpm);
+    match style {
+        Style::OpenAi => {
+            for (s, limit, remaining, reset) in [
+                (
+                    requests,
+                    "x-ratelimit-limit-requests",
+                    "x-ratelimit-remaining-requests",
+                    "x-ratelimit-reset-requests",
+                ),
+                (
+                    tokens,
+                    "x-ratelimit-limit-tokens",
+                    "x-ratelimit-remaining-tokens",
+                    "x-ratelimit-reset-tokens",
+                ),
+            ] {
+                if let Some(s) = s {
+                    h.push((limit, s.limit.to_string()));
+                    h.push((remaining, s.remaining.to_string()));
+                    h.push((reset, openai_duration(s.reset_ms)));
+                }
+            }
+        }
+        Style::Anthropic => {
+            for (s, limit, remaining, reset) in [
+                (
+                    requests,
+                    "anthropic-ratelimit-requests-limit",
+                    "anthropic-ratelimit-requests-remaining",
+                    "anthropic-ratelimit-requests-reset",
+                ),
+                (
+                    tokens,
+                    "anthropic-ratelimit-input-tokens-limit",
+                    "anthropic-ratelimit-input-tokens-remaining",
+                    "anthropic-ratelimit-input-tokens-reset",
+                ),
+            ] {
+                if let Some(s) = s {
+                    h.push((limit, s.limit.to_string()));
+                    h.push((remaining, s.remaining.to_string()));
+                    let at = now_ms.saturating_add(s.reset_ms) as i64;
+                    h.push((reset, crate::calendar::format_time(at + 999)));
+                }
+            }
+        }
+        Style::Plain => {}
+    }
+    h
+}
+
+/// The headers of a call a limit refused: when to retry, exactly.
+pub fn for_refusal(refused: &Refused, style: Style, now_ms: u64) -> Headers {
+    let wait = refused.retry_after_ms.min(86_400_000);
+    let standing = [Standing { kind: refused.kind, limit: refused.limit, remaining: 0, reset_ms: wait }];
+    let mut h = vec![("retry-after", seconds_up(wait).to_string()), ("retry-after-ms", wait.to_string())];
+    h.extend(for_standing(&standing, style, now_ms));
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_gets_its_own_headers() {
+        let standing = [
+            Standing { kind: Kind::Rpm, limit: 50, remaining: 49, reset_ms: 60_000 },
+            Standing { kind: Kind::InputTpm, limit: 1_000_000, remaining: 999_000, reset_ms: 60 },
+        ];
+        let openai = for_standing(&standing, Style::OpenAi, 0);
+        let get = |h: &Headers, name: &str| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        assert_eq!(get(&openai, "x-ratelimit-remaining-requests").as_deref(), Some("49"));
+        assert_eq!(get(&openai, "x-ratelimit-reset-requests").as_deref(), Some("1m0s"));
+        assert_eq!(get(&openai, "x-ratelimit-reset-tokens").as_deref(), Some("60ms"));
+        assert_eq!(get(&openai, "x-ratelimit-limit").as_deref(), Some("50"), "the tightest");
+        let anthropic = for_standing(&standing, Style::Anthropic, 1_796_119_746_000);
+        assert_eq!(
+            get(&anthropic, "anthropic-ratelimit-requests-reset").as_deref(),
+            Some("2026-12-01T10:10:06Z")
+        );
+        assert_eq!(get(&anthropic, "anthropic-ratelimit-input-tokens-limit").as_deref(), Some("1000000"));
+        let refused = Refused { kind: Kind::Rpm, limit: 50, retry_after_ms: 1_500 };
+        let h = for_refusal(&refused, Style::Plain, 0);
+        assert_eq!(get(&h, "retry-after").as_deref(), Some("2"), "whole seconds, rounded up");
+        assert_eq!(get(&h, "retry-after-ms").as_deref(), Some("1500"));
+        assert_eq!(get(&h, "x-ratelimit-remaining").as_deref(), Some("0"));
+    }
+}
