@@ -44,6 +44,34 @@ fn slug(name: &str) -> String {
     s.trim_matches('-').to_string()
 }
 
+/// Where each of the key's limits stands (for models without a class, and
+/// the `messages` group), as `{"rpm": {"limit", "remaining", "reset_seconds"}, ...}`.
+fn limits_of(
+    gateway: &Gateway,
+    key: &KeyState,
+    account: &crate::billing::AccountState,
+    now: u64,
+) -> Map<String, Value> {
+    let limits = account.plan.limits.in_force(None, "messages", &key.limits);
+    let ask = crate::limits::Ask {
+        key: key.id,
+        account: account.id,
+        class: None,
+        group: "messages",
+        input_estimate: 0,
+        now,
+    };
+    gateway
+        .limiter
+        .standing(&ask, &limits)
+        .into_iter()
+        .map(|s| {
+            let v = json!({"limit": s.limit, "remaining": s.remaining, "reset_seconds": s.reset_ms.div_ceil(1000)});
+            (s.kind.as_str().to_string(), v)
+        })
+        .collect()
+}
+
 pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
     let (billing, _) = money(gateway)?;
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
@@ -73,6 +101,7 @@ pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gatewa
     }
     let balance = billing.available(account.id);
     let key_spend = billing.key_spent(key.id);
+    let rate_limits = limits_of(gateway, key, &account, billing.now_ms());
     let body = json!({
         "auth": "api_key",
         "token": format!("{}...", key.prefix),
@@ -94,6 +123,7 @@ pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gatewa
         "total_input_tokens": input,
         "total_output_tokens": output,
         "per_model": per_model,
+        "rate_limits": rate_limits,
         "api_key": {
             "id": key.id.to_string(),
             "name": &*key.name,
@@ -121,12 +151,20 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     };
     let rows = usage_rows(gateway, filter).await?;
     let today = crate::calendar::day(start_of_day(now));
-    let used: i64 = rows.iter().filter(|r| r.day == today).map(|r| r.requests).sum();
+    let billed_today: i64 = rows.iter().filter(|r| r.day == today).map(|r| r.requests).sum();
+    let limits = limits_of(gateway, key, &account, now as u64);
+    // The daily cap's own count when the plan has one (its day may be local).
+    let (used, limit) = match limits.get("daily_messages") {
+        Some(d) => {
+            let limit = d["limit"].as_i64().unwrap_or(0);
+            (limit - d["remaining"].as_i64().unwrap_or(0), json!(limit))
+        }
+        None => (billed_today, Value::Null),
+    };
     let sum = |f: fn(&UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
     let cost = NanoUsd(sum(|r| r.cost_nano_usd));
     let body = json!({
-        // The daily limit comes with the plan's rate limits (issue #11).
-        "today": {"used": used, "limit": Value::Null},
+        "today": {"used": used, "limit": limit},
         "month": {
             "requests": sum(|r| r.requests),
             "tokensIn": sum(|r| r.input_tokens),
@@ -135,6 +173,7 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
             "cost_nano_usd": cost.0,
         },
         "plan": account.plan.name,
+        "rate_limits": limits,
     });
     Ok(body.to_string().into_bytes())
 }

@@ -26,6 +26,8 @@ pub struct Gateway {
     pub billing: Option<Arc<Billing>>,
     /// The plans' rate limits, on this node.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// Invalid keys per client address.
+    pub bad_keys: crate::auth::abuse::BadKeys,
     /// The store and journal behind `billing`.
     pub money: Option<Money>,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
@@ -182,6 +184,7 @@ impl Gateway {
         Ok(Self {
             billing: None,
             limiter: Arc::default(),
+            bad_keys: crate::auth::abuse::BadKeys::new(config.server.invalid_keys_per_minute_per_address),
             money: None,
             boot,
             router: Router::new(&config.mounts),

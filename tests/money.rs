@@ -349,7 +349,7 @@ async fn the_cli_creates_tops_up_issues_and_revokes_through_the_admin_api() {
     let id = account["id"].as_i64().unwrap().to_string();
     let (code, topped) =
         cli(&["topup", &id, "--usd", "2.50", "--multiplier", "6", "--idempotency-key", "inv-7"]);
-    assert_eq!((code, topped["balance_credits"].clone()), (Some(0), json!(15_000_000)));
+    assert_eq!((code, topped["balance_credits"].clone()), (Some(0), json!(15_000_000)), "{topped}");
     let (_, again) = cli(&["topup", &id, "--usd", "2.50", "--multiplier", "6", "--idempotency-key", "inv-7"]);
     assert_eq!(again["duplicate"], true);
     let (code, key) = cli(&["keys", "create", &id, "--name", "laptop", "--model", "openai/*"]);

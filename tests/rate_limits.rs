@@ -99,6 +99,14 @@ async fn a_daily_cap_lets_exactly_its_number_through_with_its_own_code() {
     assert_eq!(results.iter().filter(|r| r.0 == 200).count(), 10);
     let refused = results.iter().find(|r| r.0 == 429).unwrap();
     assert_eq!(refused.2["error"]["code"], "daily_limit");
+    let (_, usage) = common::money::get(&stack, &key, "/v1/usage").await;
+    assert_eq!(
+        (usage["today"]["used"].clone(), usage["today"]["limit"].clone()),
+        (json!(10), json!(10)),
+        "{usage}"
+    );
+    let (_, whoami) = common::money::get(&stack, &key, "/v1/whoami").await;
+    assert_eq!(whoami["rate_limits"]["daily_messages"]["remaining"], 0, "{whoami}");
     // The cap is the account's: another key of it is refused too.
     let (s, created) =
         admin(&stack, "POST", "/admin/v1/accounts/2/keys", Some(json!({"name": "second"}))).await;
@@ -176,4 +184,24 @@ async fn every_answer_carries_the_headers_of_its_callers_format() {
     assert_eq!(h["anthropic-ratelimit-requests-limit"], "100");
     assert_eq!(h["anthropic-ratelimit-requests-remaining"], "99", "a window per model class");
     assert!(h["anthropic-ratelimit-input-tokens-reset"].to_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn an_address_guessing_keys_is_slowed_and_valid_keys_behind_it_are_not() {
+    let stack = Stack::demo();
+    let mut statuses = Vec::new();
+    for i in 0..70 {
+        let r = client()
+            .post(stack.url("/v1/chat/completions"))
+            .bearer_auth(format!("sk-guess-{i}"))
+            .json(&chat("gpt-5.5", 5))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..60].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[60..].iter().all(|s| *s == 429), "{statuses:?}");
+    let r = post(&stack, common::KEY, &chat("gpt-5.5", 5), &tag()).await;
+    assert_eq!(r.status(), 200, "a valid key from the same address");
 }

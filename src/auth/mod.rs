@@ -2,6 +2,8 @@
 //! them. Keys are held only as SHA-256 digests; a presented key is hashed
 //! and compared in constant time, and is never logged or forwarded.
 
+pub mod abuse;
+
 use crate::config::KeyConfig;
 use crate::secret::Secret;
 use sha2::{Digest, Sha256};

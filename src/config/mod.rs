@@ -216,6 +216,9 @@ pub struct ServerSection {
     pub request_head_timeout_ms: u64,
     /// Connections one client address may hold open at once (0: no limit).
     pub max_connections_per_address: usize,
+    /// Invalid keys one client address may send per minute before its
+    /// further invalid keys get 429 instead of 401 (0: no limit).
+    pub invalid_keys_per_minute_per_address: u32,
 }
 
 impl Default for ServerSection {
@@ -233,6 +236,7 @@ impl Default for ServerSection {
             keepalive_timeout_seconds: 60,
             request_head_timeout_ms: 10_000,
             max_connections_per_address: 512,
+            invalid_keys_per_minute_per_address: 60,
         }
     }
 }

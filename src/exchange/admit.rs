@@ -43,7 +43,25 @@ pub fn refusal_error(refusal: Refusal) -> GatewayError {
 
 /// Who is calling with `key`: the key ring of the YAML, or, when calls
 /// are billed, the accounts' keys (revoked and expired ones refused).
-pub fn authenticate(gateway: &Gateway, key: &crate::secret::Secret) -> Result<Principal, GatewayError> {
+pub fn authenticate(
+    gateway: &Gateway,
+    key: &crate::secret::Secret,
+    client: Option<std::net::IpAddr>,
+) -> Result<Principal, GatewayError> {
+    let found = known(gateway, key);
+    if let (Err(GatewayError::InvalidKey | GatewayError::KeyNotUsable(_)), Some(ip)) = (&found, client) {
+        if gateway.bad_keys.refused(ip) {
+            return Err(GatewayError::RateLimited {
+                code: "rate_limit_exceeded",
+                message: "Too many invalid API keys from this address; retry later".into(),
+                headers: vec![("retry-after", "60".into()), ("retry-after-ms", "60000".into())],
+            });
+        }
+    }
+    found
+}
+
+fn known(gateway: &Gateway, key: &crate::secret::Secret) -> Result<Principal, GatewayError> {
     match &gateway.billing {
         None => gateway.keys.authenticate(key).cloned().ok_or(GatewayError::InvalidKey),
         Some(billing) => billing

@@ -275,6 +275,63 @@ impl Limiter {
         Ok(Permit { key: ask.key, input_taken, in_flight: limits.concurrent.is_some(), standing })
     }
 
+    /// Where each limit of `limits` stands for `ask`'s key and account,
+    /// taking nothing (for `whoami` and `usage`).
+    pub fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Vec<Standing> {
+        let now = ask.now;
+        let mut accounts = lock(&self.accounts[ask.account as usize % SHARDS]);
+        let mut keys = lock(&self.keys[ask.key as usize % SHARDS]);
+        let account = accounts.entry(ask.account).or_default();
+        let key = keys.entry(ask.key).or_default();
+        let mut out = Vec::new();
+        if let Some(limit) = limits.rpm {
+            let (remaining, reset_ms) = key
+                .windows
+                .get_mut(&ask.class.map(str::to_string))
+                .map_or((limit, 0), |w| (w.remaining(now), w.reset_ms(now)));
+            out.push(Standing {
+                kind: Kind::Rpm,
+                limit: limit.into(),
+                remaining: remaining.into(),
+                reset_ms,
+            });
+        }
+        if let Some(limit) = limits.rph {
+            let (remaining, reset_ms) =
+                account.hourly.get_mut(ask.group).map_or((limit, 0), |w| (w.remaining(now), w.reset_ms(now)));
+            out.push(Standing {
+                kind: Kind::Rph,
+                limit: limit.into(),
+                remaining: remaining.into(),
+                reset_ms,
+            });
+        }
+        if let Some(limit) = limits.daily_messages {
+            let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.utc_offset_minutes));
+            let used = d.used(now);
+            out.push(Standing {
+                kind: Kind::Daily,
+                limit: limit.into(),
+                remaining: limit.saturating_sub(used).into(),
+                reset_ms: d.reset_ms(now),
+            });
+        }
+        if let Some(limit) = limits.input_tpm {
+            let (remaining, reset_ms) =
+                key.bucket.as_mut().map_or((limit, 0), |b| (b.remaining(now), b.reset_ms(now)));
+            out.push(Standing { kind: Kind::InputTpm, limit, remaining, reset_ms });
+        }
+        if let Some(limit) = limits.concurrent {
+            out.push(Standing {
+                kind: Kind::Concurrent,
+                limit: limit.into(),
+                remaining: limit.saturating_sub(key.in_flight).into(),
+                reset_ms: 0,
+            });
+        }
+        out
+    }
+
     /// The call ended: its slot is freed and the provider's input count
     /// (when it sent one) corrects the bucket.
     pub fn finish(&self, permit: &Permit, actual_input: Option<u64>, now: u64) {
