@@ -5,6 +5,9 @@
 //! three steps the request path adds when calls are billed. Issue #10's
 //! bound is 10 µs for all three.
 //!
+//! And every rate limit of issue #11 checked and taken at once (its bound:
+//! 2 µs).
+//!
 //!   cargo bench --bench billing
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -103,5 +106,38 @@ fn bench(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, bench);
+/// Every limit at once (rpm, rph, daily, input tokens, concurrency):
+/// admit and finish, for one key of many.
+fn limits(c: &mut Criterion) {
+    use tollgate::limits::{Ask, InForce, Limiter};
+    let limiter = Limiter::default();
+    let limits = InForce {
+        rpm: Some(1_000_000),
+        rph: Some(100_000_000),
+        daily_messages: Some(1_000_000_000),
+        input_tpm: Some(u64::MAX / 1_000_000),
+        concurrent: Some(1_000),
+        utc_offset_minutes: 0,
+    };
+    let mut n: u64 = 0;
+    c.bench_function("limits/admit+finish, all five", |b| {
+        b.iter(|| {
+            n += 1;
+            // A steady clock, a millisecond a call: windows age out as they would.
+            let now = 1_796_119_746_000 + n;
+            let ask = Ask {
+                key: n % 1_000,
+                account: n % 100,
+                class: Some("sonnet"),
+                group: "messages",
+                input_estimate: 1_200,
+                now,
+            };
+            let permit = limiter.admit(black_box(&ask), &limits).unwrap();
+            limiter.finish(&permit, Some(1_100), now);
+        })
+    });
+}
+
+criterion_group!(benches, bench, limits);
 criterion_main!(benches);
