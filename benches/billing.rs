@@ -117,7 +117,7 @@ fn limits(c: &mut Criterion) {
         daily_messages: Some(1_000_000_000),
         input_tpm: Some(u64::MAX / 1_000_000),
         concurrent: Some(1_000),
-        utc_offset_minutes: 0,
+        zone: Default::default(),
     };
     let mut n: u64 = 0;
     c.bench_function("limits/admit+finish, all five", |b| {

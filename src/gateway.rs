@@ -223,9 +223,9 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
             return Err(format!("plans: the name '{}' is used twice", p.name));
         }
         let l = &p.limits;
-        let utc_offset_minutes = match &l.timezone {
-            None => 0,
-            Some(tz) => crate::limits::daily::parse_offset(tz)
+        let zone = match &l.timezone {
+            None => crate::limits::daily::Zone::Utc,
+            Some(tz) => crate::limits::daily::Zone::parse(tz)
                 .map_err(|e| format!("plans '{}': limits.timezone: {e}", p.name))?,
         };
         for group in l.rph.keys() {
@@ -248,7 +248,7 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
                 daily_messages: l.daily_messages,
                 input_tpm: l.input_tpm,
                 concurrent: l.concurrent,
-                utc_offset_minutes,
+                zone,
             },
         }));
     }

@@ -18,7 +18,7 @@ fn a_full_600_rpm_window_costs_about_eight_bytes_a_request() {
         daily_messages: Some(1_000_000),
         input_tpm: Some(1_000_000),
         concurrent: Some(10),
-        utc_offset_minutes: 0,
+        zone: Default::default(),
     };
     let keys = 1_000u64;
     let before = ALLOCATOR.current_usage();

@@ -33,8 +33,8 @@ pub struct PlanLimits {
     pub daily_messages: Option<u32>,
     pub input_tpm: Option<u64>,
     pub concurrent: Option<u32>,
-    /// Minutes east of UTC of the day the daily cap counts.
-    pub utc_offset_minutes: i32,
+    /// The time zone of the day the daily cap counts.
+    pub zone: daily::Zone,
 }
 
 /// A key's overrides: each replaces the plan's value (for every class or group).
@@ -56,7 +56,8 @@ pub struct InForce {
     pub daily_messages: Option<u32>,
     pub input_tpm: Option<u64>,
     pub concurrent: Option<u32>,
-    pub utc_offset_minutes: i32,
+    #[serde(skip)]
+    pub zone: daily::Zone,
 }
 
 impl PlanLimits {
@@ -68,7 +69,7 @@ impl PlanLimits {
             daily_messages: o.daily_messages.or(self.daily_messages),
             input_tpm: o.input_tpm.or(self.input_tpm),
             concurrent: o.concurrent.or(self.concurrent),
-            utc_offset_minutes: self.utc_offset_minutes,
+            zone: self.zone,
         }
     }
 }
@@ -205,9 +206,9 @@ impl Limiter {
             }
         }
         if let Some(limit) = limits.daily_messages {
-            let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.utc_offset_minutes));
+            let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.zone));
             if d.limit() != limit {
-                *d = DailyCap::new(limit, limits.utc_offset_minutes);
+                *d = DailyCap::new(limit, limits.zone);
             }
             if let Err(wait) = d.check(now) {
                 return refuse(Kind::Daily, u64::from(limit), wait);
@@ -307,7 +308,7 @@ impl Limiter {
             });
         }
         if let Some(limit) = limits.daily_messages {
-            let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.utc_offset_minutes));
+            let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.zone));
             let used = d.used(now);
             out.push(Standing {
                 kind: Kind::Daily,

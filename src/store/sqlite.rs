@@ -112,8 +112,11 @@ fn limits_json(limits: &crate::limits::Overrides) -> Option<String> {
         .then(|| serde_json::to_string(limits).unwrap_or_default())
 }
 
-/// Rows per multi-row insert: 15 values each, under SQLite's 32,766.
-const APPEND_ROWS: usize = 1000;
+/// Rows per multi-row insert. Batches go in statements of exactly this
+/// many rows and the rest one row at a time, so only two statement shapes
+/// exist and both stay prepared: parsing a statement of a new size each
+/// batch cost more than the inserts.
+const APPEND_ROWS: usize = 64;
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -267,7 +270,8 @@ impl Store for SqliteStore {
         let mut new = 0;
         // Multi-row statements: the writer moves thousands of records a
         // second, and one statement per row would cost a core.
-        for chunk in records.chunks(APPEND_ROWS) {
+        let whole = records.len() - records.len() % APPEND_ROWS;
+        for chunk in records[..whole].chunks(APPEND_ROWS).chain(records[whole..].chunks(1)) {
             let mut wallet: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, key_id, \
                  model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) ",
