@@ -225,7 +225,8 @@ async fn relay(
     }
     let (head, status, is_sse) = upstream_head(&upstream)?;
     let mut relay = Passthrough::new(format, is_sse, plan.hide_usage).with_event_limit(plan.max_event_bytes);
-    let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id)?;
+    let more = ctx.limit_headers.len() + 2;
+    let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id, more)?;
     for (name, value) in
         plan.served_by().into_iter().chain(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())))
     {

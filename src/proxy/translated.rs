@@ -56,7 +56,7 @@ async fn stream(
     upstream: &mut HttpSession,
 ) -> Result<bool, Failure> {
     let client = translation.translator.client.format;
-    let mut head = ResponseHeader::build(200, Some(4)).map_err(internal)?;
+    let mut head = ResponseHeader::build(200, Some(6 + ctx.limit_headers.len())).map_err(internal)?;
     head.insert_header("content-type", content_type(client, true, translation.ctx.gemini_sse))
         .map_err(internal)?;
     head.insert_header("cache-control", "no-cache").map_err(internal)?;

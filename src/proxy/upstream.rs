@@ -150,9 +150,13 @@ pub fn response_head(
     status: u16,
     rewrites: bool,
     request_id: &str,
+    more: usize,
 ) -> Result<ResponseHeader, GatewayError> {
     let internal = |e: Box<Error>| GatewayError::Internal(e.to_string());
-    let mut resp = ResponseHeader::build(status, Some(upstream.headers.len() + 1)).map_err(internal)?;
+    // Sized for the headers the gateway adds after: a header map that
+    // grows rehashes every header in it.
+    let mut resp =
+        ResponseHeader::build(status, Some(upstream.headers.len() + 1 + more)).map_err(internal)?;
     for (name, value) in &upstream.headers {
         if keep_response_header(name.as_str()) && !(rewrites && name == "content-length") {
             resp.append_header(name.clone(), value.clone()).map_err(internal)?;
