@@ -29,7 +29,11 @@ curl -sSN "$GW/v1/messages" -H "x-api-key: $KEY" -H 'anthropic-version: 2023-06-
 echo "==> Gemini"
 curl -sS "$GW/v1beta/models/gemini-3-flash-preview:generateContent" -H "x-goog-api-key: $KEY" -H 'content-type: application/json' \
   -d '{"contents":[{"parts":[{"text":"hello"}]}]}'
+echo; echo "==> whoami: the demo account's wallet, billed for the calls above"
+curl -sS "$GW/v1/whoami" -H "Authorization: Bearer $KEY"
 echo; echo
+echo "Admin API on http://${TOLLGATE_ADMIN_LISTEN:-127.0.0.1:9091} (token ${TOLLGATE_ADMIN_TOKEN:-tollgate-admin-demo}):"
+echo "  ./target/debug/tollgate accounts create --name acme --plan pro"
 echo "Tollgate is serving on $GW (metrics on http://${TOLLGATE_METRICS_LISTEN:-127.0.0.1:9090}/metrics)."
 echo "Key: $KEY. Ctrl-C to stop."
 wait $GW_PID
