@@ -125,10 +125,6 @@ impl Directory {
         self.read(|m| m.accounts.get(&id).cloned())
     }
 
-    pub fn account_named(&self, name: &str) -> Option<Arc<AccountState>> {
-        self.read(|m| m.accounts.values().find(|a| &*a.name == name).cloned())
-    }
-
     pub fn put_key(&self, digest: KeyDigest, key: KeyState) -> Arc<KeyState> {
         let key = Arc::new(key);
         self.write(|m| {
@@ -156,20 +152,7 @@ impl Directory {
         })
     }
 
-    pub fn keys_of(&self, account: u64) -> Vec<Arc<KeyState>> {
-        let mut keys: Vec<_> =
-            self.read(|m| m.keys.values().filter(|k| k.account == account).cloned().collect());
-        keys.sort_by_key(|k| k.id);
-        keys
-    }
-
     pub fn keys(&self) -> Vec<Arc<KeyState>> {
         self.read(|m| m.keys.values().cloned().collect())
-    }
-
-    pub fn accounts(&self) -> Vec<Arc<AccountState>> {
-        let mut all: Vec<_> = self.read(|m| m.accounts.values().cloned().collect());
-        all.sort_by_key(|a| a.id);
-        all
     }
 }
