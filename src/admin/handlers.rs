@@ -199,21 +199,24 @@ pub async fn adjust(
 fn limits_view(state: &AdminState, k: &crate::billing::KeyState) -> LimitsView {
     let plan = state.billing.directory.account(k.account).map(|a| a.plan.limits.clone()).unwrap_or_default();
     let o = k.limits;
-    let rpm_by_class = plan.rpm_by_class.iter().map(|(c, n)| (c.clone(), o.rpm.unwrap_or(*n))).collect();
-    let mut rph: std::collections::HashMap<String, u32> =
-        plan.rph.iter().map(|(g, n)| (g.clone(), o.rph.unwrap_or(*n))).collect();
-    if let Some(n) = o.rph {
-        for group in ["messages", "responses", "images"] {
-            rph.insert(group.into(), n);
-        }
-    }
+    // What the request path would put in force, for each class and group.
+    let base = plan.in_force(None, "messages", &o);
+    let rpm_by_class = plan
+        .rpm_by_class
+        .keys()
+        .filter_map(|c| Some((c.clone(), plan.in_force(Some(c), "messages", &o).rpm?)))
+        .collect();
+    let rph = ["messages", "responses", "images"]
+        .into_iter()
+        .filter_map(|g| Some((g.to_string(), plan.in_force(None, g, &o).rph?)))
+        .collect();
     LimitsView {
-        rpm: o.rpm.or(plan.rpm),
+        rpm: base.rpm,
         rpm_by_class,
         rph,
-        daily_messages: o.daily_messages.or(plan.daily_messages),
-        input_tpm: o.input_tpm.or(plan.input_tpm),
-        concurrent: o.concurrent.or(plan.concurrent),
+        daily_messages: base.daily_messages,
+        input_tpm: base.input_tpm,
+        concurrent: base.concurrent,
         overrides: o,
     }
 }

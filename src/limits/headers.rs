@@ -33,10 +33,9 @@ fn openai_duration(ms: u64) -> String {
     }
 }
 
+/// The tightest of the limits that count requests (not tokens).
 fn request_limit(standing: &[Standing]) -> Option<&Standing> {
-    let requests: Vec<Standing> = standing.iter().filter(|s| s.kind != Kind::InputTpm).copied().collect();
-    let tight = tightest(&requests)?;
-    standing.iter().find(|s| s.kind == tight.kind)
+    tightest(standing.iter().filter(|s| s.kind != Kind::InputTpm))
 }
 
 /// The headers of a call let through, with `standing` after it counted.

@@ -225,112 +225,33 @@ impl Limiter {
         }
 
         // Every limit said yes: take from all of them.
-        let mut standing = Vec::with_capacity(5);
-        if let Some(limit) = limits.concurrent {
+        if limits.concurrent.is_some() {
             key.in_flight += 1;
-            standing.push(Standing {
-                kind: Kind::Concurrent,
-                limit: u64::from(limit),
-                remaining: u64::from(limit - key.in_flight),
-                reset_ms: 0,
-            });
         }
-        if let (Some(limit), Some(w)) = (limits.rpm, key.windows.get_mut(&class)) {
+        if let (Some(_), Some(w)) = (limits.rpm, key.windows.get_mut(&class)) {
             w.take(now);
-            standing.push(Standing {
-                kind: Kind::Rpm,
-                limit: u64::from(limit),
-                remaining: u64::from(w.remaining(now)),
-                reset_ms: w.reset_ms(now),
-            });
         }
-        if let (Some(limit), Some(w)) = (limits.rph, account.hourly.get_mut(ask.group)) {
+        if let (Some(_), Some(w)) = (limits.rph, account.hourly.get_mut(ask.group)) {
             w.take(now);
-            standing.push(Standing {
-                kind: Kind::Rph,
-                limit: u64::from(limit),
-                remaining: u64::from(w.remaining(now)),
-                reset_ms: w.reset_ms(now),
-            });
         }
-        if let (Some(limit), Some(d)) = (limits.daily_messages, account.daily.as_mut()) {
+        if let (Some(_), Some(d)) = (limits.daily_messages, account.daily.as_mut()) {
             d.take(now);
-            standing.push(Standing {
-                kind: Kind::Daily,
-                limit: u64::from(limit),
-                remaining: u64::from(limit.saturating_sub(d.used(now))),
-                reset_ms: d.reset_ms(now),
-            });
         }
         let mut input_taken = 0;
-        if let (Some(limit), Some(b)) = (limits.input_tpm, key.bucket.as_mut()) {
+        if let (Some(_), Some(b)) = (limits.input_tpm, key.bucket.as_mut()) {
             b.take(ask.input_estimate, now);
             input_taken = ask.input_estimate;
-            standing.push(Standing {
-                kind: Kind::InputTpm,
-                limit,
-                remaining: b.remaining(now),
-                reset_ms: b.reset_ms(now),
-            });
         }
+        let standing = standings(key, account, ask, limits);
         Ok(Permit { key: ask.key, input_taken, in_flight: limits.concurrent.is_some(), standing })
     }
 
     /// Where each limit of `limits` stands for `ask`'s key and account,
     /// taking nothing (for `whoami` and `usage`).
     pub fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Vec<Standing> {
-        let now = ask.now;
         let mut accounts = lock(&self.accounts[ask.account as usize % SHARDS]);
         let mut keys = lock(&self.keys[ask.key as usize % SHARDS]);
-        let account = accounts.entry(ask.account).or_default();
-        let key = keys.entry(ask.key).or_default();
-        let mut out = Vec::new();
-        if let Some(limit) = limits.rpm {
-            let (remaining, reset_ms) = key
-                .windows
-                .get_mut(&ask.class.map(str::to_string))
-                .map_or((limit, 0), |w| (w.remaining(now), w.reset_ms(now)));
-            out.push(Standing {
-                kind: Kind::Rpm,
-                limit: limit.into(),
-                remaining: remaining.into(),
-                reset_ms,
-            });
-        }
-        if let Some(limit) = limits.rph {
-            let (remaining, reset_ms) =
-                account.hourly.get_mut(ask.group).map_or((limit, 0), |w| (w.remaining(now), w.reset_ms(now)));
-            out.push(Standing {
-                kind: Kind::Rph,
-                limit: limit.into(),
-                remaining: remaining.into(),
-                reset_ms,
-            });
-        }
-        if let Some(limit) = limits.daily_messages {
-            let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.zone));
-            let used = d.used(now);
-            out.push(Standing {
-                kind: Kind::Daily,
-                limit: limit.into(),
-                remaining: limit.saturating_sub(used).into(),
-                reset_ms: d.reset_ms(now),
-            });
-        }
-        if let Some(limit) = limits.input_tpm {
-            let (remaining, reset_ms) =
-                key.bucket.as_mut().map_or((limit, 0), |b| (b.remaining(now), b.reset_ms(now)));
-            out.push(Standing { kind: Kind::InputTpm, limit, remaining, reset_ms });
-        }
-        if let Some(limit) = limits.concurrent {
-            out.push(Standing {
-                kind: Kind::Concurrent,
-                limit: limit.into(),
-                remaining: limit.saturating_sub(key.in_flight).into(),
-                reset_ms: 0,
-            });
-        }
-        out
+        standings(keys.entry(ask.key).or_default(), accounts.entry(ask.account).or_default(), ask, limits)
     }
 
     /// The call ended: its slot is freed and the provider's input count
@@ -349,9 +270,57 @@ impl Limiter {
     }
 }
 
+/// Where each limit of `limits` stands for a key and its account, in a
+/// fixed order (concurrency first); a limit not counted yet stands whole.
+fn standings(
+    key: &mut KeyState,
+    account: &mut AccountState,
+    ask: &Ask<'_>,
+    limits: &InForce,
+) -> Vec<Standing> {
+    let now = ask.now;
+    let mut out = Vec::with_capacity(5);
+    if let Some(limit) = limits.concurrent {
+        out.push(Standing {
+            kind: Kind::Concurrent,
+            limit: limit.into(),
+            remaining: limit.saturating_sub(key.in_flight).into(),
+            reset_ms: 0,
+        });
+    }
+    if let Some(limit) = limits.rpm {
+        let (remaining, reset_ms) = key
+            .windows
+            .get_mut(&ask.class.map(str::to_string))
+            .map_or((limit, 0), |w| (w.remaining(now), w.reset_ms(now)));
+        out.push(Standing { kind: Kind::Rpm, limit: limit.into(), remaining: remaining.into(), reset_ms });
+    }
+    if let Some(limit) = limits.rph {
+        let (remaining, reset_ms) =
+            account.hourly.get_mut(ask.group).map_or((limit, 0), |w| (w.remaining(now), w.reset_ms(now)));
+        out.push(Standing { kind: Kind::Rph, limit: limit.into(), remaining: remaining.into(), reset_ms });
+    }
+    if let Some(limit) = limits.daily_messages {
+        let d = account.daily.get_or_insert_with(|| DailyCap::new(limit, limits.zone));
+        let used = d.used(now);
+        out.push(Standing {
+            kind: Kind::Daily,
+            limit: limit.into(),
+            remaining: limit.saturating_sub(used).into(),
+            reset_ms: d.reset_ms(now),
+        });
+    }
+    if let Some(limit) = limits.input_tpm {
+        let (remaining, reset_ms) =
+            key.bucket.as_mut().map_or((limit, 0), |b| (b.remaining(now), b.reset_ms(now)));
+        out.push(Standing { kind: Kind::InputTpm, limit, remaining, reset_ms });
+    }
+    out
+}
+
 /// The limit closest to refusing: the one the rate-limit headers describe.
-pub fn tightest(standing: &[Standing]) -> Option<&Standing> {
-    standing.iter().min_by(|a, b| {
+pub fn tightest<'a>(standing: impl IntoIterator<Item = &'a Standing>) -> Option<&'a Standing> {
+    standing.into_iter().min_by(|a, b| {
         // Compare remaining/limit as fractions, in integers.
         (u128::from(a.remaining) * u128::from(b.limit.max(1)))
             .cmp(&(u128::from(b.remaining) * u128::from(a.limit.max(1))))
