@@ -75,6 +75,24 @@ pub struct LedgerRecord {
     pub at: u64,
 }
 
+impl LedgerRecord {
+    /// Credit granted or taken back by the operator (an opening balance, a
+    /// correction): no paid value, nothing metered.
+    pub fn adjustment(key: String, account: u64, wallet_nano: i64, at: u64) -> Self {
+        Self {
+            key,
+            kind: RecordKind::Adjustment,
+            account,
+            key_id: None,
+            wallet_nano,
+            paid_nano: 0,
+            multiplier: None,
+            metered: None,
+            at,
+        }
+    }
+}
+
 /// Where records go: the journal, in production; a vector, in tests.
 pub trait Sink: Send + Sync {
     fn record(&self, record: LedgerRecord);

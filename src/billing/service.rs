@@ -328,17 +328,7 @@ impl Billing {
     pub fn adjust(&self, account: u64, amount: NanoUsd, key: &str) -> Result<bool, String> {
         let fresh = self.wallets.grant(account, amount, key).map_err(|e| format!("{e:?}"))?;
         if fresh {
-            self.sink.record(LedgerRecord {
-                key: key.to_string(),
-                kind: RecordKind::Adjustment,
-                account,
-                key_id: None,
-                wallet_nano: amount.0,
-                paid_nano: 0,
-                multiplier: None,
-                metered: None,
-                at: self.now_ms(),
-            });
+            self.sink.record(LedgerRecord::adjustment(key.to_string(), account, amount.0, self.now_ms()));
         }
         Ok(fresh)
     }

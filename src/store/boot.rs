@@ -7,8 +7,7 @@
 use super::journal::Journal;
 use super::{NewKey, SqliteStore, Store, StoreError, StoreHandle};
 use crate::billing::{
-    AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, RecordKind, Status,
-    SystemClock,
+    AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, Status, SystemClock,
 };
 use crate::config::Config;
 use std::collections::HashMap;
@@ -115,17 +114,8 @@ async fn bootstrap(
             None => {
                 let account = store.create_account(&a.name, &a.plan, None, now).await?;
                 if a.opening.0 > 0 {
-                    let opening = LedgerRecord {
-                        key: format!("opening:{}", a.name),
-                        kind: RecordKind::Adjustment,
-                        account: account.id as u64,
-                        key_id: None,
-                        wallet_nano: a.opening.0,
-                        paid_nano: 0,
-                        multiplier: None,
-                        metered: None,
-                        at: now as u64,
-                    };
+                    let key = format!("opening:{}", a.name);
+                    let opening = LedgerRecord::adjustment(key, account.id as u64, a.opening.0, now as u64);
                     store.append(&[opening]).await?;
                 }
                 account
