@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{free_port, run_bare_proxy, spawn_mock, wait_for, Procs};
+use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, Procs};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -166,20 +166,8 @@ fn main() {
     let config = std::env::var("BENCH_CONFIG")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml").to_string());
     procs.0.push(
-        Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["serve", "--config", &config])
-            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{gw_port}"))
-            .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-            .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))
-            .env("TOLLGATE_DEMO_KEY", KEY)
-            .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env(
-                "TOLLGATE_DB",
-                std::env::temp_dir().join(format!("tollgate-bench-{}.db", std::process::id())),
-            )
+        tollgate_command(&config, gw_port, metrics_port, mock_port)
             .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_port, run_bare_proxy, spawn_mock, wait_for, Procs};
+use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, Procs};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,21 +93,8 @@ fn main() {
             let mut procs = Procs(Vec::new());
             procs.0.push(spawn_mock(mock_port));
             let (child, path) = if name == "tollgate" {
-                let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-                    .args(["serve", "--config"])
-                    .arg(&config)
-                    .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-                    .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-                    .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))
-                    .env("TOLLGATE_DEMO_KEY", KEY)
-                    .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
-                    .env(
-                        "TOLLGATE_DB",
-                        std::env::temp_dir().join(format!("tollgate-bench-{}.db", std::process::id())),
-                    )
+                let child = tollgate_command(&config.to_string_lossy(), port, metrics_port, mock_port)
                     .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
                     .spawn()
                     .unwrap();
                 (child, "/v1/chat/completions")

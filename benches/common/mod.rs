@@ -38,6 +38,24 @@ pub fn run_bare_proxy(listen: &str, upstream: &str) -> ! {
     server.run_forever()
 }
 
+/// `tollgate serve` on `config`, listening on `port` (metrics on
+/// `metrics_port`), calling the mock on `mock_port`, with the demo key
+/// `sk-bench`, its admin API on a free port and its store in a temporary
+/// file: the caller adds logging and spawns it.
+pub fn tollgate_command(config: &str, port: u16, metrics_port: u16, mock_port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(["serve", "--config", config])
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))
+        .env("TOLLGATE_DEMO_KEY", "sk-bench")
+        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TOLLGATE_DB", std::env::temp_dir().join(format!("tollgate-bench-{}.db", std::process::id())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
