@@ -196,3 +196,48 @@ async fn usage_is_always_requested_from_the_upstream() {
     let got = stack.received(&t).await;
     assert_eq!(got[0]["body"]["stream_options"]["include_usage"], true);
 }
+
+#[tokio::test]
+async fn the_bill_shows_in_the_metrics_and_the_access_log() {
+    let stack = Stack::demo_logged();
+    let r = stack.send(&call("openai", "gpt-5.5", false, "hi"), &[]).await;
+    let paid = request_id(&r);
+    let _ = r.bytes().await;
+    let r = stack
+        .send(
+            &call("openai", "gpt-5.5", true, "hi"),
+            &[("x-mock-chunks", "20"), ("x-mock-cut-after", "3"), ("x-mock-chunk-delay-ms", "20")],
+        )
+        .await;
+    let cut = request_id(&r);
+    let _ = r.bytes().await;
+    // A key with no money: a 402, counted by its code.
+    let (_, account) =
+        common::money::admin(&stack, "POST", "/admin/v1/accounts", Some(json!({"name": "m", "plan": "pro"})))
+            .await;
+    let path = format!("/admin/v1/accounts/{}/keys", account["id"]);
+    let (_, key) = common::money::admin(&stack, "POST", &path, Some(json!({"name": "k"}))).await;
+    let broke =
+        common::money::post(&stack, key["key"].as_str().unwrap(), &common::money::chat("gpt-5.5", 5), &tag())
+            .await;
+    assert_eq!(broke.status(), 402);
+    assert!(charge_of(&stack, DEMO_ACCOUNT, &cut).await.is_some());
+
+    let metrics = stack.metrics_text().await;
+    for line in [
+        "tollgate_billing_refusals_total{code=\"insufficient_credits\"} 1",
+        "tollgate_holds_open 0",
+        "tollgate_journal_records_total",
+        "tollgate_journal_lag_records",
+        "tollgate_spend_nano_usd_total{model=\"openai/gpt-5.5\",plan=\"pro\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let log = stack.log_when(|l| l.contains(&cut) && l.contains(&paid)).await;
+    let line = |id: &str| log.lines().find(|l| l.contains(id) && l.contains("access")).unwrap().to_string();
+    let paid_line = line(&paid);
+    assert!(paid_line.contains("account=demo") && paid_line.contains("key_id=1"), "{paid_line}");
+    assert!(paid_line.contains("cost_nano_usd=") && !paid_line.contains("cost_nano_usd=-"), "{paid_line}");
+    assert!(!paid_line.contains("estimated=true"));
+    assert!(line(&cut).contains("estimated=true"), "{}", line(&cut));
+}
