@@ -105,7 +105,7 @@ impl From<GeminiUsage> for Usage {
         Usage {
             input_tokens: u.prompt_token_count,
             // Gemini bills thoughts as output but counts them apart.
-            output_tokens: u.candidates_token_count + u.thoughts_token_count,
+            output_tokens: u.candidates_token_count.saturating_add(u.thoughts_token_count),
             cached_input_tokens: u.cached_content_token_count,
             cache_write_tokens: 0,
             reasoning_tokens: u.thoughts_token_count,
@@ -120,7 +120,7 @@ impl Usage {
         let read = u.cache_read_input_tokens.unwrap_or(self.cached_input_tokens);
         let write = u.cache_creation_input_tokens.unwrap_or(self.cache_write_tokens);
         if let Some(input) = u.input_tokens {
-            self.input_tokens = input + read + write;
+            self.input_tokens = input.saturating_add(read).saturating_add(write);
         }
         self.cached_input_tokens = read;
         self.cache_write_tokens = write;

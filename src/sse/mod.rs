@@ -173,9 +173,9 @@ fn push_event(raw: Bytes, out: &mut Vec<SseEvent>) {
             None => (line, &b""[..]),
         };
         match field {
-            b"event" => event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => event = Some(text(value).into_owned()),
             b"data" => {
-                let value = String::from_utf8_lossy(value);
+                let value = text(value);
                 match &mut data {
                     Some(d) => {
                         d.push('\n');
@@ -194,6 +194,15 @@ fn push_event(raw: Bytes, out: &mut Vec<SseEvent>) {
         return;
     }
     out.push(SseEvent { raw, event, data });
+}
+
+/// A field's value as text; invalid UTF-8 (rare) is replaced rather than
+/// refused. The strict check first: it is much faster than the lossy one.
+fn text(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(value),
+    }
 }
 
 fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {

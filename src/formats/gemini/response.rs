@@ -5,9 +5,10 @@
 use crate::formats::canonical::*;
 use crate::formats::codec::ClientContext;
 use crate::formats::json::{self, Result};
-use crate::formats::usage::{from_usage_object, Usage};
+use crate::formats::usage::{from_usage_value, Usage};
 use crate::formats::{ids, ClientFormat};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 pub fn finish_reason_from(s: &str) -> StopReason {
@@ -28,30 +29,101 @@ pub fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
+/// A generateContent document as read from the wire; a stream chunk has
+/// the same shape. Typed, so that neither is read into a tree: the call
+/// arguments and the usage are kept as their raw text.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireDocument<'a> {
+    pub candidates: Option<Vec<WireCandidate<'a>>>,
+    #[serde(borrow)]
+    pub usage_metadata: Option<&'a RawValue>,
+    pub response_id: Option<String>,
+    pub model_version: Option<String>,
+    pub error: Option<Value>,
+    pub prompt_feedback: Option<PromptFeedback>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireCandidate<'a> {
+    #[serde(borrow)]
+    pub content: Option<WireContent<'a>>,
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct WireContent<'a> {
+    #[serde(borrow)]
+    pub parts: Option<Vec<WirePart<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptFeedback {
+    block_reason: Option<Value>,
+}
+
+impl<'a> WireDocument<'a> {
+    pub fn read(body: &'a [u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(body)
+    }
+
+    /// Usage, when the document reports it (a malformed report reads as
+    /// none rather than failing the document).
+    pub fn usage(&self) -> Option<Usage> {
+        from_usage_value(ClientFormat::Gemini, self.usage_metadata?.get().as_bytes())
+    }
+
+    /// Whether the prompt itself was blocked.
+    pub fn blocked(&self) -> bool {
+        self.prompt_feedback.as_ref().is_some_and(|f| f.block_reason.as_ref().is_some_and(|r| !r.is_null()))
+    }
+
+    /// The first candidate's parts and finish reason: only it is relayed.
+    pub fn first_candidate(&mut self) -> (Vec<WirePart<'a>>, Option<String>) {
+        match self.candidates.take().and_then(|c| c.into_iter().next()) {
+            Some(c) => (c.content.and_then(|c| c.parts).unwrap_or_default(), c.finish_reason),
+            None => (Vec::new(), None),
+        }
+    }
+}
+
 /// A part as read from the wire: only what has a canonical form is kept;
 /// other kinds of part (code execution, inline data) read as empty and are
-/// skipped. Typed, so a stream chunk is read without building a tree.
+/// skipped.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WirePart {
+pub struct WirePart<'a> {
     text: Option<String>,
     thought: Option<bool>,
     thought_signature: Option<String>,
-    function_call: Option<Value>,
+    #[serde(borrow)]
+    function_call: Option<WireCall<'a>>,
 }
 
-impl WirePart {
+#[derive(Debug, Default, Deserialize)]
+struct WireCall<'a> {
+    id: Option<String>,
+    name: Option<String>,
+    /// The arguments object as the provider wrote it.
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+}
+
+impl WirePart<'_> {
     /// The canonical part; `n` numbers calls Gemini left unnamed.
     pub fn into_part(self, seed: &str, n: usize) -> Option<Part> {
         let signature = self.thought_signature;
         if let Some(call) = self.function_call {
-            let name = call.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            let id = match call.get("id").and_then(Value::as_str) {
-                Some(id) => id.to_string(),
-                None => ids::new_call_id("call_", seed, n),
-            };
-            let arguments = call.get("args").map_or_else(|| "{}".into(), Value::to_string);
-            return Some(Part::ToolCall(ToolCall { id, name, arguments, signature }));
+            let id = call.id.unwrap_or_else(|| ids::new_call_id("call_", seed, n));
+            let arguments = call.args.map_or_else(|| "{}".into(), |a| a.get().to_string());
+            return Some(Part::ToolCall(ToolCall {
+                id,
+                name: call.name.unwrap_or_default(),
+                arguments,
+                signature,
+            }));
         }
         let text = self.text?;
         if self.thought == Some(true) {
@@ -61,38 +133,26 @@ impl WirePart {
     }
 }
 
-/// One part of a document read into canonical form; a part of the wrong
-/// shape is skipped.
-pub fn part_from(p: &Value, seed: &str, n: usize) -> Option<Part> {
-    WirePart::deserialize(p).ok()?.into_part(seed, n)
-}
-
 pub fn parse_response(body: &[u8]) -> Result<Response> {
-    let top = Value::Object(json::parse_object(body)?);
-    let id = top.get("responseId").and_then(Value::as_str).unwrap_or_default().to_string();
-    let candidate = top.pointer("/candidates/0").cloned().unwrap_or(Value::Null);
-    let mut content = Vec::new();
-    if let Some(parts) = candidate.pointer("/content/parts").and_then(Value::as_array) {
-        for (n, p) in parts.iter().enumerate() {
-            content.extend(part_from(p, &id, n));
-        }
-    }
-    let mut stop =
-        finish_reason_from(candidate.get("finishReason").and_then(Value::as_str).unwrap_or("STOP"));
-    if top.pointer("/promptFeedback/blockReason").is_some() {
+    let mut doc = WireDocument::read(body)
+        .map_err(|e| json::bad(format!("the body is not a readable generateContent response: {e}")))?;
+    let id = doc.response_id.take().unwrap_or_default();
+    let usage = doc.usage().unwrap_or_default();
+    let blocked = doc.blocked();
+    let (parts, finish) = doc.first_candidate();
+    let content: Vec<Part> = parts.into_iter().enumerate().filter_map(|(n, p)| p.into_part(&id, n)).collect();
+    let mut stop = finish_reason_from(finish.as_deref().unwrap_or("STOP"));
+    if blocked {
         stop = StopReason::ContentFilter;
     }
     let has_calls = content.iter().any(|p| matches!(p, Part::ToolCall(_)));
     Ok(Response {
-        model: top.get("modelVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+        model: doc.model_version.take().unwrap_or_default(),
         id,
         content,
         stop: stop.with_tool_calls(has_calls),
         stop_sequence: None,
-        usage: top
-            .get("usageMetadata")
-            .map(|u| from_usage_object(ClientFormat::Gemini, u))
-            .unwrap_or_default(),
+        usage,
     })
 }
 

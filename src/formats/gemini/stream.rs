@@ -3,16 +3,15 @@
 //! Gemini callers, `alt=sse` framed or as Google's JSON array, the last
 //! chunk carrying `finishReason` and `usageMetadata`.
 
-use super::response::{call_part, document, finish_reason_from, thought_part, WirePart};
+use super::response::{call_part, document, finish_reason_from, thought_part, WireDocument};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, Part, StopReason, StreamEvent, ToolCall};
 use crate::formats::codec::blocks::{Blocks, Slot};
 use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::json::push_str;
-use crate::formats::usage::{from_usage_object, Usage};
+use crate::formats::usage::Usage;
 use crate::formats::{errors, ClientFormat};
 use crate::sse::SseEvent;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 #[derive(Debug)]
@@ -45,55 +44,24 @@ impl GeminiParser {
     }
 }
 
-/// One chunk of a Gemini stream, typed so that it is read without
-/// building a tree; only the first candidate is relayed.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Chunk {
-    candidates: Option<Vec<Candidate>>,
-    usage_metadata: Option<Value>,
-    response_id: Option<String>,
-    model_version: Option<String>,
-    error: Option<Value>,
-    prompt_feedback: Option<PromptFeedback>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Candidate {
-    content: Option<Content>,
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Content {
-    parts: Option<Vec<WirePart>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PromptFeedback {
-    block_reason: Option<Value>,
-}
-
 impl StreamParser for GeminiParser {
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<StreamEvent>) {
         let Some(data) = event.data.as_deref() else { return };
         if self.done {
             return;
         }
-        let chunk: Chunk = match serde_json::from_str(data) {
+        let mut chunk = match WireDocument::read(data.as_bytes()) {
             Ok(c) => c,
             Err(e) => return self.fail(502, format!("unreadable provider stream chunk: {e}"), out),
         };
-        if let Some(err) = chunk.error {
+        if let Some(err) = &chunk.error {
             let status =
                 err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
             let message = err.get("message").and_then(Value::as_str).unwrap_or("provider error");
             return self.fail(status, message.to_string(), out);
         }
-        if let Some(u) = &chunk.usage_metadata {
-            self.usage = from_usage_object(ClientFormat::Gemini, u);
+        if let Some(u) = chunk.usage() {
+            self.usage = u;
         }
         if !self.started {
             self.started = true;
@@ -103,16 +71,13 @@ impl StreamParser for GeminiParser {
                 ..Usage::default()
             };
             out.push(StreamEvent::Start {
-                id: chunk.response_id.unwrap_or_default(),
-                model: chunk.model_version.unwrap_or_default(),
+                id: chunk.response_id.take().unwrap_or_default(),
+                model: chunk.model_version.take().unwrap_or_default(),
                 usage: (input.input_tokens > 0).then_some(input),
             });
         }
-        let candidate = chunk.candidates.and_then(|c| c.into_iter().next());
-        let (parts, finish) = match candidate {
-            Some(c) => (c.content.and_then(|c| c.parts).unwrap_or_default(), c.finish_reason),
-            None => (Vec::new(), None),
-        };
+        let blocked = chunk.blocked();
+        let (parts, finish) = chunk.first_candidate();
         for p in parts {
             let n = usize::try_from(self.calls).unwrap_or(0);
             match p.into_part(&self.seed, n) {
@@ -145,7 +110,7 @@ impl StreamParser for GeminiParser {
         if let Some(reason) = finish {
             self.stop = Some(finish_reason_from(&reason));
         }
-        if chunk.prompt_feedback.is_some_and(|f| f.block_reason.is_some_and(|r| !r.is_null())) {
+        if blocked {
             self.stop = Some(StopReason::ContentFilter);
         }
     }

@@ -1,6 +1,7 @@
 //! OpenAI Responses: requests to and from the canonical model.
 //! Responses are in `response.rs`, streams in `stream.rs`.
 
+pub mod items;
 pub mod response;
 pub mod stream;
 

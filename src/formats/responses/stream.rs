@@ -4,18 +4,17 @@
 //! `output_item.added` → (`content_part.added`) → deltas → `*.done` →
 //! `output_item.done` → `response.completed`, each with a sequence number.
 
-use super::response::{
-    call_item, message_item, reasoning_item, response_object, status_of, stop_from_status,
-};
+use super::items;
+use super::response::{status_of, stop_from_status};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, StreamEvent, ToolCall};
 use crate::formats::codec::blocks::{Blocks, Slot};
-use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
-use crate::formats::json::{push_str, quote};
+use crate::formats::codec::{custom_input, ClientContext, StreamEncoder, StreamParser};
+use crate::formats::json::{push_str, push_u64, quote};
 use crate::formats::usage::from_usage_object;
 use crate::formats::ClientFormat;
 use crate::sse::SseEvent;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fmt::Write;
 
 #[derive(Debug, Default)]
@@ -155,29 +154,15 @@ struct OpenItem {
     signature: Option<String>,
 }
 
-/// `"item_id":…,"output_index":…`, the fields every item event starts with.
-fn push_item_head(item_id: &str, index: usize, out: &mut String) {
-    out.push_str(",\"item_id\":");
-    push_str(out, item_id);
-    let _ = write!(out, ",\"output_index\":{index}");
-}
-
-/// `{"output_index": index, "item": item}`, the item moved in rather than
-/// copied (as `json!` would).
-fn with_item(index: usize, item: Value) -> Value {
-    let mut fields = serde_json::Map::new();
-    fields.insert("output_index".into(), json!(index));
-    fields.insert("item".into(), item);
-    Value::Object(fields)
-}
-
 #[derive(Debug)]
 pub struct ResponsesEncoder {
     ctx: ClientContext,
     id: String,
     seq: u64,
     open: Option<OpenItem>,
-    output: Vec<Value>,
+    /// The finished items as written, comma-separated: the output of
+    /// `response.completed`.
+    output: String,
     started: bool,
     ended: bool,
 }
@@ -189,7 +174,7 @@ impl ResponsesEncoder {
             id: String::new(),
             seq: 0,
             open: None,
-            output: Vec::new(),
+            output: String::new(),
             started: false,
             ended: false,
         }
@@ -203,74 +188,61 @@ impl ResponsesEncoder {
         out.push_str("\ndata: {\"type\":\"");
         out.push_str(name);
         out.push_str("\",\"sequence_number\":");
-        let _ = write!(out, "{}", self.seq);
+        push_u64(out, self.seq);
         self.seq += 1;
-    }
-
-    /// Writes one event; `body` is the JSON object's fields after `type`.
-    fn emit(&mut self, name: &str, body: &str, out: &mut String) {
-        self.open_event(name, out);
-        if !body.is_empty() {
-            out.push(',');
-            out.push_str(body);
-        }
-        out.push_str("}\n\n");
-    }
-
-    fn emit_json(&mut self, name: &str, fields: Value, out: &mut String) {
-        let text = fields.to_string();
-        // `{...}` without its braces, to follow `type` and `sequence_number`.
-        self.emit(name, text.get(1..text.len().saturating_sub(1)).unwrap_or_default(), out);
     }
 
     fn start(&mut self, id: &str, out: &mut String) {
         self.started = true;
         self.id = super::response::response_id(if id.is_empty() { &self.ctx.request_id } else { id });
-        let obj = response_object(&self.id, &self.ctx, "in_progress", Vec::new(), None, None);
-        let text = obj.to_string();
-        self.emit("response.created", &format!("\"response\":{text}"), out);
-        self.emit("response.in_progress", &format!("\"response\":{text}"), out);
+        let mut object = String::with_capacity(640);
+        items::response_object(&mut object, &self.id, &self.ctx, "in_progress", "", None, None);
+        for name in ["response.created", "response.in_progress"] {
+            self.open_event(name, out);
+            out.push_str(",\"response\":");
+            out.push_str(&object);
+            out.push_str("}\n\n");
+        }
     }
 
     fn block_start(&mut self, index: usize, kind: &BlockKind, out: &mut String) {
         let rid = &self.ctx.request_id;
-        let (id, item) = match kind {
-            BlockKind::Text => {
-                let id = format!("msg_{index}_{rid}");
-                let item = message_item(&id, "", "in_progress");
-                (id, item)
-            }
-            BlockKind::Thinking => {
-                let id = format!("rs_{index}_{rid}");
-                let item = reasoning_item(&id, "", None);
-                (id, item)
-            }
+        let id = match kind {
+            BlockKind::Text => format!("msg_{index}_{rid}"),
+            BlockKind::Thinking => format!("rs_{index}_{rid}"),
+            BlockKind::ToolCall { .. } => format!("fc_{index}_{rid}"),
+        };
+        self.open_event("response.output_item.added", out);
+        out.push_str(",\"item\":");
+        match kind {
+            BlockKind::Text => items::message_item(out, &id, "", "in_progress"),
+            BlockKind::Thinking => items::reasoning_item(out, &id, "", None),
             BlockKind::ToolCall { id: call_id, name, signature } => {
-                let id = format!("fc_{index}_{rid}");
                 let call = ToolCall {
                     id: call_id.clone(),
                     name: name.clone(),
                     arguments: String::new(),
                     signature: signature.clone(),
                 };
-                let item = call_item(&id, &call, &self.ctx, "in_progress");
-                (id, item)
+                items::call_item(out, &id, &call, &self.ctx, "in_progress");
             }
-        };
-        self.emit_json("response.output_item.added", with_item(index, item), out);
+        }
+        let _ = write!(out, ",\"output_index\":{index}}}\n\n");
         match kind {
-            BlockKind::Text => self.emit_json(
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": index, "content_index": 0,
-                       "part": {"type": "output_text", "text": "", "annotations": []}}),
-                out,
-            ),
-            BlockKind::Thinking => self.emit_json(
-                "response.reasoning_summary_part.added",
-                json!({"item_id": id, "output_index": index, "summary_index": 0,
-                       "part": {"type": "summary_text", "text": ""}}),
-                out,
-            ),
+            BlockKind::Text => {
+                self.open_event("response.content_part.added", out);
+                out.push_str(",\"content_index\":0,\"item_id\":");
+                push_str(out, &id);
+                let _ = write!(
+                    out,
+                    ",\"output_index\":{index},\"part\":{{\"annotations\":[],\"text\":\"\",\"type\":\"output_text\"}}}}\n\n"
+                );
+            }
+            BlockKind::Thinking => {
+                self.open_event("response.reasoning_summary_part.added", out);
+                push_item_head(&id, index, out);
+                out.push_str(",\"part\":{\"text\":\"\",\"type\":\"summary_text\"},\"summary_index\":0}\n\n");
+            }
             BlockKind::ToolCall { .. } => {}
         }
         self.open = Some(OpenItem { id, kind: kind.clone(), text: String::new(), signature: None });
@@ -278,76 +250,73 @@ impl ResponsesEncoder {
 
     fn block_stop(&mut self, index: usize, out: &mut String) {
         let Some(item) = self.open.take() else { return };
-        let done = match &item.kind {
+        match &item.kind {
             BlockKind::Text => {
-                self.emit_json(
-                    "response.output_text.done",
-                    json!({"item_id": item.id, "output_index": index, "content_index": 0, "text": item.text, "logprobs": []}),
-                    out,
-                );
-                self.emit_json(
-                    "response.content_part.done",
-                    json!({"item_id": item.id, "output_index": index, "content_index": 0,
-                           "part": {"type": "output_text", "text": item.text, "annotations": []}}),
-                    out,
-                );
-                message_item(&item.id, &item.text, "completed")
+                self.open_event("response.output_text.done", out);
+                out.push_str(",\"content_index\":0,\"item_id\":");
+                push_str(out, &item.id);
+                let _ = write!(out, ",\"logprobs\":[],\"output_index\":{index},\"text\":");
+                push_str(out, &item.text);
+                out.push_str("}\n\n");
+                self.open_event("response.content_part.done", out);
+                out.push_str(",\"content_index\":0,\"item_id\":");
+                push_str(out, &item.id);
+                let _ = write!(out, ",\"output_index\":{index},\"part\":{{\"annotations\":[],\"text\":");
+                push_str(out, &item.text);
+                out.push_str(",\"type\":\"output_text\"}}\n\n");
             }
             BlockKind::Thinking => {
-                self.emit_json(
-                    "response.reasoning_summary_text.done",
-                    json!({"item_id": item.id, "output_index": index, "summary_index": 0, "text": item.text}),
-                    out,
-                );
-                self.emit_json(
-                    "response.reasoning_summary_part.done",
-                    json!({"item_id": item.id, "output_index": index, "summary_index": 0,
-                           "part": {"type": "summary_text", "text": item.text}}),
-                    out,
-                );
-                reasoning_item(&item.id, &item.text, item.signature.as_deref())
+                self.open_event("response.reasoning_summary_text.done", out);
+                push_item_head(&item.id, index, out);
+                out.push_str(",\"summary_index\":0,\"text\":");
+                push_str(out, &item.text);
+                out.push_str("}\n\n");
+                self.open_event("response.reasoning_summary_part.done", out);
+                push_item_head(&item.id, index, out);
+                out.push_str(",\"part\":{\"text\":");
+                push_str(out, &item.text);
+                out.push_str(",\"type\":\"summary_text\"},\"summary_index\":0}\n\n");
             }
-            BlockKind::ToolCall { id, name, signature } => {
-                if !self.ctx.is_custom_tool(name) {
-                    // Fields in the order serde_json writes them (sorted).
-                    self.open_event("response.function_call_arguments.done", out);
-                    out.push_str(",\"arguments\":");
-                    push_str(out, &item.text);
-                    out.push_str(",\"item_id\":");
-                    push_str(out, &item.id);
-                    out.push_str(",\"name\":");
-                    push_str(out, name);
-                    let _ = write!(out, ",\"output_index\":{index}}}\n\n");
-                }
-                let call = ToolCall {
-                    id: id.clone(),
-                    name: name.clone(),
-                    arguments: item.text,
-                    signature: signature.clone(),
-                };
-                let done = call_item(&item.id, &call, &self.ctx, "completed");
-                if self.ctx.is_custom_tool(name) {
-                    let input = done["input"].clone();
-                    self.emit_json(
-                        "response.custom_tool_call_input.delta",
-                        json!({"item_id": item.id, "output_index": index, "delta": input}),
-                        out,
-                    );
-                    self.emit_json(
-                        "response.custom_tool_call_input.done",
-                        json!({"item_id": item.id, "output_index": index, "input": input}),
-                        out,
-                    );
-                }
-                done
+            BlockKind::ToolCall { name, .. } if self.ctx.is_custom_tool(name) => {
+                let input = custom_input(&item.text);
+                self.open_event("response.custom_tool_call_input.delta", out);
+                out.push_str(",\"delta\":");
+                push_str(out, &input);
+                push_item_tail(&item.id, index, out);
+                self.open_event("response.custom_tool_call_input.done", out);
+                out.push_str(",\"input\":");
+                push_str(out, &input);
+                push_item_tail(&item.id, index, out);
             }
-        };
-        let text = done.to_string();
+            BlockKind::ToolCall { name, .. } => {
+                self.open_event("response.function_call_arguments.done", out);
+                out.push_str(",\"arguments\":");
+                push_str(out, &item.text);
+                out.push_str(",\"item_id\":");
+                push_str(out, &item.id);
+                out.push_str(",\"name\":");
+                push_str(out, name);
+                let _ = write!(out, ",\"output_index\":{index}}}\n\n");
+            }
+        }
         self.open_event("response.output_item.done", out);
         out.push_str(",\"item\":");
-        out.push_str(&text);
+        let start = out.len();
+        match item.kind {
+            BlockKind::Text => items::message_item(out, &item.id, &item.text, "completed"),
+            BlockKind::Thinking => {
+                items::reasoning_item(out, &item.id, &item.text, item.signature.as_deref())
+            }
+            BlockKind::ToolCall { id, name, signature } => {
+                let call = ToolCall { id, name, arguments: item.text, signature };
+                items::call_item(out, &item.id, &call, &self.ctx, "completed");
+            }
+        }
+        if !self.output.is_empty() {
+            self.output.push(',');
+        }
+        self.output.push_str(&out[start..]);
         let _ = write!(out, ",\"output_index\":{index}}}\n\n");
-        self.output.push(done);
     }
 
     /// A delta event, written straight into `out`.
@@ -362,6 +331,20 @@ impl ResponsesEncoder {
         out.push_str("}\n\n");
         self.open = Some(item);
     }
+}
+
+/// `"item_id":…,"output_index":…`, the fields most item events start with.
+fn push_item_head(item_id: &str, index: usize, out: &mut String) {
+    out.push_str(",\"item_id\":");
+    push_str(out, item_id);
+    out.push_str(",\"output_index\":");
+    push_u64(out, index as u64);
+}
+
+/// The same two fields closing an event whose other fields sort before them.
+fn push_item_tail(item_id: &str, index: usize, out: &mut String) {
+    push_item_head(item_id, index, out);
+    out.push_str("}\n\n");
 }
 
 impl StreamEncoder for ResponsesEncoder {
@@ -421,19 +404,22 @@ impl StreamEncoder for ResponsesEncoder {
             StreamEvent::BlockStop { index } => self.block_stop(*index, out),
             StreamEvent::Finish { stop, usage, .. } => {
                 let status = status_of(*stop);
-                let output = std::mem::take(&mut self.output);
-                let obj = response_object(&self.id, &self.ctx, status, output, Some(usage), Some(*stop));
                 let name = if status == "completed" { "response.completed" } else { "response.incomplete" };
                 self.open_event(name, out);
                 out.push_str(",\"response\":");
-                out.push_str(&obj.to_string());
+                let output = std::mem::take(&mut self.output);
+                items::response_object(out, &self.id, &self.ctx, status, &output, Some(usage), Some(*stop));
                 out.push_str("}\n\n");
                 self.ended = true;
             }
             StreamEvent::Error { status, message } => {
                 let err = GatewayError::Upstream { status: *status, message: message.clone() };
-                let fields = json!({"code": err.code(), "message": message, "param": null});
-                self.emit_json("error", fields, out);
+                self.open_event("error", out);
+                out.push_str(",\"code\":");
+                push_str(out, err.code());
+                out.push_str(",\"message\":");
+                push_str(out, message);
+                out.push_str(",\"param\":null}\n\n");
                 self.ended = true;
             }
         }

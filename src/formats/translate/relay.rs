@@ -19,6 +19,8 @@ pub struct StreamTranslation {
     events: Vec<SseEvent>,
     canonical: Vec<StreamEvent>,
     buf: String,
+    /// The size of the last write to the caller, to size the next one.
+    last_write: usize,
     usage: Option<Usage>,
     failed: bool,
     /// A `Finish` or `Error` was encoded: the caller's stream is complete.
@@ -34,6 +36,7 @@ impl StreamTranslation {
             events: Vec::new(),
             canonical: Vec::new(),
             buf: String::new(),
+            last_write: 0,
             usage: None,
             failed: false,
             terminated: false,
@@ -118,6 +121,11 @@ impl StreamTranslation {
     }
 
     fn encode(&mut self, out: &mut Vec<Bytes>) {
+        if !self.canonical.is_empty() && self.buf.capacity() == 0 {
+            // Each write leaves with its buffer; growing the next one from
+            // nothing cost several reallocations per event.
+            self.buf.reserve(self.last_write.clamp(256, 16 * 1024));
+        }
         for event in self.canonical.drain(..) {
             match &event {
                 StreamEvent::Start { usage: Some(u), .. } => self.usage = Some(*u),
@@ -138,6 +146,7 @@ impl StreamTranslation {
 
     fn flush(&mut self, out: &mut Vec<Bytes>) {
         if !self.buf.is_empty() {
+            self.last_write = self.buf.len();
             out.push(Bytes::from(std::mem::take(&mut self.buf)));
         }
     }
