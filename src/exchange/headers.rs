@@ -60,12 +60,19 @@ pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Whether a request header may go to `provider`.
 pub fn forwards(provider: &Provider, name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    if NEVER_FORWARDED.contains(&name.as_str()) || KEY_HEADERS.contains(&name.as_str()) {
+    // Header names arrive lowercase from the HTTP parser: no copy then.
+    let lowered;
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = name.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        name
+    };
+    if NEVER_FORWARDED.contains(&name) || KEY_HEADERS.contains(&name) {
         return false;
     }
-    COMMON_REQUEST_HEADERS.contains(&name.as_str())
-        || kind_request_headers(provider.kind).contains(&name.as_str())
+    COMMON_REQUEST_HEADERS.contains(&name)
+        || kind_request_headers(provider.kind).contains(&name)
         || provider.forward_headers.iter().any(|allowed| match allowed.strip_suffix('*') {
             Some(prefix) => name.starts_with(prefix),
             None => *allowed == name,

@@ -188,9 +188,6 @@ pub fn plan_with_access(
     })
 }
 
-/// Plans a request whose provider speaks another format: the body goes
-/// through the canonical model into the provider's format.
-#[allow(clippy::too_many_arguments)]
 /// What the caller's own format says about the answer it wants, read from
 /// the top level before the body is translated (and let go).
 struct CallerHints {
@@ -223,6 +220,8 @@ struct Asked {
     hints: CallerHints,
 }
 
+/// Plans a request whose provider speaks another format: the body goes
+/// through the canonical model into the provider's format.
 #[allow(clippy::too_many_arguments)]
 fn plan_translated(
     gateway: &Gateway,
@@ -301,8 +300,15 @@ fn output_limit(top: &TopLevel<'_>) -> Option<u64> {
         .iter()
         .find_map(|name| top.raw(name).and_then(number))
         .or_else(|| {
-            let config: serde_json::Value = serde_json::from_str(top.raw("generationConfig")?.get()).ok()?;
-            config.get("maxOutputTokens")?.as_u64()
+            // Typed: the rest of the config (a response schema, say) is
+            // skipped rather than built into a tree.
+            #[derive(serde::Deserialize)]
+            struct GenerationConfig {
+                #[serde(rename = "maxOutputTokens")]
+                max_output_tokens: Option<u64>,
+            }
+            let config: GenerationConfig = serde_json::from_str(top.raw("generationConfig")?.get()).ok()?;
+            config.max_output_tokens
         })
 }
 

@@ -7,6 +7,19 @@
 /// Values longer than this are not kept (a usage object is a few hundred bytes).
 const MAX_VALUE: usize = 64 * 1024;
 
+/// The bytes that can change the scanner's state outside a string; the
+/// rest (numbers, literals, whitespace) are stepped over.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut k = 0;
+    let bytes = *b"\"{}[]:,";
+    while k < bytes.len() {
+        table[bytes[k] as usize] = true;
+        k += 1;
+    }
+    table
+};
+
 #[derive(Debug)]
 pub struct FieldScan {
     name: &'static [u8],
@@ -42,71 +55,85 @@ impl FieldScan {
 
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut i = 0;
+        // Bytes from `run` to `i` are kept (as key or value) in one piece
+        // when the run ends, rather than byte by byte.
+        let mut run = 0;
         while i < chunk.len() {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                    self.keep(&chunk[i..=i]);
                     i += 1;
                     continue;
                 }
                 let Some(j) = memchr::memchr2(b'"', b'\\', &chunk[i..]) else {
-                    self.keep(&chunk[i..]);
-                    return;
+                    i = chunk.len();
+                    break;
                 };
-                self.keep(&chunk[i..=i + j]);
-                if chunk[i + j] == b'\\' {
+                i += j + 1;
+                if chunk[i - 1] == b'\\' {
                     self.escaped = true;
                 } else {
                     self.in_string = false;
-                    self.reading_key = false;
+                    if self.reading_key {
+                        self.keep(&chunk[run..i]);
+                        run = i;
+                        self.reading_key = false;
+                    }
                 }
-                i += j + 1;
                 continue;
             }
             let b = chunk[i];
             i += 1;
+            if !STRUCTURAL[usize::from(b)] {
+                continue;
+            }
             match b {
                 b'"' => {
                     self.in_string = true;
                     if self.depth == 1 && self.expect_key {
+                        self.keep(&chunk[run..i - 1]);
+                        run = i;
                         self.expect_key = false;
                         self.reading_key = true;
                         self.key.clear();
-                        continue;
                     }
                 }
                 b':' if self.depth == 1 => {
+                    self.keep(&chunk[run..i - 1]);
+                    run = i;
                     if self.key_is_name() {
                         self.capturing = true;
                         self.value.clear();
                     }
-                    continue;
                 }
                 b',' if self.depth == 1 => {
+                    self.keep(&chunk[run..i - 1]);
+                    run = i;
                     self.end_value();
                     self.expect_key = true;
-                    continue;
                 }
                 b'{' | b'[' => {
                     self.depth += 1;
                     if self.depth == 1 {
+                        self.keep(&chunk[run..i - 1]);
+                        run = i;
                         self.expect_key = b == b'{';
-                        continue;
                     }
                 }
                 b'}' | b']' => {
                     if self.depth == 1 {
+                        self.keep(&chunk[run..i - 1]);
+                        run = i;
                         self.end_value();
                         self.depth = 0;
-                        continue;
+                    } else {
+                        self.depth = self.depth.saturating_sub(1);
                     }
-                    self.depth = self.depth.saturating_sub(1);
                 }
                 _ => {}
             }
-            self.keep(&[b]);
         }
+        self.keep(&chunk[run..i]);
     }
 
     /// The field's raw value, if the document had it at its top level.
@@ -127,6 +154,9 @@ impl FieldScan {
     }
 
     fn keep(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         if self.reading_key {
             if self.key.len() + bytes.len() <= 64 {
                 self.key.extend_from_slice(bytes);
