@@ -49,7 +49,7 @@ PY
   kill $mock_pid || true
   grep -E '^summary' "$out" | awk '{print $2}'
   if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP.$n"; fi
-  rm -f "$out" "$out.db"*
+  rm -rf "$out" "$out.db"*
 }
 a=$(run 50); b=$(run 250)
 echo "$CONFIG: $(( (b - a) / 200 )) instructions per request"
