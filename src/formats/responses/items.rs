@@ -111,6 +111,15 @@ pub fn usage_object(out: &mut String, u: &Usage) {
     );
 }
 
+/// The caller's response id for a provider's message or completion id.
+pub fn response_id(id: &str) -> String {
+    if id.starts_with("resp_") {
+        id.to_string()
+    } else {
+        format!("resp_{}", id.trim_start_matches("chatcmpl-").trim_start_matches("msg_"))
+    }
+}
+
 /// The response object, as a document or in `response.*` events; `output`
 /// is the items already written, comma-separated.
 pub fn response_object(
@@ -123,7 +132,7 @@ pub fn response_object(
     stop: Option<StopReason>,
 ) {
     let _ = write!(out, "{{\"created_at\":{},\"error\":null,\"id\":", ctx.created);
-    push_str(out, &super::response::response_id(id));
+    push_str(out, &response_id(id));
     out.push_str(",\"incomplete_details\":");
     out.push_str(match stop {
         Some(StopReason::MaxTokens) => "{\"reason\":\"max_output_tokens\"}",
@@ -213,7 +222,7 @@ mod tests {
             })
         });
         json!({
-            "id": super::super::response::response_id(id), "object": "response", "created_at": ctx.created,
+            "id": response_id(id), "object": "response", "created_at": ctx.created,
             "status": status, "error": null, "incomplete_details": incomplete, "instructions": null,
             "max_output_tokens": null, "model": ctx.model, "output": output, "parallel_tool_calls": true,
             "previous_response_id": null, "reasoning": {"effort": null, "summary": null}, "store": false,

@@ -83,14 +83,6 @@ fn str_of(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
-pub fn response_id(id: &str) -> String {
-    if id.starts_with("resp_") {
-        id.to_string()
-    } else {
-        format!("resp_{}", id.trim_start_matches("chatcmpl-").trim_start_matches("msg_"))
-    }
-}
-
 pub fn status_of(stop: StopReason) -> &'static str {
     match stop {
         StopReason::MaxTokens | StopReason::ContentFilter => "incomplete",
