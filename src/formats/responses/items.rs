@@ -120,8 +120,9 @@ pub fn response_id(id: &str) -> String {
     }
 }
 
-/// The response object, as a document or in `response.*` events; `output`
-/// is the items already written, comma-separated.
+/// The response object, as a document or in `response.*` events; `id` is
+/// already the caller's [`response_id`], `output` the items already
+/// written, comma-separated.
 pub fn response_object(
     out: &mut String,
     id: &str,
@@ -132,7 +133,7 @@ pub fn response_object(
     stop: Option<StopReason>,
 ) {
     let _ = write!(out, "{{\"created_at\":{},\"error\":null,\"id\":", ctx.created);
-    push_str(out, &response_id(id));
+    push_str(out, id);
     out.push_str(",\"incomplete_details\":");
     out.push_str(match stop {
         Some(StopReason::MaxTokens) => "{\"reason\":\"max_output_tokens\"}",
@@ -277,7 +278,7 @@ mod tests {
             let trees: Vec<Value> = (0..items).map(|n| tree_message(&format!("msg_{n}"), "hi", "completed")).collect();
             let output = (0..items).map(|n| written(|o| message_item(o, &format!("msg_{n}"), "hi", "completed"))).collect::<Vec<_>>().join(",");
             prop_assert_eq!(
-                written(|o| response_object(o, &id, &ctx, "completed", &output, usage.as_ref(), stop)),
+                written(|o| response_object(o, &response_id(&id), &ctx, "completed", &output, usage.as_ref(), stop)),
                 tree_response(&id, &ctx, "completed", trees, usage.as_ref(), stop).to_string()
             );
         }

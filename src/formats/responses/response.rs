@@ -115,6 +115,14 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
     }
     let mut doc = String::with_capacity(output.len() + 640);
     let status = status_of(resp.stop);
-    items::response_object(&mut doc, &resp.id, ctx, status, &output, Some(&resp.usage), Some(resp.stop));
+    items::response_object(
+        &mut doc,
+        &items::response_id(&resp.id),
+        ctx,
+        status,
+        &output,
+        Some(&resp.usage),
+        Some(resp.stop),
+    );
     doc.into_bytes()
 }
