@@ -25,11 +25,11 @@ use tollgate::formats::translate::relay::StreamTranslation;
 use tollgate::formats::translate::{self, ClientContext};
 use tollgate::formats::ClientFormat;
 use tollgate::gateway::Gateway;
-use tollgate::mock::conversation::Conversation;
-use tollgate::mock::knobs::Knobs;
-use tollgate::mock::replies::{Api, Reply};
 use tollgate::routing::{Endpoint, Route};
 use tollgate::sse::SseDecoder;
+use tollgate_mock::conversation::Conversation;
+use tollgate_mock::knobs::Knobs;
+use tollgate_mock::replies::{Api, Reply};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -22,7 +22,6 @@ pub mod gateway;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
-pub mod mock;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

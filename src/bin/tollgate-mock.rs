@@ -1,5 +1,5 @@
 //! `tollgate-mock [--listen ADDR] [--tls-cert PEM --tls-key PEM [--alpn h2,http/1.1]]`:
-//! the mock LLM upstream (see `tollgate::mock`).
+//! the mock LLM upstream (see the `tollgate-mock` crate).
 
 use std::process::ExitCode;
 
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             let protocols: Vec<&str> = alpn.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
             match read(&cert)
                 .and_then(|c| read(&key).map(|k| (c, k)))
-                .and_then(|(c, k)| tollgate::mock::tls::acceptor(&c, &k, &protocols))
+                .and_then(|(c, k)| tollgate_mock::tls::acceptor(&c, &k, &protocols))
             {
                 Ok(acceptor) => Some(acceptor),
                 Err(e) => {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             "tollgate-mock listening on {}",
             listener.local_addr().map(|a| a.to_string()).unwrap_or(listen)
         );
-        match tollgate::mock::serve(listener, tls).await {
+        match tollgate_mock::serve(listener, tls).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tollgate-mock: {e}");

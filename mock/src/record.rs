@@ -100,7 +100,7 @@ impl Journal {
 }
 
 pub fn tag_from_query(query: &str) -> Option<String> {
-    crate::auth::query_param(query, "tag")
+    crate::wire::query_param(query, "tag")
 }
 
 /// Marks a request abandoned if dropped before [`Abandonment::disarm`]:

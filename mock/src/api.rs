@@ -75,7 +75,7 @@ impl Api {
                 "error": { "type": anthropic_error_type(status), "message": message },
             }),
             Api::Gemini { .. } => json!({
-                "error": { "code": status, "message": message, "status": crate::formats::errors::gemini_status(status) }
+                "error": { "code": status, "message": message, "status": crate::wire::gemini_status(status) }
             }),
         };
         serde_json::to_vec(&doc).unwrap_or_default()

@@ -20,6 +20,7 @@ pub mod knobs;
 mod record;
 pub mod replies;
 pub mod tls;
+mod wire;
 
 pub use knobs::Knobs;
 pub use record::Recorded;

@@ -5,7 +5,7 @@
 pub use super::api::Api;
 use super::conversation::{Conversation, MockCall};
 use super::Knobs;
-use crate::sse::encode;
+use crate::wire::sse as encode;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
