@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
             };
             let admission = billing.admit(&key, &call, &request_id).unwrap();
             let ending = Ending { usage: Some(usage), completed: true, ..Ending::default() };
-            black_box(billing.settle(&admission, &ending, &request_id));
+            black_box(billing.settle(admission, &ending, &request_id));
             // What the background writer does, so the journal stays small.
             if n.is_multiple_of(4096) {
                 let taken = journal.take().len() as u64;

@@ -146,6 +146,20 @@ pub fn spend(model: &str, plan: &str, nanos: i64) {
     SPEND.with_label_values(&[model, plan]).inc_by(u64::try_from(nanos).unwrap_or(0));
 }
 
+static UNPAID: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_unpaid_nano_usd_total",
+        "What billed calls cost beyond what their hold, wallet and key cap could pay, in nano-USD \
+         (recorded in the ledger, never taken), by model and plan.",
+        &["model", "plan"],
+    )
+});
+
+/// A billed call cost `nanos` more than could be charged.
+pub fn unpaid(model: &str, plan: &str, nanos: i64) {
+    UNPAID.with_label_values(&[model, plan]).inc_by(u64::try_from(nanos).unwrap_or(0));
+}
+
 static REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "tollgate_billing_refusals_total",
@@ -254,6 +268,7 @@ pub fn init() {
     Lazy::force(&CONNECT_ERRORS);
     Lazy::force(&CONNECTIONS_REFUSED);
     Lazy::force(&SPEND);
+    Lazy::force(&UNPAID);
     Lazy::force(&REFUSED);
     Lazy::force(&RATE_LIMITS);
     Lazy::force(&HOLDS_OPEN);

@@ -58,7 +58,12 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     };
     let mut http = pingora_proxy::http_proxy(
         &server.configuration,
-        TollgateProxy::new(gateway.clone(), connector, config.server.keepalive_timeout_seconds),
+        TollgateProxy::new(
+            gateway.clone(),
+            connector,
+            config.server.keepalive_timeout_seconds,
+            Duration::from_millis(config.server.downstream_write_timeout_ms.max(1)),
+        ),
     );
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(limits.idle_timeout);

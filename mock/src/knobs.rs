@@ -47,6 +47,8 @@ pub struct Knobs {
     pub fault: Option<Fault>,
     /// Input tokens reported as read from the prompt cache.
     pub cached_tokens: u64,
+    /// Output tokens reported whatever was sent (`x-mock-report-output-tokens`).
+    pub report_output_tokens: Option<u64>,
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -66,6 +68,7 @@ impl Knobs {
             cut_after: number(headers, "x-mock-cut-after"),
             pad_bytes: number(headers, "x-mock-pad-bytes").map_or(0, |n| n.min(1 << 30) as usize),
             cached_tokens: number(headers, "x-mock-cached-tokens").unwrap_or(0),
+            report_output_tokens: number(headers, "x-mock-report-output-tokens"),
             fault: headers.get("x-mock-fault").and_then(|v| v.to_str().ok()).and_then(Fault::parse),
         }
     }

@@ -22,6 +22,12 @@ pub struct Reply {
     include_usage: bool,
     /// The caller's output limit cut the reply short (one token a piece).
     truncated: bool,
+    /// The caller's output limit: a provider never reports more output.
+    limit: Option<u64>,
+    /// `x-mock-report-output-tokens`: a provider that reports this many
+    /// output tokens whatever it sent (one that counts more than it was
+    /// allowed, to test what the gateway does with a bill past its hold).
+    reported_output: Option<u64>,
 }
 
 /// Deterministic words the mock says, cycled to the number of chunks asked.
@@ -81,6 +87,8 @@ impl Reply {
             cached_tokens: knobs.cached_tokens.min((body_len as u64).div_ceil(4).max(1)),
             include_usage,
             truncated,
+            limit,
+            reported_output: knobs.report_output_tokens,
         }
     }
 
@@ -100,7 +108,11 @@ impl Reply {
     }
 
     fn output_tokens(&self) -> u64 {
-        self.pieces.len() as u64 + 5 * self.calls.len() as u64 + self.reasoning_tokens()
+        if let Some(reported) = self.reported_output {
+            return reported;
+        }
+        let produced = self.pieces.len() as u64 + 5 * self.calls.len() as u64 + self.reasoning_tokens();
+        self.limit.map_or(produced, |limit| produced.min(limit.max(1)))
     }
 
     fn reasoning_tokens(&self) -> u64 {

@@ -396,6 +396,7 @@ pub async fn ledger(State(state): State<AdminState>, Params(q): Params<AccountQu
             kind: r.kind,
             amount_nano_usd: r.amount_nano_usd,
             paid_nano_usd: r.paid_nano_usd,
+            unpaid_nano_usd: r.unpaid_nano_usd,
             key_id: r.key_id,
             model: r.model,
             input_tokens: r.input_tokens,

@@ -267,6 +267,9 @@ pub struct LedgerEntryView {
     pub amount_nano_usd: i64,
     /// Paid dollars behind it.
     pub paid_nano_usd: i64,
+    /// A charge's cost that the hold, the wallet and the key's cap could
+    /// not pay: recorded, not taken.
+    pub unpaid_nano_usd: i64,
     pub key_id: Option<i64>,
     pub model: Option<String>,
     pub input_tokens: Option<i64>,

@@ -1,19 +1,31 @@
 //! Holds with a lease, on the ledger: a request holds its worst-case cost
-//! before it goes upstream, and settles to its actual cost when it ends;
-//! a hold whose request never settles (a crashed task, a lost stream) is
-//! released when its lease runs out, so no money stays locked. Time comes
-//! from a [`Clock`], which tests move by hand.
+//! before it goes upstream, and settles to its actual cost when it ends.
+//! The lease is renewed for as long as the request lives (it holds the
+//! hold's [`HoldToken`]), so a slow reader or a slow provider never makes
+//! a call free; a hold whose request is gone without settling (a bug, a
+//! lost task) is released when its lease runs out, so no money stays
+//! locked. A settlement that finds its hold released anyway is charged
+//! against the wallet. Leases run on the clock's monotonic time, so a
+//! wall-clock step cannot release every hold at once. Time comes from a
+//! [`Clock`], which tests move by hand.
 
 use super::ledger::{AccountId, Ledger, LedgerError, Settled};
 use super::lots::Lots;
 use super::money::NanoUsd;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, and on a clock that never steps.
 pub trait Clock: Send + Sync {
     fn now_ms(&self) -> u64;
+
+    /// Milliseconds on a clock that only moves forward at the pace of
+    /// real time (NTP steps and VM resumes do not move it): what leases
+    /// and windows measure. A test clock has one time for both.
+    fn monotonic_ms(&self) -> u64 {
+        self.now_ms()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -25,7 +37,17 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+
+    fn monotonic_ms(&self) -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let start = START.get_or_init(std::time::Instant::now);
+        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
+
+/// Kept by the request a hold is for: while it lives, the hold's lease
+/// is renewed instead of ending.
+pub type HoldToken = Arc<()>;
 
 /// A clock a test sets.
 #[derive(Debug, Default)]
@@ -54,12 +76,14 @@ pub struct KeyCap {
     pub cap: Option<NanoUsd>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Hold {
     account: AccountId,
     key: Option<KeyCap>,
     amount: NanoUsd,
+    /// On the monotonic clock.
     expires_at: u64,
+    alive: Weak<()>,
 }
 
 /// What a key has spent and holds: its cap is checked against both.
@@ -117,14 +141,16 @@ impl<C: Clock> Wallets<C> {
         f(&mut guard)
     }
 
-    /// A payment of `paid` at `multiplier` (or a grant, with `paid` zero
-    /// and `list` its value): `Ok(None)` when `key` was seen already.
+    /// A payment of `paid` at `multiplier`: `Ok(None)` when `key` was
+    /// seen already. `journal` runs with its list value in the same step
+    /// as the lot enters the wallet, so records leave in the lots' order.
     pub fn topup(
         &self,
         account: AccountId,
         paid: NanoUsd,
         multiplier: u32,
         key: &str,
+        journal: impl FnOnce(NanoUsd),
     ) -> Result<Option<NanoUsd>, LedgerError> {
         let list = NanoUsd(paid.0.checked_mul(i64::from(multiplier)).ok_or(LedgerError::Overflow)?);
         self.with(|s| {
@@ -132,12 +158,20 @@ impl<C: Clock> Wallets<C> {
                 return Ok(None);
             }
             s.lots.entry(account).or_default().add(paid, multiplier);
+            journal(list);
             Ok(Some(list))
         })
     }
 
-    /// Credit given, not bought (opening balances, adjustments up).
-    pub fn grant(&self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
+    /// Credit given, not bought (opening balances, adjustments up), or
+    /// taken back; `journal` runs in the same step, as for a top-up.
+    pub fn grant(
+        &self,
+        account: AccountId,
+        amount: NanoUsd,
+        key: &str,
+        journal: impl FnOnce(),
+    ) -> Result<bool, LedgerError> {
         self.with(|s| {
             if !s.ledger.adjust(account, amount, key)? {
                 return Ok(false);
@@ -147,6 +181,7 @@ impl<C: Clock> Wallets<C> {
             } else {
                 s.lots.entry(account).or_default().spend(NanoUsd(-amount.0));
             }
+            journal();
             Ok(true)
         })
     }
@@ -195,15 +230,16 @@ impl<C: Clock> Wallets<C> {
 
     /// Holds `amount` for request `key` against the wallet and the key's
     /// cap in one step with both checks: two requests can never both take
-    /// the last of a wallet or of a cap.
+    /// the last of a wallet or of a cap. The request keeps the token.
     pub fn hold(
         &self,
         account: AccountId,
         cap: Option<KeyCap>,
         amount: NanoUsd,
         key: &str,
-    ) -> Result<(), HoldRefused> {
-        let expires_at = self.clock.now_ms().saturating_add(self.lease_ms);
+    ) -> Result<HoldToken, HoldRefused> {
+        let expires_at = self.clock.monotonic_ms().saturating_add(self.lease_ms);
+        let token = HoldToken::default();
         self.with(|s| {
             if let Some(KeyCap { key_id, cap: Some(cap) }) = cap {
                 let used = s.keys.get(&key_id).copied().unwrap_or_default();
@@ -214,7 +250,7 @@ impl<C: Clock> Wallets<C> {
             }
             match s.ledger.hold(account, amount, key) {
                 Ok(true) => {}
-                Ok(false) => return Ok(()),
+                Ok(false) => return Ok(token.clone()),
                 Err(LedgerError::Insufficient { available, wanted }) => {
                     return Err(HoldRefused::Wallet { available, wanted })
                 }
@@ -223,17 +259,37 @@ impl<C: Clock> Wallets<C> {
             if let Some(k) = cap {
                 s.keys.entry(k.key_id).or_default().held += amount.0;
             }
-            s.holds.insert(key.to_string(), Hold { account, key: cap, amount, expires_at });
-            Ok(())
+            let alive = Arc::downgrade(&token);
+            s.holds.insert(key.to_string(), Hold { account, key: cap, amount, expires_at, alive });
+            Ok(token.clone())
         })
     }
 
-    /// Ends request `key`'s hold at `cost`. A hold already released by its
-    /// lease is not charged again: `None`.
-    pub fn settle(&self, key: &str, cost: NanoUsd) -> Result<Option<Settlement>, LedgerError> {
+    /// Ends request `key`'s hold at `cost`: charged from the hold, past it
+    /// from the wallet, never past the key's cap; what neither covers is
+    /// `unpaid`. A hold released already (its request outlived it) is
+    /// charged against the wallet all the same, once: `None` when `key`
+    /// was settled before.
+    pub fn settle(
+        &self,
+        key: &str,
+        cost: NanoUsd,
+        account: AccountId,
+        cap: Option<KeyCap>,
+    ) -> Result<Option<Settlement>, LedgerError> {
         self.with(|s| {
-            let Some(hold) = s.holds.remove(key) else { return Ok(None) };
-            let settled = s.ledger.settle(hold.account, hold.amount, cost, key);
+            let hold = match s.holds.remove(key) {
+                Some(hold) => hold,
+                None if s.ledger.settled(key) => return Ok(None),
+                None => Hold { account, key: cap, amount: NanoUsd::ZERO, expires_at: 0, alive: Weak::new() },
+            };
+            let room = hold.key.and_then(|k| {
+                let cap = k.cap?;
+                let used = s.keys.get(&k.key_id).copied().unwrap_or_default();
+                // This hold's own amount is part of what the key holds.
+                Some(NanoUsd(cap.0.saturating_sub(used.spent).saturating_sub(used.held - hold.amount.0).max(0)))
+            });
+            let settled = s.ledger.settle_within(hold.account, hold.amount, cost, room, key);
             if let Some(k) = hold.key {
                 let spend = s.keys.entry(k.key_id).or_default();
                 spend.held -= hold.amount.0;
@@ -252,15 +308,24 @@ impl<C: Clock> Wallets<C> {
         })
     }
 
-    /// Releases every hold whose lease has ended; their keys.
+    /// Releases every hold whose lease has ended and whose request is
+    /// gone; renews the lease of those whose request still runs. The
+    /// released holds' keys.
     pub fn expire(&self) -> Vec<String> {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
+        let lease = self.lease_ms;
         self.with(|s| {
-            let ended: Vec<String> =
-                s.holds.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
+            let mut ended = Vec::new();
+            for (key, hold) in s.holds.iter_mut().filter(|(_, h)| h.expires_at <= now) {
+                if hold.alive.strong_count() > 0 {
+                    hold.expires_at = now.saturating_add(lease);
+                } else {
+                    ended.push(key.clone());
+                }
+            }
             for key in &ended {
                 if let Some(hold) = s.holds.remove(key) {
-                    let _ = s.ledger.settle(hold.account, hold.amount, NanoUsd::ZERO, key);
+                    let _ = s.ledger.release(hold.account, hold.amount, key);
                     if let Some(k) = hold.key {
                         s.keys.entry(k.key_id).or_default().held -= hold.amount.0;
                     }
@@ -290,30 +355,92 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    fn topup(w: &Wallets<ManualClock>, account: AccountId, amount: i64) {
+        w.topup(account, NanoUsd(amount), 1, &format!("t{account}{amount}"), |_| {}).unwrap();
+    }
+
     #[test]
-    fn a_hold_is_released_when_its_lease_ends_and_not_charged_after() {
+    fn a_lease_ends_only_for_holds_whose_request_is_gone() {
         let wallets = Wallets::new(ManualClock::at(1_000), 60_000);
-        wallets.topup(1, NanoUsd(100), 1, "t").unwrap();
-        wallets.hold(1, None, NanoUsd(80), "req").unwrap();
+        topup(&wallets, 1, 100);
+        let alive = wallets.hold(1, None, NanoUsd(80), "req").unwrap();
         assert_eq!(wallets.available(1), NanoUsd(20));
         wallets.clock.advance(59_999);
         assert!(wallets.expire().is_empty(), "the lease still runs");
-        wallets.clock.advance(1);
+        wallets.clock.advance(10 * 60_000);
+        assert!(wallets.expire().is_empty(), "renewed while its request lives");
+        assert_eq!(wallets.available(1), NanoUsd(20));
+        drop(alive);
+        assert!(wallets.expire().is_empty(), "the renewed lease runs to its end");
+        wallets.clock.advance(60_000);
         assert_eq!(wallets.expire(), vec!["req".to_string()]);
         assert_eq!(wallets.available(1), NanoUsd(100));
-        assert_eq!(
-            wallets.settle("req", NanoUsd(50)).unwrap(),
-            None,
-            "a request settling after its lease is not billed twice"
-        );
         assert_eq!(wallets.open_holds(), 0);
         assert_eq!(wallets.ledger_total(), 0);
     }
 
     #[test]
+    fn a_settlement_after_the_lease_is_charged_against_the_wallet() {
+        let wallets = Wallets::new(ManualClock::at(0), 1_000);
+        topup(&wallets, 1, 100);
+        drop(wallets.hold(1, None, NanoUsd(80), "req").unwrap());
+        wallets.clock.advance(1_000);
+        assert_eq!(wallets.expire().len(), 1);
+        let late = wallets.settle("req", NanoUsd(50), 1, None).unwrap().unwrap();
+        assert_eq!((late.settled.charged, late.settled.unpaid), (NanoUsd(50), NanoUsd(0)));
+        assert_eq!(wallets.available(1), NanoUsd(50));
+        assert_eq!(wallets.ledger_total(), 0);
+    }
+
+    #[test]
+    fn excess_past_the_hold_stops_at_the_wallet_and_the_keys_cap() {
+        let wallets = Wallets::new(ManualClock::at(0), 60_000);
+        topup(&wallets, 1, 1_000);
+        let cap = Some(KeyCap { key_id: 7, cap: Some(NanoUsd(100)) });
+        let _a = wallets.hold(1, cap, NanoUsd(60), "a").unwrap();
+        let _b = wallets.hold(1, cap, NanoUsd(30), "b").unwrap();
+        // 60 held, 30 held by another call: the cap leaves 70 for this one.
+        let s = wallets.settle("a", NanoUsd(250), 1, cap).unwrap().unwrap();
+        assert_eq!((s.settled.charged, s.settled.unpaid), (NanoUsd(70), NanoUsd(180)));
+        assert_eq!(wallets.key_spent(7), NanoUsd(70));
+        let s = wallets.settle("b", NanoUsd(40), 1, cap).unwrap().unwrap();
+        assert_eq!((s.settled.charged, s.settled.unpaid), (NanoUsd(30), NanoUsd(10)));
+        assert_eq!(wallets.key_spent(7), NanoUsd(100), "the cap, never more");
+        // Without a cap, the wallet is the limit.
+        let _c = wallets.hold(1, None, NanoUsd(100), "c").unwrap();
+        let s = wallets.settle("c", NanoUsd(5_000), 1, None).unwrap().unwrap();
+        assert_eq!((s.settled.charged, s.settled.unpaid), (NanoUsd(900), NanoUsd(4_100)));
+        assert_eq!(wallets.available(1), NanoUsd(0), "never below zero");
+        assert_eq!(wallets.ledger_total(), 0);
+    }
+
+    /// A clock whose wall time jumps while its monotonic time does not.
+    struct SteppedClock(AtomicU64, AtomicU64);
+
+    impl Clock for SteppedClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn monotonic_ms(&self) -> u64 {
+            self.1.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_step_releases_no_hold() {
+        let wallets = Wallets::new(SteppedClock(AtomicU64::new(0), AtomicU64::new(0)), 60_000);
+        wallets.topup(1, NanoUsd(100), 1, "t", |_| {}).unwrap();
+        drop(wallets.hold(1, None, NanoUsd(80), "req").unwrap());
+        wallets.clock.0.store(10 * 3_600_000, Ordering::SeqCst);
+        assert!(wallets.expire().is_empty(), "ten hours of NTP step are not a minute of lease");
+        wallets.clock.1.store(60_000, Ordering::SeqCst);
+        assert_eq!(wallets.expire().len(), 1);
+    }
+
+    #[test]
     fn concurrent_holds_never_overdraw_a_wallet() {
         let wallets = Arc::new(Wallets::new(ManualClock::at(0), 60_000));
-        wallets.topup(9, NanoUsd(300 * 7), 1, "t").unwrap();
+        wallets.topup(9, NanoUsd(300 * 7), 1, "t", |_| {}).unwrap();
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let w = wallets.clone();

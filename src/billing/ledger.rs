@@ -225,6 +225,25 @@ impl Ledger {
         cost: NanoUsd,
         key: &str,
     ) -> Result<Settled, LedgerError> {
+        self.settle_within(account, held, cost, None, key)
+    }
+
+    /// Whether request `key` was settled (and its entries not yet taken).
+    pub fn settled(&self, key: &str) -> bool {
+        self.known(&format!("{key}:charge")) || self.known(&format!("{key}:release"))
+    }
+
+    /// [`Self::settle`], charging at most `room` in all (what a key's
+    /// spend cap has left): what neither the hold, the wallet nor the room
+    /// covers is `unpaid`, reported and never posted as debt.
+    pub fn settle_within(
+        &mut self,
+        account: AccountId,
+        held: NanoUsd,
+        cost: NanoUsd,
+        room: Option<NanoUsd>,
+        key: &str,
+    ) -> Result<Settled, LedgerError> {
         let (charge_key, release_key) = (format!("{key}:charge"), format!("{key}:release"));
         if self.known(&charge_key) || self.known(&release_key) {
             let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
@@ -239,8 +258,9 @@ impl Ledger {
             return Err(LedgerError::NotHeld { held: in_hold, wanted: held });
         }
         let cost = NanoUsd(cost.0.max(0));
-        let from_hold = cost.min(held);
-        let beyond = NanoUsd(cost.0 - from_hold.0);
+        let payable = room.map_or(cost, |room| cost.min(NanoUsd(room.0.max(0))));
+        let from_hold = payable.min(held);
+        let beyond = NanoUsd(payable.0 - from_hold.0);
         let from_wallet = beyond.min(NanoUsd(self.balance(Book::Wallet(account)).0.max(0)));
         let released = NanoUsd(held.0 - from_hold.0);
         let charged = NanoUsd(from_hold.0 + from_wallet.0);
@@ -259,7 +279,22 @@ impl Ledger {
                 vec![(Book::Held(account), -released.0), (Book::Wallet(account), released.0)],
             )?;
         }
-        Ok(Settled { charged, released, unpaid: NanoUsd(beyond.0 - from_wallet.0) })
+        Ok(Settled { charged, released, unpaid: NanoUsd(cost.0 - charged.0) })
+    }
+
+    /// Gives a hold of `held` back whole, when its lease ended with no
+    /// request left to settle it (key `{key}:expired`, so a late
+    /// settlement of the same request is still charged).
+    pub fn release(&mut self, account: AccountId, held: NanoUsd, key: &str) -> Result<(), LedgerError> {
+        if held.0 <= 0 {
+            return Ok(());
+        }
+        self.post(
+            &format!("{key}:expired"),
+            EntryKind::Release,
+            account,
+            vec![(Book::Held(account), -held.0), (Book::Wallet(account), held.0)],
+        )
     }
 
     /// Gives `amount` of revenue back to the wallet.

@@ -67,6 +67,11 @@ pub struct LedgerRecord {
     /// lots a charge used up.
     #[serde(default)]
     pub paid_nano: i64,
+    /// A charge's cost that nothing could pay (the provider reported more
+    /// than was held, and the wallet or the key's cap had no more): kept
+    /// so the loss is seen, never taken from the wallet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpaid_nano: i64,
     #[serde(default)]
     pub multiplier: Option<u32>,
     #[serde(default)]
@@ -86,11 +91,16 @@ impl LedgerRecord {
             key_id: None,
             wallet_nano,
             paid_nano: 0,
+            unpaid_nano: 0,
             multiplier: None,
             metered: None,
             at,
         }
     }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Where records go: the journal, in production; a vector, in tests.

@@ -6,7 +6,7 @@
 //! never waits on the store.
 
 use super::directory::{AccountState, Directory, KeyDigest, KeyState, Status};
-use super::holds::{Clock, HoldRefused, KeyCap, Wallets};
+use super::holds::{Clock, HoldRefused, HoldToken, KeyCap, Wallets};
 use super::money::NanoUsd;
 pub use super::plan::{matches_any, Plan};
 use super::price::ModelPrice;
@@ -67,6 +67,8 @@ pub struct Admission {
     /// Output tokens the hold pays for, when the wallet or cap could not
     /// pay for the model's full output.
     pub output_cap: Option<u64>,
+    /// Keeps the hold's lease renewed while the request lives.
+    pub alive: HoldToken,
 }
 
 /// How a request ended, for its bill.
@@ -90,6 +92,9 @@ pub struct Charge {
     pub cost: NanoUsd,
     pub estimated: bool,
     pub usage: Usage,
+    /// What the usage cost beyond what the hold, the wallet and the key's
+    /// cap could pay: recorded, never taken.
+    pub unpaid: NanoUsd,
 }
 
 #[derive(Debug, Clone)]
@@ -221,7 +226,7 @@ impl Billing {
         let held = NanoUsd(held.0.max(1));
         let cap = Some(KeyCap { key_id: key.id, cap: key.spend_cap });
         match self.wallets.hold(account.id, cap, held, hold_key) {
-            Ok(()) => Ok(Admission {
+            Ok(alive) => Ok(Admission {
                 account,
                 key: key.clone(),
                 hold_key: hold_key.to_string(),
@@ -230,6 +235,7 @@ impl Billing {
                 held,
                 input_estimate: input_tokens,
                 output_cap,
+                alive,
             }),
             Err(HoldRefused::SpendCap { left, wanted }) => {
                 Err(Refusal::SpendCapReached { left, needed: wanted })
@@ -250,7 +256,8 @@ impl Billing {
     /// when the caller received part of an answer, an estimate from what
     /// was relayed (flagged); otherwise nothing. The rest of the hold is
     /// released, and the charge is handed to the sink before returning.
-    pub fn settle(&self, admission: &Admission, ending: &Ending, request_id: &str) -> Option<Charge> {
+    /// The admission is spent: a request settles once.
+    pub fn settle(&self, admission: Admission, ending: &Ending, request_id: &str) -> Option<Charge> {
         let (usage, estimated) = match ending.usage {
             // A count from the start of a stream that did not finish (an
             // Anthropic `message_start`) says less than was relayed.
@@ -270,9 +277,12 @@ impl Billing {
             None => (Usage::default(), false),
         };
         let cost = if usage == Usage::default() { NanoUsd::ZERO } else { admission.price.cost(&usage, 0) };
-        let settlement = self.wallets.settle(&admission.hold_key, cost).ok().flatten()?;
+        let cap = Some(KeyCap { key_id: admission.key.id, cap: admission.key.spend_cap });
+        let settlement =
+            self.wallets.settle(&admission.hold_key, cost, admission.account.id, cap).ok().flatten()?;
         let charged = settlement.settled.charged;
-        if charged.0 > 0 {
+        let unpaid = settlement.settled.unpaid;
+        if charged.0 > 0 || unpaid.0 > 0 {
             self.sink.record(LedgerRecord {
                 key: format!("{}:charge", admission.hold_key),
                 kind: RecordKind::Charge,
@@ -280,6 +290,7 @@ impl Billing {
                 key_id: Some(admission.key.id),
                 wallet_nano: -charged.0,
                 paid_nano: settlement.paid.0,
+                unpaid_nano: unpaid.0,
                 multiplier: None,
                 metered: Some(Metered {
                     model: admission.model.clone(),
@@ -293,7 +304,7 @@ impl Billing {
                 at: self.now_ms(),
             });
         }
-        Some(Charge { cost: charged, estimated, usage })
+        Some(Charge { cost: charged, estimated, usage, unpaid })
     }
 
     /// A payment of `paid` at `multiplier`; `None` when `idempotency_key`
@@ -306,31 +317,38 @@ impl Billing {
         idempotency_key: &str,
     ) -> Result<Option<NanoUsd>, String> {
         let key = format!("topup:{account}:{idempotency_key}");
-        let list = self.wallets.topup(account, paid, multiplier, &key).map_err(|e| format!("{e:?}"))?;
-        if let Some(list) = list {
-            self.sink.record(LedgerRecord {
-                key,
-                kind: RecordKind::Topup,
-                account,
-                key_id: None,
-                wallet_nano: list.0,
-                paid_nano: paid.0,
-                multiplier: Some(multiplier),
-                metered: None,
-                at: self.now_ms(),
-            });
-        }
+        let at = self.now_ms();
+        // Journaled under the wallets' lock, as its lot enters the wallet:
+        // the store then keeps lots in the order memory spends them.
+        let list = self
+            .wallets
+            .topup(account, paid, multiplier, &key, |list| {
+                self.sink.record(LedgerRecord {
+                    key: key.clone(),
+                    kind: RecordKind::Topup,
+                    account,
+                    key_id: None,
+                    wallet_nano: list.0,
+                    paid_nano: paid.0,
+                    unpaid_nano: 0,
+                    multiplier: Some(multiplier),
+                    metered: None,
+                    at,
+                });
+            })
+            .map_err(|e| format!("{e:?}"))?;
         Ok(list)
     }
 
     /// Credit granted (an opening balance, an operator's correction; down
     /// when negative). `false` when `key` was used before.
     pub fn adjust(&self, account: u64, amount: NanoUsd, key: &str) -> Result<bool, String> {
-        let fresh = self.wallets.grant(account, amount, key).map_err(|e| format!("{e:?}"))?;
-        if fresh {
-            self.sink.record(LedgerRecord::adjustment(key.to_string(), account, amount.0, self.now_ms()));
-        }
-        Ok(fresh)
+        let at = self.now_ms();
+        self.wallets
+            .grant(account, amount, key, || {
+                self.sink.record(LedgerRecord::adjustment(key.to_string(), account, amount.0, at));
+            })
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Releases holds whose lease ended; how many.
@@ -351,5 +369,9 @@ impl Billing {
 impl Clock for Arc<dyn Clock> {
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        (**self).monotonic_ms()
     }
 }

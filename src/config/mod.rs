@@ -214,6 +214,10 @@ pub struct ServerSection {
     /// Milliseconds a request head may take from its first byte (HTTP/1):
     /// a head trickled a byte at a time is cut.
     pub request_head_timeout_ms: u64,
+    /// Milliseconds one write to a caller may wait (a caller that stops
+    /// reading): past it the call ends as a caller that left, billed for
+    /// what it received, and its connection, hold and limits are freed.
+    pub downstream_write_timeout_ms: u64,
     /// Connections one client address may hold open at once (0: no limit).
     pub max_connections_per_address: usize,
     /// Invalid keys one client address may send per minute before its
@@ -235,6 +239,7 @@ impl Default for ServerSection {
             max_stream_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
             keepalive_timeout_seconds: 60,
             request_head_timeout_ms: 10_000,
+            downstream_write_timeout_ms: 60_000,
             max_connections_per_address: 512,
             invalid_keys_per_minute_per_address: 60,
         }

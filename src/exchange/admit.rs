@@ -147,7 +147,7 @@ pub fn admit(
             Ok(Some(Admitted { admission, permit, headers }))
         }
         Err(refused) => {
-            billing.settle(&admission, &Ending::default(), request_id);
+            billing.settle(admission, &Ending::default(), request_id);
             metrics::rate_limit(refused.kind.as_str(), "refused");
             let (code, what) = match refused.kind {
                 Kind::Daily => ("daily_limit", "Daily message limit reached for your plan".to_string()),
@@ -189,7 +189,9 @@ fn hold(
         .model
         .price
         .ok_or_else(|| GatewayError::Internal(format!("model {} has no price", plan.model.id)))?;
-    let max_output = plan.max_output.unwrap_or(plan.model.max_output_tokens);
+    // Each answer asked for may use the whole limit.
+    let choices = plan.choices.max(1);
+    let max_output = plan.max_output.unwrap_or(plan.model.max_output_tokens).saturating_mul(choices);
     let call = Call {
         model_id: &plan.model.id,
         model_class: plan.model.class.as_deref(),
@@ -199,7 +201,7 @@ fn hold(
         caller_set_limit: plan.max_output.is_some(),
     };
     let admission = billing.admit(key, &call, request_id).map_err(refusal_error)?;
-    if let Some(cap) = admission.output_cap {
+    if let Some(cap) = admission.output_cap.map(|total| total / choices) {
         plan.body = with_output_cap(&plan.body, plan.model.upstream_format, plan.provider_is_openai(), cap)?;
     }
     Ok(Some(admission))

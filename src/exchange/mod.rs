@@ -42,10 +42,14 @@ pub struct UpstreamPlan {
     /// Provider silence after which a pass-through stream gets the
     /// caller's keep-alive (Chat and Responses callers).
     pub ping_after: Option<std::time::Duration>,
-    /// Input tokens estimated from the body, for the hold.
+    /// Input tokens estimated from the body as it goes upstream, for the
+    /// hold (see [`input_estimate`]).
     pub input_estimate: u64,
-    /// The output limit the caller set, if it set one.
+    /// The output limit the caller set, if it set one: per answer.
     pub max_output: Option<u64>,
+    /// Answers asked for (Chat's `n`, Gemini's `candidateCount`): each may
+    /// use the whole output limit.
+    pub choices: u64,
     /// The model the caller asked for, when its key's fallback serves it.
     pub fallback_from: Option<Arc<str>>,
 }
@@ -150,8 +154,8 @@ pub fn plan_with_access(
         return Ok(plan);
     }
 
-    let max_output = output_limit(&top);
-    let input_estimate = (body.len() as u64).div_ceil(4).max(1);
+    let max_output = output_limit(route.format, &top);
+    let choices = choices(route.format, &top);
     let mut edits: Vec<(&str, Option<String>)> = Vec::new();
     let mut hide_usage = false;
     if route.format != ClientFormat::Gemini
@@ -167,6 +171,7 @@ pub fn plan_with_access(
         }
     }
     let body = if edits.is_empty() { body } else { Bytes::from(top.rewrite(&edits)) };
+    let input_estimate = input_estimate(&body, 0);
 
     let query = headers::upstream_query(query, provider.kind);
     let path = provider.upstream_path(&route.endpoint, &model.upstream_model, query.as_deref());
@@ -184,8 +189,21 @@ pub fn plan_with_access(
         ping_after: gateway.stream_ping,
         input_estimate,
         max_output,
+        choices,
         fallback_from,
     })
+}
+
+/// Input tokens held for a body as it goes upstream: a token for every
+/// four bytes of it, JSON framing included (field names, quotes, each
+/// message's braces), rounded up, and never less than `floor`. The
+/// framing is what makes this an over-estimate for prose and code (about
+/// 1.3x what the providers count, and a message of one letter costs
+/// several tokens of framing, as it does upstream); text of more than one
+/// token per four bytes (CJK, emoji, random strings) can still cost more,
+/// and the excess is charged past the hold (see `Billing::settle`).
+pub fn input_estimate(upstream_body: &[u8], floor: u64) -> u64 {
+    (upstream_body.len() as u64).div_ceil(4).max(floor).max(1)
 }
 
 /// What the caller's own format says about the answer it wants, read from
@@ -273,6 +291,9 @@ fn plan_translated(
         ClientFormat::Anthropic => Endpoint::Messages,
         ClientFormat::Gemini => Endpoint::GenerateContent { model: model.upstream_model.clone(), stream },
     };
+    // The body as it goes upstream, with its framing: the canonical
+    // estimate counts only the text, and misses one-letter messages.
+    let held_input = input_estimate(&body, ctx.input_estimate);
     let upstream_query = (target == ClientFormat::Gemini && stream).then_some("alt=sse");
     let path = provider.upstream_path(&endpoint, &model.upstream_model, upstream_query);
     let headers = headers::upstream_headers(client_headers, &provider);
@@ -284,8 +305,9 @@ fn plan_translated(
         body,
         stream,
         hide_usage: false,
-        input_estimate: ctx.input_estimate,
+        input_estimate: held_input,
         max_output: request.max_tokens,
+        choices: 1,
         translation: Some(Translation { translator, ctx, ignored, ping_after: gateway.stream_ping }),
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
@@ -293,23 +315,42 @@ fn plan_translated(
     })
 }
 
-/// The output limit a request body sets, in any format's spelling.
-fn output_limit(top: &TopLevel<'_>) -> Option<u64> {
-    let number = |raw: &serde_json::value::RawValue| serde_json::from_str::<u64>(raw.get()).ok();
-    ["max_completion_tokens", "max_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|name| top.raw(name).and_then(number))
-        .or_else(|| {
-            // Typed: the rest of the config (a response schema, say) is
-            // skipped rather than built into a tree.
-            #[derive(serde::Deserialize)]
-            struct GenerationConfig {
-                #[serde(rename = "maxOutputTokens")]
-                max_output_tokens: Option<u64>,
-            }
-            let config: GenerationConfig = serde_json::from_str(top.raw("generationConfig")?.get()).ok()?;
-            config.max_output_tokens
-        })
+/// Typed: the rest of Gemini's config (a response schema, say) is
+/// skipped rather than built into a tree.
+#[derive(serde::Deserialize)]
+struct GenerationConfig {
+    #[serde(rename = "maxOutputTokens")]
+    max_output_tokens: Option<u64>,
+    #[serde(rename = "candidateCount")]
+    candidate_count: Option<u64>,
+}
+
+fn generation_config(top: &TopLevel<'_>) -> Option<GenerationConfig> {
+    serde_json::from_str(top.raw("generationConfig")?.get()).ok()
+}
+
+/// The output limit a request body sets, in the fields its own format's
+/// provider honours. Chat has two (`max_completion_tokens` and the older
+/// `max_tokens`): when both are there, the larger is held, whichever the
+/// provider reads.
+fn output_limit(format: ClientFormat, top: &TopLevel<'_>) -> Option<u64> {
+    let number = |name: &str| top.raw(name).and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
+    match format {
+        ClientFormat::Openai => number("max_completion_tokens").max(number("max_tokens")),
+        ClientFormat::Anthropic => number("max_tokens"),
+        ClientFormat::Responses => number("max_output_tokens"),
+        ClientFormat::Gemini => generation_config(top)?.max_output_tokens,
+    }
+}
+
+/// How many answers a body asks for: each may use the whole output limit.
+fn choices(format: ClientFormat, top: &TopLevel<'_>) -> u64 {
+    let asked = match format {
+        ClientFormat::Openai => top.raw("n").and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok()),
+        ClientFormat::Gemini => generation_config(top).and_then(|c| c.candidate_count),
+        ClientFormat::Anthropic | ClientFormat::Responses => None,
+    };
+    asked.unwrap_or(1).clamp(1, 128)
 }
 
 /// `count_tokens` for a model whose provider has no such endpoint: a

@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub limit_headers: crate::limits::headers::Headers,
     /// A call under an `Idempotency-Key`, capturing what its caller gets.
     pub idempotent: Option<Box<Idempotent>>,
+    /// `finish` ran: the request is accounted for.
+    finished: bool,
     /// Keeps a draining process alive until this request is done.
     _in_flight: InFlight,
 }
@@ -92,6 +94,7 @@ impl RequestCtx {
             idempotent: None,
             permit: None,
             limit_headers: Vec::new(),
+            finished: false,
             _in_flight: InFlight::enter(),
         }
     }
@@ -132,14 +135,26 @@ impl RequestCtx {
             relayed_any: self.relayed_events > 0,
             completed: self.completed,
         };
-        self.charge = billing.settle(&admission, &ending, &self.request_id);
+        let (model, plan) = (admission.model.clone(), admission.account.plan.clone());
+        self.charge = billing.settle(admission, &ending, &self.request_id);
         if let Some(charge) = &self.charge {
-            metrics::spend(&admission.model, &admission.account.plan.name, charge.cost.0);
+            metrics::spend(&model, &plan.name, charge.cost.0);
+            if charge.unpaid.0 > 0 {
+                metrics::unpaid(&model, &plan.name, charge.unpaid.0);
+                log::warn!(
+                    target: "tollgate",
+                    "{} UNPAID: {model} cost {} nano-USD more than the hold, the wallet and the key's cap could pay",
+                    self.request_id,
+                    charge.unpaid.0
+                );
+            }
         }
     }
 
-    /// Called once, from the logging hook.
+    /// Called once, from the logging hook (or, for a request whose task
+    /// was dropped, from `drop`).
     pub fn finish(&mut self, written_status: Option<u16>, pingora_error: bool) {
+        self.finished = true;
         self.settle();
         if let Some((limiter, permit)) = self.permit.take() {
             let input = self.charge.map(|c| c.usage.input_tokens).or(self.usage.map(|u| u.input_tokens));
@@ -204,6 +219,24 @@ impl RequestCtx {
             if self.charge.is_some_and(|c| c.estimated) { " estimated=true" } else { "" },
             self.failure.as_ref().map_or(String::new(), |f| format!(" failure={f:?}")),
         );
+    }
+}
+
+/// A request whose task is dropped before Pingora's logging hook ran: the
+/// runtime's shutdown at the end of the grace period drops the streams
+/// still running. It is billed for what its caller received, as any cut,
+/// and logged.
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.failure.is_none() {
+            self.failure = Some("cut at shutdown: the grace period ended".into());
+        }
+        self.completed = false;
+        let status = (self.status != 0).then_some(self.status);
+        self.finish(status, true);
     }
 }
 

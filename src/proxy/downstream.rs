@@ -28,8 +28,11 @@ pub fn redact_query_key(session: &mut Session, ctx: &mut super::RequestCtx) {
 /// is in: requests pipelined behind it are answered in order (Pingora
 /// drops them otherwise, after a response that promised keep-alive); an
 /// idle keep-alive connection closes after `idle_secs` (Pingora would keep
-/// it forever); a draining node closes the connection after the answer.
-pub fn configure(session: &mut Session, idle_secs: u64) {
+/// it forever); a draining node closes the connection after the answer;
+/// a caller that stops reading cannot hold the call (and its hold, its
+/// rate-limit slots and the provider's stream) past `write_timeout`.
+pub fn configure(session: &mut Session, idle_secs: u64, write_timeout: std::time::Duration) {
+    session.set_write_timeout(Some(write_timeout));
     if let Some(clock) = session.downstream_session.stream().and_then(HeadDeadline::clock_of) {
         clock.head_done();
     }

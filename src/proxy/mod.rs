@@ -29,11 +29,18 @@ pub struct TollgateProxy {
     connector: Connector,
     /// Seconds an idle keep-alive connection waits for its next request.
     idle_timeout_secs: u64,
+    /// How long one write to a caller that stopped reading may wait.
+    write_timeout: std::time::Duration,
 }
 
 impl TollgateProxy {
-    pub fn new(gateway: Arc<Gateway>, connector: Connector, idle_timeout_secs: u64) -> Self {
-        Self { gateway, connector, idle_timeout_secs: idle_timeout_secs.max(1) }
+    pub fn new(
+        gateway: Arc<Gateway>,
+        connector: Connector,
+        idle_timeout_secs: u64,
+        write_timeout: std::time::Duration,
+    ) -> Self {
+        Self { gateway, connector, idle_timeout_secs: idle_timeout_secs.max(1), write_timeout }
     }
 }
 
@@ -47,7 +54,7 @@ impl ProxyHttp for TollgateProxy {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         downstream::redact_query_key(session, ctx);
-        downstream::configure(session, self.idle_timeout_secs);
+        downstream::configure(session, self.idle_timeout_secs, self.write_timeout);
         Ok(())
     }
 

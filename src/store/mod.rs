@@ -108,6 +108,7 @@ pub struct LedgerRow {
     pub kind: String,
     pub amount_nano_usd: i64,
     pub paid_nano_usd: i64,
+    pub unpaid_nano_usd: i64,
     pub key_id: Option<i64>,
     pub model: Option<String>,
     pub input_tokens: Option<i64>,

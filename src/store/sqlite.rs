@@ -22,7 +22,7 @@ pub struct SqliteStore {
 
 const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
                            fallback_model, limits, created_at, last_used_at";
-const LEDGER_COLUMNS: &str = "kind, amount_nano, paid_nano, key_id, model, input_tokens, output_tokens, \
+const LEDGER_COLUMNS: &str = "kind, amount_nano, paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, \
                               cached_tokens, estimated, request_id, at";
 
 impl SqliteStore {
@@ -94,6 +94,7 @@ impl SqliteStore {
             kind: r.try_get("kind")?,
             amount_nano_usd: r.try_get("amount_nano")?,
             paid_nano_usd: r.try_get("paid_nano")?,
+            unpaid_nano_usd: r.try_get("unpaid_nano")?,
             key_id: r.try_get("key_id")?,
             model: r.try_get("model")?,
             input_tokens: r.try_get("input_tokens")?,
@@ -273,8 +274,8 @@ impl Store for SqliteStore {
         let whole = records.len() - records.len() % APPEND_ROWS;
         for chunk in records[..whole].chunks(APPEND_ROWS).chain(records[whole..].chunks(1)) {
             let mut wallet: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, key_id, \
-                 model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) ",
+                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, unpaid_nano, \
+                 key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) ",
             );
             // The wallet's posting carries the bill; its counter posting balances it.
             wallet.push_values(chunk, |mut row, r| {
@@ -285,6 +286,7 @@ impl Store for SqliteStore {
                     .push_bind("wallet")
                     .push_bind(r.wallet_nano)
                     .push_bind(r.paid_nano)
+                    .push_bind(r.unpaid_nano)
                     .push_bind(r.key_id.map(to_i64))
                     .push_bind(m.map(|m| m.model.clone()))
                     .push_bind(m.map(|m| to_i64(m.input_tokens)))

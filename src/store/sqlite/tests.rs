@@ -15,6 +15,7 @@ fn record(key: &str, kind: RecordKind, account: i64, wallet: i64) -> LedgerRecor
         account: account as u64,
         key_id: None,
         wallet_nano: wallet,
+        unpaid_nano: 0,
         paid_nano: 0,
         multiplier: None,
         metered: None,
