@@ -155,18 +155,18 @@ impl Idempotent {
 
     /// The call ended. A completed one keeps its answer for retries (or,
     /// past the bounds, that it completed); the rest free the key, so a
-    /// retry runs anew.
-    pub fn finish(self, status: u16, completed: bool) {
+    /// retry runs anew. Awaited before the connection takes its next
+    /// request, so a retry on it finds the key settled; the store's work
+    /// runs to its end even if this is not awaited.
+    pub async fn finish(self, status: u16, completed: bool) {
         let Idempotent { scope, fingerprint, owner, replays, store, content_type, body, reserved, unkept } =
             self;
-        let runner = store.clone();
         if !completed || !(200..300).contains(&status) {
-            runner.spawn(async move {
-                let released = store.run(move |s| async move { s.release_key(&scope, &owner).await }).await;
-                if let Err(e) = released {
-                    log::warn!(target: "tollgate", "idempotency key not released (it lapses with its lease): {e}");
-                }
-            });
+            drop(reserved);
+            let released = store.run(move |s| async move { s.release_key(&scope, &owner).await }).await;
+            if let Err(e) = released {
+                log::warn!(target: "tollgate", "idempotency key not released (it lapses with its lease): {e}");
+            }
             return;
         }
         let kept = match unkept {
@@ -176,27 +176,23 @@ impl Idempotent {
         replays.completing(scope.clone(), fingerprint, kept.clone());
         let at = to_i64(replays.clock.now_ms());
         let expires_at = at.saturating_add(to_i64(WINDOW_MS));
-        runner.spawn(async move {
-            let key = scope.clone();
-            let saved = store
-                .run(move |s| async move {
-                    let answer = match &kept {
-                        Kept::Answer(answer) => Some(answer.as_ref()),
-                        Kept::Unkept => None,
-                    };
-                    s.complete_key(&key, &owner, answer, at, expires_at).await
-                })
-                .await;
-            match saved {
-                Ok(true) => {}
-                Ok(false) => {
-                    log::warn!(target: "tollgate", "idempotency key lapsed before its call completed")
-                }
-                Err(e) => log::warn!(target: "tollgate", "idempotent answer not kept: {e}"),
-            }
-            replays.stored(&scope);
-            drop(reserved);
-        });
+        let saved = store
+            .run(move |s| async move {
+                let answer = match &kept {
+                    Kept::Answer(answer) => Some(answer.as_ref()),
+                    Kept::Unkept => None,
+                };
+                let saved = s.complete_key(&scope, &owner, answer, at, expires_at).await;
+                replays.stored(&scope);
+                drop(reserved);
+                saved
+            })
+            .await;
+        match saved {
+            Ok(true) => {}
+            Ok(false) => log::warn!(target: "tollgate", "idempotency key lapsed before its call completed"),
+            Err(e) => log::warn!(target: "tollgate", "idempotent answer not kept: {e}"),
+        }
     }
 }
 
