@@ -41,13 +41,21 @@ async fn charges(stack: &Stack, account: i64, expected: usize) -> Vec<Value> {
     }
 }
 
+/// The demo stack once its admin API listens too (it may come up after
+/// the proxy).
+fn demo() -> Stack {
+    let stack = Stack::demo();
+    wait_for(&stack.admin);
+    stack
+}
+
 fn replayed(r: &reqwest::Response) -> bool {
     r.headers().get("idempotent-replayed").is_some()
 }
 
 #[tokio::test]
 async fn another_request_under_a_key_is_a_422_in_the_callers_format_and_unbilled() {
-    let stack = Stack::demo();
+    let stack = demo();
     let (account, _, key) = customer(&stack, "pro", "5", 1, json!({"name": "idem"})).await;
     let t = tag();
     let first = send(&stack.gateway, &key, "k-1", &t, &chat("gpt-5.5", 20)).await;
@@ -114,7 +122,7 @@ async fn another_request_under_a_key_is_a_422_in_the_callers_format_and_unbilled
 
 #[tokio::test]
 async fn a_key_is_scoped_to_the_api_key_that_sent_it() {
-    let stack = Stack::demo();
+    let stack = demo();
     let (account, _, first_key) = customer(&stack, "pro", "5", 1, json!({"name": "all"})).await;
     let keys = format!("/admin/v1/accounts/{account}/keys");
     let create = |body: Value| admin(&stack, "POST", &keys, Some(body));
@@ -157,7 +165,7 @@ async fn a_key_is_scoped_to_the_api_key_that_sent_it() {
 
 #[tokio::test]
 async fn a_replay_is_refused_once_the_account_is_suspended_or_the_key_revoked() {
-    let stack = Stack::demo();
+    let stack = demo();
     let (account, key_id, key) = customer(&stack, "pro", "5", 1, json!({"name": "idem"})).await;
     let t = tag();
     let body = chat("gpt-5.5", 20);
@@ -265,6 +273,7 @@ async fn an_answer_past_the_memory_bound_is_not_replayed_and_its_call_is_billed_
     let config = dir.0.join("tollgate.yaml");
     std::fs::write(&config, yaml).unwrap();
     let stack = Stack::with_config(&config, Some(dir), &[]);
+    wait_for(&stack.admin);
     let t = tag();
     let body = chat("gpt-5.5", 20);
     // Within the bound: kept and replayed.
