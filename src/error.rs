@@ -47,6 +47,12 @@ pub enum GatewayError {
     SpendCapReached(String),
     /// A retry of a request (same `Idempotency-Key`) still running (409).
     IdempotencyConflict,
+    /// The `Idempotency-Key` was used by this API key for another request
+    /// (method, path or body differ) (422).
+    IdempotencyKeyReused,
+    /// The call under this `Idempotency-Key` completed and was billed, but
+    /// its answer was too large to keep for a replay (409).
+    IdempotentAnswerNotKept,
     /// A rate limit refused the call (429): `rate_limit_exceeded` or
     /// `daily_limit`, with the headers that say when to retry.
     RateLimited { code: &'static str, message: String, headers: Vec<(&'static str, String)> },
@@ -86,7 +92,8 @@ impl GatewayError {
             | GatewayError::SpendCapReached(_)
             | GatewayError::TrialExpired => 402,
             GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => 403,
-            GatewayError::IdempotencyConflict => 409,
+            GatewayError::IdempotencyConflict | GatewayError::IdempotentAnswerNotKept => 409,
+            GatewayError::IdempotencyKeyReused => 422,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::NotFound(_) => 404,
             GatewayError::BadRequest(_)
@@ -115,7 +122,9 @@ impl GatewayError {
             | GatewayError::SpendCapReached(_)
             | GatewayError::TrialExpired => ErrorKind::Billing,
             GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => ErrorKind::Permission,
-            GatewayError::IdempotencyConflict => ErrorKind::InvalidRequest,
+            GatewayError::IdempotencyConflict
+            | GatewayError::IdempotencyKeyReused
+            | GatewayError::IdempotentAnswerNotKept => ErrorKind::InvalidRequest,
             GatewayError::RateLimited { .. } => ErrorKind::RateLimited,
             GatewayError::NotFound(_) => ErrorKind::NotFound,
             GatewayError::BadRequest(_)
@@ -152,6 +161,8 @@ impl GatewayError {
             GatewayError::InsufficientCredits(_) => "insufficient_credits",
             GatewayError::SpendCapReached(_) => "spend_cap_reached",
             GatewayError::IdempotencyConflict => "idempotency_conflict",
+            GatewayError::IdempotencyKeyReused => "idempotency_key_reused",
+            GatewayError::IdempotentAnswerNotKept => "idempotency_answer_not_kept",
             GatewayError::RateLimited { code, .. } => code,
             GatewayError::NotFound(_) => "not_found",
             GatewayError::UpgradeRequired(_) => "upgrade_required",
@@ -210,6 +221,14 @@ impl fmt::Display for GatewayError {
             GatewayError::IdempotencyConflict => f.write_str(
                 "A request with this Idempotency-Key is still in progress; retry once it has finished",
             ),
+            GatewayError::IdempotencyKeyReused => f.write_str(
+                "This Idempotency-Key was already used with a different request (method, path or body); \
+                 use a new key for a new request. Nothing was billed",
+            ),
+            GatewayError::IdempotentAnswerNotKept => f.write_str(
+                "The request with this Idempotency-Key completed and was billed, but its answer was too \
+                 large to keep for a replay; use a new key to run it again",
+            ),
             GatewayError::NotFound(what) => write!(f, "{what} not found"),
             GatewayError::RateLimited { message, .. } => f.write_str(message),
             GatewayError::InsufficientCredits(why) => {
@@ -264,6 +283,8 @@ mod tests {
         assert_eq!(GatewayError::UpstreamUnavailable("x".into()).status(), 502);
         assert_eq!(GatewayError::UpstreamTimeout.status(), 504);
         assert_eq!(GatewayError::PayloadTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(GatewayError::IdempotencyKeyReused.status(), 422);
+        assert_eq!(GatewayError::IdempotentAnswerNotKept.status(), 409);
     }
 
     #[test]

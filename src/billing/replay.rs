@@ -1,20 +1,23 @@
-//! Idempotent retries: a model call carrying an `Idempotency-Key` is run
-//! once per account and key within a day. While the first runs, a retry
-//! is told so (409); once it has completed, a retry gets its answer again,
-//! byte for byte (a stream is replayed as the stream it was) and is not
-//! billed. An attempt that did not complete (an error, a cut, a caller
-//! that left) is forgotten, so a retry runs anew. Answers past a size are
-//! not kept, and neither is anything older than the window.
+//! What one node keeps in memory for idempotent retries: the bytes of
+//! answers being captured, under one bound for all calls together, and the
+//! answers that completed but are not in the store yet (so a retry on this
+//! node a moment later is replayed rather than told the call still runs).
+//! The store decides who runs a key; see [`crate::exchange::idempotency`].
 
 use super::holds::Clock;
+use crate::store::idempotency::{Fingerprint, Scope};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// How long a key is remembered.
+/// How long a completed key is remembered.
 pub const WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The largest answer kept for a replay.
 pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// The default bound on all answers being captured at once.
+pub const DEFAULT_MEMORY_BYTES: usize = 64 << 20;
 
 /// An answer as the caller received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,82 +27,86 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Clone)]
-enum Slot {
-    Running { since: u64 },
-    Done { at: u64, answer: Arc<Answer> },
-}
-
-/// What a call with a key finds.
+/// A completed key, as kept until the store has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Begun {
-    /// The first with this key (or the first since one that failed): run it.
-    Fresh,
-    /// One with this key is running.
-    Running,
-    /// One with this key completed: its answer.
-    Done(Arc<Answer>),
+pub enum Kept {
+    Answer(Arc<Answer>),
+    /// Completed and billed, with an answer too large to keep.
+    Unkept,
 }
 
-/// The keys of one node: calls running, and answers not yet in the store
-/// (kept ones are read back from there).
 pub struct Replays {
-    slots: Mutex<HashMap<(u64, String), Slot>>,
-    clock: Arc<dyn Clock>,
+    /// Completed keys whose store write is under way.
+    pending: Mutex<HashMap<Scope, (Fingerprint, Kept)>>,
+    in_flight: AtomicUsize,
+    limit: usize,
+    /// How long a running mark holds if its process dies.
+    pub lease_ms: u64,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Replays {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { slots: Mutex::new(HashMap::new()), clock }
+    /// `limit`: the bytes all captures together may take.
+    pub fn new(clock: Arc<dyn Clock>, limit: usize, lease_ms: u64) -> Self {
+        Self { pending: Mutex::new(HashMap::new()), in_flight: AtomicUsize::new(0), limit, lease_ms, clock }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), Slot>> {
-        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, (Fingerprint, Kept)>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a call with `key` for `account`, or says why not. `kept` is
-    /// what the store has for it (looked up by the caller beforehand).
-    pub fn begin(&self, account: u64, key: &str, kept: Option<(u64, Answer)>) -> Begun {
-        let now = self.clock.now_ms();
-        let mut slots = self.slots();
-        slots.retain(|_, s| match s {
-            // A running call older than the window is a lost one.
-            Slot::Running { since } | Slot::Done { at: since, .. } => now.saturating_sub(*since) < WINDOW_MS,
+    /// What this node completed under `scope` and has not yet stored.
+    pub fn pending_answer(&self, scope: &Scope) -> Option<(Fingerprint, Kept)> {
+        self.pending().get(scope).cloned()
+    }
+
+    pub fn completing(&self, scope: Scope, fingerprint: Fingerprint, kept: Kept) {
+        self.pending().insert(scope, (fingerprint, kept));
+    }
+
+    /// The store has it (or failed to keep it): memory lets go.
+    pub fn stored(&self, scope: &Scope) {
+        self.pending().remove(scope);
+    }
+
+    /// Bytes of captures in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes a capture took from its node's bound; given back when dropped.
+pub struct Reservation {
+    replays: Arc<Replays>,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub fn new(replays: Arc<Replays>) -> Self {
+        Self { replays, bytes: 0 }
+    }
+
+    /// Takes `more` bytes, or nothing if that would pass the bound.
+    pub fn grow(&mut self, more: usize) -> bool {
+        let limit = self.replays.limit;
+        let taken = self.replays.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            used.checked_add(more).filter(|total| *total <= limit)
         });
-        let id = (account, key.to_string());
-        match slots.get(&id) {
-            Some(Slot::Running { .. }) => return Begun::Running,
-            Some(Slot::Done { answer, .. }) => return Begun::Done(answer.clone()),
-            None => {}
+        if taken.is_ok() {
+            self.bytes += more;
         }
-        if let Some((at, answer)) = kept.filter(|(at, _)| now.saturating_sub(*at) < WINDOW_MS) {
-            let answer = Arc::new(answer);
-            slots.insert(id, Slot::Done { at, answer: answer.clone() });
-            return Begun::Done(answer);
-        }
-        slots.insert(id, Slot::Running { since: now });
-        Begun::Fresh
+        taken.is_ok()
     }
 
-    /// The call completed with `answer`: retries get it.
-    pub fn complete(&self, account: u64, key: &str, answer: Answer) -> Arc<Answer> {
-        let answer = Arc::new(answer);
-        let at = self.clock.now_ms();
-        self.slots().insert((account, key.to_string()), Slot::Done { at, answer: answer.clone() });
-        answer
+    /// Gives everything back.
+    pub fn clear(&mut self) {
+        self.replays.in_flight.fetch_sub(std::mem::take(&mut self.bytes), Ordering::AcqRel);
     }
+}
 
-    /// The call did not complete: a retry runs anew.
-    pub fn abandon(&self, account: u64, key: &str) {
-        self.slots().remove(&(account, key.to_string()));
-    }
-
-    /// Once the store has an answer, memory need not keep it.
-    pub fn kept(&self, account: u64, key: &str) {
-        let mut slots = self.slots();
-        if matches!(slots.get(&(account, key.to_string())), Some(Slot::Done { .. })) {
-            slots.remove(&(account, key.to_string()));
-        }
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -108,34 +115,30 @@ mod tests {
     use super::*;
     use crate::billing::ManualClock;
 
-    fn answer() -> Answer {
-        Answer { status: 200, content_type: "application/json".into(), body: b"{}".to_vec() }
+    #[test]
+    fn captures_share_one_bound_and_give_it_back() {
+        let replays = Arc::new(Replays::new(Arc::new(ManualClock::at(0)), 100, 1_000));
+        let mut a = Reservation::new(replays.clone());
+        let mut b = Reservation::new(replays.clone());
+        assert!(a.grow(60));
+        assert!(!b.grow(41), "past the bound of all captures together");
+        assert!(b.grow(40));
+        assert_eq!(replays.in_flight(), 100);
+        drop(a);
+        assert_eq!(replays.in_flight(), 40);
+        b.clear();
+        assert_eq!(replays.in_flight(), 0);
+        drop(b);
+        assert_eq!(replays.in_flight(), 0);
     }
 
     #[test]
-    fn a_key_runs_once_then_replays_for_a_day() {
-        let clock = Arc::new(ManualClock::at(1_000));
-        let r = Replays::new(clock.clone());
-        assert_eq!(r.begin(1, "k", None), Begun::Fresh);
-        assert_eq!(r.begin(1, "k", None), Begun::Running, "a retry while the first runs");
-        assert_eq!(r.begin(2, "k", None), Begun::Fresh, "keys are per account");
-        r.complete(1, "k", answer());
-        assert_eq!(r.begin(1, "k", None), Begun::Done(Arc::new(answer())));
-        r.kept(1, "k");
-        assert_eq!(
-            r.begin(1, "k", Some((1_000, answer()))),
-            Begun::Done(Arc::new(answer())),
-            "read back from the store"
-        );
-        clock.advance(WINDOW_MS);
-        assert_eq!(r.begin(1, "k", Some((1_000, answer()))), Begun::Fresh, "a day later the key is new");
-    }
-
-    #[test]
-    fn an_attempt_that_did_not_complete_is_forgotten() {
-        let r = Replays::new(Arc::new(ManualClock::at(0)));
-        assert_eq!(r.begin(1, "k", None), Begun::Fresh);
-        r.abandon(1, "k");
-        assert_eq!(r.begin(1, "k", None), Begun::Fresh);
+    fn a_completed_key_is_kept_until_stored() {
+        let replays = Replays::new(Arc::new(ManualClock::at(0)), 100, 1_000);
+        let scope = Scope { account: 1, key_id: 2, key: "k".into() };
+        replays.completing(scope.clone(), [1; 32], Kept::Unkept);
+        assert_eq!(replays.pending_answer(&scope), Some(([1; 32], Kept::Unkept)));
+        replays.stored(&scope);
+        assert_eq!(replays.pending_answer(&scope), None);
     }
 }

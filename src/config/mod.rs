@@ -76,11 +76,19 @@ pub struct BillingSection {
     pub fallback_models: bool,
     /// The longest a hold may stay open before it is released unbilled.
     pub hold_lease_seconds: u64,
+    /// What the answers of idempotent calls being captured may take in
+    /// memory, all calls together; an answer past it is not kept.
+    pub idempotency_memory_bytes: usize,
 }
 
 impl Default for BillingSection {
     fn default() -> Self {
-        Self { key_prefix: "sk-tollgate-".into(), fallback_models: false, hold_lease_seconds: 3600 }
+        Self {
+            key_prefix: "sk-tollgate-".into(),
+            fallback_models: false,
+            hold_lease_seconds: 3600,
+            idempotency_memory_bytes: crate::billing::replay::DEFAULT_MEMORY_BYTES,
+        }
     }
 }
 

@@ -1,13 +1,21 @@
-//! `Idempotency-Key` on a billed model call: the first call with a key
-//! runs and its answer is captured as the caller receives it; a retry
-//! while it runs is a 409; a retry after it completed gets the captured
-//! answer, unbilled. See [`crate::billing::replay`] for the rules.
+//! `Idempotency-Key` on a billed model call. A key is scoped to the API
+//! key that made the call and bound to a fingerprint of the request
+//! (SHA-256 of method, path and body). The first call claims it in the
+//! store, one atomic step shared by every process on that store, and its
+//! answer is captured as the caller receives it. A retry with the same
+//! request gets a 409 while it runs and its answer once it completed,
+//! unbilled; another request under the same key gets a 422. Callers reach
+//! this only after the access rules, so a replay is refused whenever a
+//! new call would be.
 
 use crate::auth::Principal;
-use crate::billing::replay::{Answer, Begun, Replays, MAX_ANSWER_BYTES};
+use crate::billing::replay::{Answer, Kept, Replays, Reservation, MAX_ANSWER_BYTES, WINDOW_MS};
+use crate::billing::Clock as _;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::store::idempotency::{Claim, Claimed, Fingerprint, Held, Scope};
 use crate::store::StoreHandle;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 pub const HEADER: &str = "idempotency-key";
@@ -22,21 +30,38 @@ pub enum Retry {
 
 /// A call running under a key, and what its caller has been sent so far.
 pub struct Idempotent {
-    account: u64,
-    key: String,
+    scope: Scope,
+    fingerprint: Fingerprint,
+    owner: String,
     replays: Arc<Replays>,
     store: StoreHandle,
     content_type: String,
     body: Vec<u8>,
-    too_large: bool,
+    reserved: Reservation,
+    /// The answer outgrew what may be kept: the key completes without it.
+    unkept: bool,
 }
 
-/// Looks `key` up for `principal`'s account (`None`: no key, or nothing is
-/// billed here).
+/// What binds a key to one request.
+pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Fingerprint {
+    let mut h = Sha256::new();
+    // Method and path hold no NUL, so the parts cannot run into one another.
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(body);
+    h.finalize().into()
+}
+
+/// Claims `key` for the call `owner` of `principal` (`None`: no key, or
+/// nothing is billed here), or says what a retry gets instead.
 pub async fn begin(
     gateway: &Gateway,
     principal: &Principal,
     key: Option<String>,
+    fingerprint: Fingerprint,
+    owner: &str,
 ) -> Result<Option<Retry>, GatewayError> {
     let (Some(key), Some(money), Some(billed)) = (key, &gateway.money, &principal.billed) else {
         return Ok(None);
@@ -45,27 +70,59 @@ pub async fn begin(
     if key.is_empty() || key.len() > 255 {
         return Err(GatewayError::BadRequest("'Idempotency-Key' must be 1 to 255 characters".into()));
     }
-    let account = billed.account;
-    let lookup = key.clone();
-    let kept = money
+    let scope = Scope { account: to_i64(billed.account), key_id: to_i64(billed.id), key };
+    let replays = &money.replays;
+    if let Some((kept_for, kept)) = replays.pending_answer(&scope) {
+        return retry(fingerprint, kept_for, kept).map(Some);
+    }
+    let now = to_i64(replays.clock.now_ms());
+    let claim = Claim {
+        scope: scope.clone(),
+        fingerprint,
+        owner: owner.to_string(),
+        now,
+        expires_at: now.saturating_add(to_i64(replays.lease_ms)),
+    };
+    let claimed = money
         .store
-        .run(move |s| async move { s.answer(account as i64, &lookup).await })
+        .run(move |s| async move { s.claim_key(&claim).await })
         .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?
-        .map(|(at, answer)| (at as u64, answer));
-    Ok(Some(match money.replays.begin(account, &key, kept) {
-        Begun::Fresh => Retry::Run(Box::new(Idempotent {
-            account,
-            key,
-            replays: money.replays.clone(),
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    match claimed {
+        Claimed::Ours => Ok(Some(Retry::Run(Box::new(Idempotent {
+            scope,
+            fingerprint,
+            owner: owner.to_string(),
+            replays: replays.clone(),
             store: money.store.clone(),
             content_type: String::new(),
             body: Vec::new(),
-            too_large: false,
-        })),
-        Begun::Running => return Err(GatewayError::IdempotencyConflict),
-        Begun::Done(answer) => Retry::Replay(answer),
-    }))
+            reserved: Reservation::new(replays.clone()),
+            unkept: false,
+        })))),
+        Claimed::Theirs { fingerprint: theirs, held } => {
+            if theirs != fingerprint {
+                return Err(GatewayError::IdempotencyKeyReused);
+            }
+            match held {
+                Held::Running => Err(GatewayError::IdempotencyConflict),
+                Held::Unkept => Err(GatewayError::IdempotentAnswerNotKept),
+                Held::Done(answer) => Ok(Some(Retry::Replay(Arc::new(answer)))),
+            }
+        }
+    }
+}
+
+fn retry(fingerprint: Fingerprint, kept_for: Fingerprint, kept: Kept) -> Result<Retry, GatewayError> {
+    match kept {
+        _ if kept_for != fingerprint => Err(GatewayError::IdempotencyKeyReused),
+        Kept::Unkept => Err(GatewayError::IdempotentAnswerNotKept),
+        Kept::Answer(answer) => Ok(Retry::Replay(answer)),
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Idempotent {
@@ -73,51 +130,93 @@ impl Idempotent {
         content_type.clone_into(&mut self.content_type);
     }
 
-    /// Keeps what is about to be written to the caller.
+    /// Keeps what is about to be written to the caller, within the answer's
+    /// own bound and the node's bound on all captures.
     pub fn capture<B: AsRef<[u8]>>(&mut self, out: &[B]) {
-        if self.too_large {
-            return;
-        }
         for chunk in out.iter().map(AsRef::as_ref) {
-            if self.body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                self.too_large = true;
-                self.body = Vec::new();
+            if self.unkept {
                 return;
+            }
+            let needed = self.body.len() + chunk.len();
+            if needed > self.body.capacity() {
+                // Counted as allocated, so the bound is on real memory.
+                let grown = needed.max(self.body.capacity() * 2).min(MAX_ANSWER_BYTES);
+                if needed > MAX_ANSWER_BYTES || !self.reserved.grow(grown - self.body.capacity()) {
+                    self.unkept = true;
+                    self.body = Vec::new();
+                    self.reserved.clear();
+                    return;
+                }
+                self.body.reserve_exact(grown - self.body.len());
             }
             self.body.extend_from_slice(chunk);
         }
     }
 
-    /// The call ended: `completed` answers are kept for retries; the rest
-    /// are forgotten, so a retry runs anew.
-    pub fn finish(self, status: u16, completed: bool) {
-        let Idempotent { account, key, replays, store, content_type, body, too_large } = self;
-        if !completed || too_large || !(200..300).contains(&status) {
-            replays.abandon(account, &key);
+    /// The call ended. A completed one keeps its answer for retries (or,
+    /// past the bounds, that it completed); the rest free the key, so a
+    /// retry runs anew. Awaited before the connection takes its next
+    /// request, so a retry on it finds the key settled; the store's work
+    /// runs to its end even if this is not awaited.
+    pub async fn finish(self, status: u16, completed: bool) {
+        let Idempotent { scope, fingerprint, owner, replays, store, content_type, body, reserved, unkept } =
+            self;
+        if !completed || !(200..300).contains(&status) {
+            drop(reserved);
+            let released = store.run(move |s| async move { s.release_key(&scope, &owner).await }).await;
+            if let Err(e) = released {
+                log::warn!(target: "tollgate", "idempotency key not released (it lapses with its lease): {e}");
+            }
             return;
         }
-        let answer = replays.complete(account, &key, Answer { status, content_type, body });
-        let at = crate::billing::SystemClock.now_ms() as i64;
-        let runner = store.clone();
-        runner.spawn(async move {
-            let saved = store_answer(&store, account, &key, answer, at).await;
-            match saved {
-                Ok(()) => replays.kept(account, &key),
-                Err(e) => log::warn!(target: "tollgate", "idempotent answer not kept: {e}"),
-            }
-        });
+        let kept = match unkept {
+            true => Kept::Unkept,
+            false => Kept::Answer(Arc::new(Answer { status, content_type, body })),
+        };
+        replays.completing(scope.clone(), fingerprint, kept.clone());
+        let at = to_i64(replays.clock.now_ms());
+        let expires_at = at.saturating_add(to_i64(WINDOW_MS));
+        let saved = store
+            .run(move |s| async move {
+                let answer = match &kept {
+                    Kept::Answer(answer) => Some(answer.as_ref()),
+                    Kept::Unkept => None,
+                };
+                let saved = s.complete_key(&scope, &owner, answer, at, expires_at).await;
+                replays.stored(&scope);
+                drop(reserved);
+                saved
+            })
+            .await;
+        match saved {
+            Ok(true) => {}
+            Ok(false) => log::warn!(target: "tollgate", "idempotency key lapsed before its call completed"),
+            Err(e) => log::warn!(target: "tollgate", "idempotent answer not kept: {e}"),
+        }
     }
 }
 
-async fn store_answer(
-    store: &StoreHandle,
-    account: u64,
-    key: &str,
-    answer: Arc<Answer>,
-    at: i64,
-) -> Result<(), crate::store::StoreError> {
-    let key = key.to_string();
-    store.run(move |s| async move { s.save_answer(account as i64, &key, &answer, at).await }).await
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-use crate::billing::Clock as _;
+    #[test]
+    fn a_fingerprint_covers_method_path_and_body() {
+        let base = fingerprint("POST", "/v1/chat/completions", b"{}");
+        assert_eq!(base, fingerprint("POST", "/v1/chat/completions", b"{}"));
+        assert_ne!(base, fingerprint("PUT", "/v1/chat/completions", b"{}"));
+        assert_ne!(base, fingerprint("POST", "/v1/messages", b"{}"));
+        assert_ne!(base, fingerprint("POST", "/v1/chat/completions", b"{ }"));
+    }
+
+    #[test]
+    fn a_pending_answer_is_replayed_only_to_the_same_request() {
+        let answer = Arc::new(Answer { status: 200, content_type: "a".into(), body: b"x".to_vec() });
+        assert!(matches!(retry([1; 32], [1; 32], Kept::Answer(answer.clone())), Ok(Retry::Replay(_))));
+        assert!(matches!(
+            retry([2; 32], [1; 32], Kept::Answer(answer)),
+            Err(GatewayError::IdempotencyKeyReused)
+        ));
+        assert!(matches!(retry([1; 32], [1; 32], Kept::Unkept), Err(GatewayError::IdempotentAnswerNotKept)));
+    }
+}

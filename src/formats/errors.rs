@@ -107,7 +107,7 @@ fn anthropic_type(kind: ErrorKind) -> &'static str {
 /// Google's canonical status names, by HTTP status.
 pub fn gemini_status(status: u16) -> &'static str {
     match status {
-        400 | 413 => "INVALID_ARGUMENT",
+        400 | 413 | 422 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
         402 | 429 => "RESOURCE_EXHAUSTED",
         403 => "PERMISSION_DENIED",
@@ -143,5 +143,22 @@ mod tests {
         let g = parse(render(&err, ClientFormat::Gemini));
         assert_eq!(g["error"]["code"], 401);
         assert_eq!(g["error"]["status"], "UNAUTHENTICATED");
+    }
+
+    #[test]
+    fn a_reused_idempotency_key_is_an_invalid_request_in_each_format() {
+        let err = GatewayError::IdempotencyKeyReused;
+        let o = parse(render(&err, ClientFormat::Openai));
+        assert_eq!(
+            (o["error"]["type"].as_str(), o["error"]["code"].as_str()),
+            (Some("invalid_request_error"), Some("idempotency_key_reused"))
+        );
+        let a = parse(render(&err, ClientFormat::Anthropic));
+        assert_eq!(a["error"]["type"], "invalid_request_error");
+        let g = parse(render(&err, ClientFormat::Gemini));
+        assert_eq!(
+            (g["error"]["code"].as_u64(), g["error"]["status"].as_str()),
+            (Some(422), Some("INVALID_ARGUMENT"))
+        );
     }
 }

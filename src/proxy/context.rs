@@ -46,6 +46,9 @@ pub struct RequestCtx {
     pub limit_headers: crate::limits::headers::Headers,
     /// A call under an `Idempotency-Key`, capturing what its caller gets.
     pub idempotent: Option<Box<Idempotent>>,
+    /// That call ended (its status, whether it completed): the logging
+    /// hook settles its key.
+    pub idempotent_end: Option<(Box<Idempotent>, u16, bool)>,
     /// `finish` ran: the request is accounted for.
     finished: bool,
     /// Keeps a draining process alive until this request is done.
@@ -92,6 +95,7 @@ impl RequestCtx {
             relayed_events: 0,
             completed: false,
             idempotent: None,
+            idempotent_end: None,
             permit: None,
             limit_headers: Vec::new(),
             finished: false,
@@ -162,7 +166,8 @@ impl RequestCtx {
         }
         if let Some(i) = self.idempotent.take() {
             let status = written_status.unwrap_or(self.status);
-            i.finish(status, self.completed && !pingora_error && self.failure.is_none());
+            let completed = self.completed && !pingora_error && self.failure.is_none();
+            self.idempotent_end = Some((i, status, completed));
         }
         let status = written_status.unwrap_or(if pingora_error { 500 } else { self.status });
         let duration = self.started.elapsed();

@@ -126,11 +126,7 @@ async fn serve(
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
             }
             let asked = downstream::header(session, idempotency::HEADER);
-            match idempotency::begin(gateway, &principal, asked).await? {
-                Some(Retry::Replay(answer)) => return replay(session, ctx, &answer).await,
-                Some(Retry::Run(idempotent)) => ctx.idempotent = Some(idempotent),
-                None => {}
-            }
+            let fingerprint = asked.as_ref().map(|_| idempotency::fingerprint(&ctx.method, &ctx.path, &body));
             let mut plan = {
                 // Not held across the relay: only the plan needs them.
                 let headers = downstream::all_headers(session);
@@ -142,8 +138,17 @@ async fn serve(
                     _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
                 }
             };
-            // Billed calls hold their worst case before anything goes upstream.
             ctx.model = Some(plan.model.id.clone());
+            // After the access rules, so a replay is refused whenever a new
+            // call would be; before the hold, so a replay holds nothing.
+            if let Some(fingerprint) = fingerprint {
+                match idempotency::begin(gateway, &principal, asked, fingerprint, &ctx.request_id).await? {
+                    Some(Retry::Replay(answer)) => return replay(session, ctx, &answer).await,
+                    Some(Retry::Run(idempotent)) => ctx.idempotent = Some(idempotent),
+                    None => {}
+                }
+            }
+            // Billed calls hold their worst case before anything goes upstream.
             if let Some(admitted) = admit(gateway, &principal, &mut plan, &ctx.request_id, route)? {
                 ctx.account = Some(admitted.admission.account.name.clone());
                 ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));

@@ -83,5 +83,8 @@ impl ProxyHttp for TollgateProxy {
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         downstream::request_done(session);
         ctx.finish(session.response_written().map(|r| r.status.as_u16()), error.is_some());
+        if let Some((idempotent, status, completed)) = ctx.idempotent_end.take() {
+            idempotent.finish(status, completed).await;
+        }
     }
 }

@@ -75,7 +75,7 @@ pub fn start(
 
     let journal = Arc::new(Journal::open(journal_dir.as_deref())?);
     let options = BillingOptions {
-        lease_ms: config.billing.hold_lease_seconds.max(1) * 1000,
+        lease_ms: options_lease_ms(config),
         key_prefix: config.billing.key_prefix.clone(),
         fallback_models: config.billing.fallback_models,
     };
@@ -83,8 +83,17 @@ pub fn start(
     load(&billing, snapshot)?;
     let batch = std::time::Duration::from_millis(config.store.batch_ms.max(1));
     handle.spawn(super::writer::run(journal.clone(), store, billing.clone(), batch));
-    let replays = Arc::new(crate::billing::replay::Replays::new(Arc::new(SystemClock)));
+    let replays = Arc::new(crate::billing::replay::Replays::new(
+        Arc::new(SystemClock),
+        config.billing.idempotency_memory_bytes,
+        options_lease_ms(config),
+    ));
     Ok(Money { billing, store: handle, journal, replays })
+}
+
+/// How long a hold, and an idempotency key's running mark, lasts.
+fn options_lease_ms(config: &Config) -> u64 {
+    config.billing.hold_lease_seconds.max(1) * 1000
 }
 
 /// The plan named `name`, or one that allows nothing (an account whose

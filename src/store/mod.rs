@@ -8,6 +8,7 @@
 //! its own, so Pingora's services and the admin API can all call it.
 
 pub mod boot;
+pub mod idempotency;
 pub mod journal;
 pub mod runtime;
 mod sqlite;
@@ -20,6 +21,7 @@ use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
 use crate::secret::Secret;
 use async_trait::async_trait;
+use idempotency::{Claim, Claimed, Scope};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -199,10 +201,23 @@ pub trait Store: Send + Sync {
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError>;
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>, StoreError>;
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError>;
-    /// Keeps the answer of an idempotent call (a newer one replaces it).
-    async fn save_answer(&self, account: i64, key: &str, answer: &Answer, at: i64) -> Result<(), StoreError>;
-    /// The answer kept for `key`, with when it was kept.
-    async fn answer(&self, account: i64, key: &str) -> Result<Option<(i64, Answer)>, StoreError>;
+    /// Claims an idempotency key for one call, in one atomic step: the key
+    /// is the claimant's when it is new or its row has lapsed; otherwise
+    /// what it holds, untouched.
+    async fn claim_key(&self, claim: &Claim) -> Result<Claimed, StoreError>;
+    /// `owner`'s call completed: its answer is kept for retries until
+    /// `expires_at` (`None`: completed, but the answer was not kept).
+    /// False when the key is no longer `owner`'s.
+    async fn complete_key(
+        &self,
+        scope: &Scope,
+        owner: &str,
+        answer: Option<&Answer>,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// `owner`'s call did not complete: the key is free again.
+    async fn release_key(&self, scope: &Scope, owner: &str) -> Result<(), StoreError>;
     /// The sum of every posting: zero, if the store is right.
     async fn total(&self) -> Result<i64, StoreError>;
 }

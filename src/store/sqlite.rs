@@ -2,6 +2,7 @@
 //! binary), in WAL mode so the background writer and readers do not block
 //! one another; or, with no file configured, a database in memory.
 
+use super::idempotency::{Claim, Claimed, Scope};
 use super::{
     Account, AccountPatch, Generation, KeyPatch, KeyRecord, LedgerRow, LotRow, NewKey, Snapshot, Store,
     StoreError, UsageFilter, UsageRow,
@@ -456,47 +457,23 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn save_answer(&self, account: i64, key: &str, answer: &Answer, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO idempotent_answers (account_id, key, status, content_type, body, at) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (account_id, key) DO UPDATE SET status = excluded.status, \
-             content_type = excluded.content_type, body = excluded.body, at = excluded.at",
-        )
-        .bind(account)
-        .bind(key)
-        .bind(i64::from(answer.status))
-        .bind(&answer.content_type)
-        .bind(&answer.body)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        // What is past the window is no use to anyone.
-        sqlx::query("DELETE FROM idempotent_answers WHERE at < ?")
-            .bind(at - crate::billing::replay::WINDOW_MS as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn claim_key(&self, claim: &Claim) -> Result<Claimed, StoreError> {
+        idempotency::claim(&self.pool, claim).await
     }
 
-    async fn answer(&self, account: i64, key: &str) -> Result<Option<(i64, Answer)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT status, content_type, body, at FROM idempotent_answers WHERE account_id = ? AND key = ?",
-        )
-        .bind(account)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get("at")?,
-                Answer {
-                    status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(200),
-                    content_type: r.try_get("content_type")?,
-                    body: r.try_get("body")?,
-                },
-            ))
-        })
-        .transpose()
+    async fn complete_key(
+        &self,
+        scope: &Scope,
+        owner: &str,
+        answer: Option<&Answer>,
+        at: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        idempotency::complete(&self.pool, scope, owner, answer, at, expires_at).await
+    }
+
+    async fn release_key(&self, scope: &Scope, owner: &str) -> Result<(), StoreError> {
+        idempotency::release(&self.pool, scope, owner).await
     }
 
     async fn total(&self) -> Result<i64, StoreError> {
@@ -506,5 +483,6 @@ impl Store for SqliteStore {
     }
 }
 
+mod idempotency;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::billing::Metered;
+use crate::store::idempotency::{Claim, Claimed, Scope};
 
 fn temp_db(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("tollgate-store-{}-{name}", std::process::id()));
@@ -93,19 +94,89 @@ async fn a_store_in_memory_works_alike() {
     assert_eq!(changed.map(|a| (a.plan, a.trial_ends_at)), Some(("web".into(), None)));
 }
 
+fn claim(key_id: i64, fingerprint: u8, owner: &str, now: i64) -> Claim {
+    Claim {
+        scope: Scope { account: 1, key_id, key: "k".into() },
+        fingerprint: [fingerprint; 32],
+        owner: owner.into(),
+        now,
+        expires_at: now + 100,
+    }
+}
+
 #[tokio::test]
-async fn idempotent_answers_are_kept_and_replaced() {
+async fn a_key_is_claimed_once_and_then_holds_its_answer() {
     use crate::billing::replay::Answer;
+    use crate::store::idempotency::Held;
     let store = SqliteStore::open(None).await.unwrap_or_else(|e| unreachable!("{e}"));
+    let first = claim(7, 1, "req-a", 1_000);
+    assert_eq!(store.claim_key(&first).await.ok(), Some(Claimed::Ours));
+    let running = Claimed::Theirs { fingerprint: [1; 32], held: Held::Running };
+    assert_eq!(store.claim_key(&claim(7, 1, "req-b", 1_010)).await.ok(), Some(running.clone()));
+    assert_eq!(
+        store.claim_key(&claim(7, 2, "req-c", 1_010)).await.ok(),
+        Some(running),
+        "another request under the key finds the first's fingerprint"
+    );
+    assert_eq!(store.claim_key(&claim(8, 1, "req-d", 1_010)).await.ok(), Some(Claimed::Ours), "per API key");
     let answer =
         Answer { status: 200, content_type: "text/event-stream".into(), body: b"data: x\n\n".to_vec() };
-    assert!(store.save_answer(1, "k", &answer, 10).await.is_ok());
-    assert_eq!(store.answer(1, "k").await.ok().flatten(), Some((10, answer.clone())));
-    assert_eq!(store.answer(2, "k").await.ok().flatten(), None, "per account");
-    let later = Answer { body: b"{}".to_vec(), ..answer };
-    assert!(store.save_answer(1, "k", &later, 20).await.is_ok());
     assert_eq!(
-        store.answer(1, "k").await.ok().flatten().map(|(at, a)| (at, a.body)),
-        Some((20, b"{}".to_vec()))
+        store.complete_key(&first.scope, "req-b", Some(&answer), 1_020, 9_000).await.ok(),
+        Some(false)
     );
+    assert_eq!(store.complete_key(&first.scope, "req-a", Some(&answer), 1_020, 9_000).await.ok(), Some(true));
+    let done = Claimed::Theirs { fingerprint: [1; 32], held: Held::Done(answer) };
+    assert_eq!(store.claim_key(&claim(7, 1, "req-e", 5_000)).await.ok(), Some(done), "the answer, kept");
+    assert_eq!(
+        store.claim_key(&claim(7, 1, "req-f", 9_000)).await.ok(),
+        Some(Claimed::Ours),
+        "after its window"
+    );
+    let unkept = claim(9, 3, "req-g", 1_000);
+    assert_eq!(store.claim_key(&unkept).await.ok(), Some(Claimed::Ours));
+    assert_eq!(store.complete_key(&unkept.scope, "req-g", None, 1_010, 9_000).await.ok(), Some(true));
+    let held = Claimed::Theirs { fingerprint: [3; 32], held: Held::Unkept };
+    assert_eq!(store.claim_key(&claim(9, 3, "req-h", 1_020)).await.ok(), Some(held));
+}
+
+#[tokio::test]
+async fn a_running_mark_lapses_and_a_released_key_runs_anew() {
+    let store = SqliteStore::open(None).await.unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(store.claim_key(&claim(7, 1, "req-a", 1_000)).await.ok(), Some(Claimed::Ours));
+    // The owner died: its mark holds until its lease (100 ms here) is over.
+    assert!(matches!(store.claim_key(&claim(7, 1, "req-b", 1_099)).await, Ok(Claimed::Theirs { .. })));
+    assert_eq!(store.claim_key(&claim(7, 2, "req-c", 1_100)).await.ok(), Some(Claimed::Ours));
+    // The lapsed owner can no longer complete or release the new claim.
+    let scope = Scope { account: 1, key_id: 7, key: "k".into() };
+    assert_eq!(store.complete_key(&scope, "req-a", None, 1_101, 9_000).await.ok(), Some(false));
+    assert!(store.release_key(&scope, "req-a").await.is_ok());
+    assert!(matches!(store.claim_key(&claim(7, 1, "req-d", 1_102)).await, Ok(Claimed::Theirs { .. })));
+    assert!(store.release_key(&scope, "req-c").await.is_ok());
+    assert_eq!(store.claim_key(&claim(7, 1, "req-e", 1_103)).await.ok(), Some(Claimed::Ours));
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_never_both_claim_a_key() {
+    let path = temp_db("claims");
+    let a = std::sync::Arc::new(SqliteStore::open(Some(&path)).await.unwrap_or_else(|e| unreachable!("{e}")));
+    let b = std::sync::Arc::new(SqliteStore::open(Some(&path)).await.unwrap_or_else(|e| unreachable!("{e}")));
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        for (who, store) in [("a", a.clone()), ("b", b.clone())] {
+            tasks.push(tokio::spawn(async move {
+                let mut c = claim(n, 1, &format!("{who}{n}"), 1_000);
+                c.scope.key = format!("k{}", n % 50);
+                store.claim_key(&c).await.map(|r| (c.scope, r == Claimed::Ours))
+            }));
+        }
+    }
+    let mut won = std::collections::HashMap::new();
+    for t in tasks {
+        let (scope, ours) =
+            t.await.unwrap_or_else(|e| unreachable!("{e}")).unwrap_or_else(|e| unreachable!("{e}"));
+        *won.entry(scope).or_insert(0) += u32::from(ours);
+    }
+    assert_eq!(won.len(), 200);
+    assert!(won.values().all(|n| *n == 1), "{won:?}");
 }
