@@ -44,9 +44,10 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// The part of a request id that names the process (see `proxy::context`).
+/// The part of a request id that names the process: its last 8 hex
+/// digits (see `proxy::context`).
 fn process_of(request_id: &str) -> String {
-    request_id.chars().take(12).collect()
+    request_id[request_id.len().saturating_sub(8)..].to_string()
 }
 
 /// A running mock and a config for one gateway on a free port.

@@ -5,9 +5,8 @@ use crate::drain::InFlight;
 use crate::exchange::idempotency::Idempotent;
 use crate::formats::usage::Usage;
 use crate::metrics;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -58,16 +57,35 @@ pub struct RequestCtx {
 /// How a failure caused by the caller leaving is worded.
 pub const CLIENT_GONE: &str = "client went away";
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-/// Request ids: a per-process random-ish prefix and a counter, so ids are
-/// unique across a fleet without a random number generator on the hot path.
+/// Request ids, which also key the request's hold and ledger records: a
+/// UUIDv7, unique across restarts and the nodes of a fleet without
+/// coordination (a repeated id would be dropped by the store as a
+/// duplicate record) and sortable by time. Its 74 bits after the
+/// millisecond are a per-process counter and, last, 32 random bits drawn
+/// once per process (so the last 8 hex digits name the process, and the
+/// hot path draws no random number).
 fn new_request_id() -> String {
-    static PREFIX: once_cell::sync::Lazy<u32> = once_cell::sync::Lazy::new(|| {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        nanos ^ std::process::id().rotate_left(16)
+    static PROCESS: std::sync::OnceLock<[u8; 4]> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        if getrandom::getrandom(&mut bytes).is_err() {
+            bytes = std::process::id().to_be_bytes();
+        }
+        bytes
     });
-    format!("req_{:08x}{:012x}", *PREFIX, NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    let counter = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes();
+    let mut rest = [0u8; 10];
+    rest[..6].copy_from_slice(&counter[2..]);
+    rest[6..].copy_from_slice(process);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid();
+    let mut out = String::with_capacity(36);
+    out.push_str("req_");
+    out.push_str(id.simple().encode_lower(&mut uuid::Uuid::encode_buffer()));
+    out
 }
 
 impl RequestCtx {
@@ -248,5 +266,24 @@ impl Drop for RequestCtx {
 impl Default for RequestCtx {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_uuidv7_unique_and_name_their_process() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_request_id()).collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id.strip_prefix("req_").unwrap_or_default()).unwrap_or_default();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(id.len(), 36);
+            assert_eq!(id[28..], ids[0][28..], "the same process");
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "sortable by time and counter");
     }
 }
