@@ -81,7 +81,8 @@ struct Hold {
     account: AccountId,
     key: Option<KeyCap>,
     amount: NanoUsd,
-    /// On the monotonic clock.
+    /// On the monotonic clock; never, for a hold another process made
+    /// (it is that process's to settle, or to release when it dies).
     expires_at: u64,
     alive: Weak<()>,
 }
@@ -277,13 +278,64 @@ impl<C: Clock> Wallets<C> {
         account: AccountId,
         cap: Option<KeyCap>,
     ) -> Result<Option<Settlement>, LedgerError> {
+        self.settle_as(key, cost, account, cap, true)
+    }
+
+    /// Mirrors a hold another process made (see [`super::peers`]).
+    pub fn mirror_hold(
+        &self,
+        account: AccountId,
+        cap: Option<KeyCap>,
+        amount: NanoUsd,
+        key: &str,
+    ) -> Result<(), LedgerError> {
+        self.with(|s| {
+            if s.holds.contains_key(key) || !s.ledger.hold_mirrored(account, amount, key)? {
+                return Ok(());
+            }
+            if let Some(k) = cap {
+                s.keys.entry(k.key_id).or_default().held += amount.0;
+            }
+            let hold = Hold { account, key: cap, amount, expires_at: u64::MAX, alive: Weak::new() };
+            s.holds.insert(key.to_string(), hold);
+            Ok(())
+        })
+    }
+
+    /// Mirrors what another process charged request `key` (`charged`, as
+    /// it decided: no cap applies again), from its mirrored hold or, when
+    /// none was mirrored, from the wallet.
+    pub fn mirror_charge(
+        &self,
+        key: &str,
+        charged: NanoUsd,
+        account: AccountId,
+        key_id: Option<u64>,
+    ) -> Result<Option<Settlement>, LedgerError> {
+        let cap = key_id.map(|key_id| KeyCap { key_id, cap: None });
+        self.settle_as(key, charged, account, cap, false)
+    }
+
+    /// The holds open now: what a peer must mirror when it arrives.
+    pub fn open(&self) -> Vec<(String, AccountId, Option<KeyCap>, NanoUsd)> {
+        self.with(|s| s.holds.iter().map(|(k, h)| (k.clone(), h.account, h.key, h.amount)).collect())
+    }
+
+    fn settle_as(
+        &self,
+        key: &str,
+        cost: NanoUsd,
+        account: AccountId,
+        cap: Option<KeyCap>,
+        within_cap: bool,
+    ) -> Result<Option<Settlement>, LedgerError> {
         self.with(|s| {
             let hold = match s.holds.remove(key) {
                 Some(hold) => hold,
                 None if s.ledger.settled(key) => return Ok(None),
                 None => Hold { account, key: cap, amount: NanoUsd::ZERO, expires_at: 0, alive: Weak::new() },
             };
-            let room = hold.key.and_then(|k| {
+            let room = hold.key.filter(|_| within_cap).and_then(|k| {
                 let cap = k.cap?;
                 let used = s.keys.get(&k.key_id).copied().unwrap_or_default();
                 // This hold's own amount is part of what the key holds.

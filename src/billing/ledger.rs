@@ -215,6 +215,27 @@ impl Ledger {
         Ok(true)
     }
 
+    /// A hold another process made and this one mirrors: that process
+    /// checked the wallet (under the lock both share), so this one posts
+    /// it as it was, even where its own view would differ.
+    pub fn hold_mirrored(
+        &mut self,
+        account: AccountId,
+        amount: NanoUsd,
+        key: &str,
+    ) -> Result<bool, LedgerError> {
+        if !self.fresh(key, amount)? {
+            return Ok(false);
+        }
+        self.post(
+            key,
+            EntryKind::Hold,
+            account,
+            vec![(Book::Wallet(account), -amount.0), (Book::Held(account), amount.0)],
+        )?;
+        Ok(true)
+    }
+
     /// Ends a hold of `held`: `cost` is charged (past the hold, from the
     /// wallet as far as it goes), the rest released. Keys `{key}:charge`
     /// and `{key}:release`; a repeated settlement changes nothing.

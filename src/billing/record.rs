@@ -106,6 +106,10 @@ fn is_zero(n: &i64) -> bool {
 /// Where records go: the journal, in production; a vector, in tests.
 pub trait Sink: Send + Sync {
     fn record(&self, record: LedgerRecord);
+
+    /// A line for the processes sharing these wallets only (see
+    /// [`super::peers`]): nothing, where there can be none.
+    fn peer(&self, _line: super::peers::PeerLine) {}
 }
 
 /// Keeps records in memory (tests, and configurations with no store).

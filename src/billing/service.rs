@@ -8,6 +8,7 @@
 use super::directory::{AccountState, Directory, KeyDigest, KeyState, Status};
 use super::holds::{Clock, HoldRefused, HoldToken, KeyCap, Wallets};
 use super::money::NanoUsd;
+use super::peers::{Alone, PeerLine, Peers};
 pub use super::plan::{matches_any, Plan};
 use super::price::ModelPrice;
 use super::record::{LedgerRecord, Metered, RecordKind, Sink};
@@ -118,6 +119,8 @@ pub struct Billing {
     wallets: Wallets<Arc<dyn Clock>>,
     plans: HashMap<String, Arc<Plan>>,
     sink: Arc<dyn Sink>,
+    /// Other processes on the same wallets (an upgrade's overlap).
+    peers: Arc<dyn Peers>,
     pub options: BillingOptions,
 }
 
@@ -136,8 +139,28 @@ impl Billing {
             wallets: Wallets::new(clock, options.lease_ms),
             plans: plans.into_iter().map(|p| (p.name.clone(), p)).collect(),
             sink,
+            peers: Arc::new(Alone),
             options,
         }
+    }
+
+    /// The same, sharing its wallets with `peers`.
+    pub fn with_peers(mut self, peers: Arc<dyn Peers>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Runs `change` as the only change to the wallets in any process
+    /// (see [`super::peers`]); `change` is told whether peers are there.
+    fn exclusive<T>(&self, change: impl FnOnce(bool) -> T) -> Option<T> {
+        let mut change = Some(change);
+        let mut out = None;
+        self.peers.exclusive(self, &mut |shared| {
+            if let Some(change) = change.take() {
+                out = Some(change(shared));
+            }
+        });
+        out
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -209,8 +232,25 @@ impl Billing {
     /// output limit holds what the wallet and the key's cap afford, down to
     /// a small answer, and is capped at that.
     pub fn admit(&self, key: &Arc<KeyState>, call: &Call<'_>, hold_key: &str) -> Result<Admission, Refusal> {
-        let Call { model_id, model_class, price, input_tokens, max_output, caller_set_limit } = *call;
-        let account = self.access(key, model_id, model_class)?;
+        let account = self.access(key, call.model_id, call.model_class)?;
+        self.exclusive(|shared| self.hold(key, call, hold_key, account, shared)).unwrap_or(Err(
+            Refusal::InsufficientCredits {
+                available: NanoUsd::ZERO,
+                needed: NanoUsd::ZERO,
+                affordable_output: 0,
+            },
+        ))
+    }
+
+    fn hold(
+        &self,
+        key: &Arc<KeyState>,
+        call: &Call<'_>,
+        hold_key: &str,
+        account: Arc<AccountState>,
+        shared: bool,
+    ) -> Result<Admission, Refusal> {
+        let Call { model_id, price, input_tokens, max_output, caller_set_limit, .. } = *call;
         let wallet = self.wallets.available(account.id);
         let cap_left = key.spend_cap.map(|cap| NanoUsd((cap.0 - self.wallets.key_spent(key.id).0).max(0)));
         let budget = cap_left.map_or(wallet, |left| left.min(wallet));
@@ -226,17 +266,28 @@ impl Billing {
         let held = NanoUsd(held.0.max(1));
         let cap = Some(KeyCap { key_id: key.id, cap: key.spend_cap });
         match self.wallets.hold(account.id, cap, held, hold_key) {
-            Ok(alive) => Ok(Admission {
-                account,
-                key: key.clone(),
-                hold_key: hold_key.to_string(),
-                model: model_id.to_string(),
-                price,
-                held,
-                input_estimate: input_tokens,
-                output_cap,
-                alive,
-            }),
+            Ok(alive) => {
+                if shared {
+                    self.sink.peer(PeerLine::Hold {
+                        key: hold_key.to_string(),
+                        account: account.id,
+                        key_id: Some(key.id),
+                        cap: key.spend_cap.map(|c| c.0),
+                        amount: held.0,
+                    });
+                }
+                Ok(Admission {
+                    account,
+                    key: key.clone(),
+                    hold_key: hold_key.to_string(),
+                    model: model_id.to_string(),
+                    price,
+                    held,
+                    input_estimate: input_tokens,
+                    output_cap,
+                    alive,
+                })
+            }
             Err(HoldRefused::SpendCap { left, wanted }) => {
                 Err(Refusal::SpendCapReached { left, needed: wanted })
             }
@@ -277,11 +328,26 @@ impl Billing {
             None => (Usage::default(), false),
         };
         let cost = if usage == Usage::default() { NanoUsd::ZERO } else { admission.price.cost(&usage, 0) };
+        self.exclusive(|shared| self.charge(&admission, cost, usage, estimated, request_id, shared))?
+    }
+
+    fn charge(
+        &self,
+        admission: &Admission,
+        cost: NanoUsd,
+        usage: Usage,
+        estimated: bool,
+        request_id: &str,
+        shared: bool,
+    ) -> Option<Charge> {
         let cap = Some(KeyCap { key_id: admission.key.id, cap: admission.key.spend_cap });
         let settlement =
             self.wallets.settle(&admission.hold_key, cost, admission.account.id, cap).ok().flatten()?;
         let charged = settlement.settled.charged;
         let unpaid = settlement.settled.unpaid;
+        if charged.0 == 0 && unpaid.0 == 0 && shared {
+            self.sink.peer(PeerLine::Release { key: admission.hold_key.clone() });
+        }
         if charged.0 > 0 || unpaid.0 > 0 {
             self.sink.record(LedgerRecord {
                 key: format!("{}:charge", admission.hold_key),
@@ -320,40 +386,54 @@ impl Billing {
         let at = self.now_ms();
         // Journaled under the wallets' lock, as its lot enters the wallet:
         // the store then keeps lots in the order memory spends them.
-        let list = self
-            .wallets
-            .topup(account, paid, multiplier, &key, |list| {
-                self.sink.record(LedgerRecord {
-                    key: key.clone(),
-                    kind: RecordKind::Topup,
-                    account,
-                    key_id: None,
-                    wallet_nano: list.0,
-                    paid_nano: paid.0,
-                    unpaid_nano: 0,
-                    multiplier: Some(multiplier),
-                    metered: None,
-                    at,
-                });
-            })
-            .map_err(|e| format!("{e:?}"))?;
-        Ok(list)
+        self.exclusive(|_| {
+            self.wallets
+                .topup(account, paid, multiplier, &key, |list| {
+                    self.sink.record(LedgerRecord {
+                        key: key.clone(),
+                        kind: RecordKind::Topup,
+                        account,
+                        key_id: None,
+                        wallet_nano: list.0,
+                        paid_nano: paid.0,
+                        unpaid_nano: 0,
+                        multiplier: Some(multiplier),
+                        metered: None,
+                        at,
+                    });
+                })
+                .map_err(|e| format!("{e:?}"))
+        })
+        .unwrap_or(Ok(None))
     }
 
     /// Credit granted (an opening balance, an operator's correction; down
     /// when negative). `false` when `key` was used before.
     pub fn adjust(&self, account: u64, amount: NanoUsd, key: &str) -> Result<bool, String> {
         let at = self.now_ms();
-        self.wallets
-            .grant(account, amount, key, || {
-                self.sink.record(LedgerRecord::adjustment(key.to_string(), account, amount.0, at));
-            })
-            .map_err(|e| format!("{e:?}"))
+        self.exclusive(|_| {
+            self.wallets
+                .grant(account, amount, key, || {
+                    self.sink.record(LedgerRecord::adjustment(key.to_string(), account, amount.0, at));
+                })
+                .map_err(|e| format!("{e:?}"))
+        })
+        .unwrap_or(Ok(false))
     }
 
-    /// Releases holds whose lease ended; how many.
+    /// Releases holds whose lease ended with no request left to settle
+    /// them; how many.
     pub fn expire_holds(&self) -> usize {
-        self.wallets.expire().len()
+        self.exclusive(|shared| {
+            let released = self.wallets.expire();
+            if shared {
+                for key in &released {
+                    self.sink.peer(PeerLine::Release { key: key.clone() });
+                }
+            }
+            released.len()
+        })
+        .unwrap_or(0)
     }
 
     pub fn open_holds(&self) -> usize {

@@ -5,6 +5,8 @@
 //! Then the journal takes this process's records and the writer runs.
 
 use super::journal::Journal;
+use super::peers::{FilePeers, Line};
+use super::Snapshot;
 use super::{NewKey, SqliteStore, Store, StoreError, StoreHandle};
 use crate::billing::{
     AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, Status, SystemClock,
@@ -59,6 +61,16 @@ pub fn start(
         (None, Some(db)) => Some(PathBuf::from(format!("{db}.journal"))),
         (None, None) => None,
     };
+    // This process's journal exists before it looks for peers, so a peer
+    // that looks at the same time finds it.
+    let journal = Arc::new(Journal::open(journal_dir.as_deref())?);
+    let peers = match &journal_dir {
+        Some(dir) => Some(FilePeers::new(dir, journal.clone(), handle.clone())?),
+        None => None,
+    };
+    if let Some(peers) = &peers {
+        peers.meet();
+    }
     if let Some(dir) = &journal_dir {
         let (records, files) = Journal::leftovers(dir)?;
         let n = records.len();
@@ -71,16 +83,44 @@ pub fn start(
         }
     }
     handle.block_on(move |s| bootstrap(s, accounts, keys)).map_err(|e| e.to_string())?;
-    let snapshot = handle.block_on(|s| async move { s.snapshot().await }).map_err(|e| e.to_string())?;
-
-    let journal = Arc::new(Journal::open(journal_dir.as_deref())?);
+    // A peer's journal lines, then the store, read in that order under the
+    // lock the peers share: whatever a peer's writer moves into the store
+    // meanwhile is either in the store's read or not, never in both.
+    let read = |lines: Vec<Line>| -> Result<(Snapshot, Vec<Line>), String> {
+        let keys: Vec<String> = lines
+            .iter()
+            .filter_map(|l| if let Line::Record(r) = l { Some(r.key.clone()) } else { None })
+            .collect();
+        let snapshot =
+            handle.block_on(move |s| async move { s.snapshot(&keys).await }).map_err(|e| e.to_string())?;
+        Ok((snapshot, lines))
+    };
+    let (snapshot, lines) = match &peers {
+        Some(peers) => peers.with_lock(|| read(peers.read_all()))?,
+        None => read(Vec::new())?,
+    };
     let options = BillingOptions {
         lease_ms: options_lease_ms(config),
         key_prefix: config.billing.key_prefix.clone(),
         fallback_models: config.billing.fallback_models,
     };
-    let billing = Arc::new(Billing::new(plans, journal.clone(), Arc::new(SystemClock), options));
+    let mut billing = Billing::new(plans, journal.clone(), Arc::new(SystemClock), options);
+    if let Some(peers) = &peers {
+        billing = billing.with_peers(peers.clone());
+    }
+    let billing = Arc::new(billing);
+    let (mut snapshot, lines) = (snapshot, lines);
+    let present = std::mem::take(&mut snapshot.present);
     load(&billing, snapshot)?;
+    for line in &lines {
+        match line {
+            Line::Peer(line) => billing.apply_peer_line(line),
+            Line::Record(record) => billing.apply_peer_record(record, present.contains(&record.key)),
+        }
+    }
+    if let Some(peers) = &peers {
+        peers.start(&billing);
+    }
     let batch = std::time::Duration::from_millis(config.store.batch_ms.max(1));
     handle.spawn(super::writer::run(journal.clone(), store, billing.clone(), batch));
     let replays = Arc::new(crate::billing::replay::Replays::new(

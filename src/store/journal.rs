@@ -5,13 +5,15 @@
 //! own file, `journal-<pid>.jsonl`, and holds a lock on it; at start a
 //! process replays every file whose owner is gone, then deletes it. A file
 //! holds only records the store may not have yet: once they are kept, it
-//! is emptied.
+//! is emptied, except while another process follows it (an upgrade's
+//! overlap, see [`super::peers`]): its lines, and the peer lines written
+//! then, stay until that process has read them.
 
 use crate::billing::{LedgerRecord, Sink};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::{watch, Notify};
 
@@ -27,6 +29,8 @@ pub struct Journal {
     kept: watch::Sender<u64>,
     /// A reader waits for the store to catch up: the writer goes at once.
     pub(super) arrived: Notify,
+    /// Another process follows this file: it is never emptied meanwhile.
+    followed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -42,12 +46,17 @@ impl Journal {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| format!("journal {}: {e}", dir.display()))?;
                 let path = dir.join(format!("journal-{}.jsonl", std::process::id()));
+                // Locked under another name first: a process scanning the
+                // directory must never find it unlocked and take it for the
+                // journal of a process that is gone.
+                let fresh = dir.join(format!(".journal-{}.new", std::process::id()));
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(&path)
-                    .map_err(|e| format!("journal {}: {e}", path.display()))?;
-                file.try_lock().map_err(|e| format!("journal {}: locked: {e}", path.display()))?;
+                    .open(&fresh)
+                    .map_err(|e| format!("journal {}: {e}", fresh.display()))?;
+                file.try_lock().map_err(|e| format!("journal {}: locked: {e}", fresh.display()))?;
+                std::fs::rename(&fresh, &path).map_err(|e| format!("journal {}: {e}", path.display()))?;
                 Some((file, path))
             }
         };
@@ -57,7 +66,32 @@ impl Journal {
             written: AtomicU64::new(0),
             kept: watch::channel(0).0,
             arrived: Notify::new(),
+            followed: AtomicBool::new(false),
         })
+    }
+
+    /// This process's journal file, if it has one.
+    pub fn path(&self) -> Option<PathBuf> {
+        lock(&self.file).as_ref().map(|(_, path)| path.clone())
+    }
+
+    /// Whether another process follows this file; set before the first
+    /// line that process must read is written.
+    pub fn set_followed(&self, followed: bool) {
+        let _file = lock(&self.file);
+        self.followed.store(followed, Ordering::Release);
+    }
+
+    /// Appends one whole line (its newline added) to the file.
+    fn write_line(&self, mut line: Vec<u8>) {
+        line.push(b'\n');
+        let mut file = lock(&self.file);
+        if let Some((file, path)) = &mut *file {
+            // One write of a whole line: a crash tears at most the last one.
+            if let Err(e) = file.write_all(&line) {
+                log::error!(target: "tollgate", "journal {}: write failed: {e}", path.display());
+            }
+        }
     }
 
     /// Records of journals left by processes that are gone, oldest file
@@ -112,6 +146,9 @@ impl Journal {
         let file = lock(&self.file);
         self.kept.send_modify(|k| *k += n);
         let Some((file, path)) = &*file else { return };
+        if self.followed.load(Ordering::Acquire) {
+            return;
+        }
         let pending = lock(&self.pending);
         if pending.is_empty() {
             if let Err(e) = file.set_len(0) {
@@ -144,6 +181,11 @@ impl Journal {
 }
 
 impl Sink for Journal {
+    fn peer(&self, line: crate::billing::PeerLine) {
+        let envelope = crate::billing::peers::PeerEnvelope { peer: line };
+        self.write_line(serde_json::to_vec(&envelope).unwrap_or_default());
+    }
+
     fn record(&self, record: LedgerRecord) {
         let mut line = serde_json::to_vec(&record).unwrap_or_default();
         line.push(b'\n');

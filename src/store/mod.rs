@@ -10,6 +10,7 @@
 pub mod boot;
 pub mod idempotency;
 pub mod journal;
+pub mod peers;
 pub mod runtime;
 mod sqlite;
 pub mod writer;
@@ -102,6 +103,8 @@ pub struct Snapshot {
     pub key_spent: Vec<(i64, NanoUsd)>,
     /// Idempotency keys of operator records, so retries stay no-ops.
     pub operator_keys: Vec<String>,
+    /// Of the record keys asked about, those the store keeps.
+    pub present: std::collections::HashSet<String>,
 }
 
 /// One ledger record as the admin API lists it.
@@ -197,7 +200,9 @@ pub trait Store: Send + Sync {
     /// Keeps ledger records; a record already kept (same key) is skipped,
     /// so a journal replayed after a crash is kept once. How many were new.
     async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError>;
-    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// Everything the wallets are loaded from, and which of `records`
+    /// (ledger record keys) the store already keeps, in one read.
+    async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError>;
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError>;
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>, StoreError>;
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError>;

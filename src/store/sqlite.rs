@@ -344,17 +344,19 @@ impl Store for SqliteStore {
         Ok(new)
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError> {
+        // One read: which of `records` are kept must agree with the totals.
+        let mut tx = self.pool.begin().await?;
         let mut snap = Snapshot::default();
         for r in sqlx::query("SELECT id, name, plan, status, trial_ends_at FROM accounts ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?
         {
             snap.accounts.push(Self::account_row(&r)?);
         }
         for r in
             sqlx::query(AssertSqlSafe(format!("SELECT {KEY_COLUMNS}, key_hash FROM api_keys ORDER BY id")))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
         {
             let hash: Vec<u8> = r.try_get("key_hash")?;
@@ -364,7 +366,7 @@ impl Store for SqliteStore {
         }
         for r in
             sqlx::query("SELECT account_id, paid_nano, multiplier, granted_nano FROM credit_lots ORDER BY id")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?
         {
             snap.lots.push(LotRow {
@@ -378,7 +380,7 @@ impl Store for SqliteStore {
             "SELECT account_id, -SUM(amount_nano) AS debited FROM ledger_postings \
              WHERE book = 'wallet' AND amount_nano < 0 GROUP BY account_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         {
             snap.debited.push((r.try_get("account_id")?, NanoUsd(r.try_get("debited")?)));
@@ -387,7 +389,7 @@ impl Store for SqliteStore {
             "SELECT key_id, -SUM(amount_nano) AS spent FROM ledger_postings \
              WHERE book = 'wallet' AND kind = 'charge' AND key_id IS NOT NULL GROUP BY key_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         {
             snap.key_spent.push((r.try_get("key_id")?, NanoUsd(r.try_get("spent")?)));
@@ -395,8 +397,21 @@ impl Store for SqliteStore {
         snap.operator_keys = sqlx::query_scalar(
             "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND kind != 'charge'",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        for chunk in records.chunks(500) {
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key IN (",
+            );
+            let mut keys = query.separated(", ");
+            for key in chunk {
+                keys.push_bind(key.clone());
+            }
+            keys.push_unseparated(")");
+            let kept: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            snap.present.extend(kept);
+        }
+        tx.commit().await?;
         Ok(snap)
     }
 

@@ -73,7 +73,7 @@ async fn accounts_keys_and_the_ledger_are_kept() {
     );
     let generation = store.generation("req-1").await.ok().flatten();
     assert_eq!(generation.map(|g| (g.account_id, g.row.output_tokens)), Some((account.id, Some(5))));
-    let snap = store.snapshot().await.unwrap_or_default();
+    let snap = store.snapshot(&[]).await.unwrap_or_default();
     assert_eq!(snap.lots.len(), 1);
     assert_eq!(snap.debited, vec![(account.id, NanoUsd(150))]);
     assert_eq!(snap.key_spent, vec![(key.id, NanoUsd(150))]);
