@@ -65,8 +65,11 @@ fn responses_completed_and_gemini_last_chunk() {
     assert_eq!(g.usage().unwrap().output_tokens, 9);
 }
 
-/// A stream of `(event name, data)`, followed as a relay would.
-fn follow(format: ClientFormat, events: &[(Option<&str>, &str)]) -> StreamUsage {
+/// `(event name, data)`.
+type Ev<'a> = (Option<&'a str>, &'a str);
+
+/// A stream of events, followed as a relay would.
+fn follow(format: ClientFormat, events: &[Ev<'_>]) -> StreamUsage {
     let mut s = StreamUsage::new(format);
     for (name, data) in events {
         s.observe(&event(*name, data));
@@ -74,14 +77,14 @@ fn follow(format: ClientFormat, events: &[(Option<&str>, &str)]) -> StreamUsage 
     s
 }
 
-const ANTHROPIC_START: (Option<&str>, &str) = (
+const ANTHROPIC_START: Ev<'static> = (
     Some("message_start"),
     r#"{"type":"message_start","message":{"usage":{"input_tokens":12,"output_tokens":1}}}"#,
 );
 
 #[test]
 fn each_formats_error_inside_a_stream_is_noticed() {
-    let cases: [(ClientFormat, Vec<(Option<&str>, &str)>); 5] = [
+    let cases: [(ClientFormat, Vec<Ev<'_>>); 5] = [
         (
             ClientFormat::Anthropic,
             vec![
