@@ -14,6 +14,7 @@ for f in $seeds; do
   put sse_decoder "$n" '\x05' "$f"
   put request_body "$n" '' "$f"
   put field_scan "$n" '\x05' "$f"
+  put json_array "$n" '\x05' "$f"
   for fmt in 0 1 2 3; do
     put requests "$n-$fmt" "\\x0$fmt" "$f"
     put passthrough "$n-$fmt" "\\x0$fmt\\x03\\x04" "$f"

@@ -1,7 +1,7 @@
 //! Entry points of the fuzz targets (`fuzz/`, run with cargo fuzz) for
 //! every parser that reads bytes from outside: the SSE decoder, the
-//! request-body reader, the pass-through relay, and each format's request,
-//! document and stream parsers. They live here, not in `fuzz/`, so that
+//! request-body reader, the pass-through relay, Gemini's JSON-array
+//! framing, and each format's request, document and stream parsers. They live here, not in `fuzz/`, so that
 //! `tests/fuzz_replay.rs` can run them on stable Rust in every CI run, over
 //! the golden files, the recorded CLI traffic and any saved crash.
 //!
@@ -11,6 +11,8 @@
 //! is JSON.
 
 use crate::formats::body::TopLevel;
+use crate::formats::estimate::TextBytes;
+use crate::formats::framing::Framing;
 use crate::formats::passthrough::Passthrough;
 use crate::formats::translate::relay::{translate_document, StreamTranslation};
 use crate::formats::translate::{self, parse_error_document, ClientContext, Target, Translator};
@@ -141,9 +143,9 @@ pub fn field_scan(data: &[u8]) {
 /// it, the output and the usage do not depend on the chunk boundaries.
 pub fn passthrough(data: &[u8]) {
     let [format, flags, seed, body @ ..] = data else { return };
-    let (is_sse, hide_usage) = (flags & 1 != 0, flags & 2 != 0);
+    let (is_sse, hide_usage, streamed) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
     let relay = |input: &[Bytes]| {
-        let mut relay = Passthrough::new(format_of(*format), is_sse, hide_usage);
+        let mut relay = Passthrough::for_answer(format_of(*format), 200, is_sse, streamed, hide_usage);
         let mut out = Vec::new();
         for chunk in input {
             relay.on_chunk(chunk.clone(), &mut out);
@@ -221,6 +223,9 @@ pub fn stream_translation(data: &[u8]) {
     let ctx = context(*flags);
     let run = |input: &[Bytes]| {
         let mut translation = StreamTranslation::new(translator, &ctx);
+        if flags & 16 != 0 {
+            translation = translation.with_json_array();
+        }
         let mut out = Vec::new();
         for (i, chunk) in input.iter().enumerate() {
             translation.on_chunk(chunk, &mut out);
@@ -240,11 +245,44 @@ pub fn stream_translation(data: &[u8]) {
     assert!(!whole.is_empty(), "the caller's stream did not end");
 }
 
+/// `[seed, body..]`: Gemini's JSON-array framing yields the same elements
+/// however the body is cut, each one JSON when the body is; for a JSON
+/// array they are its object and array elements, in order. The text
+/// estimate does not depend on the cuts either.
+pub fn json_array(data: &[u8]) {
+    let Some((&seed, body)) = data.split_first() else { return };
+    let split = |input: &[Bytes]| {
+        let mut framing = Framing::json_array().with_limit(usize::from(seed) * 64 + 1024);
+        let mut text = TextBytes::default();
+        let mut events = Vec::new();
+        for chunk in input {
+            framing.feed(chunk, &mut events);
+            text.feed(chunk);
+        }
+        framing.finish(&mut events);
+        let raw: Vec<Bytes> = events.into_iter().map(|e| e.raw).collect();
+        (raw, framing.overflowed(), text.tokens())
+    };
+    let whole = split(&[Bytes::copy_from_slice(body)]);
+    assert_eq!(split(&chunks(body, seed)), whole, "chunk boundaries changed the elements");
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    if whole.1 {
+        return;
+    }
+    let expected: Vec<&serde_json::Value> = items.iter().filter(|v| v.is_object() || v.is_array()).collect();
+    let got: Vec<serde_json::Value> =
+        whole.0.iter().map(|raw| serde_json::from_slice(raw).unwrap_or(serde_json::Value::Null)).collect();
+    assert_eq!(got.iter().collect::<Vec<_>>(), expected, "the elements are not the array's");
+}
+
 /// A fuzz target's body: asserts its properties on one input.
 pub type FuzzTarget = fn(&[u8]);
 
 /// Every entry point, by the name of its fuzz target.
-pub const TARGETS: [(&str, FuzzTarget); 7] = [
+pub const TARGETS: [(&str, FuzzTarget); 8] = [
+    ("json_array", json_array),
     ("sse_decoder", sse_decoder),
     ("field_scan", field_scan),
     ("passthrough", passthrough),

@@ -72,7 +72,7 @@ static TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
 static UNMETERED: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "tollgate_unmetered_responses_total",
-        "Successful model calls whose provider reported no usage, by provider and model.",
+        "Successful model calls without a usage the gateway could read (billed an estimate of what was relayed), by provider and model.",
         &["provider", "model"],
     )
 });

@@ -68,12 +68,13 @@ fn prefixes(target: &str) -> Vec<Vec<u8>> {
     let pairs: Vec<u8> = (0..12).collect();
     match target {
         "sse_decoder" => vec![vec![0], vec![1], vec![6], vec![16]],
-        "passthrough" => product(&[0, 1, 2, 3], &[0, 1, 3], &[4]),
+        "passthrough" => product(&[0, 1, 2, 3], &[0, 1, 3, 4], &[4]),
+        "json_array" => vec![vec![1], vec![16], vec![200]],
         "request_body" => vec![vec![]],
         "field_scan" => vec![vec![1], vec![7], vec![16]],
         "requests" => vec![vec![0], vec![1], vec![2], vec![3]],
         "documents" => product(&pairs, &[0, 3, 4, 6], &[0, 1]),
-        "stream_translation" => product(&pairs, &[0, 3, 8], &[5]),
+        "stream_translation" => product(&pairs, &[0, 3, 8, 16], &[5]),
         other => panic!("no selectors known for the fuzz target {other}"),
     }
 }

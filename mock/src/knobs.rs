@@ -20,6 +20,13 @@ pub enum Fault {
     EndlessEvent,
     /// Send only SSE comments, every 100 ms, and never an event.
     OnlyComments,
+    /// After `x-mock-cut-after` deltas, the API's in-stream error event,
+    /// then a clean close ([`crate::broken::error_after`]).
+    ErrorAfter,
+    /// Answer a Gemini stream as its JSON array even when `alt=sse` was asked.
+    GeminiArray,
+    /// A Gemini usage chunk after the one with `finishReason`.
+    LateUsage,
 }
 
 impl Fault {
@@ -29,6 +36,9 @@ impl Fault {
             "spaced-json" => Some(Self::SpacedJson),
             "endless-event" => Some(Self::EndlessEvent),
             "only-comments" => Some(Self::OnlyComments),
+            "error-after" => Some(Self::ErrorAfter),
+            "gemini-array" => Some(Self::GeminiArray),
+            "late-usage" => Some(Self::LateUsage),
             _ => None,
         }
     }
@@ -49,6 +59,8 @@ pub struct Knobs {
     pub cached_tokens: u64,
     /// Output tokens reported whatever was sent (`x-mock-report-output-tokens`).
     pub report_output_tokens: Option<u64>,
+    /// A usage report no reader understands (`x-mock-usage`).
+    pub usage: Option<crate::broken::UsageShape>,
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -70,6 +82,10 @@ impl Knobs {
             cached_tokens: number(headers, "x-mock-cached-tokens").unwrap_or(0),
             report_output_tokens: number(headers, "x-mock-report-output-tokens"),
             fault: headers.get("x-mock-fault").and_then(|v| v.to_str().ok()).and_then(Fault::parse),
+            usage: headers
+                .get("x-mock-usage")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::broken::UsageShape::parse),
         }
     }
 

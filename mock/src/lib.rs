@@ -11,9 +11,13 @@
 //! status), `x-mock-latency-ms` (before the response head),
 //! `x-mock-ttfb-ms` (before the first body byte), `x-mock-chunks` (text
 //! deltas, default 3), `x-mock-chunk-delay-ms`, `x-mock-cut-after` (drop
-//! the connection after that many deltas), `x-mock-tag` (label recordings).
+//! the connection after that many deltas), `x-mock-tag` (label recordings),
+//! `x-mock-fault` (see [`knobs::Fault`]), `x-mock-usage` (a usage report
+//! of a shape no reader understands: `negative`, `fractional`, `missing`,
+//! `wrapped`; see [`broken`]).
 
 pub mod api;
+pub mod broken;
 pub mod conversation;
 pub mod faults;
 pub mod knobs;
@@ -141,7 +145,7 @@ where
     }
     let seq = journal.push(Recorded::new(&parts, &body, conn));
 
-    let knobs = Knobs::from_headers(&parts.headers);
+    let mut knobs = Knobs::from_headers(&parts.headers);
     let Some(api) = Api::from_path(parts.method.as_str(), &path, &query) else {
         return Ok(json_response(
             404,
@@ -171,12 +175,25 @@ where
     let sse_always = knobs.fault == Some(knobs::Fault::SseAlways);
     let api = match api {
         Api::Gemini { model, stream, .. } if sse_always => Api::Gemini { model, stream, sse: true },
+        Api::Gemini { model, stream, .. } if knobs.fault == Some(knobs::Fault::GeminiArray) => {
+            Api::Gemini { model, stream, sse: false }
+        }
         other => other,
     };
     let reply = replies::Reply::new(&api, &request, body.len(), &knobs, &convo);
     if api.is_stream(&request) || sse_always {
         let (tx, rx) = mpsc::channel(16);
-        let events = reply.stream_events();
+        let mut events = reply.stream_events();
+        if let Some(shape) = knobs.usage {
+            events = shape.events(&api, events);
+        }
+        match knobs.fault {
+            Some(knobs::Fault::LateUsage) => events = broken::late_usage(&api, events),
+            Some(knobs::Fault::ErrorAfter) => {
+                events = broken::error_after(&api, events, knobs.cut_after.take().unwrap_or(0));
+            }
+            _ => {}
+        }
         tokio::spawn(async move {
             if !knobs.pace(events, tx).await {
                 journal.abandoned(seq);
@@ -191,7 +208,10 @@ where
             .insert("x-mock-upstream-secret", hyper::header::HeaderValue::from_static("provider-internal"));
         return Ok(resp);
     }
-    let body = reply.whole_body();
+    let body = match knobs.usage {
+        Some(shape) => shape.whole_body(reply.whole_body()),
+        None => reply.whole_body(),
+    };
     if let Some(cut) = knobs.cut_after {
         // A document cut short: promise the whole length, send part, drop.
         let (tx, rx) = mpsc::channel(2);

@@ -4,13 +4,20 @@
 //! `stream_options.include_usage` on the caller's behalf, where the usage
 //! chunk and the `"usage":null` fields it adds are removed again so the
 //! caller sees exactly the stream it asked for.
+//!
+//! A Gemini stream has no closing event and may send a usage chunk after
+//! the one with `finishReason`: from that chunk on its bytes are held
+//! until the body ends, so the bill is settled on the last count and is
+//! still journaled before the caller sees the end.
 
 use super::body::TopLevel;
+use super::estimate::TextBytes;
 use super::field_scan::FieldScan;
+use super::framing::Framing;
 use super::usage::{self, StreamUsage, Usage};
 use super::{errors, ClientFormat};
 use crate::error::GatewayError;
-use crate::sse::{SseDecoder, SseEvent};
+use crate::sse::SseEvent;
 use bytes::Bytes;
 
 #[derive(Debug)]
@@ -24,16 +31,37 @@ impl Passthrough {
     /// so an error document on a streaming request is read as a document.
     pub fn new(format: ClientFormat, is_sse: bool, hide_usage: bool) -> Self {
         if is_sse {
-            Passthrough::Stream(StreamRelay::new(format, hide_usage && format == ClientFormat::Openai))
+            let hide = hide_usage && format == ClientFormat::Openai;
+            Passthrough::Stream(StreamRelay::new(format, Framing::sse(), hide))
         } else {
-            Passthrough::Whole(WholeBody::new(format))
+            Passthrough::Whole(WholeBody::new(format, true))
+        }
+    }
+
+    /// The relay for an answer of `status`: a successful Gemini stream
+    /// that is not SSE is Google's JSON array, read element by element;
+    /// only a successful document's text is an estimate of its output.
+    pub fn for_answer(
+        format: ClientFormat,
+        status: u16,
+        is_sse: bool,
+        streamed: bool,
+        hide_usage: bool,
+    ) -> Self {
+        let ok = (200..300).contains(&status);
+        if !is_sse && ok && streamed && format == ClientFormat::Gemini {
+            return Passthrough::Stream(StreamRelay::new(format, Framing::json_array(), false));
+        }
+        match Self::new(format, is_sse, hide_usage) {
+            Passthrough::Whole(_) => Passthrough::Whole(WholeBody::new(format, ok)),
+            stream => stream,
         }
     }
 
     /// Gives up on a stream event larger than `max` bytes (see [`Self::overflowed`]).
     pub fn with_event_limit(mut self, max: usize) -> Self {
         if let Passthrough::Stream(s) = &mut self {
-            s.decoder = SseDecoder::with_limit(max);
+            s.decoder = std::mem::replace(&mut s.decoder, Framing::sse()).with_limit(max);
         }
         self
     }
@@ -85,6 +113,23 @@ impl Passthrough {
         }
     }
 
+    /// Whether the provider reported an error inside its stream: the call
+    /// did not complete, whatever count came before.
+    pub fn failed(&self) -> bool {
+        matches!(self, Passthrough::Stream(s) if s.usage.failed())
+    }
+
+    /// Output tokens estimated from what a document (or a JSON-array
+    /// stream) relayed so far, for when its usage cannot be read; an error
+    /// document's is zero. SSE streams count their events instead.
+    pub fn relayed_estimate(&self) -> u64 {
+        match self {
+            Passthrough::Stream(s) => s.text.as_ref().map_or(0, TextBytes::tokens),
+            Passthrough::Whole(w) if w.billable => w.text.tokens(),
+            Passthrough::Whole(_) => 0,
+        }
+    }
+
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
         match self {
             Passthrough::Stream(s) => s.finish(out),
@@ -114,7 +159,7 @@ impl Passthrough {
 
 #[derive(Debug)]
 pub struct StreamRelay {
-    decoder: SseDecoder,
+    decoder: Framing,
     usage: StreamUsage,
     hide_usage: bool,
     events: Vec<SseEvent>,
@@ -123,31 +168,44 @@ pub struct StreamRelay {
     /// Chat and Responses callers skip comment lines: they can be kept alive.
     comments_keep_alive: bool,
     next_sequence: u64,
+    /// A Gemini stream's end, held until its body ends (see the module doc).
+    held: Vec<Bytes>,
+    /// The text relayed by a stream without SSE events to count.
+    text: Option<TextBytes>,
 }
 
 impl StreamRelay {
-    fn new(format: ClientFormat, hide_usage: bool) -> Self {
+    fn new(format: ClientFormat, decoder: Framing, hide_usage: bool) -> Self {
         Self {
-            decoder: SseDecoder::new(),
+            text: (!decoder.is_sse()).then(TextBytes::default),
+            decoder,
             usage: StreamUsage::new(format),
             hide_usage,
             events: Vec::new(),
             numbered: format == ClientFormat::Responses,
             comments_keep_alive: matches!(format, ClientFormat::Openai | ClientFormat::Responses),
             next_sequence: 0,
+            held: Vec::new(),
         }
     }
 
     fn on_chunk(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
         self.decoder.feed(&chunk, &mut self.events);
-        if !self.hide_usage {
-            out.push(chunk);
+        if let Some(text) = &mut self.text {
+            text.feed(&chunk);
         }
-        self.drain(out);
+        let mut kept = Vec::new();
+        self.drain(&mut kept);
+        let into = if self.usage.closing() || !self.held.is_empty() { &mut self.held } else { out };
+        if !self.hide_usage {
+            into.push(chunk);
+        }
+        into.append(&mut kept);
     }
 
     fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
         self.decoder.finish(&mut self.events);
+        out.append(&mut self.held);
         self.drain(out);
         self.usage.usage()
     }
@@ -216,19 +274,30 @@ fn is_empty_array(raw: &str) -> bool {
 pub struct WholeBody {
     format: ClientFormat,
     scan: FieldScan,
+    text: TextBytes,
+    /// A successful answer, whose text is what the caller was given.
+    billable: bool,
 }
 
 impl WholeBody {
-    fn new(format: ClientFormat) -> Self {
-        Self { format, scan: FieldScan::new(usage::usage_field(format)) }
+    fn new(format: ClientFormat, billable: bool) -> Self {
+        Self {
+            format,
+            scan: FieldScan::new(usage::usage_field(format)),
+            text: TextBytes::default(),
+            billable,
+        }
     }
 
     fn keep(&mut self, chunk: &Bytes) {
         self.scan.feed(chunk);
+        if self.billable {
+            self.text.feed(chunk);
+        }
     }
 
     fn usage(&self) -> Option<Usage> {
-        usage::from_usage_value(self.format, self.scan.value()?)
+        usage::from_usage_value(self.format, self.scan.value()?).filter(Usage::is_count)
     }
 }
 
@@ -320,5 +389,70 @@ event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\
         let (bytes, usage) = run(&mut p, body, 10);
         assert_eq!(bytes, body);
         assert_eq!(usage.unwrap().input_tokens, 9);
+    }
+
+    const GEMINI_CHUNKS: [&str; 3] = [
+        r#"{"candidates":[{"content":{"parts":[{"text":"Hello ]}"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1}}"#,
+        r#"{"candidates":[{"content":{"parts":[{"text":"there"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":4}}"#,
+        r#"{"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2,"totalTokenCount":6}}"#,
+    ];
+
+    #[test]
+    fn a_gemini_json_array_stream_is_read_like_its_sse_variant_at_any_cut() {
+        let array = format!("[{}]", GEMINI_CHUNKS.join(",\r\n"));
+        let sse: String = GEMINI_CHUNKS.iter().map(|c| format!("data: {c}\r\n\r\n")).collect();
+        for (body, is_sse) in [(array.as_str(), false), (sse.as_str(), true)] {
+            for cut in 0..=body.len() {
+                let mut p = Passthrough::for_answer(ClientFormat::Gemini, 200, is_sse, true, false);
+                let (bytes, usage) = run(&mut p, body.as_bytes(), cut);
+                assert_eq!(bytes, body.as_bytes(), "cut {cut}: every byte relayed");
+                let u = usage.unwrap();
+                assert_eq!((u.input_tokens, u.output_tokens), (4, 2), "cut {cut}: the last count");
+                assert!(p.ended().is_none() && !p.failed());
+            }
+        }
+        // A document answer to a non-streaming call is still a document.
+        assert!(matches!(
+            Passthrough::for_answer(ClientFormat::Gemini, 200, false, false, false),
+            Passthrough::Whole(_)
+        ));
+        assert!(matches!(
+            Passthrough::for_answer(ClientFormat::Gemini, 400, false, true, false),
+            Passthrough::Whole(_)
+        ));
+    }
+
+    #[test]
+    fn a_gemini_streams_end_is_held_until_its_body_ends() {
+        let sse: Vec<String> = GEMINI_CHUNKS.iter().map(|c| format!("data: {c}\n\n")).collect();
+        let mut p = Passthrough::for_answer(ClientFormat::Gemini, 200, true, true, false);
+        let mut out = Vec::new();
+        p.on_chunk(Bytes::from(sse[0].clone()), &mut out);
+        assert_eq!(out.len(), 1, "a delta goes out at once");
+        p.on_chunk(Bytes::from(sse[1].clone()), &mut out);
+        p.on_chunk(Bytes::from(sse[2].clone()), &mut out);
+        assert_eq!(out.len(), 1, "from finishReason on, held");
+        let usage = p.finish(&mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(usage.map(|u| u.output_tokens), Some(2));
+    }
+
+    #[test]
+    fn an_error_inside_a_stream_fails_it_and_a_document_estimates_its_text() {
+        let anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n\
+event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let mut p = Passthrough::new(ClientFormat::Anthropic, true, false);
+        let _ = run(&mut p, anthropic.as_bytes(), 7);
+        assert!(p.failed());
+        assert!(p.ended().is_some(), "settled before the error reaches the caller");
+
+        let body = br#"{"id":"x","choices":[{"message":{"content":"sixteen bytes!!!"}}],"usage":{"prompt_tokens":-1}}"#;
+        let mut p = Passthrough::for_answer(ClientFormat::Openai, 200, false, false, false);
+        let (_, usage) = run(&mut p, body, 30);
+        assert_eq!(usage, None, "a negative count is no count");
+        assert_eq!(p.relayed_estimate(), 5, "\"x\" and the sixteen bytes of text: 17 bytes");
+        let mut p = Passthrough::for_answer(ClientFormat::Openai, 500, false, false, false);
+        let _ = run(&mut p, body, 30);
+        assert_eq!(p.relayed_estimate(), 0, "an error document is not billed");
     }
 }

@@ -114,6 +114,13 @@ impl From<GeminiUsage> for Usage {
 }
 
 impl Usage {
+    /// Whether this reads as a count: a call the provider served used
+    /// tokens, so a usage of all zeros is a report read wrong (another
+    /// shape, a value out of range), not a count.
+    pub fn is_count(&self) -> bool {
+        self.input_tokens > 0 || self.output_tokens > 0
+    }
+
     /// Folds Anthropic's usage in: fields it reports replace ours. Its
     /// `input_tokens` excludes cache reads and writes, so they are added.
     fn merge_anthropic(&mut self, u: AnthropicUsage) {
@@ -163,38 +170,74 @@ pub fn from_usage_value(format: ClientFormat, value: &[u8]) -> Option<Usage> {
     }
 }
 
-/// Follows a stream of one format and keeps the usage it reports.
+/// Follows a stream of one format and keeps the usage it reports. The
+/// last report decides: one that cannot be read (a negative or fractional
+/// count, a usage of another shape, an Anthropic `message_delta` without
+/// one) leaves the stream without a count, to be billed from what was
+/// relayed rather than from an earlier, smaller count.
 #[derive(Debug)]
 pub struct StreamUsage {
     format: ClientFormat,
     usage: Option<Usage>,
     /// The stream's closing event went by: what follows is only the end.
     ended: bool,
+    /// Gemini's last chunk (with `finishReason`, or an error) went by.
+    closing: bool,
+    /// The provider reported an error in the stream.
+    failed: bool,
 }
 
 impl StreamUsage {
     pub fn new(format: ClientFormat) -> Self {
-        Self { format, usage: None, ended: false }
+        Self { format, usage: None, ended: false, closing: false, failed: false }
     }
 
     /// Whether the format's closing event (`[DONE]`, `message_stop`,
-    /// `response.completed`, Gemini's `finishReason`) has been seen.
+    /// `response.completed`, an error event) has been seen. Never for
+    /// Gemini, which has no closing event: a usage chunk may follow the
+    /// one with `finishReason`, so its stream ends with its body.
     pub fn ended(&self) -> bool {
         self.ended
+    }
+
+    /// Whether a Gemini stream's last chunk (`finishReason`, or an error)
+    /// has gone by: what follows is the end of the answer.
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the provider reported an error inside the stream.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
 
+    fn report(&mut self, read: Option<Usage>) {
+        self.usage = read.filter(Usage::is_count);
+    }
+
+    fn fail(&mut self) {
+        self.failed = true;
+        self.ended = self.format != ClientFormat::Gemini;
+        self.closing = true;
+    }
+
     pub fn observe(&mut self, event: &SseEvent) {
         let Some(data) = event.data.as_deref() else { return };
         let bytes = data.as_bytes();
+        let name = event.event.as_deref().unwrap_or("");
         match self.format {
             ClientFormat::Openai if data.trim() == "[DONE]" => self.ended = true,
-            ClientFormat::Anthropic if event.event.as_deref() == Some("message_stop") => self.ended = true,
+            ClientFormat::Anthropic if name == "message_stop" => self.ended = true,
+            ClientFormat::Anthropic if name == "error" => self.fail(),
             ClientFormat::Gemini if memchr::memmem::find(bytes, b"\"finishReason\"").is_some() => {
-                self.ended = true
+                self.closing = true
+            }
+            ClientFormat::Openai | ClientFormat::Gemini if name == "error" || top_level_error(bytes) => {
+                self.fail()
             }
             _ => {}
         }
@@ -205,34 +248,35 @@ impl StreamUsage {
                     struct C {
                         usage: Option<OpenaiUsage>,
                     }
-                    if let Ok(C { usage: Some(u) }) = serde_json::from_slice(bytes) {
-                        self.usage = Some(u.into());
+                    match serde_json::from_slice::<C>(bytes) {
+                        Ok(C { usage: None }) => {}
+                        Ok(C { usage: Some(u) }) => self.report(Some(u.into())),
+                        Err(_) => self.report(None),
                     }
                 }
             }
             ClientFormat::Responses => {
-                let name = event.event.as_deref().unwrap_or("");
-                let terminal =
-                    matches!(name, "response.completed" | "response.incomplete" | "response.failed")
-                        || (name.is_empty()
-                            && memchr::memmem::find(bytes, b"\"response.completed\"").is_some());
-                if terminal {
-                    self.ended = true;
-                    #[derive(Deserialize)]
-                    struct Inner {
-                        usage: Option<ResponsesUsage>,
-                    }
-                    #[derive(Deserialize)]
-                    struct E {
-                        response: Inner,
-                    }
-                    if let Ok(E { response: Inner { usage: Some(u) } }) = serde_json::from_slice(bytes) {
-                        self.usage = Some(u.into());
-                    }
+                let kind = if name.is_empty() { event_type(bytes) } else { Some(name) };
+                match kind {
+                    Some("response.completed" | "response.incomplete") => self.ended = true,
+                    Some("response.failed" | "error") => self.fail(),
+                    _ => return,
+                }
+                #[derive(Deserialize)]
+                struct Inner {
+                    usage: Option<ResponsesUsage>,
+                }
+                #[derive(Deserialize)]
+                struct E {
+                    response: Inner,
+                }
+                let read = serde_json::from_slice::<E>(bytes).ok().and_then(|e| e.response.usage);
+                if kind != Some("error") {
+                    self.report(read.map(Usage::from));
                 }
             }
-            ClientFormat::Anthropic => match event.event.as_deref() {
-                Some("message_start") => {
+            ClientFormat::Anthropic => match name {
+                "message_start" => {
                     #[derive(Deserialize)]
                     struct Msg {
                         usage: Option<AnthropicUsage>,
@@ -241,30 +285,57 @@ impl StreamUsage {
                     struct E {
                         message: Msg,
                     }
-                    if let Ok(E { message: Msg { usage: Some(u) } }) = serde_json::from_slice(bytes) {
-                        self.usage.get_or_insert_with(Usage::default).merge_anthropic(u);
+                    match serde_json::from_slice::<E>(bytes) {
+                        Ok(E { message: Msg { usage: Some(u) } }) => {
+                            let mut usage = Usage::default();
+                            usage.merge_anthropic(u);
+                            self.report(Some(usage));
+                        }
+                        _ => self.report(None),
                     }
                 }
-                Some("message_delta") => {
+                "message_delta" => {
                     #[derive(Deserialize)]
                     struct E {
                         usage: Option<AnthropicUsage>,
                     }
-                    if let Ok(E { usage: Some(u) }) = serde_json::from_slice(bytes) {
-                        self.usage.get_or_insert_with(Usage::default).merge_anthropic(u);
+                    match (self.usage, serde_json::from_slice::<E>(bytes)) {
+                        (Some(mut usage), Ok(E { usage: Some(u) })) if u.output_tokens.is_some() => {
+                            usage.merge_anthropic(u);
+                            self.report(Some(usage));
+                        }
+                        _ => self.report(None),
                     }
                 }
                 _ => {}
             },
             ClientFormat::Gemini => {
                 if memchr::memmem::find(bytes, b"\"usageMetadata\"").is_some() {
-                    if let Some(u) = from_response(ClientFormat::Gemini, bytes) {
-                        self.usage = Some(u);
+                    let mut scan = super::field_scan::FieldScan::new("usageMetadata");
+                    scan.feed(bytes);
+                    if let Some(value) = scan.value() {
+                        self.report(from_usage_value(ClientFormat::Gemini, value));
                     }
                 }
             }
         }
     }
+}
+
+/// Whether a chunk is an error object (`{"error": {...}}`), as Chat and
+/// Gemini report a failure inside a stream.
+fn top_level_error(data: &[u8]) -> bool {
+    memchr::memmem::find(data, b"\"error\"").is_some()
+        && super::body::TopLevel::parse(data)
+            .is_ok_and(|top| top.raw("error").is_some_and(|e| e.get().starts_with('{')))
+}
+
+/// The `type` of a Responses event sent without an `event:` line.
+fn event_type(data: &[u8]) -> Option<&'static str> {
+    ["response.completed", "response.incomplete", "response.failed", "error"].into_iter().find(|t| {
+        let quoted = format!("\"type\":\"{t}\"");
+        memchr::memmem::find(data, quoted.as_bytes()).is_some()
+    })
 }
 
 /// `"usage":{` with or without a space: a usage object rather than `null`.
@@ -303,7 +374,12 @@ pub fn from_usage_object(format: ClientFormat, value: &serde_json::Value) -> Usa
 }
 
 /// Folds a later Anthropic usage report (`message_delta`) into one from
-/// `message_start`: fields it reports replace earlier ones.
-pub fn merge_anthropic_object(usage: &mut Usage, value: &serde_json::Value) {
-    usage.merge_anthropic(AnthropicUsage::deserialize(value).unwrap_or_default());
+/// `message_start`: fields it reports replace earlier ones. A report
+/// without an output count, or that cannot be read, leaves no count
+/// (zeros), so the answer is billed from what was relayed.
+pub fn merge_anthropic_object(usage: &mut Usage, value: Option<&serde_json::Value>) {
+    match value.map(AnthropicUsage::deserialize) {
+        Some(Ok(u)) if u.output_tokens.is_some() => usage.merge_anthropic(u),
+        _ => *usage = Usage::default(),
+    }
 }

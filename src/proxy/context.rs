@@ -34,8 +34,9 @@ pub struct RequestCtx {
     pub key_id: Option<u64>,
     /// The model the caller asked for, when a key's fallback served it.
     pub fallback_from: Option<Arc<str>>,
-    /// Stream events relayed to the caller: the output estimate when the
-    /// provider's count never arrives.
+    /// Stream events relayed to the caller, or for a document (or a JSON
+    /// array stream) its text at four bytes a token: the output estimate
+    /// when the provider's count never arrives or cannot be read.
     pub relayed_events: u64,
     /// The response ended as the provider meant it to (not cut, not left).
     pub completed: bool,
@@ -206,11 +207,15 @@ impl RequestCtx {
             && self.route != "count_tokens"
             && self.usage.is_none()
         {
-            // Whatever the cause, a call that cannot be billed must be seen.
+            // Whatever the cause, a call without a count must be seen.
             metrics::unmetered(provider, model);
+            let billed = match self.charge {
+                Some(c) if c.cost.0 > 0 => format!("billed an estimate of {} nano-USD", c.cost.0),
+                _ => "nothing billed".to_string(),
+            };
             log::warn!(
                 target: "tollgate",
-                "{} UNMETERED: {} answered {status} for {model} without usage; nothing was metered",
+                "{} UNMETERED: {} answered {status} for {model} without readable usage; {billed}",
                 self.request_id,
                 provider,
             );

@@ -229,7 +229,8 @@ async fn relay(
         .await;
     }
     let (head, status, is_sse) = upstream_head(&upstream)?;
-    let mut relay = Passthrough::new(format, is_sse, plan.hide_usage).with_event_limit(plan.max_event_bytes);
+    let mut relay = Passthrough::for_answer(format, status, is_sse, plan.stream, plan.hide_usage)
+        .with_event_limit(plan.max_event_bytes);
     let more = ctx.limit_headers.len() + 2;
     let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id, more)?;
     for (name, value) in
@@ -269,10 +270,11 @@ async fn relay(
                     if let Some(usage) = relay.ended() {
                         // Journaled before the caller can see its stream end.
                         ctx.usage = usage;
-                        ctx.completed = true;
+                        ctx.completed = !relay.failed();
                         ctx.settle();
                     }
                 } else {
+                    ctx.relayed_events = relay.relayed_estimate();
                     // A document's last chunk waits for the end, and the
                     // charge is journaled before it goes out.
                     std::mem::swap(&mut held_back, &mut out);
@@ -299,7 +301,10 @@ async fn relay(
         }
     };
     ctx.usage = relay.finish(&mut out);
-    ctx.completed = cut.is_none();
+    ctx.completed = cut.is_none() && !relay.failed();
+    if cut.is_none() && relay.failed() {
+        ctx.failure = Some("provider error mid-stream".into());
+    }
     // The charge is in the journal before the response's last bytes go out.
     ctx.settle();
     if cut.is_none() {

@@ -9,7 +9,9 @@ use super::upstream::{classify, upstream_head};
 use super::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange::{Translation, UpstreamPlan};
+use crate::formats::estimate;
 use crate::formats::translate::relay::{content_type, translate_document, StreamTranslation};
+use crate::formats::ClientFormat;
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
@@ -33,8 +35,10 @@ pub(super) async fn relay(
     peer: &HttpPeer,
 ) -> Result<(), Failure> {
     let (_, status, is_sse) = upstream_head(&upstream)?;
-    let keep_alive = if (200..300).contains(&status) && is_sse {
-        stream(session, ctx, plan, translation, &mut upstream).await?
+    // Gemini's stream without SSE framing is its JSON array.
+    let array = !is_sse && plan.stream && translation.translator.provider.format == ClientFormat::Gemini;
+    let keep_alive = if (200..300).contains(&status) && (is_sse || array) {
+        stream(session, ctx, plan, translation, &mut upstream, is_sse).await?
     } else {
         document(session, ctx, plan, translation, status, &mut upstream).await?
     };
@@ -54,6 +58,7 @@ async fn stream(
     plan: &UpstreamPlan,
     translation: &Translation,
     upstream: &mut HttpSession,
+    is_sse: bool,
 ) -> Result<bool, Failure> {
     let client = translation.translator.client.format;
     let mut head = ResponseHeader::build(200, Some(6 + ctx.limit_headers.len())).map_err(internal)?;
@@ -73,8 +78,11 @@ async fn stream(
     ctx.answer_type(content_type(client, true, translation.ctx.gemini_sse));
     write_head(session, head).await.map_err(client_gone)?;
 
-    let mut translated = StreamTranslation::new(translation.translator, &translation.ctx)
-        .with_event_limit(plan.max_event_bytes);
+    let mut translated = StreamTranslation::new(translation.translator, &translation.ctx);
+    if !is_sse {
+        translated = translated.with_json_array();
+    }
+    let mut translated = translated.with_event_limit(plan.max_event_bytes);
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let ended = loop {
         let every = translation.ping_after.filter(|_| translated.has_keepalive());
@@ -171,6 +179,9 @@ async fn document(
     ctx.usage = usage;
     ctx.status = status;
     ctx.completed = true;
+    if (200..300).contains(&status) {
+        ctx.relayed_events = estimate::output_tokens(&out);
+    }
     ctx.settle();
     if status >= 400 {
         ctx.failure = Some(format!("provider answered {upstream_status}"));

@@ -117,9 +117,7 @@ impl StreamParser for AnthropicParser {
                 }
                 self.stop_sequence =
                     v.pointer("/delta/stop_sequence").and_then(Value::as_str).map(str::to_string);
-                if let Some(u) = v.get("usage") {
-                    merge_anthropic_object(&mut self.usage, u);
-                }
+                merge_anthropic_object(&mut self.usage, v.get("usage"));
             }
             "message_stop" => self.end(out),
             "error" => {

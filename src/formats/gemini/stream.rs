@@ -60,8 +60,9 @@ impl StreamParser for GeminiParser {
             let message = err.get("message").and_then(Value::as_str).unwrap_or("provider error");
             return self.fail(status, message.to_string(), out);
         }
-        if let Some(u) = chunk.usage() {
-            self.usage = u;
+        if chunk.usage_metadata.is_some() {
+            // The last report decides: one that cannot be read leaves no count.
+            self.usage = chunk.usage().unwrap_or_default();
         }
         if !self.started {
             self.started = true;

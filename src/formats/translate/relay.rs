@@ -6,14 +6,15 @@
 use super::{ClientContext, StreamEncoder, StreamParser, Translator};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, Part, Response, StreamEvent};
+use crate::formats::framing::Framing;
 use crate::formats::usage::Usage;
 use crate::formats::{errors, ClientFormat};
-use crate::sse::{SseDecoder, SseEvent};
+use crate::sse::SseEvent;
 use bytes::Bytes;
 
 #[derive(Debug)]
 pub struct StreamTranslation {
-    decoder: SseDecoder,
+    decoder: Framing,
     parser: Box<dyn StreamParser>,
     encoder: Box<dyn StreamEncoder>,
     events: Vec<SseEvent>,
@@ -30,7 +31,7 @@ pub struct StreamTranslation {
 impl StreamTranslation {
     pub fn new(translator: Translator, ctx: &ClientContext) -> Self {
         Self {
-            decoder: SseDecoder::new(),
+            decoder: Framing::sse(),
             parser: (translator.provider.stream_parser)(ctx),
             encoder: (translator.client.stream_encoder)(ctx),
             events: Vec::new(),
@@ -45,7 +46,14 @@ impl StreamTranslation {
 
     /// Gives up on a provider event larger than `max` bytes.
     pub fn with_event_limit(mut self, max: usize) -> Self {
-        self.decoder = SseDecoder::with_limit(max);
+        self.decoder = std::mem::replace(&mut self.decoder, Framing::sse()).with_limit(max);
+        self
+    }
+
+    /// Reads the provider's stream as a JSON array (Gemini without
+    /// `alt=sse`) rather than as SSE; call before [`Self::with_event_limit`].
+    pub fn with_json_array(mut self) -> Self {
+        self.decoder = Framing::json_array();
         self
     }
 
@@ -130,7 +138,8 @@ impl StreamTranslation {
             match &event {
                 StreamEvent::Start { usage: Some(u), .. } => self.usage = Some(*u),
                 StreamEvent::Finish { usage, .. } => {
-                    self.usage = Some(*usage);
+                    // Zeros are a report that could not be read: no count.
+                    self.usage = Some(*usage).filter(Usage::is_count);
                     self.terminated = true;
                 }
                 StreamEvent::Error { .. } => {
@@ -175,9 +184,11 @@ pub fn translate_document(
                 encoder.encode(&event, &mut out);
             }
             encoder.finish(&mut out);
-            (200, out.into_bytes(), Some(resp.usage))
+            (200, out.into_bytes(), Some(resp.usage).filter(Usage::is_count))
         }
-        Ok(resp) => (200, (translator.client.build_response)(&resp, ctx), Some(resp.usage)),
+        Ok(resp) => {
+            (200, (translator.client.build_response)(&resp, ctx), Some(resp.usage).filter(Usage::is_count))
+        }
         Err(e) => {
             let err = GatewayError::UpstreamProtocol(format!("unreadable provider response: {e}"));
             (err.status(), errors::render(&err, client), None)

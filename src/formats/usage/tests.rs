@@ -64,3 +64,112 @@ fn responses_completed_and_gemini_last_chunk() {
     g.observe(&event(None, r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":9}}"#));
     assert_eq!(g.usage().unwrap().output_tokens, 9);
 }
+
+/// `(event name, data)`.
+type Ev<'a> = (Option<&'a str>, &'a str);
+
+/// A stream of events, followed as a relay would.
+fn follow(format: ClientFormat, events: &[Ev<'_>]) -> StreamUsage {
+    let mut s = StreamUsage::new(format);
+    for (name, data) in events {
+        s.observe(&event(*name, data));
+    }
+    s
+}
+
+const ANTHROPIC_START: Ev<'static> = (
+    Some("message_start"),
+    r#"{"type":"message_start","message":{"usage":{"input_tokens":12,"output_tokens":1}}}"#,
+);
+
+#[test]
+fn each_formats_error_inside_a_stream_is_noticed() {
+    let cases: [(ClientFormat, Vec<Ev<'_>>); 5] = [
+        (
+            ClientFormat::Anthropic,
+            vec![
+                ANTHROPIC_START,
+                (
+                    Some("error"),
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                ),
+            ],
+        ),
+        (ClientFormat::Openai, vec![(None, r#"{"error": {"message":"boom","type":"server_error"}}"#)]),
+        (
+            ClientFormat::Responses,
+            vec![(
+                Some("response.failed"),
+                r#"{"type":"response.failed","response":{"status":"failed","usage":null}}"#,
+            )],
+        ),
+        (ClientFormat::Responses, vec![(None, r#"{"type":"error","code":"server_error","message":"x"}"#)]),
+        (ClientFormat::Gemini, vec![(None, r#"{"error":{"code":500,"message":"x","status":"INTERNAL"}}"#)]),
+    ];
+    for (format, events) in cases {
+        let s = follow(format, &events);
+        assert!(s.failed(), "{format}");
+        assert_eq!(s.ended(), format != ClientFormat::Gemini, "{format}: Gemini's end is its body's");
+        assert!(s.closing(), "{format}");
+    }
+    // Text about an error is no error.
+    let s = follow(ClientFormat::Openai, &[(None, r#"{"choices":[{"delta":{"content":"\"error\": {}"}}]}"#)]);
+    assert!(!s.failed());
+    let s = follow(
+        ClientFormat::Gemini,
+        &[(None, r#"{"candidates":[{"content":{"parts":[{"text":"error"}]}}]}"#)],
+    );
+    assert!(!s.failed());
+}
+
+#[test]
+fn a_usage_report_that_cannot_be_read_leaves_no_count() {
+    for bad in [
+        r#"{"output_tokens":-5}"#,
+        r#"{"output_tokens":4.5}"#,
+        r#"{"tokens":{"output_tokens":4}}"#,
+        r#""lots""#,
+    ] {
+        let delta = format!(r#"{{"type":"message_delta","usage":{bad}}}"#);
+        let s = follow(ClientFormat::Anthropic, &[ANTHROPIC_START, (Some("message_delta"), &delta)]);
+        assert_eq!(s.usage(), None, "anthropic {bad}: never message_start's one token");
+        let chat =
+            format!(r#"{{"choices":[],"usage":{}}}"#, bad.replace("output_tokens", "completion_tokens"));
+        assert_eq!(follow(ClientFormat::Openai, &[(None, &chat)]).usage(), None, "chat {bad}");
+        let completed = format!(r#"{{"type":"response.completed","response":{{"usage":{bad}}}}}"#);
+        assert_eq!(follow(ClientFormat::Responses, &[(None, &completed)]).usage(), None, "responses {bad}");
+        let gemini = bad.replace("output_tokens", "candidatesTokenCount");
+        let chunks = [
+            r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":1}}"#.to_string(),
+            format!(r#"{{"usageMetadata":{gemini}}}"#),
+        ];
+        let s = follow(ClientFormat::Gemini, &[(None, &chunks[0]), (None, &chunks[1])]);
+        assert_eq!(s.usage(), None, "gemini {bad}: the last report decides");
+    }
+    let missing = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#;
+    assert_eq!(
+        follow(ClientFormat::Anthropic, &[ANTHROPIC_START, (Some("message_delta"), missing)]).usage(),
+        None
+    );
+    assert_eq!(
+        follow(ClientFormat::Responses, &[(Some("response.completed"), r#"{"response":{"usage":null}}"#)])
+            .usage(),
+        None
+    );
+}
+
+#[test]
+fn gemini_ends_with_its_body_and_a_late_usage_chunk_counts() {
+    let s = follow(
+        ClientFormat::Gemini,
+        &[
+            (
+                None,
+                r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":5}}"#,
+            ),
+            (None, r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":7}}"#),
+        ],
+    );
+    assert!(s.closing() && !s.ended() && !s.failed());
+    assert_eq!(s.usage().map(|u| u.output_tokens), Some(7));
+}
