@@ -120,6 +120,9 @@ impl Gateway {
                 return Err(format!("mounts[{i}].formats: list at least one format"));
             }
         }
+        if let Some(admin) = &config.admin {
+            admin.validate()?;
+        }
         if config.server.max_request_body_bytes == 0 {
             return Err("server.max_request_body_bytes: must be more than 0".into());
         }

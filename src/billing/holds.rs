@@ -287,7 +287,9 @@ impl<C: Clock> Wallets<C> {
                 let cap = k.cap?;
                 let used = s.keys.get(&k.key_id).copied().unwrap_or_default();
                 // This hold's own amount is part of what the key holds.
-                Some(NanoUsd(cap.0.saturating_sub(used.spent).saturating_sub(used.held - hold.amount.0).max(0)))
+                Some(NanoUsd(
+                    cap.0.saturating_sub(used.spent).saturating_sub(used.held - hold.amount.0).max(0),
+                ))
             });
             let settled = s.ledger.settle_within(hold.account, hold.amount, cost, room, key);
             if let Some(k) = hold.key {

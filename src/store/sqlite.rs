@@ -23,7 +23,8 @@ pub struct SqliteStore {
 
 const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
                            fallback_model, limits, created_at, last_used_at";
-const LEDGER_COLUMNS: &str = "kind, amount_nano, paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, \
+const LEDGER_COLUMNS: &str =
+    "kind, amount_nano, paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, \
                               cached_tokens, estimated, request_id, at";
 
 impl SqliteStore {
