@@ -160,7 +160,7 @@ async fn a_caller_that_stops_reading_is_cut_at_the_write_timeout_billed_and_let_
     assert!(stopped.elapsed() < Duration::from_secs(20), "ended in {:?}", stopped.elapsed());
     let failure = line.split(" failure=").nth(1).unwrap_or_else(|| panic!("a failure: {line}"));
     let failure = failure.to_lowercase();
-    assert!(["timeout", "timed out", "went away", "write"].iter().any(|w| failure.contains(w)), "{failure}");
+    assert!(failure.contains("timedout") || failure.contains("timeout"), "the write timed out: {failure}");
     let charge = charge_of(&stack, account, &id).await.expect("what went out is billed");
     assert_eq!(charge["estimated"], true, "{charge}");
     let out = charge["output_tokens"].as_i64().unwrap();
@@ -218,11 +218,11 @@ async fn a_stream_cut_at_shutdown_is_billed_and_logged() {
     let _mock = Guard(mock_child);
     let (url, _, mut first) = start(&config, &mock, &db, &log);
 
-    // Ten seconds of stream; the process is told to stop after a few events.
+    // Thirty seconds of stream; the process is told to stop after a few events.
     let mut r = client()
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth(KEY)
-        .header("x-mock-chunks", "100")
+        .header("x-mock-chunks", "300")
         .header("x-mock-chunk-delay-ms", "100")
         .json(&json!({"model": "gpt-5.5", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
         .send()
@@ -267,7 +267,7 @@ async fn a_stream_cut_at_shutdown_is_billed_and_logged() {
     assert_eq!((charges[0]["kind"].clone(), charges[0]["estimated"].clone()), (json!("charge"), json!(true)));
     assert!(charges[0]["amount_nano_usd"].as_i64().unwrap() < 0, "{}", charges[0]);
     let out = charges[0]["output_tokens"].as_i64().unwrap();
-    assert!((5..100).contains(&out), "{out}: about what was relayed");
+    assert!((5..300).contains(&out), "{out}: about what was relayed");
 }
 
 /// The key's spend, by the admin API.
