@@ -385,3 +385,40 @@ async fn the_hold_covers_the_request_as_it_goes_upstream_and_every_answer_asked_
     let r = post(&stack, &key, &three, &tag()).await;
     assert_eq!(r.status(), 200, "$0.35 affords three");
 }
+
+#[tokio::test]
+async fn a_call_capped_to_what_the_wallet_affords_is_paid_in_full_by_its_hold() {
+    let stack = Stack::demo();
+    wait_for(&stack.admin);
+    // No output limit of its own: sent with the cap the wallet affords,
+    // one more field in the body that the provider counts as input.
+    for (format, model) in [
+        ("openai", "gpt-5.5"),
+        ("responses", "gpt-5.5"),
+        ("gemini", "gemini-3-flash-preview"),
+        ("gemini", "gpt-5.5"),
+    ] {
+        let (account, _, key) = customer(&stack, "pro", "0.0006", 1, json!({"name": "short"})).await;
+        let c = common::call(format, model, false, "hello there");
+        let auth = if c.auth.0 == "authorization" { format!("Bearer {key}") } else { key.clone() };
+        let r = client()
+            .post(stack.url(&c.path))
+            .header(c.auth.0, auth)
+            .header("x-mock-chunks", "5000")
+            .json(&c.body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{format} {model}");
+        let id = request_id(&r);
+        let _ = r.bytes().await.unwrap();
+        let charge = charge_of(&stack, account, &id).await.unwrap();
+        assert_eq!(
+            (charge["estimated"].clone(), charge["unpaid_nano_usd"].clone()),
+            (json!(false), json!(0)),
+            "{format} {model}: {charge}"
+        );
+        assert!(charge["output_tokens"].as_i64().unwrap() < 5000, "capped: {charge}");
+        assert!(balance(&stack, account).await >= 0);
+    }
+}

@@ -86,7 +86,7 @@ fn case() -> impl Strategy<Value = Case> {
 
 /// The last message is the user's; before it, turns alternate.
 fn role(case: &Case, i: usize, assistant: &'static str) -> &'static str {
-    if (case.messages.len() - 1 - i) % 2 == 0 {
+    if (case.messages.len() - 1 - i).is_multiple_of(2) {
         "user"
     } else {
         assistant
