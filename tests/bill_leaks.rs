@@ -85,14 +85,14 @@ async fn a_call_that_outlives_its_lease_is_charged_in_full_and_its_hold_is_kept(
     assert_eq!(charge["estimated"], false, "{charge}");
     assert_eq!(charge["amount_nano_usd"], -gpt_cost(&doc["usage"]), "{charge}");
 
-    // A provider that takes three seconds to stream its answer.
+    // A provider that takes five seconds to stream its answer.
     let mut body = common::money::chat("gpt-5.5", 50);
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     let mut r = client()
         .post(stack.url("/v1/chat/completions"))
         .bearer_auth(&key)
-        .header("x-mock-chunks", "30")
+        .header("x-mock-chunks", "50")
         .header("x-mock-chunk-delay-ms", "100")
         .json(&body)
         .send()
@@ -110,9 +110,9 @@ async fn a_call_that_outlives_its_lease_is_charged_in_full_and_its_hold_is_kept(
     assert!(sampled.is_some_and(|h| h > 0), "still held past the lease, mid-call: {sampled:?}");
     let last = text.lines().rfind(|l| l.starts_with("data: {")).unwrap();
     let usage = serde_json::from_str::<Value>(&last[6..]).unwrap()["usage"].clone();
-    assert_eq!(usage["completion_tokens"], 30);
+    assert_eq!(usage["completion_tokens"], 50);
     let charge = charge_of(&stack, account, &slow).await.expect("the slow stream is charged");
-    assert_eq!((charge["estimated"].clone(), charge["output_tokens"].clone()), (json!(false), json!(30)));
+    assert_eq!((charge["estimated"].clone(), charge["output_tokens"].clone()), (json!(false), json!(50)));
     assert_eq!(charge["amount_nano_usd"], -gpt_cost(&usage));
 
     let spent = gpt_cost(&doc["usage"]) + gpt_cost(&usage);
