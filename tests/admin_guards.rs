@@ -1,6 +1,7 @@
-//! The admin API's own guards, through the real binary: a short or empty
-//! `admin.token` stops `serve` and `check`; a key allowlist naming no
-//! configured model or class (a typo) is refused by name.
+//! Settings that would open a hole are refused: a short or empty
+//! `admin.token` stops `serve` and `check` (through the real binary); a
+//! key allowlist naming no configured model or class (a typo) is a 400
+//! naming it; a write timeout of 0 is not read as "never".
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -51,6 +52,17 @@ fn a_short_or_empty_admin_token_stops_serve_and_check() {
     }
     let (code, stderr) = run_with_token("check", "sixteen-chars-ok");
     assert_eq!(code, Some(0), "16 characters are enough: {stderr}");
+}
+
+#[test]
+fn a_write_timeout_of_zero_is_refused_rather_than_read_as_never() {
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap();
+    let yaml = yaml.replacen("server:\n", "server:\n  downstream_write_timeout_ms: 0\n", 1);
+    let err = match tollgate::config::parse_str(&yaml, &|_| None) {
+        Ok(config) => tollgate::gateway::Gateway::from_config(&config).err().unwrap(),
+        Err(e) => panic!("{e}"),
+    };
+    assert!(err.contains("downstream_write_timeout_ms"), "{err}");
 }
 
 #[tokio::test]
