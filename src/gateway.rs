@@ -120,8 +120,15 @@ impl Gateway {
                 return Err(format!("mounts[{i}].formats: list at least one format"));
             }
         }
+        if let Some(admin) = &config.admin {
+            admin.validate()?;
+        }
         if config.server.max_request_body_bytes == 0 {
             return Err("server.max_request_body_bytes: must be more than 0".into());
+        }
+        if config.server.downstream_write_timeout_ms == 0 {
+            // Not "never": a caller that stops reading would hold its call forever.
+            return Err("server.downstream_write_timeout_ms: must be more than 0".into());
         }
 
         let mut providers: Vec<Arc<Provider>> = Vec::new();

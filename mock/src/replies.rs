@@ -515,12 +515,17 @@ impl Reply {
         if last {
             candidate["finishReason"] = json!(self.finish("STOP", "STOP", "MAX_TOKENS"));
         }
+        // Thoughts count against the output limit as the answer does: no
+        // count says more than the whole answer's (the last chunk's).
+        let whole = self.output_tokens();
+        let output_so_far = if last { whole } else { output_so_far.min(whole) };
+        let thoughts = self.reasoning_tokens().min(output_so_far);
         let mut usage = json!({
-            "promptTokenCount": self.input_tokens, "cachedContentTokenCount": self.cached_tokens, "candidatesTokenCount": output_so_far - self.reasoning_tokens().min(output_so_far),
+            "promptTokenCount": self.input_tokens, "cachedContentTokenCount": self.cached_tokens, "candidatesTokenCount": output_so_far - thoughts,
             "totalTokenCount": self.input_tokens + output_so_far,
         });
         if self.thinking.is_some() {
-            usage["thoughtsTokenCount"] = json!(self.reasoning_tokens());
+            usage["thoughtsTokenCount"] = json!(thoughts);
         }
         json!({ "candidates": [candidate], "usageMetadata": usage, "modelVersion": self.model, "responseId": "mock-response" })
     }

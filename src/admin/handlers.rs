@@ -248,8 +248,8 @@ fn check_models(
     fallback: Option<&String>,
 ) -> Result<(), AdminError> {
     if let Some(models) = models {
-        if models.iter().any(|m| m.is_empty()) {
-            return Err(AdminError::bad("'models' cannot hold an empty id"));
+        for pattern in models {
+            allowlist_entry(&state.gateway.catalog, pattern).map_err(AdminError::bad)?;
         }
     }
     if let Some(f) = fallback {
@@ -258,6 +258,33 @@ fn check_models(
         }
     }
     Ok(())
+}
+
+/// One entry of a key's allowlist, as `plan::matches_any`
+/// reads it: a model id, a `prefix*` glob, or `class:NAME` of a configured
+/// class. A name that matches nothing (a typo, or an alias: allowlists
+/// match ids) would only make the key refuse what it was meant to allow.
+fn allowlist_entry(catalog: &crate::gateway::Catalog, pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("'models' cannot hold an empty id".into());
+    }
+    if pattern.ends_with('*') {
+        return Ok(());
+    }
+    if let Some(class) = pattern.strip_prefix("class:") {
+        return if catalog.entries().iter().any(|m| m.class.as_deref() == Some(class)) {
+            Ok(())
+        } else {
+            Err(format!("'models': no model has the class '{class}' (in '{pattern}')"))
+        };
+    }
+    match catalog.resolve(pattern) {
+        Some(m) if *m.id == *pattern => Ok(()),
+        Some(m) => {
+            Err(format!("'models': '{pattern}' is an alias; allowlists name the model's id '{}'", m.id))
+        }
+        None => Err(format!("'models': no model '{pattern}'")),
+    }
 }
 
 fn cap_of(cap: Option<&UsdInput>) -> Result<Option<NanoUsd>, AdminError> {

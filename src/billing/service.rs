@@ -127,6 +127,11 @@ pub struct Billing {
 /// The fewest output tokens worth sending a request upstream for.
 const MIN_OUTPUT_TOKENS: u64 = 16;
 
+/// Input tokens the output cap adds to a body, at four bytes a token:
+/// `,"max_completion_tokens":18446744073709551615` is 46 bytes, and a
+/// Gemini `generationConfig` written anew may change by a few more.
+const OUTPUT_CAP_FIELD_TOKENS: u64 = 16;
+
 impl Billing {
     pub fn new(
         plans: Vec<Arc<Plan>>,
@@ -255,12 +260,17 @@ impl Billing {
         let cap_left = key.spend_cap.map(|cap| NanoUsd((cap.0 - self.wallets.key_spent(key.id).0).max(0)));
         let budget = cap_left.map_or(wallet, |left| left.min(wallet));
         let mut output_cap = None;
+        let mut input_estimate = input_tokens;
         let mut held = price.worst_case(input_tokens, max_output);
         if held > budget && !caller_set_limit {
-            let affordable = price.affordable_output(budget, input_tokens).min(max_output);
+            // The cap goes into the body as one more field, which the
+            // provider counts as input too: its bytes are held with it.
+            let input = input_tokens.saturating_add(OUTPUT_CAP_FIELD_TOKENS);
+            let affordable = price.affordable_output(budget, input).min(max_output);
             if affordable >= MIN_OUTPUT_TOKENS {
                 output_cap = Some(affordable);
-                held = price.worst_case(input_tokens, affordable);
+                input_estimate = input;
+                held = price.worst_case(input, affordable);
             }
         }
         let held = NanoUsd(held.0.max(1));
@@ -283,7 +293,7 @@ impl Billing {
                     model: model_id.to_string(),
                     price,
                     held,
-                    input_estimate: input_tokens,
+                    input_estimate,
                     output_cap,
                     alive,
                 })

@@ -96,8 +96,26 @@ impl Default for BillingSection {
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     pub listen: String,
-    /// `Authorization: Bearer <token>` on every admin call.
+    /// `Authorization: Bearer <token>` on every admin call; at least
+    /// [`ADMIN_TOKEN_MIN_CHARS`] characters.
     pub token: Secret,
+}
+
+/// The shortest admin token accepted: the admin API moves money.
+pub const ADMIN_TOKEN_MIN_CHARS: usize = 16;
+
+impl AdminSection {
+    /// Refuses a token anyone could guess: empty (an unset variable) or short.
+    pub fn validate(&self) -> Result<(), String> {
+        let chars = self.token.expose().chars().count();
+        if chars < ADMIN_TOKEN_MIN_CHARS {
+            return Err(format!(
+                "admin.token: must be at least {ADMIN_TOKEN_MIN_CHARS} characters (got {chars}){}",
+                if chars == 0 { "; is its variable set?" } else { "" }
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

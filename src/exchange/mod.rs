@@ -294,6 +294,7 @@ fn plan_translated(
     // The body as it goes upstream, with its framing: the canonical
     // estimate counts only the text, and misses one-letter messages.
     let held_input = input_estimate(&body, ctx.input_estimate);
+    let max_output = held_output_limit(request.max_tokens, &body, target, model.max_output_tokens);
     let upstream_query = (target == ClientFormat::Gemini && stream).then_some("alt=sse");
     let path = provider.upstream_path(&endpoint, &model.upstream_model, upstream_query);
     let headers = headers::upstream_headers(client_headers, &provider);
@@ -306,7 +307,7 @@ fn plan_translated(
         stream,
         hide_usage: false,
         input_estimate: held_input,
-        max_output: request.max_tokens,
+        max_output,
         choices: 1,
         translation: Some(Translation { translator, ctx, ignored, ping_after: gateway.stream_ping }),
         max_event_bytes: gateway.max_stream_event_bytes,
@@ -332,14 +333,35 @@ fn generation_config(top: &TopLevel<'_>) -> Option<GenerationConfig> {
 /// The output limit a request body sets, in the fields its own format's
 /// provider honours. Chat has two (`max_completion_tokens` and the older
 /// `max_tokens`): when both are there, the larger is held, whichever the
-/// provider reads.
+/// provider reads. A limit of 0 holds one token: a provider that takes it
+/// still answers with one.
 fn output_limit(format: ClientFormat, top: &TopLevel<'_>) -> Option<u64> {
     let number = |name: &str| top.raw(name).and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
-    match format {
+    let limit = match format {
         ClientFormat::Openai => number("max_completion_tokens").max(number("max_tokens")),
         ClientFormat::Anthropic => number("max_tokens"),
         ClientFormat::Responses => number("max_output_tokens"),
         ClientFormat::Gemini => generation_config(top)?.max_output_tokens,
+    };
+    limit.map(|n| n.max(1))
+}
+
+/// The output limit held for a translated call: the caller's, or the one
+/// the body as it goes upstream sets when that is more (Anthropic's
+/// thinking needs `max_tokens` above its budget, so the translation raises
+/// a caller's small limit, and the provider may bill up to it). `None`,
+/// as when the caller set none, holds the model's limit.
+fn held_output_limit(
+    asked: Option<u64>,
+    upstream_body: &[u8],
+    target: ClientFormat,
+    model_max: u64,
+) -> Option<u64> {
+    let sent = TopLevel::parse(upstream_body).ok().and_then(|top| output_limit(target, &top));
+    match (asked, sent) {
+        (Some(asked), sent) => Some(asked.max(sent.unwrap_or(0)).max(1)),
+        (None, Some(sent)) if sent > model_max => Some(sent),
+        (None, _) => None,
     }
 }
 

@@ -168,3 +168,36 @@ fn other_formats_are_translated_into_the_providers() {
     let p = plan(&g, &messages, Bytes::from_static(body), Some("beta=true"), &[], "req-test").unwrap();
     assert_eq!(p.path, "/gemini/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse");
 }
+
+#[test]
+fn a_translation_that_raises_the_output_limit_is_held_at_the_raised_limit() {
+    let g = gateway();
+    // Anthropic's thinking needs max_tokens above its budget: the provider
+    // may bill up to the raised limit, so the hold is for it.
+    let raw = br#"{"model":"claude-sonnet-4-6","max_tokens":10,"reasoning_effort":"low","messages":[{"role":"user","content":"a"}]}"#;
+    let p = plan(
+        &g,
+        &route(ClientFormat::Openai, Endpoint::ChatCompletions),
+        Bytes::from_static(raw),
+        None,
+        &[],
+        "r",
+    )
+    .unwrap();
+    let v: Value = serde_json::from_slice(&p.body).unwrap();
+    let sent = v["max_tokens"].as_u64().unwrap();
+    assert!(sent > 1024, "{v}");
+    assert_eq!(p.max_output, Some(sent));
+    // A limit of 0 holds the one token a provider still answers with.
+    let raw = br#"{"model":"gpt-5.5","max_tokens":0,"messages":[{"role":"user","content":"a"}]}"#;
+    let p = plan(
+        &g,
+        &route(ClientFormat::Openai, Endpoint::ChatCompletions),
+        Bytes::from_static(raw),
+        None,
+        &[],
+        "r",
+    )
+    .unwrap();
+    assert_eq!(p.max_output, Some(1));
+}
