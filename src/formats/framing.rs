@@ -145,6 +145,11 @@ impl JsonArrayDecoder {
                     if self.depth == self.base {
                         if let Some(s) = start.take() {
                             self.emit(chunk, s, i, out);
+                            if self.overflowed {
+                                // Nothing after an element past the limit,
+                                // wherever the chunks were cut.
+                                return;
+                            }
                         }
                     }
                 }
@@ -218,6 +223,16 @@ mod tests {
             let _ = elements(junk, &[1], 100);
         }
         assert_eq!(elements(b"[1, \"s\", {}]", &[], 100).0, vec!["{}".to_string()], "scalars are no events");
+    }
+
+    #[test]
+    fn nothing_follows_an_element_past_the_limit_however_the_chunks_are_cut() {
+        let array = r#"[{"a":1},{"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb":2},{"c":3}]"#;
+        let whole = elements(array.as_bytes(), &[], 20);
+        assert_eq!(whole, (vec![r#"{"a":1}"#.to_string()], true));
+        for cut in 1..array.len() {
+            assert_eq!(elements(array.as_bytes(), &[cut], 20), whole, "cut at {cut}");
+        }
     }
 
     #[test]
