@@ -113,6 +113,7 @@ fn limits(c: &mut Criterion) {
     let limiter = Limiter::default();
     let limits = InForce {
         rpm: Some(1_000_000),
+        rpm_class: None,
         rph: Some(100_000_000),
         daily_messages: Some(1_000_000_000),
         input_tpm: Some(u64::MAX / 1_000_000),
@@ -132,9 +133,10 @@ fn limits(c: &mut Criterion) {
                 group: "messages",
                 input_estimate: 1_200,
                 now,
+                mono: now,
             };
             let permit = limiter.admit(black_box(&ask), &limits).unwrap();
-            limiter.finish(&permit, Some(1_100), now);
+            limiter.finish(&permit, true, Some(1_100), now);
         })
     });
 }

@@ -53,6 +53,7 @@ fn limits_of(
     now: u64,
 ) -> Map<String, Value> {
     let limits = account.plan.limits.in_force(None, "messages", &key.limits);
+    let mono = crate::billing::Clock::monotonic_ms(&crate::billing::SystemClock);
     let ask = crate::limits::Ask {
         key: key.id,
         account: account.id,
@@ -60,6 +61,7 @@ fn limits_of(
         group: "messages",
         input_estimate: 0,
         now,
+        mono,
     };
     gateway
         .limiter
@@ -214,15 +216,31 @@ pub async fn generation(
 
 /// The models `key` may call (a fallback-served model counts too, as the
 /// key can use it), in the catalog's order.
-pub fn models_for<'a>(gateway: &'a Gateway, key: Option<&KeyState>) -> Vec<&'a Arc<ModelEntry>> {
-    let entries = gateway.catalog.entries().iter();
+/// Whether `key` may see `model` (one it may call, or one coming soon).
+fn visible(gateway: &Gateway, key: Option<&KeyState>, model: &ModelEntry) -> bool {
     match (&gateway.billing, key) {
-        (Some(billing), Some(key)) => entries
-            .filter(|m| {
-                m.status == crate::config::ModelStatus::ComingSoon
-                    || billing.access(key, &m.id, m.class.as_deref()).is_ok()
-            })
-            .collect(),
-        _ => entries.collect(),
+        (Some(billing), Some(key)) => {
+            model.status == crate::config::ModelStatus::ComingSoon
+                || billing.access(key, &model.id, model.class.as_deref()).is_ok()
+        }
+        _ => true,
     }
+}
+
+/// The model `id` names, if the key may see it: 404 otherwise, as the list
+/// hides it.
+pub fn model_for<'a>(
+    gateway: &'a Gateway,
+    key: Option<&KeyState>,
+    id: &str,
+) -> Result<&'a Arc<ModelEntry>, GatewayError> {
+    gateway
+        .catalog
+        .resolve(id)
+        .filter(|m| visible(gateway, key, m))
+        .ok_or_else(|| GatewayError::ModelNotFound(id.to_string()))
+}
+
+pub fn models_for<'a>(gateway: &'a Gateway, key: Option<&KeyState>) -> Vec<&'a Arc<ModelEntry>> {
+    gateway.catalog.entries().iter().filter(|m| visible(gateway, key, m)).collect()
 }

@@ -60,6 +60,9 @@ pub enum GatewayError {
     NotFound(String),
     /// The plan has no API access or does not include the model (403).
     UpgradeRequired(String),
+    /// A limit of the key or its plan is 0: no call is let through (403,
+    /// `limit_blocked`), never a 429 inviting retries.
+    LimitBlocked(String),
     /// The gateway itself is out of a resource (file descriptors): not the
     /// provider's fault, and worth a retry.
     Overloaded(String),
@@ -91,7 +94,9 @@ impl GatewayError {
             GatewayError::InsufficientCredits(_)
             | GatewayError::SpendCapReached(_)
             | GatewayError::TrialExpired => 402,
-            GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => 403,
+            GatewayError::UpgradeRequired(_)
+            | GatewayError::AccountSuspended
+            | GatewayError::LimitBlocked(_) => 403,
             GatewayError::IdempotencyConflict | GatewayError::IdempotentAnswerNotKept => 409,
             GatewayError::IdempotencyKeyReused => 422,
             GatewayError::RateLimited { .. } => 429,
@@ -121,7 +126,9 @@ impl GatewayError {
             GatewayError::InsufficientCredits(_)
             | GatewayError::SpendCapReached(_)
             | GatewayError::TrialExpired => ErrorKind::Billing,
-            GatewayError::UpgradeRequired(_) | GatewayError::AccountSuspended => ErrorKind::Permission,
+            GatewayError::UpgradeRequired(_)
+            | GatewayError::AccountSuspended
+            | GatewayError::LimitBlocked(_) => ErrorKind::Permission,
             GatewayError::IdempotencyConflict
             | GatewayError::IdempotencyKeyReused
             | GatewayError::IdempotentAnswerNotKept => ErrorKind::InvalidRequest,
@@ -166,6 +173,7 @@ impl GatewayError {
             GatewayError::RateLimited { code, .. } => code,
             GatewayError::NotFound(_) => "not_found",
             GatewayError::UpgradeRequired(_) => "upgrade_required",
+            GatewayError::LimitBlocked(_) => "limit_blocked",
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::TranslationUnsupported { .. } => "translation_unsupported",
             GatewayError::UnsupportedFeature { .. } => "unsupported_feature",
@@ -235,6 +243,7 @@ impl fmt::Display for GatewayError {
                 write!(f, "Insufficient credits: {why}; top up to continue")
             }
             GatewayError::UpgradeRequired(why) => write!(f, "Upgrade required: {why}"),
+            GatewayError::LimitBlocked(why) => write!(f, "Blocked: {why}"),
             GatewayError::BadRequest(why) => write!(f, "Invalid request: {why}"),
             GatewayError::TranslationUnsupported { from, to } => write!(
                 f,

@@ -101,7 +101,16 @@ impl Gateway {
         let Some(boot) = self.boot.take() else { return Ok(()) };
         let money = crate::store::boot::start(config, boot.plans, boot.accounts, boot.keys)?;
         self.billing = Some(money.billing.clone());
+        let since = money.billing.now_ms().saturating_sub(crate::exchange::restore::LOOKBACK_MS) as i64;
+        let calls = money
+            .store
+            .block_on(move |s| async move { s.recent_calls(since).await })
+            .map_err(|e| format!("store: the rate limits' recent calls: {e}"))?;
         self.money = Some(money);
+        let counted = crate::exchange::restore::rebuild_limits(self, &calls);
+        if counted > 0 {
+            log::info!(target: "tollgate", "rate limits: {counted} calls of the last day counted again from the ledger");
+        }
         Ok(())
     }
 
@@ -236,9 +245,12 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
                 .map_err(|e| format!("plans '{}': limits.timezone: {e}", p.name))?,
         };
         for group in l.rph.keys() {
-            if !["messages", "responses", "images"].contains(&group.as_str()) {
+            // `images` waits for an endpoint that counts against it: a limit
+            // nothing counts would be a promise the gateway does not keep.
+            if !["messages", "responses"].contains(&group.as_str()) {
                 return Err(format!(
-                    "plans '{}': limits.rph: '{group}' is not an endpoint group (messages, responses, images)",
+                    "plans '{}': limits.rph: '{group}' is not an endpoint group this gateway counts \
+                     (messages, responses)",
                     p.name
                 ));
             }

@@ -1,7 +1,8 @@
 //! What the rate limits hold in memory per active key, measured with a
 //! counting allocator: 1,000 keys, each with a full 600-a-minute window,
 //! an hourly window on its account, a token bucket, a daily cap and a
-//! concurrency count. Run with `--nocapture` for the figure.
+//! concurrency count; and all of it freed once the keys are idle past
+//! their longest window. Run with `--nocapture` for the figures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tollgate::limits::{Ask, InForce, Limiter};
@@ -14,6 +15,7 @@ fn a_full_600_rpm_window_costs_about_eight_bytes_a_request() {
     let limiter = Limiter::default();
     let limits = InForce {
         rpm: Some(600),
+        rpm_class: None,
         rph: Some(1_000),
         daily_messages: Some(1_000_000),
         input_tpm: Some(1_000_000),
@@ -31,9 +33,10 @@ fn a_full_600_rpm_window_costs_about_eight_bytes_a_request() {
                 group: "messages",
                 input_estimate: 10,
                 now: 1_000 + i,
+                mono: 1_000 + i,
             };
             let permit = limiter.admit(&ask, &limits).unwrap();
-            limiter.finish(&permit, Some(10), 1_000 + i);
+            limiter.finish(&permit, true, Some(10), 1_000 + i);
         }
     }
     let per_key = (ALLOCATOR.current_usage() - before) / keys as usize;
@@ -42,4 +45,12 @@ fn a_full_600_rpm_window_costs_about_eight_bytes_a_request() {
     // by doubling) and a few small fixed parts.
     assert!(per_key < 24 * 1024, "{per_key} bytes per key");
     assert!(per_key > 2 * 600 * 8, "{per_key}: both windows are held");
+
+    // Idle past the hour (and the day): every key and account is freed.
+    let two_days = 2 * 86_400_000;
+    limiter.sweep_all(two_days, two_days);
+    assert_eq!(limiter.tracked(), (0, 0));
+    let left = ALLOCATOR.current_usage().saturating_sub(before);
+    println!("rate-limit state left once 1,000 keys are idle: {left} bytes");
+    assert!(left < 64 * 1024, "{left} bytes left for no active key");
 }

@@ -41,9 +41,15 @@ impl Clock for SystemClock {
     fn monotonic_ms(&self) -> u64 {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         let start = START.get_or_init(std::time::Instant::now);
-        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        // Starts two days in, so what happened up to two days before the
+        // process started (the rate limits rebuilt from the ledger) has a
+        // time on it too.
+        MONOTONIC_BASE_MS.saturating_add(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 }
+
+/// Where [`SystemClock`]'s monotonic time starts.
+pub const MONOTONIC_BASE_MS: u64 = 2 * 86_400_000;
 
 /// Kept by the request a hold is for: while it lives, the hold's lease
 /// is renewed instead of ending.
@@ -135,6 +141,10 @@ impl<C: Clock> Wallets<C> {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    pub fn now_monotonic(&self) -> u64 {
+        self.clock.monotonic_ms()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {

@@ -50,6 +50,9 @@ pub struct Metered {
     /// The provider sent no count: the tokens were estimated.
     pub estimated: bool,
     pub request_id: String,
+    /// The endpoint group its call counted in (`messages`, `responses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,9 @@ pub struct Admission {
     pub output_cap: Option<u64>,
     /// Keeps the hold's lease renewed while the request lives.
     pub alive: HoldToken,
+    /// The endpoint group its hourly limit counts in (kept with the
+    /// charge, so a restart can rebuild the windows from the ledger).
+    pub group: &'static str,
 }
 
 /// How a request ended, for its bill.
@@ -296,6 +299,7 @@ impl Billing {
                     input_estimate,
                     output_cap,
                     alive,
+                    group: "messages",
                 })
             }
             Err(HoldRefused::SpendCap { left, wanted }) => {
@@ -376,6 +380,7 @@ impl Billing {
                     cache_write_tokens: usage.cache_write_tokens,
                     estimated,
                     request_id: request_id.to_string(),
+                    group: Some(admission.group.to_string()),
                 }),
                 at: self.now_ms(),
             });

@@ -7,13 +7,13 @@
 
 use super::UpstreamPlan;
 use crate::auth::Principal;
-use crate::billing::{Admission, Billing, Call, Ending, KeyState, Refusal};
+use crate::billing::{Admission, Billing, Call, KeyState, Refusal};
 use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
 use crate::formats::ClientFormat;
 use crate::gateway::{Gateway, ModelEntry};
 use crate::limits::headers::{Headers, Style};
-use crate::limits::{Ask, Kind, Permit};
+use crate::limits::{Ask, Kind, Permit, Refused};
 use crate::metrics;
 use crate::routing::Route;
 use bytes::Bytes;
@@ -107,9 +107,12 @@ pub struct Admitted {
     pub headers: Headers,
 }
 
-/// Admits the planned call for `principal`'s account, against its wallet
-/// and then its rate limits (a call a limit refuses gives its hold back,
-/// so it takes from nothing): `Ok(None)` when nothing is billed here.
+/// Admits the planned call for `principal`'s account, against its rate
+/// limits and then its wallet: a call over a limit gets the limit's 429
+/// and holds nothing; a call the wallet cannot hold gives back what it
+/// took from the limits, so it takes from nothing. `Ok(None)` when
+/// nothing is billed here, and for counting tokens: free, held for
+/// nothing, no message against any limit.
 pub fn admit(
     gateway: &Gateway,
     principal: &Principal,
@@ -117,60 +120,73 @@ pub fn admit(
     request_id: &str,
     route: &Route,
 ) -> Result<Option<Admitted>, GatewayError> {
-    let Some(admission) = hold(gateway, principal, plan, request_id)? else { return Ok(None) };
-    let Some(billing) = &gateway.billing else { return Ok(None) };
-    let now = billing.now_ms();
-    let limits = admission.account.plan.limits.in_force(
-        plan.model.class.as_deref(),
-        route.endpoint.limit_group(),
-        &admission.key.limits,
-    );
-    let ask = Ask {
-        key: admission.key.id,
-        account: admission.account.id,
-        class: plan.model.class.as_deref(),
-        group: route.endpoint.limit_group(),
-        input_estimate: plan.input_estimate,
-        now,
-    };
+    let (Some(billing), Some(key)) = (&gateway.billing, principal.billed.as_ref()) else { return Ok(None) };
+    if route.endpoint == crate::routing::Endpoint::CountTokens {
+        return Ok(None);
+    }
+    let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
     let style = match route.format {
         ClientFormat::Openai | ClientFormat::Responses => Style::OpenAi,
         ClientFormat::Anthropic => Style::Anthropic,
         ClientFormat::Gemini => Style::Plain,
     };
-    match gateway.limiter.admit(&ask, &limits) {
-        Ok(permit) => {
-            for s in &permit.standing {
-                metrics::rate_limit(s.kind.as_str(), "allowed");
-            }
-            let headers = crate::limits::headers::for_standing(&permit.standing, style, now);
-            Ok(Some(Admitted { admission, permit, headers }))
+    let group = route.endpoint.limit_group();
+    let limits = account.plan.limits.in_force(plan.model.class.as_deref(), group, &key.limits);
+    let (now, mono) = (billing.now_ms(), billing.wallets().now_monotonic());
+    let ask = Ask {
+        key: key.id,
+        account: account.id,
+        class: plan.model.class.as_deref(),
+        group,
+        input_estimate: plan.input_estimate,
+        now,
+        mono,
+    };
+    let permit = gateway.limiter.admit(&ask, &limits).map_err(|refused| {
+        metrics::rate_limit(refused.kind.as_str(), "refused");
+        limit_error(&refused, style, now)
+    })?;
+    let admission = match hold(gateway, principal, plan, request_id, group) {
+        Ok(Some(admission)) => admission,
+        Ok(None) => {
+            gateway.limiter.cancel(&permit, mono);
+            return Ok(None);
         }
-        Err(refused) => {
-            billing.settle(admission, &Ending::default(), request_id);
-            metrics::rate_limit(refused.kind.as_str(), "refused");
-            let (code, what) = match refused.kind {
-                Kind::Daily => ("daily_limit", "Daily message limit reached for your plan".to_string()),
-                Kind::InputTpm if refused.retry_after_ms == u64::MAX => (
-                    "rate_limit_exceeded",
-                    format!(
-                        "This request's input is more than the {} tokens a minute allowed",
-                        refused.limit
-                    ),
-                ),
-                kind => (
-                    "rate_limit_exceeded",
-                    format!("Rate limit exceeded ({} {})", refused.limit, kind.as_str()),
-                ),
-            };
-            let headers = crate::limits::headers::for_refusal(&refused, style, now);
-            let message = match headers.iter().find(|(n, _)| *n == "retry-after") {
-                Some((_, s)) if refused.retry_after_ms != u64::MAX => format!("{what}; retry after {s} s"),
-                _ => what,
-            };
-            Err(GatewayError::RateLimited { code, message, headers })
+        Err(e) => {
+            gateway.limiter.cancel(&permit, mono);
+            return Err(e);
         }
+    };
+    for s in &permit.standing {
+        metrics::rate_limit(s.kind.as_str(), "allowed");
     }
+    let headers = crate::limits::headers::for_standing(&permit.standing, style, now);
+    Ok(Some(Admitted { admission, permit, headers }))
+}
+
+/// The caller's error for a limit that refused: 429 with when to retry,
+/// or 403 for a limit of 0, which blocks.
+fn limit_error(refused: &Refused, style: Style, now: u64) -> GatewayError {
+    let name = refused.kind.as_str();
+    if refused.blocked() {
+        return GatewayError::LimitBlocked(format!(
+            "the {name} limit of this key or its plan is 0: no call is let through"
+        ));
+    }
+    let (code, what) = match refused.kind {
+        Kind::Daily => ("daily_limit", "Daily message limit reached for your plan".to_string()),
+        Kind::InputTpm if refused.retry_after_ms == u64::MAX => (
+            "rate_limit_exceeded",
+            format!("This request's input is more than the {} tokens a minute allowed", refused.limit),
+        ),
+        _ => ("rate_limit_exceeded", format!("Rate limit exceeded ({} {name})", refused.limit)),
+    };
+    let headers = crate::limits::headers::for_refusal(refused, style, now);
+    let message = match headers.iter().find(|(n, _)| *n == "retry-after") {
+        Some((_, s)) if refused.retry_after_ms != u64::MAX => format!("{what}; retry after {s} s"),
+        _ => what,
+    };
+    GatewayError::RateLimited { code, message, headers }
 }
 
 /// The wallet's part: the hold of the call's worst case.
@@ -179,6 +195,7 @@ fn hold(
     principal: &Principal,
     plan: &mut UpstreamPlan,
     request_id: &str,
+    group: &'static str,
 ) -> Result<Option<Admission>, GatewayError> {
     let Some(billing) = &gateway.billing else { return Ok(None) };
     let key = principal
@@ -200,7 +217,8 @@ fn hold(
         max_output,
         caller_set_limit: plan.max_output.is_some(),
     };
-    let admission = billing.admit(key, &call, request_id).map_err(refusal_error)?;
+    let mut admission = billing.admit(key, &call, request_id).map_err(refusal_error)?;
+    admission.group = group;
     if let Some(cap) = admission.output_cap.map(|total| total / choices) {
         plan.body = with_output_cap(&plan.body, plan.model.upstream_format, plan.provider_is_openai(), cap)?;
     }

@@ -5,6 +5,7 @@
 mod admit;
 pub mod headers;
 pub mod idempotency;
+pub mod restore;
 
 pub use admit::{admit, authenticate, model_access, refusal_error, Admitted};
 

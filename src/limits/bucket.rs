@@ -24,6 +24,23 @@ impl TokenBucket {
         self.per_minute
     }
 
+    /// A new limit: the tokens in the bucket stay (at most the new
+    /// capacity), and it refills at the new rate from now on.
+    pub fn resize(&mut self, per_minute: u64, now: u64) {
+        if per_minute == self.per_minute {
+            return;
+        }
+        self.refill(now);
+        self.per_minute = per_minute;
+        self.level = self.level.min(i128::from(per_minute) * MINUTE_MS);
+    }
+
+    /// Whether the bucket is full (nothing to remember).
+    pub fn full(&mut self, now: u64) -> bool {
+        self.refill(now);
+        self.level >= i128::from(self.per_minute) * MINUTE_MS
+    }
+
     fn refill(&mut self, now: u64) {
         let elapsed = i128::from(now.saturating_sub(self.at));
         let full = i128::from(self.per_minute) * MINUTE_MS;

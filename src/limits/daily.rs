@@ -61,64 +61,83 @@ pub fn parse_offset(text: &str) -> Result<i32, String> {
     Ok(sign * (h * 60 + m))
 }
 
+/// The messages of one local day: a counter apart from any threshold
+/// (a call is judged by the limit that applies to it), on the day of the
+/// zone it was last counted in; a zone that changes (a plan change) keeps
+/// the count while the local date is the same.
 #[derive(Debug, Clone)]
 pub struct DailyCap {
-    limit: u32,
-    zone: Zone,
     day: i64,
     used: u32,
 }
 
+impl Default for DailyCap {
+    fn default() -> Self {
+        Self { day: i64::MIN, used: 0 }
+    }
+}
+
+/// The local calendar day of the instant `now`, as days since 1970-01-01.
+pub fn local_day(now: u64, zone: Zone) -> i64 {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    now.saturating_add(zone.offset_ms(now)).div_euclid(DAY_MS)
+}
+
+/// Milliseconds from `now` until local midnight (the offset then, should
+/// daylight saving change it before).
+pub fn until_midnight(now: u64, zone: Zone) -> u64 {
+    let midnight = local_day(now, zone).saturating_add(1).saturating_mul(DAY_MS);
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let guess = midnight - zone.offset_ms(now);
+    let next = midnight - zone.offset_ms(guess);
+    u64::try_from(next - now).unwrap_or(0)
+}
+
 impl DailyCap {
-    pub fn new(limit: u32, zone: Zone) -> Self {
-        Self { limit, zone, day: i64::MIN, used: 0 }
-    }
-
-    fn local_day(&self, now: u64) -> i64 {
-        let now = now as i64;
-        (now + self.zone.offset_ms(now)).div_euclid(DAY_MS)
-    }
-
-    fn roll(&mut self, now: u64) {
-        let day = self.local_day(now);
+    fn roll(&mut self, now: u64, zone: Zone) {
+        let day = local_day(now, zone);
         if day != self.day {
             self.day = day;
             self.used = 0;
         }
     }
 
-    /// `Ok(())` if one more may pass today; otherwise the milliseconds
-    /// until local midnight.
-    pub fn check(&mut self, now: u64) -> Result<(), u64> {
-        self.roll(now);
-        if self.used < self.limit {
+    /// `Ok(())` if one more may pass today under `limit`; otherwise the
+    /// milliseconds until local midnight (`u64::MAX` for a limit of 0).
+    pub fn check(&mut self, now: u64, limit: u32, zone: Zone) -> Result<(), u64> {
+        self.roll(now, zone);
+        if self.used < limit {
             Ok(())
+        } else if limit == 0 {
+            Err(u64::MAX)
         } else {
-            Err(self.reset_ms(now))
+            Err(until_midnight(now, zone))
         }
     }
 
-    pub fn take(&mut self, now: u64) {
-        self.roll(now);
-        self.used += 1;
+    /// Counts one; the day it was counted on.
+    pub fn take(&mut self, now: u64, zone: Zone) -> i64 {
+        self.roll(now, zone);
+        self.used = self.used.saturating_add(1);
+        self.day
     }
 
-    pub fn used(&mut self, now: u64) -> u32 {
-        self.roll(now);
+    /// Gives back one counted on `day` (a call that ended unbilled); one
+    /// of a day that is over is gone with it.
+    pub fn untake(&mut self, day: i64) {
+        if day == self.day {
+            self.used = self.used.saturating_sub(1);
+        }
+    }
+
+    pub fn used(&mut self, now: u64, zone: Zone) -> u32 {
+        self.roll(now, zone);
         self.used
     }
 
-    pub fn limit(&self) -> u32 {
-        self.limit
-    }
-
-    /// Milliseconds until local midnight (the offset then, should daylight
-    /// saving change it before).
-    pub fn reset_ms(&self, now: u64) -> u64 {
-        let midnight = (self.local_day(now) + 1) * DAY_MS;
-        let guess = midnight - self.zone.offset_ms(now as i64);
-        let next = midnight - self.zone.offset_ms(guess);
-        u64::try_from(next - now as i64).unwrap_or(0)
+    /// Whether nothing is counted today (the entry can be freed).
+    pub fn idle(&self, now: u64, zone: Zone) -> bool {
+        self.used == 0 || self.day != local_day(now, zone)
     }
 }
 
@@ -130,36 +149,59 @@ mod tests {
 
     #[test]
     fn the_day_rolls_over_at_local_midnight() {
-        let mut utc = DailyCap::new(2, Zone::Utc);
-        utc.take(NOON_UTC);
-        utc.take(NOON_UTC);
-        assert_eq!(utc.check(NOON_UTC), Err(12 * 3_600_000), "until UTC midnight");
-        assert!(utc.check(NOON_UTC + 12 * 3_600_000).is_ok(), "a new day");
+        let mut utc = DailyCap::default();
+        utc.take(NOON_UTC, Zone::Utc);
+        utc.take(NOON_UTC, Zone::Utc);
+        assert_eq!(utc.check(NOON_UTC, 2, Zone::Utc), Err(12 * 3_600_000), "until UTC midnight");
+        assert!(utc.check(NOON_UTC + 12 * 3_600_000, 2, Zone::Utc).is_ok(), "a new day");
         // In Tokyo (+09:00) noon UTC is 21:00: the day ends in three hours.
-        let mut tokyo = DailyCap::new(1, Zone::parse("+09:00").unwrap_or_default());
-        tokyo.take(NOON_UTC);
-        assert_eq!(tokyo.check(NOON_UTC), Err(3 * 3_600_000));
-        assert!(tokyo.check(NOON_UTC + 3 * 3_600_000).is_ok());
-        let mut ny = DailyCap::new(1, Zone::parse("-05:00").unwrap_or_default());
-        ny.take(NOON_UTC);
-        assert_eq!(ny.check(NOON_UTC), Err(17 * 3_600_000), "07:00 in New York");
+        let tokyo_zone = Zone::parse("+09:00").unwrap_or_default();
+        let mut tokyo = DailyCap::default();
+        tokyo.take(NOON_UTC, tokyo_zone);
+        assert_eq!(tokyo.check(NOON_UTC, 1, tokyo_zone), Err(3 * 3_600_000));
+        assert!(tokyo.check(NOON_UTC + 3 * 3_600_000, 1, tokyo_zone).is_ok());
+        let ny_zone = Zone::parse("-05:00").unwrap_or_default();
+        let mut ny = DailyCap::default();
+        ny.take(NOON_UTC, ny_zone);
+        assert_eq!(ny.check(NOON_UTC, 1, ny_zone), Err(17 * 3_600_000), "07:00 in New York");
+        assert_eq!(ny.check(NOON_UTC, 0, ny_zone), Err(u64::MAX), "a limit of zero: never");
+    }
+
+    #[test]
+    fn a_count_outlives_a_new_limit_and_a_new_zone_on_the_same_date() {
+        let mut d = DailyCap::default();
+        for _ in 0..5 {
+            d.take(NOON_UTC, Zone::Utc);
+        }
+        assert!(d.check(NOON_UTC, 6, Zone::Utc).is_ok());
+        assert!(d.check(NOON_UTC, 5, Zone::Utc).is_err());
+        // 12:00 UTC is 07:00 in New York, the same date: the count stays.
+        let ny = Zone::parse("-05:00").unwrap_or_default();
+        assert_eq!(d.used(NOON_UTC, ny), 5);
+        // In Tokyo it is already 21:00... of the same date too; at 16:00 UTC,
+        // Tokyo's next date begins, and so does its count.
+        let tokyo = Zone::parse("+09:00").unwrap_or_default();
+        assert_eq!(d.used(NOON_UTC + 4 * 3_600_000, tokyo), 0);
+        let day = d.take(NOON_UTC + 4 * 3_600_000, tokyo);
+        d.untake(day);
+        assert_eq!(d.used(NOON_UTC + 4 * 3_600_000, tokyo), 0, "an unbilled call gives its slot back");
     }
 
     #[test]
     fn named_zones_follow_daylight_saving() {
         let ny = Zone::parse("America/New_York").unwrap_or_default();
         // 2026-12-01 noon UTC is 07:00 EST (-05:00): 17 hours to midnight.
-        let mut winter = DailyCap::new(1, ny);
-        winter.take(NOON_UTC);
-        assert_eq!(winter.check(NOON_UTC), Err(17 * 3_600_000));
+        let mut winter = DailyCap::default();
+        winter.take(NOON_UTC, ny);
+        assert_eq!(winter.check(NOON_UTC, 1, ny), Err(17 * 3_600_000));
         // 2026-07-01 noon UTC is 08:00 EDT (-04:00): 16 hours.
         let july = 1_782_907_200_000; // 2026-07-01T12:00:00Z
-        let mut summer = DailyCap::new(1, ny);
-        summer.take(july);
-        assert_eq!(summer.check(july), Err(16 * 3_600_000));
+        let mut summer = DailyCap::default();
+        summer.take(july, ny);
+        assert_eq!(summer.check(july, 1, ny), Err(16 * 3_600_000));
         // The day daylight saving ends (2026-11-01) is 25 hours long.
         let before = 1_793_505_600_000; // 2026-11-01T04:00:00Z, 00:00 EDT
-        assert_eq!(DailyCap::new(1, ny).reset_ms(before), 25 * 3_600_000);
+        assert_eq!(until_midnight(before, ny), 25 * 3_600_000);
         assert_eq!(Zone::parse("Asia/Tokyo").map(|z| z.offset_ms(0)), Ok(9 * 3_600_000));
         assert!(Zone::parse("Mars/Olympus").is_err());
         assert_eq!(Zone::parse("UTC"), Ok(Zone::Utc));

@@ -1,5 +1,8 @@
 //! The rate-limit headers clients back off on: `x-ratelimit-*` of the
-//! tightest limit (seed 001) on every response, OpenAI's
+//! request-rate limit nearest to refusing (seed 001) on every response
+//! (requests per minute, per class, per hour, per day: never the
+//! concurrency, which has `x-ratelimit-{limit,remaining}-concurrent` of
+//! its own), OpenAI's
 //! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` to OpenAI-format
 //! callers, Anthropic's `anthropic-ratelimit-{requests,input-tokens}-*` to
 //! Anthropic-format callers, and on a 429 `retry-after` (whole seconds)
@@ -33,20 +36,25 @@ fn openai_duration(ms: u64) -> String {
     }
 }
 
-/// The tightest of the limits that count requests (not tokens).
+/// The tightest of the limits that count requests over time.
 fn request_limit(standing: &[Standing]) -> Option<&Standing> {
-    tightest(standing.iter().filter(|s| s.kind != Kind::InputTpm))
+    tightest(standing.iter().filter(|s| s.kind.counts_requests()))
 }
 
 /// The headers of a call let through, with `standing` after it counted.
 pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers {
     let mut h = Headers::new();
-    let Some(tight) = tightest(standing) else { return h };
-    h.push(("x-ratelimit-limit", tight.limit.to_string()));
-    h.push(("x-ratelimit-remaining", tight.remaining.to_string()));
-    h.push(("x-ratelimit-reset", seconds_up(tight.reset_ms).to_string()));
     let requests = request_limit(standing);
     let tokens = standing.iter().find(|s| s.kind == Kind::InputTpm);
+    if let Some(tight) = requests.or(tokens) {
+        h.push(("x-ratelimit-limit", tight.limit.to_string()));
+        h.push(("x-ratelimit-remaining", tight.remaining.to_string()));
+        h.push(("x-ratelimit-reset", seconds_up(tight.reset_ms).to_string()));
+    }
+    if let Some(slots) = standing.iter().find(|s| s.kind == Kind::Concurrent) {
+        h.push(("x-ratelimit-limit-concurrent", slots.limit.to_string()));
+        h.push(("x-ratelimit-remaining-concurrent", slots.remaining.to_string()));
+    }
     match style {
         Style::OpenAi => {
             for (s, limit, remaining, reset) in [
@@ -134,5 +142,24 @@ mod tests {
         assert_eq!(get(&h, "retry-after").as_deref(), Some("2"), "whole seconds, rounded up");
         assert_eq!(get(&h, "retry-after-ms").as_deref(), Some("1500"));
         assert_eq!(get(&h, "x-ratelimit-remaining").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn request_headers_never_show_the_concurrency() {
+        let standing = [
+            Standing { kind: Kind::Concurrent, limit: 4, remaining: 3, reset_ms: 0 },
+            Standing { kind: Kind::Rpm, limit: 50, remaining: 49, reset_ms: 60_000 },
+        ];
+        let get = |h: &Headers, name: &str| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        for style in [Style::OpenAi, Style::Anthropic, Style::Plain] {
+            let h = for_standing(&standing, style, 0);
+            assert_eq!(get(&h, "x-ratelimit-limit").as_deref(), Some("50"), "{style:?}");
+            assert_eq!(get(&h, "x-ratelimit-limit-concurrent").as_deref(), Some("4"));
+            assert_eq!(get(&h, "x-ratelimit-remaining-concurrent").as_deref(), Some("3"));
+        }
+        let openai = for_standing(&standing, Style::OpenAi, 0);
+        assert_eq!(get(&openai, "x-ratelimit-limit-requests").as_deref(), Some("50"));
+        let anthropic = for_standing(&standing, Style::Anthropic, 0);
+        assert_eq!(get(&anthropic, "anthropic-ratelimit-requests-limit").as_deref(), Some("50"));
     }
 }

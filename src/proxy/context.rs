@@ -140,6 +140,17 @@ impl RequestCtx {
         }
     }
 
+    /// The provider refused the call (an error status): an attempt never
+    /// kept for a replay, so its `Idempotency-Key` is let go before the
+    /// caller sees the answer, and a retry at once runs anew.
+    pub async fn forget_attempt(&mut self, status: u16) {
+        if !(200..300).contains(&status) {
+            if let Some(i) = self.idempotent.take() {
+                i.finish(status, false).await;
+            }
+        }
+    }
+
     /// Counts the stream events about to be written to the caller.
     pub fn relayed(&mut self, out: &[bytes::Bytes]) {
         for chunk in out {
@@ -180,8 +191,9 @@ impl RequestCtx {
         self.finished = true;
         self.settle();
         if let Some((limiter, permit)) = self.permit.take() {
+            let billed = self.charge.is_some_and(|c| c.cost.0 > 0 || c.unpaid.0 > 0);
             let input = self.charge.map(|c| c.usage.input_tokens).or(self.usage.map(|u| u.input_tokens));
-            limiter.finish(&permit, input, crate::billing::SystemClock.now_ms());
+            limiter.finish(&permit, billed, input, crate::billing::SystemClock.monotonic_ms());
         }
         if let Some(i) = self.idempotent.take() {
             let status = written_status.unwrap_or(self.status);

@@ -58,7 +58,10 @@ pub async fn handle(
     ctx.format = route.format.as_str();
     match serve(gateway, connector, session, ctx, &route, query.as_deref()).await {
         Ok(()) => Ok(()),
-        Err(Failure::Refused(err)) => fail(session, ctx, &err, route.format).await,
+        Err(Failure::Refused(err)) => {
+            ctx.forget_attempt(err.status()).await;
+            fail(session, ctx, &err, route.format).await
+        }
         Err(Failure::Aborted(why)) => {
             ctx.failure = Some(why.clone());
             Err(Error::explain(ErrorType::WriteError, why))
@@ -116,7 +119,7 @@ async fn serve(
             local(session, ctx, 200, body).await
         }
         Endpoint::GetModel { id } => {
-            let model = gateway.catalog.resolve(id).ok_or_else(|| GatewayError::ModelNotFound(id.clone()))?;
+            let model = customer::model_for(gateway, principal.billed.as_deref(), id)?;
             local(session, ctx, 200, models_list::render_one(route.format, &model.info())).await
         }
         _ => {
@@ -229,6 +232,7 @@ async fn relay(
         .await;
     }
     let (head, status, is_sse) = upstream_head(&upstream)?;
+    ctx.forget_attempt(status).await;
     let mut relay = Passthrough::for_answer(format, status, is_sse, plan.stream, plan.hide_usage)
         .with_event_limit(plan.max_event_bytes);
     let more = ctx.limit_headers.len() + 2;

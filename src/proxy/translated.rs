@@ -178,6 +178,7 @@ async fn document(
         translate_document(translation.translator, &translation.ctx, upstream_status, &body, plan.stream);
     ctx.usage = usage;
     ctx.status = status;
+    ctx.forget_attempt(status).await;
     ctx.completed = true;
     if (200..300).contains(&status) {
         ctx.relayed_events = estimate::output_tokens(&out);

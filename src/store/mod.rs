@@ -107,6 +107,16 @@ pub struct Snapshot {
     pub present: std::collections::HashSet<String>,
 }
 
+/// A charged call, as the rate limits count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentCall {
+    pub account_id: i64,
+    pub key_id: Option<i64>,
+    pub model: Option<String>,
+    pub group: Option<String>,
+    pub at: i64,
+}
+
 /// One ledger record as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LedgerRow {
@@ -200,6 +210,9 @@ pub trait Store: Send + Sync {
     /// Keeps ledger records; a record already kept (same key) is skipped,
     /// so a journal replayed after a crash is kept once. How many were new.
     async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError>;
+    /// The charged calls since `since` (Unix ms), oldest first: what the
+    /// rate limits rebuild their open windows and the day's count from.
+    async fn recent_calls(&self, since: i64) -> Result<Vec<RecentCall>, StoreError>;
     /// Everything the wallets are loaded from, and which of `records`
     /// (ledger record keys) the store already keeps, in one read.
     async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError>;

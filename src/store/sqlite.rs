@@ -4,8 +4,8 @@
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
-    Account, AccountPatch, Generation, KeyPatch, KeyRecord, LedgerRow, LotRow, NewKey, Snapshot, Store,
-    StoreError, UsageFilter, UsageRow,
+    Account, AccountPatch, Generation, KeyPatch, KeyRecord, LedgerRow, LotRow, NewKey, RecentCall, Snapshot,
+    Store, StoreError, UsageFilter, UsageRow,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd, RecordKind};
@@ -277,7 +277,8 @@ impl Store for SqliteStore {
         for chunk in records[..whole].chunks(APPEND_ROWS).chain(records[whole..].chunks(1)) {
             let mut wallet: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, unpaid_nano, \
-                 key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, at) ",
+                 key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, \
+                 limit_group, at) ",
             );
             // The wallet's posting carries the bill; its counter posting balances it.
             wallet.push_values(chunk, |mut row, r| {
@@ -297,6 +298,7 @@ impl Store for SqliteStore {
                     .push_bind(m.map(|m| to_i64(m.cache_write_tokens)))
                     .push_bind(i64::from(m.is_some_and(|m| m.estimated)))
                     .push_bind(m.map(|m| m.request_id.clone()))
+                    .push_bind(m.and_then(|m| m.group.clone()))
                     .push_bind(to_i64(r.at));
             });
             wallet.push(" ON CONFLICT (entry_key, book) DO NOTHING RETURNING entry_key");
@@ -413,6 +415,27 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(snap)
+    }
+
+    async fn recent_calls(&self, since: i64) -> Result<Vec<RecentCall>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_id, key_id, model, limit_group, at FROM ledger_postings \
+             WHERE book = 'wallet' AND kind = 'charge' AND at >= ? ORDER BY at",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecentCall {
+                    account_id: r.try_get("account_id")?,
+                    key_id: r.try_get("key_id")?,
+                    model: r.try_get("model")?,
+                    group: r.try_get("limit_group")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
     }
 
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError> {
