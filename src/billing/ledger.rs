@@ -199,20 +199,7 @@ impl Ledger {
 
     /// Holds `amount` of the wallet for a request, or refuses it whole.
     pub fn hold(&mut self, account: AccountId, amount: NanoUsd, key: &str) -> Result<bool, LedgerError> {
-        if !self.fresh(key, amount)? {
-            return Ok(false);
-        }
-        let available = self.balance(Book::Wallet(account));
-        if available < amount {
-            return Err(LedgerError::Insufficient { available, wanted: amount });
-        }
-        self.post(
-            key,
-            EntryKind::Hold,
-            account,
-            vec![(Book::Wallet(account), -amount.0), (Book::Held(account), amount.0)],
-        )?;
-        Ok(true)
+        self.post_hold(account, amount, key, true)
     }
 
     /// A hold another process made and this one mirrors: that process
@@ -224,8 +211,22 @@ impl Ledger {
         amount: NanoUsd,
         key: &str,
     ) -> Result<bool, LedgerError> {
+        self.post_hold(account, amount, key, false)
+    }
+
+    fn post_hold(
+        &mut self,
+        account: AccountId,
+        amount: NanoUsd,
+        key: &str,
+        check: bool,
+    ) -> Result<bool, LedgerError> {
         if !self.fresh(key, amount)? {
             return Ok(false);
+        }
+        let available = self.balance(Book::Wallet(account));
+        if check && available < amount {
+            return Err(LedgerError::Insufficient { available, wanted: amount });
         }
         self.post(
             key,
