@@ -196,7 +196,9 @@ async fn the_first_calls_headers_carry_both_limits_apart() {
 #[tokio::test]
 async fn a_limit_of_zero_blocks_with_a_403_and_takes_nothing() {
     let stack = Stack::custom_logged(&demo_with(
-        &(plan("open", "{ rpm: 100, rph: { messages: 100 } }") + &plan("zero", "{ rpm: 0 }")),
+        &(plan("open", "{ rpm: 100, rph: { messages: 100 } }")
+            + &plan("zero", "{ rpm: 0 }")
+            + &plan("opus0", "{ rpm: 100, rpm_by_class: { opus: 0 } }")),
     ));
     let (account, _, _) = customer(&stack, "open", "100", 1, json!({"name": "k"})).await;
     let t = tag();
@@ -242,6 +244,20 @@ async fn a_limit_of_zero_blocks_with_a_403_and_takes_nothing() {
     let (zero_account, _, zero_key) = customer(&stack, "zero", "100", 1, json!({"name": "k"})).await;
     let (status, _, doc) = send(&stack, "openai", &zero_key, "gpt-5.5", &[("x-mock-tag", &t)]).await;
     assert_eq!((status, doc["error"]["code"].as_str()), (403, Some("limit_blocked")), "{doc}");
+    // A class's 0 blocks that class only.
+    let (opus_account, _, opus_key) = customer(&stack, "opus0", "100", 1, json!({"name": "k"})).await;
+    let (status, _, doc) = send(&stack, "openai", &opus_key, "claude-opus-4-7", &[("x-mock-tag", &t)]).await;
+    assert_eq!((status, doc["error"]["code"].as_str()), (403, Some("limit_blocked")), "{doc}");
+    assert!(doc["error"]["message"].as_str().unwrap().contains("rpm_by_class"), "{doc}");
+    assert_eq!(send(&stack, "openai", &opus_key, "claude-sonnet-4-6", &[]).await.0, 200);
+    // A bucket smaller than any request: refused, with a wait it names, never a panic.
+    let body = json!({"name": "tiny", "limits": {"input_tpm": 1}});
+    let (s, created) =
+        admin(&stack, "POST", &format!("/admin/v1/accounts/{opus_account}/keys"), Some(body)).await;
+    assert_eq!(s, 201, "{created}");
+    let (status, h, doc) = send(&stack, "openai", created["key"].as_str().unwrap(), "gpt-5.5", &[]).await;
+    assert_eq!((status, doc["error"]["code"].as_str()), (429, Some("rate_limit_exceeded")), "{doc}");
+    assert!(header(&h, "retry-after").parse::<u64>().is_ok_and(|s| s <= 86_400), "{h:?}");
     let body = json!({"name": "big", "limits": {"rpm": u32::MAX, "rph": u32::MAX, "daily_messages": u32::MAX, "concurrent": u32::MAX, "input_tpm": u64::MAX}});
     let (s, created) =
         admin(&stack, "POST", &format!("/admin/v1/accounts/{zero_account}/keys"), Some(body)).await;
@@ -252,6 +268,7 @@ async fn a_limit_of_zero_blocks_with_a_403_and_takes_nothing() {
     assert!(stack.received(&t).await.is_empty(), "nothing blocked reached the provider");
     assert_eq!(held_settles(&stack, account, 0).await, 0);
     assert_eq!(held_settles(&stack, zero_account, 0).await, 0);
+    assert_eq!(held_settles(&stack, opus_account, 0).await, 0);
     let log = stack.log_text();
     assert!(!log.contains("panicked"), "{log}");
 }
@@ -348,6 +365,9 @@ async fn a_model_outside_the_keys_plan_is_not_found() {
     let (status, doc) = get(&stack, &starter, "/v1/models/gemini-3-flash-preview").await;
     assert_eq!(status, 200, "{doc}");
     assert!(doc["id"].as_str().unwrap().contains("gemini-3-flash-preview"), "{doc}");
+    let listed_soon = ids.iter().any(|id| id.contains("nano-banana-pro"));
+    let (status, _) = get(&stack, &starter, "/v1/models/nano-banana-pro").await;
+    assert_eq!(status == 200, listed_soon, "a model coming soon: found as it is listed ({ids:?})");
     // Gemini's spelling of the same question.
     let gemini = |id: &str| {
         client()
