@@ -182,7 +182,7 @@ async fn every_answer_carries_the_headers_of_its_callers_format() {
         .unwrap();
     let h = r.headers();
     assert_eq!(h["anthropic-ratelimit-requests-limit"], "100");
-    assert_eq!(h["anthropic-ratelimit-requests-remaining"], "99", "a window per model class");
+    assert_eq!(h["anthropic-ratelimit-requests-remaining"], "98", "one window for the key, across models");
     assert!(h["anthropic-ratelimit-input-tokens-reset"].to_str().unwrap().ends_with('Z'));
 }
 

@@ -313,10 +313,11 @@ impl Limiter {
             in_flight: false,
             standing: Vec::new(),
         };
-        if limits.concurrent.is_some() {
-            key.in_flight = key.in_flight.saturating_add(1);
-            permit.in_flight = true;
-        }
+        // Every call in flight is counted, whether or not a concurrency
+        // limit applies to it: one set while calls run (a key PATCHed to
+        // `concurrent: 1`) counts them too.
+        key.in_flight = key.in_flight.saturating_add(1);
+        permit.in_flight = true;
         if let (Some(_), Some(w)) = (limits.rpm, key.total.as_mut()) {
             w.take(mono);
             permit.total = true;

@@ -77,6 +77,22 @@ fn concurrency_frees_as_calls_end_and_a_new_limit_counts_the_calls_in_flight() {
 }
 
 #[test]
+fn calls_admitted_under_no_concurrency_limit_count_against_one_set_later() {
+    let l = Limiter::default();
+    let none = InForce { rpm: Some(100), ..InForce::default() };
+    let a = ok(l.admit(&ask(7, 1, 0), &none));
+    let b = ok(l.admit(&ask(7, 1, 0), &none));
+    let one = InForce { concurrent: Some(1), ..none };
+    assert_eq!(l.admit(&ask(7, 1, 0), &one).map_err(|r| r.kind).err(), Some(Kind::Concurrent));
+    l.finish(&a, true, None, 1);
+    l.cancel(&b, 1);
+    let c = ok(l.admit(&ask(7, 1, 1), &one));
+    l.finish(&c, true, None, 2);
+    l.sweep_all(120_000, 120_000);
+    assert_eq!(l.tracked().0, 0, "nothing left in flight: the key is freed");
+}
+
+#[test]
 fn rpm_is_the_keys_total_and_classes_add_their_own() {
     let l = Limiter::default();
     let limits = InForce { rpm: Some(2), ..InForce::default() };
