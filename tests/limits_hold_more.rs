@@ -250,14 +250,14 @@ async fn a_limit_of_zero_blocks_with_a_403_and_takes_nothing() {
     assert_eq!((status, doc["error"]["code"].as_str()), (403, Some("limit_blocked")), "{doc}");
     assert!(doc["error"]["message"].as_str().unwrap().contains("rpm_by_class"), "{doc}");
     assert_eq!(send(&stack, "openai", &opus_key, "claude-sonnet-4-6", &[]).await.0, 200);
-    // A bucket smaller than any request: refused, with a wait it names, never a panic.
+    // A bucket smaller than any request: refused, with no wait to retry after (none would help).
     let body = json!({"name": "tiny", "limits": {"input_tpm": 1}});
     let (s, created) =
         admin(&stack, "POST", &format!("/admin/v1/accounts/{opus_account}/keys"), Some(body)).await;
     assert_eq!(s, 201, "{created}");
     let (status, h, doc) = send(&stack, "openai", created["key"].as_str().unwrap(), "gpt-5.5", &[]).await;
     assert_eq!((status, doc["error"]["code"].as_str()), (429, Some("rate_limit_exceeded")), "{doc}");
-    assert!(header(&h, "retry-after").parse::<u64>().is_ok_and(|s| s <= 86_400), "{h:?}");
+    assert!(h.get("retry-after").is_none(), "it can never pass: {h:?}");
     let body = json!({"name": "big", "limits": {"rpm": u32::MAX, "rph": u32::MAX, "daily_messages": u32::MAX, "concurrent": u32::MAX, "input_tpm": u64::MAX}});
     let (s, created) =
         admin(&stack, "POST", &format!("/admin/v1/accounts/{zero_account}/keys"), Some(body)).await;

@@ -1,9 +1,10 @@
 //! At start, the rate limits' open windows and the day's message count
-//! are rebuilt from the ledger's charged calls, so a restart never grants
-//! a new allowance: each call counts again in the limits in force for it
-//! now (its account's plan and its key's overrides), at the time it was
-//! made. Calls that were not billed are not in the ledger: they gave their
-//! daily message back when they ended anyway.
+//! are rebuilt from the ledger's charged calls, so a restart grants no new
+//! allowance for what was sold: each call counts again in the limits in
+//! force for it now (its account's plan and its key's overrides), at the
+//! time it was made. Calls that were not billed are not in the ledger: they
+//! gave their daily message back when they ended anyway, and a restart
+//! forgets them in the minute and hour windows (the README says so).
 
 use crate::gateway::Gateway;
 use crate::limits::Ask;

@@ -94,12 +94,23 @@ pub fn until_midnight(now: u64, zone: Zone) -> u64 {
 }
 
 impl DailyCap {
+    /// A new day begins only forwards: a zone that puts the local date
+    /// back (a plan change westwards) keeps counting on the later date, so
+    /// switching plans back and forth grants no new allowance.
     fn roll(&mut self, now: u64, zone: Zone) {
         let day = local_day(now, zone);
-        if day != self.day {
+        if day > self.day {
             self.day = day;
             self.used = 0;
         }
+    }
+
+    /// Milliseconds until the count starts again: the next local midnight,
+    /// or later while the count is on a date the zone has not reached.
+    pub fn reset_ms(&mut self, now: u64, zone: Zone) -> u64 {
+        self.roll(now, zone);
+        let behind = u64::try_from(self.day.saturating_sub(local_day(now, zone))).unwrap_or(0);
+        until_midnight(now, zone).saturating_add(behind.saturating_mul(DAY_MS as u64))
     }
 
     /// `Ok(())` if one more may pass today under `limit`; otherwise the
@@ -111,7 +122,7 @@ impl DailyCap {
         } else if limit == 0 {
             Err(u64::MAX)
         } else {
-            Err(until_midnight(now, zone))
+            Err(self.reset_ms(now, zone))
         }
     }
 
@@ -185,6 +196,11 @@ mod tests {
         let day = d.take(NOON_UTC + 4 * 3_600_000, tokyo);
         d.untake(day);
         assert_eq!(d.used(NOON_UTC + 4 * 3_600_000, tokyo), 0, "an unbilled call gives its slot back");
+        // Back to New York, where it is still the first date: the count
+        // stays on Tokyo's later date, and resets when New York reaches it.
+        d.take(NOON_UTC + 4 * 3_600_000, tokyo);
+        assert_eq!(d.used(NOON_UTC + 5 * 3_600_000, ny), 1, "no new allowance by changing zones back");
+        assert_eq!(d.reset_ms(NOON_UTC + 5 * 3_600_000, ny), (12 + 24) * 3_600_000);
     }
 
     #[test]

@@ -110,7 +110,12 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
 pub fn for_refusal(refused: &Refused, style: Style, now_ms: u64) -> Headers {
     let wait = refused.retry_after_ms.min(86_400_000);
     let standing = [Standing { kind: refused.kind, limit: refused.limit, remaining: 0, reset_ms: wait }];
-    let mut h = vec![("retry-after", seconds_up(wait).to_string()), ("retry-after-ms", wait.to_string())];
+    // A call that can never pass (larger than the whole bucket) is told no time to retry.
+    let mut h = if refused.retry_after_ms == u64::MAX {
+        Headers::new()
+    } else {
+        vec![("retry-after", seconds_up(wait).to_string()), ("retry-after-ms", wait.to_string())]
+    };
     h.extend(for_standing(&standing, style, now_ms));
     h
 }

@@ -507,7 +507,7 @@ fn standings(
             kind: Kind::Daily,
             limit: limit.into(),
             remaining: limit.saturating_sub(used).into(),
-            reset_ms: daily::until_midnight(ask.now, limits.zone),
+            reset_ms: account.daily.reset_ms(ask.now, limits.zone),
         });
     }
     if let Some(limit) = limits.input_tpm {
