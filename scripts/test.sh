@@ -14,6 +14,13 @@ cargo clippy --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test
 
+# deploy/ through the real tools (docker compose config, kubectl apply
+# --dry-run=client, systemd-analyze verify, hadolint, ...), which
+# install-tools.sh puts in .cli/deploy/; check.sh says what it skipped.
+echo "==> deploy/ checks"
+bash tests/deploy/install-tools.sh
+bash tests/deploy/check.sh
+
 echo "==> SDK end-to-end tests (openai, anthropic, google-genai)"
 if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv
