@@ -91,3 +91,12 @@ macro_rules! on_every_backend {
 }
 
 pub(crate) use on_every_backend;
+
+#[test]
+fn without_postgresql_the_tests_fail_saying_how_to_install_it() {
+    let nowhere = std::path::Path::new("/nonexistent/postgresql");
+    assert_eq!(pg_server::bin_dir(nowhere, None), None);
+    assert_eq!(pg_server::bin_dir(nowhere, Some("/nonexistent/bin".into())), None);
+    let message = pg_server::missing();
+    assert!(message.contains("scripts/setup.sh") && message.contains("TOLLGATE_TEST_PG_URL"), "{message}");
+}

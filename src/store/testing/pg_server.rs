@@ -14,6 +14,11 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+/// Why the tests cannot run, and how to make them.
+pub fn missing() -> String {
+    MISSING.to_string()
+}
+
 const MISSING: &str = "PostgreSQL is needed by the store tests and was not found (no initdb and pg_ctl \
      in /usr/lib/postgresql/*/bin or on PATH). Install it with `bash scripts/setup.sh` (Debian: \
      `apt-get install postgresql`), or set TOLLGATE_TEST_PG_URL to a server where the tests may create \
@@ -100,21 +105,21 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{}", &base[..end], query.map(|q| format!("?{q}")).unwrap_or_default())
 }
 
-/// The directory holding `initdb` and `pg_ctl`: Debian's newest, or PATH's.
-fn bin_dir() -> Option<PathBuf> {
-    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+/// The directory holding `initdb` and `pg_ctl`: Debian's newest (under
+/// `debian`, `/usr/lib/postgresql`), or the first on `path`.
+pub fn bin_dir(debian: &Path, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(debian)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
         .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
         .collect();
-    debian.sort();
-    if let Some((_, bin)) = debian.pop() {
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
         return Some(bin);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    std::env::split_paths(&path?).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
 }
 
 fn is_root() -> bool {
@@ -147,8 +152,11 @@ fn quoted(text: &Path) -> String {
     format!("'{}'", text.display().to_string().replace('\'', r"'\''"))
 }
 
+/// A throwaway cluster: trusted local logins, nothing synced to disk.
+const INITDB: [&str; 8] = ["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"];
+
 fn start() -> Result<PgServer, String> {
-    let bin = bin_dir().ok_or_else(|| MISSING.to_string())?;
+    let bin = bin_dir(Path::new("/usr/lib/postgresql"), std::env::var_os("PATH")).ok_or_else(missing)?;
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let dir =
@@ -159,19 +167,12 @@ fn start() -> Result<PgServer, String> {
         run("chown", Command::new("chown").args(["postgres:postgres"]).arg(&dir))?;
     }
     let data = dir.join("data");
-    run(
-        "initdb",
-        command(root, &bin.join("initdb")).arg("-D").arg(&data).args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ]),
-    )?;
+    let mut initdb = command(root, &bin.join("initdb"));
+    initdb.arg("-D").arg(&data).args(INITDB);
+    if let Err(e) = run("initdb", &mut initdb) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     // From here on the directory (and the server, once started) is the
     // reaper's to remove when this process ends.
     let runuser = if root { "runuser -u postgres -- " } else { "" };

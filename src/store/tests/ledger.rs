@@ -207,6 +207,7 @@ async fn two_stores_appending_the_same_records_keep_each_once(backend: Backend) 
             _ => charge(&format!("c{i}"), account.id, None, 1, "r"),
         })
         .collect();
+    // Four writers, two of them going backwards.
     let mut tasks = Vec::new();
     for (n, store) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
         let mut mine = records.clone();
