@@ -132,6 +132,7 @@ impl Gateway {
         if let Some(admin) = &config.admin {
             admin.validate()?;
         }
+        config.store.validate()?;
         if config.server.max_request_body_bytes == 0 {
             return Err("server.max_request_body_bytes: must be more than 0".into());
         }

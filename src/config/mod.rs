@@ -4,9 +4,11 @@
 
 mod interpolate;
 mod load;
+mod store;
 
 pub use interpolate::interpolate;
 pub use load::{load_file, parse_str, ConfigError};
+pub use store::{StoreSection, DEFAULT_POOL_SIZE};
 
 use crate::formats::ClientFormat;
 use crate::secret::Secret;
@@ -39,31 +41,6 @@ pub struct Config {
     /// The admin API's own listener.
     #[serde(default)]
     pub admin: Option<AdminSection>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSection {
-    /// The SQLite file; unset, the store is in memory and lost at exit.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Where the journal files go (default: beside the SQLite file).
-    #[serde(default)]
-    pub journal_dir: Option<String>,
-    /// Milliseconds between the batches the writer moves from the journal
-    /// into the store (readers of the ledger wait for the next one).
-    #[serde(default = "batch_ms")]
-    pub batch_ms: u64,
-}
-
-fn batch_ms() -> u64 {
-    100
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        Self { path: None, journal_dir: None, batch_ms: batch_ms() }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,13 +1,14 @@
-//! Start-up of the money side: open the store (migrations run), keep what
-//! journals of dead processes hold, bootstrap the YAML's accounts and keys
-//! into the store (once: the store is authoritative afterwards), and load
-//! accounts, keys, wallets and spend into memory for the request path.
-//! Then the journal takes this process's records and the writer runs.
+//! Start-up of the money side: open the store (SQLite, or PostgreSQL with
+//! `store.url`; migrations run), keep what journals of dead processes
+//! hold, bootstrap the YAML's accounts and keys into the store (once: the
+//! store is authoritative afterwards), and load accounts, keys, wallets
+//! and spend into memory for the request path. Then the journal takes
+//! this process's records and the writer runs.
 
 use super::journal::Journal;
 use super::peers::{FilePeers, Line};
 use super::Snapshot;
-use super::{NewKey, SqliteStore, Store, StoreError, StoreHandle};
+use super::{NewKey, PgStore, SqliteStore, Store, StoreError, StoreHandle};
 use crate::billing::{
     AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, Status, SystemClock,
 };
@@ -50,15 +51,24 @@ pub fn start(
     accounts: Vec<BootAccount>,
     keys: Vec<BootKey>,
 ) -> Result<Money, String> {
+    config.store.validate()?;
     let runtime = StoreHandle::runtime()?;
     let path = config.store.path.clone();
-    let store: Arc<dyn Store> = Arc::new(
-        runtime.block_on(SqliteStore::open(path.as_deref())).map_err(|e| format!("store.path: {e}"))?,
-    );
+    let store: Arc<dyn Store> = match &config.store.url {
+        Some(url) => Arc::new(
+            runtime
+                .block_on(PgStore::connect(url.expose(), config.store.pool_size()))
+                .map_err(|e| format!("store.url: {e}"))?,
+        ),
+        None => Arc::new(
+            runtime.block_on(SqliteStore::open(path.as_deref())).map_err(|e| format!("store.path: {e}"))?,
+        ),
+    };
     let handle = StoreHandle::new(runtime, store.clone());
     let journal_dir: Option<PathBuf> = match (&config.store.journal_dir, &path) {
         (Some(dir), _) => Some(PathBuf::from(dir)),
         (None, Some(db)) => Some(PathBuf::from(format!("{db}.journal"))),
+        // PostgreSQL without a journal directory is refused by `validate`.
         (None, None) => None,
     };
     // This process's journal exists before it looks for peers, so a peer

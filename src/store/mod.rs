@@ -2,19 +2,26 @@
 //! good. The request path never waits on it: it works on in-memory state
 //! (`billing`), whose records reach the [`journal`] before a response
 //! ends and the store in batches from the [`writer`]. One trait, so the
-//! embedded SQLite default and the PostgreSQL backend of a fleet are
-//! interchangeable; both through sqlx, whose versioned migrations
-//! (`migrations/`) run at start. [`runtime`] gives the store a runtime of
+//! embedded SQLite default ([`SqliteStore`]) and the PostgreSQL backend of
+//! a fleet ([`PgStore`]) are interchangeable; both through sqlx, whose
+//! versioned migrations (`migrations/`, `migrations/postgres/`) run at
+//! start. [`runtime`] gives the store a runtime of
 //! its own, so Pingora's services and the admin API can all call it.
 
 pub mod boot;
 pub mod idempotency;
 pub mod journal;
 pub mod peers;
+mod postgres;
 pub mod runtime;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 pub mod writer;
 
+pub use postgres::PgStore;
 pub use runtime::StoreHandle;
 pub use sqlite::SqliteStore;
 

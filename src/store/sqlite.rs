@@ -523,5 +523,3 @@ impl Store for SqliteStore {
 }
 
 mod idempotency;
-#[cfg(test)]
-mod tests;

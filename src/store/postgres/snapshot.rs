@@ -1,0 +1,77 @@
+//! What a node loads at start, read in one REPEATABLE READ transaction:
+//! every statement sees the same committed state, so the record keys
+//! found kept agree with the totals even while other nodes append.
+
+use super::PgStore;
+use crate::billing::NanoUsd;
+use crate::store::{LotRow, Snapshot, StoreError};
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+pub async fn snapshot(pool: &PgPool, records: &[String]) -> Result<Snapshot, StoreError> {
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+    let mut snap = Snapshot::default();
+    for r in
+        sqlx::query(AssertSqlSafe(format!("SELECT {} FROM accounts ORDER BY id", super::ACCOUNT_COLUMNS)))
+            .fetch_all(&mut *tx)
+            .await?
+    {
+        snap.accounts.push(PgStore::account_row(&r)?);
+    }
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT {}, key_hash FROM api_keys ORDER BY id",
+        super::KEY_COLUMNS
+    )))
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let hash: Vec<u8> = r.try_get("key_hash")?;
+        let hash: [u8; 32] = hash.try_into().map_err(|_| StoreError("a key hash is not 32 bytes".into()))?;
+        snap.keys.push((PgStore::key_row(&r)?, hash));
+    }
+    for r in
+        sqlx::query("SELECT account_id, paid_nano, multiplier, granted_nano FROM credit_lots ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+    {
+        snap.lots.push(LotRow {
+            account_id: r.try_get("account_id")?,
+            paid: NanoUsd(r.try_get("paid_nano")?),
+            multiplier: u32::try_from(r.try_get::<i64, _>("multiplier")?).unwrap_or(1),
+            granted: NanoUsd(r.try_get("granted_nano")?),
+        });
+    }
+    for r in sqlx::query(
+        "SELECT account_id, (-SUM(amount_nano))::bigint AS debited FROM ledger_postings \
+         WHERE book = 'wallet' AND amount_nano < 0 GROUP BY account_id ORDER BY account_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        snap.debited.push((r.try_get("account_id")?, NanoUsd(r.try_get("debited")?)));
+    }
+    for r in sqlx::query(
+        "SELECT key_id, (-SUM(amount_nano))::bigint AS spent FROM ledger_postings \
+         WHERE book = 'wallet' AND kind = 'charge' AND key_id IS NOT NULL GROUP BY key_id ORDER BY key_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        snap.key_spent.push((r.try_get("key_id")?, NanoUsd(r.try_get("spent")?)));
+    }
+    snap.operator_keys = sqlx::query_scalar(
+        "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND kind != 'charge' ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if !records.is_empty() {
+        let kept: Vec<String> = sqlx::query_scalar(
+            "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key = ANY($1::text[])",
+        )
+        .bind(records)
+        .fetch_all(&mut *tx)
+        .await?;
+        snap.present.extend(kept);
+    }
+    tx.commit().await?;
+    Ok(snap)
+}

@@ -1,0 +1,9 @@
+//! PostgreSQL for the integration tests: the unit tests' harness (a
+//! private server per test binary, or `TOLLGATE_TEST_PG_URL`; a database
+//! per test), the same file.
+#![allow(dead_code)]
+
+#[path = "../../src/store/testing/pg_server.rs"]
+mod server;
+
+pub use server::PgDatabase;
