@@ -157,6 +157,28 @@ async fn a_running_mark_lapses_and_a_released_key_runs_anew() {
 }
 
 #[tokio::test]
+async fn another_keys_completion_does_not_sweep_the_mark_of_a_call_still_running() {
+    use crate::billing::replay::Answer;
+    use crate::store::idempotency::Held;
+    let store = SqliteStore::open(None).await.unwrap_or_else(|e| unreachable!("{e}"));
+    // A call that runs past its mark's lease (100 ms here), nobody retrying.
+    let long = claim(7, 1, "req-a", 1_000);
+    assert_eq!(store.claim_key(&long).await.ok(), Some(Claimed::Ours));
+    let answer = Answer { status: 200, content_type: "application/json".into(), body: b"{}".to_vec() };
+    let other = claim(8, 2, "req-x", 1_150);
+    assert_eq!(store.claim_key(&other).await.ok(), Some(Claimed::Ours));
+    assert_eq!(store.complete_key(&other.scope, "req-x", Some(&answer), 1_200, 9_000).await.ok(), Some(true));
+    // The long call completes: its answer is kept, so a retry replays it.
+    assert_eq!(store.complete_key(&long.scope, "req-a", Some(&answer), 1_300, 9_000).await.ok(), Some(true));
+    let done = Claimed::Theirs { fingerprint: [1; 32], held: Held::Done(answer) };
+    assert_eq!(
+        store.claim_key(&claim(7, 1, "req-b", 1_400)).await.ok(),
+        Some(done),
+        "replayed, not run again"
+    );
+}
+
+#[tokio::test]
 async fn two_stores_on_one_file_never_both_claim_a_key() {
     let path = temp_db("claims");
     let a = std::sync::Arc::new(SqliteStore::open(Some(&path)).await.unwrap_or_else(|e| unreachable!("{e}")));
