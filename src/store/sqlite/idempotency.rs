@@ -110,3 +110,27 @@ pub async fn release(pool: &SqlitePool, scope: &Scope, owner: &str) -> Result<()
     .await?;
     Ok(())
 }
+
+/// Extends `owner`'s running mark to `expires_at`, while its call runs (a
+/// mark that lapsed but was not taken over is still its own). False when
+/// the key holds no running mark of `owner`'s.
+pub async fn renew(
+    pool: &SqlitePool,
+    scope: &Scope,
+    owner: &str,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
+    let renewed = sqlx::query(
+        "UPDATE idempotency_keys SET expires_at = ? \
+         WHERE account_id = ? AND key_id = ? AND idem_key = ? AND owner = ? AND state = 'running'",
+    )
+    .bind(expires_at)
+    .bind(scope.account)
+    .bind(scope.key_id)
+    .bind(&scope.key)
+    .bind(owner)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(renewed > 0)
+}

@@ -157,6 +157,21 @@ async fn a_running_mark_lapses_and_a_released_key_runs_anew() {
 }
 
 #[tokio::test]
+async fn a_running_mark_renewed_by_its_owner_does_not_lapse() {
+    let store = SqliteStore::open(None).await.unwrap_or_else(|e| unreachable!("{e}"));
+    let first = claim(7, 1, "req-a", 1_000);
+    assert_eq!(store.claim_key(&first).await.ok(), Some(Claimed::Ours));
+    assert_eq!(store.renew_key(&first.scope, "req-a", 1_300).await.ok(), Some(true));
+    assert_eq!(store.renew_key(&first.scope, "req-b", 9_000).await.ok(), Some(false), "not its mark");
+    assert!(
+        matches!(store.claim_key(&claim(7, 1, "req-b", 1_200)).await, Ok(Claimed::Theirs { .. })),
+        "renewed past its first lease"
+    );
+    assert_eq!(store.complete_key(&first.scope, "req-a", None, 1_250, 9_000).await.ok(), Some(true));
+    assert_eq!(store.renew_key(&first.scope, "req-a", 1_400).await.ok(), Some(false), "completed");
+}
+
+#[tokio::test]
 async fn another_keys_completion_does_not_sweep_the_mark_of_a_call_still_running() {
     use crate::billing::replay::Answer;
     use crate::store::idempotency::Held;
