@@ -303,3 +303,48 @@ async fn an_answer_past_the_memory_bound_is_not_replayed_and_its_call_is_billed_
     assert_eq!(billed.len(), 2, "{billed:?}");
     assert_eq!(billed.iter().filter(|e| e["request_id"] == first_id.as_str()).count(), 1);
 }
+
+#[tokio::test]
+async fn a_call_that_runs_past_the_lease_keeps_its_key() {
+    // The running mark is renewed while its call lives, as its hold is: a
+    // retry while a long stream runs is a 409 however long it runs, then
+    // the replay (found by tests/bill_adversary.rs).
+    let dir = TempDir::new();
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
+        "billing:\n",
+        "billing:\n  hold_lease_seconds: 1\n",
+        1,
+    );
+    let config = dir.0.join("tollgate.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let stack = Stack::with_config(&config, Some(dir), &[]);
+    wait_for(&stack.admin);
+    let t = tag();
+    let body = json!({"model": "gpt-5.5", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let send = || {
+        client()
+            .post(stack.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("idempotency-key", "long-call")
+            .header("x-mock-tag", &t)
+            .header("x-mock-chunks", "40")
+            .header("x-mock-chunk-delay-ms", "100")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    for _ in 0..2 {
+        // 0.2 s and 1.7 s in, well past the 1 s lease the second time.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let retry = send().await.unwrap();
+        assert_eq!(retry.status(), 409, "the first still runs");
+        tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    }
+    let answer = first.text().await.unwrap();
+    assert!(answer.contains("[DONE]"));
+    let replay = send().await.unwrap();
+    assert!(replayed(&replay));
+    assert_eq!(replay.text().await.unwrap(), answer);
+    assert_eq!(stack.received(&t).await.len(), 1, "it ran once");
+}

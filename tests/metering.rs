@@ -163,3 +163,25 @@ async fn a_gemini_usage_chunk_after_the_finish_reason_counts() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unmetered_gemini_stream_pays_for_its_held_back_last_chunk() {
+    // Gemini's `finishReason` chunk (with the last of the text) is held
+    // until the body ends, then relayed: the estimate counts it with the
+    // rest, one token a chunk (found by tests/bill_adversary.rs).
+    let stack = Stack::demo();
+    for shape in ["missing", "wrapped", "negative"] {
+        let headers = [("x-mock-usage", shape), ("x-mock-chunks", "6")];
+        let (id, status, body) =
+            send(&stack, &call("gemini", "gemini-3-flash-preview", true, "hi"), &headers).await;
+        assert_eq!(status, 200, "{shape}");
+        let chunks = common::sse_events(&body).len();
+        assert_eq!(chunks, 6, "{shape}: {body}");
+        let c = charge(&stack, &id, shape).await;
+        assert_eq!(
+            (c["output_tokens"].as_i64(), &c["estimated"]),
+            (Some(6), &Value::Bool(true)),
+            "{shape}: {c}"
+        );
+    }
+}

@@ -40,6 +40,8 @@ pub struct Idempotent {
     reserved: Reservation,
     /// The answer outgrew what may be kept: the key completes without it.
     unkept: bool,
+    /// Keeps the running mark renewed while the call lives (dropped: it stops).
+    _renewing: tokio::sync::oneshot::Sender<()>,
 }
 
 /// What binds a key to one request.
@@ -90,6 +92,7 @@ pub async fn begin(
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     match claimed {
         Claimed::Ours => Ok(Some(Retry::Run(Box::new(Idempotent {
+            _renewing: keep_running(&money.store, &scope, owner, replays),
             scope,
             fingerprint,
             owner: owner.to_string(),
@@ -111,6 +114,38 @@ pub async fn begin(
             }
         }
     }
+}
+
+/// Renews `owner`'s running mark every third of the lease for as long as
+/// its call lives (as a hold's lease is renewed), so a call that runs past
+/// the lease keeps its key: only a process that died lets its mark lapse.
+/// The call keeps the sender; dropped, the renewing stops.
+fn keep_running(
+    store: &StoreHandle,
+    scope: &Scope,
+    owner: &str,
+    replays: &Arc<Replays>,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (running, mut ended) = tokio::sync::oneshot::channel::<()>();
+    let (handle, scope, owner, replays) = (store.clone(), scope.clone(), owner.to_string(), replays.clone());
+    let every = std::time::Duration::from_millis((replays.lease_ms / 3).max(1));
+    store.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut ended => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let expires_at = to_i64(replays.clock.now_ms()).saturating_add(to_i64(replays.lease_ms));
+            let (scope, owner) = (scope.clone(), owner.clone());
+            match handle.run(move |s| async move { s.renew_key(&scope, &owner, expires_at).await }).await {
+                Ok(true) => {}
+                // Completed, released, or (renewed too late) taken over.
+                Ok(false) => return,
+                Err(e) => log::warn!(target: "tollgate", "idempotency key not renewed (it may lapse): {e}"),
+            }
+        }
+    });
+    running
 }
 
 fn retry(fingerprint: Fingerprint, kept_for: Fingerprint, kept: Kept) -> Result<Retry, GatewayError> {
@@ -159,11 +194,23 @@ impl Idempotent {
     /// request, so a retry on it finds the key settled; the store's work
     /// runs to its end even if this is not awaited.
     pub async fn finish(self, status: u16, completed: bool) {
-        let Idempotent { scope, fingerprint, owner, replays, store, content_type, body, reserved, unkept } =
-            self;
+        // The mark stays renewed until the store has the call's end.
+        let Idempotent {
+            scope,
+            fingerprint,
+            owner,
+            replays,
+            store,
+            content_type,
+            body,
+            reserved,
+            unkept,
+            _renewing: renewing,
+        } = self;
         if !completed || !(200..300).contains(&status) {
             drop(reserved);
             let released = store.run(move |s| async move { s.release_key(&scope, &owner).await }).await;
+            drop(renewing);
             if let Err(e) = released {
                 log::warn!(target: "tollgate", "idempotency key not released (it lapses with its lease): {e}");
             }
@@ -188,6 +235,7 @@ impl Idempotent {
                 saved
             })
             .await;
+        drop(renewing);
         match saved {
             Ok(true) => {}
             Ok(false) => log::warn!(target: "tollgate", "idempotency key lapsed before its call completed"),

@@ -305,6 +305,13 @@ async fn relay(
         }
     };
     ctx.usage = relay.finish(&mut out);
+    if is_sse && ctx.usage.is_none() {
+        // What the relay held back until the body's end (a Gemini stream's
+        // `finishReason` chunk, with the last of the text) goes out now: an
+        // estimate counts its events too. A count the provider sent covers
+        // them already (Gemini counts in every chunk).
+        ctx.relayed(&out);
+    }
     ctx.completed = cut.is_none() && !relay.failed();
     if cut.is_none() && relay.failed() {
         ctx.failure = Some("provider error mid-stream".into());

@@ -243,6 +243,9 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// `owner`'s call did not complete: the key is free again.
     async fn release_key(&self, scope: &Scope, owner: &str) -> Result<(), StoreError>;
+    /// `owner`'s call still runs: its running mark holds until `expires_at`.
+    /// False when the key holds no running mark of `owner`'s.
+    async fn renew_key(&self, scope: &Scope, owner: &str, expires_at: i64) -> Result<bool, StoreError>;
     /// The sum of every posting: zero, if the store is right.
     async fn total(&self) -> Result<i64, StoreError>;
 }

@@ -515,6 +515,10 @@ impl Store for SqliteStore {
         idempotency::release(&self.pool, scope, owner).await
     }
 
+    async fn renew_key(&self, scope: &Scope, owner: &str, expires_at: i64) -> Result<bool, StoreError> {
+        idempotency::renew(&self.pool, scope, owner, expires_at).await
+    }
+
     async fn total(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT COALESCE(SUM(amount_nano), 0) FROM ledger_postings")
             .fetch_one(&self.pool)

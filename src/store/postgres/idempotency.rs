@@ -6,7 +6,7 @@
 //! has lapsed (`k.` is the row as it was), so a key that is still held is
 //! returned untouched and two claims of one key never both win.
 
-use crate::billing::replay::Answer;
+use crate::billing::replay::{Answer, WINDOW_MS};
 use crate::store::idempotency::{Claim, Claimed, Held, Scope};
 use crate::store::StoreError;
 use sqlx::{PgPool, Row};
@@ -83,13 +83,42 @@ pub async fn complete(
     .execute(pool)
     .await?
     .rows_affected();
-    // Lapsed rows are litter: when two nodes sweep at once and PostgreSQL
-    // aborts one, the next completion sweeps them.
-    match sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1").bind(at).execute(pool).await {
+    // Lapsed answers are litter; a lapsed running mark may still be its
+    // call's (one that runs past the lease, which its answer must find when
+    // it ends): it goes a window later, and a claim takes it over before
+    // that. When two nodes sweep at once and PostgreSQL aborts one, the next
+    // completion sweeps them.
+    let swept = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE expires_at <= $1 AND (state <> 'running' OR expires_at <= $2)",
+    )
+    .bind(at)
+    .bind(at.saturating_sub(i64::try_from(WINDOW_MS).unwrap_or(i64::MAX)))
+    .execute(pool)
+    .await;
+    match swept {
         Err(e) if !super::retryable(&e) => return Err(e.into()),
         _ => {}
     }
     Ok(done > 0)
+}
+
+/// Extends `owner`'s running mark to `expires_at`, while its call runs (a
+/// mark that lapsed but was not taken over is still its own). False when
+/// the key holds no running mark of `owner`'s.
+pub async fn renew(pool: &PgPool, scope: &Scope, owner: &str, expires_at: i64) -> Result<bool, StoreError> {
+    let renewed = sqlx::query(
+        "UPDATE idempotency_keys SET expires_at = $1 \
+         WHERE account_id = $2 AND key_id = $3 AND idem_key = $4 AND owner = $5 AND state = 'running'",
+    )
+    .bind(expires_at)
+    .bind(scope.account)
+    .bind(scope.key_id)
+    .bind(&scope.key)
+    .bind(owner)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(renewed > 0)
 }
 
 /// Drops `owner`'s running mark: the call did not complete, so a retry runs.

@@ -4,7 +4,7 @@
 //! runs one writer at a time, also across processes, so two claims of one
 //! key can never both win.
 
-use crate::billing::replay::Answer;
+use crate::billing::replay::{Answer, WINDOW_MS};
 use crate::store::idempotency::{Claim, Claimed, Held, Scope};
 use crate::store::StoreError;
 use sqlx::{Row, SqlitePool};
@@ -55,8 +55,9 @@ pub async fn claim(pool: &SqlitePool, claim: &Claim) -> Result<Claimed, StoreErr
 }
 
 /// Turns `owner`'s running mark into `done` (with `answer`) or `unkept`
-/// (without), and drops lapsed rows. False when the mark is no longer
-/// `owner`'s (it lapsed and another call took the key).
+/// (without), and drops lapsed answers (and running marks lapsed a window
+/// ago). False when the mark is no longer `owner`'s (it lapsed and another
+/// call took the key).
 pub async fn complete(
     pool: &SqlitePool,
     scope: &Scope,
@@ -82,7 +83,16 @@ pub async fn complete(
     .execute(pool)
     .await?
     .rows_affected();
-    sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(at).execute(pool).await?;
+    // Lapsed answers go; a lapsed running mark may still be its call's (one
+    // that runs past the lease, which its answer must find when it ends):
+    // it goes a window later, and a claim takes it over before that.
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE expires_at <= ? AND (state <> 'running' OR expires_at <= ?)",
+    )
+    .bind(at)
+    .bind(at.saturating_sub(i64::try_from(WINDOW_MS).unwrap_or(i64::MAX)))
+    .execute(pool)
+    .await?;
     Ok(done > 0)
 }
 
@@ -99,4 +109,28 @@ pub async fn release(pool: &SqlitePool, scope: &Scope, owner: &str) -> Result<()
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Extends `owner`'s running mark to `expires_at`, while its call runs (a
+/// mark that lapsed but was not taken over is still its own). False when
+/// the key holds no running mark of `owner`'s.
+pub async fn renew(
+    pool: &SqlitePool,
+    scope: &Scope,
+    owner: &str,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
+    let renewed = sqlx::query(
+        "UPDATE idempotency_keys SET expires_at = ? \
+         WHERE account_id = ? AND key_id = ? AND idem_key = ? AND owner = ? AND state = 'running'",
+    )
+    .bind(expires_at)
+    .bind(scope.account)
+    .bind(scope.key_id)
+    .bind(&scope.key)
+    .bind(owner)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(renewed > 0)
 }

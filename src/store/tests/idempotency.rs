@@ -19,8 +19,39 @@ fn claim(key_id: i64, fingerprint: u8, owner: &str, now: i64) -> Claim {
 on_every_backend!(
     a_key_is_claimed_once_and_then_holds_its_answer,
     a_running_mark_lapses_and_a_released_key_runs_anew,
+    a_running_mark_renewed_by_its_owner_does_not_lapse,
+    another_keys_completion_does_not_sweep_the_mark_of_a_call_still_running,
     two_stores_on_one_database_never_both_claim_a_key,
 );
+
+async fn a_running_mark_renewed_by_its_owner_does_not_lapse(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    let first = claim(7, 1, "req-a", 1_000);
+    assert_eq!(store.claim_key(&first).await.unwrap(), Claimed::Ours);
+    assert!(store.renew_key(&first.scope, "req-a", 1_300).await.unwrap());
+    assert!(!store.renew_key(&first.scope, "req-b", 9_000).await.unwrap(), "not its mark");
+    assert!(
+        matches!(store.claim_key(&claim(7, 1, "req-b", 1_200)).await, Ok(Claimed::Theirs { .. })),
+        "renewed past its first lease"
+    );
+    assert!(store.complete_key(&first.scope, "req-a", None, 1_250, 9_000).await.unwrap());
+    assert!(!store.renew_key(&first.scope, "req-a", 1_400).await.unwrap(), "completed");
+}
+
+async fn another_keys_completion_does_not_sweep_the_mark_of_a_call_still_running(backend: Backend) {
+    let (_db, store) = fresh(backend).await;
+    // A call that runs past its mark's lease (100 ms here), nobody retrying.
+    let long = claim(7, 1, "req-a", 1_000);
+    assert_eq!(store.claim_key(&long).await.unwrap(), Claimed::Ours);
+    let answer = Answer { status: 200, content_type: "application/json".into(), body: b"{}".to_vec() };
+    let other = claim(8, 2, "req-x", 1_150);
+    assert_eq!(store.claim_key(&other).await.unwrap(), Claimed::Ours);
+    assert!(store.complete_key(&other.scope, "req-x", Some(&answer), 1_200, 9_000).await.unwrap());
+    // The long call completes: its answer is kept, so a retry replays it.
+    assert!(store.complete_key(&long.scope, "req-a", Some(&answer), 1_300, 9_000).await.unwrap());
+    let done = Claimed::Theirs { fingerprint: [1; 32], held: Held::Done(answer) };
+    assert_eq!(store.claim_key(&claim(7, 1, "req-b", 1_400)).await.unwrap(), done, "replayed, not run again");
+}
 
 async fn a_key_is_claimed_once_and_then_holds_its_answer(backend: Backend) {
     let (_db, store) = fresh(backend).await;
