@@ -338,10 +338,12 @@ async fn check(
                 let deltas = p.chunks;
                 let max_out = if p.stream { deltas + 12 } else { 5 * deltas + 80 } as i64;
                 // The hold's input estimate: a token per four bytes of the body as
-                // planned, before the limit the budget affords was written into it.
-                let max_in =
-                    upstream.get(&p.tag).and_then(|l| l.iter().max()).map_or(0, |l| (l + 24).div_ceil(4))
-                        as i64;
+                // planned, and 16 more for the limit the budget affords when the
+                // gateway writes one into it (see `Billing::admit`).
+                let max_in = upstream
+                    .get(&p.tag)
+                    .and_then(|l| l.iter().max())
+                    .map_or(0, |l| (l + 24).div_ceil(4) + 16) as i64;
                 if required {
                     low += cost(p.model, 1, 1);
                 }
