@@ -344,7 +344,7 @@ impl Store for SqliteStore {
         Ok(new)
     }
 
-    async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError> {
+    async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError> {
         // One read: which of `records` are kept must agree with the totals.
         let mut tx = self.pool.begin().await?;
         let mut snap = Snapshot::default();
@@ -394,6 +394,7 @@ impl Store for SqliteStore {
         {
             snap.key_spent.push((r.try_get("key_id")?, NanoUsd(r.try_get("spent")?)));
         }
+        snap.charges = charge_sums(&mut tx, now).await?;
         snap.operator_keys = sqlx::query_scalar(
             "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND kind != 'charge'",
         )
@@ -497,6 +498,52 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// The running totals' start: one pass over the wallet's charges, summed
+/// per account, model and period (today, the rest of this month, earlier).
+async fn charge_sums(
+    tx: &mut sqlx::SqliteConnection,
+    now: i64,
+) -> Result<Vec<crate::usage_totals::LoadedSum>, StoreError> {
+    use crate::calendar::{start_of_day, start_of_month};
+    use crate::usage_totals::{Counts, LoadedSum, Period};
+    let (day, month) = (start_of_day(now), start_of_month(now));
+    let next_month = start_of_month(month + 32 * 86_400_000);
+    let rows = sqlx::query(
+        "SELECT account_id, COALESCE(model, '') AS model, \
+         CASE WHEN at >= ?1 AND at < ?2 THEN 2 WHEN at >= ?3 AND at < ?4 THEN 1 ELSE 0 END AS period, \
+         COUNT(*) AS requests, COALESCE(SUM(input_tokens), 0) AS input_tokens, \
+         COALESCE(SUM(output_tokens), 0) AS output_tokens, COALESCE(SUM(cached_tokens), 0) AS cached_tokens, \
+         -SUM(amount_nano) AS spent FROM ledger_postings WHERE book = 'wallet' AND kind = 'charge' \
+         GROUP BY account_id, model, period",
+    )
+    .bind(day)
+    .bind(day + 86_400_000)
+    .bind(month)
+    .bind(next_month)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LoadedSum {
+                account: u64::try_from(r.try_get::<i64, _>("account_id")?).unwrap_or(0),
+                model: r.try_get("model")?,
+                period: match r.try_get::<i64, _>("period")? {
+                    2 => Period::Today,
+                    1 => Period::ThisMonth,
+                    _ => Period::Earlier,
+                },
+                counts: Counts {
+                    requests: r.try_get("requests")?,
+                    input_tokens: r.try_get("input_tokens")?,
+                    output_tokens: r.try_get("output_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    spent_nano: r.try_get("spent")?,
+                },
+            })
+        })
+        .collect()
 }
 
 mod idempotency;

@@ -73,11 +73,15 @@ async fn accounts_keys_and_the_ledger_are_kept() {
     );
     let generation = store.generation("req-1").await.ok().flatten();
     assert_eq!(generation.map(|g| (g.account_id, g.row.output_tokens)), Some((account.id, Some(5))));
-    let snap = store.snapshot(&[]).await.unwrap_or_default();
+    let snap = store.snapshot(&[], 0).await.unwrap_or_default();
     assert_eq!(snap.lots.len(), 1);
     assert_eq!(snap.debited, vec![(account.id, NanoUsd(150))]);
     assert_eq!(snap.key_spent, vec![(key.id, NanoUsd(150))]);
     assert_eq!(snap.operator_keys, vec!["topup-1".to_string()]);
+    // The charge (1970-01-02) falls in the month of `now` (1970-01-01), not its day.
+    let sums: Vec<_> =
+        snap.charges.iter().map(|c| (c.period, c.counts.requests, c.counts.spent_nano)).collect();
+    assert_eq!(sums, vec![(crate::usage_totals::Period::ThisMonth, 1, 150)]);
     drop(store);
     // Reopening runs no migration twice and keeps everything.
     let again = SqliteStore::open(Some(&path)).await.unwrap_or_else(|e| unreachable!("{e}"));
