@@ -8,6 +8,8 @@
 //! [`crate::usage_totals`] and the wallets), never from the store;
 //! `generation` reads one indexed row, on the store's pool of reads.
 
+pub mod rate;
+
 use crate::billing::{Billing, KeyState, NanoUsd};
 use crate::calendar::format_time;
 use crate::error::GatewayError;

@@ -28,6 +28,8 @@ pub struct Gateway {
     pub limiter: Arc<crate::limits::Limiter>,
     /// Invalid keys per client address.
     pub bad_keys: crate::auth::abuse::BadKeys,
+    /// Calls per key to the customer endpoints.
+    pub customer_calls: crate::customer::rate::PerKey,
     /// The store and journal behind `billing`.
     pub money: Option<Money>,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
@@ -192,6 +194,7 @@ impl Gateway {
             billing: None,
             limiter: Arc::default(),
             bad_keys: crate::auth::abuse::BadKeys::new(config.server.invalid_keys_per_minute_per_address),
+            customer_calls: crate::customer::rate::PerKey::new(config.server.customer_endpoint_rpm),
             money: None,
             boot,
             router: Router::new(&config.mounts),
