@@ -193,7 +193,10 @@ impl Gateway {
         Ok(Self {
             billing: None,
             limiter: Arc::default(),
-            bad_keys: crate::auth::abuse::BadKeys::new(config.server.invalid_keys_per_minute_per_address),
+            bad_keys: crate::auth::abuse::BadKeys::new(
+                config.server.invalid_keys_per_minute_per_address,
+                config.server.invalid_key_addresses_kept,
+            ),
             customer_calls: crate::customer::rate::PerKey::new(config.server.customer_endpoint_rpm),
             money: None,
             boot,
