@@ -148,9 +148,11 @@ async fn a_million_ledger_rows_and_a_flooding_key_slow_no_one() {
     let t = Instant::now();
     seed(&dir.0.join("tollgate.db"), seeded_at).await;
     println!("seeded {ROWS} charges ({} postings) in {:.1} s", 2 * ROWS, t.elapsed().as_secs_f64());
-    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml"))
-        .unwrap()
-        .replacen("server:\n", "server:\n  customer_endpoint_rpm: 1000\n", 1);
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
+        "server:\n",
+        "server:\n  customer_endpoint_rpm: 1000\n",
+        1,
+    );
     let config = dir.0.join("tollgate.yaml");
     std::fs::write(&config, yaml).unwrap();
     let t = Instant::now();
@@ -163,7 +165,10 @@ async fn a_million_ledger_rows_and_a_flooding_key_slow_no_one() {
     let usage = timed(&stack, KEY, "/v1/usage", 300).await;
     for (name, took) in [("whoami", &whoami), ("usage", &usage)] {
         let (p50, p99) = (pct(took, 0.5), pct(took, 0.99));
-        println!("{name} at {ROWS} charges: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms", took[took.len() - 1]);
+        println!(
+            "{name} at {ROWS} charges: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
+            took[took.len() - 1]
+        );
         assert!(p50 < 5.0, "{name} p50 {p50:.2} ms");
         // Generous for a shared two-core machine: the old code took 230 ms at 200k.
         assert!(p99 < 25.0, "{name} p99 {p99:.2} ms");
@@ -192,7 +197,8 @@ async fn a_million_ledger_rows_and_a_flooding_key_slow_no_one() {
     let (answered, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut flood = Vec::new();
     for _ in 0..32 {
-        let (url, stop, answered, refused) = (stack.url("/v1/whoami"), stop.clone(), answered.clone(), refused.clone());
+        let (url, stop, answered, refused) =
+            (stack.url("/v1/whoami"), stop.clone(), answered.clone(), refused.clone());
         flood.push(tokio::spawn(async move {
             let http = client();
             while !stop.load(Ordering::Relaxed) {

@@ -514,10 +514,7 @@ impl Store for SqliteStore {
 /// One pass over the wallet's charges, summed per account, key, model and
 /// period (today, the rest of this month, earlier): what each key spent,
 /// and the running totals' start.
-async fn charge_sums(
-    tx: &mut sqlx::SqliteConnection,
-    now: i64,
-) -> Result<ChargeSums, StoreError> {
+async fn charge_sums(tx: &mut sqlx::SqliteConnection, now: i64) -> Result<ChargeSums, StoreError> {
     use crate::calendar::{start_of_day, start_of_month};
     use crate::usage_totals::{Counts, LoadedSum, Period};
     let (day, month) = (start_of_day(now), start_of_month(now));
