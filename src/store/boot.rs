@@ -89,12 +89,13 @@ pub fn start(
     // A peer's journal lines, then the store, read in that order under the
     // lock the peers share: whatever a peer's writer moves into the store
     // meanwhile is either in the store's read or not, never in both.
+    // The running totals' day and month are those of this instant.
+    let now = now_ms();
     let read = |lines: Vec<Line>| -> Result<(Snapshot, Vec<Line>), String> {
         let keys: Vec<String> = lines
             .iter()
             .filter_map(|l| if let Line::Record(r) = l { Some(r.key.clone()) } else { None })
             .collect();
-        let now = now_ms();
         let snapshot = handle
             .block_on(move |s| async move { s.snapshot(&keys, now).await })
             .map_err(|e| e.to_string())?;
@@ -120,7 +121,7 @@ pub fn start(
     let billing = Arc::new(billing);
     let (mut snapshot, lines) = (snapshot, lines);
     let present = std::mem::take(&mut snapshot.present);
-    totals.load(&std::mem::take(&mut snapshot.charges), now_ms());
+    totals.load(&std::mem::take(&mut snapshot.charges), now);
     load(&billing, snapshot)?;
     for line in &lines {
         match line {
