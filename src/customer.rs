@@ -4,12 +4,16 @@
 //! (one request's bill) and the model list filtered to what the key may
 //! call. Amounts are integers (nano- or micro-USD) with exact decimal
 //! dollar figures beside them, written from integers, never from floats.
+//! `whoami` and `usage` answer from memory (the running totals of
+//! [`crate::usage_totals`] and the wallets), never from the store;
+//! `generation` reads one indexed row, on the store's pool of reads.
+
+pub mod rate;
 
 use crate::billing::{Billing, KeyState, NanoUsd};
-use crate::calendar::{format_time, start_of_day, start_of_month};
+use crate::calendar::format_time;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, ModelEntry};
-use crate::store::{UsageFilter, UsageRow};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -27,15 +31,6 @@ fn money(gateway: &Gateway) -> Result<(&Arc<Billing>, &crate::store::boot::Money
         (Some(b), Some(m)) => Ok((b, m)),
         _ => Err(GatewayError::RouteNotFound("this gateway bills no accounts".into())),
     }
-}
-
-async fn usage_rows(gateway: &Gateway, filter: UsageFilter) -> Result<Vec<UsageRow>, GatewayError> {
-    let (_, m) = money(gateway)?;
-    m.journal.flushed().await;
-    m.store
-        .run(move |s| async move { s.usage(&filter).await })
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))
 }
 
 fn slug(name: &str) -> String {
@@ -75,32 +70,22 @@ fn limits_of(
 }
 
 pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
-    let (billing, _) = money(gateway)?;
+    let (billing, m) = money(gateway)?;
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
-    let rows =
-        usage_rows(gateway, UsageFilter { account: account.id as i64, ..UsageFilter::default() }).await?;
+    let view = m.totals.view(account.id, billing.now_ms() as i64);
     let mut per_model = Map::new();
-    let (mut input, mut output, mut spent) = (0i64, 0i64, 0i64);
-    for r in &rows {
-        input += r.input_tokens;
-        output += r.output_tokens;
-        spent += r.cost_nano_usd;
-        let entry = per_model.entry(r.model.clone()).or_insert_with(|| {
-            json!({"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "requests": 0, "spent_nano_usd": 0})
+    for (model, c) in &view.per_model {
+        let entry = json!({
+            "input_tokens": c.input_tokens,
+            "output_tokens": c.output_tokens,
+            "cached_tokens": c.cached_tokens,
+            "requests": c.requests,
+            "spent_nano_usd": c.spent_nano,
+            "spent_usd": usd(NanoUsd(c.spent_nano)),
         });
-        for (field, n) in [
-            ("input_tokens", r.input_tokens),
-            ("output_tokens", r.output_tokens),
-            ("cached_tokens", r.cached_tokens),
-            ("requests", r.requests),
-            ("spent_nano_usd", r.cost_nano_usd),
-        ] {
-            entry[field] = json!(entry[field].as_i64().unwrap_or(0) + n);
-        }
+        per_model.insert(model.clone(), entry);
     }
-    for entry in per_model.values_mut() {
-        entry["spent_usd"] = usd(NanoUsd(entry["spent_nano_usd"].as_i64().unwrap_or(0)));
-    }
+    let (input, output, spent) = (view.total.input_tokens, view.total.output_tokens, view.total.spent_nano);
     let balance = billing.available(account.id);
     let key_spend = billing.key_spent(key.id);
     let rate_limits = limits_of(gateway, key, &account, billing.now_ms());
@@ -143,34 +128,28 @@ pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gatewa
 }
 
 pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
-    let (billing, _) = money(gateway)?;
+    let (billing, m) = money(gateway)?;
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
     let now = billing.now_ms() as i64;
-    let filter = UsageFilter {
-        account: account.id as i64,
-        since: Some(start_of_month(now)),
-        ..UsageFilter::default()
-    };
-    let rows = usage_rows(gateway, filter).await?;
-    let today = crate::calendar::day(start_of_day(now));
-    let billed_today: i64 = rows.iter().filter(|r| r.day == today).map(|r| r.requests).sum();
+    let view = m.totals.view(account.id, now);
     let limits = limits_of(gateway, key, &account, now as u64);
     // The daily cap's own count when the plan has one (its day may be local).
     let (used, limit) = match limits.get("daily_messages") {
         Some(d) => {
-            let limit = d["limit"].as_i64().unwrap_or(0);
-            (limit - d["remaining"].as_i64().unwrap_or(0), json!(limit))
+            let zone = account.plan.limits.zone;
+            let used = gateway.limiter.daily_used(account.id, now as u64, zone);
+            (i64::try_from(used).unwrap_or(i64::MAX), d["limit"].clone())
         }
-        None => (billed_today, Value::Null),
+        None => (view.today_requests, Value::Null),
     };
-    let sum = |f: fn(&UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
-    let cost = NanoUsd(sum(|r| r.cost_nano_usd));
+    let month = view.month;
+    let cost = NanoUsd(month.spent_nano);
     let body = json!({
         "today": {"used": used, "limit": limit},
         "month": {
-            "requests": sum(|r| r.requests),
-            "tokensIn": sum(|r| r.input_tokens),
-            "tokensOut": sum(|r| r.output_tokens),
+            "requests": month.requests,
+            "tokensIn": month.input_tokens,
+            "tokensOut": month.output_tokens,
             "cost": usd(cost),
             "cost_nano_usd": cost.0,
         },

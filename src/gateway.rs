@@ -28,6 +28,10 @@ pub struct Gateway {
     pub limiter: Arc<crate::limits::Limiter>,
     /// Invalid keys per client address.
     pub bad_keys: crate::auth::abuse::BadKeys,
+    /// Calls per key to the customer endpoints.
+    pub customer_calls: crate::customer::rate::PerKey,
+    /// `count_tokens`, which is no message: its own allowance per key.
+    pub count_tokens_calls: crate::customer::rate::PerKey,
     /// The store and journal behind `billing`.
     pub money: Option<Money>,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
@@ -201,7 +205,18 @@ impl Gateway {
         Ok(Self {
             billing: None,
             limiter: Arc::default(),
-            bad_keys: crate::auth::abuse::BadKeys::new(config.server.invalid_keys_per_minute_per_address),
+            bad_keys: crate::auth::abuse::BadKeys::new(
+                config.server.invalid_keys_per_minute_per_address,
+                config.server.invalid_key_addresses_kept,
+            ),
+            customer_calls: crate::customer::rate::PerKey::new(
+                config.server.customer_endpoint_rpm,
+                "whoami, usage and generation",
+            ),
+            count_tokens_calls: crate::customer::rate::PerKey::new(
+                config.server.count_tokens_rpm,
+                "count_tokens",
+            ),
             money: None,
             boot,
             router: Router::new(&config.mounts),

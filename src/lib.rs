@@ -29,3 +29,4 @@ pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod store;
+pub mod usage_totals;

@@ -134,7 +134,6 @@ async fn the_accounts_day_and_hour_hold_across_keys_with_different_limits() {
 /// `/v1/usage` reads the day's count as the limit less what remains, so a
 /// key whose own limit is below the account's count reports its limit.
 #[tokio::test]
-#[ignore = "bug in src/customer.rs (usage: today.used = limit - remaining, saturated): key A reports 5"]
 async fn usage_reports_the_accounts_count_through_a_key_of_a_lower_limit() {
     let stack = day_and_hour();
     let (a, _) = a_day_used_by_two_keys(&stack).await;

@@ -147,6 +147,13 @@ async fn call(s: &Setup, key: &str, max_tokens: u64, chunks: u32, gap_ms: u32) -
         .unwrap()
 }
 
+async fn whoami(s: &Setup, key: &str) -> Value {
+    let url = format!("http://127.0.0.1:{}/v1/whoami", s.port);
+    let r = client().get(url).bearer_auth(key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
 fn process_of(r: &reqwest::Response) -> String {
     let id = r.headers()["x-request-id"].to_str().unwrap();
     id[id.len() - 8..].to_string()
@@ -232,6 +239,9 @@ async fn a_hold_on_the_old_process_is_not_spent_again_on_the_new_one() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     old.wait_exit(Duration::from_secs(10));
+    // The new process's running totals count the old one's charge too.
+    let who = whoami(&s, &key).await;
+    assert_eq!(who["per_model"]["openai/gpt-5.5"]["requests"], 2, "{who}");
 
     // Both gone, then a restart: the wallet equals its ledger, and each
     // delivered answer is charged once.
@@ -243,6 +253,18 @@ async fn a_hold_on_the_old_process_is_not_spent_again_on_the_new_one() {
     assert_eq!(charges.len(), 2, "the old stream and the new call: {charges:?}");
     assert!(charges.values().all(|n| *n == 1));
     assert!(charges.contains_key(&admitted[0]));
+    // The totals loaded at start are what the overlap's process showed, and the ledger's.
+    let (_, ledger) = admin(&s, "GET", &format!("/admin/v1/ledger?account={account}"), None).await;
+    let charged: i64 = ledger["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "charge")
+        .map(|e| -e["amount_nano_usd"].as_i64().unwrap())
+        .sum();
+    let again = whoami(&s, &key).await;
+    assert_eq!(again["total_spent_nano_usd"], who["total_spent_nano_usd"], "{again}");
+    assert_eq!(again["total_spent_nano_usd"], charged, "{again}");
     restarted.signal("TERM");
     restarted.wait_exit(Duration::from_secs(10));
 }

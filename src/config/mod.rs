@@ -226,6 +226,15 @@ pub struct ServerSection {
     /// Invalid keys one client address may send per minute before its
     /// further invalid keys get 429 instead of 401 (0: no limit).
     pub invalid_keys_per_minute_per_address: u32,
+    /// Client addresses whose invalid keys are remembered; past it, the
+    /// address whose last invalid key is oldest is forgotten.
+    pub invalid_key_addresses_kept: usize,
+    /// Calls one key may make to `whoami`, `usage` and `generation`
+    /// together in any minute (0: no limit).
+    pub customer_endpoint_rpm: u32,
+    /// Calls one key may make to `count_tokens` in any minute (0: no
+    /// limit); they count against none of the plan's limits.
+    pub count_tokens_rpm: u32,
 }
 
 impl Default for ServerSection {
@@ -245,6 +254,9 @@ impl Default for ServerSection {
             downstream_write_timeout_ms: 60_000,
             max_connections_per_address: 512,
             invalid_keys_per_minute_per_address: 60,
+            invalid_key_addresses_kept: 100_000,
+            customer_endpoint_rpm: 60,
+            count_tokens_rpm: 600,
         }
     }
 }

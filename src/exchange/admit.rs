@@ -122,6 +122,7 @@ pub fn admit(
 ) -> Result<Option<Admitted>, GatewayError> {
     let (Some(billing), Some(key)) = (&gateway.billing, principal.billed.as_ref()) else { return Ok(None) };
     if route.endpoint == crate::routing::Endpoint::CountTokens {
+        gateway.count_tokens_calls.take(key.id)?;
         return Ok(None);
     }
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;

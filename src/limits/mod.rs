@@ -377,6 +377,14 @@ impl Limiter {
         standings(keys.entry(ask.key).or_default(), accounts.entry(ask.account).or_default(), ask, limits)
     }
 
+    /// The messages `account` has been let through today (in `zone`): the
+    /// count itself, which may pass a lower limit one of its keys has.
+    pub fn daily_used(&self, account: u64, now: u64, zone: daily::Zone) -> u64 {
+        lock(&self.accounts[shard(account)])
+            .get_mut(&account)
+            .map_or(0, |a| u64::from(a.daily.used(now, zone)))
+    }
+
     /// Gives back everything `permit` took: its call was refused after the
     /// limits let it through (the wallet could not hold it).
     pub fn cancel(&self, permit: &Permit, mono: u64) {

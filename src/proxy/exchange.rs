@@ -111,6 +111,7 @@ async fn serve(
             let key = principal.billed.as_deref().ok_or_else(|| {
                 GatewayError::RouteNotFound(format!("{}: this gateway bills no accounts", ctx.path))
             })?;
+            gateway.customer_calls.take(key.id)?;
             let body = match route.endpoint {
                 Endpoint::Whoami => customer::whoami(gateway, key).await?,
                 Endpoint::Usage => customer::usage(gateway, key).await?,

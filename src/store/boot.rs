@@ -13,6 +13,7 @@ use crate::billing::{
     AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, Status, SystemClock,
 };
 use crate::config::Config;
+use crate::usage_totals::{Tallied, UsageTotals};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -24,6 +25,8 @@ pub struct Money {
     pub store: StoreHandle,
     pub journal: Arc<Journal>,
     pub replays: Arc<crate::billing::replay::Replays>,
+    /// Each account's charges so far, for `whoami` and `usage`.
+    pub totals: Arc<UsageTotals>,
 }
 
 /// A YAML account, ready for the store.
@@ -96,40 +99,54 @@ pub fn start(
     // A peer's journal lines, then the store, read in that order under the
     // lock the peers share: whatever a peer's writer moves into the store
     // meanwhile is either in the store's read or not, never in both.
+    // The running totals' day and month are those of this instant.
+    let now = now_ms();
     let read = |lines: Vec<Line>| -> Result<(Snapshot, Vec<Line>), String> {
         let keys: Vec<String> = lines
             .iter()
             .filter_map(|l| if let Line::Record(r) = l { Some(r.key.clone()) } else { None })
             .collect();
-        let snapshot =
-            handle.block_on(move |s| async move { s.snapshot(&keys).await }).map_err(|e| e.to_string())?;
+        let snapshot = handle
+            .block_on(move |s| async move { s.snapshot(&keys, now).await })
+            .map_err(|e| e.to_string())?;
         Ok((snapshot, lines))
     };
+    let loading = std::time::Instant::now();
     let (snapshot, lines) = match &peers {
         Some(peers) => peers.with_lock(|| read(peers.read_all()))?,
         None => read(Vec::new())?,
     };
+    log::info!(target: "tollgate", "wallets and running totals read from the store in {} ms", loading.elapsed().as_millis());
     let options = BillingOptions {
         lease_ms: options_lease_ms(config),
         key_prefix: config.billing.key_prefix.clone(),
         fallback_models: config.billing.fallback_models,
     };
-    let mut billing = Billing::new(plans, journal.clone(), Arc::new(SystemClock), options);
+    let totals = Arc::new(UsageTotals::default());
+    let sink = Arc::new(Tallied { inner: journal.clone(), totals: totals.clone() });
+    let mut billing = Billing::new(plans, sink, Arc::new(SystemClock), options);
     if let Some(peers) = &peers {
         billing = billing.with_peers(peers.clone());
     }
     let billing = Arc::new(billing);
     let (mut snapshot, lines) = (snapshot, lines);
     let present = std::mem::take(&mut snapshot.present);
+    totals.load(&std::mem::take(&mut snapshot.charges), now);
     load(&billing, snapshot)?;
     for line in &lines {
         match line {
             Line::Peer(line) => billing.apply_peer_line(line),
-            Line::Record(record) => billing.apply_peer_record(record, present.contains(&record.key)),
+            Line::Record(record) => {
+                let in_store = present.contains(&record.key);
+                if !in_store {
+                    totals.add(record);
+                }
+                billing.apply_peer_record(record, in_store);
+            }
         }
     }
     if let Some(peers) = &peers {
-        peers.start(&billing);
+        peers.start(&billing, &totals);
     }
     let batch = std::time::Duration::from_millis(config.store.batch_ms.max(1));
     handle.spawn(super::writer::run(journal.clone(), store, billing.clone(), batch));
@@ -138,7 +155,7 @@ pub fn start(
         config.billing.idempotency_memory_bytes,
         options_lease_ms(config),
     ));
-    Ok(Money { billing, store: handle, journal, replays })
+    Ok(Money { billing, store: handle, journal, replays, totals })
 }
 
 /// How long a hold, and an idempotency key's running mark, lasts.

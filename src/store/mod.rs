@@ -112,6 +112,9 @@ pub struct Snapshot {
     pub operator_keys: Vec<String>,
     /// Of the record keys asked about, those the store keeps.
     pub present: std::collections::HashSet<String>,
+    /// Charges per account, model and period (of the time asked about):
+    /// what the running totals of `whoami` and `usage` start from.
+    pub charges: Vec<crate::usage_totals::LoadedSum>,
 }
 
 /// A charged call, as the rate limits count it.
@@ -220,9 +223,10 @@ pub trait Store: Send + Sync {
     /// The charged calls since `since` (Unix ms), oldest first: what the
     /// rate limits rebuild their open windows and the day's count from.
     async fn recent_calls(&self, since: i64) -> Result<Vec<RecentCall>, StoreError>;
-    /// Everything the wallets are loaded from, and which of `records`
+    /// Everything the wallets and the running totals are loaded from (the
+    /// totals' periods as of `now`, Unix ms), and which of `records`
     /// (ledger record keys) the store already keeps, in one read.
-    async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError>;
+    async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError>;
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError>;
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>, StoreError>;
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError>;

@@ -17,6 +17,7 @@ use super::journal::Journal;
 use super::StoreHandle;
 use crate::billing::peers::PeerEnvelope;
 use crate::billing::{Billing, LedgerRecord, PeerLine, Peers};
+use crate::usage_totals::UsageTotals;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -70,6 +71,8 @@ pub struct FilePeers {
     lock: Mutex<File>,
     followers: Mutex<Vec<Follower>>,
     billing: OnceLock<Weak<Billing>>,
+    /// The running totals, which count the peers' charges too.
+    totals: OnceLock<Arc<UsageTotals>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,6 +103,7 @@ impl FilePeers {
             lock: Mutex::new(lock),
             followers: Mutex::new(Vec::new()),
             billing: OnceLock::new(),
+            totals: OnceLock::new(),
         }))
     }
 
@@ -154,8 +158,9 @@ impl FilePeers {
 
     /// From now on changes to `billing` go through these peers, and the
     /// directory is watched.
-    pub fn start(self: &Arc<Self>, billing: &Arc<Billing>) {
+    pub fn start(self: &Arc<Self>, billing: &Arc<Billing>, totals: &Arc<UsageTotals>) {
         let _ = self.billing.set(Arc::downgrade(billing));
+        let _ = self.totals.set(totals.clone());
         let peers = self.clone();
         let spawned = std::thread::Builder::new().name("tollgate-peers".into()).spawn(move || loop {
             std::thread::sleep(TICK);
@@ -280,7 +285,12 @@ impl FilePeers {
                 track(f, &line);
                 match line {
                     Line::Peer(line) => billing.apply_peer_line(&line),
-                    Line::Record(record) => billing.apply_peer_record(&record, false),
+                    Line::Record(record) => {
+                        if let Some(totals) = self.totals.get() {
+                            totals.add(&record);
+                        }
+                        billing.apply_peer_record(&record, false);
+                    }
                 }
             }
         }

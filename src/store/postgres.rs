@@ -282,8 +282,8 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError> {
-        snapshot::snapshot(&self.pool, records).await
+    async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError> {
+        snapshot::snapshot(&self.pool, records, now).await
     }
 
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError> {

@@ -1,6 +1,8 @@
 //! The embedded store: one SQLite file (the library is compiled into the
 //! binary), in WAL mode so the background writer and readers do not block
-//! one another; or, with no file configured, a database in memory.
+//! one another; or, with no file configured, a database in memory. Four
+//! connections for the writer, the idempotency keys and the admin API, and
+//! one more, read-only, for the customers' `generation` look-ups.
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
@@ -19,6 +21,10 @@ use std::str::FromStr;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `generation`'s reads, on a connection of their own (read-only): a
+    /// flood of them waits for it, never for the writer's or the
+    /// idempotency keys' connections. (In memory: the one pool.)
+    reads: SqlitePool,
 }
 
 const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
@@ -46,13 +52,24 @@ impl SqliteStore {
             .max_connections(connections)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
-        Ok(Self { pool })
+        let reads = match path {
+            Some(_) => {
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options.read_only(true))
+                    .await?
+            }
+            None => pool.clone(),
+        };
+        Ok(Self { pool, reads })
     }
 
     fn account_row(r: &SqliteRow) -> Result<Account, StoreError> {
@@ -346,7 +363,7 @@ impl Store for SqliteStore {
         Ok(new)
     }
 
-    async fn snapshot(&self, records: &[String]) -> Result<Snapshot, StoreError> {
+    async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError> {
         // One read: which of `records` are kept must agree with the totals.
         let mut tx = self.pool.begin().await?;
         let mut snap = Snapshot::default();
@@ -387,15 +404,10 @@ impl Store for SqliteStore {
         {
             snap.debited.push((r.try_get("account_id")?, NanoUsd(r.try_get("debited")?)));
         }
-        for r in sqlx::query(
-            "SELECT key_id, -SUM(amount_nano) AS spent FROM ledger_postings \
-             WHERE book = 'wallet' AND kind = 'charge' AND key_id IS NOT NULL GROUP BY key_id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            snap.key_spent.push((r.try_get("key_id")?, NanoUsd(r.try_get("spent")?)));
-        }
+        // One pass for both: what each key spent, and the running totals' start.
+        let (key_spent, charges) = charges::sums(&mut tx, now).await?;
+        snap.key_spent = key_spent;
+        snap.charges = charges;
         snap.operator_keys = sqlx::query_scalar(
             "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND kind != 'charge'",
         )
@@ -490,7 +502,7 @@ impl Store for SqliteStore {
             "SELECT account_id, {LEDGER_COLUMNS} FROM ledger_postings WHERE request_id = ? AND book = 'wallet' LIMIT 1"
         )))
         .bind(request_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         row.map(|r| Ok(Generation { account_id: r.try_get("account_id")?, row: Self::ledger_row(&r)? }))
             .transpose()
@@ -526,4 +538,5 @@ impl Store for SqliteStore {
     }
 }
 
+mod charges;
 mod idempotency;

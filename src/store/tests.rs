@@ -80,7 +80,7 @@ async fn accounts_keys_and_the_ledger_are_kept(backend: Backend) {
     );
     let generation = store.generation("req-1").await.unwrap();
     assert_eq!(generation.map(|g| (g.account_id, g.row.output_tokens)), Some((account.id, Some(5))));
-    let snap = store.snapshot(&[]).await.unwrap();
+    let snap = store.snapshot(&[], 0).await.unwrap();
     assert_eq!(
         snap.lots,
         vec![LotRow { account_id: account.id, paid: NanoUsd(1_000), multiplier: 4, granted: NanoUsd(0) }]
@@ -88,6 +88,10 @@ async fn accounts_keys_and_the_ledger_are_kept(backend: Backend) {
     assert_eq!(snap.debited, vec![(account.id, NanoUsd(150))]);
     assert_eq!(snap.key_spent, vec![(key.id, NanoUsd(150))]);
     assert_eq!(snap.operator_keys, vec!["topup-1".to_string()]);
+    // The charge (1970-01-02) falls in the month of `now` (1970-01-01), not its day.
+    let sums: Vec<_> =
+        snap.charges.iter().map(|c| (c.period, c.counts.requests, c.counts.spent_nano)).collect();
+    assert_eq!(sums, vec![(crate::usage_totals::Period::ThisMonth, 1, 150)]);
     drop(store);
     // Reopening runs no migration twice and keeps everything.
     let again = db.open().await;
@@ -113,7 +117,7 @@ async fn accounts_are_found_and_changed(backend: Backend) {
     assert_eq!(store.update_account(a.id + 1, &suspend).await.unwrap(), None);
     let b = store.create_account("z", "pro", None, 3).await.unwrap();
     assert!(b.id > a.id);
-    let snap = store.snapshot(&[]).await.unwrap();
+    let snap = store.snapshot(&[], 0).await.unwrap();
     assert_eq!(snap.accounts.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["x", "z"]);
 }
 
@@ -171,7 +175,7 @@ async fn keys_are_found_and_changed(backend: Backend) {
         (Some(vec!["x".to_string()]), Some(NanoUsd(3)), "ci-2")
     );
     assert_eq!(store.update_key(key.id + 1, &clear).await.unwrap(), None);
-    let snap = store.snapshot(&[]).await.unwrap();
+    let snap = store.snapshot(&[], 0).await.unwrap();
     assert_eq!(snap.keys.len(), 1);
     assert_eq!((snap.keys[0].0.id, snap.keys[0].1), (key.id, [1; 32]));
 }
@@ -197,5 +201,5 @@ async fn a_sqlite_store_in_memory_works_alike() {
     let a = store.create_account("x", "pro", Some(5), 1).await.unwrap();
     let key = store.insert_key(a.id, "p", &[1; 32], &NewKey::default(), 1).await.unwrap();
     store.append(&[charge("c", a.id, Some(key.id), 5, "r")]).await.unwrap();
-    assert_eq!(store.snapshot(&["c".into()]).await.unwrap().present.len(), 1);
+    assert_eq!(store.snapshot(&["c".into()], 0).await.unwrap().present.len(), 1);
 }

@@ -7,7 +7,7 @@ use crate::billing::NanoUsd;
 use crate::store::{LotRow, Snapshot, StoreError};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
-pub async fn snapshot(pool: &PgPool, records: &[String]) -> Result<Snapshot, StoreError> {
+pub async fn snapshot(pool: &PgPool, records: &[String], now: i64) -> Result<Snapshot, StoreError> {
     let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
     let mut snap = Snapshot::default();
     for r in
@@ -58,6 +58,7 @@ pub async fn snapshot(pool: &PgPool, records: &[String]) -> Result<Snapshot, Sto
     {
         snap.key_spent.push((r.try_get("key_id")?, NanoUsd(r.try_get("spent")?)));
     }
+    snap.charges = charge_sums(&mut tx, now).await?;
     snap.operator_keys = sqlx::query_scalar(
         "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND kind != 'charge' ORDER BY id",
     )
@@ -74,4 +75,50 @@ pub async fn snapshot(pool: &PgPool, records: &[String]) -> Result<Snapshot, Sto
     }
     tx.commit().await?;
     Ok(snap)
+}
+
+/// Where each account's running totals start: its charges per model and
+/// period (today, the rest of this UTC month, earlier), in one GROUP BY.
+async fn charge_sums(
+    tx: &mut sqlx::PgConnection,
+    now: i64,
+) -> Result<Vec<crate::usage_totals::LoadedSum>, StoreError> {
+    use crate::calendar::{start_of_day, start_of_month};
+    use crate::usage_totals::{Counts, LoadedSum, Period};
+    let (day, month) = (start_of_day(now), start_of_month(now));
+    let next_month = start_of_month(month + 32 * 86_400_000);
+    let rows = sqlx::query(
+        "SELECT account_id, COALESCE(model, '') AS model_name, \
+         CASE WHEN at >= $1 AND at < $2 THEN 2 WHEN at >= $3 AND at < $4 THEN 1 ELSE 0 END AS period, \
+         COUNT(*)::bigint AS requests, COALESCE(SUM(input_tokens), 0)::bigint AS input_tokens, \
+         COALESCE(SUM(output_tokens), 0)::bigint AS output_tokens, \
+         COALESCE(SUM(cached_tokens), 0)::bigint AS cached_tokens, (-SUM(amount_nano))::bigint AS spent \
+         FROM ledger_postings WHERE book = 'wallet' AND kind = 'charge' GROUP BY 1, 2, 3",
+    )
+    .bind(day)
+    .bind(day + 86_400_000)
+    .bind(month)
+    .bind(next_month)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LoadedSum {
+                account: u64::try_from(r.try_get::<i64, _>("account_id")?).unwrap_or(0),
+                model: r.try_get("model_name")?,
+                period: match r.try_get::<i32, _>("period")? {
+                    2 => Period::Today,
+                    1 => Period::ThisMonth,
+                    _ => Period::Earlier,
+                },
+                counts: Counts {
+                    requests: r.try_get("requests")?,
+                    input_tokens: r.try_get("input_tokens")?,
+                    output_tokens: r.try_get("output_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    spent_nano: r.try_get("spent")?,
+                },
+            })
+        })
+        .collect()
 }

@@ -32,7 +32,7 @@ async fn four_nodes_starting_at_once_apply_each_migration_once() {
     for (n, store) in stores.iter().enumerate() {
         store.create_account(&format!("node{n}"), "pro", None, 1).await.unwrap();
     }
-    assert_eq!(stores[3].snapshot(&[]).await.unwrap().accounts.len(), 4);
+    assert_eq!(stores[3].snapshot(&[], 0).await.unwrap().accounts.len(), 4);
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn grants_refunds_and_unpaid_costs_are_kept(backend: Backend) {
     let batch = [topup, opening, down, refund, unpaid];
     assert_eq!(store.append(&batch).await.unwrap(), 5);
     assert_eq!(store.total().await.unwrap(), 0);
-    let snap = store.snapshot(&[]).await.unwrap();
+    let snap = store.snapshot(&[], 0).await.unwrap();
     let lot = |paid, multiplier, granted| LotRow {
         account_id: a.id,
         paid: NanoUsd(paid),
@@ -70,7 +70,7 @@ async fn a_large_batch_is_kept_once_in_order(backend: Backend) {
     assert_eq!(store.append(&batch).await.unwrap(), 80);
     let ledger = store.ledger(a.id).await.unwrap();
     assert_eq!(ledger.iter().map(|r| r.amount_nano_usd).collect::<Vec<_>>(), (1..=150).collect::<Vec<_>>());
-    let snap = store.snapshot(&[]).await.unwrap();
+    let snap = store.snapshot(&[], 0).await.unwrap();
     assert_eq!(snap.lots.iter().map(|l| l.granted.0).collect::<Vec<_>>(), (1..=150).collect::<Vec<_>>());
     assert_eq!(store.total().await.unwrap(), 0);
 }
@@ -165,7 +165,7 @@ async fn a_snapshot_names_the_records_kept(backend: Backend) {
     store.append(&kept).await.unwrap();
     let mut asked: Vec<String> = (0..1_000).map(|i| format!("c{i}")).collect();
     asked.push("c1".into());
-    let snap = store.snapshot(&asked).await.unwrap();
+    let snap = store.snapshot(&asked, 0).await.unwrap();
     assert_eq!(snap.present.len(), 700);
     assert!(snap.present.contains("c699") && !snap.present.contains("c700"));
     assert_eq!(snap.debited, vec![(a.id, NanoUsd(700))]);
@@ -188,13 +188,13 @@ async fn a_snapshot_is_one_read_while_another_store_appends(backend: Backend) {
     };
     let mut reads = 0;
     while !appending.is_finished() || reads == 0 {
-        let snap = reader.snapshot(&keys).await.unwrap();
+        let snap = reader.snapshot(&keys, 0).await.unwrap();
         let debited = snap.debited.first().map_or(0, |d| d.1 .0);
         assert_eq!(debited, snap.present.len() as i64, "the totals and the records kept, from one read");
         reads += 1;
     }
     appending.await.unwrap();
-    assert_eq!(reader.snapshot(&keys).await.unwrap().present.len(), 200);
+    assert_eq!(reader.snapshot(&keys, 0).await.unwrap().present.len(), 200);
 }
 
 async fn two_stores_appending_the_same_records_keep_each_once(backend: Backend) {
@@ -228,6 +228,6 @@ async fn two_stores_appending_the_same_records_keep_each_once(backend: Backend) 
     }
     assert_eq!(new, 400, "each record counted new once");
     assert_eq!(a.ledger(account.id).await.unwrap().len(), 400);
-    assert_eq!(b.snapshot(&[]).await.unwrap().lots.len(), 100, "a lot per grant, once");
+    assert_eq!(b.snapshot(&[], 0).await.unwrap().lots.len(), 100, "a lot per grant, once");
     assert_eq!(b.total().await.unwrap(), 0);
 }
