@@ -105,16 +105,7 @@ impl Gateway {
         let Some(boot) = self.boot.take() else { return Ok(()) };
         let money = crate::store::boot::start(config, boot.plans, boot.accounts, boot.keys)?;
         self.billing = Some(money.billing.clone());
-        let since = money.billing.now_ms().saturating_sub(crate::exchange::restore::LOOKBACK_MS) as i64;
-        let calls = money
-            .store
-            .block_on(move |s| async move { s.recent_calls(since).await })
-            .map_err(|e| format!("store: the rate limits' recent calls: {e}"))?;
         self.money = Some(money);
-        let counted = crate::exchange::restore::rebuild_limits(self, &calls);
-        if counted > 0 {
-            log::info!(target: "tollgate", "rate limits: {counted} calls of the last day counted again from the ledger");
-        }
         Ok(())
     }
 

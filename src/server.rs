@@ -31,6 +31,7 @@ pub struct RunFlags {
 pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     let mut gateway = Gateway::from_config(config)?;
     gateway.start_billing(config)?;
+    crate::exchange::restore::rebuild(&gateway)?;
     let gateway = Arc::new(gateway);
 
     let mut conf = ServerConf {

@@ -106,13 +106,36 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+/// A change to the wallets that is not a ledger record: what a peer must
+/// mirror to decide as this process would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerLine {
+    /// Request `key` holds `amount` of `account`'s wallet (and of key
+    /// `key_id`'s cap).
+    Hold { key: String, account: u64, key_id: Option<u64>, cap: Option<i64>, amount: i64 },
+    /// Request `key` ended costing nothing: its hold is given back whole.
+    /// (One that cost something ends with its charge record.)
+    Release { key: String },
+    /// This process has seen process `pid` and journals every change from
+    /// now on, its open holds first.
+    Ack { pid: u32 },
+}
+
+/// How a [`PeerLine`] is written in a journal: under a key no ledger
+/// record has, so each reader can tell the two apart.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerEnvelope {
+    pub peer: PeerLine,
+}
+
 /// Where records go: the journal, in production; a vector, in tests.
 pub trait Sink: Send + Sync {
     fn record(&self, record: LedgerRecord);
 
     /// A line for the processes sharing these wallets only (see
     /// [`super::peers`]): nothing, where there can be none.
-    fn peer(&self, _line: super::peers::PeerLine) {}
+    fn peer(&self, _line: PeerLine) {}
 }
 
 /// Keeps records in memory (tests, and configurations with no store).

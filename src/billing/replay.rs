@@ -5,7 +5,17 @@
 //! The store decides who runs a key; see [`crate::exchange::idempotency`].
 
 use super::holds::Clock;
-use crate::store::idempotency::{Fingerprint, Scope};
+/// An idempotency key as scoped: the account, the API key that made the
+/// call, and the caller's `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub account: i64,
+    pub key_id: i64,
+    pub key: String,
+}
+
+/// SHA-256 of the request's method, path and body.
+pub type Fingerprint = [u8; 32];
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

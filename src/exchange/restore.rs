@@ -14,6 +14,22 @@ use crate::store::RecentCall;
 /// daylight saving ends) and then some.
 pub const LOOKBACK_MS: u64 = 26 * 3_600_000;
 
+/// Reads the ledger's recent charges and counts them into the gateway's
+/// limits (nothing when nothing is billed here).
+pub fn rebuild(gateway: &Gateway) -> Result<(), String> {
+    let (Some(money), Some(billing)) = (&gateway.money, &gateway.billing) else { return Ok(()) };
+    let since = billing.now_ms().saturating_sub(LOOKBACK_MS) as i64;
+    let calls = money
+        .store
+        .block_on(move |s| async move { s.recent_calls(since).await })
+        .map_err(|e| format!("store: the rate limits' recent calls: {e}"))?;
+    let counted = rebuild_limits(gateway, &calls);
+    if counted > 0 {
+        log::info!(target: "tollgate", "rate limits: {counted} calls of the last day counted again from the ledger");
+    }
+    Ok(())
+}
+
 /// Counts `calls` (oldest first) into the gateway's limits.
 pub fn rebuild_limits(gateway: &Gateway, calls: &[RecentCall]) -> usize {
     let Some(billing) = &gateway.billing else { return 0 };

@@ -9,6 +9,7 @@ use super::journal::Journal;
 use super::peers::{FilePeers, Line};
 use super::Snapshot;
 use super::{NewKey, PgStore, SqliteStore, Store, StoreError, StoreHandle};
+use crate::billing::PeerApply;
 use crate::billing::{
     AccountState, Billing, BillingOptions, KeyState, LedgerRecord, NanoUsd, Plan, Status, SystemClock,
 };

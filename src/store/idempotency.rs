@@ -4,18 +4,7 @@
 //! [`crate::exchange::idempotency`].
 
 use crate::billing::replay::Answer;
-
-/// An idempotency key as scoped: the account, the API key that made the
-/// call, and the caller's `Idempotency-Key`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scope {
-    pub account: i64,
-    pub key_id: i64,
-    pub key: String,
-}
-
-/// SHA-256 of the request's method, path and body.
-pub type Fingerprint = [u8; 32];
+pub use crate::billing::replay::{Fingerprint, Scope};
 
 /// A call asking to run under `scope`.
 #[derive(Debug, Clone)]

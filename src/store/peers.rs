@@ -16,7 +16,7 @@
 use super::journal::Journal;
 use super::StoreHandle;
 use crate::billing::peers::PeerEnvelope;
-use crate::billing::{Billing, LedgerRecord, PeerLine, Peers};
+use crate::billing::{Billing, LedgerRecord, PeerApply, PeerLine, Peers};
 use crate::usage_totals::UsageTotals;
 use std::collections::HashSet;
 use std::fs::File;
@@ -183,7 +183,7 @@ impl FilePeers {
         self.scan();
         if let Some(billing) = self.billing() {
             if self.shared.load(Ordering::Acquire) {
-                self.exclusive(&billing, &mut |_| {});
+                self.exclusive(&*billing, &mut |_| {});
             }
             self.bury(&billing);
         }
@@ -279,7 +279,7 @@ impl FilePeers {
     }
 
     /// Applies what the peers wrote since the last look.
-    fn catch_up(&self, billing: &Billing) {
+    fn catch_up(&self, billing: &dyn PeerApply) {
         for f in locked(&self.followers).iter_mut() {
             for line in read_new(f) {
                 track(f, &line);
@@ -298,7 +298,7 @@ impl FilePeers {
 }
 
 impl Peers for FilePeers {
-    fn exclusive(&self, billing: &Billing, change: &mut dyn FnMut(bool)) {
+    fn exclusive(&self, billing: &dyn PeerApply, change: &mut dyn FnMut(bool)) {
         {
             let _alone = self.mode.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !self.shared.load(Ordering::Acquire) {
