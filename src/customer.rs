@@ -45,8 +45,9 @@ fn slug(name: &str) -> String {
 }
 
 /// Where each of the key's limits stands (for models without a class, and
-/// the `messages` group), as `{"rpm": {"limit", "remaining", "reset_seconds"}, ...}`.
-fn limits_of(
+/// the `messages` group), as `{"rpm": {"limit", "remaining", "reset_seconds"}, ...}`:
+/// on Redis when the fleet shares the limits (this node's own while it is down).
+async fn limits_of(
     gateway: &Gateway,
     key: &KeyState,
     account: &crate::billing::AccountState,
@@ -63,9 +64,12 @@ fn limits_of(
         now,
         mono,
     };
-    gateway
-        .limiter
-        .standing(&ask, &limits)
+    let shared = match &gateway.hot {
+        Some(hot) => hot.standing(&ask, &limits).await.ok(),
+        None => None,
+    };
+    shared
+        .unwrap_or_else(|| gateway.limiter.standing(&ask, &limits))
         .into_iter()
         .map(|s| {
             let v = json!({"limit": s.limit, "remaining": s.remaining, "reset_seconds": s.reset_ms.div_ceil(1000)});
@@ -103,7 +107,7 @@ pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gatewa
     }
     let balance = billing.available(account.id);
     let key_spend = billing.key_spent(key.id);
-    let rate_limits = limits_of(gateway, key, &account, billing.now_ms());
+    let rate_limits = limits_of(gateway, key, &account, billing.now_ms()).await;
     let body = json!({
         "auth": "api_key",
         "token": format!("{}...", key.prefix),
@@ -154,7 +158,7 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     let rows = usage_rows(gateway, filter).await?;
     let today = crate::calendar::day(start_of_day(now));
     let billed_today: i64 = rows.iter().filter(|r| r.day == today).map(|r| r.requests).sum();
-    let limits = limits_of(gateway, key, &account, now as u64);
+    let limits = limits_of(gateway, key, &account, now as u64).await;
     // The daily cap's own count when the plan has one (its day may be local).
     let (used, limit) = match limits.get("daily_messages") {
         Some(d) => {

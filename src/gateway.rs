@@ -26,6 +26,9 @@ pub struct Gateway {
     pub billing: Option<Arc<Billing>>,
     /// The plans' rate limits, on this node.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// The rate limits on Redis (`hot_state`), when a fleet shares them;
+    /// `limiter` then serves only while Redis is down (`on_failure: open`).
+    pub hot: Option<Arc<crate::hot::Hot>>,
     /// Invalid keys per client address.
     pub bad_keys: crate::auth::abuse::BadKeys,
     /// The store and journal behind `billing`.
@@ -106,6 +109,13 @@ impl Gateway {
             .store
             .block_on(move |s| async move { s.recent_calls(since).await })
             .map_err(|e| format!("store: the rate limits' recent calls: {e}"))?;
+        if let Some(section) = &config.hot_state {
+            // The limits live in Redis: nothing to rebuild from the ledger.
+            let runtime = money.store.runtime_ref();
+            self.hot = Some(std::sync::Arc::new(crate::hot::Hot::connect(runtime, section)?));
+            self.money = Some(money);
+            return Ok(());
+        }
         self.money = Some(money);
         let counted = crate::exchange::restore::rebuild_limits(self, &calls);
         if counted > 0 {
@@ -133,6 +143,9 @@ impl Gateway {
             admin.validate()?;
         }
         config.store.validate()?;
+        if let Some(hot) = &config.hot_state {
+            hot.validate()?;
+        }
         if config.server.max_request_body_bytes == 0 {
             return Err("server.max_request_body_bytes: must be more than 0".into());
         }
@@ -201,6 +214,7 @@ impl Gateway {
         Ok(Self {
             billing: None,
             limiter: Arc::default(),
+            hot: None,
             bad_keys: crate::auth::abuse::BadKeys::new(config.server.invalid_keys_per_minute_per_address),
             money: None,
             boot,
