@@ -6,10 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_harness;
 
 use common::money::{chat, customer, post};
-use common::redis::RedisServer;
 use common::{tag, Stack};
+use redis_harness::RedisServer;
 use serde_json::{json, Value};
 
 /// The demo with a plan `limited` (`limits`, a YAML flow map) and its

@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod money;
-pub mod redis;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
