@@ -2,7 +2,8 @@
 //! gateways on one Redis share `rpm: 50` exactly; Redis restarted empty
 //! mid-run (the script loaded again) and calls go on; Redis down with
 //! `on_failure: closed` answers 503 and sends nothing upstream, with
-//! `open` calls go on under the node's own limits.
+//! `open` calls go on under the node's share of the limits (divided by
+//! the fleet size it last saw).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -87,10 +88,11 @@ async fn redis_restarted_empty_mid_run_and_the_calls_go_on() {
 }
 
 #[tokio::test]
-async fn redis_down_closed_is_503_and_nothing_upstream_open_goes_on_under_the_nodes_limits() {
+async fn redis_down_closed_is_503_and_nothing_upstream_open_goes_on_under_its_share_of_the_limits() {
     let mut redis = RedisServer::start();
-    let closed = stack_on(&redis.url, "closed", "{ rpm: 3 }");
-    let open = stack_on(&redis.url, "open", "{ rpm: 3 }");
+    let closed = stack_on(&redis.url, "closed", "{ rpm: 6 }");
+    // Two nodes seen by the second at its start: its share is rpm 3.
+    let open = stack_on(&redis.url, "open", "{ rpm: 6 }");
     let (_, _, key_c) = customer(&closed, "limited", "100", 1, json!({"name": "k"})).await;
     let (_, _, key_o) = customer(&open, "limited", "100", 1, json!({"name": "k"})).await;
     redis.stop();
@@ -104,6 +106,6 @@ async fn redis_down_closed_is_503_and_nothing_upstream_open_goes_on_under_the_no
     let t2 = tag();
     let answers = statuses(&open, &key_o, 5, &t2).await;
     let ok = answers.iter().filter(|r| r.0 == 200).count();
-    assert_eq!(ok, 3, "the node's own rpm 3: {answers:?}");
+    assert_eq!(ok, 3, "the node's share of rpm 6 over 2 nodes: {answers:?}");
     assert_eq!(open.received(&t2).await.len(), 3);
 }

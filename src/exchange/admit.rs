@@ -166,24 +166,26 @@ pub async fn admit(
 }
 
 /// Takes the call from the limits: on Redis when the fleet shares them;
-/// Redis down, this node's own (`on_failure: open`) or a 503 (`closed`).
+/// Redis down, this node's share of them in its memory (the limits
+/// divided by the fleet size last seen; `on_failure: open`) or a 503
+/// (`closed`).
 async fn take(
     gateway: &Gateway,
     ask: &Ask<'_>,
     limits: &InForce,
     request_id: &str,
 ) -> Result<Result<Taken, Refused>, GatewayError> {
-    let local = |gateway: &Gateway| {
+    let local = |gateway: &Gateway, limits: &InForce| {
         let limiter = gateway.limiter.clone();
         limiter.admit(ask, limits).map(|p| Taken::Local(limiter.clone(), p))
     };
-    let Some(hot) = &gateway.hot else { return Ok(local(gateway)) };
+    let Some(hot) = &gateway.hot else { return Ok(local(gateway, limits)) };
     match hot.admit(ask, limits, request_id).await {
         Ok(taken) => Ok(taken),
         Err(e) if hot.on_failure == crate::config::OnFailure::Open => {
             metrics::rate_limit("hot_state", "failed_open");
-            log::debug!(target: "tollgate", "rate limits: Redis unavailable ({e}); this node's own limits");
-            Ok(local(gateway))
+            log::debug!(target: "tollgate", "rate limits: Redis unavailable ({e}); this node's share");
+            Ok(local(gateway, &hot.divided(limits)))
         }
         Err(e) => {
             metrics::refused("limits_unavailable");

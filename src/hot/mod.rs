@@ -13,7 +13,12 @@ pub(crate) mod testing;
 use crate::config::{HotStateSection, OnFailure};
 use crate::limits::{Ask, InForce, Limiter, Permit, Refused, Standing};
 use redis::{RedisLimits, RedisPermit, Unavailable};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a node says it is alive and counts the fleet.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The limits on Redis and what to do when Redis is down.
 pub struct Hot {
@@ -21,6 +26,8 @@ pub struct Hot {
     /// Where settlements run (the store's runtime, kept for the process).
     runtime: &'static tokio::runtime::Runtime,
     pub on_failure: OnFailure,
+    /// The fleet size last seen (1 until seen).
+    fleet: Arc<AtomicU64>,
 }
 
 /// What a call took from the rate limits, given back or corrected when
@@ -40,7 +47,36 @@ impl Hot {
         let redis =
             runtime.block_on(RedisLimits::connect(&url)).map_err(|e| format!("hot_state.redis_url: {e}"))?;
         log::info!(target: "tollgate", "rate limits on Redis, script {}", redis.version());
-        Ok(Self { redis, runtime, on_failure: section.on_failure })
+        let node = uuid::Uuid::now_v7().to_string();
+        let fleet = Arc::new(AtomicU64::new(1));
+        if let Ok(n) = runtime.block_on(redis.heartbeat(&node, wall_ms())) {
+            fleet.store(n.max(1), Ordering::Relaxed);
+        }
+        runtime.spawn(heartbeats(redis.clone(), node, fleet.clone(), section.on_failure));
+        Ok(Self { redis, runtime, on_failure: section.on_failure, fleet })
+    }
+
+    /// The fleet size last seen.
+    pub fn fleet(&self) -> u64 {
+        self.fleet.load(Ordering::Relaxed).max(1)
+    }
+
+    /// `limits` shared among the fleet last seen, for this node alone
+    /// while Redis is down: each divided by the node count (at least 1;
+    /// a limit of 0 still blocks).
+    pub fn divided(&self, limits: &InForce) -> InForce {
+        let n = self.fleet();
+        let part = |l: u64| if l == 0 { 0 } else { (l / n).max(1) };
+        let part32 = |l: Option<u32>| l.map(|l| u32::try_from(part(u64::from(l))).unwrap_or(l));
+        InForce {
+            rpm: part32(limits.rpm),
+            rpm_class: part32(limits.rpm_class),
+            rph: part32(limits.rph),
+            daily_messages: part32(limits.daily_messages),
+            input_tpm: limits.input_tpm.map(part),
+            concurrent: part32(limits.concurrent),
+            zone: limits.zone,
+        }
     }
 
     /// Takes `ask` from the limits on Redis, or from none.
@@ -56,6 +92,25 @@ impl Hot {
     /// Where the limits stand, taking nothing.
     pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
         self.redis.standing(ask, limits).await
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Every `HEARTBEAT`: this node alive, the fleet counted; while Redis is
+/// down (and `open`), the seconds spent on this node's own limits counted.
+async fn heartbeats(redis: RedisLimits, node: String, fleet: Arc<AtomicU64>, on_failure: OnFailure) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match redis.heartbeat(&node, wall_ms()).await {
+            Ok(n) => fleet.store(n.max(1), Ordering::Relaxed),
+            Err(_) if on_failure == OnFailure::Open => crate::metrics::hot_failed_open(HEARTBEAT.as_secs()),
+            Err(_) => {}
+        }
     }
 }
 

@@ -19,6 +19,11 @@ pub const SCRIPT: &str = include_str!("limits.lua");
 /// How long a call counts in flight when its node never settles it.
 pub const LEASE_MS: u64 = 15 * 60_000;
 
+/// The fleet's live nodes: node id -> when it last said so (ms).
+pub const NODES: &str = "tg:nodes";
+/// A node not heard from for this long is gone.
+pub const NODE_TTL_MS: u64 = 15_000;
+
 /// Redis could not be reached or answered something unexpected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unavailable(pub String);
@@ -79,6 +84,36 @@ impl RedisLimits {
         let mut conn = self.conn.clone();
         self.script.prepare_invoke().load_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Says `node` is alive at `now_ms` (its wall clock) and counts the
+    /// nodes alive: the fleet size the limits are divided by while Redis
+    /// is down (`on_failure: open`).
+    pub async fn heartbeat(&self, node: &str, now_ms: u64) -> Result<u64, Unavailable> {
+        let mut conn = self.conn.clone();
+        let gone = now_ms.saturating_sub(NODE_TTL_MS);
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(NODES)
+            .arg(now_ms)
+            .arg(node)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(NODES)
+            .arg("-inf")
+            .arg(gone)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(NODES)
+            .arg(NODE_TTL_MS)
+            .ignore()
+            .cmd("ZCARD")
+            .arg(NODES)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(count)
     }
 
     /// The script's version.

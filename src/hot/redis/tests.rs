@@ -175,3 +175,16 @@ async fn the_script_is_loaded_again_after_redis_lost_it() {
     assert_eq!(ok, 2);
     assert_eq!(r.version().len(), 40);
 }
+
+#[tokio::test]
+async fn each_node_says_it_is_alive_and_the_fleet_is_counted() {
+    let server = RedisServer::start();
+    let (a, b) = (limits(&server).await, limits(&server).await);
+    let now = 1_700_000_000_000;
+    assert_eq!(a.heartbeat("a", now).await.unwrap_or_else(|e| panic!("{e}")), 1);
+    assert_eq!(b.heartbeat("b", now + 1_000).await.unwrap_or_else(|e| panic!("{e}")), 2);
+    assert_eq!(a.heartbeat("a", now + 2_000).await.unwrap_or_else(|e| panic!("{e}")), 2, "counted once");
+    // b silent for longer than NODE_TTL_MS: gone.
+    let later = now + 1_000 + NODE_TTL_MS + 1;
+    assert_eq!(a.heartbeat("a", later).await.unwrap_or_else(|e| panic!("{e}")), 1);
+}
