@@ -188,3 +188,25 @@ async fn each_node_says_it_is_alive_and_the_fleet_is_counted() {
     let later = now + 1_000 + NODE_TTL_MS + 1;
     assert_eq!(a.heartbeat("a", later).await.unwrap_or_else(|e| panic!("{e}")), 1);
 }
+
+#[tokio::test]
+async fn every_key_of_a_call_is_in_its_accounts_slot_on_a_cluster() {
+    let server = RedisServer::start_cluster();
+    let r = limits(&server).await;
+    let every = InForce {
+        rpm: Some(5),
+        rpm_class: Some(5),
+        rph: Some(5),
+        daily_messages: Some(5),
+        input_tpm: Some(1_000),
+        concurrent: Some(5),
+        ..Default::default()
+    };
+    let a = Ask { group: "responses", ..ask(11, 42, Some("opus"), 10) };
+    // CROSSSLOT (or an undeclared key, refused under `#!lua`) would be an error here.
+    let p =
+        r.admit(&a, &every, "x").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.standing.len(), 6);
+    assert!(r.finish(&p, true, Some(5)).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(r.standing(&a, &every).await.is_ok());
+}

@@ -17,6 +17,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// A one-node Redis Cluster (every slot), where keys of two slots in
+    /// one script fail with CROSSSLOT.
+    cluster: bool,
 }
 
 impl RedisServer {
@@ -24,14 +27,39 @@ impl RedisServer {
     pub fn start() -> Self {
         if let Ok(url) = std::env::var("TOLLGATE_TEST_REDIS_URL") {
             if !url.is_empty() {
-                return Self { url, port: 0, dir: PathBuf::new(), child: None };
+                return Self { url, port: 0, dir: PathBuf::new(), child: None, cluster: false };
             }
         }
+        Self::private(false)
+    }
+
+    /// A private one-node Cluster holding every slot (never the
+    /// environment's server).
+    pub fn start_cluster() -> Self {
+        let server = Self::private(true);
+        let port = server.port.to_string();
+        let out =
+            Command::new("redis-cli").args(["-p", &port, "cluster", "addslotsrange", "0", "16383"]).output();
+        let said = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        assert_eq!(said, "OK", "redis-cli cluster addslotsrange");
+        let mut info = String::new();
+        for _ in 0..200 {
+            let out = Command::new("redis-cli").args(["-p", &port, "cluster", "info"]).output();
+            info = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+            if info.contains("cluster_state:ok") {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the one-node cluster did not reach cluster_state:ok in 10 s: {info}");
+    }
+
+    fn private(cluster: bool) -> Self {
         let stamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir = std::env::temp_dir().join(format!("tollgate-redis-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let mut server = Self { url: String::new(), port: 0, dir, child: None };
+        let mut server = Self { url: String::new(), port: 0, dir, child: None, cluster };
         let mut last = String::new();
         // A free port may be taken by another test before the server binds it.
         for _ in 0..5 {
@@ -50,23 +78,15 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut cmd = Command::new("redis-server");
+        let port = self.port.to_string();
+        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+            .arg(&self.dir);
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"]).arg(self.dir.join("nodes.conf"));
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
         let mut child = match child {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{MISSING}"),
