@@ -17,6 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// After Redis failed a call, how long calls go without asking it (so a
+/// Redis that does not answer costs one timeout, not one per call).
+const BACK_OFF_MS: u64 = 500;
+
 /// How often a node says it is alive and counts the fleet.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -28,6 +32,8 @@ pub struct Hot {
     pub on_failure: OnFailure,
     /// The fleet size last seen (1 until seen).
     fleet: Arc<AtomicU64>,
+    /// Until when (wall ms) Redis is taken as down.
+    down_until: AtomicU64,
 }
 
 /// What a call took from the rate limits, given back or corrected when
@@ -53,7 +59,7 @@ impl Hot {
             fleet.store(n.max(1), Ordering::Relaxed);
         }
         runtime.spawn(heartbeats(redis.clone(), node, fleet.clone(), section.on_failure));
-        Ok(Self { redis, runtime, on_failure: section.on_failure, fleet })
+        Ok(Self { redis, runtime, on_failure: section.on_failure, fleet, down_until: AtomicU64::new(0) })
     }
 
     /// The fleet size last seen.
@@ -86,7 +92,17 @@ impl Hot {
         limits: &InForce,
         id: &str,
     ) -> Result<Result<Taken, Refused>, Unavailable> {
-        Ok(self.redis.admit(ask, limits, id).await?.map(|p| Taken::Redis(self.clone(), p)))
+        let now = wall_ms();
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return Err(Unavailable("down a moment ago; asked again shortly".into()));
+        }
+        match self.redis.admit(ask, limits, id).await {
+            Ok(taken) => Ok(taken.map(|p| Taken::Redis(self.clone(), p))),
+            Err(e) => {
+                self.down_until.store(wall_ms() + BACK_OFF_MS, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
     /// Where the limits stand, taking nothing.
