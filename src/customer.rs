@@ -40,8 +40,9 @@ fn slug(name: &str) -> String {
 }
 
 /// Where each of the key's limits stands (for models without a class, and
-/// the `messages` group), as `{"rpm": {"limit", "remaining", "reset_seconds"}, ...}`.
-fn limits_of(
+/// the `messages` group), as `{"rpm": {"limit", "remaining", "reset_seconds"}, ...}`:
+/// on Redis when the fleet shares the limits (this node's own while it is down).
+async fn limits_of(
     gateway: &Gateway,
     key: &KeyState,
     account: &crate::billing::AccountState,
@@ -58,9 +59,12 @@ fn limits_of(
         now,
         mono,
     };
-    gateway
-        .limiter
-        .standing(&ask, &limits)
+    let shared = match &gateway.hot {
+        Some(hot) => hot.standing(&ask, &limits).await.ok(),
+        None => None,
+    };
+    shared
+        .unwrap_or_else(|| gateway.limiter.standing(&ask, &limits))
         .into_iter()
         .map(|s| {
             let v = json!({"limit": s.limit, "remaining": s.remaining, "reset_seconds": s.reset_ms.div_ceil(1000)});
@@ -88,7 +92,7 @@ pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gatewa
     let (input, output, spent) = (view.total.input_tokens, view.total.output_tokens, view.total.spent_nano);
     let balance = billing.available(account.id);
     let key_spend = billing.key_spent(key.id);
-    let rate_limits = limits_of(gateway, key, &account, billing.now_ms());
+    let rate_limits = limits_of(gateway, key, &account, billing.now_ms()).await;
     let body = json!({
         "auth": "api_key",
         "token": format!("{}...", key.prefix),
@@ -132,9 +136,12 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
     let now = billing.now_ms() as i64;
     let view = m.totals.view(account.id, now);
-    let limits = limits_of(gateway, key, &account, now as u64);
+    let limits = limits_of(gateway, key, &account, now as u64).await;
     // The daily cap's own count when the plan has one (its day may be local).
     let (used, limit) = match limits.get("daily_messages") {
+        // On Redis the count is the fleet's: the account's billed calls of
+        // the (UTC) day stand for it here.
+        Some(d) if gateway.hot.is_some() => (view.today_requests, d["limit"].clone()),
         Some(d) => {
             let zone = account.plan.limits.zone;
             let used = gateway.limiter.daily_used(account.id, now as u64, zone);

@@ -66,6 +66,9 @@ pub enum GatewayError {
     /// The gateway itself is out of a resource (file descriptors): not the
     /// provider's fault, and worth a retry.
     Overloaded(String),
+    /// The shared rate limits (`hot_state`) cannot be reached and
+    /// `on_failure` is `closed` (503): nothing went upstream.
+    LimitsUnavailable(String),
     /// A bug or an unexpected state in the gateway itself.
     Internal(String),
 }
@@ -113,7 +116,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::Internal(_) => 500,
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamProtocol(_) => 502,
-            GatewayError::ModelComingSoon(_) | GatewayError::Overloaded(_) => 503,
+            GatewayError::ModelComingSoon(_)
+            | GatewayError::Overloaded(_)
+            | GatewayError::LimitsUnavailable(_) => 503,
             GatewayError::UpstreamTimeout => 504,
         }
     }
@@ -150,7 +155,9 @@ impl GatewayError {
             },
             GatewayError::RouteNotFound(_) | GatewayError::ModelNotFound(_) => ErrorKind::NotFound,
             GatewayError::PayloadTooLarge { .. } => ErrorKind::RequestTooLarge,
-            GatewayError::ModelComingSoon(_) | GatewayError::Overloaded(_) => ErrorKind::Overloaded,
+            GatewayError::ModelComingSoon(_)
+            | GatewayError::Overloaded(_)
+            | GatewayError::LimitsUnavailable(_) => ErrorKind::Overloaded,
             GatewayError::UpstreamUnavailable(_)
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::Internal(_) => ErrorKind::Api,
@@ -187,6 +194,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::UpstreamProtocol(_) => "upstream_error",
             GatewayError::Overloaded(_) => "gateway_overloaded",
+            GatewayError::LimitsUnavailable(_) => "limits_unavailable",
             GatewayError::Internal(_) => "internal_error",
         }
     }
@@ -208,6 +216,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(why)
             | GatewayError::UpstreamProtocol(why)
             | GatewayError::Overloaded(why)
+            | GatewayError::LimitsUnavailable(why)
             | GatewayError::Internal(why) => Some(why),
             _ => None,
         }
@@ -273,6 +282,9 @@ impl fmt::Display for GatewayError {
                 f.write_str("The upstream provider sent a response the gateway cannot relay")
             }
             GatewayError::Overloaded(_) => f.write_str("The gateway is overloaded; retry shortly"),
+            GatewayError::LimitsUnavailable(_) => {
+                f.write_str("The rate limits cannot be checked right now; retry shortly")
+            }
             GatewayError::Internal(_) => f.write_str("Internal gateway error"),
         }
     }

@@ -26,6 +26,9 @@ pub struct Gateway {
     pub billing: Option<Arc<Billing>>,
     /// The plans' rate limits, on this node.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// The rate limits on Redis (`hot_state`), when a fleet shares them;
+    /// `limiter` then serves only while Redis is down (`on_failure: open`).
+    pub hot: Option<Arc<crate::hot::Hot>>,
     /// Invalid keys per client address.
     pub bad_keys: crate::auth::abuse::BadKeys,
     /// Calls per key to the customer endpoints.
@@ -105,6 +108,11 @@ impl Gateway {
         let Some(boot) = self.boot.take() else { return Ok(()) };
         let money = crate::store::boot::start(config, boot.plans, boot.accounts, boot.keys)?;
         self.billing = Some(money.billing.clone());
+        if let Some(section) = &config.hot_state {
+            // The limits live in Redis: nothing to rebuild from the ledger.
+            let runtime = money.store.runtime_ref();
+            self.hot = Some(std::sync::Arc::new(crate::hot::Hot::connect(runtime, section)?));
+        }
         self.money = Some(money);
         Ok(())
     }
@@ -128,6 +136,9 @@ impl Gateway {
             admin.validate()?;
         }
         config.store.validate()?;
+        if let Some(hot) = &config.hot_state {
+            hot.validate()?;
+        }
         if config.server.max_request_body_bytes == 0 {
             return Err("server.max_request_body_bytes: must be more than 0".into());
         }
@@ -196,6 +207,7 @@ impl Gateway {
         Ok(Self {
             billing: None,
             limiter: Arc::default(),
+            hot: None,
             bad_keys: crate::auth::abuse::BadKeys::new(
                 config.server.invalid_keys_per_minute_per_address,
                 config.server.invalid_key_addresses_kept,

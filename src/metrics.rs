@@ -184,6 +184,20 @@ static JOURNAL_WRITTEN: Lazy<prometheus::IntCounter> = Lazy::new(|| {
     c
 });
 
+static HOT_FAILED_OPEN: Lazy<prometheus::IntCounter> = Lazy::new(|| {
+    let name = "tollgate_hot_state_failed_open_seconds_total";
+    let c =
+        prometheus::IntCounter::new(name, "Seconds the rate limits ran on this node's memory, Redis down.")
+            .unwrap_or_else(|e| unreachable_metric(name, e));
+    let _ = REGISTRY.register(Box::new(c.clone()));
+    c
+});
+
+/// Redis was unreachable for `seconds` with `on_failure: open`.
+pub fn hot_failed_open(seconds: u64) {
+    HOT_FAILED_OPEN.inc_by(seconds);
+}
+
 fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
     let g = prometheus::IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
     let _ = REGISTRY.register(Box::new(g.clone()));

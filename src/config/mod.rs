@@ -2,10 +2,12 @@
 //! with `${VAR}` interpolation, and error messages that name the bad key.
 //! Semantic validation and the runtime form live in [`crate::gateway`].
 
+mod hot;
 mod interpolate;
 mod load;
 mod store;
 
+pub use hot::{HotStateSection, OnFailure};
 pub use interpolate::interpolate;
 pub use load::{load_file, parse_str, ConfigError};
 pub use store::{StoreSection, DEFAULT_POOL_SIZE};
@@ -36,6 +38,10 @@ pub struct Config {
     /// Where accounts, keys and the ledger are kept (default: in memory).
     #[serde(default)]
     pub store: StoreSection,
+    /// Redis, where a fleet shares its rate limits (default: none, the
+    /// limits live in this node's memory).
+    #[serde(default)]
+    pub hot_state: Option<HotStateSection>,
     #[serde(default)]
     pub billing: BillingSection,
     /// The admin API's own listener.

@@ -12,8 +12,9 @@ use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
 use crate::formats::ClientFormat;
 use crate::gateway::{Gateway, ModelEntry};
+use crate::hot::Taken;
 use crate::limits::headers::{Headers, Style};
-use crate::limits::{Ask, Kind, Permit, Refused};
+use crate::limits::{Ask, InForce, Kind, Refused};
 use crate::metrics;
 use crate::routing::Route;
 use bytes::Bytes;
@@ -103,7 +104,7 @@ pub fn model_access<'a>(
 /// limits, and the rate-limit headers its answer carries.
 pub struct Admitted {
     pub admission: Admission,
-    pub permit: Permit,
+    pub permit: Taken,
     pub headers: Headers,
 }
 
@@ -113,7 +114,7 @@ pub struct Admitted {
 /// took from the limits, so it takes from nothing. `Ok(None)` when
 /// nothing is billed here, and for counting tokens: free, held for
 /// nothing, no message against any limit.
-pub fn admit(
+pub async fn admit(
     gateway: &Gateway,
     principal: &Principal,
     plan: &mut UpstreamPlan,
@@ -143,26 +144,55 @@ pub fn admit(
         now,
         mono,
     };
-    let permit = gateway.limiter.admit(&ask, &limits).map_err(|refused| {
+    let permit = take(gateway, &ask, &limits, request_id).await?.map_err(|refused| {
         metrics::rate_limit(refused.kind.as_str(), "refused");
         limit_error(&refused, style, now)
     })?;
     let admission = match hold(gateway, principal, plan, request_id, group) {
         Ok(Some(admission)) => admission,
         Ok(None) => {
-            gateway.limiter.cancel(&permit, mono);
+            permit.cancel(mono).await;
             return Ok(None);
         }
         Err(e) => {
-            gateway.limiter.cancel(&permit, mono);
+            permit.cancel(mono).await;
             return Err(e);
         }
     };
-    for s in &permit.standing {
+    for s in permit.standing() {
         metrics::rate_limit(s.kind.as_str(), "allowed");
     }
-    let headers = crate::limits::headers::for_standing(&permit.standing, style, now);
+    let headers = crate::limits::headers::for_standing(permit.standing(), style, now);
     Ok(Some(Admitted { admission, permit, headers }))
+}
+
+/// Takes the call from the limits: on Redis when the fleet shares them;
+/// Redis down, this node's share of them in its memory (the limits
+/// divided by the fleet size last seen; `on_failure: open`) or a 503
+/// (`closed`).
+async fn take(
+    gateway: &Gateway,
+    ask: &Ask<'_>,
+    limits: &InForce,
+    request_id: &str,
+) -> Result<Result<Taken, Refused>, GatewayError> {
+    let local = |gateway: &Gateway, limits: &InForce| {
+        let limiter = gateway.limiter.clone();
+        limiter.admit(ask, limits).map(|p| Taken::Local(limiter.clone(), p))
+    };
+    let Some(hot) = &gateway.hot else { return Ok(local(gateway, limits)) };
+    match hot.admit(ask, limits, request_id).await {
+        Ok(taken) => Ok(taken),
+        Err(e) if hot.on_failure == crate::config::OnFailure::Open => {
+            metrics::rate_limit("hot_state", "failed_open");
+            log::debug!(target: "tollgate", "rate limits: Redis unavailable ({e}); this node's share");
+            Ok(local(gateway, &hot.divided(limits)))
+        }
+        Err(e) => {
+            metrics::refused("limits_unavailable");
+            Err(GatewayError::LimitsUnavailable(e.to_string()))
+        }
+    }
 }
 
 /// The caller's error for a limit that refused: 429 with when to retry,

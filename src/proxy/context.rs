@@ -41,7 +41,7 @@ pub struct RequestCtx {
     /// The response ended as the provider meant it to (not cut, not left).
     pub completed: bool,
     /// What the call took from the rate limits, to give back when it ends.
-    pub permit: Option<(Arc<crate::limits::Limiter>, crate::limits::Permit)>,
+    pub permit: Option<crate::hot::Taken>,
     /// The rate-limit headers its answer carries.
     pub limit_headers: crate::limits::headers::Headers,
     /// A call under an `Idempotency-Key`, capturing what its caller gets.
@@ -190,10 +190,10 @@ impl RequestCtx {
     pub fn finish(&mut self, written_status: Option<u16>, pingora_error: bool) {
         self.finished = true;
         self.settle();
-        if let Some((limiter, permit)) = self.permit.take() {
+        if let Some(permit) = self.permit.take() {
             let billed = self.charge.is_some_and(|c| c.cost.0 > 0 || c.unpaid.0 > 0);
             let input = self.charge.map(|c| c.usage.input_tokens).or(self.usage.map(|u| u.input_tokens));
-            limiter.finish(&permit, billed, input, crate::billing::SystemClock.monotonic_ms());
+            permit.finish(billed, input, crate::billing::SystemClock.monotonic_ms());
         }
         if let Some(i) = self.idempotent.take() {
             let status = written_status.unwrap_or(self.status);

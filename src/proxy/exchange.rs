@@ -153,11 +153,11 @@ async fn serve(
                 }
             }
             // Billed calls hold their worst case before anything goes upstream.
-            if let Some(admitted) = admit(gateway, &principal, &mut plan, &ctx.request_id, route)? {
+            if let Some(admitted) = admit(gateway, &principal, &mut plan, &ctx.request_id, route).await? {
                 ctx.account = Some(admitted.admission.account.name.clone());
                 ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));
                 ctx.limit_headers = admitted.headers;
-                ctx.permit = Some((gateway.limiter.clone(), admitted.permit));
+                ctx.permit = Some(admitted.permit);
             }
             ctx.fallback_from = plan.fallback_from.clone();
             ctx.provider = Some(plan.provider.name.clone());

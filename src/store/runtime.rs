@@ -51,6 +51,11 @@ impl StoreHandle {
         self.runtime.block_on(f(self.store.clone()))
     }
 
+    /// The runtime itself (other clients bound to a runtime live on it too).
+    pub fn runtime_ref(&self) -> &'static tokio::runtime::Runtime {
+        self.runtime
+    }
+
     pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         self.runtime.spawn(fut);
     }

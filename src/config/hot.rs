@@ -1,0 +1,39 @@
+//! `hot_state:`: Redis, where a fleet's nodes share their rate limits
+//! (`redis_url`), and what a node does when Redis cannot be reached
+//! (`on_failure`: `open` falls back to the node's own limits, `closed`
+//! answers 503). Unset, the limits live in the node's memory.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotStateSection {
+    /// `redis://host:6379/` (or `rediss://`).
+    pub redis_url: Secret,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Calls go on under this node's own, in-memory limits.
+    #[default]
+    Open,
+    /// 503 in the caller's format; nothing upstream, nothing billed.
+    Closed,
+}
+
+impl HotStateSection {
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.redis_url.expose();
+        if url.is_empty() {
+            return Err("hot_state.redis_url: empty; is its variable set?".into());
+        }
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err("hot_state.redis_url: must start with redis:// or rediss://".into());
+        }
+        Ok(())
+    }
+}

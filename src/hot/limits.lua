@@ -1,0 +1,170 @@
+#!lua
+-- Tollgate rate limits on Redis, version 1 (the script's SHA1 is its
+-- version). One call of this script takes a request from every limit that
+-- applies, or from none; another gives back or corrects what it took.
+-- Same semantics as src/limits (see there); time is Redis TIME.
+--
+-- KEYS, all under the account's hash tag tg:{a:<account>}:
+--   1 k:<key>:inflight  ZSET request id -> lease expiry (ms)
+--   2 k:<key>:rpm       ZSET request id -> time taken (ms)
+--   3 k:<key>:c:<class> ZSET request id -> time taken (ms)
+--   4 h:<group>         ZSET request id -> time taken (ms)
+--   5 d:<local day>     counter of the day's messages
+--   6 k:<key>:tpm       HASH level (token-ms), at (ms), pm (tokens/min)
+-- ARGV[1] op: admit | standing | finish | cancel; ARGV[2] the request id.
+-- admit/standing: 3 concurrent, 4 rpm, 5 rpm_class, 6 rph, 7 daily,
+--   8 input_tpm (each -1 when no limit), 9 input estimate, 10 ms until
+--   local midnight (the day key lives an hour longer), 11 lease (ms).
+-- finish/cancel: 3 billed (0/1), 4 day taken (0/1), 5 tokens taken,
+--   6 the provider's input count (-1: none).
+-- Returns admit: {0, kind, limit, retry_after_ms (-1: never)} or
+--   {1, now, standings...}; standing: {1, now, standings...};
+--   finish/cancel: 1 if the request was still live, else 0.
+-- standings: in-flight count, rpm count, rpm reset, class count, class
+-- reset, rph count, rph reset, day used, bucket tokens, bucket reset.
+
+local op, id = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local MIN, HOUR, TM = 60000, 3600000, 60000
+local K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+
+local function arg(i)
+  local v = tonumber(ARGV[i])
+  if v == nil or v < 0 then return nil end
+  return v
+end
+
+-- A window's count after the old requests aged out.
+local function count(key, w)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w)
+  return redis.call('ZCARD', key)
+end
+
+-- nil if one more fits under limit, else the ms until one does (-1 never).
+local function window_wait(key, w, limit)
+  local n = count(key, w)
+  if n < limit then return nil end
+  if limit == 0 then return -1 end
+  local r = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+  return math.max(tonumber(r[2]) + w - now, 1)
+end
+
+local function window_reset(key, w)
+  local r = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if r[2] == nil then return 0 end
+  return math.max(tonumber(r[2]) + w - now, 0)
+end
+
+-- The bucket's level now (refilled at its rate), at the rate pm.
+local function bucket(pm)
+  local h = redis.call('HMGET', K_TPM, 'level', 'at', 'pm')
+  local level, at, old = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
+  if level == nil or at == nil or old == nil then return pm * TM end
+  level = math.min(level + math.max(now - at, 0) * old, old * TM)
+  return math.min(level, pm * TM)
+end
+
+local function save_bucket(level, pm)
+  redis.call('HSET', K_TPM, 'level', level, 'at', now, 'pm', pm)
+  local to_full = pm * TM - level
+  local ms = 1000
+  if pm > 0 then ms = math.ceil(to_full / pm) + 1000 end
+  redis.call('PEXPIRE', K_TPM, math.max(ms, 1000))
+end
+
+local function standings(pm)
+  local out = {1, now}
+  redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
+  out[#out + 1] = redis.call('ZCARD', K_IN)
+  out[#out + 1] = count(K_RPM, MIN)
+  out[#out + 1] = window_reset(K_RPM, MIN)
+  out[#out + 1] = count(K_CLS, MIN)
+  out[#out + 1] = window_reset(K_CLS, MIN)
+  out[#out + 1] = count(K_RPH, HOUR)
+  out[#out + 1] = window_reset(K_RPH, HOUR)
+  out[#out + 1] = tonumber(redis.call('GET', K_DAY) or '0')
+  if pm ~= nil then
+    local level = bucket(pm)
+    out[#out + 1] = math.floor(math.max(level, 0) / TM)
+    out[#out + 1] = (pm > 0) and math.ceil((pm * TM - level) / pm) or 0
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
+  return out
+end
+
+if op == 'admit' or op == 'standing' then
+  local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
+  local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
+  if op == 'standing' then return standings(tpm) end
+  -- Every limit is checked before anything is written.
+  if conc ~= nil then
+    redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
+    if redis.call('ZCARD', K_IN) >= conc then
+      return {0, 'concurrent', conc, (conc == 0) and -1 or 1000}
+    end
+  end
+  local checks = {{rpm, K_RPM, MIN, 'rpm'}, {cls, K_CLS, MIN, 'rpm_by_class'}, {rph, K_RPH, HOUR, 'rph'}}
+  for _, c in ipairs(checks) do
+    if c[1] ~= nil then
+      local wait = window_wait(c[2], c[3], c[1])
+      if wait ~= nil then return {0, c[4], c[1], wait} end
+    end
+  end
+  if daily ~= nil then
+    local used = tonumber(redis.call('GET', K_DAY) or '0')
+    if used >= daily then
+      return {0, 'daily_messages', daily, (daily == 0) and -1 or math.max(day_left, 1)}
+    end
+  end
+  local level
+  if tpm ~= nil then
+    level = bucket(tpm)
+    local want = estimate * TM
+    if want > level then
+      if estimate > tpm or tpm == 0 then return {0, 'input_tpm', tpm, -1} end
+      return {0, 'input_tpm', tpm, math.max(math.ceil((want - level) / tpm), 1)}
+    end
+  end
+  -- Every limit said yes: take from all of them.
+  redis.call('ZADD', K_IN, now + lease, id)
+  redis.call('PEXPIRE', K_IN, lease + 1000)
+  for _, c in ipairs(checks) do
+    if c[1] ~= nil then
+      redis.call('ZADD', c[2], now, id)
+      redis.call('PEXPIRE', c[2], c[3])
+    end
+  end
+  if daily ~= nil then
+    redis.call('INCR', K_DAY)
+    redis.call('PEXPIRE', K_DAY, day_left + HOUR)
+  end
+  if tpm ~= nil then save_bucket(level - estimate * TM, tpm) end
+  return standings(tpm)
+end
+
+if op == 'finish' or op == 'cancel' then
+  local billed, day_taken, taken, actual = arg(3) == 1, arg(4) == 1, arg(5) or 0, arg(6)
+  -- Once only: a request no longer in flight was settled (or its lease ran out).
+  if redis.call('ZREM', K_IN, id) == 0 then return 0 end
+  if op == 'cancel' then
+    redis.call('ZREM', K_RPM, id)
+    redis.call('ZREM', K_CLS, id)
+    redis.call('ZREM', K_RPH, id)
+    billed, actual = false, 0
+  end
+  if day_taken and not billed and tonumber(redis.call('GET', K_DAY) or '0') > 0 then
+    redis.call('DECR', K_DAY)
+  end
+  if not billed then actual = 0 end
+  if actual ~= nil and taken > 0 and redis.call('EXISTS', K_TPM) == 1 then
+    local pm = tonumber(redis.call('HGET', K_TPM, 'pm')) or 0
+    local level = math.min(bucket(pm) + (taken - actual) * TM, pm * TM)
+    save_bucket(level, pm)
+  end
+  return 1
+end
+
+return redis.error_reply('tollgate limits: unknown op ' .. tostring(op))

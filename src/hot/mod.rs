@@ -1,0 +1,169 @@
+//! Hot state shared by a fleet (issue #18 item 2): the rate limits on
+//! Redis (`redis`), with the same semantics as the in-memory limiter of
+//! `crate::limits`, which stays pure (no Tokio, no Redis) and serves a
+//! single node, and a fleet node whose Redis is down under
+//! `on_failure: open`. `Taken` is what a call took from either, settled
+//! when the call ends.
+
+pub mod redis;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+use crate::config::{HotStateSection, OnFailure};
+use crate::limits::{Ask, InForce, Limiter, Permit, Refused, Standing};
+use redis::{RedisLimits, RedisPermit, Unavailable};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// After Redis failed a call, how long calls go without asking it (so a
+/// Redis that does not answer costs one timeout, not one per call).
+const BACK_OFF_MS: u64 = 500;
+
+/// How often a node says it is alive and counts the fleet.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The limits on Redis and what to do when Redis is down.
+pub struct Hot {
+    redis: RedisLimits,
+    /// Where settlements run (the store's runtime, kept for the process).
+    runtime: &'static tokio::runtime::Runtime,
+    pub on_failure: OnFailure,
+    /// The fleet size last seen (1 until seen).
+    fleet: Arc<AtomicU64>,
+    /// Until when (wall ms) Redis is taken as down.
+    down_until: AtomicU64,
+}
+
+/// What a call took from the rate limits, given back or corrected when
+/// it ends.
+pub enum Taken {
+    Local(Arc<Limiter>, Permit),
+    Redis(Arc<Hot>, RedisPermit),
+}
+
+impl Hot {
+    /// Connects and loads the script (from outside any runtime, at start).
+    pub fn connect(
+        runtime: &'static tokio::runtime::Runtime,
+        section: &HotStateSection,
+    ) -> Result<Self, String> {
+        let url = section.redis_url.expose().to_string();
+        let redis =
+            runtime.block_on(RedisLimits::connect(&url)).map_err(|e| format!("hot_state.redis_url: {e}"))?;
+        log::info!(target: "tollgate", "rate limits on Redis, script {}", redis.version());
+        let node = uuid::Uuid::now_v7().to_string();
+        let fleet = Arc::new(AtomicU64::new(1));
+        if let Ok(n) = runtime.block_on(redis.heartbeat(&node, wall_ms())) {
+            fleet.store(n.max(1), Ordering::Relaxed);
+        }
+        runtime.spawn(heartbeats(redis.clone(), node, fleet.clone(), section.on_failure));
+        Ok(Self { redis, runtime, on_failure: section.on_failure, fleet, down_until: AtomicU64::new(0) })
+    }
+
+    /// The fleet size last seen.
+    pub fn fleet(&self) -> u64 {
+        self.fleet.load(Ordering::Relaxed).max(1)
+    }
+
+    /// `limits` shared among the fleet last seen, for this node alone
+    /// while Redis is down: each divided by the node count (at least 1;
+    /// a limit of 0 still blocks).
+    pub fn divided(&self, limits: &InForce) -> InForce {
+        let n = self.fleet();
+        let part = |l: u64| if l == 0 { 0 } else { (l / n).max(1) };
+        let part32 = |l: Option<u32>| l.map(|l| u32::try_from(part(u64::from(l))).unwrap_or(l));
+        InForce {
+            rpm: part32(limits.rpm),
+            rpm_class: part32(limits.rpm_class),
+            rph: part32(limits.rph),
+            daily_messages: part32(limits.daily_messages),
+            input_tpm: limits.input_tpm.map(part),
+            concurrent: part32(limits.concurrent),
+            zone: limits.zone,
+        }
+    }
+
+    /// Takes `ask` from the limits on Redis, or from none.
+    pub async fn admit(
+        self: &Arc<Self>,
+        ask: &Ask<'_>,
+        limits: &InForce,
+        id: &str,
+    ) -> Result<Result<Taken, Refused>, Unavailable> {
+        let now = wall_ms();
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return Err(Unavailable("down a moment ago; asked again shortly".into()));
+        }
+        match self.redis.admit(ask, limits, id).await {
+            Ok(taken) => Ok(taken.map(|p| Taken::Redis(self.clone(), p))),
+            Err(e) => {
+                self.down_until.store(wall_ms() + BACK_OFF_MS, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the limits stand, taking nothing.
+    pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
+        self.redis.standing(ask, limits).await
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Every `HEARTBEAT`: this node alive, the fleet counted; while Redis is
+/// down (and `open`), the seconds spent on this node's own limits counted.
+async fn heartbeats(redis: RedisLimits, node: String, fleet: Arc<AtomicU64>, on_failure: OnFailure) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match redis.heartbeat(&node, wall_ms()).await {
+            Ok(n) => fleet.store(n.max(1), Ordering::Relaxed),
+            Err(_) if on_failure == OnFailure::Open => crate::metrics::hot_failed_open(HEARTBEAT.as_secs()),
+            Err(_) => {}
+        }
+    }
+}
+
+impl Taken {
+    /// Every limit that applied, after the call was counted.
+    pub fn standing(&self) -> &[Standing] {
+        match self {
+            Taken::Local(_, p) => &p.standing,
+            Taken::Redis(_, p) => &p.standing,
+        }
+    }
+
+    /// Gives back everything (the wallet refused the call).
+    pub async fn cancel(self, mono: u64) {
+        match self {
+            Taken::Local(limiter, p) => limiter.cancel(&p, mono),
+            Taken::Redis(hot, p) => {
+                if let Err(e) = hot.redis.cancel(&p).await {
+                    log::warn!(target: "tollgate", "rate limits: a cancel was lost ({e}); the lease frees its slot");
+                }
+            }
+        }
+    }
+
+    /// The call ended (see `Limiter::finish`); on Redis, settled on a
+    /// task of its own: the caller is the synchronous logging hook.
+    pub fn finish(self, billed: bool, actual_input: Option<u64>, mono: u64) {
+        match self {
+            Taken::Local(limiter, p) => limiter.finish(&p, billed, actual_input, mono),
+            Taken::Redis(hot, p) => {
+                let redis = hot.redis.clone();
+                hot.runtime.spawn(async move {
+                    if let Err(e) = redis.finish(&p, billed, actual_input).await {
+                        log::warn!(target: "tollgate", "rate limits: a settlement was lost ({e}); the lease frees its slot");
+                    }
+                });
+            }
+        }
+    }
+}
