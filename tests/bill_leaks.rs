@@ -10,9 +10,9 @@
 mod common;
 
 use common::money::{admin, charge_of, customer, gpt_cost, held, post, DEMO_ACCOUNT};
-use common::{client, free_port, repo, start_mock, tag, wait_for, Guard, Stack, TempDir, KEY};
+use common::{client, repo, start_mock, tag, wait_for, Guard, Stack, TempDir, KEY};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -183,24 +183,7 @@ fn start(
     db: &std::path::Path,
     log: &std::path::Path,
 ) -> (String, String, Guard) {
-    let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-        .env("TOLLGATE_MOCK_URL", mock)
-        .env("TOLLGATE_DEMO_KEY", KEY)
-        .env("TOLLGATE_DB", db)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-        .spawn()
-        .unwrap();
-    let (url, admin) = (format!("http://127.0.0.1:{port}"), format!("http://127.0.0.1:{admin_port}"));
-    wait_for(&url);
-    wait_for(&admin);
+    let (url, admin, child) = common::serve_on_store(config, mock, db, Some(log));
     (url, admin, Guard(child))
 }
 

@@ -7,10 +7,9 @@
 
 mod common;
 
-use common::{client, free_port, repo, start_mock, wait_for, Guard, TempDir, KEY};
+use common::{client, repo, start_mock, Guard, TempDir, KEY};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,25 +20,7 @@ struct Gateway {
 }
 
 fn start(config: &std::path::Path, mock: &str, db: &std::path::Path, log: &std::path::Path) -> Gateway {
-    let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-        .env("TOLLGATE_MOCK_URL", mock)
-        .env("TOLLGATE_DEMO_KEY", KEY)
-        .env("TOLLGATE_DB", db)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for(&url);
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    wait_for(&admin);
+    let (url, admin, child) = common::serve_on_store(config, mock, db, Some(log));
     Gateway { url, admin, child: Guard(child) }
 }
 

@@ -9,9 +9,8 @@
 mod common;
 
 use common::money::{admin, chat, customer, DEMO_ACCOUNT};
-use common::{client, free_port, repo, start_mock, tag, wait_for, Guard, Stack, TempDir, KEY};
+use common::{client, repo, start_mock, tag, wait_for, Guard, Stack, TempDir, KEY};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 
 /// A chat call with `key`, `idem` as its `Idempotency-Key`, tagged `t`.
 async fn send(stack_url: &str, key: &str, idem: &str, t: &str, body: &Value) -> reqwest::Response {
@@ -191,23 +190,7 @@ async fn a_replay_is_refused_once_the_account_is_suspended_or_the_key_revoked() 
 
 /// A gateway process on `db`, as an upgrade's old and new ones are.
 fn gateway(mock: &str, db: &std::path::Path) -> (String, Guard) {
-    let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["serve", "--config"])
-        .arg(repo().join("conf/demo.yaml"))
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-        .env("TOLLGATE_MOCK_URL", mock)
-        .env("TOLLGATE_DEMO_KEY", KEY)
-        .env("TOLLGATE_DB", db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for(&url);
-    wait_for(&format!("127.0.0.1:{admin_port}"));
+    let (url, _, child) = common::serve_on_store(&repo().join("conf/demo.yaml"), mock, db, None);
     (url, Guard(child))
 }
 

@@ -8,10 +8,9 @@
 mod common;
 
 use common::money::{admin, chat, customer, get, held, ADMIN};
-use common::{client, free_port, repo, start_mock, tag, wait_for, Guard, Stack, TempDir, KEY};
+use common::{client, repo, start_mock, tag, Guard, Stack, TempDir};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `conf/demo.yaml` with `plans` (YAML list items) before the demo's own.
@@ -182,24 +181,7 @@ struct Gateway {
 
 impl Gateway {
     fn start(config: &Path, mock: &str, db: &Path) -> Self {
-        let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-            .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .env("TOLLGATE_MOCK_URL", mock)
-            .env("TOLLGATE_DEMO_KEY", KEY)
-            .env("TOLLGATE_DB", db)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for(&url);
-        let admin = format!("http://127.0.0.1:{admin_port}");
-        wait_for(&admin);
+        let (url, admin, child) = common::serve_on_store(config, mock, db, None);
         Self { url, admin, _child: Guard(child) }
     }
 

@@ -11,10 +11,10 @@ mod drive;
 pub use answer::{cost, price, read_answer, Answer};
 pub use drive::{drive, Observed};
 
-use crate::common::{call, free_port, repo, wait_for, Guard, KEY, ROUTES};
+use crate::common::{call, repo, Guard, KEY, ROUTES};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// xorshift64*: small, seeded, the same sequence on every machine.
@@ -78,25 +78,7 @@ pub fn config(dir: &Path) -> std::path::PathBuf {
 }
 
 pub fn start(config: &Path, mock: &str, db: &Path, log: &Path) -> Gateway {
-    let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-        .env("TOLLGATE_MOCK_URL", mock)
-        .env("TOLLGATE_DEMO_KEY", KEY)
-        .env("TOLLGATE_DB", db)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for(&url);
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    wait_for(&admin);
+    let (url, admin, child) = crate::common::serve_on_store(config, mock, db, Some(log));
     Gateway { url, admin, child: Guard(child) }
 }
 

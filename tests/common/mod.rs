@@ -58,6 +58,33 @@ impl Drop for TempDir {
     }
 }
 
+/// A gateway process on `config` with its store at `db` (processes may
+/// share one, as an upgrade's do), its log appended to `log` at `info`, or
+/// dropped at `warn`: its proxy and admin URLs once both listen, and the
+/// process (the caller stops it).
+pub fn serve_on_store(config: &Path, mock: &str, db: &Path, log: Option<&Path>) -> (String, String, Child) {
+    let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .env("TOLLGATE_MOCK_URL", mock)
+        .env("TOLLGATE_DEMO_KEY", KEY)
+        .env("TOLLGATE_DB", db)
+        .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
+        .stdout(Stdio::null());
+    if let Some(log) = log {
+        cmd.stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap());
+    }
+    let child = cmd.spawn().unwrap();
+    let (url, admin) = (format!("http://127.0.0.1:{port}"), format!("http://127.0.0.1:{admin_port}"));
+    wait_for(&url);
+    wait_for(&admin);
+    (url, admin, child)
+}
+
 pub fn wait_for(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = url.trim_start_matches("http://").trim_start_matches("https://");
