@@ -73,6 +73,24 @@ async fn limits_of(
         .collect()
 }
 
+/// The balance and `key`'s spend: on Redis in a fleet, else this node's
+/// (and this node's last known while Redis does not answer).
+async fn wallet_of(
+    gateway: &Gateway,
+    billing: &crate::billing::Billing,
+    money: &crate::store::boot::Money,
+    account: u64,
+    key: u64,
+) -> (NanoUsd, NanoUsd) {
+    if let Some(hot) = &gateway.hot {
+        match hot.redis.balance(&money.store, &money.journal, account, Some(key)).await {
+            Ok(on) => return (NanoUsd(on.credit - on.debit - on.held), NanoUsd(on.key_spent)),
+            Err(e) => log::debug!(target: "tollgate", "whoami: the wallet on Redis: {e}; this node's"),
+        }
+    }
+    (billing.available(account), billing.key_spent(key))
+}
+
 pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
     let (billing, m) = money(gateway)?;
     let account = billing.directory.account(key.account).ok_or(GatewayError::InvalidKey)?;
@@ -90,8 +108,7 @@ pub async fn whoami(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gatewa
         per_model.insert(model.clone(), entry);
     }
     let (input, output, spent) = (view.total.input_tokens, view.total.output_tokens, view.total.spent_nano);
-    let balance = billing.available(account.id);
-    let key_spend = billing.key_spent(key.id);
+    let (balance, key_spend) = wallet_of(gateway, billing, m, account.id, key.id).await;
     let rate_limits = limits_of(gateway, key, &account, billing.now_ms()).await;
     let body = json!({
         "auth": "api_key",

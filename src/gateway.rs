@@ -109,9 +109,20 @@ impl Gateway {
         let money = crate::store::boot::start(config, boot.plans, boot.accounts, boot.keys)?;
         self.billing = Some(money.billing.clone());
         if let Some(section) = &config.hot_state {
-            // The limits live in Redis: nothing to rebuild from the ledger.
+            // The limits and holds live in Redis: nothing to rebuild from
+            // the ledger; the wallets are seeded from it on first use.
             let runtime = money.store.runtime_ref();
-            self.hot = Some(std::sync::Arc::new(crate::hot::Hot::connect(runtime, section)?));
+            let hot = crate::hot::Hot::connect(runtime, section)?;
+            crate::hot::changes::follow(hot.redis.clone(), money.billing.clone(), money.store.clone());
+            let every = std::time::Duration::from_millis(section.reconcile_ms);
+            crate::hot::sidecar::start(
+                hot.redis.clone(),
+                money.store.clone(),
+                money.billing.clone(),
+                hot.node.clone(),
+                every,
+            );
+            self.hot = Some(std::sync::Arc::new(hot));
         }
         self.money = Some(money);
         Ok(())

@@ -10,6 +10,12 @@ use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 use std::time::Duration;
 
+mod fleet;
+pub use fleet::{
+    drift_corrected, fleet_size, journal_depth, reconcile_lag, redis_round_trip, redis_script_error,
+    wallet_seeded,
+};
+
 pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -230,6 +236,7 @@ pub fn journal_written() {
 pub fn billing_state(holds_open: usize, journal_lag: u64) {
     HOLDS_OPEN.set(i64::try_from(holds_open).unwrap_or(i64::MAX));
     JOURNAL_LAG.set(i64::try_from(journal_lag).unwrap_or(i64::MAX));
+    journal_depth(journal_lag);
 }
 
 /// A successful model call the provider reported no usage for.
@@ -288,6 +295,7 @@ pub fn init() {
     Lazy::force(&HOLDS_OPEN);
     Lazy::force(&JOURNAL_LAG);
     Lazy::force(&JOURNAL_WRITTEN);
+    fleet::init();
 }
 
 pub fn render() -> Vec<u8> {

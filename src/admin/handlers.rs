@@ -22,11 +22,52 @@ fn nullable_time(t: &Option<Option<TimeInput>>) -> Result<Option<Option<i64>>, A
     t.as_ref().map(|t| t.as_ref().map(TimeInput::millis).transpose().map_err(AdminError::bad)).transpose()
 }
 
-fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
-    u64::try_from(id)
-        .ok()
-        .and_then(|id| state.billing.directory.account(id))
-        .ok_or_else(|| AdminError::not_found("account"))
+/// Account `id`; one another node created a moment ago is read from the
+/// store (its change message may not have arrived yet).
+async fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
+    let Ok(id) = u64::try_from(id) else { return Err(AdminError::not_found("account")) };
+    if let Some(account) = state.billing.directory.account(id) {
+        return Ok(account);
+    }
+    if state.gateway.hot.is_some() {
+        crate::hot::changes::refresh(&state.billing, &state.store).await.map_err(AdminError::store)?;
+    }
+    state.billing.directory.account(id).ok_or_else(|| AdminError::not_found("account"))
+}
+
+/// Tells the fleet's other nodes that accounts or keys changed: they read
+/// them again from the store within a second (the refresh every 30 s
+/// covers a message lost meanwhile).
+async fn announce(state: &AdminState, what: &str) {
+    if let Some(hot) = &state.gateway.hot {
+        if let Err(e) = hot.redis.publish(what).await {
+            log::warn!(target: "tollgate", "admin: the other nodes learn of {what} at their next refresh: {e}");
+        }
+    }
+}
+
+/// The wallet's balance and holds: on Redis in a fleet (seeded from the
+/// ledger when Redis does not have it yet), else this node's.
+async fn wallet_of(state: &AdminState, account: u64) -> Result<(NanoUsd, NanoUsd), AdminError> {
+    if let Some(hot) = &state.gateway.hot {
+        let on = hot
+            .redis
+            .balance(&state.store, &state.journal, account, None)
+            .await
+            .map_err(AdminError::store)?;
+        return Ok((NanoUsd(on.credit - on.debit - on.held), NanoUsd(on.held)));
+    }
+    let balance = state.billing.available(account);
+    Ok((balance, NanoUsd((state.billing.wallets().lots_available(account).0 - balance.0).max(0))))
+}
+
+/// An operator's record (a top-up, an adjustment) on the wallet on Redis
+/// too, once whichever node is asked again.
+async fn apply_shared(state: &AdminState, account: u64, record: &str, amount: i64) -> Result<(), AdminError> {
+    if let Some(hot) = &state.gateway.hot {
+        hot.redis.apply(account, record, amount).await.map_err(|e| AdminError::store(e.to_string()))?;
+    }
+    Ok(())
 }
 
 async fn spent(state: &AdminState, account: i64) -> Result<i64, AdminError> {
@@ -37,8 +78,7 @@ async fn spent(state: &AdminState, account: i64) -> Result<i64, AdminError> {
 }
 
 async fn account_view(state: &AdminState, account: &AccountState) -> Result<AccountView, AdminError> {
-    let balance = state.billing.available(account.id);
-    let held = state.billing.wallets().lots_available(account.id).0 - balance.0;
+    let (balance, held) = wallet_of(state, account.id).await?;
     Ok(AccountView {
         id: account.id as i64,
         name: account.name.to_string(),
@@ -47,7 +87,7 @@ async fn account_view(state: &AdminState, account: &AccountState) -> Result<Acco
         trial_ends_at: account.trial_ends_at.map(|t| format_time(t as i64)),
         balance_credits: balance.credits(),
         balance_nano_usd: balance.0,
-        held_nano_usd: held.max(0),
+        held_nano_usd: held.0,
         spent_nano_usd: spent(state, account.id as i64).await?,
     })
 }
@@ -95,13 +135,14 @@ pub async fn create_account(
         status: Status::Active,
         trial_ends_at: trial_ends_at.map(|t| t as u64),
     });
+    announce(&state, "account").await;
     Ok((StatusCode::CREATED, Json(account_view(&state, &state_account).await?)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/accounts/{id}", params(("id" = i64, Path)),
     responses((status = 200, body = AccountView), (status = 404)))]
 pub async fn get_account(State(state): State<AdminState>, Id(id): Id) -> Answer<AccountView> {
-    let account = account_of(&state, id)?;
+    let account = account_of(&state, id).await?;
     Ok(Json(account_view(&state, &account).await?))
 }
 
@@ -112,7 +153,7 @@ pub async fn patch_account(
     Id(id): Id,
     Body(body): Body<PatchAccount>,
 ) -> Answer<AccountView> {
-    let current = account_of(&state, id)?;
+    let current = account_of(&state, id).await?;
     if let Some(plan) = &body.plan {
         if state.billing.plan(plan).is_none() {
             return Err(AdminError::bad(format!("no plan named '{plan}'")));
@@ -139,6 +180,7 @@ pub async fn patch_account(
         status: Status::parse(&kept.status).unwrap_or(Status::Suspended),
         trial_ends_at: kept.trial_ends_at.map(|t| t as u64),
     });
+    announce(&state, "account").await;
     Ok(Json(account_view(&state, &next).await?))
 }
 
@@ -149,7 +191,7 @@ pub async fn topup(
     Id(id): Id,
     Body(body): Body<Topup>,
 ) -> Answer<TopupView> {
-    let account = account_of(&state, id)?;
+    let account = account_of(&state, id).await?;
     let paid = body.amount_usd.nano().map_err(AdminError::bad)?;
     if paid.0 <= 0 {
         return Err(AdminError::bad("'amount_usd' must be more than zero"));
@@ -164,7 +206,10 @@ pub async fn topup(
         .billing
         .topup(account.id, paid, body.multiplier, &body.idempotency_key)
         .map_err(AdminError::bad)?;
-    let balance = state.billing.available(account.id);
+    let list = NanoUsd(paid.0.saturating_mul(i64::from(body.multiplier)));
+    let record = format!("topup:{}:{}", account.id, body.idempotency_key);
+    apply_shared(&state, account.id, &record, list.0).await?;
+    let (balance, _) = wallet_of(&state, account.id).await?;
     Ok(Json(TopupView {
         balance_credits: balance.credits(),
         balance_nano_usd: balance.0,
@@ -180,14 +225,15 @@ pub async fn adjust(
     Id(id): Id,
     Body(body): Body<Adjustment>,
 ) -> Answer<TopupView> {
-    let account = account_of(&state, id)?;
+    let account = account_of(&state, id).await?;
     let amount = body.amount_usd.nano().map_err(AdminError::bad)?;
     if amount.0 == 0 || body.idempotency_key.is_empty() {
         return Err(AdminError::bad("an adjustment needs a non-zero 'amount_usd' and an 'idempotency_key'"));
     }
     let key = format!("adjust:{}:{}", account.id, body.idempotency_key);
     let fresh = state.billing.adjust(account.id, amount, &key).map_err(AdminError::bad)?;
-    let balance = state.billing.available(account.id);
+    apply_shared(&state, account.id, &key, amount.0).await?;
+    let (balance, _) = wallet_of(&state, account.id).await?;
     Ok(Json(TopupView {
         balance_credits: balance.credits(),
         balance_nano_usd: balance.0,
@@ -301,7 +347,7 @@ pub async fn create_key(
     Id(id): Id,
     Body(body): Body<CreateKey>,
 ) -> Created<CreatedKey> {
-    let account = account_of(&state, id)?;
+    let account = account_of(&state, id).await?;
     check_models(&state, body.models.as_ref(), body.fallback_model.as_ref())?;
     let new = NewKey {
         name: body.name.clone(),
@@ -323,28 +369,34 @@ pub async fn create_key(
         .run(move |s| async move { s.insert_key(account_id, &shown_kept, &digest, &new, now).await })
         .await?;
     state.billing.directory.put_key(digest, key_state(&record));
+    announce(&state, "key").await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey { id: record.id, key: key.expose().to_string(), prefix: shown }),
     ))
 }
 
-fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeyState>, AdminError> {
-    u64::try_from(id)
-        .ok()
-        .and_then(|id| state.billing.directory.key_by_id(id))
-        .ok_or_else(|| AdminError::not_found("key"))
+/// Key `id`; one another node created a moment ago is read from the store.
+async fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeyState>, AdminError> {
+    let Ok(id) = u64::try_from(id) else { return Err(AdminError::not_found("key")) };
+    if let Some(key) = state.billing.directory.key_by_id(id) {
+        return Ok(key);
+    }
+    if state.gateway.hot.is_some() {
+        crate::hot::changes::refresh(&state.billing, &state.store).await.map_err(AdminError::store)?;
+    }
+    state.billing.directory.key_by_id(id).ok_or_else(|| AdminError::not_found("key"))
 }
 
 #[utoipa::path(get, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)),
     responses((status = 200, body = KeyView), (status = 404)))]
 pub async fn get_key(State(state): State<AdminState>, Id(id): Id) -> Answer<KeyView> {
-    let key = key_of(&state, id)?;
+    let key = key_of(&state, id).await?;
     Ok(Json(key_view(&state, &key)))
 }
 
 async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyView> {
-    key_of(state, id)?;
+    key_of(state, id).await?;
     let record: KeyRecord = state
         .store
         .run(move |s| async move { s.update_key(id, &patch).await })
@@ -364,6 +416,7 @@ async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyV
             k.limits = fresh.limits;
         })
         .ok_or_else(|| AdminError::not_found("key"))?;
+    announce(state, "key").await;
     Ok(Json(key_view(state, &next)))
 }
 
@@ -391,7 +444,7 @@ pub async fn patch_key(
         Some(cap) => Some(cap_of(cap.as_ref())?),
     };
     let expires_at = nullable_time(&body.expires_at)?;
-    let current = key_of(&state, id)?;
+    let current = key_of(&state, id).await?;
     let patch = KeyPatch {
         limits: body.limits.as_ref().map(|l| l.apply(current.limits)),
         name: body.name.clone(),
@@ -413,7 +466,7 @@ pub async fn revoke_key(State(state): State<AdminState>, Id(id): Id) -> Answer<K
 #[utoipa::path(get, path = "/admin/v1/ledger", params(AccountQuery),
     responses((status = 200, body = LedgerView), (status = 404)))]
 pub async fn ledger(State(state): State<AdminState>, Params(q): Params<AccountQuery>) -> Answer<LedgerView> {
-    account_of(&state, q.account)?;
+    account_of(&state, q.account).await?;
     state.journal.flushed().await;
     let account = q.account;
     let rows = state.store.run(move |s| async move { s.ledger(account).await }).await?;
@@ -440,7 +493,7 @@ pub async fn ledger(State(state): State<AdminState>, Params(q): Params<AccountQu
 #[utoipa::path(get, path = "/admin/v1/usage", params(UsageQuery),
     responses((status = 200, body = UsageView), (status = 404)))]
 pub async fn usage(State(state): State<AdminState>, Params(q): Params<UsageQuery>) -> Answer<UsageView> {
-    account_of(&state, q.account)?;
+    account_of(&state, q.account).await?;
     state.journal.flushed().await;
     let filter = UsageFilter {
         account: q.account,

@@ -48,6 +48,13 @@ impl AdminError {
         Self(StatusCode::BAD_REQUEST, "invalid_request", message.into())
     }
 
+    /// A backend the fleet shares (Redis, the store) did not answer.
+    pub fn store(message: impl Into<String>) -> Self {
+        let message = message.into();
+        log::error!(target: "tollgate", "admin: {message}");
+        Self(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", message)
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }

@@ -122,6 +122,16 @@ impl BadKeys {
         self.refused_at(ip, now)
     }
 
+    /// Whether `ip` is over its allowance now, counting nothing.
+    pub fn over(&self, ip: IpAddr) -> bool {
+        if self.per_minute == 0 {
+            return false;
+        }
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut addresses = self.addresses.lock().unwrap_or_else(PoisonError::into_inner);
+        addresses.window(ip).is_some_and(|w| w.check(now, self.per_minute).is_err())
+    }
+
     /// The same at `now`, monotonic milliseconds.
     pub fn refused_at(&self, ip: IpAddr, now: u64) -> bool {
         if self.per_minute == 0 {

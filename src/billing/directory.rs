@@ -152,6 +152,10 @@ impl Directory {
         })
     }
 
+    pub fn account_ids(&self) -> Vec<u64> {
+        self.read(|m| m.accounts.keys().copied().collect())
+    }
+
     pub fn keys(&self) -> Vec<Arc<KeyState>> {
         self.read(|m| m.keys.values().cloned().collect())
     }

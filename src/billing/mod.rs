@@ -28,4 +28,4 @@ pub use money::{NanoUsd, CREDITS_PER_USD};
 pub use peers::{PeerApply, PeerLine, Peers};
 pub use price::{ModelPrice, PriceConfig, PriceError};
 pub use record::{LedgerRecord, MemorySink, Metered, RecordKind, Sink};
-pub use service::{Admission, Billing, BillingOptions, Call, Charge, Ending, Plan, Refusal};
+pub use service::{Admission, Billing, BillingOptions, Call, Charge, Ending, Plan, Quote, Refusal};

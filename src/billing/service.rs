@@ -73,6 +73,19 @@ pub struct Admission {
     /// The endpoint group its hourly limit counts in (kept with the
     /// charge, so a restart can rebuild the windows from the ledger).
     pub group: &'static str,
+    /// Held on the fleet's shared wallet (Redis), which settles it: the
+    /// charge is at most the hold, and this node only journals it.
+    pub shared: bool,
+}
+
+/// What a call is to hold: its worst case, or, for a call that did not
+/// set its own output limit and that the budget cannot pay in full, what
+/// the budget affords, with the output cap that keeps it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub held: NanoUsd,
+    pub output_cap: Option<u64>,
+    pub input_estimate: u64,
 }
 
 /// How a request ended, for its bill.
@@ -258,25 +271,11 @@ impl Billing {
         account: Arc<AccountState>,
         shared: bool,
     ) -> Result<Admission, Refusal> {
-        let Call { model_id, price, input_tokens, max_output, caller_set_limit, .. } = *call;
+        let Call { model_id, price, input_tokens, .. } = *call;
         let wallet = self.wallets.available(account.id);
         let cap_left = key.spend_cap.map(|cap| NanoUsd((cap.0 - self.wallets.key_spent(key.id).0).max(0)));
         let budget = cap_left.map_or(wallet, |left| left.min(wallet));
-        let mut output_cap = None;
-        let mut input_estimate = input_tokens;
-        let mut held = price.worst_case(input_tokens, max_output);
-        if held > budget && !caller_set_limit {
-            // The cap goes into the body as one more field, which the
-            // provider counts as input too: its bytes are held with it.
-            let input = input_tokens.saturating_add(OUTPUT_CAP_FIELD_TOKENS);
-            let affordable = price.affordable_output(budget, input).min(max_output);
-            if affordable >= MIN_OUTPUT_TOKENS {
-                output_cap = Some(affordable);
-                input_estimate = input;
-                held = price.worst_case(input, affordable);
-            }
-        }
-        let held = NanoUsd(held.0.max(1));
+        let Quote { held, output_cap, input_estimate } = Self::quote(call, budget);
         let cap = Some(KeyCap { key_id: key.id, cap: key.spend_cap });
         match self.wallets.hold(account.id, cap, held, hold_key) {
             Ok(alive) => {
@@ -300,6 +299,7 @@ impl Billing {
                     output_cap,
                     alive,
                     group: "messages",
+                    shared: false,
                 })
             }
             Err(HoldRefused::SpendCap { left, wanted }) => {
@@ -312,6 +312,66 @@ impl Billing {
             }),
             Err(HoldRefused::Invalid(_)) => {
                 Err(Refusal::InsufficientCredits { available: wallet, needed: held, affordable_output: 0 })
+            }
+        }
+    }
+
+    /// What `call` is to hold against `budget` (see [`Quote`]).
+    pub fn quote(call: &Call<'_>, budget: NanoUsd) -> Quote {
+        let Call { price, input_tokens, max_output, caller_set_limit, .. } = *call;
+        let mut output_cap = None;
+        let mut input_estimate = input_tokens;
+        let mut held = price.worst_case(input_tokens, max_output);
+        if held > budget && !caller_set_limit {
+            // The cap goes into the body as one more field, which the
+            // provider counts as input too: its bytes are held with it.
+            let input = input_tokens.saturating_add(OUTPUT_CAP_FIELD_TOKENS);
+            let affordable = price.affordable_output(budget, input).min(max_output);
+            if affordable >= MIN_OUTPUT_TOKENS {
+                output_cap = Some(affordable);
+                input_estimate = input;
+                held = price.worst_case(input, affordable);
+            }
+        }
+        Quote { held: NanoUsd(held.0.max(1)), output_cap, input_estimate }
+    }
+
+    /// A call held on the fleet's shared wallet (see `crate::hot`): the
+    /// admission this node settles by journaling the charge.
+    pub fn shared_admission(
+        &self,
+        key: &Arc<KeyState>,
+        account: Arc<AccountState>,
+        call: &Call<'_>,
+        quote: Quote,
+        hold_key: &str,
+    ) -> Admission {
+        Admission {
+            account,
+            key: key.clone(),
+            hold_key: hold_key.to_string(),
+            model: call.model_id.to_string(),
+            price: call.price,
+            held: quote.held,
+            input_estimate: quote.input_estimate,
+            output_cap: quote.output_cap,
+            alive: HoldToken::default(),
+            group: "messages",
+            shared: true,
+        }
+    }
+
+    /// The refusal for a hold the shared wallet (`spend_cap`: the key's
+    /// cap) could not take: `left` is what it had.
+    pub fn shared_refusal(call: &Call<'_>, held: NanoUsd, spend_cap: bool, left: i64) -> Refusal {
+        let left = NanoUsd(left.max(0));
+        if spend_cap {
+            Refusal::SpendCapReached { left, needed: held }
+        } else {
+            Refusal::InsufficientCredits {
+                available: left,
+                needed: held,
+                affordable_output: call.price.affordable_output(left, call.input_tokens),
             }
         }
     }
@@ -342,6 +402,9 @@ impl Billing {
             None => (Usage::default(), false),
         };
         let cost = if usage == Usage::default() { NanoUsd::ZERO } else { admission.price.cost(&usage, 0) };
+        if admission.shared {
+            return self.charge_shared(&admission, cost, usage, estimated, request_id);
+        }
         self.exclusive(|shared| self.charge(&admission, cost, usage, estimated, request_id, shared))?
     }
 
@@ -385,6 +448,56 @@ impl Billing {
                 at: self.now_ms(),
             });
         }
+        Some(Charge { cost: charged, estimated, usage, unpaid })
+    }
+
+    /// The charge of a call held on the shared wallet: at most its hold
+    /// (which the wallet and the key's cap reserved for it on Redis); the
+    /// rest is unpaid. The charge is journaled here, before the answer's
+    /// last bytes; the caller's permit applies it to Redis. This node's
+    /// own wallets follow it too: the last balances it knows, which it
+    /// holds against while Redis is down (`on_failure: open`), and the
+    /// credit lots the paid value is attributed from.
+    fn charge_shared(
+        &self,
+        admission: &Admission,
+        cost: NanoUsd,
+        usage: Usage,
+        estimated: bool,
+        request_id: &str,
+    ) -> Option<Charge> {
+        let charged = NanoUsd(cost.0.min(admission.held.0).max(0));
+        let unpaid = NanoUsd(cost.0 - charged.0);
+        if charged.0 == 0 && unpaid.0 == 0 {
+            return Some(Charge { cost: charged, estimated, usage, unpaid });
+        }
+        let paid = self
+            .wallets
+            .mirror_charge(&admission.hold_key, charged, admission.account.id, Some(admission.key.id))
+            .ok()
+            .flatten()
+            .map_or(NanoUsd::ZERO, |s| s.paid);
+        self.sink.record(LedgerRecord {
+            key: format!("{}:charge", admission.hold_key),
+            kind: RecordKind::Charge,
+            account: admission.account.id,
+            key_id: Some(admission.key.id),
+            wallet_nano: -charged.0,
+            paid_nano: paid.0,
+            unpaid_nano: unpaid.0,
+            multiplier: None,
+            metered: Some(Metered {
+                model: admission.model.clone(),
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cached_tokens: usage.cached_input_tokens,
+                cache_write_tokens: usage.cache_write_tokens,
+                estimated,
+                request_id: request_id.to_string(),
+                group: Some(admission.group.to_string()),
+            }),
+            at: self.now_ms(),
+        });
         Some(Charge { cost: charged, estimated, usage, unpaid })
     }
 

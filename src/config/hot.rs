@@ -1,7 +1,9 @@
-//! `hot_state:`: Redis, where a fleet's nodes share their rate limits
-//! (`redis_url`), and what a node does when Redis cannot be reached
-//! (`on_failure`: `open` falls back to the node's own limits, `closed`
-//! answers 503). Unset, the limits live in the node's memory.
+//! `hot_state:`: Redis, where a fleet's nodes share their rate limits and
+//! their wallets' holds (`redis_url`), what a node does when Redis cannot
+//! be reached (`on_failure`: `open` falls back to the node's own limits
+//! and last balances, `closed` answers 503), and how often the wallets on
+//! Redis are reconciled with the ledger (`reconcile_ms`). Unset, both
+//! live in the node's memory.
 
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -13,6 +15,14 @@ pub struct HotStateSection {
     pub redis_url: Secret,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// How often the fleet's reconciler compares the wallets on Redis with
+    /// the ledger (a drift is corrected when two passes agree).
+    #[serde(default = "default_reconcile_ms")]
+    pub reconcile_ms: u64,
+}
+
+fn default_reconcile_ms() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -33,6 +43,9 @@ impl HotStateSection {
         }
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err("hot_state.redis_url: must start with redis:// or rediss://".into());
+        }
+        if self.reconcile_ms < 100 {
+            return Err("hot_state.reconcile_ms: at least 100".into());
         }
         Ok(())
     }

@@ -43,13 +43,28 @@ pub fn refusal_error(refusal: Refusal) -> GatewayError {
 }
 
 /// Who is calling with `key`: the key ring of the YAML, or, when calls
-/// are billed, the accounts' keys (revoked and expired ones refused).
-pub fn authenticate(
+/// are billed, the accounts' keys (revoked and expired ones refused). In a
+/// fleet, a key this node does not know may have been issued by another
+/// node a moment ago: it is looked up in the store (for addresses not
+/// over the invalid-key limit, which bounds those lookups).
+pub async fn authenticate(
     gateway: &Gateway,
     key: &crate::secret::Secret,
     client: Option<std::net::IpAddr>,
 ) -> Result<Principal, GatewayError> {
-    let found = known(gateway, key);
+    let mut found = known(gateway, key);
+    if let (Err(GatewayError::InvalidKey), Some(_), Some(billing), Some(money)) =
+        (&found, &gateway.hot, &gateway.billing, &gateway.money)
+    {
+        if !client.is_some_and(|ip| gateway.bad_keys.over(ip)) {
+            let digest = crate::auth::digest(key.expose());
+            match crate::hot::changes::fetch_key(billing, &money.store, digest).await {
+                Ok(true) => found = known(gateway, key),
+                Ok(false) => {}
+                Err(e) => log::warn!(target: "tollgate", "a key another node may have issued: {e}"),
+            }
+        }
+    }
     if let (Err(GatewayError::InvalidKey | GatewayError::KeyNotUsable(_)), Some(ip)) = (&found, client) {
         if gateway.bad_keys.refused(ip) {
             return Err(GatewayError::RateLimited {
@@ -133,32 +148,41 @@ pub async fn admit(
         ClientFormat::Gemini => Style::Plain,
     };
     let group = route.endpoint.limit_group();
-    let limits = account.plan.limits.in_force(plan.model.class.as_deref(), group, &key.limits);
+    let model = plan.model.clone();
+    let limits = account.plan.limits.in_force(model.class.as_deref(), group, &key.limits);
     let (now, mono) = (billing.now_ms(), billing.wallets().now_monotonic());
     let ask = Ask {
         key: key.id,
         account: account.id,
-        class: plan.model.class.as_deref(),
+        class: model.class.as_deref(),
         group,
         input_estimate: plan.input_estimate,
         now,
         mono,
     };
-    let permit = take(gateway, &ask, &limits, request_id).await?.map_err(|refused| {
-        metrics::rate_limit(refused.kind.as_str(), "refused");
-        limit_error(&refused, style, now)
-    })?;
-    let admission = match hold(gateway, principal, plan, request_id, group) {
-        Ok(Some(admission)) => admission,
-        Ok(None) => {
-            permit.cancel(mono).await;
-            return Ok(None);
-        }
-        Err(e) => {
-            permit.cancel(mono).await;
-            return Err(e);
-        }
+    let (permit, admission) = match &gateway.hot {
+        Some(hot) => match shared(gateway, principal, plan, &ask, &limits, request_id, style).await {
+            Ok(taken) => taken?,
+            Err(e) if hot.on_failure == crate::config::OnFailure::Open => {
+                metrics::rate_limit("hot_state", "failed_open");
+                log::debug!(target: "tollgate", "hot state: Redis unavailable ({e}); this node's share and last balances");
+                match local(gateway, principal, plan, &ask, &hot.divided(&limits), request_id, style).await? {
+                    Some(taken) => taken,
+                    None => return Ok(None),
+                }
+            }
+            Err(e) => {
+                metrics::refused("limits_unavailable");
+                return Err(GatewayError::LimitsUnavailable(e.to_string()));
+            }
+        },
+        None => match local(gateway, principal, plan, &ask, &limits, request_id, style).await? {
+            Some(taken) => taken,
+            None => return Ok(None),
+        },
     };
+    let (mut admission, permit) = (admission, permit);
+    admission.group = group;
     for s in permit.standing() {
         metrics::rate_limit(s.kind.as_str(), "allowed");
     }
@@ -166,33 +190,114 @@ pub async fn admit(
     Ok(Some(Admitted { admission, permit, headers }))
 }
 
-/// Takes the call from the limits: on Redis when the fleet shares them;
-/// Redis down, this node's share of them in its memory (the limits
-/// divided by the fleet size last seen; `on_failure: open`) or a 503
-/// (`closed`).
-async fn take(
+/// This node alone: the call taken from the limits in its memory, then
+/// held against its wallets; a call the wallet cannot hold gives back
+/// what it took from the limits, so it takes from nothing.
+async fn local(
     gateway: &Gateway,
+    principal: &Principal,
+    plan: &mut UpstreamPlan,
     ask: &Ask<'_>,
     limits: &InForce,
     request_id: &str,
-) -> Result<Result<Taken, Refused>, GatewayError> {
-    let local = |gateway: &Gateway, limits: &InForce| {
-        let limiter = gateway.limiter.clone();
-        limiter.admit(ask, limits).map(|p| Taken::Local(limiter.clone(), p))
+    style: Style,
+) -> Result<Option<(Taken, Admission)>, GatewayError> {
+    let limiter = gateway.limiter.clone();
+    let permit = match limiter.admit(ask, limits) {
+        Ok(p) => Taken::Local(limiter.clone(), p),
+        Err(refused) => {
+            metrics::rate_limit(refused.kind.as_str(), "refused");
+            return Err(limit_error(&refused, style, ask.now));
+        }
     };
-    let Some(hot) = &gateway.hot else { return Ok(local(gateway, limits)) };
-    match hot.admit(ask, limits, request_id).await {
-        Ok(taken) => Ok(taken),
-        Err(e) if hot.on_failure == crate::config::OnFailure::Open => {
-            metrics::rate_limit("hot_state", "failed_open");
-            log::debug!(target: "tollgate", "rate limits: Redis unavailable ({e}); this node's share");
-            Ok(local(gateway, &hot.divided(limits)))
+    match hold(gateway, principal, plan, request_id) {
+        Ok(Some(admission)) => Ok(Some((permit, admission))),
+        Ok(None) => {
+            permit.cancel(ask.mono).await;
+            Ok(None)
         }
         Err(e) => {
-            metrics::refused("limits_unavailable");
-            Err(GatewayError::LimitsUnavailable(e.to_string()))
+            permit.cancel(ask.mono).await;
+            Err(e)
         }
     }
+}
+
+/// The fleet: the call taken from the limits and held against the wallet
+/// and the key's cap on Redis, in one round trip. A wallet Redis does
+/// not have yet is seeded from the ledger first; a call that did not set
+/// its own output limit and that the wallet cannot pay in full is asked
+/// again, once, capped at what the wallet affords. `Err`: Redis could not
+/// answer (the outage policy decides).
+async fn shared(
+    gateway: &Gateway,
+    principal: &Principal,
+    plan: &mut UpstreamPlan,
+    ask: &Ask<'_>,
+    limits: &InForce,
+    request_id: &str,
+    style: Style,
+) -> Result<Result<(Taken, Admission), GatewayError>, crate::hot::redis::Unavailable> {
+    use crate::hot::redis::{HoldAsk, Unavailable};
+    use crate::hot::Held;
+    let (Some(hot), Some(billing), Some(money), Some(key)) =
+        (&gateway.hot, &gateway.billing, &gateway.money, principal.billed.as_ref())
+    else {
+        return Ok(Err(GatewayError::Internal("a shared hold with no billing".into())));
+    };
+    let account = match billing.access(key, &plan.model.id, plan.model.class.as_deref()) {
+        Ok(account) => account,
+        Err(refusal) => return Ok(Err(refusal_error(refusal))),
+    };
+    let model = plan.model.clone();
+    let call = match call_of(&model, plan) {
+        Ok(call) => call,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut quote = Billing::quote(&call, crate::billing::NanoUsd(i64::MAX));
+    let mut capped_once = false;
+    for _ in 0..4 {
+        let hold = HoldAsk {
+            amount: u64::try_from(quote.held.0).unwrap_or(0),
+            key_id: key.id,
+            cap: key.spend_cap.map(|c| u64::try_from(c.0).unwrap_or(0)),
+            lease_ms: billing.options.lease_ms,
+        };
+        match hot.take(ask, limits, request_id, &hold).await? {
+            Held::Taken(permit) => {
+                let admission = billing.shared_admission(key, account, &call, quote, request_id);
+                if let Err(e) = cap_output(plan, &admission) {
+                    permit.cancel(ask.mono).await;
+                    return Ok(Err(e));
+                }
+                return Ok(Ok((permit, admission)));
+            }
+            Held::Limit(refused) => {
+                metrics::rate_limit(refused.kind.as_str(), "refused");
+                return Ok(Err(limit_error(&refused, style, ask.now)));
+            }
+            Held::Wallet(w) => {
+                let smaller = Billing::quote(&call, crate::billing::NanoUsd(w.budget));
+                if !capped_once && smaller.output_cap.is_some() && smaller.held.0 <= w.budget {
+                    capped_once = true;
+                    quote = smaller;
+                    continue;
+                }
+                return Ok(Err(refusal_error(Billing::shared_refusal(
+                    &call,
+                    quote.held,
+                    w.spend_cap,
+                    w.left,
+                ))));
+            }
+            Held::Unseeded => {
+                crate::hot::sidecar::seed(&hot.redis, &money.store, &money.journal, account.id)
+                    .await
+                    .map_err(Unavailable)?;
+            }
+        }
+    }
+    Err(Unavailable(format!("the wallet of account {} could not be seeded", account.id)))
 }
 
 /// The caller's error for a limit that refused: 429 with when to retry,
@@ -220,40 +325,49 @@ fn limit_error(refused: &Refused, style: Style, now: u64) -> GatewayError {
     GatewayError::RateLimited { code, message, headers }
 }
 
-/// The wallet's part: the hold of the call's worst case.
+/// The wallet's part on this node: the hold of the call's worst case.
 fn hold(
     gateway: &Gateway,
     principal: &Principal,
     plan: &mut UpstreamPlan,
     request_id: &str,
-    group: &'static str,
 ) -> Result<Option<Admission>, GatewayError> {
     let Some(billing) = &gateway.billing else { return Ok(None) };
     let key = principal
         .billed
         .as_ref()
         .ok_or_else(|| GatewayError::Internal(format!("key {} has no account", principal.key_name)))?;
-    let price = plan
-        .model
-        .price
-        .ok_or_else(|| GatewayError::Internal(format!("model {} has no price", plan.model.id)))?;
-    // Each answer asked for may use the whole limit.
+    let model = plan.model.clone();
+    let call = call_of(&model, plan)?;
+    let admission = billing.admit(key, &call, request_id).map_err(refusal_error)?;
+    cap_output(plan, &admission)?;
+    Ok(Some(admission))
+}
+
+/// What the planned call asks for, as far as its price goes: each answer
+/// asked for may use the whole output limit.
+fn call_of<'a>(model: &'a ModelEntry, plan: &UpstreamPlan) -> Result<Call<'a>, GatewayError> {
+    let price =
+        model.price.ok_or_else(|| GatewayError::Internal(format!("model {} has no price", model.id)))?;
     let choices = plan.choices.max(1);
-    let max_output = plan.max_output.unwrap_or(plan.model.max_output_tokens).saturating_mul(choices);
-    let call = Call {
-        model_id: &plan.model.id,
-        model_class: plan.model.class.as_deref(),
+    let max_output = plan.max_output.unwrap_or(model.max_output_tokens).saturating_mul(choices);
+    Ok(Call {
+        model_id: &model.id,
+        model_class: model.class.as_deref(),
         price,
         input_tokens: plan.input_estimate,
         max_output,
         caller_set_limit: plan.max_output.is_some(),
-    };
-    let mut admission = billing.admit(key, &call, request_id).map_err(refusal_error)?;
-    admission.group = group;
-    if let Some(cap) = admission.output_cap.map(|total| total / choices) {
+    })
+}
+
+/// A hold that pays for less than the model's whole output caps the
+/// output in the provider's own field, shared among the answers asked for.
+fn cap_output(plan: &mut UpstreamPlan, admission: &Admission) -> Result<(), GatewayError> {
+    if let Some(cap) = admission.output_cap.map(|total| total / plan.choices.max(1)) {
         plan.body = with_output_cap(&plan.body, plan.model.upstream_format, plan.provider_is_openai(), cap)?;
     }
-    Ok(Some(admission))
+    Ok(())
 }
 
 /// The provider's body asking for at most `cap` output tokens.

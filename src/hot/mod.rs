@@ -1,18 +1,24 @@
-//! Hot state shared by a fleet (issue #18 item 2): the rate limits on
-//! Redis (`redis`), with the same semantics as the in-memory limiter of
-//! `crate::limits`, which stays pure (no Tokio, no Redis) and serves a
+//! Hot state shared by a fleet (issue #18): the rate limits and the
+//! wallets' holds on Redis (`redis`, `wallet`), with the same semantics
+//! as the in-memory limiter of `crate::limits` and the wallets of
+//! `crate::billing`, which stay pure (no Tokio, no Redis) and serve a
 //! single node, and a fleet node whose Redis is down under
 //! `on_failure: open`. `Taken` is what a call took from either, settled
-//! when the call ends.
+//! when the call ends. `sidecar` seeds wallets from the ledger and
+//! reconciles them with it; `changes` carries the admin API's changes to
+//! every node.
 
+pub mod changes;
 pub mod redis;
+pub mod sidecar;
+pub mod wallet;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
 use crate::config::{HotStateSection, OnFailure};
 use crate::limits::{Ask, InForce, Limiter, Permit, Refused, Standing};
-use redis::{RedisLimits, RedisPermit, Unavailable};
+use redis::{Answer, HoldAsk, RedisPermit, RedisState, Unavailable};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +32,7 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The limits on Redis and what to do when Redis is down.
 pub struct Hot {
-    redis: RedisLimits,
+    pub redis: RedisState,
     /// Where settlements run (the store's runtime, kept for the process).
     runtime: &'static tokio::runtime::Runtime,
     pub on_failure: OnFailure,
@@ -34,13 +40,23 @@ pub struct Hot {
     fleet: Arc<AtomicU64>,
     /// Until when (wall ms) Redis is taken as down.
     down_until: AtomicU64,
+    /// This node's id in the fleet.
+    pub node: String,
 }
 
-/// What a call took from the rate limits, given back or corrected when
-/// it ends.
+/// What an admit with a hold came to.
+pub enum Held {
+    Taken(Taken),
+    Limit(Refused),
+    Wallet(redis::WalletRefusal),
+    Unseeded,
+}
+
+/// What a call took from the rate limits (and, on Redis, the wallet),
+/// given back or corrected when it ends.
 pub enum Taken {
     Local(Arc<Limiter>, Permit),
-    Redis(Arc<Hot>, RedisPermit),
+    Redis(Arc<Hot>, Box<RedisPermit>),
 }
 
 impl Hot {
@@ -51,15 +67,23 @@ impl Hot {
     ) -> Result<Self, String> {
         let url = section.redis_url.expose().to_string();
         let redis =
-            runtime.block_on(RedisLimits::connect(&url)).map_err(|e| format!("hot_state.redis_url: {e}"))?;
+            runtime.block_on(RedisState::connect(&url)).map_err(|e| format!("hot_state.redis_url: {e}"))?;
         log::info!(target: "tollgate", "rate limits on Redis, script {}", redis.version());
         let node = uuid::Uuid::now_v7().to_string();
         let fleet = Arc::new(AtomicU64::new(1));
         if let Ok(n) = runtime.block_on(redis.heartbeat(&node, wall_ms())) {
             fleet.store(n.max(1), Ordering::Relaxed);
         }
-        runtime.spawn(heartbeats(redis.clone(), node, fleet.clone(), section.on_failure));
-        Ok(Self { redis, runtime, on_failure: section.on_failure, fleet, down_until: AtomicU64::new(0) })
+        crate::metrics::fleet_size(fleet.load(Ordering::Relaxed));
+        runtime.spawn(heartbeats(redis.clone(), node.clone(), fleet.clone(), section.on_failure));
+        Ok(Self {
+            redis,
+            runtime,
+            on_failure: section.on_failure,
+            fleet,
+            down_until: AtomicU64::new(0),
+            node,
+        })
     }
 
     /// The fleet size last seen.
@@ -97,12 +121,42 @@ impl Hot {
             return Err(Unavailable("down a moment ago; asked again shortly".into()));
         }
         match self.redis.admit(ask, limits, id).await {
-            Ok(taken) => Ok(taken.map(|p| Taken::Redis(self.clone(), p))),
+            Ok(taken) => Ok(taken.map(|p| Taken::Redis(self.clone(), Box::new(p)))),
             Err(e) => {
                 self.down_until.store(wall_ms() + BACK_OFF_MS, Ordering::Relaxed);
                 Err(e)
             }
         }
+    }
+
+    /// Takes `ask` from the limits and `hold` from the wallet and the
+    /// key's cap, all in one round trip, or nothing.
+    pub async fn take(
+        self: &Arc<Self>,
+        ask: &Ask<'_>,
+        limits: &InForce,
+        id: &str,
+        hold: &HoldAsk,
+    ) -> Result<Held, Unavailable> {
+        let now = wall_ms();
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return Err(Unavailable("down a moment ago; asked again shortly".into()));
+        }
+        match self.redis.take(ask, limits, id, Some(hold)).await {
+            Ok(Answer::Taken(p)) => Ok(Held::Taken(Taken::Redis(self.clone(), p))),
+            Ok(Answer::Limit(refused)) => Ok(Held::Limit(refused)),
+            Ok(Answer::Wallet(w)) => Ok(Held::Wallet(w)),
+            Ok(Answer::Unseeded) => Ok(Held::Unseeded),
+            Err(e) => {
+                self.down_until.store(wall_ms() + BACK_OFF_MS, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether Redis is taken as down now (it failed a call a moment ago).
+    pub fn down(&self) -> bool {
+        wall_ms() < self.down_until.load(Ordering::Relaxed)
     }
 
     /// Where the limits stand, taking nothing.
@@ -117,13 +171,16 @@ fn wall_ms() -> u64 {
 
 /// Every `HEARTBEAT`: this node alive, the fleet counted; while Redis is
 /// down (and `open`), the seconds spent on this node's own limits counted.
-async fn heartbeats(redis: RedisLimits, node: String, fleet: Arc<AtomicU64>, on_failure: OnFailure) {
+async fn heartbeats(redis: RedisState, node: String, fleet: Arc<AtomicU64>, on_failure: OnFailure) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.tick().await;
     loop {
         tick.tick().await;
         match redis.heartbeat(&node, wall_ms()).await {
-            Ok(n) => fleet.store(n.max(1), Ordering::Relaxed),
+            Ok(n) => {
+                fleet.store(n.max(1), Ordering::Relaxed);
+                crate::metrics::fleet_size(n);
+            }
             Err(_) if on_failure == OnFailure::Open => crate::metrics::hot_failed_open(HEARTBEAT.as_secs()),
             Err(_) => {}
         }
@@ -151,16 +208,20 @@ impl Taken {
         }
     }
 
-    /// The call ended (see `Limiter::finish`); on Redis, settled on a
-    /// task of its own: the caller is the synchronous logging hook.
-    pub fn finish(self, billed: bool, actual_input: Option<u64>, mono: u64) {
+    /// The call ended (see `Limiter::finish`), `charged` from its hold
+    /// when one was taken on Redis; on Redis, settled on a task of its
+    /// own: the caller is the synchronous logging hook. A settlement
+    /// Redis never gets frees the slot and the hold when their leases end;
+    /// the charge is in the journal, and the reconciler brings it to
+    /// Redis from the ledger.
+    pub fn finish(self, billed: bool, actual_input: Option<u64>, mono: u64, charged: u64) {
         match self {
             Taken::Local(limiter, p) => limiter.finish(&p, billed, actual_input, mono),
             Taken::Redis(hot, p) => {
                 let redis = hot.redis.clone();
                 hot.runtime.spawn(async move {
-                    if let Err(e) = redis.finish(&p, billed, actual_input).await {
-                        log::warn!(target: "tollgate", "rate limits: a settlement was lost ({e}); the lease frees its slot");
+                    if let Err(e) = redis.finish(&p, billed, actual_input, charged).await {
+                        log::warn!(target: "tollgate", "hot state: a settlement was lost ({e}); the leases free its slot and hold, the reconciler its charge");
                     }
                 });
             }

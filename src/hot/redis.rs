@@ -1,7 +1,9 @@
-//! The rate limits on Redis, shared by every node of a fleet: one EVALSHA
-//! of `limits.lua` per admit takes a request from every limit that applies
-//! or from none, and returns the refusal or the standings; one more gives
-//! back or corrects what it took when the call ends. Keys are hash-tagged
+//! The rate limits and wallets on Redis, shared by every node of a fleet:
+//! one EVALSHA of `admit.lua` per admit takes a request from every limit
+//! that applies and holds its cost against the wallet and the key's cap,
+//! or takes from none, and returns the refusal or the standings; one more
+//! settles it when the call ends (the hold becomes the charge, the limits
+//! are given back or corrected). Keys are hash-tagged
 //! per account (`tg:{a:<account>}:…`) so the script runs on Redis Cluster.
 //! The script's SHA1 is its version: it is loaded at start, and the
 //! `redis` crate's `Script` loads it again when Redis answers NOSCRIPT
@@ -15,7 +17,7 @@ use redis::{Script, Value};
 use std::time::Duration;
 
 /// The script, its SHA1 its version.
-pub const SCRIPT: &str = include_str!("limits.lua");
+pub const SCRIPT: &str = include_str!("admit.lua");
 /// How long a call counts in flight when its node never settles it.
 pub const LEASE_MS: u64 = 15 * 60_000;
 
@@ -37,21 +39,57 @@ impl std::fmt::Display for Unavailable {
 /// What a call took on Redis, to give back or correct when it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisPermit {
-    keys: [String; 6],
+    keys: [String; 10],
     request_id: String,
     day_taken: bool,
     input_taken: u64,
+    /// The key a hold was taken for, if one was.
+    held_for: Option<u64>,
     /// Every limit that applied, after the call was counted.
     pub standing: Vec<Standing>,
+    /// The wallet's balance after the hold (when one was taken).
+    pub available: Option<i64>,
+}
+
+/// A hold to take with the limits, in the same step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldAsk {
+    pub amount: u64,
+    pub key_id: u64,
+    pub cap: Option<u64>,
+    pub lease_ms: u64,
+}
+
+/// Why the wallet or the key's cap refused a hold: what is left, and the
+/// most a smaller hold may be (the lesser of the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletRefusal {
+    pub spend_cap: bool,
+    pub left: i64,
+    pub budget: i64,
+}
+
+/// What an admit with a hold came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Taken(Box<RedisPermit>),
+    Limit(Refused),
+    Wallet(WalletRefusal),
+    /// The wallet is not on Redis yet (or Redis lost it): seed it from
+    /// the ledger, then ask again.
+    Unseeded,
 }
 
 #[derive(Clone)]
-pub struct RedisLimits {
-    conn: ConnectionManager,
+pub struct RedisState {
+    /// For the connections of their own (the change feed's subscription).
+    pub(super) client: redis::Client,
+    pub(super) conn: ConnectionManager,
     script: Script,
+    pub(super) wallet_script: Script,
 }
 
-fn unavailable(e: redis::RedisError) -> Unavailable {
+pub(super) fn unavailable(e: redis::RedisError) -> Unavailable {
     Unavailable(e.to_string())
 }
 
@@ -59,30 +97,36 @@ fn opt<T: Into<u64>>(v: Option<T>) -> i64 {
     v.map_or(-1, |v| i64::try_from(v.into()).unwrap_or(i64::MAX))
 }
 
-fn int(v: &Value) -> Result<i64, Unavailable> {
+pub(super) fn int(v: &Value) -> Result<i64, Unavailable> {
     match v {
         Value::Int(i) => Ok(*i),
         other => Err(Unavailable(format!("unexpected answer {other:?}"))),
     }
 }
 
-impl RedisLimits {
+impl RedisState {
     /// Connects to `url` and loads the script.
     pub async fn connect(url: &str) -> Result<Self, Unavailable> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_millis(500)));
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
-        let limits = Self { conn, script: Script::new(SCRIPT) };
-        limits.load().await?;
-        Ok(limits)
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
+        let state = Self {
+            client,
+            conn,
+            script: Script::new(SCRIPT),
+            wallet_script: Script::new(super::wallet::SCRIPT),
+        };
+        state.load().await?;
+        Ok(state)
     }
 
-    /// SCRIPT LOAD (at start; `invoke` loads it again on NOSCRIPT).
+    /// SCRIPT LOAD (at start; `invoke` loads them again on NOSCRIPT).
     pub async fn load(&self) -> Result<(), Unavailable> {
         let mut conn = self.conn.clone();
         self.script.prepare_invoke().load_async(&mut conn).await.map_err(unavailable)?;
+        self.wallet_script.prepare_invoke().load_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -123,28 +167,22 @@ impl RedisLimits {
 
     /// Runs the script once; a dropped connection (the first command after
     /// Redis restarted) is tried once more on the reconnected one.
-    async fn invoke(&self, keys: &[String; 6], args: &[String]) -> Result<Value, Unavailable> {
-        let mut last = None;
-        for _ in 0..2 {
-            let mut inv = self.script.prepare_invoke();
-            for k in keys {
-                inv.key(k);
-            }
-            for a in args {
-                inv.arg(a);
-            }
-            let mut conn = self.conn.clone();
-            match inv.invoke_async::<Value>(&mut conn).await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_connection_dropped() || e.is_io_error() => last = Some(e),
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Err(last.map_or_else(|| Unavailable("no answer".into()), unavailable))
+    async fn invoke(&self, keys: &[String], args: &[String]) -> Result<Value, Unavailable> {
+        invoke(&self.conn, &self.script, keys, args).await
     }
 
-    fn limit_args(op: &str, id: &str, ask: &Ask<'_>, limits: &InForce) -> Vec<String> {
+    fn limit_args(
+        op: &str,
+        id: &str,
+        ask: &Ask<'_>,
+        limits: &InForce,
+        hold: Option<&HoldAsk>,
+    ) -> Vec<String> {
         let class = if ask.class.is_some() { opt(limits.rpm_class) } else { -1 };
+        let (amount, key, cap, lease) = match hold {
+            Some(h) => (opt(Some(h.amount)), h.key_id.to_string(), opt(h.cap), h.lease_ms),
+            None => (-1, "-".into(), -1, 0),
+        };
         vec![
             op.into(),
             id.into(),
@@ -157,6 +195,10 @@ impl RedisLimits {
             ask.input_estimate.to_string(),
             until_midnight(ask.now, limits.zone).to_string(),
             LEASE_MS.to_string(),
+            amount.to_string(),
+            key,
+            cap.to_string(),
+            lease.to_string(),
         ]
     }
 
@@ -170,44 +212,78 @@ impl RedisLimits {
         limits: &InForce,
         id: &str,
     ) -> Result<Result<RedisPermit, Refused>, Unavailable> {
-        let keys = keys_in(ask, limits);
-        let answer = self.invoke(&keys, &Self::limit_args("admit", id, ask, limits)).await?;
-        let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
-        if items.first().map(int).transpose()? == Some(0) {
-            return Ok(Err(refusal(&items)?));
+        match self.take(ask, limits, id, None).await? {
+            Answer::Taken(permit) => Ok(Ok(*permit)),
+            Answer::Limit(refused) => Ok(Err(refused)),
+            other => Err(Unavailable(format!("a wallet answer with no hold asked: {other:?}"))),
         }
-        Ok(Ok(RedisPermit {
+    }
+
+    /// The same, and `hold` against the wallet and the key's cap in the
+    /// same step (one round trip): all of it is taken, or none.
+    pub async fn take(
+        &self,
+        ask: &Ask<'_>,
+        limits: &InForce,
+        id: &str,
+        hold: Option<&HoldAsk>,
+    ) -> Result<Answer, Unavailable> {
+        let keys = keys_in(ask, limits);
+        let answer = self.invoke(&keys, &Self::limit_args("admit", id, ask, limits, hold)).await?;
+        let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
+        match items.first().map(int).transpose()? {
+            Some(2) => return Ok(Answer::Unseeded),
+            Some(0) => {
+                return match items.get(1) {
+                    Some(Value::BulkString(b)) if b == b"wallet" || b == b"spend_cap" => {
+                        Ok(Answer::Wallet(WalletRefusal {
+                            spend_cap: b == b"spend_cap",
+                            left: items.get(2).map_or(Ok(0), int)?,
+                            budget: items.get(3).map_or(Ok(0), int)?,
+                        }))
+                    }
+                    _ => Ok(Answer::Limit(refusal(&items)?)),
+                };
+            }
+            _ => {}
+        }
+        Ok(Answer::Taken(Box::new(RedisPermit {
             keys,
             request_id: id.into(),
             day_taken: limits.daily_messages.is_some(),
             input_taken: if limits.input_tpm.is_some() { ask.input_estimate } else { 0 },
+            held_for: hold.map(|h| h.key_id),
             standing: standings(&items, ask, limits)?,
-        }))
+            available: if hold.is_some() { items.get(12).map(int).transpose()? } else { None },
+        })))
     }
 
     /// Where each limit stands for `ask`'s key and account, taking nothing.
     pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
         let keys = keys_in(ask, limits);
-        let answer = self.invoke(&keys, &Self::limit_args("standing", "-", ask, limits)).await?;
+        let answer = self.invoke(&keys, &Self::limit_args("standing", "-", ask, limits, None)).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         standings(&items, ask, limits)
     }
 
     /// The call ended: its slot is freed, the provider's input count
-    /// corrects the bucket, an unbilled call gives its message back. Once
-    /// per permit: `false` when it was settled already.
+    /// corrects the bucket, an unbilled call gives its message back, and
+    /// its hold becomes the charge `charged` (journaled as
+    /// `<request id>:charge`). Once per permit: `false` when its slot was
+    /// settled already.
     pub async fn finish(
         &self,
         permit: &RedisPermit,
         billed: bool,
         actual_input: Option<u64>,
+        charged: u64,
     ) -> Result<bool, Unavailable> {
-        self.settle("finish", permit, billed, actual_input).await
+        self.settle("finish", permit, billed, actual_input, charged).await
     }
 
-    /// Gives back everything `permit` took (the wallet refused the call).
+    /// Gives back everything `permit` took.
     pub async fn cancel(&self, permit: &RedisPermit) -> Result<bool, Unavailable> {
-        self.settle("cancel", permit, false, Some(0)).await
+        self.settle("cancel", permit, false, Some(0), 0).await
     }
 
     async fn settle(
@@ -216,6 +292,7 @@ impl RedisLimits {
         permit: &RedisPermit,
         billed: bool,
         actual: Option<u64>,
+        charged: u64,
     ) -> Result<bool, Unavailable> {
         let args = vec![
             op.to_string(),
@@ -224,6 +301,10 @@ impl RedisLimits {
             u8::from(permit.day_taken).to_string(),
             permit.input_taken.to_string(),
             opt(actual).to_string(),
+            u8::from(permit.held_for.is_some()).to_string(),
+            charged.to_string(),
+            permit.held_for.map_or_else(|| "-".to_string(), |k| k.to_string()),
+            format!("{}:charge", permit.request_id),
         ];
         Ok(int(&self.invoke(&permit.keys, &args).await?)? == 1)
     }
@@ -231,9 +312,10 @@ impl RedisLimits {
 
 /// The script's keys for `ask`, all under the account's hash tag; the
 /// day is the local day of the plan's zone.
-fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; 6] {
-    let a = format!("tg:{{a:{}}}", ask.account);
+fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; 10] {
+    let a = account_tag(ask.account);
     let k = format!("{a}:k:{}", ask.key);
+    let [w, holds, leases, pend] = wallet_keys(ask.account);
     [
         format!("{k}:inflight"),
         format!("{k}:rpm"),
@@ -241,7 +323,58 @@ fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; 6] {
         format!("{a}:h:{}", ask.group),
         format!("{a}:d:{}", local_day(ask.now, limits.zone)),
         format!("{k}:tpm"),
+        w,
+        holds,
+        leases,
+        pend,
     ]
+}
+
+/// Every key of an account starts with this: one hash slot per account.
+pub fn account_tag(account: u64) -> String {
+    format!("tg:{{a:{account}}}")
+}
+
+/// The wallet's keys: its hash, its holds, their leases, its records
+/// applied and not yet known to be in the ledger.
+pub fn wallet_keys(account: u64) -> [String; 4] {
+    let a = account_tag(account);
+    [format!("{a}:w"), format!("{a}:holds"), format!("{a}:leases"), format!("{a}:pend")]
+}
+
+/// Runs `script` once; a dropped connection (the first command after
+/// Redis restarted) is tried once more on the reconnected one. The
+/// `redis` crate loads the script again when Redis answers NOSCRIPT.
+pub(super) async fn invoke(
+    conn: &ConnectionManager,
+    script: &Script,
+    keys: &[String],
+    args: &[String],
+) -> Result<Value, Unavailable> {
+    let started = std::time::Instant::now();
+    let mut last = None;
+    for _ in 0..2 {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut conn = conn.clone();
+        match inv.invoke_async::<Value>(&mut conn).await {
+            Ok(v) => {
+                crate::metrics::redis_round_trip(started.elapsed());
+                return Ok(v);
+            }
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => last = Some(e),
+            Err(e) => {
+                crate::metrics::redis_script_error();
+                return Err(unavailable(e));
+            }
+        }
+    }
+    Err(last.map_or_else(|| Unavailable("no answer".into()), unavailable))
 }
 
 fn refusal(items: &[Value]) -> Result<Refused, Unavailable> {

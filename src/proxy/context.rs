@@ -193,7 +193,8 @@ impl RequestCtx {
         if let Some(permit) = self.permit.take() {
             let billed = self.charge.is_some_and(|c| c.cost.0 > 0 || c.unpaid.0 > 0);
             let input = self.charge.map(|c| c.usage.input_tokens).or(self.usage.map(|u| u.input_tokens));
-            permit.finish(billed, input, crate::billing::SystemClock.monotonic_ms());
+            let charged = self.charge.map_or(0, |c| u64::try_from(c.cost.0).unwrap_or(0));
+            permit.finish(billed, input, crate::billing::SystemClock.monotonic_ms(), charged);
         }
         if let Some(i) = self.idempotent.take() {
             let status = written_status.unwrap_or(self.status);

@@ -97,7 +97,7 @@ async fn serve(
     let key = auth::extract_key(&|name| downstream::header(session, name), query)
         .ok_or(GatewayError::MissingKey)?;
     let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-    let principal = crate::exchange::authenticate(gateway, &key, client)?;
+    let principal = crate::exchange::authenticate(gateway, &key, client).await?;
     ctx.key_name = Some(principal.key_name.clone());
     ctx.key_id = principal.billed.as_ref().map(|k| k.id);
 

@@ -189,7 +189,12 @@ async fn bootstrap(
         let account = match store.account_named(&a.name).await? {
             Some(account) => account,
             None => {
-                let account = store.create_account(&a.name, &a.plan, None, now).await?;
+                // Nodes of a fleet starting at once race to create it: a
+                // node that loses finds the winner's.
+                let account = match store.create_account(&a.name, &a.plan, None, now).await {
+                    Ok(account) => account,
+                    Err(e) => store.account_named(&a.name).await?.ok_or(e)?,
+                };
                 if a.opening.0 > 0 {
                     let key = format!("opening:{}", a.name);
                     let opening = LedgerRecord::adjustment(key, account.id as u64, a.opening.0, now as u64);
@@ -207,7 +212,11 @@ async fn bootstrap(
         let account =
             *ids.get(&k.account).ok_or_else(|| StoreError(format!("keys '{}': no account", k.name)))?;
         let new = NewKey { name: k.name.clone(), ..NewKey::default() };
-        store.insert_key(account, &k.prefix, &k.digest, &new, now).await?;
+        if let Err(e) = store.insert_key(account, &k.prefix, &k.digest, &new, now).await {
+            if store.key_by_hash(&k.digest).await?.is_none() {
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }
@@ -265,4 +274,58 @@ pub fn key_state(k: &super::KeyRecord) -> KeyState {
         created_at: k.created_at as u64,
         last_used_at: AtomicU64::new(k.last_used_at.unwrap_or(0) as u64),
     }
+}
+
+/// Brings the directory in line with `rows` (read from the store after
+/// another node changed it): accounts and keys added or changed are put
+/// in place, a key's last-used time kept. How many changed.
+pub fn refresh_directory(billing: &Billing, rows: super::DirectoryRows) -> usize {
+    let mut changed = 0;
+    for a in &rows.accounts {
+        let id = a.id as u64;
+        let plan = plan_or_none(billing, &a.plan);
+        let status = Status::parse(&a.status).unwrap_or(Status::Suspended);
+        let trial = a.trial_ends_at.map(|t| t as u64);
+        let same = billing.directory.account(id).is_some_and(|cur| {
+            cur.plan.name == plan.name && cur.status == status && cur.trial_ends_at == trial
+        });
+        if !same {
+            changed += 1;
+            let name = Arc::from(a.name.as_str());
+            billing.directory.put_account(AccountState { id, name, plan, status, trial_ends_at: trial });
+        }
+    }
+    for (k, digest) in &rows.keys {
+        let fresh = key_state(k);
+        match billing.directory.key_by_id(fresh.id) {
+            None => {
+                changed += 1;
+                billing.directory.put_key(*digest, fresh);
+            }
+            Some(cur) if !same_key(&cur, &fresh) => {
+                changed += 1;
+                billing.directory.change_key(fresh.id, |c| {
+                    c.name = fresh.name.clone();
+                    c.status = fresh.status;
+                    c.expires_at = fresh.expires_at;
+                    c.spend_cap = fresh.spend_cap;
+                    c.models = fresh.models.clone();
+                    c.fallback_model = fresh.fallback_model.clone();
+                    c.limits = fresh.limits;
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    changed
+}
+
+fn same_key(a: &KeyState, b: &KeyState) -> bool {
+    a.name == b.name
+        && a.status == b.status
+        && a.expires_at == b.expires_at
+        && a.spend_cap == b.spend_cap
+        && a.models == b.models
+        && a.fallback_model == b.fallback_model
+        && a.limits == b.limits
 }

@@ -25,6 +25,9 @@ pub struct Journal {
     file: Mutex<Option<(File, PathBuf)>>,
     /// Written to the file, not yet kept by the store.
     pending: Mutex<Vec<LedgerRecord>>,
+    /// Taken by the writer, not yet known kept: with `pending`, what the
+    /// store may not have (a fleet's wallet seed adds these).
+    in_flight: Mutex<Vec<LedgerRecord>>,
     written: AtomicU64,
     kept: watch::Sender<u64>,
     /// A reader waits for the store to catch up: the writer goes at once.
@@ -63,6 +66,7 @@ impl Journal {
         Ok(Self {
             file: Mutex::new(file),
             pending: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(Vec::new()),
             written: AtomicU64::new(0),
             kept: watch::channel(0).0,
             arrived: Notify::new(),
@@ -129,12 +133,23 @@ impl Journal {
 
     /// Takes what is pending for the store.
     pub fn take(&self) -> Vec<LedgerRecord> {
-        std::mem::take(&mut *lock(&self.pending))
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        lock(&self.in_flight).clone_from(&batch);
+        batch
+    }
+
+    /// `account`'s records the store may not have yet.
+    pub fn undelivered(&self, account: u64) -> Vec<LedgerRecord> {
+        let in_flight = lock(&self.in_flight);
+        let pending = lock(&self.pending);
+        in_flight.iter().chain(pending.iter()).filter(|r| r.account == account).cloned().collect()
     }
 
     /// Puts back a batch the store could not keep.
     pub(super) fn put_back(&self, mut batch: Vec<LedgerRecord>) {
+        let mut in_flight = lock(&self.in_flight);
         let mut pending = lock(&self.pending);
+        in_flight.clear();
         batch.append(&mut pending);
         *pending = batch;
     }
@@ -144,6 +159,7 @@ impl Journal {
     /// written between the check and the truncation).
     pub fn kept(&self, n: u64) {
         let file = lock(&self.file);
+        lock(&self.in_flight).clear();
         self.kept.send_modify(|k| *k += n);
         let Some((file, path)) = &*file else { return };
         if self.followed.load(Ordering::Acquire) {

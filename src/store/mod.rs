@@ -117,6 +117,27 @@ pub struct Snapshot {
     pub charges: Vec<crate::usage_totals::LoadedSum>,
 }
 
+/// One account's wallet as the ledger has it: what the fleet's shared
+/// wallet on Redis is seeded from and reconciled against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalletSums {
+    /// Every credit the wallet received (top-ups, grants).
+    pub credit: i64,
+    /// Every debit (charges, adjustments down), as a positive amount.
+    pub debit: i64,
+    /// Per key: what it has been charged.
+    pub key_spent: Vec<(i64, i64)>,
+    /// Of the record keys asked about, those the store keeps.
+    pub present: std::collections::HashSet<String>,
+}
+
+/// Every account and key, for a directory refresh.
+#[derive(Debug, Default)]
+pub struct DirectoryRows {
+    pub accounts: Vec<Account>,
+    pub keys: Vec<(KeyRecord, [u8; 32])>,
+}
+
 /// A charged call, as the rate limits count it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentCall {
@@ -252,6 +273,11 @@ pub trait Store: Send + Sync {
     async fn renew_key(&self, scope: &Scope, owner: &str, expires_at: i64) -> Result<bool, StoreError>;
     /// The sum of every posting: zero, if the store is right.
     async fn total(&self) -> Result<i64, StoreError>;
+    /// `account`'s wallet from the ledger, and which of `records` it keeps,
+    /// in one consistent read.
+    async fn wallet_sums(&self, account: i64, records: &[String]) -> Result<WalletSums, StoreError>;
+    /// Every account and key as stored now.
+    async fn directory(&self) -> Result<DirectoryRows, StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.

@@ -9,8 +9,8 @@
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
-    Account, AccountPatch, Generation, KeyPatch, KeyRecord, LedgerRow, NewKey, RecentCall, Snapshot, Store,
-    StoreError, UsageFilter, UsageRow,
+    Account, AccountPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow, NewKey, RecentCall,
+    Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
@@ -374,6 +374,64 @@ impl Store for PgStore {
         Ok(sqlx::query_scalar("SELECT COALESCE(SUM(amount_nano), 0)::bigint FROM ledger_postings")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn wallet_sums(&self, account: i64, records: &[String]) -> Result<WalletSums, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        let mut sums = WalletSums::default();
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN amount_nano > 0 THEN amount_nano ELSE 0 END), 0)::bigint AS credit, \
+             COALESCE(-SUM(CASE WHEN amount_nano < 0 THEN amount_nano ELSE 0 END), 0)::bigint AS debit \
+             FROM ledger_postings WHERE book = 'wallet' AND account_id = $1",
+        )
+        .bind(account)
+        .fetch_one(&mut *tx)
+        .await?;
+        sums.credit = row.try_get("credit")?;
+        sums.debit = row.try_get("debit")?;
+        for r in sqlx::query(
+            "SELECT key_id, (-SUM(amount_nano))::bigint AS spent FROM ledger_postings \
+             WHERE book = 'wallet' AND kind = 'charge' AND account_id = $1 AND key_id IS NOT NULL \
+             GROUP BY key_id ORDER BY key_id",
+        )
+        .bind(account)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            sums.key_spent.push((r.try_get("key_id")?, r.try_get("spent")?));
+        }
+        if !records.is_empty() {
+            let kept: Vec<String> = sqlx::query_scalar(
+                "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key = ANY($1::text[])",
+            )
+            .bind(records)
+            .fetch_all(&mut *tx)
+            .await?;
+            sums.present.extend(kept);
+        }
+        tx.commit().await?;
+        Ok(sums)
+    }
+
+    async fn directory(&self) -> Result<DirectoryRows, StoreError> {
+        let mut rows = DirectoryRows::default();
+        for r in sqlx::query(AssertSqlSafe(format!("SELECT {} FROM accounts ORDER BY id", ACCOUNT_COLUMNS)))
+            .fetch_all(&self.pool)
+            .await?
+        {
+            rows.accounts.push(Self::account_row(&r)?);
+        }
+        for r in
+            sqlx::query(AssertSqlSafe(format!("SELECT {KEY_COLUMNS}, key_hash FROM api_keys ORDER BY id")))
+                .fetch_all(&self.pool)
+                .await?
+        {
+            let hash: Vec<u8> = r.try_get("key_hash")?;
+            let hash: [u8; 32] =
+                hash.try_into().map_err(|_| StoreError("a key hash is not 32 bytes".into()))?;
+            rows.keys.push((Self::key_row(&r)?, hash));
+        }
+        Ok(rows)
     }
 }
 

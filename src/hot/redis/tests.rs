@@ -11,12 +11,12 @@ fn ask(key: u64, account: u64, class: Option<&'static str>, estimate: u64) -> As
     Ask { key, account, class, group: "messages", input_estimate: estimate, now: 1_700_000_000_000, mono: 0 }
 }
 
-async fn limits(server: &RedisServer) -> RedisLimits {
-    RedisLimits::connect(&server.url).await.unwrap_or_else(|e| panic!("{e}"))
+async fn limits(server: &RedisServer) -> RedisState {
+    RedisState::connect(&server.url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Admits `n` calls; how many passed.
-async fn passes(r: &RedisLimits, a: &Ask<'_>, l: &InForce, n: usize, tag: &str) -> usize {
+async fn passes(r: &RedisState, a: &Ask<'_>, l: &InForce, n: usize, tag: &str) -> usize {
     let mut ok = 0;
     for i in 0..n {
         if r.admit(a, l, &format!("{tag}-{i}")).await.unwrap_or_else(|e| panic!("{e}")).is_ok() {
@@ -26,7 +26,7 @@ async fn passes(r: &RedisLimits, a: &Ask<'_>, l: &InForce, n: usize, tag: &str) 
     ok
 }
 
-async fn refused(r: &RedisLimits, a: &Ask<'_>, l: &InForce, id: &str) -> Refused {
+async fn refused(r: &RedisState, a: &Ask<'_>, l: &InForce, id: &str) -> Refused {
     match r.admit(a, l, id).await.unwrap_or_else(|e| panic!("{e}")) {
         Err(refused) => refused,
         Ok(p) => panic!("admitted: {p:?}"),
@@ -121,7 +121,7 @@ async fn concurrency_counts_every_call_in_flight_and_an_unbilled_call_gives_its_
     let no = refused(&r, &a, &one, "3").await;
     assert_eq!((no.kind, no.retry_after_ms), (Kind::Concurrent, 1_000));
     // p1 ends unbilled: its slot frees and its message comes back.
-    assert!(r.finish(&p1, false, None).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(r.finish(&p1, false, None, 0).await.unwrap_or_else(|e| panic!("{e}")));
     let p3 =
         r.admit(&a, &one, "3").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
     let daily = p3.standing.iter().find(|s| s.kind == Kind::Daily).map(|s| s.remaining);
@@ -143,7 +143,7 @@ async fn the_bucket_takes_the_estimate_and_the_providers_count_corrects_it() {
     // 4,000 short at 100 tokens a second: 40 s, less what refilled meanwhile.
     assert!(no.retry_after_ms > 39_000 && no.retry_after_ms <= 40_000, "{no:?}");
     // The provider counted 1,000: 4,000 come back.
-    assert!(r.finish(&p, true, Some(1_000)).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(r.finish(&p, true, Some(1_000), 0).await.unwrap_or_else(|e| panic!("{e}")));
     assert!(r.admit(&big, &l, "c").await.unwrap_or_else(|e| panic!("{e}")).is_ok());
     // More than the whole bucket: never.
     let no = refused(&r, &ask(2, 1, None, 7_000), &l, "d").await;
@@ -207,6 +207,6 @@ async fn every_key_of_a_call_is_in_its_accounts_slot_on_a_cluster() {
     let p =
         r.admit(&a, &every, "x").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(p.standing.len(), 6);
-    assert!(r.finish(&p, true, Some(5)).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(r.finish(&p, true, Some(5), 0).await.unwrap_or_else(|e| panic!("{e}")));
     assert!(r.standing(&a, &every).await.is_ok());
 }

@@ -1,8 +1,10 @@
 #!lua
--- Tollgate rate limits on Redis, version 1 (the script's SHA1 is its
+-- Tollgate's admit and settle on Redis, version 2 (the script's SHA1 is its
 -- version). One call of this script takes a request from every limit that
--- applies, or from none; another gives back or corrects what it took.
--- Same semantics as src/limits (see there); time is Redis TIME.
+-- applies and holds its worst-case cost against the wallet and the key's
+-- spend cap, or takes from none; another settles it: the hold becomes the
+-- charge, the limits are given back or corrected. Same semantics as
+-- src/limits and src/billing (see there); time is Redis TIME.
 --
 -- KEYS, all under the account's hash tag tg:{a:<account>}:
 --   1 k:<key>:inflight  ZSET request id -> lease expiry (ms)
@@ -11,14 +13,26 @@
 --   4 h:<group>         ZSET request id -> time taken (ms)
 --   5 d:<local day>     counter of the day's messages
 --   6 k:<key>:tpm       HASH level (token-ms), at (ms), pm (tokens/min)
+--   7 w                 HASH the wallet: credit, debit, held (nano-USD),
+--                       seed (present once seeded), s:<key> key spent,
+--                       h:<key> key held
+--   8 holds             HASH request id -> "amount key"
+--   9 leases            ZSET request id -> hold lease expiry (ms)
+--  10 pend              HASH record key -> "amount key": applied here,
+--                       not yet known to be in the ledger (wallet.lua)
 -- ARGV[1] op: admit | standing | finish | cancel; ARGV[2] the request id.
 -- admit/standing: 3 concurrent, 4 rpm, 5 rpm_class, 6 rph, 7 daily,
 --   8 input_tpm (each -1 when no limit), 9 input estimate, 10 ms until
---   local midnight (the day key lives an hour longer), 11 lease (ms).
+--   local midnight (the day key lives an hour longer), 11 lease (ms),
+--   12 the hold (-1: none), 13 key id, 14 key cap (-1: none), 15 hold
+--   lease (ms).
 -- finish/cancel: 3 billed (0/1), 4 day taken (0/1), 5 tokens taken,
---   6 the provider's input count (-1: none).
+--   6 the provider's input count (-1: none), 7 held (0/1), 8 charged,
+--   9 key id, 10 the charge's record key.
 -- Returns admit: {0, kind, limit, retry_after_ms (-1: never)} or
---   {1, now, standings...}; standing: {1, now, standings...};
+--   {0, 'wallet'|'spend_cap', available, budget} or {2} (the wallet is
+--   not seeded: seed it from the ledger, then ask again) or
+--   {1, now, standings..., available}; standing: {1, now, standings...};
 --   finish/cancel: 1 if the request was still live, else 0.
 -- standings: in-flight count, rpm count, rpm reset, class count, class
 -- reset, rph count, rph reset, day used, bucket tokens, bucket reset.
@@ -28,6 +42,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local MIN, HOUR, TM = 60000, 3600000, 60000
 local K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
 local function arg(i)
   local v = tonumber(ARGV[i])
@@ -95,6 +110,47 @@ local function standings(pm)
   return out
 end
 
+
+local function hnum(key, field)
+  return tonumber(redis.call('HGET', key, field) or '0') or 0
+end
+
+-- Releases one hold: its amount leaves what the wallet and its key hold.
+local function release(hold_id)
+  local h = redis.call('HGET', K_HOLDS, hold_id)
+  redis.call('ZREM', K_LEASE, hold_id)
+  if not h then return false end
+  local amount, key = string.match(h, '^(%-?%d+) (%S+)$')
+  redis.call('HDEL', K_HOLDS, hold_id)
+  redis.call('HINCRBY', K_W, 'held', -tonumber(amount))
+  if key ~= '-' then redis.call('HINCRBY', K_W, 'h:' .. key, -tonumber(amount)) end
+  return true
+end
+
+-- Holds whose lease ran out (their node never settled them) are released.
+local function expire_holds()
+  local ended = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now, 'LIMIT', 0, 100)
+  for _, hold_id in ipairs(ended) do release(hold_id) end
+end
+
+local function available()
+  return hnum(K_W, 'credit') - hnum(K_W, 'debit') - hnum(K_W, 'held')
+end
+
+-- nil if the hold fits the wallet and the key's cap, else the refusal.
+local function wallet_refusal(amount, key, cap)
+  local avail = available()
+  local budget = avail
+  if cap ~= nil then
+    local left = cap - hnum(K_W, 's:' .. key) - hnum(K_W, 'h:' .. key)
+    if left < 0 then left = 0 end
+    if left < budget then budget = left end
+    if left < amount then return {0, 'spend_cap', left, math.max(budget, 0)} end
+  end
+  if avail < amount then return {0, 'wallet', avail, math.max(budget, 0)} end
+  return nil
+end
+
 if op == 'admit' or op == 'standing' then
   local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
   local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
@@ -128,7 +184,20 @@ if op == 'admit' or op == 'standing' then
       return {0, 'input_tpm', tpm, math.max(math.ceil((want - level) / tpm), 1)}
     end
   end
-  -- Every limit said yes: take from all of them.
+  local hold, key, cap, hold_lease = arg(12), ARGV[13], arg(14), arg(15) or 3600000
+  if hold ~= nil then
+    if redis.call('HEXISTS', K_W, 'seed') == 0 then return {2} end
+    expire_holds()
+    local refused = wallet_refusal(hold, key, cap)
+    if refused ~= nil then return refused end
+  end
+  -- Every limit and the wallet said yes: take from all of them.
+  if hold ~= nil then
+    redis.call('HINCRBY', K_W, 'held', hold)
+    redis.call('HINCRBY', K_W, 'h:' .. key, hold)
+    redis.call('HSET', K_HOLDS, id, ARGV[12] .. ' ' .. key)
+    redis.call('ZADD', K_LEASE, now + hold_lease, id)
+  end
   redis.call('ZADD', K_IN, now + lease, id)
   redis.call('PEXPIRE', K_IN, lease + 1000)
   for _, c in ipairs(checks) do
@@ -142,11 +211,25 @@ if op == 'admit' or op == 'standing' then
     redis.call('PEXPIRE', K_DAY, day_left + HOUR)
   end
   if tpm ~= nil then save_bucket(level - estimate * TM, tpm) end
-  return standings(tpm)
+  local out = standings(tpm)
+  out[#out + 1] = available()
+  return out
 end
 
 if op == 'finish' or op == 'cancel' then
   local billed, day_taken, taken, actual = arg(3) == 1, arg(4) == 1, arg(5) or 0, arg(6)
+  -- The wallet first: its hold ends whether or not the limits' slot is
+  -- still live, and the charge is taken once (a retried call finds the
+  -- record pending and takes nothing again).
+  if arg(7) == 1 then
+    release(id)
+    local charged, key, record = arg(8) or 0, ARGV[9], ARGV[10]
+    if op == 'finish' and charged > 0 and redis.call('HEXISTS', K_PEND, record) == 0 then
+      redis.call('HINCRBY', K_W, 'debit', charged)
+      redis.call('HINCRBY', K_W, 's:' .. key, charged)
+      redis.call('HSET', K_PEND, record, '-' .. ARGV[8] .. ' ' .. key)
+    end
+  end
   -- Once only: a request no longer in flight was settled (or its lease ran out).
   if redis.call('ZREM', K_IN, id) == 0 then return 0 end
   if op == 'cancel' then
