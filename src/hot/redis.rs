@@ -108,9 +108,14 @@ impl RedisState {
     /// Connects to `url` and loads the script.
     pub async fn connect(url: &str) -> Result<Self, Unavailable> {
         let client = redis::Client::open(url).map_err(unavailable)?;
+        // A Redis that is down must cost a call its timeout, not the
+        // reconnection's whole back-off: the outage policy decides then.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_millis(500)));
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
         let state = Self {
             client,
@@ -352,6 +357,26 @@ pub(super) async fn invoke(
     args: &[String],
 ) -> Result<Value, Unavailable> {
     let started = std::time::Instant::now();
+    match tokio::time::timeout(CALL_TIMEOUT, invoke_twice(conn, script, keys, args)).await {
+        Ok(answer) => {
+            if answer.is_ok() {
+                crate::metrics::redis_round_trip(started.elapsed());
+            }
+            answer
+        }
+        Err(_) => Err(Unavailable(format!("no answer in {} ms", CALL_TIMEOUT.as_millis()))),
+    }
+}
+
+/// The longest a call waits for Redis, reconnection included.
+const CALL_TIMEOUT: Duration = Duration::from_millis(750);
+
+async fn invoke_twice(
+    conn: &ConnectionManager,
+    script: &Script,
+    keys: &[String],
+    args: &[String],
+) -> Result<Value, Unavailable> {
     let mut last = None;
     for _ in 0..2 {
         let mut inv = script.prepare_invoke();
@@ -363,10 +388,7 @@ pub(super) async fn invoke(
         }
         let mut conn = conn.clone();
         match inv.invoke_async::<Value>(&mut conn).await {
-            Ok(v) => {
-                crate::metrics::redis_round_trip(started.elapsed());
-                return Ok(v);
-            }
+            Ok(v) => return Ok(v),
             Err(e) if e.is_connection_dropped() || e.is_io_error() => last = Some(e),
             Err(e) => {
                 crate::metrics::redis_script_error();

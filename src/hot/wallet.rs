@@ -148,3 +148,6 @@ impl RedisState {
         self.wallet(account, args).await.map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,4 +6,5 @@
 #[path = "../../src/store/testing/pg_server.rs"]
 mod server;
 
-pub use server::PgDatabase;
+#[allow(unused_imports)]
+pub use server::{pg_server, PgDatabase};

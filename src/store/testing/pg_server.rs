@@ -32,6 +32,44 @@ pub struct PgServer {
     private: bool,
     /// Closed only when this process ends: the reaper then stops the server.
     _reaper: Option<ChildStdin>,
+    /// How to stop and start a private server again (outage tests).
+    #[allow(dead_code)]
+    control: Option<Control>,
+}
+
+#[allow(dead_code)]
+struct Control {
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    options: String,
+    root: bool,
+}
+
+#[allow(dead_code)]
+impl PgServer {
+    /// Stops a private server (fast shutdown: connections are cut).
+    pub fn stop(&self) -> Result<(), String> {
+        let c = self.control.as_ref().ok_or("not a private server")?;
+        run(
+            "pg_ctl stop",
+            command(c.root, &c.pg_ctl).arg("-D").arg(&c.data).args(["-w", "-m", "fast", "stop"]),
+        )
+    }
+
+    /// Starts a private server stopped by [`PgServer::stop`] again, on its port.
+    pub fn start_again(&self) -> Result<(), String> {
+        let c = self.control.as_ref().ok_or("not a private server")?;
+        run(
+            "pg_ctl start",
+            command(c.root, &c.pg_ctl)
+                .arg("-D")
+                .arg(&c.data)
+                .arg("-l")
+                .arg(&c.log)
+                .args(["-w", "-t", "30", "-o", &c.options, "start"]),
+        )
+    }
 }
 
 static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
@@ -39,7 +77,9 @@ static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 /// The test server, started on first use.
 pub fn pg_server() -> &'static PgServer {
     let server = SERVER.get_or_init(|| match std::env::var("TOLLGATE_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Ok(PgServer { admin_url: url, private: false, _reaper: None }),
+        Ok(url) if !url.is_empty() => {
+            Ok(PgServer { admin_url: url, private: false, _reaper: None, control: None })
+        }
         _ => start(),
     });
     match server {
@@ -216,7 +256,8 @@ fn start() -> Result<PgServer, String> {
         match started {
             Ok(()) => {
                 let admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-                return Ok(PgServer { admin_url, private: true, _reaper: reaper });
+                let control = Control { pg_ctl: bin.join("pg_ctl"), data, log, options, root };
+                return Ok(PgServer { admin_url, private: true, _reaper: reaper, control: Some(control) });
             }
             Err(e) => last = format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
         }

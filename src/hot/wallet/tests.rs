@@ -1,0 +1,126 @@
+//! The wallets on Redis against a real Redis: a hold takes from the
+//! wallet and the key's cap with the limits, all or nothing; a wallet not
+//! seeded refuses to hold until it is; a seed stands once; an operator's
+//! record applies once; a charge is taken once; an expired hold frees its
+//! amount; concurrent holds never take more than the wallet has.
+
+use crate::hot::redis::{Answer, HoldAsk, RedisState};
+use crate::hot::testing::RedisServer;
+use crate::hot::wallet::Seed;
+use crate::limits::{Ask, InForce};
+
+fn ask(key: u64, account: u64) -> Ask<'static> {
+    Ask { key, account, class: None, group: "messages", input_estimate: 1, now: 1_700_000_000_000, mono: 0 }
+}
+
+fn hold(amount: u64, key_id: u64, cap: Option<u64>) -> HoldAsk {
+    HoldAsk { amount, key_id, cap, lease_ms: 60_000 }
+}
+
+async fn state(server: &RedisServer) -> RedisState {
+    RedisState::connect(&server.url).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn seeded(r: &RedisState, account: u64, credit: i64) {
+    let seed = Seed { credit, ..Seed::default() };
+    assert!(r.seed(account, &seed).await.unwrap_or_else(|e| panic!("{e}")));
+}
+
+async fn take(r: &RedisState, account: u64, id: &str, h: &HoldAsk, limits: &InForce) -> Answer {
+    r.take(&ask(h.key_id, account), limits, id, Some(h)).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_hold_takes_from_the_wallet_and_its_charge_is_taken_once() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    let none = InForce::default();
+    assert_eq!(take(&r, 1, "a", &hold(600, 7, None), &none).await, Answer::Unseeded);
+    seeded(&r, 1, 1_000).await;
+    let Answer::Taken(permit) = take(&r, 1, "a", &hold(600, 7, None), &none).await else { panic!("held") };
+    assert_eq!(permit.available, Some(400));
+    match take(&r, 1, "b", &hold(600, 7, None), &none).await {
+        Answer::Wallet(w) => assert_eq!((w.spend_cap, w.left, w.budget), (false, 400, 400)),
+        other => panic!("{other:?}"),
+    }
+    // The hold becomes a charge of 500; a retried settlement takes nothing.
+    assert!(r.finish(&permit, true, None, 500).await.unwrap_or_else(|e| panic!("{e}")));
+    let _ = r.finish(&permit, true, None, 500).await;
+    let on = r.read(1, Some(7)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.credit, on.debit, on.held, on.key_spent), (1_000, 500, 0, 500));
+    assert_eq!(on.pending, vec![("a:charge".to_string(), -500)]);
+}
+
+#[tokio::test]
+async fn a_keys_cap_and_the_limits_are_taken_with_the_hold_or_nothing_is() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 2, 10_000).await;
+    let rpm1 = InForce { rpm: Some(1), ..InForce::default() };
+    let Answer::Taken(first) = take(&r, 2, "a", &hold(600, 8, Some(700)), &rpm1).await else {
+        panic!("held")
+    };
+    // Over the cap: refused, and the rpm window is not taken.
+    match take(&r, 2, "b", &hold(200, 8, Some(700)), &InForce::default()).await {
+        Answer::Wallet(w) => assert_eq!((w.spend_cap, w.left, w.budget), (true, 100, 100)),
+        other => panic!("{other:?}"),
+    }
+    assert!(r.cancel(&first).await.unwrap_or_else(|e| panic!("{e}")));
+    let on = r.read(2, Some(8)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.held, on.debit), (0, 0), "a cancel gives the hold back");
+    // Over the limit: refused, and nothing is held.
+    let Answer::Taken(_) = take(&r, 2, "c", &hold(100, 8, None), &rpm1).await else { panic!("held") };
+    assert!(matches!(take(&r, 2, "d", &hold(100, 8, None), &rpm1).await, Answer::Limit(_)));
+    assert_eq!(r.read(2, None).await.map(|w| w.held).unwrap_or_default(), 100);
+}
+
+#[tokio::test]
+async fn a_seed_stands_once_and_an_operators_record_applies_once() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    let seed = Seed {
+        credit: 500,
+        debit: 100,
+        key_spent: vec![(3, 100)],
+        pending: vec![("x:charge".into(), -100, Some(3))],
+    };
+    assert!(r.seed(4, &seed).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(!r.seed(4, &Seed { credit: 9, ..Seed::default() }).await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(r.apply(4, "topup:4:t1", 1_000).await.unwrap_or_else(|e| panic!("{e}")));
+    let _ = r.apply(4, "topup:4:t1", 1_000).await;
+    let on = r.read(4, Some(3)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.credit, on.debit, on.key_spent), (1_500, 100, 100));
+    r.delivered(4, &["x:charge".into(), "topup:4:t1".into()]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.read(4, None).await.map(|w| w.pending.is_empty()).unwrap_or(false));
+}
+
+#[tokio::test]
+async fn an_expired_hold_frees_its_amount() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 5, 1_000).await;
+    let short = HoldAsk { lease_ms: 1, ..hold(1_000, 1, None) };
+    assert!(matches!(take(&r, 5, "a", &short, &InForce::default()).await, Answer::Taken(_)));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(matches!(take(&r, 5, "b", &hold(1_000, 1, None), &InForce::default()).await, Answer::Taken(_)));
+}
+
+#[tokio::test]
+async fn concurrent_holds_never_take_more_than_the_wallet_has() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 6, 10_000).await;
+    let calls = (0..200).map(|i| {
+        let r = r.clone();
+        async move {
+            let h = hold(100, 1, None);
+            matches!(
+                r.take(&ask(1, 6), &InForce::default(), &format!("c{i}"), Some(&h)).await,
+                Ok(Answer::Taken(_))
+            )
+        }
+    });
+    let taken = futures_util::future::join_all(calls).await.into_iter().filter(|t| *t).count();
+    assert_eq!(taken, 100, "10,000 holds 100 holds of 100");
+    assert_eq!(r.read(6, None).await.map(|w| w.held).unwrap_or_default(), 10_000);
+}
