@@ -176,6 +176,11 @@ async fn three_nodes_share_limits_wallets_caps_and_revocations() {
     assert_eq!(ledger.len(), paid.len(), "one charge per answered call");
     let charged: i64 = ledger.iter().map(|e| -e["amount_nano_usd"].as_i64().unwrap()).sum();
     assert_eq!(charged, expected, "the ledger is the mock's usage at list price");
+    // The paid value behind each charge is attributed by the ledger (the
+    // lot was bought at 1x: paid equals list, to the nano-dollar).
+    let paid_value: i64 = ledger.iter().map(|e| e["paid_nano_usd"].as_i64().unwrap()).sum();
+    assert!(ledger.iter().all(|e| e["paid_nano_usd"].as_i64().unwrap() >= 0), "{ledger:?}");
+    assert_eq!(paid_value, charged);
     let left = balance(&fleet.nodes[2], account).await;
     assert!(left >= 0, "overdrawn: {left}");
     assert_eq!(left, 20_000_000 - charged, "the balance is the top-up less the charges");

@@ -83,6 +83,11 @@ pub struct LedgerRecord {
     pub at: u64,
 }
 
+/// `paid_nano` of a charge whose paid value the store attributes as the
+/// ledger receives it, from the account's lots in the ledger's order (a
+/// fleet's charges: see `store::postgres::attribute`).
+pub const PAID_AT_DELIVERY: i64 = -1;
+
 impl LedgerRecord {
     /// Credit granted or taken back by the operator (an opening balance, a
     /// correction): no paid value, nothing metered.

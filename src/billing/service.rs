@@ -122,11 +122,20 @@ pub struct BillingOptions {
     /// Route a call for a model the key may not use to the key's fallback
     /// model instead of refusing it.
     pub fallback_models: bool,
+    /// A fleet's charges leave their paid value to the store, which
+    /// attributes it in the ledger's order ([`super::PAID_AT_DELIVERY`]):
+    /// no node's lots see every charge.
+    pub paid_at_delivery: bool,
 }
 
 impl Default for BillingOptions {
     fn default() -> Self {
-        Self { lease_ms: HOLD_LEASE_MS, key_prefix: "sk-tollgate-".into(), fallback_models: false }
+        Self {
+            lease_ms: HOLD_LEASE_MS,
+            key_prefix: "sk-tollgate-".into(),
+            fallback_models: false,
+            paid_at_delivery: false,
+        }
     }
 }
 
@@ -456,8 +465,9 @@ impl Billing {
     /// rest is unpaid. The charge is journaled here, before the answer's
     /// last bytes; the caller's permit applies it to Redis. This node's
     /// own wallets follow it too: the last balances it knows, which it
-    /// holds against while Redis is down (`on_failure: open`), and the
-    /// credit lots the paid value is attributed from.
+    /// holds against while Redis is down (`on_failure: open`). The paid
+    /// value is the store's to attribute when it can (PostgreSQL), else
+    /// this node's lots'.
     fn charge_shared(
         &self,
         admission: &Admission,
@@ -477,6 +487,7 @@ impl Billing {
             .ok()
             .flatten()
             .map_or(NanoUsd::ZERO, |s| s.paid);
+        let paid = if self.options.paid_at_delivery { NanoUsd(super::PAID_AT_DELIVERY) } else { paid };
         self.sink.record(LedgerRecord {
             key: format!("{}:charge", admission.hold_key),
             kind: RecordKind::Charge,

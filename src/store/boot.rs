@@ -122,6 +122,7 @@ pub fn start(
         lease_ms: options_lease_ms(config),
         key_prefix: config.billing.key_prefix.clone(),
         fallback_models: config.billing.fallback_models,
+        paid_at_delivery: config.hot_state.is_some() && config.store.url.is_some(),
     };
     let totals = Arc::new(UsageTotals::default());
     let sink = Arc::new(Tallied { inner: journal.clone(), totals: totals.clone() });

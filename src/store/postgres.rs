@@ -20,6 +20,7 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
 
 mod append;
+pub mod attribute;
 mod idempotency;
 mod snapshot;
 

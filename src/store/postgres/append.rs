@@ -138,6 +138,7 @@ async fn append_chunk(pool: &PgPool, chunk: &[&LedgerRecord]) -> Result<u64, sql
             .execute(&mut *tx)
             .await?;
     }
+    super::attribute::attribute(&mut tx, &fresh).await?;
     tx.commit().await?;
     Ok(fresh.len() as u64)
 }

@@ -78,3 +78,42 @@ async fn writers_take_common_records_in_one_order_and_wait_instead_of_deadlockin
     other.commit().await.unwrap();
     assert_eq!(appending.await.unwrap().unwrap(), 0, "both records were the other node's");
 }
+
+#[tokio::test]
+async fn a_fleets_charges_get_their_paid_value_in_the_ledgers_order_whoever_sends_them() {
+    use crate::billing::{RecordKind, PAID_AT_DELIVERY};
+    use crate::store::tests::{charge, record};
+    let db = PgDatabase::new().await;
+    let (one, two) =
+        (PgStore::connect(&db.url, 2).await.unwrap(), PgStore::connect(&db.url, 2).await.unwrap());
+    let a = one.create_account("fleet", "pro", None, 1).await.unwrap();
+    // $10 at 1x, then $10 at 4x: 50 of list value, 20 paid.
+    let mut first = record("t1", RecordKind::Topup, a.id, 10);
+    first.paid_nano = 10;
+    first.multiplier = Some(1);
+    let mut second = record("t2", RecordKind::Topup, a.id, 40);
+    second.paid_nano = 10;
+    second.multiplier = Some(4);
+    one.append(&[first, second]).await.unwrap();
+    let flagged = |key: &str, amount: i64| {
+        let mut c = charge(key, a.id, None, amount, key);
+        c.paid_nano = PAID_AT_DELIVERY;
+        c
+    };
+    // Two nodes deliver; a retried record is attributed once.
+    one.append(&[flagged("c1", 30)]).await.unwrap();
+    two.append(&[flagged("c2", 12), flagged("c1", 30)]).await.unwrap();
+    one.append(&[flagged("c3", 8)]).await.unwrap();
+    let paid: Vec<(Option<String>, i64)> = one
+        .ledger(a.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "charge")
+        .map(|r| (r.request_id, r.paid_nano_usd))
+        .collect();
+    let of = |id: &str| paid.iter().find(|p| p.0.as_deref() == Some(id)).map(|p| p.1);
+    // 10 of the 1x lot (paid 10) and 20 of the 4x lot (paid 5); then 12
+    // (paid 3); then the last 8, which get the rest of its paid value.
+    assert_eq!((of("c1"), of("c2"), of("c3")), (Some(15), Some(3), Some(2)));
+}
