@@ -147,6 +147,10 @@ pub struct Billing {
     /// Other processes on the same wallets (an upgrade's overlap).
     peers: Arc<dyn Peers>,
     pub options: BillingOptions,
+    /// A fleet's wallets as Redis last answered (balance after the hold),
+    /// for the node to hold against while Redis is down.
+    last_known: std::sync::Mutex<HashMap<u64, i64>>,
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 /// The fewest output tokens worth sending a request upstream for.
@@ -171,6 +175,29 @@ impl Billing {
             sink,
             peers: Arc::new(Alone),
             options,
+            last_known: std::sync::Mutex::new(HashMap::new()),
+            syncs: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Redis answered `available` for `account`'s wallet (a fleet).
+    pub fn saw_shared_balance(&self, account: u64, available: i64) {
+        self.last_known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(account, available);
+    }
+
+    /// Redis is down (`on_failure: open`): this node's wallet for
+    /// `account` is brought to the balance Redis last answered, once per
+    /// answer, so it holds against the fleet's last known balance rather
+    /// than only what this node saw (nothing is journaled: the ledger is
+    /// not changed, only this node's view of it).
+    pub fn hold_from_last_known(&self, account: u64) {
+        let known =
+            self.last_known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&account);
+        let Some(known) = known else { return };
+        let delta = known - self.wallets.available(account).0;
+        if delta != 0 {
+            let n = self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = self.wallets.grant(account, NanoUsd(delta), &format!("last-known:{account}:{n}"), || {});
         }
     }
 

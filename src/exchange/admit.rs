@@ -165,6 +165,7 @@ pub async fn admit(
             Ok(taken) => taken?,
             Err(e) if hot.on_failure == crate::config::OnFailure::Open => {
                 metrics::rate_limit("hot_state", "failed_open");
+                billing.hold_from_last_known(account.id);
                 log::debug!(target: "tollgate", "hot state: Redis unavailable ({e}); this node's share and last balances");
                 match local(gateway, principal, plan, &ask, &hot.divided(&limits), request_id, style).await? {
                     Some(taken) => taken,
@@ -265,6 +266,9 @@ async fn shared(
         };
         match hot.take(ask, limits, request_id, &hold).await? {
             Held::Taken(permit) => {
+                if let Some(available) = permit.available() {
+                    billing.saw_shared_balance(account.id, available);
+                }
                 let admission = billing.shared_admission(key, account, &call, quote, request_id);
                 if let Err(e) = cap_output(plan, &admission) {
                     permit.cancel(ask.mono).await;

@@ -196,6 +196,14 @@ impl Taken {
         }
     }
 
+    /// The wallet's balance after the hold, when Redis held it.
+    pub fn available(&self) -> Option<i64> {
+        match self {
+            Taken::Local(..) => None,
+            Taken::Redis(_, p) => p.available,
+        }
+    }
+
     /// Gives back everything (the wallet refused the call).
     pub async fn cancel(self, mono: u64) {
         match self {

@@ -142,12 +142,12 @@ async fn reconcile(
         seen.remove(&account);
         return Ok(());
     }
-    let keys: Vec<String> = on.pending.iter().map(|(k, _)| k.clone()).collect();
+    let keys: Vec<String> = on.pending.iter().map(|(k, _, _)| k.clone()).collect();
     let id = i64::try_from(account).map_err(|_| "account id out of range".to_string())?;
     let sums =
         store.run(move |s| async move { s.wallet_sums(id, &keys).await }).await.map_err(|e| e.to_string())?;
     let fix = difference(&on, &sums);
-    if fix.credit == 0 && fix.debit == 0 {
+    if fix.credit == 0 && fix.debit == 0 && fix.key_spent.is_empty() {
         seen.remove(&account);
         if !fix.delivered.is_empty() {
             redis.delivered(account, &fix.delivered).await.map_err(|e| e.to_string())?;
@@ -166,30 +166,47 @@ async fn reconcile(
         crate::metrics::drift_corrected(size);
         log::warn!(
             target: "tollgate",
-            "reconciler: account {account}'s wallet on Redis drifted from the ledger: credit {:+}, debit {:+} nano-USD corrected",
+            "reconciler: account {account}'s wallet on Redis drifted from the ledger: credit {:+}, debit {:+} nano-USD, key spend {:?} corrected",
             fix.credit,
-            fix.debit
+            fix.debit,
+            fix.key_spent
         );
     }
     Ok(())
 }
 
-/// What the wallet on Redis lacks against the ledger, the records
-/// applied there and not yet in the ledger set aside; and those of its
-/// pending records the ledger has now.
+/// What the wallet on Redis lacks against the ledger (its credit, its
+/// debit, each key's spend), the records applied there and not yet in the
+/// ledger set aside; and those of its pending records the ledger has now.
 pub fn difference(on: &super::wallet::OnRedis, ledger: &crate::store::WalletSums) -> Correction {
     let (mut credit, mut debit) = (ledger.credit, ledger.debit);
+    let mut keys: std::collections::BTreeMap<i64, i64> = ledger.key_spent.iter().copied().collect();
     let mut delivered = Vec::new();
-    for (record, amount) in &on.pending {
+    for (record, amount, key) in &on.pending {
         if ledger.present.contains(record) {
             delivered.push(record.clone());
         } else if *amount >= 0 {
             credit += amount;
         } else {
             debit -= amount;
+            if let Some(key) = key.and_then(|k| i64::try_from(k).ok()) {
+                *keys.entry(key).or_default() -= amount;
+            }
         }
     }
-    Correction { credit: credit - on.credit, debit: debit - on.debit, key_spent: Vec::new(), delivered }
+    // A key Redis counts and the ledger does not is corrected to 0.
+    for (key, _) in &on.keys {
+        keys.entry(i64::try_from(*key).unwrap_or(i64::MAX)).or_default();
+    }
+    let key_spent = keys
+        .into_iter()
+        .filter_map(|(key, want)| {
+            let have =
+                on.keys.iter().find(|(k, _)| i64::try_from(*k).ok() == Some(key)).map_or(0, |(_, s)| *s);
+            (want != have).then_some((key, want - have))
+        })
+        .collect();
+    Correction { credit: credit - on.credit, debit: debit - on.debit, key_spent, delivered }
 }
 
 #[cfg(test)]
@@ -206,24 +223,28 @@ mod tests {
             debit: 300,
             held: 50,
             key_spent: 0,
-            pending: vec![("a:charge".into(), -100), ("b:charge".into(), -50)],
+            pending: vec![("a:charge".into(), -100, Some(3)), ("b:charge".into(), -50, Some(3))],
+            keys: vec![(3, 150)],
         };
         // The ledger has `a` already, not `b`.
         let ledger = WalletSums {
             credit: 1_000,
             debit: 250,
-            key_spent: Vec::new(),
+            key_spent: vec![(3, 100)],
             present: ["a:charge".to_string()].into_iter().collect(),
         };
         let fix = difference(&on, &ledger);
         assert_eq!((fix.credit, fix.debit), (0, 0));
+        assert!(fix.key_spent.is_empty(), "{fix:?}");
         assert_eq!(fix.delivered, vec!["a:charge".to_string()]);
     }
 
     #[test]
     fn a_charge_redis_never_got_is_a_drift() {
         let on = OnRedis { seeded: true, credit: 1_000, debit: 200, ..OnRedis::default() };
-        let ledger = WalletSums { credit: 1_000, debit: 300, ..WalletSums::default() };
-        assert_eq!(difference(&on, &ledger).debit, 100);
+        let ledger =
+            WalletSums { credit: 1_000, debit: 300, key_spent: vec![(4, 100)], ..WalletSums::default() };
+        let fix = difference(&on, &ledger);
+        assert_eq!((fix.debit, fix.key_spent), (100, vec![(4, 100)]));
     }
 }

@@ -17,7 +17,8 @@
 --     Once per record key (2 when seen, 3 when the wallet is not seeded:
 --     its seed will read the record from the ledger or the journal).
 --   read: 2 a key id or "-": {seeded, credit, debit, held, that key's
---     spend, record key, amount, ...pend}
+--     spend, n, then n triples (record key, amount, key id) pending, then
+--     pairs (key id, spent) of every key}
 --   correct: 2 credit delta, 3 debit delta, then pairs (key id, spent
 --     delta), then "--", then record keys now in the ledger (unpended).
 --   delivered: ARGV[2..] record keys now in the ledger (unpended).
@@ -61,11 +62,21 @@ end
 
 if op == 'read' then
   local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. (ARGV[2] or '-'))
-  local out = {w[1] and 1 or 0, w[2] or '0', w[3] or '0', w[4] or '0', w[5] or '0'}
   local pend = redis.call('HGETALL', K_PEND)
+  local out = {w[1] and 1 or 0, w[2] or '0', w[3] or '0', w[4] or '0', w[5] or '0', #pend / 2}
   for i = 1, #pend, 2 do
+    local amount, key = string.match(pend[i + 1], '^(%S+) (%S+)$')
     out[#out + 1] = pend[i]
-    out[#out + 1] = string.match(pend[i + 1], '^(%S+)')
+    out[#out + 1] = amount or '0'
+    out[#out + 1] = key or '-'
+  end
+  local fields = redis.call('HGETALL', K_W)
+  for i = 1, #fields, 2 do
+    local key = string.match(fields[i], '^s:(%d+)$')
+    if key then
+      out[#out + 1] = key
+      out[#out + 1] = fields[i + 1]
+    end
   end
   return out
 end

@@ -29,8 +29,11 @@ pub struct OnRedis {
     pub held: i64,
     /// What the key asked about has spent.
     pub key_spent: i64,
-    /// Records applied on Redis, not yet known to be in the ledger.
-    pub pending: Vec<(String, i64)>,
+    /// Records applied on Redis, not yet known to be in the ledger:
+    /// (record key, amount, key id).
+    pub pending: Vec<(String, i64, Option<u64>)>,
+    /// What every key of the wallet has spent, as Redis counts it.
+    pub keys: Vec<(u64, i64)>,
 }
 
 /// A correction the reconciler found twice: added to the wallet, and the
@@ -103,10 +106,20 @@ impl RedisState {
             held: num(items.get(3))?,
             key_spent: num(items.get(4))?,
             pending: Vec::new(),
+            keys: Vec::new(),
         };
-        for pair in items.get(5..).unwrap_or_default().chunks(2) {
-            if let [Value::BulkString(record), amount] = pair {
-                out.pending.push((String::from_utf8_lossy(record).into_owned(), num(Some(amount))?));
+        let pending = usize::try_from(num(items.get(5))?).unwrap_or(0);
+        let rest = items.get(6..).unwrap_or_default();
+        let (triples, pairs) = rest.split_at((pending * 3).min(rest.len()));
+        for t in triples.chunks(3) {
+            if let [Value::BulkString(record), amount, Value::BulkString(key)] = t {
+                let key = std::str::from_utf8(key).ok().and_then(|k| k.parse().ok());
+                out.pending.push((String::from_utf8_lossy(record).into_owned(), num(Some(amount))?, key));
+            }
+        }
+        for p in pairs.chunks(2) {
+            if let [key, spent] = p {
+                out.keys.push((u64::try_from(num(Some(key))?).unwrap_or(0), num(Some(spent))?));
             }
         }
         Ok(out)

@@ -48,7 +48,8 @@ async fn a_hold_takes_from_the_wallet_and_its_charge_is_taken_once() {
     let _ = r.finish(&permit, true, None, 500).await;
     let on = r.read(1, Some(7)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((on.credit, on.debit, on.held, on.key_spent), (1_000, 500, 0, 500));
-    assert_eq!(on.pending, vec![("a:charge".to_string(), -500)]);
+    assert_eq!(on.pending, vec![("a:charge".to_string(), -500, Some(7))]);
+    assert_eq!(on.keys, vec![(7, 500)]);
 }
 
 #[tokio::test]
