@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod formats;
 pub mod fuzzing;
 pub mod gateway;
+pub mod health;
 pub mod hot;
 pub mod limits;
 pub mod logging;

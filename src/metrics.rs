@@ -3,11 +3,13 @@
 //! that serves them on the metrics listener.
 
 use crate::formats::usage::Usage;
+use crate::health::Health;
 use async_trait::async_trait;
 use once_cell::sync::Lazy;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub static REGISTRY: Lazy<Registry> = Lazy::new(Registry::new);
@@ -296,8 +298,17 @@ pub fn render() -> Vec<u8> {
     out
 }
 
-/// Serves `GET /metrics` (and a health check) on the metrics listener.
-pub struct MetricsApp;
+/// Serves `GET /metrics` and the health checks of the main listener
+/// (`/health` with the backends, `/livez` without) on the metrics listener.
+pub struct MetricsApp {
+    health: Arc<Health>,
+}
+
+impl MetricsApp {
+    pub fn new(health: Arc<Health>) -> Self {
+        Self { health }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
@@ -305,7 +316,11 @@ impl ServeHttp for MetricsApp {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = match path.as_str() {
             "/metrics" => (200, "text/plain; version=0.0.4", render()),
-            "/health" | "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/health" | "/healthz" | "/readyz" => {
+                let (status, body) = self.health.answer().await;
+                (status, "application/json", body)
+            }
+            "/livez" => (200, "application/json", b"{\"status\":\"ok\"}".to_vec()),
             _ => (404, "text/plain", b"not found\n".to_vec()),
         };
         http::Response::builder()

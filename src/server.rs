@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::health::Health;
 use crate::metrics::MetricsApp;
 use crate::providers;
 use crate::proxy::{ConnectionGuard, ConnectionLimits, TollgateProxy};
@@ -32,6 +33,7 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     let mut gateway = Gateway::from_config(config)?;
     gateway.start_billing(config)?;
     crate::exchange::restore::rebuild(&gateway)?;
+    let health = Arc::new(Health::new(&gateway, config));
     let gateway = Arc::new(gateway);
 
     let mut conf = ServerConf {
@@ -61,6 +63,7 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
         &server.configuration,
         TollgateProxy::new(
             gateway.clone(),
+            health.clone(),
             connector,
             config.server.keepalive_timeout_seconds,
             Duration::from_millis(config.server.downstream_write_timeout_ms.max(1)),
@@ -95,7 +98,10 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
 
     if let Some(metrics) = &config.metrics {
         crate::metrics::init();
-        let mut service = Service::new("tollgate metrics".to_string(), HttpServer::new_app(MetricsApp));
+        let mut service = Service::new(
+            "tollgate metrics".to_string(),
+            HttpServer::new_app(MetricsApp::new(health.clone())),
+        );
         service.add_tcp(&metrics.address);
         server.add_service(service);
     }

@@ -149,7 +149,8 @@ impl Provider {
             | Endpoint::Whoami
             | Endpoint::Usage
             | Endpoint::Generation
-            | Endpoint::Health => base.clone(),
+            | Endpoint::Health
+            | Endpoint::Live => base.clone(),
         };
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             path.push('?');

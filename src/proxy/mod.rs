@@ -17,6 +17,7 @@ pub use connections::{ConnectionGuard, ConnectionLimits};
 pub use context::RequestCtx;
 
 use crate::gateway::Gateway;
+use crate::health::Health;
 use async_trait::async_trait;
 use pingora_core::connectors::http::Connector;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 pub struct TollgateProxy {
     gateway: Arc<Gateway>,
+    health: Arc<Health>,
     connector: Connector,
     /// Seconds an idle keep-alive connection waits for its next request.
     idle_timeout_secs: u64,
@@ -36,11 +38,12 @@ pub struct TollgateProxy {
 impl TollgateProxy {
     pub fn new(
         gateway: Arc<Gateway>,
+        health: Arc<Health>,
         connector: Connector,
         idle_timeout_secs: u64,
         write_timeout: std::time::Duration,
     ) -> Self {
-        Self { gateway, connector, idle_timeout_secs: idle_timeout_secs.max(1), write_timeout }
+        Self { gateway, health, connector, idle_timeout_secs: idle_timeout_secs.max(1), write_timeout }
     }
 }
 
@@ -59,7 +62,7 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        exchange::handle(&self.gateway, &self.connector, session, ctx).await?;
+        exchange::handle(&self.gateway, &self.health, &self.connector, session, ctx).await?;
         Ok(true)
     }
 

@@ -252,6 +252,8 @@ pub trait Store: Send + Sync {
     async fn renew_key(&self, scope: &Scope, owner: &str, expires_at: i64) -> Result<bool, StoreError>;
     /// The sum of every posting: zero, if the store is right.
     async fn total(&self) -> Result<i64, StoreError>;
+    /// Answers when the store does (`SELECT 1`): the health check's probe.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.

@@ -375,6 +375,11 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -536,6 +536,11 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 mod charges;
