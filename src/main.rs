@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                 }
             };
             let level = cfg.server.log_level.clone().unwrap_or_else(|| "info".to_string());
-            tollgate::logging::init(&level);
+            tollgate::logging::init(&level, cfg.log.format);
             tollgate::logging::raise_open_files_limit();
             match tollgate::server::build(&cfg, tollgate::server::RunFlags { upgrade, daemon }) {
                 Ok(server) => server.run_forever(),

@@ -5,11 +5,13 @@
 mod hot;
 mod interpolate;
 mod load;
+mod log;
 mod store;
 
 pub use hot::{HotStateSection, OnFailure};
 pub use interpolate::interpolate;
 pub use load::{load_file, parse_str, ConfigError};
+pub use log::{LogFormat, LogSection};
 pub use store::{StoreSection, DEFAULT_POOL_SIZE};
 
 use crate::formats::ClientFormat;
@@ -47,6 +49,9 @@ pub struct Config {
     /// The admin API's own listener.
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// How log lines are written (text or JSON).
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,6 +56,7 @@ rule(
     "fleet: hot_state.on_failure from ${TOLLGATE_REDIS_FAILURE:-open}",
 )
 rule("path" not in fleet["store"], "fleet: no SQLite path")
+rule(fleet.get("log", {}).get("format") == "${TOLLGATE_LOG_FORMAT:-text}", "fleet: log.format from ${TOLLGATE_LOG_FORMAT:-text}")
 rule(fleet["admin"]["token"] == "${TOLLGATE_ADMIN_TOKEN}", "fleet: the admin token has no default")
 rule(all(":-" not in k.get("key", ":-x") for k in fleet["keys"]), "fleet: no key has a default")
 for var in ["TOLLGATE_LISTEN", "TOLLGATE_METRICS_LISTEN", "TOLLGATE_ADMIN_LISTEN", "TOLLGATE_MOCK_URL"]:
