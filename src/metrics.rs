@@ -219,6 +219,19 @@ pub fn rate_limit(limit: &'static str, outcome: &'static str) {
     RATE_LIMITS.with_label_values(&[limit, outcome]).inc();
 }
 
+static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_config_reloads_total",
+        "Configuration reloads (SIGHUP, POST /admin/v1/reload), by result (ok, refused).",
+        &["result"],
+    )
+});
+
+/// A configuration reload was put in force (`ok`) or `refused`.
+pub fn config_reload(result: &'static str) {
+    CONFIG_RELOADS.with_label_values(&[result]).inc();
+}
+
 /// A call refused with `code` before anything went upstream.
 pub fn refused(code: &str) {
     REFUSED.with_label_values(&[code]).inc();
@@ -290,6 +303,7 @@ pub fn init() {
     Lazy::force(&HOLDS_OPEN);
     Lazy::force(&JOURNAL_LAG);
     Lazy::force(&JOURNAL_WRITTEN);
+    Lazy::force(&CONFIG_RELOADS);
 }
 
 pub fn render() -> Vec<u8> {

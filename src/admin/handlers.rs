@@ -61,7 +61,6 @@ pub async fn create_account(
     let plan = state
         .billing
         .plan(&body.plan)
-        .cloned()
         .ok_or_else(|| AdminError::bad(format!("no plan named '{}'", body.plan)))?;
     if body.name.trim().is_empty() {
         return Err(AdminError::bad("'name' cannot be empty"));
@@ -249,11 +248,11 @@ fn check_models(
 ) -> Result<(), AdminError> {
     if let Some(models) = models {
         for pattern in models {
-            allowlist_entry(&state.gateway.catalog, pattern).map_err(AdminError::bad)?;
+            allowlist_entry(&state.live.current().catalog, pattern).map_err(AdminError::bad)?;
         }
     }
     if let Some(f) = fallback {
-        if state.gateway.catalog.resolve(f).is_none() {
+        if state.live.current().catalog.resolve(f).is_none() {
             return Err(AdminError::bad(format!("'fallback_model': no model '{f}'")));
         }
     }
@@ -474,8 +473,8 @@ fn per_token(n: NanoUsd) -> Box<serde_json::value::RawValue> {
 
 #[utoipa::path(get, path = "/admin/v1/models", responses((status = 200, body = ModelsView)))]
 pub async fn models(State(state): State<AdminState>) -> Json<ModelsView> {
-    let models = state
-        .gateway
+    let gateway = state.live.current();
+    let models = gateway
         .catalog
         .entries()
         .iter()

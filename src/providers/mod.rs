@@ -182,6 +182,14 @@ impl Provider {
         peers.get(i).cloned()
     }
 
+    /// The addresses its peers are built from (last resolved).
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.peers.read().map_or_else(
+            |_| Vec::new(),
+            |peers| peers.iter().filter_map(|p| p._address.as_inet().copied()).collect(),
+        )
+    }
+
     pub fn set_addresses(&self, addrs: &[SocketAddr]) {
         let peers = addrs.iter().map(|a| self.build_peer(*a)).collect();
         if let Ok(mut slot) = self.peers.write() {

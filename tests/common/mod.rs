@@ -230,6 +230,11 @@ impl Stack {
         format!("{}{path}", self.gateway)
     }
 
+    /// The gateway's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self._procs[0].0.id()
+    }
+
     /// What the mock received with `x-mock-tag: tag`.
     pub async fn received(&self, tag: &str) -> Vec<serde_json::Value> {
         let url = format!("{}/_mock/requests?tag={tag}", self.mock);
