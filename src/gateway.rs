@@ -1,5 +1,7 @@
 //! The validated runtime form of a configuration: router, key ring, model
-//! catalog and providers, built once at start and shared by every request.
+//! catalog and providers, built at start and again by each configuration
+//! reload (`crate::reload`), with the money and counters of the node,
+//! which a reload hands from one gateway to the next.
 
 use crate::auth::KeyRing;
 use crate::billing::{Billing, ModelPrice, NanoUsd, Plan};
@@ -30,13 +32,13 @@ pub struct Gateway {
     /// `limiter` then serves only while Redis is down (`on_failure: open`).
     pub hot: Option<Arc<crate::hot::Hot>>,
     /// Invalid keys per client address.
-    pub bad_keys: crate::auth::abuse::BadKeys,
+    pub bad_keys: Arc<crate::auth::abuse::BadKeys>,
     /// Calls per key to the customer endpoints.
-    pub customer_calls: crate::customer::rate::PerKey,
+    pub customer_calls: Arc<crate::customer::rate::PerKey>,
     /// `count_tokens`, which is no message: its own allowance per key.
-    pub count_tokens_calls: crate::customer::rate::PerKey,
+    pub count_tokens_calls: Arc<crate::customer::rate::PerKey>,
     /// The store and journal behind `billing`.
-    pub money: Option<Money>,
+    pub money: Option<Arc<Money>>,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
     boot: Option<BillingBoot>,
 }
@@ -124,8 +126,42 @@ impl Gateway {
             );
             self.hot = Some(std::sync::Arc::new(hot));
         }
-        self.money = Some(money);
+        self.money = Some(Arc::new(money));
         Ok(())
+    }
+
+    /// Takes over the state of `old`, the gateway in force, for a reload:
+    /// money, limiters and counters are kept as they are, and only what
+    /// the configuration builds is this gateway's own. Its plans are
+    /// returned, for billing to put in force. Every field is named, so a
+    /// new one must be sorted into one kind or the other.
+    pub fn keep_state_of(&mut self, old: &Gateway) -> Option<Vec<Arc<Plan>>> {
+        let Gateway {
+            billing,
+            limiter,
+            hot,
+            bad_keys,
+            customer_calls,
+            count_tokens_calls,
+            money,
+            // The configuration: this gateway's, from the new file.
+            router: _,
+            keys: _,
+            catalog: _,
+            providers: _,
+            max_request_body_bytes: _,
+            stream_ping: _,
+            max_stream_event_bytes: _,
+            boot: _,
+        } = old;
+        self.billing.clone_from(billing);
+        self.limiter.clone_from(limiter);
+        self.hot.clone_from(hot);
+        self.bad_keys.clone_from(bad_keys);
+        self.customer_calls.clone_from(customer_calls);
+        self.count_tokens_calls.clone_from(count_tokens_calls);
+        self.money.clone_from(money);
+        self.boot.take().map(|boot| boot.plans)
     }
 
     pub fn from_config(config: &Config) -> Result<Self, String> {
@@ -219,18 +255,18 @@ impl Gateway {
             billing: None,
             limiter: Arc::default(),
             hot: None,
-            bad_keys: crate::auth::abuse::BadKeys::new(
+            bad_keys: Arc::new(crate::auth::abuse::BadKeys::new(
                 config.server.invalid_keys_per_minute_per_address,
                 config.server.invalid_key_addresses_kept,
-            ),
-            customer_calls: crate::customer::rate::PerKey::new(
+            )),
+            customer_calls: Arc::new(crate::customer::rate::PerKey::new(
                 config.server.customer_endpoint_rpm,
                 "whoami, usage and generation",
-            ),
-            count_tokens_calls: crate::customer::rate::PerKey::new(
+            )),
+            count_tokens_calls: Arc::new(crate::customer::rate::PerKey::new(
                 config.server.count_tokens_rpm,
                 "count_tokens",
-            ),
+            )),
             money: None,
             boot,
             router: Router::new(&config.mounts),

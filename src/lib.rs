@@ -5,7 +5,8 @@
 //! Layout: `proxy` is the only module that touches pingora-proxy and only
 //! delegates; `formats` and `sse` are pure (no Pingora, Tokio or Redis);
 //! `exchange` plans each upstream call; `gateway` is the validated runtime
-//! form of `config`.
+//! form of `config`, and `reload` swaps it for a new one without dropping
+//! a request.
 
 pub mod admin;
 pub mod auth;
@@ -19,12 +20,14 @@ pub mod exchange;
 pub mod formats;
 pub mod fuzzing;
 pub mod gateway;
+pub mod health;
 pub mod hot;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod secret;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The process's logger: `env_logger` behind a guard that keeps secrets
 //! out of the log whatever `RUST_LOG` asks for, and that counts the
-//! failures Pingora only logs.
+//! failures Pingora only logs; its lines as text or, with `log.format:
+//! json`, one JSON object each (`json`).
 //!
 //! Pingora's debug and trace output prints whole request heads (customer
 //! keys in `Authorization`, `x-api-key` or `?key=`) and the gateway's own
@@ -8,12 +9,21 @@
 //! log below `info`; every other crate stops at `info`, where none of
 //! them prints a head.
 
+mod json;
+
+use crate::config::LogFormat;
 use log::{Level, Log, Metadata, Record};
 
-/// Starts logging at `default_level` unless `RUST_LOG` says otherwise.
-pub fn init(default_level: &str) {
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).build();
+/// Starts logging at `default_level` unless `RUST_LOG` says otherwise,
+/// each line in `format`.
+pub fn init(default_level: &str, format: LogFormat) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    if format == LogFormat::Json {
+        builder.format(json::format);
+        json::log_panics();
+    }
+    let inner = builder.build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
         log::set_max_level(max);

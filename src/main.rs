@@ -63,9 +63,10 @@ fn main() -> ExitCode {
                 }
             };
             let level = cfg.server.log_level.clone().unwrap_or_else(|| "info".to_string());
-            tollgate::logging::init(&level);
+            tollgate::logging::init(&level, cfg.log.format);
             tollgate::logging::raise_open_files_limit();
-            match tollgate::server::build(&cfg, tollgate::server::RunFlags { upgrade, daemon }) {
+            let flags = tollgate::server::RunFlags { upgrade, daemon, config_path: Some(absolute(&config)) };
+            match tollgate::server::build(&cfg, flags) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
@@ -74,6 +75,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The file as a reload will find it again, wherever `--daemon` moved the
+/// working directory to.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn load(path: &std::path::Path) -> Result<tollgate::config::Config, String> {

@@ -3,11 +3,13 @@
 //! that serves them on the metrics listener.
 
 use crate::formats::usage::Usage;
+use crate::health::Health;
 use async_trait::async_trait;
 use once_cell::sync::Lazy;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod fleet;
@@ -223,6 +225,19 @@ pub fn rate_limit(limit: &'static str, outcome: &'static str) {
     RATE_LIMITS.with_label_values(&[limit, outcome]).inc();
 }
 
+static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_config_reloads_total",
+        "Configuration reloads (SIGHUP, POST /admin/v1/reload), by result (ok, refused).",
+        &["result"],
+    )
+});
+
+/// A configuration reload was put in force (`ok`) or `refused`.
+pub fn config_reload(result: &'static str) {
+    CONFIG_RELOADS.with_label_values(&[result]).inc();
+}
+
 /// A call refused with `code` before anything went upstream.
 pub fn refused(code: &str) {
     REFUSED.with_label_values(&[code]).inc();
@@ -296,6 +311,7 @@ pub fn init() {
     Lazy::force(&JOURNAL_LAG);
     Lazy::force(&JOURNAL_WRITTEN);
     fleet::init();
+    Lazy::force(&CONFIG_RELOADS);
 }
 
 pub fn render() -> Vec<u8> {
@@ -304,8 +320,17 @@ pub fn render() -> Vec<u8> {
     out
 }
 
-/// Serves `GET /metrics` (and a health check) on the metrics listener.
-pub struct MetricsApp;
+/// Serves `GET /metrics` and the health checks of the main listener
+/// (`/health` with the backends, `/livez` without) on the metrics listener.
+pub struct MetricsApp {
+    health: Arc<Health>,
+}
+
+impl MetricsApp {
+    pub fn new(health: Arc<Health>) -> Self {
+        Self { health }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
@@ -313,7 +338,11 @@ impl ServeHttp for MetricsApp {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = match path.as_str() {
             "/metrics" => (200, "text/plain; version=0.0.4", render()),
-            "/health" | "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/health" | "/healthz" | "/readyz" => {
+                let (status, body) = self.health.answer().await;
+                (status, "application/json", body)
+            }
+            "/livez" => (200, "application/json", b"{\"status\":\"ok\"}".to_vec()),
             _ => (404, "text/plain", b"not found\n".to_vec()),
         };
         http::Response::builder()

@@ -1,12 +1,15 @@
 //! Assembles the Pingora server from a configuration: the proxy service on
 //! its listeners (TCP or TLS with h2), the metrics service, and the
-//! background task that keeps provider addresses resolved.
+//! background tasks that keep provider addresses resolved and reload the
+//! configuration on `SIGHUP`.
 
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::health::Health;
 use crate::metrics::MetricsApp;
 use crate::providers;
 use crate::proxy::{ConnectionGuard, ConnectionLimits, TollgateProxy};
+use crate::reload::Live;
 use async_trait::async_trait;
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
@@ -20,19 +23,22 @@ use pingora_core::services::listening::Service;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Command-line switches that Pingora acts on.
-#[derive(Debug, Default, Clone, Copy)]
+/// Command-line switches that Pingora acts on, and the file the
+/// configuration came from (read again by a reload).
+#[derive(Debug, Default, Clone)]
 pub struct RunFlags {
     /// Take the listening sockets over from a running instance.
     pub upgrade: bool,
     pub daemon: bool,
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     let mut gateway = Gateway::from_config(config)?;
     gateway.start_billing(config)?;
     crate::exchange::restore::rebuild(&gateway)?;
-    let gateway = Arc::new(gateway);
+    let health = Arc::new(Health::new(&gateway, config));
+    let live = Arc::new(Live::new(Arc::new(gateway), config.clone(), flags.config_path.clone()));
 
     let mut conf = ServerConf {
         threads: config.server.threads.max(1),
@@ -60,7 +66,8 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     let mut http = pingora_proxy::http_proxy(
         &server.configuration,
         TollgateProxy::new(
-            gateway.clone(),
+            live.clone(),
+            health.clone(),
             connector,
             config.server.keepalive_timeout_seconds,
             Duration::from_millis(config.server.downstream_write_timeout_ms.max(1)),
@@ -86,7 +93,7 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     server.add_service(proxy);
 
     if let Some(admin) = &config.admin {
-        let app = crate::admin::AdminApp::new(gateway.clone(), admin.token.clone())
+        let app = crate::admin::AdminApp::new(live.clone(), admin.token.clone())
             .ok_or("admin: the admin API needs billing: configure plans and accounts")?;
         let mut service = Service::new("tollgate admin".to_string(), app);
         service.add_tcp(&admin.listen);
@@ -95,17 +102,49 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
 
     if let Some(metrics) = &config.metrics {
         crate::metrics::init();
-        let mut service = Service::new("tollgate metrics".to_string(), HttpServer::new_app(MetricsApp));
+        let mut service = Service::new(
+            "tollgate metrics".to_string(),
+            HttpServer::new_app(MetricsApp::new(health.clone())),
+        );
         service.add_tcp(&metrics.address);
         server.add_service(service);
     }
 
-    server.add_service(background_service(
-        "provider address refresh",
-        ResolveProviders(gateway.providers.clone()),
-    ));
+    server.add_service(background_service("provider address refresh", ResolveProviders(live.clone())));
+    server.add_service(background_service("reload on SIGHUP", ReloadOnHangup(live)));
     server.add_service(background_service("drain", Drain));
     Ok(server)
+}
+
+/// Reads the configuration file again on each `SIGHUP` (the signal's
+/// default, which ends the process, is replaced when this starts).
+struct ReloadOnHangup(Arc<Live>);
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(path) = self.0.path() else { return };
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                log::error!(target: "tollgate", "SIGHUP cannot reload the configuration: {e}");
+                return;
+            }
+        };
+        log::info!(target: "tollgate", "SIGHUP reloads {}", path.display());
+        loop {
+            tokio::select! {
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    // Refused or not, `reload` logs the outcome.
+                    let _ = self.0.reload();
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 /// Ends the process once a shutdown has begun and nothing is in flight.
@@ -118,13 +157,13 @@ impl BackgroundService for Drain {
     }
 }
 
-struct ResolveProviders(Vec<Arc<providers::Provider>>);
+struct ResolveProviders(Arc<Live>);
 
 #[async_trait]
 impl BackgroundService for ResolveProviders {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         tokio::select! {
-            _ = providers::refresh_forever(self.0.clone()) => {}
+            _ = providers::refresh_forever(|| self.0.current().providers.clone()) => {}
             _ = shutdown.changed() => {}
         }
     }

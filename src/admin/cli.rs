@@ -1,5 +1,6 @@
 //! The `tollgate` commands that wrap the admin API: accounts, top-ups,
-//! keys, the ledger, usage and prices, printed as JSON. They talk to a
+//! keys, the ledger, usage and prices, and a configuration reload,
+//! printed as JSON. They talk to a
 //! running gateway (`--admin-url`, `--token`, or `TOLLGATE_ADMIN_URL` and
 //! `TOLLGATE_ADMIN_TOKEN`), never to its database, so what they do goes
 //! through the same checks and the same in-memory state as the API.
@@ -107,6 +108,9 @@ pub enum AdminCommand {
     },
     /// Models and their prices.
     Models,
+    /// Read the gateway's configuration file again (as SIGHUP does); a
+    /// file it refuses leaves the one in force, and the reason is printed.
+    Reload,
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
@@ -185,6 +189,7 @@ fn request(command: AdminCommand) -> (&'static str, String, Option<Value>) {
             ("GET", format!("/admin/v1/usage?account={account}{sep}{q}"), None)
         }
         AdminCommand::Models => ("GET", "/admin/v1/models".into(), None),
+        AdminCommand::Reload => ("POST", "/admin/v1/reload".into(), None),
     }
 }
 

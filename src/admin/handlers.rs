@@ -22,6 +22,11 @@ fn nullable_time(t: &Option<Option<TimeInput>>) -> Result<Option<Option<i64>>, A
     t.as_ref().map(|t| t.as_ref().map(TimeInput::millis).transpose().map_err(AdminError::bad)).transpose()
 }
 
+/// The fleet's hot state (Redis), when this node is part of one.
+fn hot(state: &AdminState) -> Option<Arc<crate::hot::Hot>> {
+    state.live.current().hot.clone()
+}
+
 /// Account `id`; one another node created a moment ago is read from the
 /// store (its change message may not have arrived yet).
 async fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
@@ -29,7 +34,7 @@ async fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, Ad
     if let Some(account) = state.billing.directory.account(id) {
         return Ok(account);
     }
-    if state.gateway.hot.is_some() {
+    if hot(state).is_some() {
         crate::hot::changes::refresh(&state.billing, &state.store).await.map_err(AdminError::store)?;
     }
     state.billing.directory.account(id).ok_or_else(|| AdminError::not_found("account"))
@@ -39,7 +44,7 @@ async fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, Ad
 /// them again from the store within a second (the refresh every 30 s
 /// covers a message lost meanwhile).
 async fn announce(state: &AdminState, what: &str) {
-    if let Some(hot) = &state.gateway.hot {
+    if let Some(hot) = hot(state) {
         if let Err(e) = hot.redis.publish(what).await {
             log::warn!(target: "tollgate", "admin: the other nodes learn of {what} at their next refresh: {e}");
         }
@@ -49,7 +54,7 @@ async fn announce(state: &AdminState, what: &str) {
 /// The wallet's balance and holds: on Redis in a fleet (seeded from the
 /// ledger when Redis does not have it yet), else this node's.
 async fn wallet_of(state: &AdminState, account: u64) -> Result<(NanoUsd, NanoUsd), AdminError> {
-    if let Some(hot) = &state.gateway.hot {
+    if let Some(hot) = hot(state) {
         let on = hot
             .redis
             .balance(&state.store, &state.journal, account, None)
@@ -64,7 +69,7 @@ async fn wallet_of(state: &AdminState, account: u64) -> Result<(NanoUsd, NanoUsd
 /// An operator's record (a top-up, an adjustment) on the wallet on Redis
 /// too, once whichever node is asked again.
 async fn apply_shared(state: &AdminState, account: u64, record: &str, amount: i64) -> Result<(), AdminError> {
-    if let Some(hot) = &state.gateway.hot {
+    if let Some(hot) = hot(state) {
         hot.redis.apply(account, record, amount).await.map_err(|e| AdminError::store(e.to_string()))?;
     }
     Ok(())
@@ -101,7 +106,6 @@ pub async fn create_account(
     let plan = state
         .billing
         .plan(&body.plan)
-        .cloned()
         .ok_or_else(|| AdminError::bad(format!("no plan named '{}'", body.plan)))?;
     if body.name.trim().is_empty() {
         return Err(AdminError::bad("'name' cannot be empty"));
@@ -295,11 +299,11 @@ fn check_models(
 ) -> Result<(), AdminError> {
     if let Some(models) = models {
         for pattern in models {
-            allowlist_entry(&state.gateway.catalog, pattern).map_err(AdminError::bad)?;
+            allowlist_entry(&state.live.current().catalog, pattern).map_err(AdminError::bad)?;
         }
     }
     if let Some(f) = fallback {
-        if state.gateway.catalog.resolve(f).is_none() {
+        if state.live.current().catalog.resolve(f).is_none() {
             return Err(AdminError::bad(format!("'fallback_model': no model '{f}'")));
         }
     }
@@ -382,7 +386,7 @@ async fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeySt
     if let Some(key) = state.billing.directory.key_by_id(id) {
         return Ok(key);
     }
-    if state.gateway.hot.is_some() {
+    if hot(state).is_some() {
         crate::hot::changes::refresh(&state.billing, &state.store).await.map_err(AdminError::store)?;
     }
     state.billing.directory.key_by_id(id).ok_or_else(|| AdminError::not_found("key"))
@@ -527,8 +531,8 @@ fn per_token(n: NanoUsd) -> Box<serde_json::value::RawValue> {
 
 #[utoipa::path(get, path = "/admin/v1/models", responses((status = 200, body = ModelsView)))]
 pub async fn models(State(state): State<AdminState>) -> Json<ModelsView> {
-    let models = state
-        .gateway
+    let gateway = state.live.current();
+    let models = gateway
         .catalog
         .entries()
         .iter()

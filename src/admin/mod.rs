@@ -1,5 +1,5 @@
 //! The admin API: accounts, top-ups, keys, the ledger, usage and prices,
-//! as JSON on a listener of its own, behind `Authorization: Bearer
+//! and configuration reloads, as JSON on a listener of its own, behind `Authorization: Bearer
 //! <admin token>`. Routing and extraction come from axum, the OpenAPI
 //! document (`/admin/v1/openapi.json`) from utoipa. It runs as a Pingora
 //! service, so it takes part in graceful upgrades like the proxy; every
@@ -9,10 +9,11 @@
 pub mod cli;
 mod extract;
 mod handlers;
+mod reload;
 mod types;
 
 use crate::billing::Billing;
-use crate::gateway::Gateway;
+use crate::reload::Live;
 use crate::secret::Secret;
 use crate::store::journal::Journal;
 use crate::store::StoreHandle;
@@ -32,7 +33,8 @@ pub use types::*;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub gateway: Arc<Gateway>,
+    /// The gateway in force (its catalog checks keys' models).
+    pub live: Arc<Live>,
     pub billing: Arc<Billing>,
     pub store: StoreHandle,
     pub journal: Arc<Journal>,
@@ -94,6 +96,7 @@ impl IntoResponse for AdminError {
         handlers::ledger,
         handlers::usage,
         handlers::models,
+        reload::reload,
     ),
     modifiers(&BearerAuth),
     security(("admin_token" = []))
@@ -127,6 +130,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/ledger", get(handlers::ledger))
         .route("/admin/v1/usage", get(handlers::usage))
         .route("/admin/v1/models", get(handlers::models))
+        .route("/admin/v1/reload", post(reload::reload))
         .route("/admin/v1/openapi.json", get(|| async { Json(AdminDoc::openapi()) }))
         .fallback(|| async { AdminError(StatusCode::NOT_FOUND, "not_found", "no such admin route".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
@@ -166,14 +170,15 @@ pub struct AdminApp {
 }
 
 impl AdminApp {
-    pub fn new(gateway: Arc<Gateway>, token: Secret) -> Option<Self> {
+    pub fn new(live: Arc<Live>, token: Secret) -> Option<Self> {
+        let gateway = live.current();
         let money = gateway.money.as_ref()?;
         let state = AdminState {
             billing: money.billing.clone(),
             store: money.store.clone(),
             journal: money.journal.clone(),
             token: Arc::new(token),
-            gateway: gateway.clone(),
+            live,
         };
         Some(Self { router: router(state) })
     }

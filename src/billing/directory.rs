@@ -121,6 +121,16 @@ impl Directory {
         account
     }
 
+    /// Points every account at `plan_named(its plan's name)` (a reload's plans).
+    pub fn replan(&self, plan_named: impl Fn(&str) -> Arc<Plan>) {
+        self.write(|m| {
+            for account in m.accounts.values_mut() {
+                let plan = plan_named(&account.plan.name);
+                *account = Arc::new(AccountState { plan, ..AccountState::clone(account) });
+            }
+        });
+    }
+
     pub fn account(&self, id: u64) -> Option<Arc<AccountState>> {
         self.read(|m| m.accounts.get(&id).cloned())
     }

@@ -27,6 +27,18 @@ pub fn matches_any(patterns: &[String], model_id: &str, class: Option<&str>) -> 
 }
 
 impl Plan {
+    /// The plan of an account whose plan is no longer configured: it
+    /// allows nothing (the account is kept, and refused with 403).
+    pub fn none(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            models: Vec::new(),
+            api_access: false,
+            trial_days: None,
+            limits: Default::default(),
+        }
+    }
+
     pub fn allows(&self, model_id: &str, class: Option<&str>) -> bool {
         matches_any(&self.models, model_id, class)
     }

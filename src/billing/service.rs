@@ -14,7 +14,7 @@ use super::price::ModelPrice;
 use super::record::{LedgerRecord, Metered, RecordKind, Sink};
 use crate::formats::usage::Usage;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// How long a hold may stay open before it is released unbilled, unless
 /// configured: longer than any request may run.
@@ -142,7 +142,8 @@ impl Default for BillingOptions {
 pub struct Billing {
     pub directory: Directory,
     wallets: Wallets<Arc<dyn Clock>>,
-    plans: HashMap<String, Arc<Plan>>,
+    /// By name; replaced whole by a configuration reload (`replace_plans`).
+    plans: RwLock<HashMap<String, Arc<Plan>>>,
     sink: Arc<dyn Sink>,
     /// Other processes on the same wallets (an upgrade's overlap).
     peers: Arc<dyn Peers>,
@@ -171,7 +172,7 @@ impl Billing {
         Self {
             directory: Directory::default(),
             wallets: Wallets::new(clock, options.lease_ms),
-            plans: plans.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            plans: RwLock::new(plans.into_iter().map(|p| (p.name.clone(), p)).collect()),
             sink,
             peers: Arc::new(Alone),
             options,
@@ -224,8 +225,19 @@ impl Billing {
         self.wallets.now_ms()
     }
 
-    pub fn plan(&self, name: &str) -> Option<&Arc<Plan>> {
-        self.plans.get(name)
+    pub fn plan(&self, name: &str) -> Option<Arc<Plan>> {
+        self.plans.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// The plans of a reloaded configuration: each account is pointed at
+    /// its plan's new version by name (one no longer configured allows
+    /// nothing, as at start). Calls already admitted keep the plan they
+    /// were admitted under.
+    pub fn replace_plans(&self, plans: Vec<Arc<Plan>>) {
+        let plans: HashMap<String, Arc<Plan>> = plans.into_iter().map(|p| (p.name.clone(), p)).collect();
+        let of = |name: &str| plans.get(name).cloned().unwrap_or_else(|| Arc::new(Plan::none(name)));
+        self.directory.replan(of);
+        *self.plans.write().unwrap_or_else(std::sync::PoisonError::into_inner) = plans;
     }
 
     pub fn wallets(&self) -> &Wallets<Arc<dyn Clock>> {

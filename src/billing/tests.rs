@@ -343,3 +343,23 @@ mod restart {
         }
     }
 }
+
+#[test]
+fn reloaded_plans_reach_accounts_by_name_and_a_removed_plan_allows_nothing() {
+    let f = fixture(1_000_000_000, &["openai/*"], true);
+    let k = key(&f, 1, |_| {});
+    let held = f.billing.admit(&k, &call("openai/gpt-5.5", 10, 10, true), "before");
+    assert!(held.is_ok());
+    let wider = Plan { models: vec!["*".into()], api_access: true, ..Plan::none("p") };
+    f.billing.replace_plans(vec![Arc::new(wider)]);
+    assert!(f.billing.admit(&k, &call("anthropic/claude", 10, 10, true), "after").is_ok());
+    assert_eq!(f.billing.plan("p").map(|p| p.models.clone()), Some(vec!["*".to_string()]));
+    // The call admitted before keeps the plan it was admitted under.
+    assert_eq!(held.map(|a| a.account.plan.models.clone()).ok(), Some(vec!["openai/*".to_string()]));
+    f.billing.replace_plans(Vec::new());
+    assert!(f.billing.plan("p").is_none());
+    assert!(matches!(
+        f.billing.admit(&k, &call("openai/gpt-5.5", 10, 10, true), "gone"),
+        Err(Refusal::UpgradeRequired(_))
+    ));
+}

@@ -2,14 +2,17 @@
 //! with `${VAR}` interpolation, and error messages that name the bad key.
 //! Semantic validation and the runtime form live in [`crate::gateway`].
 
+pub mod fixed;
 mod hot;
 mod interpolate;
 mod load;
+mod log;
 mod store;
 
 pub use hot::{HotStateSection, OnFailure};
 pub use interpolate::interpolate;
 pub use load::{load_file, parse_str, ConfigError};
+pub use log::{LogFormat, LogSection};
 pub use store::{StoreSection, DEFAULT_POOL_SIZE};
 
 use crate::formats::ClientFormat;
@@ -47,9 +50,12 @@ pub struct Config {
     /// The admin API's own listener.
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    /// How log lines are written (text or JSON).
+    #[serde(default)]
+    pub log: LogSection,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BillingSection {
     /// What every customer key issued here starts with (`sk-zenith-`, `zk_live_`).
@@ -149,7 +155,7 @@ fn every_model() -> Vec<String> {
     vec!["*".into()]
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     pub name: String,
@@ -162,7 +168,7 @@ pub struct AccountConfig {
 /// A dollar amount as written: a string, or a whole number (a `${VAR}`
 /// may expand to one). A YAML float is refused: money is never read
 /// through floating point.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dollars(pub String);
 
 impl<'de> Deserialize<'de> for Dollars {
@@ -267,7 +273,7 @@ impl Default for ServerSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub address: String,
@@ -275,7 +281,7 @@ pub struct Listener {
     pub tls: Option<TlsConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: String,
@@ -289,7 +295,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     pub address: String,

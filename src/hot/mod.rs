@@ -91,6 +91,11 @@ impl Hot {
         self.fleet.load(Ordering::Relaxed).max(1)
     }
 
+    /// Redis answers a PING on the limits' own connection (the health check).
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        self.redis.ping().await
+    }
+
     /// `limits` shared among the fleet last seen, for this node alone
     /// while Redis is down: each divided by the node count (at least 1;
     /// a limit of 0 still blocks).

@@ -165,6 +165,12 @@ impl RedisState {
         Ok(count)
     }
 
+    /// PING on this connection.
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
     /// The script's version.
     pub fn version(&self) -> &str {
         self.script.get_hash()

@@ -149,7 +149,8 @@ impl Provider {
             | Endpoint::Whoami
             | Endpoint::Usage
             | Endpoint::Generation
-            | Endpoint::Health => base.clone(),
+            | Endpoint::Health
+            | Endpoint::Live => base.clone(),
         };
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             path.push('?');
@@ -179,6 +180,14 @@ impl Provider {
         }
         let i = self.next_peer.fetch_add(1, Ordering::Relaxed) % peers.len();
         peers.get(i).cloned()
+    }
+
+    /// The addresses its peers are built from (last resolved).
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.peers.read().map_or_else(
+            |_| Vec::new(),
+            |peers| peers.iter().filter_map(|p| p._address.as_inet().copied()).collect(),
+        )
     }
 
     pub fn set_addresses(&self, addrs: &[SocketAddr]) {

@@ -9,17 +9,13 @@ use std::time::Duration;
 const REFRESH: Duration = Duration::from_secs(30);
 const RETRY: Duration = Duration::from_secs(2);
 
-/// Resolves every named provider now and then every [`REFRESH`]; a failed
+/// Resolves every named provider of `providers()` (the gateway in force:
+/// a reload may change them) now and then every [`REFRESH`]; a failed
 /// lookup keeps the last good addresses and is retried sooner.
-pub async fn refresh_forever(providers: Vec<Arc<Provider>>) {
-    let named: Vec<_> =
-        providers.into_iter().filter(|p| p.origin.host.parse::<std::net::IpAddr>().is_err()).collect();
-    if named.is_empty() {
-        return;
-    }
+pub async fn refresh_forever(providers: impl Fn() -> Vec<Arc<Provider>>) {
     loop {
         let mut all_ok = true;
-        for p in &named {
+        for p in providers().iter().filter(|p| p.origin.host.parse::<std::net::IpAddr>().is_err()) {
             if let Err(e) = resolve(p).await {
                 all_ok = false;
                 log::warn!(target: "tollgate", "provider {}: cannot resolve {}: {e}", p.name, p.origin.host);

@@ -234,8 +234,36 @@ impl RequestCtx {
             );
         }
         let u = self.charge.map_or(self.usage.unwrap_or_default(), |c| c.usage);
+        let duration_ms = duration.as_secs_f64() * 1000.0;
+        let ttfb_ms = self.upstream_ttfb.map(|t| t.as_secs_f64() * 1000.0);
+        let cost = self.charge.map(|c| c.cost.0);
+        let estimated = self.charge.is_some_and(|c| c.estimated);
+        // The same fields twice: in the text of the line, and as key-values,
+        // which the JSON log writes as keys of their own (`log.format: json`).
         log::info!(
             target: "access",
+            request_id = self.request_id.as_str(),
+            method = self.method.as_str(),
+            path = self.path.as_str(),
+            status = status,
+            route = self.route,
+            format = self.format,
+            key = self.key_name.as_deref(),
+            key_id = self.key_id,
+            account = self.account.as_deref(),
+            provider = provider,
+            model = model,
+            fallback_from = self.fallback_from.as_deref(),
+            duration_ms = duration_ms,
+            upstream_ttfb_ms = ttfb_ms,
+            input_tokens = u.input_tokens,
+            output_tokens = u.output_tokens,
+            cached_tokens = u.cached_input_tokens,
+            cache_write_tokens = u.cache_write_tokens,
+            reasoning_tokens = u.reasoning_tokens,
+            cost_nano_usd = cost,
+            estimated = estimated,
+            failure = self.failure.as_deref();
             "{} {} {} status={} route={} format={} key={} key_id={} account={} provider={} model={}{} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={} cost_nano_usd={}{}{}",
             self.request_id,
             self.method,
@@ -249,15 +277,15 @@ impl RequestCtx {
             provider,
             model,
             self.fallback_from.as_ref().map_or(String::new(), |asked| format!(" fallback_from={asked}")),
-            duration.as_secs_f64() * 1000.0,
-            self.upstream_ttfb.map_or("-".to_string(), |t| format!("{:.3}", t.as_secs_f64() * 1000.0)),
+            duration_ms,
+            ttfb_ms.map_or("-".to_string(), |t| format!("{t:.3}")),
             u.input_tokens,
             u.output_tokens,
             u.cached_input_tokens,
             u.cache_write_tokens,
             u.reasoning_tokens,
-            self.charge.map_or("-".to_string(), |c| c.cost.0.to_string()),
-            if self.charge.is_some_and(|c| c.estimated) { " estimated=true" } else { "" },
+            cost.map_or("-".to_string(), |c| c.to_string()),
+            if estimated { " estimated=true" } else { "" },
             self.failure.as_ref().map_or(String::new(), |f| format!(" failure={f:?}")),
         );
     }

@@ -23,6 +23,7 @@ use crate::exchange::{
 use crate::formats::passthrough::Passthrough;
 use crate::formats::{models_list, ClientFormat};
 use crate::gateway::Gateway;
+use crate::health::Health;
 use crate::routing::{Endpoint, FormatHints, Route};
 use bytes::Bytes;
 use pingora_core::connectors::http::Connector;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 pub async fn handle(
     gateway: &Gateway,
+    health: &Health,
     connector: &Connector,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -56,7 +58,11 @@ pub async fn handle(
     };
     ctx.route = route.endpoint.label();
     ctx.format = route.format.as_str();
-    match serve(gateway, connector, session, ctx, &route, query.as_deref()).await {
+    let served = match probe(health, &route.endpoint).await {
+        Some((status, body)) => local(session, ctx, status, body).await,
+        None => serve(gateway, connector, session, ctx, &route, query.as_deref()).await,
+    };
+    match served {
         Ok(()) => Ok(()),
         Err(Failure::Refused(err)) => {
             ctx.forget_attempt(err.status()).await;
@@ -66,6 +72,16 @@ pub async fn handle(
             ctx.failure = Some(why.clone());
             Err(Error::explain(ErrorType::WriteError, why))
         }
+    }
+}
+
+/// The answer to a health probe: `/livez` while the process serves,
+/// the others with the backends (`crate::health`).
+async fn probe(health: &Health, endpoint: &Endpoint) -> Option<(u16, Vec<u8>)> {
+    match endpoint {
+        Endpoint::Live => Some((200, b"{\"status\":\"ok\"}".to_vec())),
+        Endpoint::Health => Some(health.answer().await),
+        _ => None,
     }
 }
 
@@ -91,9 +107,6 @@ async fn serve(
     route: &Route,
     query: Option<&str>,
 ) -> Result<(), Failure> {
-    if route.endpoint == Endpoint::Health {
-        return local(session, ctx, 200, b"{\"status\":\"ok\"}".to_vec()).await;
-    }
     let key = auth::extract_key(&|name| downstream::header(session, name), query)
         .ok_or(GatewayError::MissingKey)?;
     let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());

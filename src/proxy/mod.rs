@@ -16,7 +16,8 @@ mod upstream;
 pub use connections::{ConnectionGuard, ConnectionLimits};
 pub use context::RequestCtx;
 
-use crate::gateway::Gateway;
+use crate::health::Health;
+use crate::reload::Live;
 use async_trait::async_trait;
 use pingora_core::connectors::http::Connector;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -25,7 +26,10 @@ use pingora_proxy::{ProxyHttp, Session};
 use std::sync::Arc;
 
 pub struct TollgateProxy {
-    gateway: Arc<Gateway>,
+    /// The gateway in force: each request takes it at its start and keeps
+    /// it to its end, across configuration reloads.
+    live: Arc<Live>,
+    health: Arc<Health>,
     connector: Connector,
     /// Seconds an idle keep-alive connection waits for its next request.
     idle_timeout_secs: u64,
@@ -35,12 +39,13 @@ pub struct TollgateProxy {
 
 impl TollgateProxy {
     pub fn new(
-        gateway: Arc<Gateway>,
+        live: Arc<Live>,
+        health: Arc<Health>,
         connector: Connector,
         idle_timeout_secs: u64,
         write_timeout: std::time::Duration,
     ) -> Self {
-        Self { gateway, connector, idle_timeout_secs: idle_timeout_secs.max(1), write_timeout }
+        Self { live, health, connector, idle_timeout_secs: idle_timeout_secs.max(1), write_timeout }
     }
 }
 
@@ -59,7 +64,8 @@ impl ProxyHttp for TollgateProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        exchange::handle(&self.gateway, &self.connector, session, ctx).await?;
+        let gateway = self.live.current();
+        exchange::handle(&gateway, &self.health, &self.connector, session, ctx).await?;
         Ok(true)
     }
 

@@ -30,7 +30,10 @@ pub enum Endpoint {
     Usage,
     /// One request's bill, by its `x-request-id` (`?id=`).
     Generation,
+    /// `/health`, `/healthz`, `/readyz`: the node and its backends.
     Health,
+    /// `/livez`: the process serves, whatever the backends.
+    Live,
 }
 
 impl Endpoint {
@@ -49,6 +52,7 @@ impl Endpoint {
             Endpoint::Usage => "usage",
             Endpoint::Generation => "generation",
             Endpoint::Health => "health",
+            Endpoint::Live => "live",
         }
     }
 
@@ -110,8 +114,11 @@ impl Router {
     }
 
     pub fn route(&self, method: &str, path: &str, hints: FormatHints) -> Result<Route, GatewayError> {
-        if matches!(path, "/health" | "/healthz" | "/livez" | "/readyz") {
+        if matches!(path, "/health" | "/healthz" | "/readyz") {
             return Ok(Route { format: ClientFormat::Openai, endpoint: Endpoint::Health });
+        }
+        if path == "/livez" {
+            return Ok(Route { format: ClientFormat::Openai, endpoint: Endpoint::Live });
         }
         let mut method_mismatch = false;
         for mount in &self.mounts {

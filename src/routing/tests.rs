@@ -60,6 +60,8 @@ fn wrong_method_and_unknown_paths() {
     assert!(matches!(route(&r, "POST", "/nope"), Err(GatewayError::RouteNotFound(_))));
     assert!(matches!(route(&r, "POST", "/v1beta/models/x:explode"), Err(GatewayError::RouteNotFound(_))));
     assert_eq!(route(&r, "GET", "/health").unwrap().endpoint, Endpoint::Health);
+    assert_eq!(route(&r, "GET", "/readyz").unwrap().endpoint, Endpoint::Health);
+    assert_eq!(route(&r, "GET", "/livez").unwrap().endpoint, Endpoint::Live);
 }
 
 #[test]

@@ -168,7 +168,7 @@ fn options_lease_ms(config: &Config) -> u64 {
 /// The plan named `name`, or one that allows nothing (an account whose
 /// plan was removed from the YAML is kept, and refused with 403).
 pub fn plan_or_none(billing: &Billing, name: &str) -> Arc<Plan> {
-    billing.plan(name).cloned().unwrap_or_else(|| {
+    billing.plan(name).unwrap_or_else(|| {
         Arc::new(Plan {
             name: name.to_string(),
             models: Vec::new(),

@@ -278,6 +278,8 @@ pub trait Store: Send + Sync {
     async fn wallet_sums(&self, account: i64, records: &[String]) -> Result<WalletSums, StoreError>;
     /// Every account and key as stored now.
     async fn directory(&self) -> Result<DirectoryRows, StoreError>;
+    /// Answers when the store does (`SELECT 1`): the health check's probe.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.

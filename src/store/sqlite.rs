@@ -597,6 +597,11 @@ impl Store for SqliteStore {
         }
         Ok(rows)
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 mod charges;

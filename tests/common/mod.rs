@@ -214,6 +214,11 @@ impl Stack {
         let child = cmd.spawn().unwrap();
         let gateway = format!("http://127.0.0.1:{port}");
         wait_for(&gateway);
+        // The admin listener is a service of its own, up a moment apart
+        // from the proxy's: a test's first admin call must not race it.
+        if std::fs::read_to_string(config).is_ok_and(|c| c.contains("\nadmin:")) {
+            wait_for(&format!("127.0.0.1:{admin_port}"));
+        }
         Self {
             gateway,
             admin: format!("http://127.0.0.1:{admin_port}"),
@@ -228,6 +233,11 @@ impl Stack {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.gateway)
+    }
+
+    /// The gateway's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self._procs[0].0.id()
     }
 
     /// What the mock received with `x-mock-tag: tag`.

@@ -137,13 +137,15 @@ else skip "kubernetes-validate (not installed)"; fi
 
 # --- systemd --------------------------------------------------------------------
 if have systemd-analyze; then
-  # A throwaway root: the unit, a stand-in /usr/local/bin/tollgate (verify
-  # checks that ExecStart can be executed) and this machine's own units.
+  # A throwaway root: the unit, stand-ins for /usr/local/bin/tollgate and
+  # /bin/kill (verify checks that ExecStart and ExecReload can be
+  # executed) and this machine's own units.
   root="$tmp/root"
-  mkdir -p "$root/etc/systemd/system" "$root/usr/local/bin" "$root/usr/lib/systemd"
+  mkdir -p "$root/etc/systemd/system" "$root/usr/local/bin" "$root/usr/lib/systemd" "$root/bin"
   cp deploy/systemd/tollgate@.service "$root/etc/systemd/system/"
   printf '#!/bin/sh\nexit 0\n' >"$root/usr/local/bin/tollgate"
-  chmod +x "$root/usr/local/bin/tollgate"
+  cp "$root/usr/local/bin/tollgate" "$root/bin/kill"
+  chmod +x "$root/usr/local/bin/tollgate" "$root/bin/kill"
   for d in /usr/lib/systemd/system /lib/systemd/system; do
     [ -d "$d" ] && cp -a "$d" "$root/usr/lib/systemd/" && break
   done

@@ -56,6 +56,7 @@ rule(
     "fleet: hot_state.on_failure from ${TOLLGATE_REDIS_FAILURE:-open}",
 )
 rule("path" not in fleet["store"], "fleet: no SQLite path")
+rule(fleet.get("log", {}).get("format") == "${TOLLGATE_LOG_FORMAT:-text}", "fleet: log.format from ${TOLLGATE_LOG_FORMAT:-text}")
 rule(fleet["admin"]["token"] == "${TOLLGATE_ADMIN_TOKEN}", "fleet: the admin token has no default")
 rule(all(":-" not in k.get("key", ":-x") for k in fleet["keys"]), "fleet: no key has a default")
 for var in ["TOLLGATE_LISTEN", "TOLLGATE_METRICS_LISTEN", "TOLLGATE_ADMIN_LISTEN", "TOLLGATE_MOCK_URL"]:
@@ -206,7 +207,7 @@ rule("TOLLGATE_UPGRADE_SOCK=/run/tollgate/upgrade.sock" in unit["Environment"], 
 for k in ("NoNewPrivileges", "PrivateTmp"):
     rule(unit.get(k) == ["yes"], f"systemd: {k}=yes")
 rule(unit.get("ProtectSystem") == ["strict"] and "ReadWritePaths" in unit, "systemd: ProtectSystem=strict, ReadWritePaths")
-rule("ExecReload" not in unit, "systemd: no ExecReload until SIGHUP reload lands (SIGHUP would end the process)")
+rule(unit.get("ExecReload") == ["/bin/kill -HUP $MAINPID"], "systemd: ExecReload sends SIGHUP (the configuration is read again)")
 
 print(f"      {len(held)} rules hold, {len(failures)} fail")
 sys.exit(1 if failures else 0)
