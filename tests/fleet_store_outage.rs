@@ -28,6 +28,14 @@ async fn postgres_stopped_for_thirty_seconds_fails_no_call_and_the_ledger_catche
     server.stop().unwrap();
     let stopped = Instant::now();
     let during = fleet.load(&key, 6, || stopped.elapsed() > Duration::from_secs(30)).await;
+    // Readiness keeps the node in: its calls go on.
+    let health = common::client().get(format!("{}/health", fleet.nodes[2].url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(
+        (&health["status"], &health["store"]["ok"]),
+        (&Value::from("degraded_store"), &Value::from(false))
+    );
     server.start_again().unwrap();
     let failed: Vec<&(u16, Value)> = during.iter().filter(|a| a.0 != 200).collect();
     assert!(failed.is_empty(), "no call fails with the store away: {:?}", &failed[..failed.len().min(5)]);

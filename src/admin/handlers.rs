@@ -67,13 +67,26 @@ async fn wallet_of(state: &AdminState, account: u64) -> Result<(NanoUsd, NanoUsd
 }
 
 /// An operator's record (a top-up, an adjustment) on the wallet on Redis
-/// too, once whichever node is asked again.
+/// too, once whichever node is asked again. Only once the store keeps it:
+/// the store attributes a fleet's charges to the lots it has, so no charge
+/// may spend a lot before the ledger has it. A store that does not keep
+/// it in time answers 503; the record stays journaled, and the reconciler
+/// brings it to Redis once the ledger has it.
 async fn apply_shared(state: &AdminState, account: u64, record: &str, amount: i64) -> Result<(), AdminError> {
     if let Some(hot) = hot(state) {
+        if tokio::time::timeout(STORE_WAIT, state.journal.flushed()).await.is_err() {
+            return Err(AdminError::store(format!(
+                "the store did not keep '{record}' within {} s: it is journaled, and reaches the wallet when the store has it",
+                STORE_WAIT.as_secs()
+            )));
+        }
         hot.redis.apply(account, record, amount).await.map_err(|e| AdminError::store(e.to_string()))?;
     }
     Ok(())
 }
+
+/// How long an operator's record waits for the store before the answer.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn spent(state: &AdminState, account: i64) -> Result<i64, AdminError> {
     state.journal.flushed().await;
