@@ -19,6 +19,15 @@ pub struct HotStateSection {
     /// the ledger (a drift is corrected when two passes agree).
     #[serde(default = "default_reconcile_ms")]
     pub reconcile_ms: u64,
+    /// How long a call's hold and in-flight entry on Redis last unless its
+    /// node renews them (every third of it, while the call runs): a node
+    /// that dies frees what its calls held within this.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    crate::hot::redis::LEASE_MS
 }
 
 fn default_reconcile_ms() -> u64 {
@@ -43,6 +52,9 @@ impl HotStateSection {
         }
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err("hot_state.redis_url: must start with redis:// or rediss://".into());
+        }
+        if self.lease_ms < 1_000 {
+            return Err("hot_state.lease_ms: at least 1000".into());
         }
         if self.reconcile_ms < 100 {
             return Err("hot_state.reconcile_ms: at least 100".into());

@@ -262,7 +262,7 @@ async fn shared(
             amount: u64::try_from(quote.held.0).unwrap_or(0),
             key_id: key.id,
             cap: key.spend_cap.map(|c| u64::try_from(c.0).unwrap_or(0)),
-            lease_ms: billing.options.lease_ms,
+            lease_ms: hot.redis.lease_ms,
         };
         match hot.take(ask, limits, request_id, &hold).await? {
             Held::Taken(permit) => {

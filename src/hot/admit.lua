@@ -1,10 +1,13 @@
 #!lua
--- Tollgate's admit and settle on Redis, version 2 (the script's SHA1 is its
+-- Tollgate's admit and settle on Redis, version 3 (the script's SHA1 is its
 -- version). One call of this script takes a request from every limit that
 -- applies and holds its worst-case cost against the wallet and the key's
 -- spend cap, or takes from none; another settles it: the hold becomes the
 -- charge, the limits are given back or corrected. Same semantics as
--- src/limits and src/billing (see there); time is Redis TIME.
+-- src/limits and src/billing (see there); time is Redis TIME. Only the
+-- limits in force are touched, and the standings after an admit come from
+-- what its checks read: a call costs Redis a few commands, not one per
+-- limit there could be.
 --
 -- KEYS, all under the account's hash tag tg:{a:<account>}:
 --   1 k:<key>:inflight  ZSET request id -> lease expiry (ms)
@@ -15,8 +18,8 @@
 --   6 k:<key>:tpm       HASH level (token-ms), at (ms), pm (tokens/min)
 --   7 w                 HASH the wallet: credit, debit, held (nano-USD),
 --                       seed (present once seeded), s:<key> key spent,
---                       h:<key> key held
---   8 holds             HASH request id -> "amount key"
+--                       h:<key> key held (keys with a cap)
+--   8 holds             HASH request id -> "amount key capped(0/1)"
 --   9 leases            ZSET request id -> hold lease expiry (ms)
 --  10 pend              HASH record key -> "amount key": applied here,
 --                       not yet known to be in the ledger (wallet.lua)
@@ -28,14 +31,16 @@
 --   lease (ms).
 -- finish/cancel: 3 billed (0/1), 4 day taken (0/1), 5 tokens taken,
 --   6 the provider's input count (-1: none), 7 held (0/1), 8 charged,
---   9 key id, 10 the charge's record key.
+--   9 key id, 10 the charge's record key, 11 in flight taken (0/1),
+--   12 rpm, 13 class, 14 hourly windows taken (0/1 each).
 -- Returns admit: {0, kind, limit, retry_after_ms (-1: never)} or
 --   {0, 'wallet'|'spend_cap', available, budget} or {2} (the wallet is
 --   not seeded: seed it from the ledger, then ask again) or
 --   {1, now, standings..., available}; standing: {1, now, standings...};
 --   finish/cancel: 1 if the request was still live, else 0.
 -- standings: in-flight count, rpm count, rpm reset, class count, class
--- reset, rph count, rph reset, day used, bucket tokens, bucket reset.
+-- reset, rph count, rph reset, day used, bucket tokens, bucket reset
+-- (0 for a limit not in force).
 
 local op, id = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
@@ -54,15 +59,6 @@ end
 local function count(key, w)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - w)
   return redis.call('ZCARD', key)
-end
-
--- nil if one more fits under limit, else the ms until one does (-1 never).
-local function window_wait(key, w, limit)
-  local n = count(key, w)
-  if n < limit then return nil end
-  if limit == 0 then return -1 end
-  local r = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
-  return math.max(tonumber(r[2]) + w - now, 1)
 end
 
 local function window_reset(key, w)
@@ -88,42 +84,25 @@ local function save_bucket(level, pm)
   redis.call('PEXPIRE', K_TPM, math.max(ms, 1000))
 end
 
-local function standings(pm)
-  local out = {1, now}
-  redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
-  out[#out + 1] = redis.call('ZCARD', K_IN)
-  out[#out + 1] = count(K_RPM, MIN)
-  out[#out + 1] = window_reset(K_RPM, MIN)
-  out[#out + 1] = count(K_CLS, MIN)
-  out[#out + 1] = window_reset(K_CLS, MIN)
-  out[#out + 1] = count(K_RPH, HOUR)
-  out[#out + 1] = window_reset(K_RPH, HOUR)
-  out[#out + 1] = tonumber(redis.call('GET', K_DAY) or '0')
-  if pm ~= nil then
-    local level = bucket(pm)
-    out[#out + 1] = math.floor(math.max(level, 0) / TM)
-    out[#out + 1] = (pm > 0) and math.ceil((pm * TM - level) / pm) or 0
-  else
+local function bucket_standing(out, pm, level)
+  if pm == nil then
     out[#out + 1] = 0
     out[#out + 1] = 0
+    return
   end
-  return out
-end
-
-
-local function hnum(key, field)
-  return tonumber(redis.call('HGET', key, field) or '0') or 0
+  out[#out + 1] = math.floor(math.max(level, 0) / TM)
+  out[#out + 1] = (pm > 0) and math.ceil((pm * TM - level) / pm) or 0
 end
 
 -- Releases one hold: its amount leaves what the wallet and its key hold.
 local function release(hold_id)
   local h = redis.call('HGET', K_HOLDS, hold_id)
-  redis.call('ZREM', K_LEASE, hold_id)
   if not h then return false end
-  local amount, key = string.match(h, '^(%-?%d+) (%S+)$')
+  local amount, key, capped = string.match(h, '^(%-?%d+) (%S+) ?(%d?)$')
   redis.call('HDEL', K_HOLDS, hold_id)
+  redis.call('ZREM', K_LEASE, hold_id)
   redis.call('HINCRBY', K_W, 'held', -tonumber(amount))
-  if key ~= '-' then redis.call('HINCRBY', K_W, 'h:' .. key, -tonumber(amount)) end
+  if capped ~= '0' and key ~= '-' then redis.call('HINCRBY', K_W, 'h:' .. key, -tonumber(amount)) end
   return true
 end
 
@@ -133,44 +112,56 @@ local function expire_holds()
   for _, hold_id in ipairs(ended) do release(hold_id) end
 end
 
-local function available()
-  return hnum(K_W, 'credit') - hnum(K_W, 'debit') - hnum(K_W, 'held')
-end
-
--- nil if the hold fits the wallet and the key's cap, else the refusal.
-local function wallet_refusal(amount, key, cap)
-  local avail = available()
-  local budget = avail
-  if cap ~= nil then
-    local left = cap - hnum(K_W, 's:' .. key) - hnum(K_W, 'h:' .. key)
-    if left < 0 then left = 0 end
-    if left < budget then budget = left end
-    if left < amount then return {0, 'spend_cap', left, math.max(budget, 0)} end
-  end
-  if avail < amount then return {0, 'wallet', avail, math.max(budget, 0)} end
-  return nil
-end
-
 if op == 'admit' or op == 'standing' then
   local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
   local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
-  if op == 'standing' then return standings(tpm) end
-  -- Every limit is checked before anything is written.
+  local windows = {{rpm, K_RPM, MIN, 'rpm'}, {cls, K_CLS, MIN, 'rpm_by_class'}, {rph, K_RPH, HOUR, 'rph'}}
+  if op == 'standing' then
+    local out = {1, now}
+    if conc ~= nil then
+      redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
+      out[#out + 1] = redis.call('ZCARD', K_IN)
+    else
+      out[#out + 1] = 0
+    end
+    for _, c in ipairs(windows) do
+      if c[1] ~= nil then
+        out[#out + 1] = count(c[2], c[3])
+        out[#out + 1] = window_reset(c[2], c[3])
+      else
+        out[#out + 1] = 0
+        out[#out + 1] = 0
+      end
+    end
+    out[#out + 1] = (daily ~= nil) and tonumber(redis.call('GET', K_DAY) or '0') or 0
+    bucket_standing(out, tpm, (tpm ~= nil) and bucket(tpm) or 0)
+    return out
+  end
+  -- Every limit is checked before anything is written; what the checks
+  -- read is what the standings after the take are made of.
+  local in_flight = 0
   if conc ~= nil then
     redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
-    if redis.call('ZCARD', K_IN) >= conc then
+    in_flight = redis.call('ZCARD', K_IN)
+    if in_flight >= conc then
       return {0, 'concurrent', conc, (conc == 0) and -1 or 1000}
     end
   end
-  local checks = {{rpm, K_RPM, MIN, 'rpm'}, {cls, K_CLS, MIN, 'rpm_by_class'}, {rph, K_RPH, HOUR, 'rph'}}
-  for _, c in ipairs(checks) do
+  local counts = {}
+  for i, c in ipairs(windows) do
     if c[1] ~= nil then
-      local wait = window_wait(c[2], c[3], c[1])
-      if wait ~= nil then return {0, c[4], c[1], wait} end
+      local n = count(c[2], c[3])
+      if n >= c[1] then
+        if c[1] == 0 then return {0, c[4], 0, -1} end
+        local r = redis.call('ZRANGE', c[2], n - c[1], n - c[1], 'WITHSCORES')
+        return {0, c[4], c[1], math.max(tonumber(r[2]) + c[3] - now, 1)}
+      end
+      counts[i] = n
     end
   end
+  local used = 0
   if daily ~= nil then
-    local used = tonumber(redis.call('GET', K_DAY) or '0')
+    used = tonumber(redis.call('GET', K_DAY) or '0')
     if used >= daily then
       return {0, 'daily_messages', daily, (daily == 0) and -1 or math.max(day_left, 1)}
     end
@@ -185,57 +176,90 @@ if op == 'admit' or op == 'standing' then
     end
   end
   local hold, key, cap, hold_lease = arg(12), ARGV[13], arg(14), arg(15) or 3600000
+  local available = 0
   if hold ~= nil then
-    if redis.call('HEXISTS', K_W, 'seed') == 0 then return {2} end
     expire_holds()
-    local refused = wallet_refusal(hold, key, cap)
-    if refused ~= nil then return refused end
+    local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. key, 'h:' .. key)
+    if not w[1] then return {2} end
+    available = (tonumber(w[2]) or 0) - (tonumber(w[3]) or 0) - (tonumber(w[4]) or 0)
+    local budget = available
+    if cap ~= nil then
+      local left = math.max(cap - (tonumber(w[5]) or 0) - (tonumber(w[6]) or 0), 0)
+      if left < budget then budget = left end
+      if left < hold then return {0, 'spend_cap', left, math.max(budget, 0)} end
+    end
+    if available < hold then return {0, 'wallet', available, math.max(budget, 0)} end
   end
-  -- Every limit and the wallet said yes: take from all of them.
-  if hold ~= nil then
-    redis.call('HINCRBY', K_W, 'held', hold)
-    redis.call('HINCRBY', K_W, 'h:' .. key, hold)
-    redis.call('HSET', K_HOLDS, id, ARGV[12] .. ' ' .. key)
-    redis.call('ZADD', K_LEASE, now + hold_lease, id)
+  -- Every limit and the wallet said yes: take from all of them. A call
+  -- with a hold is kept once by its hold; one without, by its in-flight
+  -- entry, which a concurrency limit needs anyway.
+  if conc ~= nil or hold == nil then
+    redis.call('ZADD', K_IN, now + lease, id)
+    redis.call('PEXPIRE', K_IN, lease + 1000)
   end
-  redis.call('ZADD', K_IN, now + lease, id)
-  redis.call('PEXPIRE', K_IN, lease + 1000)
-  for _, c in ipairs(checks) do
+  local out = {1, now, in_flight + 1}
+  for i, c in ipairs(windows) do
     if c[1] ~= nil then
       redis.call('ZADD', c[2], now, id)
       redis.call('PEXPIRE', c[2], c[3])
+      out[#out + 1] = counts[i] + 1
+      out[#out + 1] = c[3]
+    else
+      out[#out + 1] = 0
+      out[#out + 1] = 0
     end
   end
   if daily ~= nil then
     redis.call('INCR', K_DAY)
     redis.call('PEXPIRE', K_DAY, day_left + HOUR)
+    out[#out + 1] = used + 1
+  else
+    out[#out + 1] = 0
   end
-  if tpm ~= nil then save_bucket(level - estimate * TM, tpm) end
-  local out = standings(tpm)
-  out[#out + 1] = available()
+  if tpm ~= nil then
+    level = level - estimate * TM
+    save_bucket(level, tpm)
+  end
+  bucket_standing(out, tpm, level)
+  if hold ~= nil then
+    redis.call('HINCRBY', K_W, 'held', ARGV[12])
+    local capped = '0'
+    if cap ~= nil then
+      redis.call('HINCRBY', K_W, 'h:' .. key, ARGV[12])
+      capped = '1'
+    end
+    redis.call('HSET', K_HOLDS, id, ARGV[12] .. ' ' .. key .. ' ' .. capped)
+    redis.call('ZADD', K_LEASE, now + hold_lease, id)
+    available = available - hold
+  end
+  out[#out + 1] = available
   return out
 end
 
 if op == 'finish' or op == 'cancel' then
   local billed, day_taken, taken, actual = arg(3) == 1, arg(4) == 1, arg(5) or 0, arg(6)
-  -- The wallet first: its hold ends whether or not the limits' slot is
-  -- still live, and the charge is taken once (a retried call finds the
-  -- record pending and takes nothing again).
-  if arg(7) == 1 then
-    release(id)
+  local held, in_flight = arg(7) == 1, arg(11) == 1
+  -- Once only: a call with a hold is live while its hold is (the charge
+  -- is taken even if the hold's lease ran out, and a retried call finds
+  -- the record pending and takes nothing again); one without, while it
+  -- is in flight.
+  local live
+  if held then
+    live = release(id)
     local charged, key, record = arg(8) or 0, ARGV[9], ARGV[10]
-    if op == 'finish' and charged > 0 and redis.call('HEXISTS', K_PEND, record) == 0 then
-      redis.call('HINCRBY', K_W, 'debit', charged)
-      redis.call('HINCRBY', K_W, 's:' .. key, charged)
-      redis.call('HSET', K_PEND, record, '-' .. ARGV[8] .. ' ' .. key)
+    if op == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, record, '-' .. ARGV[8] .. ' ' .. key) == 1 then
+      redis.call('HINCRBY', K_W, 'debit', ARGV[8])
+      redis.call('HINCRBY', K_W, 's:' .. key, ARGV[8])
     end
+    if in_flight then redis.call('ZREM', K_IN, id) end
+  else
+    live = redis.call('ZREM', K_IN, id) == 1
   end
-  -- Once only: a request no longer in flight was settled (or its lease ran out).
-  if redis.call('ZREM', K_IN, id) == 0 then return 0 end
+  if not live then return 0 end
   if op == 'cancel' then
-    redis.call('ZREM', K_RPM, id)
-    redis.call('ZREM', K_CLS, id)
-    redis.call('ZREM', K_RPH, id)
+    if arg(12) == 1 then redis.call('ZREM', K_RPM, id) end
+    if arg(13) == 1 then redis.call('ZREM', K_CLS, id) end
+    if arg(14) == 1 then redis.call('ZREM', K_RPH, id) end
     billed, actual = false, 0
   end
   if day_taken and not billed and tonumber(redis.call('GET', K_DAY) or '0') > 0 then

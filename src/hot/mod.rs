@@ -42,6 +42,8 @@ pub struct Hot {
     down_until: AtomicU64,
     /// This node's id in the fleet.
     pub node: String,
+    /// Calls this node holds on Redis, whose leases it renews.
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
 }
 
 /// What an admit with a hold came to.
@@ -66,8 +68,9 @@ impl Hot {
         section: &HotStateSection,
     ) -> Result<Self, String> {
         let url = section.redis_url.expose().to_string();
-        let redis =
+        let mut redis =
             runtime.block_on(RedisState::connect(&url)).map_err(|e| format!("hot_state.redis_url: {e}"))?;
+        redis.lease_ms = section.lease_ms;
         log::info!(target: "tollgate", "rate limits on Redis, script {}", redis.version());
         let node = uuid::Uuid::now_v7().to_string();
         let fleet = Arc::new(AtomicU64::new(1));
@@ -76,6 +79,8 @@ impl Hot {
         }
         crate::metrics::fleet_size(fleet.load(Ordering::Relaxed));
         runtime.spawn(heartbeats(redis.clone(), node.clone(), fleet.clone(), section.on_failure));
+        let open = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        runtime.spawn(renewals(redis.clone(), open.clone()));
         Ok(Self {
             redis,
             runtime,
@@ -83,7 +88,20 @@ impl Hot {
             fleet,
             down_until: AtomicU64::new(0),
             node,
+            open,
         })
+    }
+
+    fn opened(self: &Arc<Self>, permit: Box<RedisPermit>) -> Taken {
+        let leases = permit.leases();
+        if !leases.is_empty() {
+            lock(&self.open).insert(permit.request_id().to_string(), leases);
+        }
+        Taken::Redis(self.clone(), permit)
+    }
+
+    fn closed(&self, permit: &RedisPermit) {
+        lock(&self.open).remove(permit.request_id());
     }
 
     /// The fleet size last seen.
@@ -126,7 +144,7 @@ impl Hot {
             return Err(Unavailable("down a moment ago; asked again shortly".into()));
         }
         match self.redis.admit(ask, limits, id).await {
-            Ok(taken) => Ok(taken.map(|p| Taken::Redis(self.clone(), Box::new(p)))),
+            Ok(taken) => Ok(taken.map(|p| self.opened(Box::new(p)))),
             Err(e) => {
                 self.down_until.store(wall_ms() + BACK_OFF_MS, Ordering::Relaxed);
                 Err(e)
@@ -148,7 +166,7 @@ impl Hot {
             return Err(Unavailable("down a moment ago; asked again shortly".into()));
         }
         match self.redis.take(ask, limits, id, Some(hold)).await {
-            Ok(Answer::Taken(p)) => Ok(Held::Taken(Taken::Redis(self.clone(), p))),
+            Ok(Answer::Taken(p)) => Ok(Held::Taken(self.opened(p))),
             Ok(Answer::Limit(refused)) => Ok(Held::Limit(refused)),
             Ok(Answer::Wallet(w)) => Ok(Held::Wallet(w)),
             Ok(Answer::Unseeded) => Ok(Held::Unseeded),
@@ -167,6 +185,28 @@ impl Hot {
     /// Where the limits stand, taking nothing.
     pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
         self.redis.standing(ask, limits).await
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every third of a lease: the leases of the calls this node still runs
+/// are pushed forward, so only a node that died lets its holds and
+/// in-flight entries lapse.
+async fn renewals(
+    redis: RedisState,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis((redis.lease_ms / 3).max(100)));
+    loop {
+        tick.tick().await;
+        let calls: Vec<(String, Vec<String>)> =
+            lock(&open).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Err(e) = redis.renew(&calls, wall_ms()).await {
+            log::warn!(target: "tollgate", "hot state: {} calls' leases not renewed: {e}", calls.len());
+        }
     }
 }
 
@@ -214,6 +254,7 @@ impl Taken {
         match self {
             Taken::Local(limiter, p) => limiter.cancel(&p, mono),
             Taken::Redis(hot, p) => {
+                hot.closed(&p);
                 if let Err(e) = hot.redis.cancel(&p).await {
                     log::warn!(target: "tollgate", "rate limits: a cancel was lost ({e}); the lease frees its slot");
                 }
@@ -231,6 +272,7 @@ impl Taken {
         match self {
             Taken::Local(limiter, p) => limiter.finish(&p, billed, actual_input, mono),
             Taken::Redis(hot, p) => {
+                hot.closed(&p);
                 let redis = hot.redis.clone();
                 hot.runtime.spawn(async move {
                     if let Err(e) = redis.finish(&p, billed, actual_input, charged).await {

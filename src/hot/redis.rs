@@ -18,8 +18,10 @@ use std::time::Duration;
 
 /// The script, its SHA1 its version.
 pub const SCRIPT: &str = include_str!("admit.lua");
-/// How long a call counts in flight when its node never settles it.
-pub const LEASE_MS: u64 = 15 * 60_000;
+/// How long a call's hold and in-flight entry last unless its node
+/// renews them (it does, every third of this, while the call lives): a
+/// node that dies frees what its calls held within this.
+pub const LEASE_MS: u64 = 30_000;
 
 /// The fleet's live nodes: node id -> when it last said so (ms).
 pub const NODES: &str = "tg:nodes";
@@ -45,6 +47,9 @@ pub struct RedisPermit {
     input_taken: u64,
     /// The key a hold was taken for, if one was.
     held_for: Option<u64>,
+    /// Taken: the in-flight entry, and the rpm, class and hourly windows.
+    in_flight_taken: bool,
+    windows_taken: [bool; 3],
     /// Every limit that applied, after the call was counted.
     pub standing: Vec<Standing>,
     /// The wallet's balance after the hold (when one was taken).
@@ -69,6 +74,25 @@ pub struct WalletRefusal {
     pub budget: i64,
 }
 
+impl RedisPermit {
+    /// The sorted sets that keep this call's leases (its hold's, its
+    /// in-flight entry's), for its node to renew while it lives.
+    pub fn leases(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(2);
+        if self.held_for.is_some() {
+            out.push(self.keys[8].clone());
+        }
+        if self.in_flight_taken {
+            out.push(self.keys[0].clone());
+        }
+        out
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
 /// What an admit with a hold came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -84,6 +108,8 @@ pub enum Answer {
 pub struct RedisState {
     /// For the connections of their own (the change feed's subscription).
     pub(super) client: redis::Client,
+    /// Leases of holds and in-flight entries (see [`LEASE_MS`]).
+    pub lease_ms: u64,
     pub(super) conn: ConnectionManager,
     script: Script,
     pub(super) wallet_script: Script,
@@ -119,6 +145,7 @@ impl RedisState {
         let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
         let state = Self {
             client,
+            lease_ms: LEASE_MS,
             conn,
             script: Script::new(SCRIPT),
             wallet_script: Script::new(super::wallet::SCRIPT),
@@ -171,6 +198,23 @@ impl RedisState {
         redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
+    /// Pushes the leases of calls still running to `lease_ms` from now
+    /// (never shortening one): `calls` are (request id, its lease sets).
+    pub async fn renew(&self, calls: &[(String, Vec<String>)], now_ms: u64) -> Result<(), Unavailable> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let until = now_ms.saturating_add(self.lease_ms);
+        let mut pipe = redis::pipe();
+        for (id, sets) in calls {
+            for set in sets {
+                pipe.cmd("ZADD").arg(set).arg("XX").arg("GT").arg(until).arg(id).ignore();
+            }
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
     /// The script's version.
     pub fn version(&self) -> &str {
         self.script.get_hash()
@@ -183,6 +227,7 @@ impl RedisState {
     }
 
     fn limit_args(
+        &self,
         op: &str,
         id: &str,
         ask: &Ask<'_>,
@@ -205,7 +250,7 @@ impl RedisState {
             opt(limits.input_tpm).to_string(),
             ask.input_estimate.to_string(),
             until_midnight(ask.now, limits.zone).to_string(),
-            LEASE_MS.to_string(),
+            self.lease_ms.to_string(),
             amount.to_string(),
             key,
             cap.to_string(),
@@ -240,7 +285,7 @@ impl RedisState {
         hold: Option<&HoldAsk>,
     ) -> Result<Answer, Unavailable> {
         let keys = keys_in(ask, limits);
-        let answer = self.invoke(&keys, &Self::limit_args("admit", id, ask, limits, hold)).await?;
+        let answer = self.invoke(&keys, &self.limit_args("admit", id, ask, limits, hold)).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         match items.first().map(int).transpose()? {
             Some(2) => return Ok(Answer::Unseeded),
@@ -264,6 +309,12 @@ impl RedisState {
             day_taken: limits.daily_messages.is_some(),
             input_taken: if limits.input_tpm.is_some() { ask.input_estimate } else { 0 },
             held_for: hold.map(|h| h.key_id),
+            in_flight_taken: limits.concurrent.is_some() || hold.is_none(),
+            windows_taken: [
+                limits.rpm.is_some(),
+                limits.rpm_class.is_some() && ask.class.is_some(),
+                limits.rph.is_some(),
+            ],
             standing: standings(&items, ask, limits)?,
             available: if hold.is_some() { items.get(12).map(int).transpose()? } else { None },
         })))
@@ -272,7 +323,7 @@ impl RedisState {
     /// Where each limit stands for `ask`'s key and account, taking nothing.
     pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
         let keys = keys_in(ask, limits);
-        let answer = self.invoke(&keys, &Self::limit_args("standing", "-", ask, limits, None)).await?;
+        let answer = self.invoke(&keys, &self.limit_args("standing", "-", ask, limits, None)).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         standings(&items, ask, limits)
     }
@@ -316,6 +367,10 @@ impl RedisState {
             charged.to_string(),
             permit.held_for.map_or_else(|| "-".to_string(), |k| k.to_string()),
             format!("{}:charge", permit.request_id),
+            u8::from(permit.in_flight_taken).to_string(),
+            u8::from(permit.windows_taken[0]).to_string(),
+            u8::from(permit.windows_taken[1]).to_string(),
+            u8::from(permit.windows_taken[2]).to_string(),
         ];
         Ok(int(&self.invoke(&permit.keys, &args).await?)? == 1)
     }

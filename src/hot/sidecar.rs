@@ -23,9 +23,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Who reconciles: the node holding this lease.
+/// Who reconciles: the node holding this lease, three passes long (so a
+/// reconciler that died is replaced within three passes).
 const LEADER: &str = "tg:reconciler";
-const LEADER_LEASE_MS: u64 = 15_000;
 
 /// Seeds `account`'s wallet on Redis unless a node did already.
 pub async fn seed(
@@ -72,7 +72,8 @@ pub fn start(redis: RedisState, store: StoreHandle, billing: Arc<Billing>, node:
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            match lead(&redis, &node).await {
+            let lease_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).saturating_mul(3).max(1_000);
+            match lead(&redis, &node, lease_ms).await {
                 Ok(true) => {}
                 Ok(false) => {
                     crate::metrics::reconcile_lag(0);
@@ -102,14 +103,14 @@ pub fn start(redis: RedisState, store: StoreHandle, billing: Arc<Billing>, node:
 }
 
 /// Takes or keeps the reconciler's lease: whether this node holds it.
-async fn lead(redis: &RedisState, node: &str) -> Result<bool, Unavailable> {
+async fn lead(redis: &RedisState, node: &str, lease_ms: u64) -> Result<bool, Unavailable> {
     let mut conn = redis.conn.clone();
     let taken: Option<String> = redis::cmd("SET")
         .arg(LEADER)
         .arg(node)
         .arg("NX")
         .arg("PX")
-        .arg(LEADER_LEASE_MS)
+        .arg(lease_ms)
         .query_async(&mut conn)
         .await
         .map_err(super::redis::unavailable)?;
@@ -121,7 +122,7 @@ async fn lead(redis: &RedisState, node: &str) -> Result<bool, Unavailable> {
     if holder.as_deref() == Some(node) {
         let _: i64 = redis::cmd("PEXPIRE")
             .arg(LEADER)
-            .arg(LEADER_LEASE_MS)
+            .arg(lease_ms)
             .query_async(&mut conn)
             .await
             .map_err(super::redis::unavailable)?;

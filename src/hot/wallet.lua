@@ -6,7 +6,9 @@
 --   1 w     HASH credit, debit, held, seed, s:<key> spent, h:<key> held
 --   2 pend  HASH record key -> "amount key": applied to the wallet here,
 --               not yet known to be in the ledger
---   3 (apply only) r:<record key>: the record was applied (kept 30 days,
+--   3 holds HASH request id -> "amount key capped" (admit.lua's)
+--   4 leases ZSET request id -> the hold's lease expiry (ms)
+--   5 (apply only) r:<record key>: the record was applied (kept 30 days,
 --               so a retry on any node after delivery applies nothing)
 -- ARGV[1] op:
 --   seed: 2 credit, 3 debit, then pairs (key id, spent), then "--", then
@@ -16,7 +18,8 @@
 --   apply: 2 record key, 3 amount (+ credit, - debit), 4 key id or "-".
 --     Once per record key (2 when seen, 3 when the wallet is not seeded:
 --     its seed will read the record from the ledger or the journal).
---   read: 2 a key id or "-": {seeded, credit, debit, held, that key's
+--   read: 2 a key id or "-"; holds whose lease ran out are released
+--     first (their node died): {seeded, credit, debit, held, that key's
 --     spend, n, then n triples (record key, amount, key id) pending, then
 --     pairs (key id, spent) of every key}
 --   correct: 2 credit delta, 3 debit delta, then pairs (key id, spent
@@ -24,7 +27,7 @@
 --   delivered: ARGV[2..] record keys now in the ledger (unpended).
 
 local op = ARGV[1]
-local K_W, K_PEND = KEYS[1], KEYS[2]
+local K_W, K_PEND, K_HOLDS, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
 local function after_dashes(from)
   for i = from, #ARGV do
@@ -47,7 +50,7 @@ if op == 'seed' then
 end
 
 if op == 'apply' then
-  if redis.call('SET', KEYS[3], 1, 'NX', 'PX', 2592000000) == false then return 2 end
+  if redis.call('SET', KEYS[5], 1, 'NX', 'PX', 2592000000) == false then return 2 end
   if redis.call('HEXISTS', K_W, 'seed') == 0 then return 3 end
   local amount = tonumber(ARGV[3])
   if amount >= 0 then
@@ -61,6 +64,18 @@ if op == 'apply' then
 end
 
 if op == 'read' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, hold_id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now, 'LIMIT', 0, 1000)) do
+    local h = redis.call('HGET', K_HOLDS, hold_id)
+    redis.call('ZREM', K_LEASE, hold_id)
+    if h then
+      local amount, key, capped = string.match(h, '^(%-?%d+) (%S+) ?(%d?)$')
+      redis.call('HDEL', K_HOLDS, hold_id)
+      redis.call('HINCRBY', K_W, 'held', -tonumber(amount))
+      if capped ~= '0' and key ~= '-' then redis.call('HINCRBY', K_W, 'h:' .. key, -tonumber(amount)) end
+    end
+  end
   local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. (ARGV[2] or '-'))
   local pend = redis.call('HGETALL', K_PEND)
   local out = {w[1] and 1 or 0, w[2] or '0', w[3] or '0', w[4] or '0', w[5] or '0', #pend / 2}

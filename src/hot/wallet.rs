@@ -52,8 +52,8 @@ fn key_arg(key: Option<u64>) -> String {
 
 impl RedisState {
     async fn wallet(&self, account: u64, args: Vec<String>) -> Result<Value, Unavailable> {
-        let [w, _, _, pend] = wallet_keys(account);
-        let mut keys = vec![w, pend];
+        let [w, holds, leases, pend] = wallet_keys(account);
+        let mut keys = vec![w, pend, holds, leases];
         if args.first().is_some_and(|op| op == "apply") {
             let record = args.get(1).map_or("", String::as_str);
             keys.push(format!("{}:r:{record}", super::redis::account_tag(account)));

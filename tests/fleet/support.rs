@@ -104,7 +104,7 @@ pub fn fleet(pg: &str, redis: &str, on_failure: &str, batch_ms: u64) -> Fleet {
         .unwrap()
         .replacen("server:\n", "server:\n  max_connections_per_address: 4096\n", 1)
         .replacen("  journal_dir:", &format!("  batch_ms: {batch_ms}\n  journal_dir:"), 1)
-        .replacen("on_failure:", "reconcile_ms: 300\n  on_failure:", 1);
+        .replacen("on_failure:", "reconcile_ms: 300\n  lease_ms: 3000\n  on_failure:", 1);
     let conf = TempDir::new();
     let path = conf.0.join("fleet.yaml");
     std::fs::write(&path, yaml).unwrap();

@@ -125,3 +125,25 @@ async fn concurrent_holds_never_take_more_than_the_wallet_has() {
     assert_eq!(taken, 100, "10,000 holds 100 holds of 100");
     assert_eq!(r.read(6, None).await.map(|w| w.held).unwrap_or_default(), 10_000);
 }
+
+#[tokio::test]
+async fn a_renewed_hold_outlives_its_lease_and_one_left_alone_lapses() {
+    let server = RedisServer::start();
+    let mut r = state(&server).await;
+    r.lease_ms = 300;
+    seeded(&r, 7, 1_000).await;
+    let h = HoldAsk { lease_ms: 300, ..hold(1_000, 1, None) };
+    let Answer::Taken(permit) = take(&r, 7, "a", &h, &InForce::default()).await else { panic!("held") };
+    let calls = vec![(permit.request_id().to_string(), permit.leases())];
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        r.renew(&calls, now).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    // 450 ms on: still held, renewed.
+    assert!(matches!(take(&r, 7, "b", &h, &InForce::default()).await, Answer::Wallet(_)));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Its node stopped renewing it (it died): the hold lapsed.
+    assert!(matches!(take(&r, 7, "c", &h, &InForce::default()).await, Answer::Taken(_)));
+}
