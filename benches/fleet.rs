@@ -68,6 +68,16 @@ async fn saturation(url: &str, seconds: u64, concurrency: u64) -> (f64, u64) {
     (n as f64 / started.elapsed().as_secs_f64(), n)
 }
 
+/// CPU seconds a process has used (user and system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command's closing parenthesis: utime and stime are the
+    // 12th and 13th fields, in clock ticks of 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Redis's counters: script and other command calls, and CPU seconds.
 fn redis_stats(conn: &mut redis::Connection) -> (u64, u64, f64) {
     let commands: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
@@ -133,16 +143,17 @@ fn main() {
     );
     std::fs::write(&on_redis, yaml).unwrap();
     let (embedded_port, redis_gw_port) = (free_port(), free_port());
+    let mut pids = Vec::new();
     for (config, port, db) in
         [(demo, embedded_port, "embedded"), (on_redis.to_str().unwrap(), redis_gw_port, "redis")]
     {
-        procs.0.push(
-            tollgate_command(config, port, free_port(), mock_port)
-                .env("TOLLGATE_DB", redis_dir.join(format!("{db}.db")))
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        );
+        let child = tollgate_command(config, port, free_port(), mock_port)
+            .env("TOLLGATE_DB", redis_dir.join(format!("{db}.db")))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        pids.push(child.id());
+        procs.0.push(child);
         wait_for(port);
     }
     let targets = [
@@ -187,16 +198,28 @@ fn main() {
         );
         let mut rps = vec![Vec::new(); targets.len()];
         let mut redis_cpu = Vec::new();
+        let mut gateway_cpu = vec![Vec::new(); targets.len()];
         for _round in 0..2 {
             for (i, (_, url)) in targets.iter().enumerate() {
                 let before = redis_stats(&mut conn);
+                let pid = if i > 0 { Some(pids[i - 1]) } else { None };
+                let cpu_before = pid.map_or(0.0, cpu_seconds);
                 let (r, n) = saturation(url, seconds, concurrency).await;
                 let after = redis_stats(&mut conn);
+                if let Some(pid) = pid {
+                    gateway_cpu[i].push((cpu_seconds(pid) - cpu_before) * 1e6 / n as f64);
+                }
                 if i == 2 {
                     redis_cpu.push(((after.2 - before.2) * 1e6 / n as f64, (after.0 - before.0) as f64 / n as f64));
                 }
                 rps[i].push(r);
             }
+        }
+        for (i, (name, _)) in targets.iter().enumerate().skip(1) {
+            println!(
+                "{name:<10} gateway process CPU per request: {:.1} µs, {:.1} µs (10 ms ticks)",
+                gateway_cpu[i][0], gateway_cpu[i][1]
+            );
         }
         println!("{:<10} {:>12} {:>12}", "target", "c32 run 1", "c32 run 2");
         for (i, (name, _)) in targets.iter().enumerate() {

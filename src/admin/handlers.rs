@@ -284,9 +284,20 @@ fn limits_view(state: &AdminState, k: &crate::billing::KeyState) -> LimitsView {
     }
 }
 
-fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> KeyView {
-    let spend = state.billing.key_spent(k.id);
-    KeyView {
+/// What `k` has spent: on Redis in a fleet, else this node's count.
+async fn key_spend(state: &AdminState, k: &crate::billing::KeyState) -> Result<NanoUsd, AdminError> {
+    match hot(state) {
+        Some(hot) => {
+            let on = hot.redis.balance(&state.store, &state.journal, k.account, Some(k.id)).await;
+            Ok(NanoUsd(on.map_err(AdminError::store)?.key_spent))
+        }
+        None => Ok(state.billing.key_spent(k.id)),
+    }
+}
+
+async fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> Result<KeyView, AdminError> {
+    let spend = key_spend(state, k).await?;
+    Ok(KeyView {
         id: k.id as i64,
         account_id: k.account as i64,
         name: k.name.to_string(),
@@ -302,7 +313,7 @@ fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> KeyView {
         limits: limits_view(state, k),
         created_at: format_time(k.created_at as i64),
         last_used_at: k.last_used().map(|t| format_time(t as i64)),
-    }
+    })
 }
 
 fn check_models(
@@ -409,7 +420,7 @@ async fn key_of(state: &AdminState, id: i64) -> Result<Arc<crate::billing::KeySt
     responses((status = 200, body = KeyView), (status = 404)))]
 pub async fn get_key(State(state): State<AdminState>, Id(id): Id) -> Answer<KeyView> {
     let key = key_of(&state, id).await?;
-    Ok(Json(key_view(&state, &key)))
+    Ok(Json(key_view(&state, &key).await?))
 }
 
 async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyView> {
@@ -434,7 +445,7 @@ async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyV
         })
         .ok_or_else(|| AdminError::not_found("key"))?;
     announce(state, "key").await;
-    Ok(Json(key_view(state, &next)))
+    Ok(Json(key_view(state, &next).await?))
 }
 
 #[utoipa::path(patch, path = "/admin/v1/keys/{id}", params(("id" = i64, Path)), request_body = PatchKey,

@@ -32,7 +32,8 @@
 -- finish/cancel: 3 billed (0/1), 4 day taken (0/1), 5 tokens taken,
 --   6 the provider's input count (-1: none), 7 held (0/1), 8 charged,
 --   9 key id, 10 the charge's record key, 11 in flight taken (0/1),
---   12 rpm, 13 class, 14 hourly windows taken (0/1 each).
+--   12 rpm, 13 class, 14 hourly windows taken (0/1 each), 15 the hold
+--   as admit kept it ("amount key capped"; read from Redis when absent).
 -- Returns admit: {0, kind, limit, retry_after_ms (-1: never)} or
 --   {0, 'wallet'|'spend_cap', available, budget} or {2} (the wallet is
 --   not seeded: seed it from the ledger, then ask again) or
@@ -94,15 +95,19 @@ local function bucket_standing(out, pm, level)
   out[#out + 1] = (pm > 0) and math.ceil((pm * TM - level) / pm) or 0
 end
 
--- Releases one hold: its amount leaves what the wallet and its key hold.
-local function release(hold_id)
-  local h = redis.call('HGET', K_HOLDS, hold_id)
-  if not h then return false end
+-- Releases one hold (`h`: its "amount key capped", read when not known):
+-- its amount leaves what the wallet and its key hold; false when it was
+-- released already (settled, or lapsed).
+local function release(hold_id, h)
+  if h == nil then
+    h = redis.call('HGET', K_HOLDS, hold_id)
+    if not h then return false end
+  end
+  if redis.call('HDEL', K_HOLDS, hold_id) == 0 then return false end
   local amount, key, capped = string.match(h, '^(%-?%d+) (%S+) ?(%d?)$')
-  redis.call('HDEL', K_HOLDS, hold_id)
   redis.call('ZREM', K_LEASE, hold_id)
-  redis.call('HINCRBY', K_W, 'held', -tonumber(amount))
-  if capped ~= '0' and key ~= '-' then redis.call('HINCRBY', K_W, 'h:' .. key, -tonumber(amount)) end
+  redis.call('HINCRBY', K_W, 'held', '-' .. amount)
+  if capped ~= '0' and key ~= '-' then redis.call('HINCRBY', K_W, 'h:' .. key, '-' .. amount) end
   return true
 end
 
@@ -178,17 +183,25 @@ if op == 'admit' or op == 'standing' then
   local hold, key, cap, hold_lease = arg(12), ARGV[13], arg(14), arg(15) or 3600000
   local available = 0
   if hold ~= nil then
-    expire_holds()
-    local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. key, 'h:' .. key)
-    if not w[1] then return {2} end
-    available = (tonumber(w[2]) or 0) - (tonumber(w[3]) or 0) - (tonumber(w[4]) or 0)
-    local budget = available
-    if cap ~= nil then
-      local left = math.max(cap - (tonumber(w[5]) or 0) - (tonumber(w[6]) or 0), 0)
-      if left < budget then budget = left end
-      if left < hold then return {0, 'spend_cap', left, math.max(budget, 0)} end
+    -- Holds whose lease ran out only matter to a call they would refuse:
+    -- they are released then (and by every read of the wallet).
+    local refusal
+    for attempt = 1, 2 do
+      local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. key, 'h:' .. key)
+      if not w[1] then return {2} end
+      available = (tonumber(w[2]) or 0) - (tonumber(w[3]) or 0) - (tonumber(w[4]) or 0)
+      local budget = available
+      refusal = nil
+      if cap ~= nil then
+        local left = math.max(cap - (tonumber(w[5]) or 0) - (tonumber(w[6]) or 0), 0)
+        if left < budget then budget = left end
+        if left < hold then refusal = {0, 'spend_cap', left, math.max(budget, 0)} end
+      end
+      if refusal == nil and available < hold then refusal = {0, 'wallet', available, math.max(budget, 0)} end
+      if refusal == nil or attempt == 2 then break end
+      expire_holds()
     end
-    if available < hold then return {0, 'wallet', available, math.max(budget, 0)} end
+    if refusal ~= nil then return refusal end
   end
   -- Every limit and the wallet said yes: take from all of them. A call
   -- with a hold is kept once by its hold; one without, by its in-flight
@@ -245,7 +258,7 @@ if op == 'finish' or op == 'cancel' then
   -- is in flight.
   local live
   if held then
-    live = release(id)
+    live = release(id, ARGV[15])
     local charged, key, record = arg(8) or 0, ARGV[9], ARGV[10]
     if op == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, record, '-' .. ARGV[8] .. ' ' .. key) == 1 then
       redis.call('HINCRBY', K_W, 'debit', ARGV[8])

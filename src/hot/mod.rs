@@ -33,8 +33,6 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// The limits on Redis and what to do when Redis is down.
 pub struct Hot {
     pub redis: RedisState,
-    /// Where settlements run (the store's runtime, kept for the process).
-    runtime: &'static tokio::runtime::Runtime,
     pub on_failure: OnFailure,
     /// The fleet size last seen (1 until seen).
     fleet: Arc<AtomicU64>,
@@ -44,6 +42,37 @@ pub struct Hot {
     pub node: String,
     /// Calls this node holds on Redis, whose leases it renews.
     open: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+    /// Settlements on their way to Redis (see `settle`).
+    settlements: tokio::sync::mpsc::UnboundedSender<Settlement>,
+}
+
+/// A call that ended, to settle on Redis.
+struct Settlement {
+    permit: Box<RedisPermit>,
+    billed: bool,
+    actual_input: Option<u64>,
+    charged: u64,
+}
+
+/// Sends the settlements as they come, all those queued at once
+/// concurrently: the connection pipelines them into one write, and the
+/// calls that ended cost one task between them rather than one each. A
+/// settlement Redis never gets frees the slot and the hold when their
+/// leases end; the charge is in the journal, and the reconciler brings it
+/// to Redis from the ledger.
+async fn settle(redis: RedisState, mut queue: tokio::sync::mpsc::UnboundedReceiver<Settlement>) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, 256).await > 0 {
+        let sent = batch.drain(..).map(|s| {
+            let redis = redis.clone();
+            async move {
+                if let Err(e) = redis.finish(&s.permit, s.billed, s.actual_input, s.charged).await {
+                    log::warn!(target: "tollgate", "hot state: a settlement was lost ({e}); the leases free its slot and hold, the reconciler its charge");
+                }
+            }
+        });
+        futures_util::future::join_all(sent).await;
+    }
 }
 
 /// What an admit with a hold came to.
@@ -81,14 +110,16 @@ impl Hot {
         runtime.spawn(heartbeats(redis.clone(), node.clone(), fleet.clone(), section.on_failure));
         let open = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         runtime.spawn(renewals(redis.clone(), open.clone()));
+        let (settlements, queue) = tokio::sync::mpsc::unbounded_channel();
+        runtime.spawn(settle(redis.clone(), queue));
         Ok(Self {
             redis,
-            runtime,
             on_failure: section.on_failure,
             fleet,
             down_until: AtomicU64::new(0),
             node,
             open,
+            settlements,
         })
     }
 
@@ -263,22 +294,14 @@ impl Taken {
     }
 
     /// The call ended (see `Limiter::finish`), `charged` from its hold
-    /// when one was taken on Redis; on Redis, settled on a task of its
-    /// own: the caller is the synchronous logging hook. A settlement
-    /// Redis never gets frees the slot and the hold when their leases end;
-    /// the charge is in the journal, and the reconciler brings it to
-    /// Redis from the ledger.
+    /// when one was taken on Redis; on Redis, queued for the settling
+    /// task (see `settle`): the caller is the synchronous logging hook.
     pub fn finish(self, billed: bool, actual_input: Option<u64>, mono: u64, charged: u64) {
         match self {
             Taken::Local(limiter, p) => limiter.finish(&p, billed, actual_input, mono),
             Taken::Redis(hot, p) => {
                 hot.closed(&p);
-                let redis = hot.redis.clone();
-                hot.runtime.spawn(async move {
-                    if let Err(e) = redis.finish(&p, billed, actual_input, charged).await {
-                        log::warn!(target: "tollgate", "hot state: a settlement was lost ({e}); the leases free its slot and hold, the reconciler its charge");
-                    }
-                });
+                let _ = hot.settlements.send(Settlement { permit: p, billed, actual_input, charged });
             }
         }
     }

@@ -14,6 +14,7 @@ use crate::limits::daily::{local_day, until_midnight};
 use crate::limits::{Ask, InForce, Kind, Refused, Standing};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The script, its SHA1 its version.
@@ -47,6 +48,9 @@ pub struct RedisPermit {
     input_taken: u64,
     /// The key a hold was taken for, if one was.
     held_for: Option<u64>,
+    /// The hold as the script keeps it ("amount key capped"), so the
+    /// settlement need not read it back.
+    hold: String,
     /// Taken: the in-flight entry, and the rpm, class and hourly windows.
     in_flight_taken: bool,
     windows_taken: [bool; 3],
@@ -110,6 +114,11 @@ pub struct RedisState {
     pub(super) client: redis::Client,
     /// Leases of holds and in-flight entries (see [`LEASE_MS`]).
     pub lease_ms: u64,
+    /// The admit's own connection, made on its first use on the runtime
+    /// that serves requests: its round trip then stays on those threads
+    /// (the other connection's I/O runs on the store's runtime, a thread
+    /// hop each way).
+    request_conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
     pub(super) conn: ConnectionManager,
     script: Script,
     pub(super) wallet_script: Script,
@@ -134,19 +143,14 @@ impl RedisState {
     /// Connects to `url` and loads the script.
     pub async fn connect(url: &str) -> Result<Self, Unavailable> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        // A Redis that is down must cost a call its timeout, not the
-        // reconnection's whole back-off: the outage policy decides then.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
+            .await
+            .map_err(unavailable)?;
         let state = Self {
             client,
             lease_ms: LEASE_MS,
             conn,
+            request_conn: Arc::new(tokio::sync::OnceCell::new()),
             script: Script::new(SCRIPT),
             wallet_script: Script::new(super::wallet::SCRIPT),
         };
@@ -226,6 +230,18 @@ impl RedisState {
         invoke(&self.conn, &self.script, keys, args).await
     }
 
+    /// The same on the request path's own connection.
+    async fn invoke_here(&self, keys: &[String], args: &[String]) -> Result<Value, Unavailable> {
+        let connect = self
+            .request_conn
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), manager_config()));
+        let conn = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(conn) => conn.map_err(unavailable)?,
+            Err(_) => return Err(Unavailable("no connection in time".into())),
+        };
+        invoke(conn, &self.script, keys, args).await
+    }
+
     fn limit_args(
         &self,
         op: &str,
@@ -285,7 +301,7 @@ impl RedisState {
         hold: Option<&HoldAsk>,
     ) -> Result<Answer, Unavailable> {
         let keys = keys_in(ask, limits);
-        let answer = self.invoke(&keys, &self.limit_args("admit", id, ask, limits, hold)).await?;
+        let answer = self.invoke_here(&keys, &self.limit_args("admit", id, ask, limits, hold)).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         match items.first().map(int).transpose()? {
             Some(2) => return Ok(Answer::Unseeded),
@@ -309,6 +325,9 @@ impl RedisState {
             day_taken: limits.daily_messages.is_some(),
             input_taken: if limits.input_tpm.is_some() { ask.input_estimate } else { 0 },
             held_for: hold.map(|h| h.key_id),
+            hold: hold.map_or_else(String::new, |h| {
+                format!("{} {} {}", h.amount, h.key_id, u8::from(h.cap.is_some()))
+            }),
             in_flight_taken: limits.concurrent.is_some() || hold.is_none(),
             windows_taken: [
                 limits.rpm.is_some(),
@@ -371,6 +390,7 @@ impl RedisState {
             u8::from(permit.windows_taken[0]).to_string(),
             u8::from(permit.windows_taken[1]).to_string(),
             u8::from(permit.windows_taken[2]).to_string(),
+            permit.hold.clone(),
         ];
         Ok(int(&self.invoke(&permit.keys, &args).await?)? == 1)
     }
@@ -394,6 +414,17 @@ fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; 10] {
         leases,
         pend,
     ]
+}
+
+/// A Redis that is down must cost a call its timeout, not the
+/// reconnection's whole back-off: the outage policy decides then.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
+        .set_number_of_retries(2)
 }
 
 /// Every key of an account starts with this: one hash slot per account.
