@@ -434,15 +434,7 @@ async fn change_key(state: &AdminState, id: i64, patch: KeyPatch) -> Answer<KeyV
     let next = state
         .billing
         .directory
-        .change_key(id as u64, |k| {
-            k.name = fresh.name.clone();
-            k.status = fresh.status;
-            k.expires_at = fresh.expires_at;
-            k.spend_cap = fresh.spend_cap;
-            k.models = fresh.models.clone();
-            k.fallback_model = fresh.fallback_model.clone();
-            k.limits = fresh.limits;
-        })
+        .change_key(id as u64, |k| k.take_settings_of(&fresh))
         .ok_or_else(|| AdminError::not_found("key"))?;
     announce(state, "key").await;
     Ok(Json(key_view(state, &next).await?))

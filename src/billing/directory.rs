@@ -61,6 +61,18 @@ pub struct KeyState {
 }
 
 impl KeyState {
+    /// Takes every setting an operator may change from `fresh` (the
+    /// store's record of this key); its id, account and use stay.
+    pub fn take_settings_of(&mut self, fresh: &KeyState) {
+        self.name = fresh.name.clone();
+        self.status = fresh.status;
+        self.expires_at = fresh.expires_at;
+        self.spend_cap = fresh.spend_cap;
+        self.models = fresh.models.clone();
+        self.fallback_model = fresh.fallback_model.clone();
+        self.limits = fresh.limits;
+    }
+
     pub fn allows(&self, model_id: &str, class: Option<&str>) -> bool {
         self.models.as_ref().is_none_or(|m| super::plan::matches_any(m, model_id, class))
     }

@@ -17,6 +17,7 @@ pub mod price;
 pub mod record;
 pub mod replay;
 pub mod service;
+mod shared;
 #[cfg(test)]
 mod tests;
 

@@ -141,21 +141,21 @@ impl Default for BillingOptions {
 
 pub struct Billing {
     pub directory: Directory,
-    wallets: Wallets<Arc<dyn Clock>>,
+    pub(super) wallets: Wallets<Arc<dyn Clock>>,
     /// By name; replaced whole by a configuration reload (`replace_plans`).
     plans: RwLock<HashMap<String, Arc<Plan>>>,
-    sink: Arc<dyn Sink>,
+    pub(super) sink: Arc<dyn Sink>,
     /// Other processes on the same wallets (an upgrade's overlap).
     peers: Arc<dyn Peers>,
     pub options: BillingOptions,
     /// A fleet's wallets as Redis last answered (balance after the hold),
     /// for the node to hold against while Redis is down.
-    last_known: std::sync::Mutex<HashMap<u64, i64>>,
-    syncs: std::sync::atomic::AtomicU64,
+    pub(super) last_known: std::sync::Mutex<HashMap<u64, i64>>,
+    pub(super) syncs: std::sync::atomic::AtomicU64,
 }
 
 /// The fewest output tokens worth sending a request upstream for.
-const MIN_OUTPUT_TOKENS: u64 = 16;
+pub(super) const MIN_OUTPUT_TOKENS: u64 = 16;
 
 /// Input tokens the output cap adds to a body, at four bytes a token:
 /// `,"max_completion_tokens":18446744073709551615` is 46 bytes, and a
@@ -178,27 +178,6 @@ impl Billing {
             options,
             last_known: std::sync::Mutex::new(HashMap::new()),
             syncs: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Redis answered `available` for `account`'s wallet (a fleet).
-    pub fn saw_shared_balance(&self, account: u64, available: i64) {
-        self.last_known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(account, available);
-    }
-
-    /// Redis is down (`on_failure: open`): this node's wallet for
-    /// `account` is brought to the balance Redis last answered, once per
-    /// answer, so it holds against the fleet's last known balance rather
-    /// than only what this node saw (nothing is journaled: the ledger is
-    /// not changed, only this node's view of it).
-    pub fn hold_from_last_known(&self, account: u64) {
-        let known =
-            self.last_known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&account);
-        let Some(known) = known else { return };
-        let delta = known - self.wallets.available(account).0;
-        if delta != 0 {
-            let n = self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = self.wallets.grant(account, NanoUsd(delta), &format!("last-known:{account}:{n}"), || {});
         }
     }
 
@@ -384,46 +363,6 @@ impl Billing {
         Quote { held: NanoUsd(held.0.max(1)), output_cap, input_estimate }
     }
 
-    /// A call held on the fleet's shared wallet (see `crate::hot`): the
-    /// admission this node settles by journaling the charge.
-    pub fn shared_admission(
-        &self,
-        key: &Arc<KeyState>,
-        account: Arc<AccountState>,
-        call: &Call<'_>,
-        quote: Quote,
-        hold_key: &str,
-    ) -> Admission {
-        Admission {
-            account,
-            key: key.clone(),
-            hold_key: hold_key.to_string(),
-            model: call.model_id.to_string(),
-            price: call.price,
-            held: quote.held,
-            input_estimate: quote.input_estimate,
-            output_cap: quote.output_cap,
-            alive: HoldToken::default(),
-            group: "messages",
-            shared: true,
-        }
-    }
-
-    /// The refusal for a hold the shared wallet (`spend_cap`: the key's
-    /// cap) could not take: `left` is what it had.
-    pub fn shared_refusal(call: &Call<'_>, held: NanoUsd, spend_cap: bool, left: i64) -> Refusal {
-        let left = NanoUsd(left.max(0));
-        if spend_cap {
-            Refusal::SpendCapReached { left, needed: held }
-        } else {
-            Refusal::InsufficientCredits {
-                available: left,
-                needed: held,
-                affordable_output: call.price.affordable_output(left, call.input_tokens),
-            }
-        }
-    }
-
     /// Settles `admission` by how the request ended (see the README's
     /// billing rules): the provider's count when it sent one; otherwise,
     /// when the caller received part of an answer, an estimate from what
@@ -474,60 +413,32 @@ impl Billing {
             self.sink.peer(PeerLine::Release { key: admission.hold_key.clone() });
         }
         if charged.0 > 0 || unpaid.0 > 0 {
-            self.sink.record(LedgerRecord {
-                key: format!("{}:charge", admission.hold_key),
-                kind: RecordKind::Charge,
-                account: admission.account.id,
-                key_id: Some(admission.key.id),
-                wallet_nano: -charged.0,
-                paid_nano: settlement.paid.0,
-                unpaid_nano: unpaid.0,
-                multiplier: None,
-                metered: Some(Metered {
-                    model: admission.model.clone(),
-                    input_tokens: usage.input_tokens,
-                    output_tokens: usage.output_tokens,
-                    cached_tokens: usage.cached_input_tokens,
-                    cache_write_tokens: usage.cache_write_tokens,
-                    estimated,
-                    request_id: request_id.to_string(),
-                    group: Some(admission.group.to_string()),
-                }),
-                at: self.now_ms(),
-            });
+            self.sink.record(self.charge_record(
+                admission,
+                charged,
+                settlement.paid,
+                unpaid,
+                usage,
+                estimated,
+                request_id,
+            ));
         }
         Some(Charge { cost: charged, estimated, usage, unpaid })
     }
 
-    /// The charge of a call held on the shared wallet: at most its hold
-    /// (which the wallet and the key's cap reserved for it on Redis); the
-    /// rest is unpaid. The charge is journaled here, before the answer's
-    /// last bytes; the caller's permit applies it to Redis. This node's
-    /// own wallets follow it too: the last balances it knows, which it
-    /// holds against while Redis is down (`on_failure: open`). The paid
-    /// value is the store's to attribute when it can (PostgreSQL), else
-    /// this node's lots'.
-    fn charge_shared(
+    /// The ledger record of a call's charge.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn charge_record(
         &self,
         admission: &Admission,
-        cost: NanoUsd,
+        charged: NanoUsd,
+        paid: NanoUsd,
+        unpaid: NanoUsd,
         usage: Usage,
         estimated: bool,
         request_id: &str,
-    ) -> Option<Charge> {
-        let charged = NanoUsd(cost.0.min(admission.held.0).max(0));
-        let unpaid = NanoUsd(cost.0 - charged.0);
-        if charged.0 == 0 && unpaid.0 == 0 {
-            return Some(Charge { cost: charged, estimated, usage, unpaid });
-        }
-        let paid = self
-            .wallets
-            .mirror_charge(&admission.hold_key, charged, admission.account.id, Some(admission.key.id))
-            .ok()
-            .flatten()
-            .map_or(NanoUsd::ZERO, |s| s.paid);
-        let paid = if self.options.paid_at_delivery { NanoUsd(super::PAID_AT_DELIVERY) } else { paid };
-        self.sink.record(LedgerRecord {
+    ) -> LedgerRecord {
+        LedgerRecord {
             key: format!("{}:charge", admission.hold_key),
             kind: RecordKind::Charge,
             account: admission.account.id,
@@ -547,8 +458,7 @@ impl Billing {
                 group: Some(admission.group.to_string()),
             }),
             at: self.now_ms(),
-        });
-        Some(Charge { cost: charged, estimated, usage, unpaid })
+        }
     }
 
     /// A payment of `paid` at `multiplier`; `None` when `idempotency_key`

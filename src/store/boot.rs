@@ -305,15 +305,7 @@ pub fn refresh_directory(billing: &Billing, rows: super::DirectoryRows) -> usize
             }
             Some(cur) if !same_key(&cur, &fresh) => {
                 changed += 1;
-                billing.directory.change_key(fresh.id, |c| {
-                    c.name = fresh.name.clone();
-                    c.status = fresh.status;
-                    c.expires_at = fresh.expires_at;
-                    c.spend_cap = fresh.spend_cap;
-                    c.models = fresh.models.clone();
-                    c.fallback_model = fresh.fallback_model.clone();
-                    c.limits = fresh.limits;
-                });
+                billing.directory.change_key(fresh.id, |c| c.take_settings_of(&fresh));
             }
             Some(_) => {}
         }
