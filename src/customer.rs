@@ -83,7 +83,8 @@ async fn wallet_of(
     key: u64,
 ) -> (NanoUsd, NanoUsd) {
     if let Some(hot) = &gateway.hot {
-        match hot.redis.balance(&money.store, &money.journal, account, Some(key)).await {
+        match crate::hot::sidecar::balance(&hot.redis, &money.store, &money.journal, account, Some(key)).await
+        {
             Ok(on) => return (NanoUsd(on.credit - on.debit - on.held), NanoUsd(on.key_spent)),
             Err(e) => log::debug!(target: "tollgate", "whoami: the wallet on Redis: {e}; this node's"),
         }

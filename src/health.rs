@@ -21,6 +21,9 @@ use crate::gateway::Gateway;
 use crate::hot::Hot;
 use crate::store::journal::Journal;
 use crate::store::StoreHandle;
+use async_trait::async_trait;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
 use serde::Serialize;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,6 +216,40 @@ impl Cached {
             _ => {}
         }
         ok
+    }
+}
+
+/// Serves `GET /metrics` and the health checks of the main listener
+/// (`/health` with the backends, `/livez` without) on the metrics listener.
+pub struct MetricsApp {
+    health: Arc<Health>,
+}
+
+impl MetricsApp {
+    pub fn new(health: Arc<Health>) -> Self {
+        Self { health }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let (status, content_type, body) = match path.as_str() {
+            "/metrics" => (200, "text/plain; version=0.0.4", crate::metrics::render()),
+            "/health" | "/healthz" | "/readyz" => {
+                let (status, body) = self.health.answer().await;
+                (status, "application/json", body)
+            }
+            "/livez" => (200, "application/json", b"{\"status\":\"ok\"}".to_vec()),
+            _ => (404, "text/plain", b"not found\n".to_vec()),
+        };
+        http::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
     }
 }
 

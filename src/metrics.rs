@@ -3,13 +3,8 @@
 //! that serves them on the metrics listener.
 
 use crate::formats::usage::Usage;
-use crate::health::Health;
-use async_trait::async_trait;
 use once_cell::sync::Lazy;
-use pingora_core::apps::http_app::ServeHttp;
-use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
-use std::sync::Arc;
 use std::time::Duration;
 
 mod fleet;
@@ -318,40 +313,6 @@ pub fn render() -> Vec<u8> {
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut out);
     out
-}
-
-/// Serves `GET /metrics` and the health checks of the main listener
-/// (`/health` with the backends, `/livez` without) on the metrics listener.
-pub struct MetricsApp {
-    health: Arc<Health>,
-}
-
-impl MetricsApp {
-    pub fn new(health: Arc<Health>) -> Self {
-        Self { health }
-    }
-}
-
-#[async_trait]
-impl ServeHttp for MetricsApp {
-    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_string();
-        let (status, content_type, body) = match path.as_str() {
-            "/metrics" => (200, "text/plain; version=0.0.4", render()),
-            "/health" | "/healthz" | "/readyz" => {
-                let (status, body) = self.health.answer().await;
-                (status, "application/json", body)
-            }
-            "/livez" => (200, "application/json", b"{\"status\":\"ok\"}".to_vec()),
-            _ => (404, "text/plain", b"not found\n".to_vec()),
-        };
-        http::Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .header("content-length", body.len())
-            .body(body)
-            .unwrap_or_default()
-    }
 }
 
 #[cfg(test)]

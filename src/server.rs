@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::health::Health;
-use crate::metrics::MetricsApp;
+use crate::health::MetricsApp;
 use crate::providers;
 use crate::proxy::{ConnectionGuard, ConnectionLimits, TollgateProxy};
 use crate::reload::Live;

@@ -55,9 +55,7 @@ async fn announce(state: &AdminState, what: &str) {
 /// ledger when Redis does not have it yet), else this node's.
 async fn wallet_of(state: &AdminState, account: u64) -> Result<(NanoUsd, NanoUsd), AdminError> {
     if let Some(hot) = hot(state) {
-        let on = hot
-            .redis
-            .balance(&state.store, &state.journal, account, None)
+        let on = crate::hot::sidecar::balance(&hot.redis, &state.store, &state.journal, account, None)
             .await
             .map_err(AdminError::store)?;
         return Ok((NanoUsd(on.credit - on.debit - on.held), NanoUsd(on.held)));
@@ -288,7 +286,9 @@ fn limits_view(state: &AdminState, k: &crate::billing::KeyState) -> LimitsView {
 async fn key_spend(state: &AdminState, k: &crate::billing::KeyState) -> Result<NanoUsd, AdminError> {
     match hot(state) {
         Some(hot) => {
-            let on = hot.redis.balance(&state.store, &state.journal, k.account, Some(k.id)).await;
+            let on =
+                crate::hot::sidecar::balance(&hot.redis, &state.store, &state.journal, k.account, Some(k.id))
+                    .await;
             Ok(NanoUsd(on.map_err(AdminError::store)?.key_spent))
         }
         None => Ok(state.billing.key_spent(k.id)),

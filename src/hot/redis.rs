@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// The script, its SHA1 its version.
 pub const SCRIPT: &str = include_str!("admit.lua");
+/// The wallets' script off the request path (see `super::wallet`).
+pub const WALLET_SCRIPT: &str = include_str!("wallet.lua");
 /// How long a call's hold and in-flight entry last unless its node
 /// renews them (it does, every third of this, while the call lives): a
 /// node that dies frees what its calls held within this.
@@ -152,7 +154,7 @@ impl RedisState {
             conn,
             request_conn: Arc::new(tokio::sync::OnceCell::new()),
             script: Script::new(SCRIPT),
-            wallet_script: Script::new(super::wallet::SCRIPT),
+            wallet_script: Script::new(WALLET_SCRIPT),
         };
         state.load().await?;
         Ok(state)

@@ -63,6 +63,23 @@ pub async fn seed(
     Ok(())
 }
 
+/// The wallet as a caller sees it (and `key`'s spend), seeded from the
+/// ledger first when Redis does not have it.
+pub async fn balance(
+    redis: &RedisState,
+    store: &StoreHandle,
+    journal: &Journal,
+    account: u64,
+    key: Option<u64>,
+) -> Result<super::wallet::OnRedis, String> {
+    let on = redis.read(account, key).await.map_err(|e| e.to_string())?;
+    if on.seeded {
+        return Ok(on);
+    }
+    seed(redis, store, journal, account).await?;
+    redis.read(account, key).await.map_err(|e| e.to_string())
+}
+
 /// Reconciles every `every` while this node holds the reconciler's lease.
 pub fn start(redis: RedisState, store: StoreHandle, billing: Arc<Billing>, node: String, every: Duration) {
     let runtime = store.runtime_ref();

@@ -6,9 +6,6 @@
 use super::redis::{int, invoke, wallet_keys, RedisState, Unavailable};
 use redis::Value;
 
-/// The script, its SHA1 its version.
-pub const SCRIPT: &str = include_str!("wallet.lua");
-
 /// A wallet as the ledger has it, with the records this node journaled
 /// and the ledger does not have yet (counted in `credit`/`debit`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,23 +132,6 @@ impl RedisState {
         args.push("--".into());
         args.extend(fix.delivered.iter().cloned());
         Ok(int(&self.wallet(account, args).await?)? == 1)
-    }
-
-    /// The wallet as a caller sees it, seeded from the ledger first when
-    /// Redis does not have it.
-    pub async fn balance(
-        &self,
-        store: &crate::store::StoreHandle,
-        journal: &crate::store::journal::Journal,
-        account: u64,
-        key: Option<u64>,
-    ) -> Result<OnRedis, String> {
-        let on = self.read(account, key).await.map_err(|e| e.to_string())?;
-        if on.seeded {
-            return Ok(on);
-        }
-        super::sidecar::seed(self, store, journal, account).await?;
-        self.read(account, key).await.map_err(|e| e.to_string())
     }
 
     /// `records` of `account` are in the ledger now: no longer pending.
