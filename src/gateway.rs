@@ -183,6 +183,7 @@ impl Gateway {
             admin.validate()?;
         }
         config.store.validate()?;
+        config.tracing.validate()?;
         if let Some(hot) = &config.hot_state {
             hot.validate()?;
         }

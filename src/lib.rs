@@ -33,4 +33,5 @@ pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod store;
+pub mod traces;
 pub mod usage_totals;

@@ -37,6 +37,13 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     let mut gateway = Gateway::from_config(config)?;
     gateway.start_billing(config)?;
     crate::exchange::restore::rebuild(&gateway)?;
+    if config.tracing.otlp_endpoint.as_deref().is_some_and(|e| !e.is_empty()) {
+        let runtime = match &gateway.money {
+            Some(money) => money.store.runtime_ref(),
+            None => crate::store::StoreHandle::runtime()?,
+        };
+        crate::traces::start(&config.tracing, runtime)?;
+    }
     let health = Arc::new(Health::new(&gateway, config));
     let live = Arc::new(Live::new(Arc::new(gateway), config.clone(), flags.config_path.clone()));
 

@@ -39,6 +39,7 @@ pub fn changed_at_start_only(current: &Config, next: &Config) -> Vec<&'static st
         ("store", store(current) == store(next)),
         ("hot_state", hot(current) == hot(next)),
         ("log", current.log == next.log),
+        ("tracing", current.tracing == next.tracing),
         ("billing", current.billing == next.billing),
         ("accounts", current.accounts == next.accounts),
         ("keys", billed_keys(current) == billed_keys(next)),

@@ -8,12 +8,14 @@ mod interpolate;
 mod load;
 mod log;
 mod store;
+mod tracing;
 
 pub use hot::{HotStateSection, OnFailure};
 pub use interpolate::interpolate;
 pub use load::{load_file, parse_str, ConfigError};
 pub use log::{LogFormat, LogSection};
 pub use store::{StoreSection, DEFAULT_POOL_SIZE};
+pub use tracing::TracingSection;
 
 use crate::formats::ClientFormat;
 use crate::secret::Secret;
@@ -53,6 +55,9 @@ pub struct Config {
     /// How log lines are written (text or JSON).
     #[serde(default)]
     pub log: LogSection,
+    /// Optional traces over OTLP.
+    #[serde(default)]
+    pub tracing: TracingSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -49,6 +49,8 @@ pub struct RequestCtx {
     /// That call ended (its status, whether it completed): the logging
     /// hook settles its key.
     pub idempotent_end: Option<(Box<Idempotent>, u16, bool)>,
+    /// When its steps began and ended, when traces are on.
+    pub marks: Option<Box<crate::traces::Marks>>,
     /// `finish` ran: the request is accounted for.
     finished: bool,
     /// Keeps a draining process alive until this request is done.
@@ -117,6 +119,7 @@ impl RequestCtx {
             idempotent_end: None,
             permit: None,
             limit_headers: Vec::new(),
+            marks: crate::traces::Marks::start(),
             finished: false,
             _in_flight: InFlight::enter(),
         }
@@ -170,7 +173,11 @@ impl RequestCtx {
             completed: self.completed,
         };
         let (model, plan) = (admission.model.clone(), admission.account.plan.clone());
+        let from = self.marks.as_ref().map(|_| std::time::SystemTime::now());
         self.charge = billing.settle(admission, &ending, &self.request_id);
+        if let (Some(marks), Some(from)) = (self.marks.as_mut(), from) {
+            marks.settle = Some((from, std::time::SystemTime::now()));
+        }
         if let Some(charge) = &self.charge {
             metrics::spend(&model, &plan.name, charge.cost.0);
             if charge.unpaid.0 > 0 {
@@ -288,6 +295,23 @@ impl RequestCtx {
             if estimated { " estimated=true" } else { "" },
             self.failure.as_ref().map_or(String::new(), |f| format!(" failure={f:?}")),
         );
+        if let Some(marks) = self.marks.take() {
+            let metered = self.charge.is_some() || self.usage.is_some();
+            crate::traces::export(
+                &marks,
+                &crate::traces::Ended {
+                    route: self.route,
+                    provider: self.provider.as_deref(),
+                    model: self.model.as_deref(),
+                    status,
+                    input_tokens: metered.then_some(u.input_tokens),
+                    output_tokens: metered.then_some(u.output_tokens),
+                    cost_nano_usd: cost,
+                    request_id: &self.request_id,
+                    failure: self.failure.as_deref(),
+                },
+            );
+        }
     }
 }
 

@@ -166,7 +166,14 @@ async fn serve(
                 }
             }
             // Billed calls hold their worst case before anything goes upstream.
-            if let Some(admitted) = admit(gateway, &principal, &mut plan, &ctx.request_id, route).await? {
+            let admit_from = ctx.marks.as_ref().map(|_| std::time::SystemTime::now());
+            let admitted = admit(gateway, &principal, &mut plan, &ctx.request_id, route).await?;
+            if let (Some(marks), Some(from)) = (ctx.marks.as_mut(), admit_from) {
+                let now = std::time::SystemTime::now();
+                marks.admit = Some((from, now));
+                marks.upstream = Some(now);
+            }
+            if let Some(admitted) = admitted {
                 ctx.account = Some(admitted.admission.account.name.clone());
                 ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));
                 ctx.limit_headers = admitted.headers;
