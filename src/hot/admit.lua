@@ -23,7 +23,8 @@
 --   9 leases            ZSET request id -> hold lease expiry (ms)
 --  10 pend              HASH record key -> "amount key": applied here,
 --                       not yet known to be in the ledger (wallet.lua)
--- ARGV[1] op: admit | standing | finish | cancel; ARGV[2] the request id.
+-- ARGV[1] op: admit | standing | finish | cancel | finish_many; ARGV[2]
+-- the request id (finish_many: see there).
 -- admit/standing: 3 concurrent, 4 rpm, 5 rpm_class, 6 rph, 7 daily,
 --   8 input_tpm (each -1 when no limit), 9 input estimate, 10 ms until
 --   local midnight (the day key lives an hour longer), 11 lease (ms),
@@ -249,30 +250,38 @@ if op == 'admit' or op == 'standing' then
   return out
 end
 
-if op == 'finish' or op == 'cancel' then
-  local billed, day_taken, taken, actual = arg(3) == 1, arg(4) == 1, arg(5) or 0, arg(6)
-  local held, in_flight = arg(7) == 1, arg(11) == 1
+-- Settles one call: `a(i)` is its i-th argument, in the layout of ARGV
+-- for finish/cancel; its keys are in K_IN..K_PEND.
+local function settle_call(a)
+  local function n(i)
+    local v = tonumber(a(i))
+    if v == nil or v < 0 then return nil end
+    return v
+  end
+  local kind, call_id = a(1), a(2)
+  local billed, day_taken, taken, actual = n(3) == 1, n(4) == 1, n(5) or 0, n(6)
+  local held, in_flight = n(7) == 1, n(11) == 1
   -- Once only: a call with a hold is live while its hold is (the charge
   -- is taken even if the hold's lease ran out, and a retried call finds
   -- the record pending and takes nothing again); one without, while it
   -- is in flight.
   local live
   if held then
-    live = release(id, ARGV[15])
-    local charged, key, record = arg(8) or 0, ARGV[9], ARGV[10]
-    if op == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, record, '-' .. ARGV[8] .. ' ' .. key) == 1 then
-      redis.call('HINCRBY', K_W, 'debit', ARGV[8])
-      redis.call('HINCRBY', K_W, 's:' .. key, ARGV[8])
+    live = release(call_id, a(15))
+    local charged, key, record = n(8) or 0, a(9), a(10)
+    if kind == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, record, '-' .. a(8) .. ' ' .. key) == 1 then
+      redis.call('HINCRBY', K_W, 'debit', a(8))
+      redis.call('HINCRBY', K_W, 's:' .. key, a(8))
     end
-    if in_flight then redis.call('ZREM', K_IN, id) end
+    if in_flight then redis.call('ZREM', K_IN, call_id) end
   else
-    live = redis.call('ZREM', K_IN, id) == 1
+    live = redis.call('ZREM', K_IN, call_id) == 1
   end
   if not live then return 0 end
-  if op == 'cancel' then
-    if arg(12) == 1 then redis.call('ZREM', K_RPM, id) end
-    if arg(13) == 1 then redis.call('ZREM', K_CLS, id) end
-    if arg(14) == 1 then redis.call('ZREM', K_RPH, id) end
+  if kind == 'cancel' then
+    if n(12) == 1 then redis.call('ZREM', K_RPM, call_id) end
+    if n(13) == 1 then redis.call('ZREM', K_CLS, call_id) end
+    if n(14) == 1 then redis.call('ZREM', K_RPH, call_id) end
     billed, actual = false, 0
   end
   if day_taken and not billed and tonumber(redis.call('GET', K_DAY) or '0') > 0 then
@@ -285,6 +294,24 @@ if op == 'finish' or op == 'cancel' then
     save_bucket(level, pm)
   end
   return 1
+end
+
+if op == 'finish' or op == 'cancel' then
+  return settle_call(function(i) return ARGV[i] end)
+end
+
+-- Many calls of one account settled at once: ARGV[2] is their count;
+-- call c has ARGV[3 + (c-1)*15 ...] in finish's layout (op first) and
+-- KEYS[(c-1)*10 + 1 ...]. How many were still live.
+if op == 'finish_many' then
+  local live = 0
+  for c = 1, tonumber(ARGV[2]) do
+    local k, base = (c - 1) * 10, 2 + (c - 1) * 15
+    K_IN, K_RPM, K_CLS, K_RPH, K_DAY = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+    K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+    live = live + settle_call(function(i) return ARGV[base + i] end)
+  end
+  return live
 end
 
 return redis.error_reply('tollgate limits: unknown op ' .. tostring(op))

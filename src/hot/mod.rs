@@ -54,24 +54,35 @@ struct Settlement {
     charged: u64,
 }
 
-/// Sends the settlements as they come, all those queued at once
-/// concurrently: the connection pipelines them into one write, and the
-/// calls that ended cost one task between them rather than one each. A
-/// settlement Redis never gets frees the slot and the hold when their
-/// leases end; the charge is in the journal, and the reconciler brings it
-/// to Redis from the ledger.
+/// Sends the settlements as they come: those queued at once, one script
+/// call per account (its keys share a hash slot, so this holds on Redis
+/// Cluster), the calls sent together. A settlement Redis never gets frees
+/// the slot and the hold when their leases end; the charge is in the
+/// journal, and the reconciler brings it to Redis from the ledger.
 async fn settle(redis: RedisState, mut queue: tokio::sync::mpsc::UnboundedReceiver<Settlement>) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, 256).await > 0 {
-        let sent = batch.drain(..).map(|s| {
-            let redis = redis.clone();
+        let mut by_account: std::collections::HashMap<&str, Vec<redis::Ended<'_>>> =
+            std::collections::HashMap::new();
+        for s in &batch {
+            by_account.entry(s.permit.slot()).or_default().push((
+                &s.permit,
+                s.billed,
+                s.actual_input,
+                s.charged,
+            ));
+        }
+        let sent = by_account.values().map(|calls| {
+            let redis = &redis;
             async move {
-                if let Err(e) = redis.finish(&s.permit, s.billed, s.actual_input, s.charged).await {
-                    log::warn!(target: "tollgate", "hot state: a settlement was lost ({e}); the leases free its slot and hold, the reconciler its charge");
+                if let Err(e) = redis.finish_many(calls).await {
+                    log::warn!(target: "tollgate", "hot state: {} settlements were lost ({e}); the leases free their slots and holds, the reconciler their charges", calls.len());
                 }
             }
         });
         futures_util::future::join_all(sent).await;
+        drop(by_account);
+        batch.clear();
     }
 }
 

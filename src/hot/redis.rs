@@ -62,6 +62,10 @@ pub struct RedisPermit {
     pub available: Option<i64>,
 }
 
+/// A call that ended, to settle: its permit, whether it was billed, the
+/// provider's input count, and what its hold became as a charge.
+pub type Ended<'a> = (&'a RedisPermit, bool, Option<u64>, u64);
+
 /// A hold to take with the limits, in the same step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldAsk {
@@ -81,6 +85,11 @@ pub struct WalletRefusal {
 }
 
 impl RedisPermit {
+    /// The hash slot's tag its keys share (its account's).
+    pub fn slot(&self) -> &str {
+        self.keys[6].split_once('}').map_or("", |(tag, _)| tag)
+    }
+
     /// The sorted sets that keep this call's leases (its hold's, its
     /// in-flight entry's), for its node to renew while it lives.
     pub fn leases(&self) -> Vec<String> {
@@ -377,24 +386,26 @@ impl RedisState {
         actual: Option<u64>,
         charged: u64,
     ) -> Result<bool, Unavailable> {
-        let args = vec![
-            op.to_string(),
-            permit.request_id.clone(),
-            u8::from(billed).to_string(),
-            u8::from(permit.day_taken).to_string(),
-            permit.input_taken.to_string(),
-            opt(actual).to_string(),
-            u8::from(permit.held_for.is_some()).to_string(),
-            charged.to_string(),
-            permit.held_for.map_or_else(|| "-".to_string(), |k| k.to_string()),
-            format!("{}:charge", permit.request_id),
-            u8::from(permit.in_flight_taken).to_string(),
-            u8::from(permit.windows_taken[0]).to_string(),
-            u8::from(permit.windows_taken[1]).to_string(),
-            u8::from(permit.windows_taken[2]).to_string(),
-            permit.hold.clone(),
-        ];
+        let args = settle_args(op, permit, billed, actual, charged);
         Ok(int(&self.invoke(&permit.keys, &args).await?)? == 1)
+    }
+
+    /// Settles calls of one account (their keys share its hash slot) in
+    /// one script call: (permit, billed, the provider's input count,
+    /// charged) each.
+    pub async fn finish_many(
+        &self,
+        calls: &[(&RedisPermit, bool, Option<u64>, u64)],
+    ) -> Result<(), Unavailable> {
+        let mut keys = Vec::with_capacity(calls.len() * 10);
+        let mut args = Vec::with_capacity(2 + calls.len() * 15);
+        args.push("finish_many".to_string());
+        args.push(calls.len().to_string());
+        for (permit, billed, actual, charged) in calls {
+            keys.extend(permit.keys.iter().cloned());
+            args.extend(settle_args("finish", permit, *billed, *actual, *charged));
+        }
+        self.invoke(&keys, &args).await.map(drop)
     }
 }
 
@@ -415,6 +426,33 @@ fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; 10] {
         holds,
         leases,
         pend,
+    ]
+}
+
+/// A settlement's arguments, in the script's finish/cancel layout.
+fn settle_args(
+    op: &str,
+    permit: &RedisPermit,
+    billed: bool,
+    actual: Option<u64>,
+    charged: u64,
+) -> Vec<String> {
+    vec![
+        op.to_string(),
+        permit.request_id.clone(),
+        u8::from(billed).to_string(),
+        u8::from(permit.day_taken).to_string(),
+        permit.input_taken.to_string(),
+        opt(actual).to_string(),
+        u8::from(permit.held_for.is_some()).to_string(),
+        charged.to_string(),
+        permit.held_for.map_or_else(|| "-".to_string(), |k| k.to_string()),
+        format!("{}:charge", permit.request_id),
+        u8::from(permit.in_flight_taken).to_string(),
+        u8::from(permit.windows_taken[0]).to_string(),
+        u8::from(permit.windows_taken[1]).to_string(),
+        u8::from(permit.windows_taken[2]).to_string(),
+        permit.hold.clone(),
     ]
 }
 

@@ -147,3 +147,24 @@ async fn a_renewed_hold_outlives_its_lease_and_one_left_alone_lapses() {
     // Its node stopped renewing it (it died): the hold lapsed.
     assert!(matches!(take(&r, 7, "c", &h, &InForce::default()).await, Answer::Taken(_)));
 }
+
+#[tokio::test]
+async fn calls_of_one_account_settle_together_each_once() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 8, 10_000).await;
+    let rpm = InForce { rpm: Some(10), concurrent: Some(5), ..InForce::default() };
+    let Answer::Taken(a) = take(&r, 8, "a", &hold(1_000, 1, Some(5_000)), &rpm).await else { panic!("held") };
+    let Answer::Taken(b) = take(&r, 8, "b", &hold(2_000, 2, None), &rpm).await else { panic!("held") };
+    let calls = [(&*a, true, Some(1), 700), (&*b, true, None, 1_500)];
+    r.finish_many(&calls).await.unwrap_or_else(|e| panic!("{e}"));
+    // Sent again (a retry): nothing is taken twice.
+    r.finish_many(&calls).await.unwrap_or_else(|e| panic!("{e}"));
+    let on = r.read(8, Some(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.credit, on.debit, on.held, on.key_spent), (10_000, 2_200, 0, 700));
+    assert_eq!(on.pending.len(), 2);
+    // Both left the in-flight set: five more fit under the concurrency of 5.
+    for i in 0..5 {
+        assert!(matches!(take(&r, 8, &format!("c{i}"), &hold(1, 1, None), &rpm).await, Answer::Taken(_)));
+    }
+}
