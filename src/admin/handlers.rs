@@ -7,7 +7,7 @@ use super::types::*;
 use super::{AdminError, AdminState};
 use crate::billing::{AccountState, NanoUsd, Status};
 use crate::calendar::format_time;
-use crate::store::boot::{key_state, plan_or_none};
+use crate::store::boot::{account_state, key_state};
 use crate::store::{AccountPatch, KeyPatch, KeyRecord, NewKey, UsageFilter, UsageRow};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -168,7 +168,7 @@ pub async fn patch_account(
     Id(id): Id,
     Body(body): Body<PatchAccount>,
 ) -> Answer<AccountView> {
-    let current = account_of(&state, id).await?;
+    account_of(&state, id).await?;
     if let Some(plan) = &body.plan {
         if state.billing.plan(plan).is_none() {
             return Err(AdminError::bad(format!("no plan named '{plan}'")));
@@ -188,13 +188,7 @@ pub async fn patch_account(
         .run(move |s| async move { s.update_account(id, &patch).await })
         .await?
         .ok_or_else(|| AdminError::not_found("account"))?;
-    let next = state.billing.directory.put_account(AccountState {
-        id: current.id,
-        name: current.name.clone(),
-        plan: plan_or_none(&state.billing, &kept.plan),
-        status: Status::parse(&kept.status).unwrap_or(Status::Suspended),
-        trial_ends_at: kept.trial_ends_at.map(|t| t as u64),
-    });
+    let next = state.billing.directory.put_account(account_state(&state.billing, &kept));
     announce(&state, "account").await;
     Ok(Json(account_view(&state, &next).await?))
 }

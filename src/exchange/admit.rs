@@ -160,7 +160,7 @@ pub async fn admit(
         now,
         mono,
     };
-    let (permit, admission) = match &gateway.hot {
+    let (permit, mut admission) = match &gateway.hot {
         Some(hot) => match shared(gateway, principal, plan, &ask, &limits, request_id, style).await {
             Ok(taken) => taken?,
             Err(e) if hot.on_failure == crate::config::OnFailure::Open => {
@@ -182,7 +182,6 @@ pub async fn admit(
             None => return Ok(None),
         },
     };
-    let (mut admission, permit) = (admission, permit);
     admission.group = group;
     for s in permit.standing() {
         metrics::rate_limit(s.kind.as_str(), "allowed");

@@ -174,26 +174,6 @@ impl Hot {
         }
     }
 
-    /// Takes `ask` from the limits on Redis, or from none.
-    pub async fn admit(
-        self: &Arc<Self>,
-        ask: &Ask<'_>,
-        limits: &InForce,
-        id: &str,
-    ) -> Result<Result<Taken, Refused>, Unavailable> {
-        let now = wall_ms();
-        if now < self.down_until.load(Ordering::Relaxed) {
-            return Err(Unavailable("down a moment ago; asked again shortly".into()));
-        }
-        match self.redis.admit(ask, limits, id).await {
-            Ok(taken) => Ok(taken.map(|p| self.opened(Box::new(p)))),
-            Err(e) => {
-                self.down_until.store(wall_ms() + BACK_OFF_MS, Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
-
     /// Takes `ask` from the limits and `hold` from the wallet and the
     /// key's cap, all in one round trip, or nothing.
     pub async fn take(

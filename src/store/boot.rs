@@ -225,13 +225,7 @@ async fn bootstrap(
 fn load(billing: &Billing, snap: super::Snapshot) -> Result<(), String> {
     for a in &snap.accounts {
         let id = a.id as u64;
-        billing.directory.put_account(AccountState {
-            id,
-            name: Arc::from(a.name.as_str()),
-            plan: plan_or_none(billing, &a.plan),
-            status: Status::parse(&a.status).unwrap_or(Status::Suspended),
-            trial_ends_at: a.trial_ends_at.map(|t| t as u64),
-        });
+        billing.directory.put_account(account_state(billing, a));
         let lots: Vec<(NanoUsd, u32, NanoUsd)> = snap
             .lots
             .iter()
@@ -259,6 +253,17 @@ fn load(billing: &Billing, snap: super::Snapshot) -> Result<(), String> {
     Ok(())
 }
 
+/// An account as the request path holds it.
+pub fn account_state(billing: &Billing, a: &super::Account) -> AccountState {
+    AccountState {
+        id: a.id as u64,
+        name: Arc::from(a.name.as_str()),
+        plan: plan_or_none(billing, &a.plan),
+        status: Status::parse(&a.status).unwrap_or(Status::Suspended),
+        trial_ends_at: a.trial_ends_at.map(|t| t as u64),
+    }
+}
+
 /// A key as the request path holds it.
 pub fn key_state(k: &super::KeyRecord) -> KeyState {
     KeyState {
@@ -283,17 +288,15 @@ pub fn key_state(k: &super::KeyRecord) -> KeyState {
 pub fn refresh_directory(billing: &Billing, rows: super::DirectoryRows) -> usize {
     let mut changed = 0;
     for a in &rows.accounts {
-        let id = a.id as u64;
-        let plan = plan_or_none(billing, &a.plan);
-        let status = Status::parse(&a.status).unwrap_or(Status::Suspended);
-        let trial = a.trial_ends_at.map(|t| t as u64);
-        let same = billing.directory.account(id).is_some_and(|cur| {
-            cur.plan.name == plan.name && cur.status == status && cur.trial_ends_at == trial
+        let fresh = account_state(billing, a);
+        let same = billing.directory.account(fresh.id).is_some_and(|cur| {
+            cur.plan.name == fresh.plan.name
+                && cur.status == fresh.status
+                && cur.trial_ends_at == fresh.trial_ends_at
         });
         if !same {
             changed += 1;
-            let name = Arc::from(a.name.as_str());
-            billing.directory.put_account(AccountState { id, name, plan, status, trial_ends_at: trial });
+            billing.directory.put_account(fresh);
         }
     }
     for (k, digest) in &rows.keys {

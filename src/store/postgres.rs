@@ -401,15 +401,7 @@ impl Store for PgStore {
         {
             sums.key_spent.push((r.try_get("key_id")?, r.try_get("spent")?));
         }
-        if !records.is_empty() {
-            let kept: Vec<String> = sqlx::query_scalar(
-                "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key = ANY($1::text[])",
-            )
-            .bind(records)
-            .fetch_all(&mut *tx)
-            .await?;
-            sums.present.extend(kept);
-        }
+        sums.present = kept_among(&mut tx, records).await?;
         tx.commit().await?;
         Ok(sums)
     }
@@ -439,6 +431,23 @@ impl Store for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Which of `records` the ledger keeps.
+pub(super) async fn kept_among(
+    conn: &mut sqlx::PgConnection,
+    records: &[String],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    if records.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let kept: Vec<String> = sqlx::query_scalar(
+        "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key = ANY($1::text[])",
+    )
+    .bind(records)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(kept.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -413,18 +413,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&mut *tx)
         .await?;
-        for chunk in records.chunks(500) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key IN (",
-            );
-            let mut keys = query.separated(", ");
-            for key in chunk {
-                keys.push_bind(key.clone());
-            }
-            keys.push_unseparated(")");
-            let kept: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
-            snap.present.extend(kept);
-        }
+        snap.present = kept_among(&mut tx, records).await?;
         tx.commit().await?;
         Ok(snap)
     }
@@ -561,18 +550,7 @@ impl Store for SqliteStore {
         {
             sums.key_spent.push((r.try_get("key_id")?, r.try_get("spent")?));
         }
-        for chunk in records.chunks(500) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key IN (",
-            );
-            let mut list = q.separated(", ");
-            for r in chunk {
-                list.push_bind(r.clone());
-            }
-            q.push(")");
-            let kept: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            sums.present.extend(kept);
-        }
+        sums.present = kept_among(&mut tx, records).await?;
         tx.commit().await?;
         Ok(sums)
     }
@@ -606,3 +584,24 @@ impl Store for SqliteStore {
 
 mod charges;
 mod idempotency;
+
+/// Which of `records` the ledger keeps (in chunks: SQLite binds at most
+/// so many values in one statement).
+async fn kept_among(
+    conn: &mut sqlx::SqliteConnection,
+    records: &[String],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut kept = std::collections::HashSet::new();
+    for chunk in records.chunks(500) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key IN (",
+        );
+        let mut keys = query.separated(", ");
+        for key in chunk {
+            keys.push_bind(key.clone());
+        }
+        keys.push_unseparated(")");
+        kept.extend(query.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
+    }
+    Ok(kept)
+}

@@ -64,15 +64,7 @@ pub async fn snapshot(pool: &PgPool, records: &[String], now: i64) -> Result<Sna
     )
     .fetch_all(&mut *tx)
     .await?;
-    if !records.is_empty() {
-        let kept: Vec<String> = sqlx::query_scalar(
-            "SELECT entry_key FROM ledger_postings WHERE book = 'wallet' AND entry_key = ANY($1::text[])",
-        )
-        .bind(records)
-        .fetch_all(&mut *tx)
-        .await?;
-        snap.present.extend(kept);
-    }
+    snap.present = super::kept_among(&mut tx, records).await?;
     tx.commit().await?;
     Ok(snap)
 }
