@@ -305,6 +305,7 @@ pub fn init() {
     Lazy::force(&HOLDS_OPEN);
     Lazy::force(&JOURNAL_LAG);
     Lazy::force(&JOURNAL_WRITTEN);
+    Lazy::force(&HOT_FAILED_OPEN);
     fleet::init();
     Lazy::force(&CONFIG_RELOADS);
 }

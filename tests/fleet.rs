@@ -231,4 +231,27 @@ async fn three_nodes_share_limits_wallets_caps_and_revocations() {
         assert!(revoked_at.elapsed() < Duration::from_secs(1), "node 3 still takes a key revoked on node 1");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // Every node reports the fleet's metrics, the fleet size it sees among them.
+    for node in &fleet.nodes {
+        let text = node.metrics_text().await;
+        for name in [
+            "tollgate_redis_round_trip_seconds_count",
+            "tollgate_redis_script_errors_total",
+            "tollgate_journal_depth",
+            "tollgate_reconcile_lag_seconds",
+            "tollgate_reconcile_drift_corrected_nano_usd_total",
+            "tollgate_hot_state_failed_open_seconds_total",
+        ] {
+            assert!(text.contains(name), "{name} missing");
+        }
+    }
+    // Each node counts the fleet at its heartbeat (every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(12);
+    for node in &fleet.nodes {
+        while !node.metrics_text().await.contains("tollgate_fleet_size 3") {
+            assert!(Instant::now() < deadline, "a node never saw the fleet of three");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -85,14 +85,16 @@ pub fn wallet_seeded() {
     SEEDS.with_label_values(&[] as &[&str]).inc();
 }
 
-/// Registers every fleet metric, so a scrape shows them from the start.
+/// Registers every fleet metric, so a scrape shows them from the start
+/// (a vector without labels shows nothing until its one child exists: it
+/// is made here, at 0).
 pub fn init() {
-    Lazy::force(&ROUND_TRIP);
-    Lazy::force(&SCRIPT_ERRORS);
+    let none: &[&str] = &[];
+    Lazy::force(&ROUND_TRIP).with_label_values(none);
+    for counter in [&SCRIPT_ERRORS, &DRIFT, &CORRECTIONS, &SEEDS] {
+        Lazy::force(counter).with_label_values(none);
+    }
     Lazy::force(&FLEET_SIZE);
     Lazy::force(&JOURNAL_DEPTH);
     Lazy::force(&RECONCILE_LAG);
-    Lazy::force(&DRIFT);
-    Lazy::force(&CORRECTIONS);
-    Lazy::force(&SEEDS);
 }
