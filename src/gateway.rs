@@ -60,6 +60,8 @@ pub struct ModelEntry {
     pub max_output_tokens: u64,
     /// What plans (and the next issue's limits) may name it by.
     pub class: Option<String>,
+    /// Which endpoint serves it.
+    pub kind: crate::config::ModelKind,
 }
 
 impl ModelEntry {
@@ -239,6 +241,7 @@ impl Gateway {
                     .map_err(|e| format!("models[{i}] ({}): price.{}", m.id, e.0))?,
                 max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
                 class: m.class.clone(),
+                kind: m.kind,
             });
             for name in std::iter::once(&m.id).chain(&m.aliases) {
                 if name.is_empty() {

@@ -4,7 +4,9 @@
 //!
 //! Paths: `/openai/v1/chat/completions`, `/openai/v1/responses`,
 //! `/anthropic/v1/messages` (and `/count_tokens`),
-//! `/gemini/{v1beta,v1}/models/{m}:generateContent|streamGenerateContent`.
+//! `/gemini/{v1beta,v1}/models/{m}:generateContent|streamGenerateContent`;
+//! embeddings at `/openai/v1/embeddings` and
+//! `/gemini/v1beta/models/{m}:batchEmbedContents|embedContent`.
 //! `GET /_mock/requests[?tag=T]` lists what was received, `DELETE` clears it.
 //!
 //! Knobs, per request, by header: `x-mock-status` (answer this error
@@ -19,6 +21,7 @@
 pub mod api;
 pub mod broken;
 pub mod conversation;
+pub mod embeddings;
 pub mod faults;
 pub mod knobs;
 mod record;
@@ -112,7 +115,7 @@ where
     Ok(response)
 }
 
-type MockBody = http_body_util::Either<Full<Bytes>, ChannelBody>;
+pub type MockBody = http_body_util::Either<Full<Bytes>, ChannelBody>;
 
 async fn handle<B>(
     req: Request<B>,
@@ -146,6 +149,9 @@ where
     let seq = journal.push(Recorded::new(&parts, &body, conn));
 
     let mut knobs = Knobs::from_headers(&parts.headers);
+    if let Some(endpoint) = embeddings::Endpoint::from_path(parts.method.as_str(), &path) {
+        return Ok(embeddings::serve(endpoint, &parts.headers, &body, &knobs).await);
+    }
     let Some(api) = Api::from_path(parts.method.as_str(), &path, &query) else {
         return Ok(json_response(
             404,
@@ -231,7 +237,7 @@ where
     Ok(json_response(200, body))
 }
 
-fn json_response(status: u16, body: Vec<u8>) -> Response<MockBody> {
+pub(crate) fn json_response(status: u16, body: Vec<u8>) -> Response<MockBody> {
     let mut resp = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(body))));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);

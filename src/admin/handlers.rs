@@ -550,6 +550,7 @@ pub async fn models(State(state): State<AdminState>) -> Json<ModelsView> {
             id: m.id.to_string(),
             status: if m.status == crate::config::ModelStatus::ComingSoon { "coming_soon" } else { "live" }
                 .into(),
+            kind: m.kind.as_str().into(),
             price_nano_usd: m.price.map(|p| PriceView {
                 input: per_token(p.input),
                 output: per_token(p.output),

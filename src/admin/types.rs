@@ -312,6 +312,8 @@ pub struct PriceView {
 pub struct ModelPriceView {
     pub id: String,
     pub status: String,
+    /// What the model does: `chat` or `embedding`.
+    pub kind: String,
     pub price_nano_usd: Option<PriceView>,
 }
 

@@ -93,6 +93,9 @@ pub struct Quote {
 pub struct Ending {
     /// The provider's count, when it sent one.
     pub usage: Option<Usage>,
+    /// `usage` is the gateway's own count, for a provider that counts
+    /// nothing (Gemini's embeddings): billed, and flagged as estimated.
+    pub usage_estimated: bool,
     /// Output tokens the caller received, counted by the relay: the
     /// estimate when the provider's count never came.
     pub relayed_output_tokens: u64,
@@ -377,7 +380,7 @@ impl Billing {
                 usage.output_tokens = ending.relayed_output_tokens;
                 (usage, true)
             }
-            Some(usage) => (usage, false),
+            Some(usage) => (usage, ending.usage_estimated),
             None if ending.relayed_any => (
                 Usage {
                     input_tokens: admission.input_estimate,

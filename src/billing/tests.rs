@@ -143,7 +143,13 @@ fn without_usage_a_partial_answer_is_estimated_and_no_answer_is_free() {
     let f = fixture(10_000_000, &["*"], true);
     let k = key(&f, 1, |_| {});
     let a = f.billing.admit(&k, &call("m", 100, 900, true), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
-    let relayed = Ending { usage: None, relayed_output_tokens: 40, relayed_any: true, completed: false };
+    let relayed = Ending {
+        usage: None,
+        relayed_output_tokens: 40,
+        relayed_any: true,
+        completed: false,
+        usage_estimated: false,
+    };
     let charge = f.billing.settle(a, &relayed, "r1").unwrap_or_else(|| unreachable!());
     assert!(charge.estimated);
     assert_eq!(charge.cost, NanoUsd(100 * 1_000 + 40 * 10_000));
@@ -245,12 +251,24 @@ fn a_count_from_the_start_of_an_unfinished_stream_is_raised_to_what_was_relayed(
     let k = key(&f, 1, |_| {});
     let early = Usage { input_tokens: 100, output_tokens: 1, ..Usage::default() };
     let a = f.billing.admit(&k, &call("m", 100, 900, true), "r1").unwrap_or_else(|e| unreachable!("{e:?}"));
-    let left = Ending { usage: Some(early), relayed_output_tokens: 30, relayed_any: true, completed: false };
+    let left = Ending {
+        usage: Some(early),
+        relayed_output_tokens: 30,
+        relayed_any: true,
+        completed: false,
+        usage_estimated: false,
+    };
     let charge = f.billing.settle(a, &left, "r1").unwrap_or_else(|| unreachable!());
     assert!(charge.estimated);
     assert_eq!(charge.usage.output_tokens, 30);
     let b = f.billing.admit(&k, &call("m", 100, 900, true), "r2").unwrap_or_else(|e| unreachable!("{e:?}"));
-    let done = Ending { usage: Some(early), relayed_output_tokens: 30, relayed_any: true, completed: true };
+    let done = Ending {
+        usage: Some(early),
+        relayed_output_tokens: 30,
+        relayed_any: true,
+        completed: true,
+        usage_estimated: false,
+    };
     let charge = f.billing.settle(b, &done, "r2").unwrap_or_else(|| unreachable!());
     assert!(!charge.estimated, "a finished stream's own count stands");
     assert_eq!(charge.usage.output_tokens, 1);

@@ -363,6 +363,26 @@ pub enum ModelStatus {
     ComingSoon,
 }
 
+/// What a model does, and so which endpoint serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Chat Completions, Responses, Messages and Gemini's generateContent.
+    #[default]
+    Chat,
+    /// `/v1/embeddings`.
+    Embedding,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -390,6 +410,9 @@ pub struct ModelConfig {
     /// its own limit holds.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// What the model does: `chat` (the default) or `embedding`.
+    #[serde(default)]
+    pub kind: ModelKind,
     /// A model class (`opus`, `sonnet`, `flash`): plans may allow
     /// `class:NAME`, and the rate limits of the next issue differ by class.
     #[serde(default)]

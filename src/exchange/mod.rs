@@ -3,6 +3,7 @@
 //! provider must receive it. The proxy layer only carries out the plan.
 
 mod admit;
+mod embeddings;
 pub mod headers;
 pub mod idempotency;
 pub mod restore;
@@ -38,6 +39,9 @@ pub struct UpstreamPlan {
     pub hide_usage: bool,
     /// Set when the provider speaks another format than the caller.
     pub translation: Option<Translation>,
+    /// Set when the provider's whole answer is turned into another shape
+    /// (an endpoint other than chat, translated).
+    pub document: Option<Document>,
     /// Largest event the provider's stream may send.
     pub max_event_bytes: usize,
     /// Provider silence after which a pass-through stream gets the
@@ -79,6 +83,14 @@ impl UpstreamPlan {
         self.headers = Vec::new();
         self.path = String::new();
     }
+}
+
+/// A whole answer of another endpoint than chat, turned into the shape
+/// the caller reads.
+#[derive(Debug)]
+pub enum Document {
+    /// Gemini's `batchEmbedContents` as OpenAI's embeddings list.
+    GeminiEmbeddings(crate::formats::embeddings::Answering),
 }
 
 /// How a translated response is turned back into the caller's format.
@@ -143,6 +155,19 @@ pub fn plan_with_access(
         Some(fallback) => (fallback, Some(model.id.clone())),
         None => (model, None),
     };
+    if route.endpoint == Endpoint::Embeddings {
+        drop(top);
+        let mut plan = embeddings::plan(gateway, body, model, client_headers)?;
+        plan.fallback_from = fallback_from;
+        return Ok(plan);
+    }
+    if model.kind != crate::config::ModelKind::Chat {
+        return Err(GatewayError::BadRequest(format!(
+            "'{}' is an {} model: it is not served on this endpoint",
+            model.id,
+            model.kind.as_str()
+        )));
+    }
     let provider = model.provider.clone();
     if !model.speaks(route.format) {
         let hints = CallerHints::read(route.format, &top);
@@ -186,6 +211,7 @@ pub fn plan_with_access(
         stream,
         hide_usage,
         translation: None,
+        document: None,
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
         input_estimate,
@@ -311,6 +337,7 @@ fn plan_translated(
         max_output,
         choices: 1,
         translation: Some(Translation { translator, ctx, ignored, ping_after: gateway.stream_ping }),
+        document: None,
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
         fallback_from: None,

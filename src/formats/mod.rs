@@ -8,6 +8,7 @@ pub mod body;
 pub mod canonical;
 pub mod chat;
 pub mod codec;
+pub mod embeddings;
 pub mod errors;
 pub mod estimate;
 pub mod field_scan;

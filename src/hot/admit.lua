@@ -1,5 +1,5 @@
 #!lua
--- Tollgate's admit and settle on Redis, version 3 (the script's SHA1 is its
+-- Tollgate's admit and settle on Redis, version 4 (the script's SHA1 is its
 -- version). One call of this script takes a request from every limit that
 -- applies and holds its worst-case cost against the wallet and the key's
 -- spend cap, or takes from none; another settles it: the hold becomes the
@@ -23,8 +23,8 @@
 --   9 leases            ZSET request id -> hold lease expiry (ms)
 --  10 pend              HASH record key -> "amount key": applied here,
 --                       not yet known to be in the ledger (wallet.lua)
--- ARGV[1] op: admit | standing | finish | cancel | finish_many; ARGV[2]
--- the request id (finish_many: see there).
+-- ARGV[1] op: admit | standing | finish | cancel | admit_many |
+-- finish_many; ARGV[2] the request id (the _many ops: see there).
 -- admit/standing: 3 concurrent, 4 rpm, 5 rpm_class, 6 rph, 7 daily,
 --   8 input_tpm (each -1 when no limit), 9 input estimate, 10 ms until
 --   local midnight (the day key lives an hour longer), 11 lease (ms),
@@ -39,7 +39,8 @@
 --   {0, 'wallet'|'spend_cap', available, budget} or {2} (the wallet is
 --   not seeded: seed it from the ledger, then ask again) or
 --   {1, now, standings..., available}; standing: {1, now, standings...};
---   finish/cancel: 1 if the request was still live, else 0.
+--   finish/cancel: 1 if the request was still live, else 0; admit_many:
+--   one admit's answer per call, in order.
 -- standings: in-flight count, rpm count, rpm reset, class count, class
 -- reset, rph count, rph reset, day used, bucket tokens, bucket reset
 -- (0 for a limit not in force).
@@ -51,8 +52,11 @@ local MIN, HOUR, TM = 60000, 3600000, 60000
 local K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
+-- The current call's i-th argument (a batch's calls each have their own).
+local A = function(i) return ARGV[i] end
+
 local function arg(i)
-  local v = tonumber(ARGV[i])
+  local v = tonumber(A(i))
   if v == nil or v < 0 then return nil end
   return v
 end
@@ -118,7 +122,7 @@ local function expire_holds()
   for _, hold_id in ipairs(ended) do release(hold_id) end
 end
 
-if op == 'admit' or op == 'standing' then
+local function admit_call(op, id)
   local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
   local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
   local windows = {{rpm, K_RPM, MIN, 'rpm'}, {cls, K_CLS, MIN, 'rpm_by_class'}, {rph, K_RPH, HOUR, 'rph'}}
@@ -181,7 +185,7 @@ if op == 'admit' or op == 'standing' then
       return {0, 'input_tpm', tpm, math.max(math.ceil((want - level) / tpm), 1)}
     end
   end
-  local hold, key, cap, hold_lease = arg(12), ARGV[13], arg(14), arg(15) or 3600000
+  local hold, key, cap, hold_lease = arg(12), A(13), arg(14), arg(15) or 3600000
   local available = 0
   if hold ~= nil then
     -- Holds whose lease ran out only matter to a call they would refuse:
@@ -236,13 +240,13 @@ if op == 'admit' or op == 'standing' then
   end
   bucket_standing(out, tpm, level)
   if hold ~= nil then
-    redis.call('HINCRBY', K_W, 'held', ARGV[12])
+    redis.call('HINCRBY', K_W, 'held', A(12))
     local capped = '0'
     if cap ~= nil then
-      redis.call('HINCRBY', K_W, 'h:' .. key, ARGV[12])
+      redis.call('HINCRBY', K_W, 'h:' .. key, A(12))
       capped = '1'
     end
-    redis.call('HSET', K_HOLDS, id, ARGV[12] .. ' ' .. key .. ' ' .. capped)
+    redis.call('HSET', K_HOLDS, id, A(12) .. ' ' .. key .. ' ' .. capped)
     redis.call('ZADD', K_LEASE, now + hold_lease, id)
     available = available - hold
   end
@@ -294,6 +298,29 @@ local function settle_call(a)
     save_bucket(level, pm)
   end
   return 1
+end
+
+if op == 'admit' or op == 'standing' then
+  return admit_call(op, id)
+end
+
+-- Admits of one account taken in one script call (a node sends the ones
+-- that arrive while an earlier one is on its way): ARGV[2] is their
+-- count; call c has ARGV[3 + (c-1)*15 ...] in admit's layout (op first)
+-- and KEYS[(c-1)*10 + 1 ...]. Each is all-or-nothing on its own, as if
+-- sent alone, in this order. (Reading the wallet once per batch and
+-- writing each field once was tried: the Lua to aggregate cost what the
+-- commands saved; see BENCHMARKS.md.)
+if op == 'admit_many' then
+  local out = {}
+  for c = 1, tonumber(ARGV[2]) do
+    local k, base = (c - 1) * 10, 2 + (c - 1) * 15
+    K_IN, K_RPM, K_CLS, K_RPH, K_DAY = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+    K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+    A = function(i) return ARGV[base + i] end
+    out[c] = admit_call('admit', A(2))
+  end
+  return out
 end
 
 if op == 'finish' or op == 'cancel' then

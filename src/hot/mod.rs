@@ -8,6 +8,7 @@
 //! reconciles them with it; `changes` carries the admin API's changes to
 //! every node.
 
+pub mod batch;
 pub mod changes;
 pub mod redis;
 pub mod sidecar;

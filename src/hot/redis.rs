@@ -10,12 +10,17 @@
 //! (after a restart or a failover). The connection is a
 //! `ConnectionManager`: multiplexed, pipelined, reconnecting by itself.
 
+use super::batch::{Call, Lanes, Transport};
 use crate::limits::daily::{local_day, until_midnight};
 use crate::limits::{Ask, InForce, Kind, Refused, Standing};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Keys and arguments of one admit in the script's layout.
+pub const ADMIT_KEYS: usize = 10;
+pub const ADMIT_ARGS: usize = 15;
 
 /// The script, its SHA1 its version.
 pub const SCRIPT: &str = include_str!("admit.lua");
@@ -44,7 +49,7 @@ impl std::fmt::Display for Unavailable {
 /// What a call took on Redis, to give back or correct when it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisPermit {
-    keys: [String; 10],
+    keys: [String; ADMIT_KEYS],
     request_id: String,
     day_taken: bool,
     input_taken: u64,
@@ -125,11 +130,9 @@ pub struct RedisState {
     pub(super) client: redis::Client,
     /// Leases of holds and in-flight entries (see [`LEASE_MS`]).
     pub lease_ms: u64,
-    /// The admit's own connection, made on its first use on the runtime
-    /// that serves requests: its round trip then stays on those threads
-    /// (the other connection's I/O runs on the store's runtime, a thread
-    /// hop each way).
-    request_conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    /// The admits' way to Redis, and their batches (see `super::batch`).
+    here: Arc<Here>,
+    lanes: Arc<Lanes>,
     pub(super) conn: ConnectionManager,
     script: Script,
     pub(super) wallet_script: Script,
@@ -158,10 +161,15 @@ impl RedisState {
             .await
             .map_err(unavailable)?;
         let state = Self {
-            client,
+            client: client.clone(),
             lease_ms: LEASE_MS,
             conn,
-            request_conn: Arc::new(tokio::sync::OnceCell::new()),
+            here: Arc::new(Here {
+                client: client.clone(),
+                conn: tokio::sync::OnceCell::new(),
+                script: Script::new(SCRIPT),
+            }),
+            lanes: Arc::new(Lanes::default()),
             script: Script::new(SCRIPT),
             wallet_script: Script::new(WALLET_SCRIPT),
         };
@@ -241,18 +249,6 @@ impl RedisState {
         invoke(&self.conn, &self.script, keys, args).await
     }
 
-    /// The same on the request path's own connection.
-    async fn invoke_here(&self, keys: &[String], args: &[String]) -> Result<Value, Unavailable> {
-        let connect = self
-            .request_conn
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), manager_config()));
-        let conn = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
-            Ok(conn) => conn.map_err(unavailable)?,
-            Err(_) => return Err(Unavailable("no connection in time".into())),
-        };
-        invoke(conn, &self.script, keys, args).await
-    }
-
     fn limit_args(
         &self,
         op: &str,
@@ -311,8 +307,9 @@ impl RedisState {
         id: &str,
         hold: Option<&HoldAsk>,
     ) -> Result<Answer, Unavailable> {
-        let keys = keys_in(ask, limits);
-        let answer = self.invoke_here(&keys, &self.limit_args("admit", id, ask, limits, hold)).await?;
+        let call = Call { keys: keys_in(ask, limits), args: self.limit_args("admit", id, ask, limits, hold) };
+        let keys = call.keys.clone();
+        let answer = self.lanes.admit(&self.here, ask.account, call).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         match items.first().map(int).transpose()? {
             Some(2) => return Ok(Answer::Unseeded),
@@ -411,7 +408,7 @@ impl RedisState {
 
 /// The script's keys for `ask`, all under the account's hash tag; the
 /// day is the local day of the plan's zone.
-fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; 10] {
+fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; ADMIT_KEYS] {
     let a = account_tag(ask.account);
     let k = format!("{a}:k:{}", ask.key);
     let [w, holds, leases, pend] = wallet_keys(ask.account);
@@ -454,6 +451,28 @@ fn settle_args(
         u8::from(permit.windows_taken[2]).to_string(),
         permit.hold.clone(),
     ]
+}
+
+/// The admits' own connection, made on its first use on the runtime that
+/// serves requests: its round trip then stays on those threads (the other
+/// connection's I/O runs on the store's runtime, a thread hop each way).
+struct Here {
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<ConnectionManager>,
+    script: Script,
+}
+
+impl Transport for Arc<Here> {
+    async fn send(&self, keys: Vec<String>, args: Vec<String>) -> Result<Value, Unavailable> {
+        let connect = self
+            .conn
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), manager_config()));
+        let conn = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(conn) => conn.map_err(unavailable)?,
+            Err(_) => return Err(Unavailable("no connection in time".into())),
+        };
+        invoke(conn, &self.script, &keys, &args).await
+    }
 }
 
 /// A Redis that is down must cost a call its timeout, not the

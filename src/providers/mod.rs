@@ -139,6 +139,11 @@ impl Provider {
             Endpoint::Responses => format!("{base}/responses"),
             Endpoint::Messages => format!("{base}/v1/messages"),
             Endpoint::CountTokens => format!("{base}/v1/messages/count_tokens"),
+            Endpoint::Embeddings if self.kind == ProviderKind::Gemini => {
+                let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);
+                format!("{base}/v1beta/models/{model}:batchEmbedContents")
+            }
+            Endpoint::Embeddings => format!("{base}/embeddings"),
             Endpoint::GenerateContent { stream, .. } => {
                 let action = if *stream { "streamGenerateContent" } else { "generateContent" };
                 let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);

@@ -20,6 +20,8 @@ pub struct RequestCtx {
     pub status: u16,
     pub upstream_ttfb: Option<Duration>,
     pub usage: Option<Usage>,
+    /// `usage` is the gateway's own count (the provider sends none).
+    pub usage_estimated: bool,
     /// Why the request did not end cleanly, for the access log.
     pub failure: Option<String>,
     pub method: String,
@@ -104,6 +106,7 @@ impl RequestCtx {
             status: 0,
             upstream_ttfb: None,
             usage: None,
+            usage_estimated: false,
             failure: None,
             method: String::new(),
             path: String::new(),
@@ -168,6 +171,7 @@ impl RequestCtx {
         let Some((billing, admission)) = self.bill.take() else { return };
         let ending = Ending {
             usage: self.usage,
+            usage_estimated: self.usage_estimated,
             relayed_output_tokens: self.relayed_events,
             relayed_any: self.relayed_events > 0,
             completed: self.completed,

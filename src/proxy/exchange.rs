@@ -240,6 +240,12 @@ async fn relay(
         upstream.shutdown().await;
         return Err(e.into());
     }
+    if let Some(document) = &plan.document {
+        return Box::pin(super::translated::convert(
+            connector, session, ctx, &plan, document, upstream, &peer,
+        ))
+        .await;
+    }
     if let Some(translation) = &plan.translation {
         return Box::pin(super::translated::relay(
             connector,

@@ -8,7 +8,8 @@ use super::reading::next_chunk;
 use super::upstream::{classify, upstream_head};
 use super::RequestCtx;
 use crate::error::GatewayError;
-use crate::exchange::{Translation, UpstreamPlan};
+use crate::exchange::{Document, Translation, UpstreamPlan};
+use crate::formats::embeddings;
 use crate::formats::estimate;
 use crate::formats::translate::relay::{content_type, translate_document, StreamTranslation};
 use crate::formats::ClientFormat;
@@ -141,15 +142,63 @@ async fn stream(
     Ok(cut.is_none())
 }
 
-/// Reads the whole upstream body and answers with its translation.
-async fn document(
+/// The response to a call whose whole answer is turned into another
+/// shape (see [`Document`]): read whole, converted, answered.
+pub(super) async fn convert(
+    connector: &Connector,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
-    translation: &Translation,
-    upstream_status: u16,
+    document: &Document,
+    mut upstream: HttpSession,
+    peer: &HttpPeer,
+) -> Result<(), Failure> {
+    let (_, upstream_status, _) = upstream_head(&upstream)?;
+    let body = match read_whole(session, ctx, &mut upstream).await {
+        Ok(body) => body,
+        Err(e) => {
+            upstream.shutdown().await;
+            return Err(e);
+        }
+    };
+    let (status, out, usage, estimated) = match document {
+        Document::GeminiEmbeddings(asked) => {
+            let (status, out, usage) = embeddings::answer(upstream_status, &body, asked);
+            // Gemini counts no tokens: the count is the gateway's own.
+            (status, out, usage, true)
+        }
+    };
+    ctx.usage = usage;
+    ctx.usage_estimated = estimated && usage.is_some();
+    ctx.status = status;
+    ctx.forget_attempt(status).await;
+    ctx.completed = true;
+    ctx.settle();
+    if status >= 400 {
+        ctx.failure = Some(format!("provider answered {upstream_status}"));
+    }
+    ctx.answer_type("application/json");
+    ctx.capture(&[&out]);
+    let mut extra: Vec<(&'static str, &str)> = plan.served_by();
+    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
+    respond_with(session, status, "application/json", out, &ctx.request_id, &extra)
+        .await
+        .map_err(client_gone)?;
+    if upstream.response_done() {
+        let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
+        Box::pin(connector.release_http_session(upstream, peer, idle)).await;
+    } else {
+        upstream.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The upstream body, whole (at most [`MAX_DOCUMENT`]).
+async fn read_whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
     upstream: &mut HttpSession,
-) -> Result<bool, Failure> {
+) -> Result<BytesMut, Failure> {
     let mut body = BytesMut::new();
     loop {
         let next = tokio::select! {
@@ -173,6 +222,19 @@ async fn document(
             Err(e) => return Err(classify(&e).into()),
         }
     }
+    Ok(body)
+}
+
+/// Reads the whole upstream body and answers with its translation.
+async fn document(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &UpstreamPlan,
+    translation: &Translation,
+    upstream_status: u16,
+    upstream: &mut HttpSession,
+) -> Result<bool, Failure> {
+    let body = read_whole(session, ctx, upstream).await?;
     let client = translation.translator.client.format;
     let (status, out, usage) =
         translate_document(translation.translator, &translation.ctx, upstream_status, &body, plan.stream);

@@ -16,6 +16,8 @@ pub enum Endpoint {
     Responses,
     Messages,
     CountTokens,
+    /// OpenAI's `/v1/embeddings`.
+    Embeddings,
     GenerateContent {
         model: String,
         stream: bool,
@@ -44,6 +46,7 @@ impl Endpoint {
             Endpoint::Responses => "responses",
             Endpoint::Messages => "messages",
             Endpoint::CountTokens => "count_tokens",
+            Endpoint::Embeddings => "embeddings",
             Endpoint::GenerateContent { stream: false, .. } => "generate_content",
             Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
             Endpoint::ListModels => "list_models",
@@ -61,6 +64,7 @@ impl Endpoint {
     pub fn limit_group(&self) -> &'static str {
         match self {
             Endpoint::Responses => "responses",
+            Endpoint::Embeddings => "embeddings",
             _ => "messages",
         }
     }
@@ -73,6 +77,7 @@ impl Endpoint {
                 | Endpoint::Responses
                 | Endpoint::Messages
                 | Endpoint::CountTokens
+                | Endpoint::Embeddings
                 | Endpoint::GenerateContent { .. }
         )
     }
@@ -214,6 +219,7 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
             post_only(ClientFormat::Responses, Endpoint::Responses)
         }
         "/messages" if has(ClientFormat::Anthropic) => post_only(ClientFormat::Anthropic, Endpoint::Messages),
+        "/embeddings" if has(ClientFormat::Openai) => post_only(ClientFormat::Openai, Endpoint::Embeddings),
         "/messages/count_tokens" if has(ClientFormat::Anthropic) => {
             post_only(ClientFormat::Anthropic, Endpoint::CountTokens)
         }

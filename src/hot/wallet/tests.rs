@@ -121,9 +121,50 @@ async fn concurrent_holds_never_take_more_than_the_wallet_has() {
             )
         }
     });
+    let scripts_before = script_calls(&server).await;
     let taken = futures_util::future::join_all(calls).await.into_iter().filter(|t| *t).count();
     assert_eq!(taken, 100, "10,000 holds 100 holds of 100");
     assert_eq!(r.read(6, None).await.map(|w| w.held).unwrap_or_default(), 10_000);
+    // The calls that came while one was on its way went in batches.
+    let scripts = script_calls(&server).await - scripts_before;
+    assert!(scripts < 20, "200 concurrent admits of one account took {scripts} script calls");
+}
+
+#[tokio::test]
+async fn a_batch_of_admits_is_all_or_nothing_call_by_call_in_order() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 8, 1_000_000).await;
+    let rpm5 = InForce { rpm: Some(5), ..InForce::default() };
+    let calls = (0..40).map(|i| {
+        let r = r.clone();
+        async move {
+            // Half of them ask more than the wallet has: refused, taking
+            // nothing from the window.
+            let amount = if i % 2 == 0 { 2_000_000 } else { 1_000 };
+            r.take(&ask(1, 8), &rpm5, &format!("m{i}"), Some(&hold(amount, 1, None))).await
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let taken = answers.iter().filter(|a| matches!(a, Ok(Answer::Taken(_)))).count();
+    let wallet = answers.iter().filter(|a| matches!(a, Ok(Answer::Wallet(_)))).count();
+    assert_eq!(taken, 5, "the window lets 5 through");
+    assert_eq!(taken + wallet + answers.iter().filter(|a| matches!(a, Ok(Answer::Limit(_)))).count(), 40);
+    assert_eq!(r.read(8, None).await.map(|w| w.held).unwrap_or_default(), 5_000);
+}
+
+/// Script calls Redis has run (its own `INFO commandstats`).
+async fn script_calls(server: &RedisServer) -> u64 {
+    let client = redis::Client::open(server.url.as_str()).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
+    let info: String =
+        redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:"))
+        .filter_map(|l| {
+            l.split_once("calls=").and_then(|(_, rest)| rest.split(',').next()?.parse::<u64>().ok())
+        })
+        .sum()
 }
 
 #[tokio::test]

@@ -1,0 +1,80 @@
+//! An embeddings call, planned: OpenAI-compatible providers get the
+//! caller's body (its `model` made the provider's own); Gemini gets the
+//! translation to `batchEmbedContents`, and its answer is turned back into
+//! OpenAI's shape when it arrives (see [`Document`]). The hold covers the
+//! input only: embeddings have no output.
+
+use super::{headers, input_estimate, Document, UpstreamPlan};
+use crate::config::{ModelKind, ProviderKind};
+use crate::error::GatewayError;
+use crate::formats::body::TopLevel;
+use crate::formats::embeddings::{Answering, EmbeddingsRequest};
+use crate::gateway::{Gateway, ModelEntry};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Plans an embeddings call to `model`, which the caller named `asked`.
+pub(super) fn plan(
+    gateway: &Gateway,
+    body: Bytes,
+    model: Arc<ModelEntry>,
+    client_headers: &[(String, String)],
+) -> Result<UpstreamPlan, GatewayError> {
+    let request = EmbeddingsRequest::parse(&body).map_err(GatewayError::BadRequest)?;
+    if model.kind != ModelKind::Embedding {
+        return Err(GatewayError::BadRequest(format!(
+            "'{}' is not an embedding model: call it through the chat endpoints",
+            model.id
+        )));
+    }
+    let provider = model.provider.clone();
+    let (body, document) = match provider.kind {
+        ProviderKind::Gemini => {
+            let translated = request.to_gemini(&model.upstream_model).map_err(GatewayError::BadRequest)?;
+            let answering = Answering {
+                model: request.model.clone(),
+                base64: request.base64,
+                count: request.count(),
+                input_tokens: request.input_tokens(),
+            };
+            (Bytes::from(translated), Some(Document::GeminiEmbeddings(answering)))
+        }
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            if request.model == model.upstream_model {
+                (body, None)
+            } else {
+                let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
+                let name = serde_json::Value::String(model.upstream_model.clone()).to_string();
+                (Bytes::from(top.rewrite(&[("model", Some(name))])), None)
+            }
+        }
+        ProviderKind::Anthropic => {
+            return Err(GatewayError::BadRequest(format!(
+                "'{}' is served by Anthropic, which has no embeddings API",
+                model.id
+            )))
+        }
+    };
+    // The body's bytes over-count the text (its framing), so the hold
+    // covers what the provider counts.
+    let held_input = input_estimate(&body, request.input_tokens());
+    let path = provider.upstream_path(&crate::routing::Endpoint::Embeddings, &model.upstream_model, None);
+    let headers = headers::upstream_headers(client_headers, &provider);
+    Ok(UpstreamPlan {
+        model,
+        provider,
+        path,
+        headers,
+        body,
+        stream: false,
+        hide_usage: false,
+        translation: None,
+        document,
+        max_event_bytes: gateway.max_stream_event_bytes,
+        ping_after: None,
+        input_estimate: held_input,
+        max_output: Some(0),
+        choices: 1,
+        fallback_from: None,
+    })
+}
