@@ -167,7 +167,7 @@ fn requests(c: &mut Criterion) {
                 ClientFormat::Anthropic => Endpoint::Messages,
                 ClientFormat::Gemini => Endpoint::GenerateContent { model: model.to_string(), stream: true },
             };
-            let route = Route { format: *client, endpoint };
+            let route = Route { format: *client, endpoint, style: Default::default() };
             // A pass-through or a translation, as the gateway decides it;
             // pairs the gateway refuses (stop sequences on Responses) are skipped.
             let Ok(planned) = plan(&gateway, &route, body.clone(), None, &[], "req") else { continue };

@@ -43,8 +43,9 @@ pub enum GatewayError {
     TrialExpired,
     /// The wallet cannot pay for even a small answer (402).
     InsufficientCredits(String),
-    /// The key's spend cap cannot pay for even a small answer (402).
-    SpendCapReached(String),
+    /// The key's spend cap (`cap_nano_usd`) cannot pay for even a small
+    /// answer (402).
+    SpendCapReached { cap_nano_usd: i64, why: String },
     /// A retry of a request (same `Idempotency-Key`) still running (409).
     IdempotencyConflict,
     /// The `Idempotency-Key` was used by this API key for another request
@@ -95,7 +96,7 @@ impl GatewayError {
         match self {
             GatewayError::MissingKey | GatewayError::InvalidKey | GatewayError::KeyNotUsable(_) => 401,
             GatewayError::InsufficientCredits(_)
-            | GatewayError::SpendCapReached(_)
+            | GatewayError::SpendCapReached { .. }
             | GatewayError::TrialExpired => 402,
             GatewayError::UpgradeRequired(_)
             | GatewayError::AccountSuspended
@@ -129,7 +130,7 @@ impl GatewayError {
                 ErrorKind::Authentication
             }
             GatewayError::InsufficientCredits(_)
-            | GatewayError::SpendCapReached(_)
+            | GatewayError::SpendCapReached { .. }
             | GatewayError::TrialExpired => ErrorKind::Billing,
             GatewayError::UpgradeRequired(_)
             | GatewayError::AccountSuspended
@@ -173,7 +174,7 @@ impl GatewayError {
             GatewayError::AccountSuspended => "account_suspended",
             GatewayError::TrialExpired => "trial_expired",
             GatewayError::InsufficientCredits(_) => "insufficient_credits",
-            GatewayError::SpendCapReached(_) => "spend_cap_reached",
+            GatewayError::SpendCapReached { .. } => "spend_cap_reached",
             GatewayError::IdempotencyConflict => "idempotency_conflict",
             GatewayError::IdempotencyKeyReused => "idempotency_key_reused",
             GatewayError::IdempotentAnswerNotKept => "idempotency_answer_not_kept",
@@ -234,7 +235,7 @@ impl fmt::Display for GatewayError {
             GatewayError::KeyNotUsable(why) => write!(f, "This API key has been {why}"),
             GatewayError::AccountSuspended => f.write_str("This account is suspended"),
             GatewayError::TrialExpired => f.write_str("Account trial has expired. Upgrade to continue."),
-            GatewayError::SpendCapReached(why) => write!(f, "Spend cap reached: {why}"),
+            GatewayError::SpendCapReached { why, .. } => write!(f, "Spend cap reached: {why}"),
             GatewayError::IdempotencyConflict => f.write_str(
                 "A request with this Idempotency-Key is still in progress; retry once it has finished",
             ),

@@ -167,7 +167,7 @@ fn request(case: &Case) -> (Route, Value) {
     if body.get("model").is_some() && case.format == ClientFormat::Gemini {
         body.as_object_mut().unwrap().remove("model");
     }
-    (Route { format: case.format, endpoint }, body)
+    (Route { format: case.format, endpoint, style: Default::default() }, body)
 }
 
 fn format_of(api: &Api) -> ClientFormat {

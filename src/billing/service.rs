@@ -38,6 +38,8 @@ pub enum Refusal {
     SpendCapReached {
         left: NanoUsd,
         needed: NanoUsd,
+        /// The key's cap.
+        cap: NanoUsd,
     },
 }
 
@@ -332,9 +334,11 @@ impl Billing {
                     shared: false,
                 })
             }
-            Err(HoldRefused::SpendCap { left, wanted }) => {
-                Err(Refusal::SpendCapReached { left, needed: wanted })
-            }
+            Err(HoldRefused::SpendCap { left, wanted }) => Err(Refusal::SpendCapReached {
+                left,
+                needed: wanted,
+                cap: key.spend_cap.unwrap_or(NanoUsd::ZERO),
+            }),
             Err(HoldRefused::Wallet { available, wanted }) => Err(Refusal::InsufficientCredits {
                 available,
                 needed: wanted,

@@ -40,10 +40,10 @@ impl Billing {
 
     /// The refusal for a hold the shared wallet (`spend_cap`: the key's
     /// cap) could not take: `left` is what it had.
-    pub fn shared_refusal(call: &Call<'_>, held: NanoUsd, spend_cap: bool, left: i64) -> Refusal {
+    pub fn shared_refusal(call: &Call<'_>, held: NanoUsd, spend_cap: Option<NanoUsd>, left: i64) -> Refusal {
         let left = NanoUsd(left.max(0));
-        if spend_cap {
-            Refusal::SpendCapReached { left, needed: held }
+        if let Some(cap) = spend_cap {
+            Refusal::SpendCapReached { left, needed: held, cap }
         } else {
             Refusal::InsufficientCredits {
                 available: left,

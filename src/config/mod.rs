@@ -425,6 +425,10 @@ pub struct MountConfig {
     /// Path prefix, e.g. `/` or `/api/v1/codex`.
     pub prefix: String,
     pub formats: Vec<ClientFormat>,
+    /// The shape of errors on its OpenAI-format routes: `native` (OpenAI's
+    /// `{"error": {...}}`, the default) or `detail` (`{"detail": "..."}`).
+    #[serde(default)]
+    pub error_style: crate::formats::errors::ErrorStyle,
 }
 
 #[derive(Debug, Clone, Deserialize)]

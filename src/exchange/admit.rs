@@ -34,9 +34,10 @@ pub fn refusal_error(refusal: Refusal) -> GatewayError {
                  pays for at most {affordable_output} output tokens"
             ))
         }
-        Refusal::SpendCapReached { left, needed } => GatewayError::SpendCapReached(format!(
-            "this key's spend cap has ${left} left, and this request can cost up to ${needed}"
-        )),
+        Refusal::SpendCapReached { left, needed, cap } => GatewayError::SpendCapReached {
+            cap_nano_usd: cap.0,
+            why: format!("this key's spend cap has ${left} left, and this request can cost up to ${needed}"),
+        },
     };
     metrics::refused(err.code());
     err
@@ -289,7 +290,7 @@ async fn shared(
                 return Ok(Err(refusal_error(Billing::shared_refusal(
                     &call,
                     quote.held,
-                    w.spend_cap,
+                    w.spend_cap.then(|| key.spend_cap.unwrap_or(crate::billing::NanoUsd::ZERO)),
                     w.left,
                 ))));
             }

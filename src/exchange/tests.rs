@@ -22,7 +22,7 @@ fn gateway() -> Gateway {
 }
 
 fn route(format: ClientFormat, endpoint: Endpoint) -> Route {
-    Route { format, endpoint }
+    Route { format, endpoint, style: crate::formats::errors::ErrorStyle::Native }
 }
 
 fn client_headers() -> Vec<(String, String)> {

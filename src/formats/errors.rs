@@ -5,6 +5,58 @@ use super::ClientFormat;
 use crate::error::{ErrorKind, GatewayError};
 use serde_json::json;
 
+/// The shape of a mount's error documents on its OpenAI-format routes:
+/// OpenAI's own (`{"error": {...}}`), or `{"detail": "..."}` (seed 004's
+/// API, FastAPI's convention), with the same status codes and headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorStyle {
+    #[default]
+    Native,
+    Detail,
+}
+
+/// [`render_answer`] in a mount's `style` (which only changes the OpenAI
+/// formats' documents).
+pub fn render_styled(
+    err: &GatewayError,
+    format: ClientFormat,
+    style: ErrorStyle,
+    request_id: &str,
+) -> Vec<u8> {
+    match (style, format) {
+        (ErrorStyle::Detail, ClientFormat::Openai | ClientFormat::Responses) => {
+            serde_json::to_vec(&json!({ "detail": detail_message(err, request_id) })).unwrap_or_default()
+        }
+        _ => render_answer(err, format, request_id),
+    }
+}
+
+/// The one-line `detail` of an error: the short forms seed 004 documents
+/// for a bad key, a spent cap and a rate limit, else the full message.
+fn detail_message(err: &GatewayError, request_id: &str) -> String {
+    match err {
+        GatewayError::InvalidKey => "Invalid API key".into(),
+        GatewayError::MissingKey => "Missing API key".into(),
+        GatewayError::SpendCapReached { cap_nano_usd, .. } => {
+            format!("Spend cap reached: {} USD", usd_with_cents(*cap_nano_usd))
+        }
+        GatewayError::RateLimited { code: "rate_limit_exceeded", .. } => "Rate limit exceeded".into(),
+        other if other.status() >= 500 => format!("{other} (request id {request_id})"),
+        other => other.to_string(),
+    }
+}
+
+/// Dollars with at least two decimals (`5.00`, `0.125`).
+fn usd_with_cents(nanos: i64) -> String {
+    let shown = crate::billing::NanoUsd(nanos).to_string();
+    match shown.split_once('.') {
+        None => format!("{shown}.00"),
+        Some((_, frac)) if frac.len() == 1 => format!("{shown}0"),
+        Some(_) => shown,
+    }
+}
+
 /// Renders `err` as the JSON body the caller's SDK expects for an error.
 pub fn render(err: &GatewayError, format: ClientFormat) -> Vec<u8> {
     render_message(err, format, err.to_string())
@@ -160,5 +212,20 @@ mod tests {
             (g["error"]["code"].as_u64(), g["error"]["status"].as_str()),
             (Some(422), Some("INVALID_ARGUMENT"))
         );
+    }
+
+    #[test]
+    fn a_detail_is_one_line_and_dollars_show_cents() {
+        assert_eq!(usd_with_cents(5_000_000_000), "5.00");
+        assert_eq!(usd_with_cents(2_500_000_000), "2.50");
+        assert_eq!(usd_with_cents(125_000_000), "0.125");
+        let cap = GatewayError::SpendCapReached { cap_nano_usd: 5_000_000_000, why: "x".into() };
+        let doc: serde_json::Value =
+            serde_json::from_slice(&render_styled(&cap, ClientFormat::Openai, ErrorStyle::Detail, "r"))
+                .unwrap();
+        assert_eq!(doc, json!({"detail": "Spend cap reached: 5.00 USD"}));
+        // Anthropic and Gemini callers keep their own shapes on any mount.
+        let anthropic = render_styled(&cap, ClientFormat::Anthropic, ErrorStyle::Detail, "r");
+        assert_eq!(anthropic, render_answer(&cap, ClientFormat::Anthropic, "r"));
     }
 }

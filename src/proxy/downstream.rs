@@ -215,6 +215,7 @@ pub async fn respond_error(
     session: &mut Session,
     err: &GatewayError,
     format: ClientFormat,
+    style: errors::ErrorStyle,
     request_id: &str,
 ) -> pingora_core::Result<()> {
     if matches!(err, GatewayError::PayloadTooLarge { .. }) {
@@ -226,7 +227,7 @@ pub async fn respond_error(
         session,
         err.status(),
         "application/json",
-        errors::render_answer(err, format, request_id),
+        errors::render_styled(err, format, style, request_id),
         request_id,
         &extra,
     )

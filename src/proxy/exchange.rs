@@ -20,6 +20,7 @@ use crate::exchange::idempotency::{self, Retry};
 use crate::exchange::{
     admit, answers_locally, count_tokens_locally, model_access, plan, plan_with_access, UpstreamPlan,
 };
+use crate::formats::errors::ErrorStyle;
 use crate::formats::passthrough::Passthrough;
 use crate::formats::{models_list, ClientFormat};
 use crate::gateway::Gateway;
@@ -53,7 +54,8 @@ pub async fn handle(
         Ok(route) => route,
         Err(err) => {
             let format = gateway.router.error_format(&path, hints);
-            return fail(session, ctx, &err, format).await;
+            let style = gateway.router.error_style(&path);
+            return fail(session, ctx, &err, format, style).await;
         }
     };
     ctx.route = route.endpoint.label();
@@ -66,7 +68,7 @@ pub async fn handle(
         Ok(()) => Ok(()),
         Err(Failure::Refused(err)) => {
             ctx.forget_attempt(err.status()).await;
-            fail(session, ctx, &err, route.format).await
+            fail(session, ctx, &err, route.format, route.style).await
         }
         Err(Failure::Aborted(why)) => {
             ctx.failure = Some(why.clone());
@@ -90,13 +92,14 @@ async fn fail(
     ctx: &mut RequestCtx,
     err: &GatewayError,
     format: ClientFormat,
+    style: ErrorStyle,
 ) -> pingora_core::Result<()> {
     ctx.status = err.status();
     ctx.failure = Some(match err.detail() {
         Some(detail) => format!("{}: {detail}", err.code()),
         None => err.code().to_string(),
     });
-    respond_error(session, err, format, &ctx.request_id).await
+    respond_error(session, err, format, style, &ctx.request_id).await
 }
 
 async fn serve(

@@ -8,6 +8,7 @@
 
 use crate::config::MountConfig;
 use crate::error::GatewayError;
+use crate::formats::errors::ErrorStyle;
 use crate::formats::ClientFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,12 +88,15 @@ impl Endpoint {
 pub struct Route {
     pub format: ClientFormat,
     pub endpoint: Endpoint,
+    /// The mount's error shape.
+    pub style: ErrorStyle,
 }
 
 #[derive(Debug, Clone)]
 pub struct Mount {
     prefix: String,
     formats: Vec<ClientFormat>,
+    style: ErrorStyle,
 }
 
 /// The mounts of a configuration, longest prefix first.
@@ -112,7 +116,11 @@ impl Router {
     pub fn new(configs: &[MountConfig]) -> Self {
         let mut mounts: Vec<Mount> = configs
             .iter()
-            .map(|m| Mount { prefix: m.prefix.trim_end_matches('/').to_string(), formats: m.formats.clone() })
+            .map(|m| Mount {
+                prefix: m.prefix.trim_end_matches('/').to_string(),
+                formats: m.formats.clone(),
+                style: m.error_style,
+            })
             .collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
         Self { mounts }
@@ -120,10 +128,18 @@ impl Router {
 
     pub fn route(&self, method: &str, path: &str, hints: FormatHints) -> Result<Route, GatewayError> {
         if matches!(path, "/health" | "/healthz" | "/readyz") {
-            return Ok(Route { format: ClientFormat::Openai, endpoint: Endpoint::Health });
+            return Ok(Route {
+                format: ClientFormat::Openai,
+                endpoint: Endpoint::Health,
+                style: ErrorStyle::Native,
+            });
         }
         if path == "/livez" {
-            return Ok(Route { format: ClientFormat::Openai, endpoint: Endpoint::Live });
+            return Ok(Route {
+                format: ClientFormat::Openai,
+                endpoint: Endpoint::Live,
+                style: ErrorStyle::Native,
+            });
         }
         let mut method_mismatch = false;
         for mount in &self.mounts {
@@ -131,7 +147,7 @@ impl Router {
                 continue;
             };
             match match_endpoint(method, rest, &mount.formats, hints) {
-                Match::Found(route) => return Ok(route),
+                Match::Found(route) => return Ok(Route { style: mount.style, ..route }),
                 Match::WrongMethod => method_mismatch = true,
                 Match::None => {}
             }
@@ -141,6 +157,14 @@ impl Router {
         } else {
             Err(GatewayError::RouteNotFound(path.to_string()))
         }
+    }
+
+    /// The error shape of the mount the path falls under.
+    pub fn error_style(&self, path: &str) -> ErrorStyle {
+        self.mounts
+            .iter()
+            .find(|m| strip_mount(path, &m.prefix).is_some())
+            .map_or(ErrorStyle::Native, |m| m.style)
     }
 
     /// The format to answer in when routing itself failed: the first format
@@ -177,7 +201,7 @@ enum Match {
 
 fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: FormatHints) -> Match {
     let has = |f: ClientFormat| formats.contains(&f);
-    let found = |format, endpoint| Match::Found(Route { format, endpoint });
+    let found = |format, endpoint| Match::Found(Route { format, endpoint, style: ErrorStyle::Native });
     let post_only = |format, endpoint| {
         if method == "POST" {
             found(format, endpoint)
@@ -251,7 +275,7 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
 
 fn get_only(method: &str, format: ClientFormat, endpoint: Endpoint) -> Match {
     if method == "GET" {
-        Match::Found(Route { format, endpoint })
+        Match::Found(Route { format, endpoint, style: ErrorStyle::Native })
     } else {
         Match::WrongMethod
     }

@@ -3,10 +3,22 @@ use ClientFormat::*;
 
 fn zenn_layout() -> Router {
     Router::new(&[
-        MountConfig { prefix: "/".into(), formats: ClientFormat::ALL.to_vec() },
-        MountConfig { prefix: "/api/v1".into(), formats: vec![Anthropic] },
-        MountConfig { prefix: "/api/v1/codex".into(), formats: vec![Openai, Responses] },
-        MountConfig { prefix: "/api/v1/gemini".into(), formats: vec![Gemini, Openai] },
+        MountConfig {
+            prefix: "/".into(),
+            formats: ClientFormat::ALL.to_vec(),
+            error_style: Default::default(),
+        },
+        MountConfig { prefix: "/api/v1".into(), formats: vec![Anthropic], error_style: Default::default() },
+        MountConfig {
+            prefix: "/api/v1/codex".into(),
+            formats: vec![Openai, Responses],
+            error_style: Default::default(),
+        },
+        MountConfig {
+            prefix: "/api/v1/gemini".into(),
+            formats: vec![Gemini, Openai],
+            error_style: Default::default(),
+        },
     ])
 }
 
