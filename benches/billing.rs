@@ -92,6 +92,7 @@ fn bench(c: &mut Criterion) {
                 input_tokens: 1_200,
                 max_output: 4_096,
                 caller_set_limit: true,
+                units: 0,
             };
             let admission = billing.admit(&key, &call, &request_id).unwrap();
             let ending = Ending { usage: Some(usage), completed: true, ..Ending::default() };

@@ -212,6 +212,23 @@ impl Gateway {
                 .find(|p| p.name == m.provider)
                 .cloned()
                 .ok_or_else(|| format!("models[{i}] ({}): no provider named '{}'", m.id, m.provider))?;
+            use crate::config::ModelKind;
+            let serves = match m.kind {
+                ModelKind::Chat => provider.kind != ProviderKind::Rerank,
+                ModelKind::Embedding => {
+                    !matches!(provider.kind, ProviderKind::Anthropic | ProviderKind::Rerank)
+                }
+                ModelKind::Rerank => provider.kind == ProviderKind::Rerank,
+            };
+            if !serves {
+                return Err(format!(
+                    "models[{i}] ({}): provider '{}' ({:?}) has no {} API",
+                    m.id,
+                    provider.name,
+                    provider.kind,
+                    m.kind.as_str()
+                ));
+            }
             let upstream_format = match m.api {
                 None => provider.format(),
                 Some(api) if api == provider.format() => api,

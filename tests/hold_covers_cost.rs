@@ -204,7 +204,7 @@ proptest! {
         let price = model.price.unwrap();
         let per_answer = plan.max_output.unwrap_or(model.max_output_tokens);
         let held_output = per_answer.saturating_mul(plan.choices.max(1));
-        let hold = NanoUsd(price.worst_case(plan.input_estimate, held_output).0.max(1));
+        let hold = NanoUsd(price.worst_case(plan.input_estimate, held_output, plan.units).0.max(1));
 
         let (path, query) = plan.path.split_once('?').unwrap_or((&plan.path, ""));
         let api = Api::from_path("POST", path, query).unwrap();

@@ -6,7 +6,8 @@
 //! `/anthropic/v1/messages` (and `/count_tokens`),
 //! `/gemini/{v1beta,v1}/models/{m}:generateContent|streamGenerateContent`;
 //! embeddings at `/openai/v1/embeddings` and
-//! `/gemini/v1beta/models/{m}:batchEmbedContents|embedContent`.
+//! `/gemini/v1beta/models/{m}:batchEmbedContents|embedContent`; reranking
+//! at `/cohere/v2/rerank` and `/jina/v1/rerank`.
 //! `GET /_mock/requests[?tag=T]` lists what was received, `DELETE` clears it.
 //!
 //! Knobs, per request, by header: `x-mock-status` (answer this error
@@ -26,6 +27,7 @@ pub mod faults;
 pub mod knobs;
 mod record;
 pub mod replies;
+pub mod rerank;
 pub mod tls;
 mod wire;
 
@@ -151,6 +153,9 @@ where
     let mut knobs = Knobs::from_headers(&parts.headers);
     if let Some(endpoint) = embeddings::Endpoint::from_path(parts.method.as_str(), &path) {
         return Ok(embeddings::serve(endpoint, &parts.headers, &body, &knobs).await);
+    }
+    if let Some(endpoint) = rerank::Endpoint::from_path(parts.method.as_str(), &path) {
+        return Ok(rerank::serve(endpoint, &parts.headers, &body, &knobs).await);
     }
     let Some(api) = Api::from_path(parts.method.as_str(), &path, &query) else {
         return Ok(json_response(

@@ -557,6 +557,7 @@ pub async fn models(State(state): State<AdminState>) -> Json<ModelsView> {
                 cache_read: per_token(p.cache_read),
                 cache_write: per_token(p.cache_write),
                 per_image: p.per_image.0,
+                per_search_unit: p.per_search_unit.0,
                 per_request: p.per_request.0,
             }),
         })

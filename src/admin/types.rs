@@ -303,8 +303,9 @@ pub struct PriceView {
     pub cache_read: Box<serde_json::value::RawValue>,
     #[schema(value_type = f64)]
     pub cache_write: Box<serde_json::value::RawValue>,
-    /// Nano-USD per image and per request.
+    /// Nano-USD per image, per search unit (rerank) and per request.
     pub per_image: i64,
+    pub per_search_unit: i64,
     pub per_request: i64,
 }
 

@@ -1,5 +1,6 @@
 //! Prices per model, as the YAML states them (US dollars per million
-//! tokens, per image, per request), and what a call's usage costs at them.
+//! tokens, per image, per search unit, per request), and what a call's
+//! usage costs at them.
 //! Cached input is billed at the cache-read price and never also at the
 //! input price; cache writes at the cache-write price.
 
@@ -16,6 +17,9 @@ pub struct ModelPrice {
     pub cache_read: NanoUsd,
     pub cache_write: NanoUsd,
     pub per_image: NanoUsd,
+    /// A rerank model's price per search unit (a query over up to 100
+    /// documents, as Cohere counts).
+    pub per_search_unit: NanoUsd,
     pub per_request: NanoUsd,
 }
 
@@ -32,6 +36,8 @@ pub struct PriceConfig {
     pub cache_write: Option<String>,
     #[serde(default)]
     pub per_image: Option<String>,
+    #[serde(default)]
+    pub per_search_unit: Option<String>,
     #[serde(default)]
     pub per_request: Option<String>,
 }
@@ -58,6 +64,7 @@ impl ModelPrice {
             cache_read: opt("cache_read", &c.cache_read, input)?,
             cache_write: opt("cache_write", &c.cache_write, input)?,
             per_image: opt("per_image", &c.per_image, NanoUsd::ZERO)?,
+            per_search_unit: opt("per_search_unit", &c.per_search_unit, NanoUsd::ZERO)?,
             per_request: opt("per_request", &c.per_request, NanoUsd::ZERO)?,
         })
     }
@@ -66,7 +73,10 @@ impl ModelPrice {
     /// its per-million price, summed exactly, rounded once (half up).
     /// `usage.input_tokens` includes cached and cache-write tokens (as the
     /// gateway normalises every format), so they are taken out of it.
-    pub fn cost(&self, usage: &Usage, images: u64) -> NanoUsd {
+    /// `units` are what the model prices besides tokens: images for an
+    /// image model, search units for a rerank model (a model prices one
+    /// or the other).
+    pub fn cost(&self, usage: &Usage, units: u64) -> NanoUsd {
         let cached = usage.cached_input_tokens.min(usage.input_tokens);
         let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
         let fresh = usage.input_tokens - cached - written;
@@ -76,23 +86,24 @@ impl ModelPrice {
             + per_million(written, self.cache_write)
             + per_million(usage.output_tokens, self.output);
         let nanos = (tokens + 500_000) / 1_000_000
-            + u128::from(images) * self.per_image.0.max(0) as u128
+            + u128::from(units) * (self.per_image.0.max(0) as u128 + self.per_search_unit.0.max(0) as u128)
             + self.per_request.0.max(0) as u128;
         NanoUsd(i64::try_from(nanos).unwrap_or(i64::MAX))
     }
 
     /// The most a call can cost: `input_tokens` fresh (none cached) and
-    /// `max_output` output tokens; what a request holds before it goes.
-    pub fn worst_case(&self, input_tokens: u64, max_output: u64) -> NanoUsd {
+    /// `max_output` output tokens (and `units`, see [`Self::cost`]); what a
+    /// request holds before it goes.
+    pub fn worst_case(&self, input_tokens: u64, max_output: u64, units: u64) -> NanoUsd {
         let usage = Usage { input_tokens, output_tokens: max_output, ..Usage::default() };
         let cache_write = Usage { cache_write_tokens: input_tokens, ..usage };
-        self.cost(&usage, 0).max(self.cost(&cache_write, 0))
+        self.cost(&usage, units).max(self.cost(&cache_write, units))
     }
 
     /// How many output tokens `budget` pays for after `input_tokens` of
     /// input: the cap a request without `max_tokens` is sent with.
     pub fn affordable_output(&self, budget: NanoUsd, input_tokens: u64) -> u64 {
-        let input_cost = self.worst_case(input_tokens, 0);
+        let input_cost = self.worst_case(input_tokens, 0, 0);
         let Some(left) = budget.checked_sub(input_cost).filter(|l| l.0 > 0) else { return 0 };
         if self.output.0 <= 0 {
             return u64::MAX;
@@ -163,11 +174,11 @@ mod tests {
         fn the_worst_case_covers_any_actual_use(input in 0u64..2_000_000, out in 0u64..200_000, cached in 0u64..2_000_000, used in 0u64..200_000) {
             let p = price("3", "15", "0.30");
             let actual = Usage { input_tokens: input, cached_input_tokens: cached.min(input), output_tokens: used.min(out), ..Usage::default() };
-            prop_assert!(p.cost(&actual, 0) <= p.worst_case(input, out));
+            prop_assert!(p.cost(&actual, 0) <= p.worst_case(input, out, 0));
             let budget = NanoUsd(123_456_789);
             let affordable = p.affordable_output(budget, input);
             if affordable > 0 && affordable < u64::MAX {
-                prop_assert!(p.worst_case(input, affordable) <= budget);
+                prop_assert!(p.worst_case(input, affordable, 0) <= budget);
             }
         }
     }

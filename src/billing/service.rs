@@ -55,6 +55,9 @@ pub struct Call<'a> {
     /// The caller's limit, or the model's.
     pub max_output: u64,
     pub caller_set_limit: bool,
+    /// Priced units besides tokens the call can use (images asked for,
+    /// search units; see `ModelPrice::cost`).
+    pub units: u64,
 }
 
 /// A request let through: what it holds, to settle when it ends.
@@ -106,6 +109,8 @@ pub struct Ending {
     /// Whether the answer ended as the provider meant it to: a stream cut
     /// or left early may carry a count made before its end.
     pub completed: bool,
+    /// Priced units the call used besides tokens (see `ModelPrice::cost`).
+    pub units: u64,
 }
 
 /// What a settled request was charged.
@@ -352,10 +357,10 @@ impl Billing {
 
     /// What `call` is to hold against `budget` (see [`Quote`]).
     pub fn quote(call: &Call<'_>, budget: NanoUsd) -> Quote {
-        let Call { price, input_tokens, max_output, caller_set_limit, .. } = *call;
+        let Call { price, input_tokens, max_output, caller_set_limit, units, .. } = *call;
         let mut output_cap = None;
         let mut input_estimate = input_tokens;
-        let mut held = price.worst_case(input_tokens, max_output);
+        let mut held = price.worst_case(input_tokens, max_output, units);
         if held > budget && !caller_set_limit {
             // The cap goes into the body as one more field, which the
             // provider counts as input too: its bytes are held with it.
@@ -364,7 +369,7 @@ impl Billing {
             if affordable >= MIN_OUTPUT_TOKENS {
                 output_cap = Some(affordable);
                 input_estimate = input;
-                held = price.worst_case(input, affordable);
+                held = price.worst_case(input, affordable, units);
             }
         }
         Quote { held: NanoUsd(held.0.max(1)), output_cap, input_estimate }
@@ -395,7 +400,11 @@ impl Billing {
             ),
             None => (Usage::default(), false),
         };
-        let cost = if usage == Usage::default() { NanoUsd::ZERO } else { admission.price.cost(&usage, 0) };
+        let cost = if usage == Usage::default() && ending.units == 0 {
+            NanoUsd::ZERO
+        } else {
+            admission.price.cost(&usage, ending.units)
+        };
         if admission.shared {
             return self.charge_shared(&admission, cost, usage, estimated, request_id);
         }

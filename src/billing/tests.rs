@@ -17,7 +17,7 @@ fn price() -> ModelPrice {
 }
 
 fn call(model_id: &str, input_tokens: u64, max_output: u64, caller_set_limit: bool) -> Call<'_> {
-    Call { model_id, model_class: None, price: price(), input_tokens, max_output, caller_set_limit }
+    Call { model_id, model_class: None, price: price(), input_tokens, max_output, caller_set_limit, units: 0 }
 }
 
 fn fixture(balance: i64, models: &[&str], api: bool) -> Fixture {
@@ -149,6 +149,7 @@ fn without_usage_a_partial_answer_is_estimated_and_no_answer_is_free() {
         relayed_any: true,
         completed: false,
         usage_estimated: false,
+        units: 0,
     };
     let charge = f.billing.settle(a, &relayed, "r1").unwrap_or_else(|| unreachable!());
     assert!(charge.estimated);
@@ -257,6 +258,7 @@ fn a_count_from_the_start_of_an_unfinished_stream_is_raised_to_what_was_relayed(
         relayed_any: true,
         completed: false,
         usage_estimated: false,
+        units: 0,
     };
     let charge = f.billing.settle(a, &left, "r1").unwrap_or_else(|| unreachable!());
     assert!(charge.estimated);
@@ -268,6 +270,7 @@ fn a_count_from_the_start_of_an_unfinished_stream_is_raised_to_what_was_relayed(
         relayed_any: true,
         completed: true,
         usage_estimated: false,
+        units: 0,
     };
     let charge = f.billing.settle(b, &done, "r2").unwrap_or_else(|| unreachable!());
     assert!(!charge.estimated, "a finished stream's own count stands");

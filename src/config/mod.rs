@@ -313,6 +313,9 @@ pub enum ProviderKind {
     OpenaiCompatible,
     Anthropic,
     Gemini,
+    /// A Cohere-compatible `/rerank` API (Cohere v2, Jina, Voyage, vLLM,
+    /// TEI): rerank models only.
+    Rerank,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,6 +375,8 @@ pub enum ModelKind {
     Chat,
     /// `/v1/embeddings`.
     Embedding,
+    /// `/v1/rerank`.
+    Rerank,
 }
 
 impl ModelKind {
@@ -379,6 +384,7 @@ impl ModelKind {
         match self {
             ModelKind::Chat => "chat",
             ModelKind::Embedding => "embedding",
+            ModelKind::Rerank => "rerank",
         }
     }
 }

@@ -362,6 +362,7 @@ fn call_of<'a>(model: &'a ModelEntry, plan: &UpstreamPlan) -> Result<Call<'a>, G
         input_tokens: plan.input_estimate,
         max_output,
         caller_set_limit: plan.max_output.is_some(),
+        units: plan.units,
     })
 }
 

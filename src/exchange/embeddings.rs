@@ -48,9 +48,9 @@ pub(super) fn plan(
                 (Bytes::from(top.rewrite(&[("model", Some(name))])), None)
             }
         }
-        ProviderKind::Anthropic => {
+        ProviderKind::Anthropic | ProviderKind::Rerank => {
             return Err(GatewayError::BadRequest(format!(
-                "'{}' is served by Anthropic, which has no embeddings API",
+                "'{}' is served by a provider with no embeddings API",
                 model.id
             )))
         }
@@ -76,5 +76,6 @@ pub(super) fn plan(
         max_output: Some(0),
         choices: 1,
         fallback_from: None,
+        units: 0,
     })
 }

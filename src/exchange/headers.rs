@@ -19,7 +19,7 @@ fn kind_request_headers(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => &["openai-beta"],
         ProviderKind::Anthropic => &["anthropic-version", "anthropic-beta"],
-        ProviderKind::Gemini => &[],
+        ProviderKind::Gemini | ProviderKind::Rerank => &[],
     }
 }
 
@@ -52,7 +52,7 @@ fn kind_query(kind: ProviderKind) -> &'static [(&'static str, &'static [&'static
     match kind {
         ProviderKind::Gemini => &[("alt", &["sse", "json"])],
         ProviderKind::Anthropic => &[("beta", &["true"])],
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => &[],
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Rerank => &[],
     }
 }
 

@@ -6,6 +6,7 @@ mod admit;
 mod embeddings;
 pub mod headers;
 pub mod idempotency;
+mod rerank;
 pub mod restore;
 
 pub use admit::{admit, authenticate, model_access, refusal_error, Admitted};
@@ -57,6 +58,9 @@ pub struct UpstreamPlan {
     pub choices: u64,
     /// The model the caller asked for, when its key's fallback serves it.
     pub fallback_from: Option<Arc<str>>,
+    /// Priced units besides tokens the call can use, held with it (see
+    /// `ModelPrice::cost`).
+    pub units: u64,
 }
 
 impl UpstreamPlan {
@@ -91,6 +95,9 @@ impl UpstreamPlan {
 pub enum Document {
     /// Gemini's `batchEmbedContents` as OpenAI's embeddings list.
     GeminiEmbeddings(crate::formats::embeddings::Answering),
+    /// A rerank provider's results, sorted and cut as the caller asked
+    /// (the request, and the answer's id).
+    Rerank(Box<crate::formats::rerank::RerankRequest>, String),
 }
 
 /// How a translated response is turned back into the caller's format.
@@ -155,9 +162,13 @@ pub fn plan_with_access(
         Some(fallback) => (fallback, Some(model.id.clone())),
         None => (model, None),
     };
-    if route.endpoint == Endpoint::Embeddings {
+    if matches!(route.endpoint, Endpoint::Embeddings | Endpoint::Rerank) {
         drop(top);
-        let mut plan = embeddings::plan(gateway, body, model, client_headers)?;
+        let mut plan = if route.endpoint == Endpoint::Rerank {
+            rerank::plan(gateway, body, model, client_headers, request_id)?
+        } else {
+            embeddings::plan(gateway, body, model, client_headers)?
+        };
         plan.fallback_from = fallback_from;
         return Ok(plan);
     }
@@ -218,6 +229,7 @@ pub fn plan_with_access(
         max_output,
         choices,
         fallback_from,
+        units: 0,
     })
 }
 
@@ -341,6 +353,7 @@ fn plan_translated(
         max_event_bytes: gateway.max_stream_event_bytes,
         ping_after: gateway.stream_ping,
         fallback_from: None,
+        units: 0,
     })
 }
 

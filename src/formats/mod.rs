@@ -19,6 +19,7 @@ pub mod json;
 pub mod json_ref;
 pub mod models_list;
 pub mod passthrough;
+pub mod rerank;
 pub mod responses;
 pub mod translate;
 pub mod usage;

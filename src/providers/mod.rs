@@ -120,7 +120,9 @@ impl Provider {
     /// The wire format this provider speaks.
     pub fn format(&self) -> ClientFormat {
         match self.kind {
-            ProviderKind::Openai | ProviderKind::OpenaiCompatible => ClientFormat::Openai,
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Rerank => {
+                ClientFormat::Openai
+            }
             ProviderKind::Anthropic => ClientFormat::Anthropic,
             ProviderKind::Gemini => ClientFormat::Gemini,
         }
@@ -144,6 +146,7 @@ impl Provider {
                 format!("{base}/v1beta/models/{model}:batchEmbedContents")
             }
             Endpoint::Embeddings => format!("{base}/embeddings"),
+            Endpoint::Rerank => format!("{base}/rerank"),
             Endpoint::GenerateContent { stream, .. } => {
                 let action = if *stream { "streamGenerateContent" } else { "generateContent" };
                 let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);
@@ -169,7 +172,7 @@ impl Provider {
         let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.api_keys.len();
         let key = self.api_keys[i].expose();
         match self.kind {
-            ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Rerank => {
                 ("authorization", format!("Bearer {key}"))
             }
             ProviderKind::Anthropic => ("x-api-key", key.to_string()),

@@ -22,6 +22,8 @@ pub struct RequestCtx {
     pub usage: Option<Usage>,
     /// `usage` is the gateway's own count (the provider sends none).
     pub usage_estimated: bool,
+    /// Priced units besides tokens the answer used (search units, images).
+    pub units: u64,
     /// Why the request did not end cleanly, for the access log.
     pub failure: Option<String>,
     pub method: String,
@@ -107,6 +109,7 @@ impl RequestCtx {
             upstream_ttfb: None,
             usage: None,
             usage_estimated: false,
+            units: 0,
             failure: None,
             method: String::new(),
             path: String::new(),
@@ -175,6 +178,7 @@ impl RequestCtx {
             relayed_output_tokens: self.relayed_events,
             relayed_any: self.relayed_events > 0,
             completed: self.completed,
+            units: self.units,
         };
         let (model, plan) = (admission.model.clone(), admission.account.plan.clone());
         let from = self.marks.as_ref().map(|_| std::time::SystemTime::now());

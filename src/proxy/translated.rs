@@ -9,10 +9,10 @@ use super::upstream::{classify, upstream_head};
 use super::RequestCtx;
 use crate::error::GatewayError;
 use crate::exchange::{Document, Translation, UpstreamPlan};
-use crate::formats::embeddings;
 use crate::formats::estimate;
 use crate::formats::translate::relay::{content_type, translate_document, StreamTranslation};
 use crate::formats::ClientFormat;
+use crate::formats::{embeddings, rerank};
 use bytes::{Bytes, BytesMut};
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
@@ -161,15 +161,21 @@ pub(super) async fn convert(
             return Err(e);
         }
     };
-    let (status, out, usage, estimated) = match document {
+    let (status, out, usage, estimated, units) = match document {
         Document::GeminiEmbeddings(asked) => {
             let (status, out, usage) = embeddings::answer(upstream_status, &body, asked);
             // Gemini counts no tokens: the count is the gateway's own.
-            (status, out, usage, true)
+            (status, out, usage, true, 0)
+        }
+        Document::Rerank(asked, id) => {
+            let (status, out, billed) = rerank::answer(upstream_status, &body, asked, id);
+            let units = billed.map_or(0, |b| b.search_units);
+            (status, out, billed.map(|b| b.usage), billed.is_some_and(|b| b.estimated), units)
         }
     };
     ctx.usage = usage;
     ctx.usage_estimated = estimated && usage.is_some();
+    ctx.units = units;
     ctx.status = status;
     ctx.forget_attempt(status).await;
     ctx.completed = true;

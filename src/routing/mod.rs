@@ -19,6 +19,8 @@ pub enum Endpoint {
     CountTokens,
     /// OpenAI's `/v1/embeddings`.
     Embeddings,
+    /// `/v1/rerank` (Cohere's and Jina's shape; `/v2/rerank` too).
+    Rerank,
     GenerateContent {
         model: String,
         stream: bool,
@@ -48,6 +50,7 @@ impl Endpoint {
             Endpoint::Messages => "messages",
             Endpoint::CountTokens => "count_tokens",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Rerank => "rerank",
             Endpoint::GenerateContent { stream: false, .. } => "generate_content",
             Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
             Endpoint::ListModels => "list_models",
@@ -66,6 +69,7 @@ impl Endpoint {
         match self {
             Endpoint::Responses => "responses",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Rerank => "rerank",
             _ => "messages",
         }
     }
@@ -79,6 +83,7 @@ impl Endpoint {
                 | Endpoint::Messages
                 | Endpoint::CountTokens
                 | Endpoint::Embeddings
+                | Endpoint::Rerank
                 | Endpoint::GenerateContent { .. }
         )
     }
@@ -244,6 +249,9 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
         }
         "/messages" if has(ClientFormat::Anthropic) => post_only(ClientFormat::Anthropic, Endpoint::Messages),
         "/embeddings" if has(ClientFormat::Openai) => post_only(ClientFormat::Openai, Endpoint::Embeddings),
+        "/rerank" | "/v2/rerank" if has(ClientFormat::Openai) => {
+            post_only(ClientFormat::Openai, Endpoint::Rerank)
+        }
         "/messages/count_tokens" if has(ClientFormat::Anthropic) => {
             post_only(ClientFormat::Anthropic, Endpoint::CountTokens)
         }

@@ -33,3 +33,32 @@ def test_openai_sdk_embeddings_errors_are_typed(stack):
         client.embeddings.create(model="gpt-5.5", input="a chat model")
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="no-such-embed", input="x")
+
+
+@pytest.mark.parametrize("model", ["rerank-v3.5", "jina-reranker-v2"])
+def test_cohere_sdk_rerank_v1_and_v2(stack, model):
+    import cohere
+
+    docs = ["a car", "a red apple", "red", "green pear"]
+    v2 = cohere.ClientV2(api_key=stack.key, base_url=stack.url)
+    r = v2.rerank(model=model, query="red apple", documents=docs, top_n=2)
+    assert [x.index for x in r.results] == [1, 2]
+    assert r.results[0].relevance_score >= r.results[1].relevance_score
+    assert r.meta.billed_units.search_units == 1
+    v1 = cohere.Client(api_key=stack.key, base_url=stack.url)
+    r = v1.rerank(model=model, query="red apple", documents=docs, top_n=3, return_documents=True)
+    assert [x.document.text for x in r.results] == ["a red apple", "red", "a car"] or \
+        [x.document.text for x in r.results][:2] == ["a red apple", "red"]
+
+
+def test_cohere_sdk_rerank_errors_are_typed(stack):
+    import cohere
+
+    v2 = cohere.ClientV2(api_key=stack.key, base_url=stack.url)
+    with pytest.raises(cohere.errors.BadRequestError):
+        v2.rerank(model="rerank-v3.5", query="", documents=["a"])
+    with pytest.raises(cohere.errors.BadRequestError):
+        v2.rerank(model="gpt-5.5", query="q", documents=["a"])
+    bad = cohere.ClientV2(api_key="sk-tollgate-nope", base_url=stack.url)
+    with pytest.raises(cohere.errors.UnauthorizedError):
+        bad.rerank(model="rerank-v3.5", query="q", documents=["a"])

@@ -1,0 +1,48 @@
+//! A rerank call, planned: the caller's documents go to a Cohere-compatible
+//! provider as text, and its results are sorted, cut to `top_n` and given
+//! their documents when they arrive (see [`Document::Rerank`]). The hold
+//! covers the input tokens and the search units the documents make.
+
+use super::{headers, Document, UpstreamPlan};
+use crate::config::{ModelKind, ProviderKind};
+use crate::error::GatewayError;
+use crate::formats::rerank::RerankRequest;
+use crate::gateway::{Gateway, ModelEntry};
+use bytes::Bytes;
+use std::sync::Arc;
+
+pub(super) fn plan(
+    gateway: &Gateway,
+    body: Bytes,
+    model: Arc<ModelEntry>,
+    client_headers: &[(String, String)],
+    request_id: &str,
+) -> Result<UpstreamPlan, GatewayError> {
+    let request = RerankRequest::parse(&body).map_err(GatewayError::BadRequest)?;
+    if model.kind != ModelKind::Rerank || model.provider.kind != ProviderKind::Rerank {
+        return Err(GatewayError::BadRequest(format!("'{}' is not a rerank model", model.id)));
+    }
+    let provider = model.provider.clone();
+    let body = Bytes::from(request.upstream_body(&model.upstream_model));
+    let path = provider.upstream_path(&crate::routing::Endpoint::Rerank, &model.upstream_model, None);
+    let headers = headers::upstream_headers(client_headers, &provider);
+    let (input_estimate, units) = (request.input_tokens(), request.search_units());
+    Ok(UpstreamPlan {
+        model,
+        provider,
+        path,
+        headers,
+        body,
+        stream: false,
+        hide_usage: false,
+        translation: None,
+        document: Some(Document::Rerank(Box::new(request), format!("rerank-{request_id}"))),
+        max_event_bytes: gateway.max_stream_event_bytes,
+        ping_after: None,
+        input_estimate,
+        max_output: Some(0),
+        choices: 1,
+        fallback_from: None,
+        units,
+    })
+}
