@@ -32,6 +32,7 @@ fn setup(dir: &std::path::Path) -> (Arc<Billing>, Arc<Journal>) {
         api_access: true,
         trial_days: None,
         limits: Default::default(),
+        default_model: None,
     });
     let billing = Arc::new(Billing::new(
         vec![plan.clone()],

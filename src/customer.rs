@@ -184,6 +184,31 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     Ok(body.to_string().into_bytes())
 }
 
+/// The caller's account's saved agents (seed 002), as an OpenAI-style list.
+pub async fn agents(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
+    let (_, m) = money(gateway)?;
+    let account = key.account as i64;
+    let agents = m
+        .store
+        .run(move |s| async move { s.agents(account).await })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let data: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "object": "agent",
+                "name": a.name,
+                "model": a.model,
+                "system_prompt": a.system_prompt,
+                "created_at": format_time(a.created_at),
+            })
+        })
+        .collect();
+    Ok(json!({ "object": "list", "data": data }).to_string().into_bytes())
+}
+
 pub async fn generation(
     gateway: &Gateway,
     key: &KeyState,

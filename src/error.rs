@@ -59,6 +59,8 @@ pub enum GatewayError {
     RateLimited { code: &'static str, message: String, headers: Vec<(&'static str, String)> },
     /// A customer endpoint's object is not there, or not the caller's (404).
     NotFound(String),
+    /// The `agentId` names no agent of the caller's account (404).
+    AgentNotFound(String),
     /// The plan has no API access or does not include the model (403).
     UpgradeRequired(String),
     /// A limit of the key or its plan is 0: no call is let through (403,
@@ -104,7 +106,7 @@ impl GatewayError {
             GatewayError::IdempotencyConflict | GatewayError::IdempotentAnswerNotKept => 409,
             GatewayError::IdempotencyKeyReused => 422,
             GatewayError::RateLimited { .. } => 429,
-            GatewayError::NotFound(_) => 404,
+            GatewayError::NotFound(_) | GatewayError::AgentNotFound(_) => 404,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
             | GatewayError::UnsupportedFeature { .. } => 400,
@@ -139,7 +141,7 @@ impl GatewayError {
             | GatewayError::IdempotencyKeyReused
             | GatewayError::IdempotentAnswerNotKept => ErrorKind::InvalidRequest,
             GatewayError::RateLimited { .. } => ErrorKind::RateLimited,
-            GatewayError::NotFound(_) => ErrorKind::NotFound,
+            GatewayError::NotFound(_) | GatewayError::AgentNotFound(_) => ErrorKind::NotFound,
             GatewayError::BadRequest(_)
             | GatewayError::TranslationUnsupported { .. }
             | GatewayError::UnsupportedFeature { .. }
@@ -180,6 +182,7 @@ impl GatewayError {
             GatewayError::IdempotentAnswerNotKept => "idempotency_answer_not_kept",
             GatewayError::RateLimited { code, .. } => code,
             GatewayError::NotFound(_) => "not_found",
+            GatewayError::AgentNotFound(_) => "agent_not_found",
             GatewayError::UpgradeRequired(_) => "upgrade_required",
             GatewayError::LimitBlocked(_) => "limit_blocked",
             GatewayError::BadRequest(_) => "invalid_request",
@@ -248,6 +251,7 @@ impl fmt::Display for GatewayError {
                  large to keep for a replay; use a new key to run it again",
             ),
             GatewayError::NotFound(what) => write!(f, "{what} not found"),
+            GatewayError::AgentNotFound(id) => write!(f, "No agent '{id}' on this account"),
             GatewayError::RateLimited { message, .. } => f.write_str(message),
             GatewayError::InsufficientCredits(why) => {
                 write!(f, "Insufficient credits: {why}; top up to continue")

@@ -334,10 +334,10 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
         for group in l.rph.keys() {
             // `images` waits for an endpoint that counts against it: a limit
             // nothing counts would be a promise the gateway does not keep.
-            if !["messages", "responses"].contains(&group.as_str()) {
+            if !["messages", "responses", "embeddings", "rerank"].contains(&group.as_str()) {
                 return Err(format!(
                     "plans '{}': limits.rph: '{group}' is not an endpoint group this gateway counts \
-                     (messages, responses)",
+                     (messages, responses, embeddings, rerank)",
                     p.name
                 ));
             }
@@ -355,6 +355,15 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
                 input_tpm: l.input_tpm,
                 concurrent: l.concurrent,
                 zone,
+            },
+            default_model: match &p.default_model {
+                None => None,
+                Some(name) => match catalog.resolve(name) {
+                    Some(m) if m.kind == crate::config::ModelKind::Chat => Some(m.id.to_string()),
+                    _ => {
+                        return Err(format!("plans '{}': default_model '{name}' is not a chat model", p.name))
+                    }
+                },
             },
         }));
     }

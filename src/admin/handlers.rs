@@ -29,7 +29,7 @@ fn hot(state: &AdminState) -> Option<Arc<crate::hot::Hot>> {
 
 /// Account `id`; one another node created a moment ago is read from the
 /// store (its change message may not have arrived yet).
-async fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
+pub(super) async fn account_of(state: &AdminState, id: i64) -> Result<Arc<AccountState>, AdminError> {
     let Ok(id) = u64::try_from(id) else { return Err(AdminError::not_found("account")) };
     if let Some(account) = state.billing.directory.account(id) {
         return Ok(account);

@@ -6,6 +6,7 @@
 //! change goes to the in-memory state the request path reads and to the
 //! store.
 
+mod agents;
 pub mod cli;
 mod extract;
 mod handlers;
@@ -96,6 +97,11 @@ impl IntoResponse for AdminError {
         handlers::ledger,
         handlers::usage,
         handlers::models,
+        agents::create_agent,
+        agents::list_agents,
+        agents::get_agent,
+        agents::patch_agent,
+        agents::delete_agent,
         reload::reload,
     ),
     modifiers(&BearerAuth),
@@ -126,6 +132,11 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/admin/v1/keys/{id}",
             get(handlers::get_key).patch(handlers::patch_key).delete(handlers::revoke_key),
+        )
+        .route("/admin/v1/accounts/{id}/agents", post(agents::create_agent).get(agents::list_agents))
+        .route(
+            "/admin/v1/agents/{id}",
+            get(agents::get_agent).patch(agents::patch_agent).delete(agents::delete_agent),
         )
         .route("/admin/v1/ledger", get(handlers::ledger))
         .route("/admin/v1/usage", get(handlers::usage))

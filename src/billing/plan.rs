@@ -10,6 +10,8 @@ pub struct Plan {
     pub api_access: bool,
     pub trial_days: Option<u32>,
     pub limits: crate::limits::PlanLimits,
+    /// The catalog id a call without a model gets on the `/chat` route.
+    pub default_model: Option<String>,
 }
 
 /// Whether a model (its id and class) matches one of `patterns`: ids,
@@ -36,6 +38,7 @@ impl Plan {
             api_access: false,
             trial_days: None,
             limits: Default::default(),
+            default_model: None,
         }
     }
 

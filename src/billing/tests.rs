@@ -27,6 +27,7 @@ fn fixture(balance: i64, models: &[&str], api: bool) -> Fixture {
         api_access: api,
         trial_days: None,
         limits: Default::default(),
+        default_model: None,
     });
     let sink = Arc::new(MemorySink::default());
     let clock = Arc::new(ManualClock::at(1_000_000));

@@ -126,6 +126,10 @@ pub struct PlanConfig {
     pub trial_days: Option<u32>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The model a call without one gets on seed 002's `/chat` route (and
+    /// an agent's calls when the agent names none).
+    #[serde(default)]
+    pub default_model: Option<String>,
 }
 
 /// A plan's rate limits; an absent one is no limit.

@@ -3,6 +3,7 @@
 //! provider must receive it. The proxy layer only carries out the plan.
 
 mod admit;
+pub mod agents;
 mod embeddings;
 pub mod headers;
 pub mod idempotency;

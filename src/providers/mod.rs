@@ -137,7 +137,7 @@ impl Provider {
     pub fn upstream_path(&self, endpoint: &Endpoint, upstream_model: &str, query: Option<&str>) -> String {
         let base = &self.origin.base_path;
         let mut path = match endpoint {
-            Endpoint::ChatCompletions => format!("{base}/chat/completions"),
+            Endpoint::ChatCompletions | Endpoint::AgentChat => format!("{base}/chat/completions"),
             Endpoint::Responses => format!("{base}/responses"),
             Endpoint::Messages => format!("{base}/v1/messages"),
             Endpoint::CountTokens => format!("{base}/v1/messages/count_tokens"),
@@ -154,6 +154,7 @@ impl Provider {
             }
             Endpoint::ListModels
             | Endpoint::GetModel { .. }
+            | Endpoint::Agents
             | Endpoint::Whoami
             | Endpoint::Usage
             | Endpoint::Generation

@@ -18,7 +18,7 @@ use crate::customer;
 use crate::error::GatewayError;
 use crate::exchange::idempotency::{self, Retry};
 use crate::exchange::{
-    admit, answers_locally, count_tokens_locally, model_access, plan, plan_with_access, UpstreamPlan,
+    admit, agents, answers_locally, count_tokens_locally, model_access, plan, plan_with_access, UpstreamPlan,
 };
 use crate::formats::errors::ErrorStyle;
 use crate::formats::passthrough::Passthrough;
@@ -123,7 +123,7 @@ async fn serve(
             let infos: Vec<_> = models.iter().map(|m| m.info()).collect();
             local(session, ctx, 200, models_list::render_list(route.format, &infos)).await
         }
-        Endpoint::Whoami | Endpoint::Usage | Endpoint::Generation => {
+        Endpoint::Whoami | Endpoint::Usage | Endpoint::Generation | Endpoint::Agents => {
             let key = principal.billed.as_deref().ok_or_else(|| {
                 GatewayError::RouteNotFound(format!("{}: this gateway bills no accounts", ctx.path))
             })?;
@@ -131,6 +131,7 @@ async fn serve(
             let body = match route.endpoint {
                 Endpoint::Whoami => customer::whoami(gateway, key).await?,
                 Endpoint::Usage => customer::usage(gateway, key).await?,
+                Endpoint::Agents => customer::agents(gateway, key).await?,
                 _ => customer::generation(gateway, key, query).await?,
             };
             local(session, ctx, 200, body).await
@@ -142,6 +143,7 @@ async fn serve(
         _ => {
             downstream::continue_if_expected(session).await.map_err(client_gone)?;
             let body = downstream::read_body(session, gateway.max_request_body_bytes).await?;
+            let body = agents::apply(gateway, principal.billed.as_deref(), &route.endpoint, body).await?;
             if answers_locally(gateway, route, &body) == Some(true) {
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
             }

@@ -21,6 +21,11 @@ pub enum Endpoint {
     Embeddings,
     /// `/v1/rerank` (Cohere's and Jina's shape; `/v2/rerank` too).
     Rerank,
+    /// Seed 002's `POST /chat`: Chat Completions with `model` optional
+    /// (the agent's, else the plan's default).
+    AgentChat,
+    /// The caller's saved agents.
+    Agents,
     GenerateContent {
         model: String,
         stream: bool,
@@ -51,6 +56,8 @@ impl Endpoint {
             Endpoint::CountTokens => "count_tokens",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Rerank => "rerank",
+            Endpoint::AgentChat => "chat",
+            Endpoint::Agents => "agents",
             Endpoint::GenerateContent { stream: false, .. } => "generate_content",
             Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
             Endpoint::ListModels => "list_models",
@@ -84,6 +91,7 @@ impl Endpoint {
                 | Endpoint::CountTokens
                 | Endpoint::Embeddings
                 | Endpoint::Rerank
+                | Endpoint::AgentChat
                 | Endpoint::GenerateContent { .. }
         )
     }
@@ -252,6 +260,8 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
         "/rerank" | "/v2/rerank" if has(ClientFormat::Openai) => {
             post_only(ClientFormat::Openai, Endpoint::Rerank)
         }
+        "/chat" if has(ClientFormat::Openai) => post_only(ClientFormat::Openai, Endpoint::AgentChat),
+        "/agents" if has(ClientFormat::Openai) => get_only(method, ClientFormat::Openai, Endpoint::Agents),
         "/messages/count_tokens" if has(ClientFormat::Anthropic) => {
             post_only(ClientFormat::Anthropic, Endpoint::CountTokens)
         }

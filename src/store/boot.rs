@@ -175,6 +175,7 @@ pub fn plan_or_none(billing: &Billing, name: &str) -> Arc<Plan> {
             api_access: false,
             trial_days: None,
             limits: Default::default(),
+            default_model: None,
         })
     })
 }

@@ -51,6 +51,26 @@ pub struct NewKey {
     pub limits: crate::limits::Overrides,
 }
 
+/// A saved agent (seed 002): a system prompt and a model, an account's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Agent {
+    pub id: String,
+    pub account_id: i64,
+    pub name: String,
+    pub system_prompt: String,
+    pub model: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an agent's update changes (`None`: leave it).
+#[derive(Debug, Clone, Default)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+}
+
 /// A customer key as kept: its hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -280,6 +300,15 @@ pub trait Store: Send + Sync {
     async fn directory(&self) -> Result<DirectoryRows, StoreError>;
     /// Answers when the store does (`SELECT 1`): the health check's probe.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Keeps a new agent (its id made by the caller).
+    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    async fn agent(&self, id: &str) -> Result<Option<Agent>, StoreError>;
+    /// An account's agents, oldest first.
+    async fn agents(&self, account: i64) -> Result<Vec<Agent>, StoreError>;
+    async fn update_agent(&self, id: &str, patch: &AgentPatch, now: i64)
+        -> Result<Option<Agent>, StoreError>;
+    /// Whether there was such an agent.
+    async fn delete_agent(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.

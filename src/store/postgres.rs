@@ -9,8 +9,8 @@
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
-    Account, AccountPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow, NewKey, RecentCall,
-    Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
+    Account, AccountPatch, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow,
+    NewKey, RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
@@ -19,6 +19,7 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 // Dynamic SQL here is built only from the column-list constants below.
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
 
+mod agents;
 mod append;
 pub mod attribute;
 mod idempotency;
@@ -430,6 +431,31 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        agents::insert(&self.pool, agent).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        agents::one(&self.pool, id).await
+    }
+
+    async fn agents(&self, account: i64) -> Result<Vec<Agent>, StoreError> {
+        agents::of_account(&self.pool, account).await
+    }
+
+    async fn update_agent(
+        &self,
+        id: &str,
+        patch: &AgentPatch,
+        now: i64,
+    ) -> Result<Option<Agent>, StoreError> {
+        agents::update(&self.pool, id, patch, now).await
+    }
+
+    async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
+        agents::delete(&self.pool, id).await
     }
 }
 

@@ -6,8 +6,8 @@
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
-    Account, AccountPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow, LotRow, NewKey,
-    RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
+    Account, AccountPatch, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow,
+    LotRow, NewKey, RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd, RecordKind};
@@ -580,8 +580,34 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        agents::insert(&self.pool, agent).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        agents::one(&self.pool, id).await
+    }
+
+    async fn agents(&self, account: i64) -> Result<Vec<Agent>, StoreError> {
+        agents::of_account(&self.pool, account).await
+    }
+
+    async fn update_agent(
+        &self,
+        id: &str,
+        patch: &AgentPatch,
+        now: i64,
+    ) -> Result<Option<Agent>, StoreError> {
+        agents::update(&self.pool, id, patch, now).await
+    }
+
+    async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
+        agents::delete(&self.pool, id).await
+    }
 }
 
+mod agents;
 mod charges;
 mod idempotency;
 

@@ -42,7 +42,42 @@ on_every_backend!(
     accounts_are_found_and_changed,
     keys_are_found_and_changed,
     last_used_times_only_move_forward,
+    agents_are_kept_changed_and_deleted,
 );
+
+async fn agents_are_kept_changed_and_deleted(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let acme = store.create_account("acme", "pro", None, 1).await.unwrap();
+    let other = store.create_account("other", "pro", None, 1).await.unwrap();
+    let agent = |id: &str, account: i64, at: i64| Agent {
+        id: id.into(),
+        account_id: account,
+        name: format!("agent {id}"),
+        system_prompt: "You are terse.".into(),
+        model: "openai/gpt-5.5".into(),
+        created_at: at,
+        updated_at: at,
+    };
+    store.insert_agent(&agent("agt_b", acme.id, 5)).await.unwrap();
+    store.insert_agent(&agent("agt_a", acme.id, 7)).await.unwrap();
+    store.insert_agent(&agent("agt_c", other.id, 6)).await.unwrap();
+    assert!(store.insert_agent(&agent("agt_a", acme.id, 8)).await.is_err(), "ids are unique");
+    assert_eq!(store.agent("agt_b").await.unwrap(), Some(agent("agt_b", acme.id, 5)));
+    let ids: Vec<String> = store.agents(acme.id).await.unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(ids, ["agt_b", "agt_a"], "an account's own, oldest first");
+    let patch = AgentPatch { system_prompt: Some("You are verbose.".into()), ..AgentPatch::default() };
+    let changed = store.update_agent("agt_b", &patch, 9).await.unwrap().unwrap();
+    assert_eq!(
+        (changed.system_prompt.as_str(), changed.name.as_str(), changed.updated_at),
+        ("You are verbose.", "agent agt_b", 9)
+    );
+    assert_eq!(store.agent("agt_b").await.unwrap(), Some(changed));
+    assert_eq!(store.update_agent("agt_nope", &patch, 9).await.unwrap(), None);
+    assert!(store.delete_agent("agt_b").await.unwrap());
+    assert!(!store.delete_agent("agt_b").await.unwrap());
+    assert_eq!(store.agent("agt_b").await.unwrap(), None);
+}
 
 async fn accounts_keys_and_the_ledger_are_kept(backend: Backend) {
     let db = TestDb::new(backend).await;
