@@ -62,6 +62,13 @@ pub struct ModelEntry {
     pub class: Option<String>,
     /// Which endpoint serves it.
     pub kind: crate::config::ModelKind,
+    /// Where this entry's calls go (its provider and upstream model), and
+    /// what keeps calls off it while it fails.
+    pub deployment: Arc<crate::providers::deployment::Deployment>,
+    /// The model's other deployments, in order (on the catalog's entry,
+    /// which is the first deployment).
+    pub alternates: Vec<Arc<ModelEntry>>,
+    pub failover: crate::config::FailoverConfig,
 }
 
 impl ModelEntry {
@@ -82,6 +89,91 @@ impl ModelEntry {
             coming_soon: self.status == ModelStatus::ComingSoon,
         }
     }
+}
+
+/// A model's deployments: its `deployments`, or its one `provider`.
+fn deployments_of(
+    i: usize,
+    m: &crate::config::ModelConfig,
+) -> Result<Vec<crate::config::DeploymentConfig>, String> {
+    match (m.provider.is_empty(), m.deployments.is_empty()) {
+        (false, true) => Ok(vec![crate::config::DeploymentConfig {
+            provider: m.provider.clone(),
+            upstream_model: m.upstream_model.clone(),
+            api: m.api,
+            weight: None,
+            max_in_flight: None,
+        }]),
+        (true, false) if m.upstream_model.is_none() && m.api.is_none() => Ok(m.deployments.clone()),
+        (true, false) => {
+            Err(format!("models[{i}] ({}): upstream_model and api go on each of its deployments", m.id))
+        }
+        (false, false) => Err(format!("models[{i}] ({}): give 'provider' or 'deployments', not both", m.id)),
+        (true, true) => Err(format!("models[{i}] ({}): needs a 'provider' or 'deployments'", m.id)),
+    }
+}
+
+/// The catalog entry for model `m` served by deployment `d`.
+fn model_entry(
+    i: usize,
+    m: &crate::config::ModelConfig,
+    d: &crate::config::DeploymentConfig,
+    providers: &[Arc<Provider>],
+) -> Result<ModelEntry, String> {
+    use crate::config::ModelKind;
+    let provider = providers
+        .iter()
+        .find(|p| p.name == d.provider)
+        .cloned()
+        .ok_or_else(|| format!("models[{i}] ({}): no provider named '{}'", m.id, d.provider))?;
+    let serves = match m.kind {
+        ModelKind::Chat => provider.kind != ProviderKind::Rerank,
+        ModelKind::Embedding => !matches!(provider.kind, ProviderKind::Anthropic | ProviderKind::Rerank),
+        ModelKind::Rerank => provider.kind == ProviderKind::Rerank,
+    };
+    if !serves {
+        return Err(format!(
+            "models[{i}] ({}): provider '{}' ({:?}) has no {} API",
+            m.id,
+            provider.name,
+            provider.kind,
+            m.kind.as_str()
+        ));
+    }
+    let upstream_format = match d.api {
+        None => provider.format(),
+        Some(api) if api == provider.format() => api,
+        Some(ClientFormat::Responses) if provider.kind == ProviderKind::Openai => ClientFormat::Responses,
+        Some(api) => {
+            return Err(format!(
+                "models[{i}] ({}): provider '{}' cannot be called with api '{api}'",
+                m.id, provider.name
+            ))
+        }
+    };
+    let upstream_model = d.upstream_model.clone().unwrap_or_else(|| short_name(&m.id).to_string());
+    let label = format!("{}/{upstream_model}", provider.name);
+    Ok(ModelEntry {
+        upstream_format,
+        id: Arc::from(m.id.as_str()),
+        aliases: m.aliases.clone(),
+        upstream_model,
+        provider,
+        status: m.status,
+        display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
+        price: m
+            .price
+            .as_ref()
+            .map(ModelPrice::from_config)
+            .transpose()
+            .map_err(|e| format!("models[{i}] ({}): price.{}", m.id, e.0))?,
+        max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        class: m.class.clone(),
+        kind: m.kind,
+        deployment: Arc::new(crate::providers::deployment::Deployment::new(label, d.weight, d.max_in_flight)),
+        alternates: Vec::new(),
+        failover: m.failover,
+    })
 }
 
 fn short_name(id: &str) -> &str {
@@ -207,59 +299,14 @@ impl Gateway {
 
         let mut catalog = Catalog::default();
         for (i, m) in config.models.iter().enumerate() {
-            let provider = providers
+            let deployments = deployments_of(i, m)?;
+            let mut served = deployments
                 .iter()
-                .find(|p| p.name == m.provider)
-                .cloned()
-                .ok_or_else(|| format!("models[{i}] ({}): no provider named '{}'", m.id, m.provider))?;
-            use crate::config::ModelKind;
-            let serves = match m.kind {
-                ModelKind::Chat => provider.kind != ProviderKind::Rerank,
-                ModelKind::Embedding => {
-                    !matches!(provider.kind, ProviderKind::Anthropic | ProviderKind::Rerank)
-                }
-                ModelKind::Rerank => provider.kind == ProviderKind::Rerank,
-            };
-            if !serves {
-                return Err(format!(
-                    "models[{i}] ({}): provider '{}' ({:?}) has no {} API",
-                    m.id,
-                    provider.name,
-                    provider.kind,
-                    m.kind.as_str()
-                ));
-            }
-            let upstream_format = match m.api {
-                None => provider.format(),
-                Some(api) if api == provider.format() => api,
-                Some(ClientFormat::Responses) if provider.kind == ProviderKind::Openai => {
-                    ClientFormat::Responses
-                }
-                Some(api) => {
-                    return Err(format!(
-                        "models[{i}] ({}): provider '{}' cannot be called with api '{api}'",
-                        m.id, provider.name
-                    ))
-                }
-            };
-            let entry = Arc::new(ModelEntry {
-                upstream_format,
-                id: Arc::from(m.id.as_str()),
-                aliases: m.aliases.clone(),
-                upstream_model: m.upstream_model.clone().unwrap_or_else(|| short_name(&m.id).to_string()),
-                provider,
-                status: m.status,
-                display_name: m.display_name.clone().unwrap_or_else(|| m.id.clone()),
-                price: m
-                    .price
-                    .as_ref()
-                    .map(ModelPrice::from_config)
-                    .transpose()
-                    .map_err(|e| format!("models[{i}] ({}): price.{}", m.id, e.0))?,
-                max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
-                class: m.class.clone(),
-                kind: m.kind,
-            });
+                .map(|d| model_entry(i, m, d, &providers))
+                .collect::<Result<Vec<ModelEntry>, String>>()?;
+            let mut entry = served.remove(0);
+            entry.alternates = served.into_iter().map(Arc::new).collect();
+            let entry = Arc::new(entry);
             for name in std::iter::once(&m.id).chain(&m.aliases) {
                 if name.is_empty() {
                     return Err(format!("models[{i}]: ids and aliases cannot be empty"));

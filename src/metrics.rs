@@ -163,6 +163,32 @@ pub fn unpaid(model: &str, plan: &str, nanos: i64) {
     UNPAID.with_label_values(&[model, plan]).inc_by(u64::try_from(nanos).unwrap_or(0));
 }
 
+static DEPLOYMENT_ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_deployment_attempts_total",
+        "Attempts on a model's deployments, by model, deployment (provider/upstream model) and outcome: \
+         served, failed_over (a connection error, a timeout, a 429 or a 5xx before the first byte), \
+         failed (the last attempt's error), skipped (circuit open or in-flight limit).",
+        &["model", "deployment", "outcome"],
+    )
+});
+
+static CIRCUITS_OPENED: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_circuit_opened_total",
+        "A deployment's circuit opened after failures in a row, by deployment.",
+        &["deployment"],
+    )
+});
+
+pub fn deployment_attempt(model: &str, deployment: &str, outcome: &str) {
+    DEPLOYMENT_ATTEMPTS.with_label_values(&[model, deployment, outcome]).inc();
+}
+
+pub fn circuit_opened(deployment: &str) {
+    CIRCUITS_OPENED.with_label_values(&[deployment]).inc();
+}
+
 static REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "tollgate_billing_refusals_total",

@@ -15,6 +15,8 @@
 //! `x-mock-ttfb-ms` (before the first body byte), `x-mock-chunks` (text
 //! deltas, default 3), `x-mock-chunk-delay-ms`, `x-mock-cut-after` (drop
 //! the connection after that many deltas), `x-mock-tag` (label recordings),
+//! `x-mock-only-model` (the knobs apply only to calls for that upstream
+//! model: one deployment of several fails, the others answer),
 //! `x-mock-fault` (see [`knobs::Fault`]), `x-mock-usage` (a usage report
 //! of a shape no reader understands: `negative`, `fractional`, `missing`,
 //! `wrapped`; see [`broken`]).
@@ -151,6 +153,12 @@ where
     let seq = journal.push(Recorded::new(&parts, &body, conn));
 
     let mut knobs = Knobs::from_headers(&parts.headers);
+    if let Some(only) = parts.headers.get("x-mock-only-model").and_then(|v| v.to_str().ok()) {
+        // The knobs are for one model's calls (one deployment of several).
+        if model_of(&path, &body).as_deref() != Some(only) {
+            knobs = Knobs::from_headers(&hyper::HeaderMap::new());
+        }
+    }
     if let Some(endpoint) = embeddings::Endpoint::from_path(parts.method.as_str(), &path) {
         return Ok(embeddings::serve(endpoint, &parts.headers, &body, &knobs).await);
     }
@@ -240,6 +248,14 @@ where
         return Ok(resp);
     }
     Ok(json_response(200, body))
+}
+
+/// The model a request is for: in a Gemini path, else the body's `model`.
+fn model_of(path: &str, body: &[u8]) -> Option<String> {
+    if let Some(rest) = path.split("/models/").nth(1) {
+        return rest.split(':').next().map(str::to_string);
+    }
+    serde_json::from_slice::<serde_json::Value>(body).ok()?.get("model")?.as_str().map(str::to_string)
 }
 
 pub(crate) fn json_response(status: u16, body: Vec<u8>) -> Response<MockBody> {

@@ -393,6 +393,68 @@ impl ModelKind {
     }
 }
 
+/// One place a model is served: a provider and its name for the model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub api: Option<ClientFormat>,
+    /// First calls are shared among the deployments with a weight in
+    /// proportion to it; the rest are tried in the order listed.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Calls in flight on this deployment at most; a call past it goes to
+    /// the next one.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+/// How a call moves to the next deployment before its first byte reaches
+/// the caller (a connection error, a timeout, a 429 or a 5xx).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Attempts at most, the first included.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// No new attempt starts this long after the call came in.
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
+    /// Failures in a row that open a deployment's circuit.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit is skipped before one call probes it.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_budget_ms() -> u64 {
+    30_000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    30_000
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        Self {
+            attempts: default_attempts(),
+            budget_ms: default_budget_ms(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
@@ -400,7 +462,15 @@ pub struct ModelConfig {
     pub id: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The one provider serving it (or `deployments`, for several).
+    #[serde(default)]
     pub provider: String,
+    /// Where it is served, in order (instead of `provider`): a call that
+    /// fails before its first byte moves to the next (see `failover`).
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    #[serde(default)]
+    pub failover: FailoverConfig,
     /// The provider's own name for it; defaults to the part of `id` after the last `/`.
     #[serde(default)]
     pub upstream_model: Option<String>,

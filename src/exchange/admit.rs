@@ -368,7 +368,7 @@ fn call_of<'a>(model: &'a ModelEntry, plan: &UpstreamPlan) -> Result<Call<'a>, G
 
 /// A hold that pays for less than the model's whole output caps the
 /// output in the provider's own field, shared among the answers asked for.
-fn cap_output(plan: &mut UpstreamPlan, admission: &Admission) -> Result<(), GatewayError> {
+pub fn cap_output(plan: &mut UpstreamPlan, admission: &Admission) -> Result<(), GatewayError> {
     if let Some(cap) = admission.output_cap.map(|total| total / plan.choices.max(1)) {
         plan.body = with_output_cap(&plan.body, plan.model.upstream_format, plan.provider_is_openai(), cap)?;
     }

@@ -10,7 +10,7 @@ pub mod idempotency;
 mod rerank;
 pub mod restore;
 
-pub use admit::{admit, authenticate, model_access, refusal_error, Admitted};
+pub use admit::{admit, authenticate, cap_output, model_access, refusal_error, Admitted};
 
 use crate::config::ModelStatus;
 use crate::config::ProviderKind;
@@ -127,6 +127,26 @@ pub fn plan(
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     plan_with_access(gateway, route, body, query, client_headers, request_id, &|_| Ok(None))
+}
+
+/// Plans the same call on another of its model's deployments (`like` is
+/// the plan it replaces: the caller's view of it stays).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_on(
+    gateway: &Gateway,
+    route: &Route,
+    body: Bytes,
+    query: Option<&str>,
+    client_headers: &[(String, String)],
+    request_id: &str,
+    deployment: &Arc<ModelEntry>,
+    like: &UpstreamPlan,
+) -> Result<UpstreamPlan, GatewayError> {
+    let mut plan = plan_with_access(gateway, route, body, query, client_headers, request_id, &|_| {
+        Ok(Some(deployment.clone()))
+    })?;
+    plan.fallback_from.clone_from(&like.fallback_from);
+    Ok(plan)
 }
 
 /// Plans the upstream call, once `access` has allowed (or rerouted) the model.

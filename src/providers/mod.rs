@@ -2,6 +2,8 @@
 //! addresses, pooled-connection peer), how it authenticates, which wire
 //! format it speaks, and the upstream path of each endpoint.
 
+pub mod breaker;
+pub mod deployment;
 mod resolve;
 
 pub use resolve::{refresh_forever, resolve};
@@ -27,6 +29,9 @@ pub struct Provider {
     pub timeouts: Timeouts,
     api_keys: Vec<Secret>,
     next_key: AtomicUsize,
+    /// Per key: until when (wall ms) it rests after the provider answered
+    /// it 429 (its `retry-after`).
+    cooling: Vec<std::sync::atomic::AtomicU64>,
     peers: RwLock<Vec<HttpPeer>>,
     next_peer: AtomicUsize,
     /// CAs from `ca_file`, checked at load.
@@ -100,6 +105,7 @@ impl Provider {
             timeouts: cfg.timeouts,
             api_keys: cfg.api_keys.clone(),
             next_key: AtomicUsize::new(0),
+            cooling: cfg.api_keys.iter().map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
             peers: RwLock::new(Vec::new()),
             next_peer: AtomicUsize::new(0),
             ca: cfg
@@ -168,9 +174,21 @@ impl Provider {
         path
     }
 
-    /// The provider's own authentication header, with the next key in rotation.
+    /// The provider's own authentication header, with the next key in
+    /// rotation that is not resting after a 429 (when every key rests,
+    /// the next in rotation anyway: the provider decides).
     pub fn auth_header(&self) -> (&'static str, String) {
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.api_keys.len();
+        let n = self.api_keys.len();
+        let start = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let now = crate::billing::Clock::now_ms(&crate::billing::SystemClock);
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&k| self.cooling.get(k).is_none_or(|c| c.load(Ordering::Relaxed) <= now))
+            .unwrap_or(start % n);
+        self.header_for(i)
+    }
+
+    fn header_for(&self, i: usize) -> (&'static str, String) {
         let key = self.api_keys[i].expose();
         match self.kind {
             ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Rerank => {
@@ -178,6 +196,17 @@ impl Provider {
             }
             ProviderKind::Anthropic => ("x-api-key", key.to_string()),
             ProviderKind::Gemini => ("x-goog-api-key", key.to_string()),
+        }
+    }
+
+    /// The key a request was sent with (found by its header among
+    /// `headers`) rests until `until_ms`: the provider answered it 429.
+    pub fn rest_key(&self, headers: &[(String, String)], until_ms: u64) {
+        for (i, cooling) in self.cooling.iter().enumerate() {
+            let (name, value) = self.header_for(i);
+            if headers.iter().any(|(n, v)| n == name && *v == value) {
+                cooling.fetch_max(until_ms, Ordering::Relaxed);
+            }
         }
     }
 

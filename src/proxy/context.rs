@@ -24,6 +24,9 @@ pub struct RequestCtx {
     pub usage_estimated: bool,
     /// Priced units besides tokens the answer used (search units, images).
     pub units: u64,
+    /// The deployment that served a model with several, and the call's
+    /// place in its in-flight count (freed with the context).
+    pub deployment: Option<(String, crate::providers::deployment::InFlight)>,
     /// Why the request did not end cleanly, for the access log.
     pub failure: Option<String>,
     pub method: String,
@@ -110,6 +113,7 @@ impl RequestCtx {
             usage: None,
             usage_estimated: false,
             units: 0,
+            deployment: None,
             failure: None,
             method: String::new(),
             path: String::new(),
@@ -269,6 +273,7 @@ impl RequestCtx {
             provider = provider,
             model = model,
             fallback_from = self.fallback_from.as_deref(),
+            deployment = self.deployment.as_ref().map(|(label, _)| label.as_str()),
             duration_ms = duration_ms,
             upstream_ttfb_ms = ttfb_ms,
             input_tokens = u.input_tokens,
@@ -279,7 +284,7 @@ impl RequestCtx {
             cost_nano_usd = cost,
             estimated = estimated,
             failure = self.failure.as_deref();
-            "{} {} {} status={} route={} format={} key={} key_id={} account={} provider={} model={}{} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={} cost_nano_usd={}{}{}",
+            "{} {} {} status={} route={} format={} key={} key_id={} account={} provider={} model={}{}{} ms={:.3} ttfb_ms={} in={} out={} cached={} cache_write={} reasoning={} cost_nano_usd={}{}{}",
             self.request_id,
             self.method,
             self.path,
@@ -292,6 +297,7 @@ impl RequestCtx {
             provider,
             model,
             self.fallback_from.as_ref().map_or(String::new(), |asked| format!(" fallback_from={asked}")),
+            self.deployment.as_ref().map_or(String::new(), |(label, _)| format!(" deployment={label}")),
             duration_ms,
             ttfb_ms.map_or("-".to_string(), |t| format!("{t:.3}")),
             u.input_tokens,

@@ -11,7 +11,7 @@
 use super::downstream::{self, respond, respond_error, write_all};
 use super::outcome::{client_gone, Failure};
 use super::reading::next_chunk;
-use super::upstream::{expected_shape, peer_of, response_head, send_request, upstream_head};
+use super::upstream::{expected_shape, response_head, upstream_head};
 use super::RequestCtx;
 use crate::auth;
 use crate::customer;
@@ -149,17 +149,24 @@ async fn serve(
             }
             let asked = downstream::header(session, idempotency::HEADER);
             let fingerprint = asked.as_ref().map(|_| idempotency::fingerprint(&ctx.method, &ctx.path, &body));
-            let mut plan = {
-                // Not held across the relay: only the plan needs them.
-                let headers = downstream::all_headers(session);
-                match (&gateway.billing, &principal.billed) {
-                    (Some(billing), Some(key)) => {
-                        let access = model_access(gateway, billing, key);
-                        plan_with_access(gateway, route, body, query, &headers, &ctx.request_id, &access)?
-                    }
-                    _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
+            // Not held across the relay: only the plan (and the failover's
+            // plans, for a model with several deployments) need them.
+            let headers = downstream::all_headers(session);
+            let kept = body.clone();
+            let mut plan = match (&gateway.billing, &principal.billed) {
+                (Some(billing), Some(key)) => {
+                    let access = model_access(gateway, billing, key);
+                    plan_with_access(gateway, route, body, query, &headers, &ctx.request_id, &access)?
                 }
+                _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
             };
+            let replan = (!plan.model.alternates.is_empty()).then(|| super::failover::Replan {
+                gateway,
+                route,
+                body: kept,
+                query,
+                headers,
+            });
             ctx.model = Some(plan.model.id.clone());
             // After the access rules, so a replay is refused whenever a new
             // call would be; before the hold, so a replay holds nothing.
@@ -186,7 +193,7 @@ async fn serve(
             }
             ctx.fallback_from = plan.fallback_from.clone();
             ctx.provider = Some(plan.provider.name.clone());
-            relay(connector, session, ctx, route.format, plan).await
+            relay(connector, session, ctx, route.format, plan, replan).await
         }
     }
 }
@@ -231,15 +238,9 @@ async fn relay(
     ctx: &mut RequestCtx,
     format: ClientFormat,
     mut plan: UpstreamPlan,
+    replan: Option<super::failover::Replan<'_>>,
 ) -> Result<(), Failure> {
-    let peer = peer_of(&plan.provider).await?;
-    // Connecting is a large future needed only until the head arrives:
-    // boxed, it is not part of every open stream's memory.
-    let sent = tokio::select! {
-        sent = Box::pin(send_request(connector, &peer, &plan)) => sent,
-        gone = downstream::caller_left(session) => return Err(client_gone(gone)),
-    };
-    let mut upstream = sent?;
+    let (mut upstream, peer) = super::failover::send(connector, session, ctx, &mut plan, replan).await?;
     plan.request_sent();
     if let Err(e) = expected_shape(&upstream, &plan) {
         upstream.shutdown().await;

@@ -7,6 +7,7 @@ mod connections;
 mod context;
 mod downstream;
 mod exchange;
+mod failover;
 mod head_deadline;
 mod outcome;
 mod reading;
