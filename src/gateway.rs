@@ -210,6 +210,14 @@ impl Gateway {
             let runtime = money.store.runtime_ref();
             let hot = crate::hot::Hot::connect(runtime, section)?;
             crate::hot::changes::follow(hot.redis.clone(), money.billing.clone(), money.store.clone());
+            let deployments = self
+                .catalog
+                .entries()
+                .iter()
+                .flat_map(|m| std::iter::once(m).chain(&m.alternates))
+                .map(|m| m.deployment.clone())
+                .collect();
+            crate::hot::changes::follow_circuits(hot.redis.clone(), runtime, deployments);
             let every = std::time::Duration::from_millis(section.reconcile_ms);
             crate::hot::sidecar::start(
                 hot.redis.clone(),

@@ -121,6 +121,14 @@ pub async fn send(
         };
         if entry.deployment.failed(now, rules) {
             crate::metrics::circuit_opened(label);
+            if let Some(hot) = replan.gateway.hot.clone() {
+                let (label, until) = (label.to_string(), now.saturating_add(rules.cooldown_ms));
+                tokio::spawn(async move {
+                    if let Err(e) = hot.redis.announce_circuit(&label, until).await {
+                        log::warn!(target: "tollgate", "the fleet was not told {label}'s circuit opened: {e}");
+                    }
+                });
+            }
             log::warn!(target: "tollgate", "{}: the circuit of {label} opened for {} ms", ctx.request_id, rules.cooldown_ms);
         }
         crate::metrics::deployment_attempt(&model.id, label, "failed_over");
