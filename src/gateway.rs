@@ -69,6 +69,26 @@ pub struct ModelEntry {
     /// which is the first deployment).
     pub alternates: Vec<Arc<ModelEntry>>,
     pub failover: crate::config::FailoverConfig,
+    pub images: ImageRules,
+}
+
+/// An image model's prices by tier and how long its calls may take.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRules {
+    /// `size` or `size/quality` -> the price of one image.
+    pub prices: Vec<(String, crate::billing::NanoUsd)>,
+    pub timeout_ms: u64,
+    pub poll_ms: u64,
+}
+
+impl ImageRules {
+    /// The price of one image of `size` and `quality`, when a tier names it.
+    pub fn price_of(&self, size: Option<&str>, quality: Option<&str>) -> Option<crate::billing::NanoUsd> {
+        let size = size?;
+        let exact = quality.map(|q| format!("{size}/{q}"));
+        let find = |tier: &str| self.prices.iter().find(|(t, _)| t == tier).map(|(_, p)| *p);
+        exact.as_deref().and_then(find).or_else(|| find(size))
+    }
 }
 
 impl ModelEntry {
@@ -130,6 +150,10 @@ fn model_entry(
         ModelKind::Chat => provider.kind != ProviderKind::Rerank,
         ModelKind::Embedding => !matches!(provider.kind, ProviderKind::Anthropic | ProviderKind::Rerank),
         ModelKind::Rerank => provider.kind == ProviderKind::Rerank,
+        ModelKind::Image => matches!(
+            provider.kind,
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Gemini
+        ),
     };
     if !serves {
         return Err(format!(
@@ -173,6 +197,19 @@ fn model_entry(
         deployment: Arc::new(crate::providers::deployment::Deployment::new(label, d.weight, d.max_in_flight)),
         alternates: Vec::new(),
         failover: m.failover,
+        images: ImageRules {
+            prices: m
+                .image_prices
+                .iter()
+                .map(|(tier, usd)| {
+                    crate::billing::NanoUsd::parse_usd(usd)
+                        .map(|p| (tier.clone(), p))
+                        .map_err(|e| format!("models[{i}] ({}): image_prices.{tier}: {e}", m.id))
+                })
+                .collect::<Result<_, _>>()?,
+            timeout_ms: m.image_timeout_ms.unwrap_or(120_000),
+            poll_ms: m.image_poll_ms.unwrap_or(1_000).max(10),
+        },
     })
 }
 
@@ -389,10 +426,10 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
         for group in l.rph.keys() {
             // `images` waits for an endpoint that counts against it: a limit
             // nothing counts would be a promise the gateway does not keep.
-            if !["messages", "responses", "embeddings", "rerank"].contains(&group.as_str()) {
+            if !["messages", "responses", "embeddings", "rerank", "images"].contains(&group.as_str()) {
                 return Err(format!(
                     "plans '{}': limits.rph: '{group}' is not an endpoint group this gateway counts \
-                     (messages, responses, embeddings, rerank)",
+                     (messages, responses, embeddings, rerank, images)",
                     p.name
                 ));
             }

@@ -7,7 +7,9 @@
 //! `/gemini/{v1beta,v1}/models/{m}:generateContent|streamGenerateContent`;
 //! embeddings at `/openai/v1/embeddings` and
 //! `/gemini/v1beta/models/{m}:batchEmbedContents|embedContent`; reranking
-//! at `/cohere/v2/rerank` and `/jina/v1/rerank`.
+//! at `/cohere/v2/rerank` and `/jina/v1/rerank`; images at
+//! `/openai/v1/images/generations` (queued with `x-mock-image-async-ms`)
+//! and Gemini's `generateContent` asked for images.
 //! `GET /_mock/requests[?tag=T]` lists what was received, `DELETE` clears it.
 //!
 //! Knobs, per request, by header: `x-mock-status` (answer this error
@@ -26,6 +28,7 @@ pub mod broken;
 pub mod conversation;
 pub mod embeddings;
 pub mod faults;
+pub mod images;
 pub mod knobs;
 mod record;
 pub mod replies;
@@ -165,6 +168,9 @@ where
     if let Some(endpoint) = rerank::Endpoint::from_path(parts.method.as_str(), &path) {
         return Ok(rerank::serve(endpoint, &parts.headers, &body, &knobs).await);
     }
+    if let Some(endpoint) = images::Endpoint::from_path(parts.method.as_str(), &path) {
+        return Ok(images::serve(endpoint, &parts.headers, &body, &knobs).await);
+    }
     let Some(api) = Api::from_path(parts.method.as_str(), &path, &query) else {
         return Ok(json_response(
             404,
@@ -187,6 +193,9 @@ where
         Ok(v) => v,
         Err(e) => return Ok(json_response(400, api.error_body(400, &format!("mock: invalid JSON: {e}")))),
     };
+    if let (Api::Gemini { .. }, Some(doc)) = (&api, images::gemini(&request)) {
+        return Ok(json_response(200, serde_json::to_vec(&doc).unwrap_or_default()));
+    }
     let convo = match conversation::Conversation::read(&api, &request) {
         Ok(c) => c,
         Err(why) => return Ok(json_response(400, api.error_body(400, &why))),

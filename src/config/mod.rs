@@ -329,6 +329,10 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub base_url: String,
     pub api_keys: Vec<Secret>,
+    /// Each key's share of the calls, in `api_keys`' order (all equal when
+    /// absent); a key answered 429 rests whatever its weight.
+    #[serde(default)]
+    pub key_weights: Vec<u32>,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// PEM file of the CAs that may sign this provider's certificate, for
@@ -381,6 +385,8 @@ pub enum ModelKind {
     Embedding,
     /// `/v1/rerank`.
     Rerank,
+    /// `/v1/images/generations`.
+    Image,
 }
 
 impl ModelKind {
@@ -389,6 +395,7 @@ impl ModelKind {
             ModelKind::Chat => "chat",
             ModelKind::Embedding => "embedding",
             ModelKind::Rerank => "rerank",
+            ModelKind::Image => "image",
         }
     }
 }
@@ -490,9 +497,22 @@ pub struct ModelConfig {
     /// its own limit holds.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
-    /// What the model does: `chat` (the default) or `embedding`.
+    /// What the model does: `chat` (the default), `embedding`, `rerank`
+    /// or `image`.
     #[serde(default)]
     pub kind: ModelKind,
+    /// An image model's price per image by size, or size and quality
+    /// (`"1024x1536"`, `"1024x1536/high"`), in dollars; `price.per_image`
+    /// for the rest.
+    #[serde(default)]
+    pub image_prices: std::collections::BTreeMap<String, String>,
+    /// How long an image call may take, its provider's queue included:
+    /// past it the caller gets 504 and nothing is billed (default 120 s).
+    #[serde(default)]
+    pub image_timeout_ms: Option<u64>,
+    /// How often a queued image job is asked again (default 1 s).
+    #[serde(default)]
+    pub image_poll_ms: Option<u64>,
     /// A model class (`opus`, `sonnet`, `flash`): plans may allow
     /// `class:NAME`, and the rate limits of the next issue differ by class.
     #[serde(default)]

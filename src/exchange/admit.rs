@@ -351,8 +351,10 @@ fn hold(
 /// What the planned call asks for, as far as its price goes: each answer
 /// asked for may use the whole output limit.
 fn call_of<'a>(model: &'a ModelEntry, plan: &UpstreamPlan) -> Result<Call<'a>, GatewayError> {
-    let price =
-        model.price.ok_or_else(|| GatewayError::Internal(format!("model {} has no price", model.id)))?;
+    let price = plan
+        .price
+        .or(model.price)
+        .ok_or_else(|| GatewayError::Internal(format!("model {} has no price", model.id)))?;
     let choices = plan.choices.max(1);
     let max_output = plan.max_output.unwrap_or(model.max_output_tokens).saturating_mul(choices);
     Ok(Call {

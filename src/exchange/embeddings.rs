@@ -77,5 +77,6 @@ pub(super) fn plan(
         choices: 1,
         fallback_from: None,
         units: 0,
+        price: None,
     })
 }

@@ -131,6 +131,7 @@ mod tests {
             kind,
             base_url: "http://127.0.0.1:1".into(),
             api_keys: vec![Secret::new("provider-key")],
+            key_weights: Vec::new(),
             timeouts: Timeouts::default(),
             ca_file: None,
             forward_headers: extra.iter().map(|s| s.to_string()).collect(),

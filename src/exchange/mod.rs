@@ -7,6 +7,7 @@ pub mod agents;
 mod embeddings;
 pub mod headers;
 pub mod idempotency;
+mod images;
 mod rerank;
 pub mod restore;
 
@@ -62,6 +63,9 @@ pub struct UpstreamPlan {
     /// Priced units besides tokens the call can use, held with it (see
     /// `ModelPrice::cost`).
     pub units: u64,
+    /// The model's prices for this call when they differ from its list
+    /// (an image's size and quality tier).
+    pub price: Option<crate::billing::ModelPrice>,
 }
 
 impl UpstreamPlan {
@@ -99,6 +103,9 @@ pub enum Document {
     /// A rerank provider's results, sorted and cut as the caller asked
     /// (the request, and the answer's id).
     Rerank(Box<crate::formats::rerank::RerankRequest>, String),
+    /// Images: OpenAI's answer (a queued job polled until done), or
+    /// Gemini's translated.
+    Images(Box<crate::formats::images::ImageRequest>),
 }
 
 /// How a translated response is turned back into the caller's format.
@@ -183,12 +190,12 @@ pub fn plan_with_access(
         Some(fallback) => (fallback, Some(model.id.clone())),
         None => (model, None),
     };
-    if matches!(route.endpoint, Endpoint::Embeddings | Endpoint::Rerank) {
+    if matches!(route.endpoint, Endpoint::Embeddings | Endpoint::Rerank | Endpoint::Images) {
         drop(top);
-        let mut plan = if route.endpoint == Endpoint::Rerank {
-            rerank::plan(gateway, body, model, client_headers, request_id)?
-        } else {
-            embeddings::plan(gateway, body, model, client_headers)?
+        let mut plan = match route.endpoint {
+            Endpoint::Rerank => rerank::plan(gateway, body, model, client_headers, request_id)?,
+            Endpoint::Images => images::plan(gateway, body, model, client_headers)?,
+            _ => embeddings::plan(gateway, body, model, client_headers)?,
         };
         plan.fallback_from = fallback_from;
         return Ok(plan);
@@ -251,6 +258,7 @@ pub fn plan_with_access(
         choices,
         fallback_from,
         units: 0,
+        price: None,
     })
 }
 
@@ -375,6 +383,7 @@ fn plan_translated(
         ping_after: gateway.stream_ping,
         fallback_from: None,
         units: 0,
+        price: None,
     })
 }
 

@@ -44,5 +44,6 @@ pub(super) fn plan(
         choices: 1,
         fallback_from: None,
         units,
+        price: None,
     })
 }

@@ -15,6 +15,7 @@ pub mod field_scan;
 pub mod framing;
 pub mod gemini;
 pub mod ids;
+pub mod images;
 pub mod json;
 pub mod json_ref;
 pub mod models_list;

@@ -29,6 +29,9 @@ pub struct Provider {
     pub timeouts: Timeouts,
     api_keys: Vec<Secret>,
     next_key: AtomicUsize,
+    /// Key indexes in the order calls take them: each key as often as its
+    /// weight, the weights' turns interleaved.
+    rotation: Vec<usize>,
     /// Per key: until when (wall ms) it rests after the provider answered
     /// it 429 (its `retry-after`).
     cooling: Vec<std::sync::atomic::AtomicU64>,
@@ -98,6 +101,14 @@ impl Provider {
         if cfg.api_keys.is_empty() {
             return Err(format!("providers '{}': api_keys must list at least one key", cfg.name));
         }
+        if !cfg.key_weights.is_empty()
+            && (cfg.key_weights.len() != cfg.api_keys.len() || cfg.key_weights.iter().all(|w| *w == 0))
+        {
+            return Err(format!(
+                "providers '{}': key_weights needs one weight per key in api_keys, not all 0",
+                cfg.name
+            ));
+        }
         let provider = Self {
             name: cfg.name.clone(),
             kind: cfg.kind,
@@ -105,6 +116,7 @@ impl Provider {
             timeouts: cfg.timeouts,
             api_keys: cfg.api_keys.clone(),
             next_key: AtomicUsize::new(0),
+            rotation: rotation(&cfg.key_weights, cfg.api_keys.len()),
             cooling: cfg.api_keys.iter().map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
             peers: RwLock::new(Vec::new()),
             next_peer: AtomicUsize::new(0),
@@ -153,6 +165,11 @@ impl Provider {
             }
             Endpoint::Embeddings => format!("{base}/embeddings"),
             Endpoint::Rerank => format!("{base}/rerank"),
+            Endpoint::Images if self.kind == ProviderKind::Gemini => {
+                let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);
+                format!("{base}/v1beta/models/{model}:generateContent")
+            }
+            Endpoint::Images => format!("{base}/images/generations"),
             Endpoint::GenerateContent { stream, .. } => {
                 let action = if *stream { "streamGenerateContent" } else { "generateContent" };
                 let model = percent_encoding::utf8_percent_encode(upstream_model, PATH_SEGMENT);
@@ -161,6 +178,7 @@ impl Provider {
             Endpoint::ListModels
             | Endpoint::GetModel { .. }
             | Endpoint::Agents
+            | Endpoint::ImageModels
             | Endpoint::Whoami
             | Endpoint::Usage
             | Endpoint::Generation
@@ -178,13 +196,14 @@ impl Provider {
     /// rotation that is not resting after a 429 (when every key rests,
     /// the next in rotation anyway: the provider decides).
     pub fn auth_header(&self) -> (&'static str, String) {
-        let n = self.api_keys.len();
+        let n = self.rotation.len().max(1);
         let start = self.next_key.fetch_add(1, Ordering::Relaxed);
         let now = crate::billing::Clock::now_ms(&crate::billing::SystemClock);
+        let key_at = |turn: usize| self.rotation.get(turn % n).copied().unwrap_or(0);
         let i = (0..n)
-            .map(|k| (start + k) % n)
+            .map(|k| key_at(start + k))
             .find(|&k| self.cooling.get(k).is_none_or(|c| c.load(Ordering::Relaxed) <= now))
-            .unwrap_or(start % n);
+            .unwrap_or_else(|| key_at(start));
         self.header_for(i)
     }
 
@@ -274,9 +293,53 @@ fn load_ca(path: &str) -> Result<Arc<CaType>, String> {
 const PATH_SEGMENT: &percent_encoding::AsciiSet =
     &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'/').add(b'?').add(b':');
 
+/// The order keys of `weights` take calls in (equal weights when none are
+/// given): smooth weighted round robin, so a key of weight 3 beside one of
+/// weight 1 takes three calls of four, never four in a row at the start.
+fn rotation(weights: &[u32], keys: usize) -> Vec<usize> {
+    let weights: Vec<i64> =
+        if weights.is_empty() { vec![1; keys] } else { weights.iter().map(|w| i64::from(*w)).collect() };
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(&weights) {
+            *c += w;
+        }
+        let Some(best) = (0..current.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i))) else {
+            break;
+        };
+        current[best] -= total;
+        out.push(best);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_take_calls_by_weight_and_a_resting_key_is_passed_over() {
+        assert_eq!(rotation(&[], 2), [0, 1]);
+        assert_eq!(rotation(&[3, 1], 2), [0, 0, 1, 0]);
+        assert_eq!(rotation(&[1, 0, 2], 3), [2, 0, 2]);
+        let cfg: ProviderConfig = serde_yaml::from_str(
+            "{name: w, kind: openai, base_url: 'http://h/v1', api_keys: [a, b], key_weights: [3, 1]}",
+        )
+        .unwrap();
+        let p = Provider::from_config(&cfg).unwrap();
+        let used: Vec<String> = (0..8).map(|_| p.auth_header().1).collect();
+        assert_eq!(used.iter().filter(|k| *k == "Bearer b").count(), 2, "{used:?}");
+        let headers = vec![("authorization".to_string(), "Bearer a".to_string())];
+        p.rest_key(&headers, u64::MAX);
+        assert!((0..8).all(|_| p.auth_header().1 == "Bearer b"), "a rests: b takes every call");
+        let bad: ProviderConfig = serde_yaml::from_str(
+            "{name: w, kind: openai, base_url: 'http://h/v1', api_keys: [a, b], key_weights: [1]}",
+        )
+        .unwrap();
+        assert!(Provider::from_config(&bad).is_err());
+    }
 
     #[test]
     fn parses_base_urls() {
@@ -303,6 +366,7 @@ mod tests {
             kind,
             base_url: url.into(),
             api_keys: vec![Secret::new("k1"), Secret::new("k2")],
+            key_weights: Vec::new(),
             timeouts: Timeouts::default(),
             ca_file: None,
             forward_headers: Vec::new(),

@@ -118,9 +118,14 @@ async fn serve(
     ctx.key_id = principal.billed.as_ref().map(|k| k.id);
 
     match &route.endpoint {
-        Endpoint::ListModels => {
+        Endpoint::ListModels | Endpoint::ImageModels => {
             let models = customer::models_for(gateway, principal.billed.as_deref());
-            let infos: Vec<_> = models.iter().map(|m| m.info()).collect();
+            let images_only = route.endpoint == Endpoint::ImageModels;
+            let infos: Vec<_> = models
+                .iter()
+                .filter(|m| !images_only || m.kind == crate::config::ModelKind::Image)
+                .map(|m| m.info())
+                .collect();
             local(session, ctx, 200, models_list::render_list(route.format, &infos)).await
         }
         Endpoint::Whoami | Endpoint::Usage | Endpoint::Generation | Endpoint::Agents => {
@@ -241,6 +246,9 @@ async fn relay(
     replan: Option<super::failover::Replan<'_>>,
 ) -> Result<(), Failure> {
     let (mut upstream, peer) = super::failover::send(connector, session, ctx, &mut plan, replan).await?;
+    if let Some(crate::exchange::Document::Images(asked)) = &plan.document {
+        return Box::pin(super::images::relay(connector, session, ctx, &plan, asked, upstream)).await;
+    }
     plan.request_sent();
     if let Err(e) = expected_shape(&upstream, &plan) {
         upstream.shutdown().await;

@@ -9,6 +9,7 @@ mod downstream;
 mod exchange;
 mod failover;
 mod head_deadline;
+mod images;
 mod outcome;
 mod reading;
 mod translated;

@@ -167,6 +167,9 @@ pub(super) async fn convert(
             // Gemini counts no tokens: the count is the gateway's own.
             (status, out, usage, true, 0)
         }
+        Document::Images(_) => {
+            return Err(GatewayError::Internal("an image answer is not converted here".into()).into());
+        }
         Document::Rerank(asked, id) => {
             let (status, out, billed) = rerank::answer(upstream_status, &body, asked, id);
             let units = billed.map_or(0, |b| b.search_units);
@@ -200,7 +203,7 @@ pub(super) async fn convert(
 }
 
 /// The upstream body, whole (at most [`MAX_DOCUMENT`]).
-async fn read_whole(
+pub(super) async fn read_whole(
     session: &mut Session,
     ctx: &mut RequestCtx,
     upstream: &mut HttpSession,

@@ -103,7 +103,10 @@ async fn exchange_head(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingo
 /// `Host`: servers such as nginx refuse the duplicate, and Pingora's client
 /// copies `Host` into `:authority` without removing it.
 fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<RequestHeader> {
-    let mut req = RequestHeader::build("POST", plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
+    // Every model call has a JSON body; a request without one asks a
+    // provider how a queued job stands (see `super::images`).
+    let method = if plan.body.is_empty() { "GET" } else { "POST" };
+    let mut req = RequestHeader::build(method, plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
     let authority = plan.provider.origin.authority();
     if h2 {
         let uri = http::Uri::builder()
@@ -207,6 +210,7 @@ mod tests {
             kind: ProviderKind::Openai,
             base_url: "http://localhost:1/v1".into(),
             api_keys: vec![crate::secret::Secret::new("k")],
+            key_weights: Vec::new(),
             timeouts: Timeouts::default(),
             ca_file: None,
             forward_headers: Vec::new(),

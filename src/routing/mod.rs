@@ -26,6 +26,10 @@ pub enum Endpoint {
     AgentChat,
     /// The caller's saved agents.
     Agents,
+    /// `POST /v1/images/generations` (seed 001).
+    Images,
+    /// `GET /v1/images/generations`: the image models.
+    ImageModels,
     GenerateContent {
         model: String,
         stream: bool,
@@ -58,6 +62,8 @@ impl Endpoint {
             Endpoint::Rerank => "rerank",
             Endpoint::AgentChat => "chat",
             Endpoint::Agents => "agents",
+            Endpoint::Images => "images",
+            Endpoint::ImageModels => "image_models",
             Endpoint::GenerateContent { stream: false, .. } => "generate_content",
             Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
             Endpoint::ListModels => "list_models",
@@ -77,6 +83,7 @@ impl Endpoint {
             Endpoint::Responses => "responses",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Rerank => "rerank",
+            Endpoint::Images => "images",
             _ => "messages",
         }
     }
@@ -92,6 +99,7 @@ impl Endpoint {
                 | Endpoint::Embeddings
                 | Endpoint::Rerank
                 | Endpoint::AgentChat
+                | Endpoint::Images
                 | Endpoint::GenerateContent { .. }
         )
     }
@@ -262,6 +270,11 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
         }
         "/chat" if has(ClientFormat::Openai) => post_only(ClientFormat::Openai, Endpoint::AgentChat),
         "/agents" if has(ClientFormat::Openai) => get_only(method, ClientFormat::Openai, Endpoint::Agents),
+        "/images/generations" if has(ClientFormat::Openai) => match method {
+            "POST" => found(ClientFormat::Openai, Endpoint::Images),
+            "GET" => found(ClientFormat::Openai, Endpoint::ImageModels),
+            _ => Match::WrongMethod,
+        },
         "/messages/count_tokens" if has(ClientFormat::Anthropic) => {
             post_only(ClientFormat::Anthropic, Endpoint::CountTokens)
         }

@@ -62,3 +62,15 @@ def test_cohere_sdk_rerank_errors_are_typed(stack):
     bad = cohere.ClientV2(api_key="sk-tollgate-nope", base_url=stack.url)
     with pytest.raises(cohere.errors.UnauthorizedError):
         bad.rerank(model="rerank-v3.5", query="q", documents=["a"])
+
+
+@pytest.mark.parametrize("model", ["gpt-image-2", "gemini-2.5-flash-image"])
+def test_openai_sdk_images(stack, model):
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.key)
+    r = client.images.generate(model=model, prompt="a red apple on marble", n=2)
+    assert len(r.data) == 2
+    assert all(d.url for d in r.data)
+    r = client.images.generate(model=model, prompt="a pear", response_format="b64_json")
+    assert r.data[0].b64_json
+    with pytest.raises(openai.BadRequestError):
+        client.images.generate(model=model, prompt="x", n=11)

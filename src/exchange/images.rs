@@ -1,0 +1,70 @@
+//! An image call, planned: OpenAI-compatible providers get the caller's
+//! body (its `model` made the provider's own), Gemini's image models the
+//! translation to `generateContent` asking for images; the answer is read
+//! whole (a queued job polled until done, see `proxy::images`). The hold
+//! covers `n` images at the price of their size and quality.
+
+use super::{headers, input_estimate, Document, UpstreamPlan};
+use crate::config::{ModelKind, ProviderKind};
+use crate::error::GatewayError;
+use crate::formats::body::TopLevel;
+use crate::formats::images::ImageRequest;
+use crate::gateway::{Gateway, ModelEntry};
+use bytes::Bytes;
+use std::sync::Arc;
+
+pub(super) fn plan(
+    gateway: &Gateway,
+    body: Bytes,
+    model: Arc<ModelEntry>,
+    client_headers: &[(String, String)],
+) -> Result<UpstreamPlan, GatewayError> {
+    let request = ImageRequest::parse(&body).map_err(GatewayError::BadRequest)?;
+    if model.kind != ModelKind::Image {
+        return Err(GatewayError::BadRequest(format!("'{}' is not an image model", model.id)));
+    }
+    let provider = model.provider.clone();
+    let body = match provider.kind {
+        ProviderKind::Gemini => Bytes::from(request.to_gemini()),
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible if request.model != model.upstream_model => {
+            let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
+            let name = serde_json::Value::String(model.upstream_model.clone()).to_string();
+            Bytes::from(top.rewrite(&[("model", Some(name))]))
+        }
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => body,
+        ProviderKind::Anthropic | ProviderKind::Rerank => {
+            return Err(GatewayError::BadRequest(format!(
+                "'{}' is served by a provider with no image API",
+                model.id
+            )))
+        }
+    };
+    let price = model.price.map(|mut p| {
+        if let Some(tier) = model.images.price_of(request.size.as_deref(), request.quality.as_deref()) {
+            p.per_image = tier;
+        }
+        p
+    });
+    let path = provider.upstream_path(&crate::routing::Endpoint::Images, &model.upstream_model, None);
+    let headers = headers::upstream_headers(client_headers, &provider);
+    let units = request.n;
+    Ok(UpstreamPlan {
+        model,
+        provider,
+        path,
+        headers,
+        input_estimate: input_estimate(request.prompt.as_bytes(), 1),
+        body,
+        stream: false,
+        hide_usage: false,
+        translation: None,
+        document: Some(Document::Images(Box::new(request))),
+        max_event_bytes: gateway.max_stream_event_bytes,
+        ping_after: None,
+        max_output: Some(0),
+        choices: 1,
+        fallback_from: None,
+        units,
+        price,
+    })
+}
