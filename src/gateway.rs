@@ -39,6 +39,8 @@ pub struct Gateway {
     pub count_tokens_calls: Arc<crate::customer::rate::PerKey>,
     /// The store and journal behind `billing`.
     pub money: Option<Arc<Money>>,
+    /// Customers' own provider keys, when `byok` is configured.
+    pub byok: Option<Arc<crate::byok::Byok>>,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
     boot: Option<BillingBoot>,
 }
@@ -291,6 +293,7 @@ impl Gateway {
             max_request_body_bytes: _,
             stream_ping: _,
             max_stream_event_bytes: _,
+            byok: _,
             boot: _,
         } = old;
         self.billing.clone_from(billing);
@@ -381,6 +384,7 @@ impl Gateway {
                 "count_tokens",
             )),
             money: None,
+            byok: config.byok.as_ref().map(crate::byok::Byok::from_config).transpose()?.map(Arc::new),
             boot,
             router: Router::new(&config.mounts),
             keys: KeyRing::from_config(&config.keys)?,

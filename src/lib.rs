@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod auth;
 pub mod billing;
+pub mod byok;
 pub mod calendar;
 pub mod config;
 pub mod customer;

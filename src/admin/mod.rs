@@ -10,6 +10,7 @@ mod agents;
 pub mod cli;
 mod extract;
 mod handlers;
+mod provider_keys;
 mod reload;
 mod types;
 
@@ -102,6 +103,9 @@ impl IntoResponse for AdminError {
         agents::get_agent,
         agents::patch_agent,
         agents::delete_agent,
+        provider_keys::create_provider_key,
+        provider_keys::list_provider_keys,
+        provider_keys::delete_provider_key,
         reload::reload,
     ),
     modifiers(&BearerAuth),
@@ -138,6 +142,11 @@ pub fn router(state: AdminState) -> Router {
             "/admin/v1/agents/{id}",
             get(agents::get_agent).patch(agents::patch_agent).delete(agents::delete_agent),
         )
+        .route(
+            "/admin/v1/accounts/{id}/provider_keys",
+            post(provider_keys::create_provider_key).get(provider_keys::list_provider_keys),
+        )
+        .route("/admin/v1/provider_keys/{id}", axum::routing::delete(provider_keys::delete_provider_key))
         .route("/admin/v1/ledger", get(handlers::ledger))
         .route("/admin/v1/usage", get(handlers::usage))
         .route("/admin/v1/models", get(handlers::models))

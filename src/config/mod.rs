@@ -58,6 +58,31 @@ pub struct Config {
     /// Optional traces over OTLP.
     #[serde(default)]
     pub tracing: TracingSection,
+    /// Customers' own provider keys (off unless set).
+    #[serde(default)]
+    pub byok: Option<ByokSection>,
+}
+
+/// Customers' own provider keys (seed 004): an account registers its key
+/// for a provider; its calls to that provider use it and are billed this
+/// platform fee instead of the list price.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByokSection {
+    /// The environment variable holding the key that seals customers' keys
+    /// at rest: 32 bytes, as 64 hex digits (AES-256-GCM).
+    #[serde(default = "default_byok_env")]
+    pub key_env: String,
+    /// The fee, as a percentage of the list price (`"5"`: 5 %).
+    #[serde(default)]
+    pub fee_percent: String,
+    /// And a fee per call, in dollars.
+    #[serde(default)]
+    pub fee_per_request: String,
+}
+
+fn default_byok_env() -> String {
+    "TOLLGATE_BYOK_KEY".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

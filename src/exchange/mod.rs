@@ -4,6 +4,7 @@
 
 mod admit;
 pub mod agents;
+pub mod byok;
 mod embeddings;
 pub mod headers;
 pub mod idempotency;

@@ -208,7 +208,11 @@ impl Provider {
     }
 
     fn header_for(&self, i: usize) -> (&'static str, String) {
-        let key = self.api_keys[i].expose();
+        self.auth_header_with(self.api_keys[i].expose())
+    }
+
+    /// The provider's authentication header carrying `key` (a customer's own).
+    pub fn auth_header_with(&self, key: &str) -> (&'static str, String) {
         match self.kind {
             ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Rerank => {
                 ("authorization", format!("Bearer {key}"))

@@ -121,9 +121,17 @@ async fn serve(
         Endpoint::ListModels | Endpoint::ImageModels => {
             let models = customer::models_for(gateway, principal.billed.as_deref());
             let images_only = route.endpoint == Endpoint::ImageModels;
+            // An account with keys of its own sees what they reach (seed 004).
+            let own = match principal.billed.as_deref() {
+                Some(key) => {
+                    crate::exchange::byok::keys_of(gateway, key.account).await?.filter(|k| !k.is_empty())
+                }
+                None => None,
+            };
             let infos: Vec<_> = models
                 .iter()
                 .filter(|m| !images_only || m.kind == crate::config::ModelKind::Image)
+                .filter(|m| own.as_ref().is_none_or(|keys| keys.iter().any(|(p, _)| *p == m.provider.name)))
                 .map(|m| m.info())
                 .collect();
             local(session, ctx, 200, models_list::render_list(route.format, &infos)).await
@@ -165,7 +173,9 @@ async fn serve(
                 }
                 _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
             };
-            let replan = (!plan.model.alternates.is_empty()).then(|| super::failover::Replan {
+            let own_key =
+                crate::exchange::byok::apply(gateway, principal.billed.as_deref(), &mut plan).await?;
+            let replan = (!own_key && !plan.model.alternates.is_empty()).then(|| super::failover::Replan {
                 gateway,
                 route,
                 body: kept,

@@ -63,6 +63,17 @@ pub struct Agent {
     pub updated_at: i64,
 }
 
+/// A customer's own provider key, sealed (see `crate::byok`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderKeyRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub provider: String,
+    pub sealed: Vec<u8>,
+    pub last4: String,
+    pub created_at: i64,
+}
+
 /// What an agent's update changes (`None`: leave it).
 #[derive(Debug, Clone, Default)]
 pub struct AgentPatch {
@@ -309,6 +320,12 @@ pub trait Store: Send + Sync {
         -> Result<Option<Agent>, StoreError>;
     /// Whether there was such an agent.
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError>;
+    /// Keeps a customer's sealed provider key (its id filled in).
+    async fn insert_provider_key(&self, key: &ProviderKeyRow) -> Result<ProviderKeyRow, StoreError>;
+    /// An account's provider keys, oldest first.
+    async fn provider_keys(&self, account: i64) -> Result<Vec<ProviderKeyRow>, StoreError>;
+    /// The removed key's account, if there was such a key.
+    async fn delete_provider_key(&self, id: i64) -> Result<Option<i64>, StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.

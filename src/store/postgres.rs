@@ -10,7 +10,7 @@
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
     Account, AccountPatch, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow,
-    NewKey, RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
+    NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
@@ -456,6 +456,18 @@ impl Store for PgStore {
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
         agents::delete(&self.pool, id).await
+    }
+
+    async fn insert_provider_key(&self, key: &ProviderKeyRow) -> Result<ProviderKeyRow, StoreError> {
+        agents::insert_provider_key(&self.pool, key).await
+    }
+
+    async fn provider_keys(&self, account: i64) -> Result<Vec<ProviderKeyRow>, StoreError> {
+        agents::provider_keys(&self.pool, account).await
+    }
+
+    async fn delete_provider_key(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        agents::delete_provider_key(&self.pool, id).await
     }
 }
 

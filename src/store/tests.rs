@@ -43,7 +43,30 @@ on_every_backend!(
     keys_are_found_and_changed,
     last_used_times_only_move_forward,
     agents_are_kept_changed_and_deleted,
+    provider_keys_are_kept_and_removed,
 );
+
+async fn provider_keys_are_kept_and_removed(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let acme = store.create_account("acme", "pro", None, 1).await.unwrap();
+    let row = |provider: &str| ProviderKeyRow {
+        id: 0,
+        account_id: acme.id,
+        provider: provider.into(),
+        sealed: vec![0, 1, 2, 255],
+        last4: "wxyz".into(),
+        created_at: 5,
+    };
+    let a = store.insert_provider_key(&row("openai")).await.unwrap();
+    let b = store.insert_provider_key(&row("gemini")).await.unwrap();
+    assert!(a.id > 0 && b.id > a.id);
+    let kept = store.provider_keys(acme.id).await.unwrap();
+    assert_eq!(kept, vec![a.clone(), b.clone()], "sealed bytes kept as they were");
+    assert_eq!(store.delete_provider_key(a.id).await.unwrap(), Some(acme.id));
+    assert_eq!(store.delete_provider_key(a.id).await.unwrap(), None);
+    assert_eq!(store.provider_keys(acme.id).await.unwrap(), vec![b]);
+}
 
 async fn agents_are_kept_changed_and_deleted(backend: Backend) {
     let db = TestDb::new(backend).await;

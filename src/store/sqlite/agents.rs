@@ -1,7 +1,7 @@
-//! Saved agents on Sqlite: the [`Store`](crate::store::Store) agent
+//! Saved agents and customers' own provider keys on Sqlite: the [`Store`](crate::store::Store) agent
 //! methods' queries.
 
-use crate::store::{Agent, AgentPatch, StoreError};
+use crate::store::{Agent, AgentPatch, ProviderKeyRow, StoreError};
 use sqlx::Row;
 
 const COLUMNS: &str = "id, account_id, name, system_prompt, model, created_at, updated_at";
@@ -81,4 +81,51 @@ pub async fn update(
 pub async fn delete(pool: &sqlx::SqlitePool, id: &str) -> Result<bool, StoreError> {
     let done = sqlx::query("DELETE FROM agents WHERE id = ?").bind(id).execute(pool).await?;
     Ok(done.rows_affected() > 0)
+}
+
+fn key_row(r: &sqlx::sqlite::SqliteRow) -> Result<ProviderKeyRow, StoreError> {
+    Ok(ProviderKeyRow {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        provider: r.try_get("provider")?,
+        sealed: r.try_get("sealed")?,
+        last4: r.try_get("last4")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub async fn insert_provider_key(
+    pool: &sqlx::SqlitePool,
+    k: &ProviderKeyRow,
+) -> Result<ProviderKeyRow, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO provider_keys (account_id, provider, sealed, last4, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(k.account_id)
+    .bind(&k.provider)
+    .bind(&k.sealed)
+    .bind(&k.last4)
+    .bind(k.created_at)
+    .fetch_one(pool)
+    .await?;
+    Ok(ProviderKeyRow { id, ..k.clone() })
+}
+
+pub async fn provider_keys(pool: &sqlx::SqlitePool, account: i64) -> Result<Vec<ProviderKeyRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, account_id, provider, sealed, last4, created_at FROM provider_keys WHERE account_id = ? ORDER BY id",
+    )
+    .bind(account)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(key_row).collect()
+}
+
+pub async fn delete_provider_key(pool: &sqlx::SqlitePool, id: i64) -> Result<Option<i64>, StoreError> {
+    let account: Option<i64> =
+        sqlx::query_scalar("DELETE FROM provider_keys WHERE id = ? RETURNING account_id")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(account)
 }
