@@ -74,3 +74,22 @@ def test_openai_sdk_images(stack, model):
     assert r.data[0].b64_json
     with pytest.raises(openai.BadRequestError):
         client.images.generate(model=model, prompt="x", n=11)
+
+
+def test_node_sdks_on_the_endpoints_besides_chat(stack):
+    """The openai and cohere-ai npm packages (scripts/install-clis.sh puts them in .cli/)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    modules = repo / ".cli" / "node_modules"
+    if not (modules / "openai").exists():
+        pytest.skip("bash scripts/install-clis.sh installs the Node SDKs")
+    env = dict(os.environ, BASE_URL=stack.url, API_KEY=stack.key, NODE_PATH=str(modules))
+    # ES modules resolve from the script's own directory: run a copy beside node_modules.
+    script = repo / ".cli" / "endpoints.mjs"
+    script.write_text((Path(__file__).parent / "node" / "endpoints.mjs").read_text())
+    run = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "node sdks: ok" in run.stdout

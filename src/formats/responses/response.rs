@@ -117,7 +117,8 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
     let status = status_of(resp.stop);
     items::response_object(
         &mut doc,
-        &items::response_id(&resp.id),
+        // A provider that names no id (Gemini): the call's own, unique.
+        &items::response_id(if resp.id.is_empty() { &ctx.request_id } else { &resp.id }),
         ctx,
         status,
         &output,
