@@ -184,6 +184,35 @@ pub async fn usage(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, Gateway
     Ok(body.to_string().into_bytes())
 }
 
+/// A response kept for the caller's account: itself (`GET`), its input
+/// items (`input_items`), or removed (`DELETE`). Never billed.
+pub async fn stored_response(
+    gateway: &Gateway,
+    key: &KeyState,
+    id: &str,
+    method: &str,
+    items: bool,
+) -> Result<Vec<u8>, GatewayError> {
+    let (_, m) = money(gateway)?;
+    let account = key.account as i64;
+    let not_found = || GatewayError::NotFound(format!("Response with id '{id}'"));
+    let stored = crate::exchange::stored::load(m, account, id).await?.ok_or_else(not_found)?;
+    let doc = if items {
+        crate::formats::responses::stored::input_items_list(&stored)
+    } else if method == "DELETE" {
+        let wanted = id.to_string();
+        m.store
+            .run(move |s| async move { s.delete_stored_response(&wanted).await })
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .ok_or_else(not_found)?;
+        json!({ "id": id, "object": "response", "deleted": true })
+    } else {
+        stored.response
+    };
+    Ok(doc.to_string().into_bytes())
+}
+
 /// The caller's account's saved agents (seed 002), as an OpenAI-style list.
 pub async fn agents(gateway: &Gateway, key: &KeyState) -> Result<Vec<u8>, GatewayError> {
     let (_, m) = money(gateway)?;

@@ -11,6 +11,7 @@ pub mod idempotency;
 mod images;
 mod rerank;
 pub mod restore;
+pub mod stored;
 
 pub use admit::{admit, authenticate, cap_output, model_access, refusal_error, Admitted};
 

@@ -179,6 +179,7 @@ impl Provider {
             | Endpoint::GetModel { .. }
             | Endpoint::Agents
             | Endpoint::ImageModels
+            | Endpoint::StoredResponse { .. }
             | Endpoint::Whoami
             | Endpoint::Usage
             | Endpoint::Generation

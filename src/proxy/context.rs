@@ -24,6 +24,8 @@ pub struct RequestCtx {
     pub usage_estimated: bool,
     /// Priced units besides tokens the answer used (search units, images).
     pub units: u64,
+    /// A translated Responses call to keep once answered (`store`).
+    pub keep_response: Option<crate::exchange::stored::Keep>,
     /// The deployment that served a model with several, and the call's
     /// place in its in-flight count (freed with the context).
     pub deployment: Option<(String, crate::providers::deployment::InFlight)>,
@@ -114,6 +116,7 @@ impl RequestCtx {
             usage_estimated: false,
             units: 0,
             deployment: None,
+            keep_response: None,
             failure: None,
             method: String::new(),
             path: String::new(),

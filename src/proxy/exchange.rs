@@ -149,6 +149,14 @@ async fn serve(
             };
             local(session, ctx, 200, body).await
         }
+        Endpoint::StoredResponse { id, items } => {
+            let key = principal.billed.as_deref().ok_or_else(|| {
+                GatewayError::RouteNotFound(format!("{}: this gateway keeps no responses", ctx.path))
+            })?;
+            gateway.customer_calls.take(key.id)?;
+            let body = customer::stored_response(gateway, key, id, &ctx.method, *items).await?;
+            local(session, ctx, 200, body).await
+        }
         Endpoint::GetModel { id } => {
             let model = customer::model_for(gateway, principal.billed.as_deref(), id)?;
             local(session, ctx, 200, models_list::render_one(route.format, &model.info())).await
@@ -157,6 +165,9 @@ async fn serve(
             downstream::continue_if_expected(session).await.map_err(client_gone)?;
             let body = downstream::read_body(session, gateway.max_request_body_bytes).await?;
             let body = agents::apply(gateway, principal.billed.as_deref(), &route.endpoint, body).await?;
+            let (body, keep) =
+                crate::exchange::stored::prepare(gateway, principal.billed.as_deref(), route, body).await?;
+            ctx.keep_response = keep;
             if answers_locally(gateway, route, &body) == Some(true) {
                 return local(session, ctx, 200, count_tokens_locally(&body)?).await;
             }

@@ -97,6 +97,7 @@ async fn stream(
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
                 }
                 translated.on_chunk(&chunk, &mut out);
+                keep_if_completed(ctx, &out).await;
                 ctx.relayed(&out);
                 if let Some(usage) = translated.ended() {
                     // Journaled before the caller can see its stream end.
@@ -128,6 +129,7 @@ async fn stream(
     // A cut stream makes the parser report an error event, so the caller's
     // stream still ends in its own format.
     ctx.usage = translated.finish(&mut out);
+    keep_if_completed(ctx, &out).await;
     if let Some(e) = &cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));
     } else if translated.failed() {
@@ -259,6 +261,15 @@ async fn document(
         ctx.failure = Some(format!("provider answered {upstream_status}"));
     }
     let streams = plan.stream && status < 400;
+    if status == 200 {
+        if streams {
+            keep_if_completed(ctx, &[Bytes::from(out.clone())]).await;
+        } else if let Some(keep) = ctx.keep_response.take() {
+            if let Ok(response) = serde_json::from_slice(&out) {
+                keep_now(ctx, &keep, response).await;
+            }
+        }
+    }
     let kind = content_type(client, streams, translation.ctx.gemini_sse);
     ctx.answer_type(kind);
     ctx.capture(&[&out]);
@@ -269,6 +280,28 @@ async fn document(
     }
     respond_with(session, status, kind, out, &ctx.request_id, &extra).await.map_err(client_gone)?;
     Ok(true)
+}
+
+/// A kept Responses call whose `response.completed` is in `out` (about to
+/// be written) is stored first: the caller's next turn may name it as
+/// soon as it sees the event.
+async fn keep_if_completed(ctx: &mut RequestCtx, out: &[Bytes]) {
+    if ctx.keep_response.is_none() {
+        return;
+    }
+    let Some(response) = out.iter().find_map(|chunk| crate::formats::responses::stored::completed_in(chunk))
+    else {
+        return;
+    };
+    if let Some(keep) = ctx.keep_response.take() {
+        keep_now(ctx, &keep, response).await;
+    }
+}
+
+async fn keep_now(ctx: &RequestCtx, keep: &crate::exchange::stored::Keep, response: serde_json::Value) {
+    if let Err(e) = crate::exchange::stored::save(keep, response).await {
+        log::warn!(target: "tollgate", "{}: the response was not kept: {e}", ctx.request_id);
+    }
 }
 
 fn internal(e: Box<pingora_core::Error>) -> GatewayError {

@@ -28,6 +28,12 @@ pub enum Endpoint {
     Agents,
     /// `POST /v1/images/generations` (seed 001).
     Images,
+    /// A stored response: `GET` or `DELETE /v1/responses/{id}`, or
+    /// `GET /v1/responses/{id}/input_items` (`items`).
+    StoredResponse {
+        id: String,
+        items: bool,
+    },
     /// `GET /v1/images/generations`: the image models.
     ImageModels,
     GenerateContent {
@@ -64,6 +70,7 @@ impl Endpoint {
             Endpoint::Agents => "agents",
             Endpoint::Images => "images",
             Endpoint::ImageModels => "image_models",
+            Endpoint::StoredResponse { .. } => "stored_response",
             Endpoint::GenerateContent { stream: false, .. } => "generate_content",
             Endpoint::GenerateContent { stream: true, .. } => "stream_generate_content",
             Endpoint::ListModels => "list_models",
@@ -294,6 +301,22 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
             ),
             None => Match::None,
         },
+        _ if has(ClientFormat::Responses) && rest.starts_with("/responses/") => {
+            let tail = rest.trim_start_matches("/responses/");
+            match tail.split_once('/') {
+                None if !tail.is_empty() && matches!(method, "GET" | "DELETE") => found(
+                    ClientFormat::Responses,
+                    Endpoint::StoredResponse { id: tail.to_string(), items: false },
+                ),
+                Some((id, "input_items")) if !id.is_empty() => get_only(
+                    method,
+                    ClientFormat::Responses,
+                    Endpoint::StoredResponse { id: id.to_string(), items: true },
+                ),
+                None if !tail.is_empty() => Match::WrongMethod,
+                _ => Match::None,
+            }
+        }
         _ => match rest.strip_prefix("/models/") {
             Some(id) if !id.is_empty() => match list_format(formats, hints) {
                 Some(f) => get_only(method, f, Endpoint::GetModel { id: id.to_string() }),

@@ -63,6 +63,18 @@ pub struct Agent {
     pub updated_at: i64,
 }
 
+/// A stored response (see `crate::formats::responses::stored`), its
+/// input items and response object as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponseRow {
+    pub id: String,
+    pub account_id: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub input: String,
+    pub response: String,
+}
+
 /// A customer's own provider key, sealed (see `crate::byok`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderKeyRow {
@@ -326,6 +338,20 @@ pub trait Store: Send + Sync {
     async fn provider_keys(&self, account: i64) -> Result<Vec<ProviderKeyRow>, StoreError>;
     /// The removed key's account, if there was such a key.
     async fn delete_provider_key(&self, id: i64) -> Result<Option<i64>, StoreError>;
+    /// Keeps a response and its items (`(item id, item JSON)`, which
+    /// `item_reference` names); the expired ones go at the same time.
+    async fn put_response(
+        &self,
+        row: &StoredResponseRow,
+        items: &[(String, String)],
+    ) -> Result<(), StoreError>;
+    /// A response not yet expired at `now`.
+    async fn stored_response(&self, id: &str, now: i64) -> Result<Option<StoredResponseRow>, StoreError>;
+    /// The removed response's account, if there was such a response.
+    async fn delete_stored_response(&self, id: &str) -> Result<Option<i64>, StoreError>;
+    /// Those of `ids` that are items of `account`'s responses: (id, item JSON).
+    async fn response_items(&self, account: i64, ids: &[String])
+        -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.

@@ -10,7 +10,8 @@
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
     Account, AccountPatch, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow,
-    NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow, WalletSums,
+    NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError, StoredResponseRow, UsageFilter,
+    UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
@@ -23,6 +24,7 @@ mod agents;
 mod append;
 pub mod attribute;
 mod idempotency;
+mod responses;
 mod snapshot;
 
 pub struct PgStore {
@@ -468,6 +470,30 @@ impl Store for PgStore {
 
     async fn delete_provider_key(&self, id: i64) -> Result<Option<i64>, StoreError> {
         agents::delete_provider_key(&self.pool, id).await
+    }
+
+    async fn put_response(
+        &self,
+        row: &StoredResponseRow,
+        items: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        responses::put(&self.pool, row, items).await
+    }
+
+    async fn stored_response(&self, id: &str, now: i64) -> Result<Option<StoredResponseRow>, StoreError> {
+        responses::one(&self.pool, id, now).await
+    }
+
+    async fn delete_stored_response(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        responses::delete(&self.pool, id).await
+    }
+
+    async fn response_items(
+        &self,
+        account: i64,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        responses::items(&self.pool, account, ids).await
     }
 }
 

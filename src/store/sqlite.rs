@@ -7,8 +7,8 @@
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
     Account, AccountPatch, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow,
-    LotRow, NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError, UsageFilter, UsageRow,
-    WalletSums,
+    LotRow, NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError, StoredResponseRow, UsageFilter,
+    UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd, RecordKind};
@@ -618,11 +618,36 @@ impl Store for SqliteStore {
     async fn delete_provider_key(&self, id: i64) -> Result<Option<i64>, StoreError> {
         agents::delete_provider_key(&self.pool, id).await
     }
+
+    async fn put_response(
+        &self,
+        row: &StoredResponseRow,
+        items: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        responses::put(&self.pool, row, items).await
+    }
+
+    async fn stored_response(&self, id: &str, now: i64) -> Result<Option<StoredResponseRow>, StoreError> {
+        responses::one(&self.pool, id, now).await
+    }
+
+    async fn delete_stored_response(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        responses::delete(&self.pool, id).await
+    }
+
+    async fn response_items(
+        &self,
+        account: i64,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        responses::items(&self.pool, account, ids).await
+    }
 }
 
 mod agents;
 mod charges;
 mod idempotency;
+mod responses;
 
 /// Which of `records` the ledger keeps (in chunks: SQLite binds at most
 /// so many values in one statement).

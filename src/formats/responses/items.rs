@@ -111,6 +111,18 @@ pub fn usage_object(out: &mut String, u: &Usage) {
     );
 }
 
+/// The id of a response translated for call `request_id`: unique per call
+/// whatever the provider names its answer (the same mock or cached answer
+/// twice, a provider that names none), so a stored response is found by
+/// it; the provider's own id only when the call has none.
+pub fn call_response_id(request_id: &str, provider_id: &str) -> String {
+    if request_id.is_empty() {
+        response_id(provider_id)
+    } else {
+        format!("resp_{}", request_id.trim_start_matches("req_"))
+    }
+}
+
 /// The caller's response id for a provider's message or completion id.
 pub fn response_id(id: &str) -> String {
     if id.starts_with("resp_") {

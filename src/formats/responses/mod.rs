@@ -3,6 +3,7 @@
 
 pub mod items;
 pub mod response;
+pub mod stored;
 pub mod stream;
 
 use super::canonical::*;

@@ -117,8 +117,7 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
     let status = status_of(resp.stop);
     items::response_object(
         &mut doc,
-        // A provider that names no id (Gemini): the call's own, unique.
-        &items::response_id(if resp.id.is_empty() { &ctx.request_id } else { &resp.id }),
+        &items::call_response_id(&ctx.request_id, &resp.id),
         ctx,
         status,
         &output,

@@ -194,7 +194,7 @@ impl ResponsesEncoder {
 
     fn start(&mut self, id: &str, out: &mut String) {
         self.started = true;
-        self.id = items::response_id(if id.is_empty() { &self.ctx.request_id } else { id });
+        self.id = items::call_response_id(&self.ctx.request_id, id);
         let mut object = String::with_capacity(640);
         items::response_object(&mut object, &self.id, &self.ctx, "in_progress", "", None, None);
         for name in ["response.created", "response.in_progress"] {
