@@ -76,20 +76,71 @@ def test_openai_sdk_images(stack, model):
         client.images.generate(model=model, prompt="x", n=11)
 
 
-def test_node_sdks_on_the_endpoints_besides_chat(stack):
-    """The openai and cohere-ai npm packages (scripts/install-clis.sh puts them in .cli/)."""
+def run_node(stack, name, **env_extra):
+    """Runs tests/sdk/node/<name> with the npm packages scripts/install-clis.sh puts in .cli/."""
     import os
     import subprocess
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2]
     modules = repo / ".cli" / "node_modules"
-    if not (modules / "openai").exists():
-        pytest.skip("bash scripts/install-clis.sh installs the Node SDKs")
-    env = dict(os.environ, BASE_URL=stack.url, API_KEY=stack.key, NODE_PATH=str(modules))
+    assert (modules / "@ai-sdk" / "openai").exists(), "bash scripts/install-clis.sh installs the Node SDKs"
+    env = dict(os.environ, BASE_URL=stack.url, API_KEY=stack.key, **env_extra)
     # ES modules resolve from the script's own directory: run a copy beside node_modules.
-    script = repo / ".cli" / "endpoints.mjs"
-    script.write_text((Path(__file__).parent / "node" / "endpoints.mjs").read_text())
+    script = repo / ".cli" / name
+    script.write_text((Path(__file__).parent / "node" / name).read_text())
     run = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "node sdks: ok" in run.stdout
+    return run.stdout
+
+
+def test_node_sdks_on_the_endpoints_besides_chat(stack):
+    """The openai and cohere-ai npm packages."""
+    assert "node sdks: ok" in run_node(stack, "endpoints.mjs")
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "gemini-3-flash-preview"])
+def test_vercel_ai_sdk_multi_step_tools_with_item_references(stack, model):
+    """The Vercel AI SDK's Responses provider sends earlier turns as item_reference."""
+    import uuid
+
+    assert "vercel ai: ok" in run_node(stack, "vercel_ai.mjs", MODEL=model, TAG=uuid.uuid4().hex)
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "gemini-3-flash-preview"])
+def test_openai_agents_sdk_multi_turn_with_previous_response_id(stack, model):
+    """The OpenAI Agents SDK's tool loop, then a second run that names the
+    first by previous_response_id: the gateway rebuilds the conversation."""
+    import asyncio
+    import uuid
+    from openai import AsyncOpenAI
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    calls = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(city)
+        return f"sunny in {city}"
+
+    tag = uuid.uuid4().hex
+    client = AsyncOpenAI(base_url=f"{stack.url}/v1", api_key=stack.key, default_headers={"x-mock-tag": tag})
+    agent = Agent(name="helper", instructions="Use the tool.", tools=[get_weather],
+                  model=OpenAIResponsesModel(model=model, openai_client=client))
+
+    async def turns():
+        first = await Runner.run(agent, 'call get_weather {"city":"Paris"}')
+        second = await Runner.run(agent, "and tomorrow?", previous_response_id=first.last_response_id)
+        return first, second
+
+    first, second = asyncio.run(turns())
+    assert calls == ["Paris"]
+    assert "sunny in Paris" in first.final_output
+    assert second.final_output
+    import json
+    import urllib.request
+    received = json.load(urllib.request.urlopen(f"{stack.mock_url}/_mock/requests?tag={tag}"))
+    last = json.dumps(received[-1]["body"])
+    assert "Paris" in last and "sunny in Paris" in last and "and tomorrow?" in last, last
