@@ -326,7 +326,7 @@ async fn a_lowered_concurrency_counts_the_calls_in_flight() {
 }
 
 #[test]
-fn tollgate_check_refuses_an_hourly_limit_on_images() {
+fn tollgate_check_refuses_an_hourly_limit_on_a_group_nothing_counts() {
     let check = |limits: &str| {
         let dir = common::TempDir::new();
         let config = dir.0.join("tollgate.yaml");
@@ -342,10 +342,14 @@ fn tollgate_check_refuses_an_hourly_limit_on_images() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (code, stderr) = check("{ rph: { images: 10 } }");
+    // A group no endpoint counts in is refused ...
+    let (code, stderr) = check("{ rph: { videos: 10 } }");
     assert!(code.is_some_and(|c| c != 0), "{code:?} {stderr}");
-    assert!(stderr.contains("rph") && stderr.contains("images") && stderr.contains("img"), "{stderr}");
-    let (code, stderr) = check("{ rph: { messages: 10, responses: 10 } }");
+    assert!(stderr.contains("rph") && stderr.contains("videos") && stderr.contains("img"), "{stderr}");
+    // ... and every endpoint group the gateway counts is taken (images
+    // since issue #19 made /v1/images/generations count in its own).
+    let (code, stderr) =
+        check("{ rph: { messages: 10, responses: 10, images: 10, embeddings: 10, rerank: 10 } }");
     assert_eq!(code, Some(0), "{stderr}");
 }
 

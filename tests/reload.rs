@@ -91,7 +91,7 @@ async fn a_reload_applies_to_new_calls_while_an_open_stream_finishes_on_the_old_
     std::fs::write(config_of(&stack), changed()).unwrap();
     let (status, body) = reload(&stack).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"models": 9, "providers": 5, "plans": 3}));
+    assert_eq!(body, json!({"models": 11, "providers": 5, "plans": 3}));
 
     while let Some(chunk) = stream.chunk().await.unwrap() {
         text.push_str(std::str::from_utf8(&chunk).unwrap());
@@ -193,7 +193,7 @@ async fn sighup_reads_the_file_again_and_a_bad_one_is_logged_and_left() {
         assert!(Instant::now() < deadline, "SIGHUP did not reload: {}", stack.log_text());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(stack.log_text().contains("configuration reloaded: 9 models"), "{}", stack.log_text());
+    assert!(stack.log_text().contains("configuration reloaded: 11 models"), "{}", stack.log_text());
 
     std::fs::write(config_of(&stack), "listeners: [\n").unwrap();
     hup();

@@ -55,17 +55,8 @@ pub async fn serve(
     knobs: &Knobs,
 ) -> hyper::Response<crate::MockBody> {
     let api = endpoint.api();
-    if knobs.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
-    }
-    if let Some(status) = knobs.status {
-        return crate::json_response(
-            status,
-            api.error_body(status, "mock: error requested by x-mock-status"),
-        );
-    }
-    if !api.has_credentials(headers) {
-        return crate::json_response(401, api.error_body(401, "mock: missing provider credentials"));
+    if let Some(answer) = crate::preflight(&api, headers, knobs).await {
+        return answer;
     }
     let answer = serde_json::from_slice::<Value>(body)
         .map_err(|e| format!("mock: invalid JSON: {e}"))

@@ -259,6 +259,26 @@ where
     Ok(json_response(200, body))
 }
 
+/// What every endpoint besides chat does first, as its provider would:
+/// the latency and status knobs, then the credentials `api` needs. `Some`
+/// is the answer to give instead.
+pub(crate) async fn preflight(
+    api: &Api,
+    headers: &hyper::HeaderMap,
+    knobs: &Knobs,
+) -> Option<Response<MockBody>> {
+    if knobs.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
+    }
+    if let Some(status) = knobs.status {
+        return Some(json_response(status, api.error_body(status, "mock: error requested by x-mock-status")));
+    }
+    if !api.has_credentials(headers) {
+        return Some(json_response(401, api.error_body(401, "mock: missing provider credentials")));
+    }
+    None
+}
+
 /// The model a request is for: in a Gemini path, else the body's `model`.
 fn model_of(path: &str, body: &[u8]) -> Option<String> {
     if let Some(rest) = path.split("/models/").nth(1) {

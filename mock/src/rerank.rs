@@ -77,17 +77,8 @@ pub async fn serve(
     knobs: &Knobs,
 ) -> hyper::Response<crate::MockBody> {
     let api = Api::OpenaiChat;
-    if knobs.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
-    }
-    if let Some(status) = knobs.status {
-        return crate::json_response(
-            status,
-            api.error_body(status, "mock: error requested by x-mock-status"),
-        );
-    }
-    if !api.has_credentials(headers) {
-        return crate::json_response(401, api.error_body(401, "mock: missing provider credentials"));
+    if let Some(answer) = crate::preflight(&api, headers, knobs).await {
+        return answer;
     }
     match serde_json::from_slice::<Value>(body).map_err(|e| e.to_string()).and_then(|r| answer(endpoint, &r))
     {

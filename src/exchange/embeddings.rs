@@ -4,7 +4,7 @@
 //! OpenAI's shape when it arrives (see [`Document`]). The hold covers the
 //! input only: embeddings have no output.
 
-use super::{headers, input_estimate, Document, UpstreamPlan};
+use super::{document_plan, input_estimate, Document, DocumentCall, UpstreamPlan};
 use crate::config::{ModelKind, ProviderKind};
 use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
@@ -27,8 +27,7 @@ pub(super) fn plan(
             model.id
         )));
     }
-    let provider = model.provider.clone();
-    let (body, document) = match provider.kind {
+    let (body, document) = match model.provider.kind {
         ProviderKind::Gemini => {
             let translated = request.to_gemini(&model.upstream_model).map_err(GatewayError::BadRequest)?;
             let answering = Answering {
@@ -58,25 +57,13 @@ pub(super) fn plan(
     // The body's bytes over-count the text (its framing), so the hold
     // covers what the provider counts.
     let held_input = input_estimate(&body, request.input_tokens());
-    let path = provider.upstream_path(&crate::routing::Endpoint::Embeddings, &model.upstream_model, None);
-    let headers = headers::upstream_headers(client_headers, &provider);
-    Ok(UpstreamPlan {
-        model,
-        provider,
-        path,
-        headers,
+    let call = DocumentCall {
+        endpoint: crate::routing::Endpoint::Embeddings,
         body,
-        stream: false,
-        hide_usage: false,
-        translation: None,
         document,
-        max_event_bytes: gateway.max_stream_event_bytes,
-        ping_after: None,
         input_estimate: held_input,
-        max_output: Some(0),
-        choices: 1,
-        fallback_from: None,
         units: 0,
         price: None,
-    })
+    };
+    Ok(document_plan(gateway, model, client_headers, call))
 }

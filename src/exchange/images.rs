@@ -4,7 +4,7 @@
 //! whole (a queued job polled until done, see `proxy::images`). The hold
 //! covers `n` images at the price of their size and quality.
 
-use super::{headers, input_estimate, Document, UpstreamPlan};
+use super::{document_plan, input_estimate, Document, DocumentCall, UpstreamPlan};
 use crate::config::{ModelKind, ProviderKind};
 use crate::error::GatewayError;
 use crate::formats::body::TopLevel;
@@ -23,8 +23,7 @@ pub(super) fn plan(
     if model.kind != ModelKind::Image {
         return Err(GatewayError::BadRequest(format!("'{}' is not an image model", model.id)));
     }
-    let provider = model.provider.clone();
-    let body = match provider.kind {
+    let body = match model.provider.kind {
         ProviderKind::Gemini => Bytes::from(request.to_gemini()),
         ProviderKind::Openai | ProviderKind::OpenaiCompatible if request.model != model.upstream_model => {
             let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
@@ -45,26 +44,13 @@ pub(super) fn plan(
         }
         p
     });
-    let path = provider.upstream_path(&crate::routing::Endpoint::Images, &model.upstream_model, None);
-    let headers = headers::upstream_headers(client_headers, &provider);
-    let units = request.n;
-    Ok(UpstreamPlan {
-        model,
-        provider,
-        path,
-        headers,
+    let call = DocumentCall {
+        endpoint: crate::routing::Endpoint::Images,
         input_estimate: input_estimate(request.prompt.as_bytes(), 1),
-        body,
-        stream: false,
-        hide_usage: false,
-        translation: None,
+        units: request.n,
         document: Some(Document::Images(Box::new(request))),
-        max_event_bytes: gateway.max_stream_event_bytes,
-        ping_after: None,
-        max_output: Some(0),
-        choices: 1,
-        fallback_from: None,
-        units,
+        body,
         price,
-    })
+    };
+    Ok(document_plan(gateway, model, client_headers, call))
 }

@@ -264,6 +264,48 @@ pub fn plan_with_access(
     })
 }
 
+/// What a call to an endpoint other than chat is: one whole answer, read
+/// and billed when it is there (no stream, no output tokens).
+pub(crate) struct DocumentCall {
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+    pub document: Option<Document>,
+    pub input_estimate: u64,
+    pub units: u64,
+    pub price: Option<crate::billing::ModelPrice>,
+}
+
+/// The plan of a [`DocumentCall`] to `model`'s provider.
+pub(crate) fn document_plan(
+    gateway: &Gateway,
+    model: Arc<ModelEntry>,
+    client_headers: &[(String, String)],
+    call: DocumentCall,
+) -> UpstreamPlan {
+    let provider = model.provider.clone();
+    let path = provider.upstream_path(&call.endpoint, &model.upstream_model, None);
+    let headers = headers::upstream_headers(client_headers, &provider);
+    UpstreamPlan {
+        model,
+        provider,
+        path,
+        headers,
+        body: call.body,
+        stream: false,
+        hide_usage: false,
+        translation: None,
+        document: call.document,
+        max_event_bytes: gateway.max_stream_event_bytes,
+        ping_after: None,
+        input_estimate: call.input_estimate,
+        max_output: Some(0),
+        choices: 1,
+        fallback_from: None,
+        units: call.units,
+        price: call.price,
+    }
+}
+
 /// Input tokens held for a body as it goes upstream: a token for every
 /// four bytes of it, JSON framing included (field names, quotes, each
 /// message's braces), rounded up, and never less than `floor`. The

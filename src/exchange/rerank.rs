@@ -3,7 +3,7 @@
 //! their documents when they arrive (see [`Document::Rerank`]). The hold
 //! covers the input tokens and the search units the documents make.
 
-use super::{headers, Document, UpstreamPlan};
+use super::{document_plan, Document, DocumentCall, UpstreamPlan};
 use crate::config::{ModelKind, ProviderKind};
 use crate::error::GatewayError;
 use crate::formats::rerank::RerankRequest;
@@ -22,28 +22,16 @@ pub(super) fn plan(
     if model.kind != ModelKind::Rerank || model.provider.kind != ProviderKind::Rerank {
         return Err(GatewayError::BadRequest(format!("'{}' is not a rerank model", model.id)));
     }
-    let provider = model.provider.clone();
     let body = Bytes::from(request.upstream_body(&model.upstream_model));
-    let path = provider.upstream_path(&crate::routing::Endpoint::Rerank, &model.upstream_model, None);
-    let headers = headers::upstream_headers(client_headers, &provider);
     let (input_estimate, units) = (request.input_tokens(), request.search_units());
-    Ok(UpstreamPlan {
-        model,
-        provider,
-        path,
-        headers,
+    let document = Some(Document::Rerank(Box::new(request), format!("rerank-{request_id}")));
+    let call = DocumentCall {
+        endpoint: crate::routing::Endpoint::Rerank,
         body,
-        stream: false,
-        hide_usage: false,
-        translation: None,
-        document: Some(Document::Rerank(Box::new(request), format!("rerank-{request_id}"))),
-        max_event_bytes: gateway.max_stream_event_bytes,
-        ping_after: None,
+        document,
         input_estimate,
-        max_output: Some(0),
-        choices: 1,
-        fallback_from: None,
         units,
         price: None,
-    })
+    };
+    Ok(document_plan(gateway, model, client_headers, call))
 }

@@ -7,11 +7,15 @@
 //! Each admit in a batch is still all-or-nothing on its own. One account's
 //! calls share a hash slot, so a batch holds on Redis Cluster.
 
-use super::redis::{Unavailable, ADMIT_ARGS, ADMIT_KEYS};
+use super::unavailable::Unavailable;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
+
+/// Keys and arguments of one admit in `admit.lua`'s layout.
+pub const ADMIT_KEYS: usize = 10;
+pub const ADMIT_ARGS: usize = 15;
 
 /// The most admits in one script call (a script blocks Redis while it
 /// runs; a longer queue goes in several).

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod changes;
 pub mod redis;
 pub mod sidecar;
+pub mod unavailable;
 pub mod wallet;
 
 #[cfg(test)]

@@ -18,9 +18,7 @@ use redis::{Script, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Keys and arguments of one admit in the script's layout.
-pub const ADMIT_KEYS: usize = 10;
-pub const ADMIT_ARGS: usize = 15;
+pub use super::batch::{ADMIT_ARGS, ADMIT_KEYS};
 
 /// The script, its SHA1 its version.
 pub const SCRIPT: &str = include_str!("admit.lua");
@@ -36,15 +34,7 @@ pub const NODES: &str = "tg:nodes";
 /// A node not heard from for this long is gone.
 pub const NODE_TTL_MS: u64 = 15_000;
 
-/// Redis could not be reached or answered something unexpected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unavailable(pub String);
-
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "redis: {}", self.0)
-    }
-}
+pub use super::unavailable::Unavailable;
 
 /// What a call took on Redis, to give back or correct when it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
