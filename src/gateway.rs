@@ -41,6 +41,8 @@ pub struct Gateway {
     pub money: Option<Arc<Money>>,
     /// Customers' own provider keys, when `byok` is configured.
     pub byok: Option<Arc<crate::byok::Byok>>,
+    /// How translated Responses calls are kept.
+    pub stored_responses: crate::config::StoredResponsesSection,
     /// Read from the configuration; taken by [`Gateway::start_billing`].
     boot: Option<BillingBoot>,
 }
@@ -294,6 +296,7 @@ impl Gateway {
             stream_ping: _,
             max_stream_event_bytes: _,
             byok: _,
+            stored_responses: _,
             boot: _,
         } = old;
         self.billing.clone_from(billing);
@@ -385,6 +388,7 @@ impl Gateway {
             )),
             money: None,
             byok: config.byok.as_ref().map(crate::byok::Byok::from_config).transpose()?.map(Arc::new),
+            stored_responses: config.stored_responses,
             boot,
             router: Router::new(&config.mounts),
             keys: KeyRing::from_config(&config.keys)?,

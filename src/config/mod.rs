@@ -61,6 +61,27 @@ pub struct Config {
     /// Customers' own provider keys (off unless set).
     #[serde(default)]
     pub byok: Option<ByokSection>,
+    /// How translated Responses calls are kept (`store`).
+    #[serde(default)]
+    pub stored_responses: StoredResponsesSection,
+}
+
+/// Responses kept for `previous_response_id`, `item_reference` and
+/// `GET /v1/responses/{id}` (models served through translation).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoredResponsesSection {
+    /// How long a response is kept.
+    pub keep_hours: u64,
+    /// A response larger than this (its input and output) is answered
+    /// but not kept.
+    pub max_bytes: usize,
+}
+
+impl Default for StoredResponsesSection {
+    fn default() -> Self {
+        Self { keep_hours: 720, max_bytes: 8 * 1024 * 1024 }
+    }
 }
 
 /// Customers' own provider keys (seed 004): an account registers its key

@@ -18,11 +18,6 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// How long a response is kept.
-pub const KEPT_FOR_MS: i64 = 30 * 86_400_000;
-/// A response larger than this (input and output) is answered, not kept.
-pub const MAX_KEPT_BYTES: usize = 8 * 1024 * 1024;
-
 /// What to keep of a call once it is answered.
 pub struct Keep {
     pub money: Arc<Money>,
@@ -30,6 +25,7 @@ pub struct Keep {
     /// The conversation the call was answered from.
     pub input: Vec<Value>,
     pub previous: Option<String>,
+    pub rules: crate::config::StoredResponsesSection,
 }
 
 impl std::fmt::Debug for Keep {
@@ -90,7 +86,8 @@ pub async fn prepare(
         .map_err(|why| GatewayError::NotFound(why.replace(" not found", "")))?;
     let text = serde_json::to_string(&rebuilt).map_err(|e| GatewayError::Internal(e.to_string()))?;
     let body = Bytes::from(top.rewrite(&[("previous_response_id", None), ("input", Some(text))]));
-    let keep = keep.then(|| Keep { money, account, input: rebuilt, previous });
+    let rules = gateway.stored_responses;
+    let keep = keep.then(|| Keep { money, account, input: rebuilt, previous, rules });
     Ok((body, keep))
 }
 
@@ -134,12 +131,14 @@ pub async fn save(keep: &Keep, mut response: Value) -> Result<(), GatewayError> 
         id,
         account_id: keep.account,
         created_at: now,
-        expires_at: now.saturating_add(KEPT_FOR_MS),
+        expires_at: now.saturating_add(
+            i64::try_from(keep.rules.keep_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX),
+        ),
         input: text(&Value::Array(input)),
         response: text(&response),
     };
-    if row.input.len() + row.response.len() > MAX_KEPT_BYTES {
-        log::info!(target: "tollgate", "response {} is larger than {MAX_KEPT_BYTES} bytes: not kept", row.id);
+    if row.input.len() + row.response.len() > keep.rules.max_bytes {
+        log::info!(target: "tollgate", "response {} is larger than {} bytes: not kept", row.id, keep.rules.max_bytes);
         return Ok(());
     }
     keep.money

@@ -44,7 +44,37 @@ on_every_backend!(
     last_used_times_only_move_forward,
     agents_are_kept_changed_and_deleted,
     provider_keys_are_kept_and_removed,
+    stored_responses_expire_and_their_items_go_with_them,
 );
+
+async fn stored_responses_expire_and_their_items_go_with_them(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let acme = store.create_account("acme", "pro", None, 1).await.unwrap();
+    let row = |id: &str, at: i64| StoredResponseRow {
+        id: id.into(),
+        account_id: acme.id,
+        created_at: at,
+        expires_at: at + 1_000,
+        input: "[]".into(),
+        response: format!("{{\"id\":\"{id}\"}}"),
+    };
+    let items = |id: &str| vec![(format!("{id}_item"), "{\"type\":\"message\"}".to_string())];
+    store.put_response(&row("resp_a", 10_000), &items("resp_a")).await.unwrap();
+    assert_eq!(store.stored_response("resp_a", 10_500).await.unwrap(), Some(row("resp_a", 10_000)));
+    assert_eq!(store.stored_response("resp_a", 11_001).await.unwrap(), None, "past its time");
+    assert_eq!(store.response_items(acme.id, &["resp_a_item".into()]).await.unwrap().len(), 1);
+    assert!(
+        store.response_items(acme.id + 1, &["resp_a_item".into()]).await.unwrap().is_empty(),
+        "another account's"
+    );
+    // A later write takes the expired ones away, items included.
+    store.put_response(&row("resp_b", 20_000), &items("resp_b")).await.unwrap();
+    assert!(store.response_items(acme.id, &["resp_a_item".into()]).await.unwrap().is_empty());
+    assert_eq!(store.delete_stored_response("resp_b").await.unwrap(), Some(acme.id));
+    assert_eq!(store.delete_stored_response("resp_b").await.unwrap(), None);
+    assert!(store.response_items(acme.id, &["resp_b_item".into()]).await.unwrap().is_empty());
+}
 
 async fn provider_keys_are_kept_and_removed(backend: Backend) {
     let db = TestDb::new(backend).await;

@@ -55,10 +55,15 @@ supports_websockets = false
 [analytics]
 enabled = false
 """)
+    env = {"CODEX_HOME": str(codex_home), "GW_API_KEY": every_kind.key}
     out = run([str(BIN / "codex"), "exec", "--skip-git-repo-check", f'call exec_command {{"cmd":"echo {OK}"}}'],
-              tmp_path, {"CODEX_HOME": str(codex_home), "GW_API_KEY": every_kind.key})
+              tmp_path, env)
     assert "Tool said:" in out and "ERROR" not in out, out
     assert OK in out, out
+    # The session's second turn (issue #19): resumed, with its first turn's history.
+    out = run([str(BIN / "codex"), "exec", "--skip-git-repo-check", "resume", "--last",
+               'call exec_command {"cmd":"echo second-turn-ok"}'], tmp_path, env)
+    assert "second-turn-ok" in out and "ERROR" not in out, out
 
 
 def test_gemini_cli_on_an_openai_model(every_kind, tmp_path):
