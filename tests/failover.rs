@@ -136,6 +136,35 @@ async fn a_failure_before_the_first_byte_moves_the_call_to_the_next_deployment()
 }
 
 #[tokio::test]
+async fn a_key_answered_429_rests_for_its_retry_after_while_the_other_keys_carry_the_calls() {
+    let stack = Stack::custom(&config());
+    // openai-fast has two keys, taken in turn; the first answers 429 with
+    // retry-after: 2, and the call moves on to the next deployment.
+    let limited =
+        [("x-mock-only-model", "primary-model"), ("x-mock-status", "429"), ("x-mock-retry-after", "2")];
+    let t = tag();
+    let (s, _, body) = chat(&stack, "acme/chat", &t, &limited, false).await;
+    assert_eq!(s, 200, "{body}");
+    let rested = stack.received(&t).await[0]["headers"]["authorization"][0].as_str().unwrap().to_string();
+    // For the next two seconds every call on openai-fast carries the other key.
+    for _ in 0..4 {
+        let t = tag();
+        let (s, _, body) = chat(&stack, "acme/survivor", &t, &[], false).await;
+        assert_eq!(s, 200, "{body}");
+        let used = stack.received(&t).await[0]["headers"]["authorization"][0].as_str().unwrap().to_string();
+        assert_ne!(used, rested, "the key answered 429 rests");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let t = tag();
+        chat(&stack, "acme/survivor", &t, &[], false).await;
+        keys.insert(stack.received(&t).await[0]["headers"]["authorization"][0].as_str().unwrap().to_string());
+    }
+    assert!(keys.contains(&rested), "back in the rotation after its retry-after: {keys:?}");
+}
+
+#[tokio::test]
 async fn after_the_first_byte_nothing_is_retried_and_with_none_left_the_caller_gets_the_error() {
     let stack = Stack::custom(&config());
     // Cut after the first delta: the stream ends in an error, once.

@@ -17,6 +17,7 @@
 //! `x-mock-ttfb-ms` (before the first body byte), `x-mock-chunks` (text
 //! deltas, default 3), `x-mock-chunk-delay-ms`, `x-mock-cut-after` (drop
 //! the connection after that many deltas), `x-mock-tag` (label recordings),
+//! `x-mock-retry-after` (sent back as the error's `retry-after`),
 //! `x-mock-only-model` (the knobs apply only to calls for that upstream
 //! model: one deployment of several fails, the others answer),
 //! `x-mock-fault` (see [`knobs::Fault`]), `x-mock-usage` (a usage report
@@ -184,7 +185,12 @@ where
         watch.disarm();
     }
     if let Some(status) = knobs.status {
-        return Ok(json_response(status, api.error_body(status, "mock: error requested by x-mock-status")));
+        let mut answer =
+            json_response(status, api.error_body(status, "mock: error requested by x-mock-status"));
+        if let Some(after) = parts.headers.get("x-mock-retry-after") {
+            answer.headers_mut().insert("retry-after", after.clone());
+        }
+        return Ok(answer);
     }
     if !api.has_credentials(&parts.headers) {
         return Ok(json_response(401, api.error_body(401, "mock: missing provider credentials")));
