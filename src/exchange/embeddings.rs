@@ -4,10 +4,11 @@
 //! OpenAI's shape when it arrives (see [`Document`]). The hold covers the
 //! input only: embeddings have no output.
 
-use super::{document_plan, input_estimate, Document, DocumentCall, UpstreamPlan};
-use crate::config::{ModelKind, ProviderKind};
+use super::{
+    document_plan, input_estimate, no_api, with_upstream_model, Document, DocumentCall, UpstreamPlan,
+};
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::formats::body::TopLevel;
 use crate::formats::embeddings::{Answering, EmbeddingsRequest};
 use crate::gateway::{Gateway, ModelEntry};
 use bytes::Bytes;
@@ -21,12 +22,6 @@ pub(super) fn plan(
     client_headers: &[(String, String)],
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = EmbeddingsRequest::parse(&body).map_err(GatewayError::BadRequest)?;
-    if model.kind != ModelKind::Embedding {
-        return Err(GatewayError::BadRequest(format!(
-            "'{}' is not an embedding model: call it through the chat endpoints",
-            model.id
-        )));
-    }
     let (body, document) = match model.provider.kind {
         ProviderKind::Gemini => {
             let translated = request.to_gemini(&model.upstream_model).map_err(GatewayError::BadRequest)?;
@@ -39,20 +34,9 @@ pub(super) fn plan(
             (Bytes::from(translated), Some(Document::GeminiEmbeddings(answering)))
         }
         ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
-            if request.model == model.upstream_model {
-                (body, None)
-            } else {
-                let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
-                let name = serde_json::Value::String(model.upstream_model.clone()).to_string();
-                (Bytes::from(top.rewrite(&[("model", Some(name))])), None)
-            }
+            (with_upstream_model(body, &request.model, &model)?, None)
         }
-        ProviderKind::Anthropic | ProviderKind::Rerank => {
-            return Err(GatewayError::BadRequest(format!(
-                "'{}' is served by a provider with no embeddings API",
-                model.id
-            )))
-        }
+        ProviderKind::Anthropic | ProviderKind::Rerank => return Err(no_api(&model)),
     };
     // The body's bytes over-count the text (its framing), so the hold
     // covers what the provider counts.

@@ -4,10 +4,11 @@
 //! whole (a queued job polled until done, see `proxy::images`). The hold
 //! covers `n` images at the price of their size and quality.
 
-use super::{document_plan, input_estimate, Document, DocumentCall, UpstreamPlan};
-use crate::config::{ModelKind, ProviderKind};
+use super::{
+    document_plan, input_estimate, no_api, with_upstream_model, Document, DocumentCall, UpstreamPlan,
+};
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
-use crate::formats::body::TopLevel;
 use crate::formats::images::ImageRequest;
 use crate::gateway::{Gateway, ModelEntry};
 use bytes::Bytes;
@@ -20,23 +21,12 @@ pub(super) fn plan(
     client_headers: &[(String, String)],
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = ImageRequest::parse(&body).map_err(GatewayError::BadRequest)?;
-    if model.kind != ModelKind::Image {
-        return Err(GatewayError::BadRequest(format!("'{}' is not an image model", model.id)));
-    }
     let body = match model.provider.kind {
         ProviderKind::Gemini => Bytes::from(request.to_gemini()),
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible if request.model != model.upstream_model => {
-            let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
-            let name = serde_json::Value::String(model.upstream_model.clone()).to_string();
-            Bytes::from(top.rewrite(&[("model", Some(name))]))
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            with_upstream_model(body, &request.model, &model)?
         }
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible => body,
-        ProviderKind::Anthropic | ProviderKind::Rerank => {
-            return Err(GatewayError::BadRequest(format!(
-                "'{}' is served by a provider with no image API",
-                model.id
-            )))
-        }
+        ProviderKind::Anthropic | ProviderKind::Rerank => return Err(no_api(&model)),
     };
     let price = model.price.map(|mut p| {
         if let Some(tier) = model.images.price_of(request.size.as_deref(), request.quality.as_deref()) {

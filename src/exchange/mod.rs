@@ -192,7 +192,16 @@ pub fn plan_with_access(
         Some(fallback) => (fallback, Some(model.id.clone())),
         None => (model, None),
     };
-    if matches!(route.endpoint, Endpoint::Embeddings | Endpoint::Rerank | Endpoint::Images) {
+    let wanted = route.endpoint.model_kind();
+    if model.kind != wanted {
+        return Err(GatewayError::BadRequest(format!(
+            "'{}' is a {} model; this endpoint serves {} models",
+            model.id,
+            model.kind.as_str(),
+            wanted.as_str()
+        )));
+    }
+    if wanted != crate::config::ModelKind::Chat {
         drop(top);
         let mut plan = match route.endpoint {
             Endpoint::Rerank => rerank::plan(gateway, body, model, client_headers, request_id)?,
@@ -201,13 +210,6 @@ pub fn plan_with_access(
         };
         plan.fallback_from = fallback_from;
         return Ok(plan);
-    }
-    if model.kind != crate::config::ModelKind::Chat {
-        return Err(GatewayError::BadRequest(format!(
-            "'{}' is an {} model: it is not served on this endpoint",
-            model.id,
-            model.kind.as_str()
-        )));
     }
     let provider = model.provider.clone();
     if !model.speaks(route.format) {
@@ -304,6 +306,26 @@ pub(crate) fn document_plan(
         units: call.units,
         price: call.price,
     }
+}
+
+/// `body` naming `model` by its provider's own name (a passed-through
+/// call of an endpoint besides chat).
+fn with_upstream_model(body: Bytes, asked: &str, model: &ModelEntry) -> Result<Bytes, GatewayError> {
+    if asked == model.upstream_model {
+        return Ok(body);
+    }
+    let top = TopLevel::parse(&body).map_err(GatewayError::BadRequest)?;
+    Ok(Bytes::from(top.rewrite(&[("model", Some(json_string(&model.upstream_model)))])))
+}
+
+/// A provider kind `model`'s endpoint has no API at: the catalog refuses
+/// such a model at load, so this is a bug if ever seen.
+fn no_api(model: &ModelEntry) -> GatewayError {
+    GatewayError::Internal(format!(
+        "'{}': its provider has no API for a {} model",
+        model.id,
+        model.kind.as_str()
+    ))
 }
 
 /// Input tokens held for a body as it goes upstream: a token for every

@@ -4,7 +4,6 @@
 //! covers the input tokens and the search units the documents make.
 
 use super::{document_plan, Document, DocumentCall, UpstreamPlan};
-use crate::config::{ModelKind, ProviderKind};
 use crate::error::GatewayError;
 use crate::formats::rerank::RerankRequest;
 use crate::gateway::{Gateway, ModelEntry};
@@ -19,9 +18,6 @@ pub(super) fn plan(
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = RerankRequest::parse(&body).map_err(GatewayError::BadRequest)?;
-    if model.kind != ModelKind::Rerank || model.provider.kind != ProviderKind::Rerank {
-        return Err(GatewayError::BadRequest(format!("'{}' is not a rerank model", model.id)));
-    }
     let body = Bytes::from(request.upstream_body(&model.upstream_model));
     let (input_estimate, units) = (request.input_tokens(), request.search_units());
     let document = Some(Document::Rerank(Box::new(request), format!("rerank-{request_id}")));

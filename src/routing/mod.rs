@@ -95,6 +95,17 @@ impl Endpoint {
         }
     }
 
+    /// The kind of model a call to this endpoint names.
+    pub fn model_kind(&self) -> crate::config::ModelKind {
+        use crate::config::ModelKind;
+        match self {
+            Endpoint::Embeddings => ModelKind::Embedding,
+            Endpoint::Rerank => ModelKind::Rerank,
+            Endpoint::Images => ModelKind::Image,
+            _ => ModelKind::Chat,
+        }
+    }
+
     /// Whether the endpoint is a model call that goes upstream.
     pub fn is_upstream_call(&self) -> bool {
         matches!(
