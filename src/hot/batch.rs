@@ -23,18 +23,24 @@ const MAX_BATCH: usize = 64;
 
 /// One admit's script keys and arguments (admit's layout).
 pub struct Call {
-    pub keys: [String; ADMIT_KEYS],
+    pub keys: Keys,
     pub args: Vec<String>,
 }
 
+pub type Keys = [String; ADMIT_KEYS];
+
+/// An admit's answer, and its keys given back (its permit keeps them):
+/// built once, never copied for the script call.
+pub type Answered = Result<(Value, Keys), Unavailable>;
+
 struct Waiting {
     call: Call,
-    reply: oneshot::Sender<Result<Value, Unavailable>>,
+    reply: oneshot::Sender<Answered>,
 }
 
 enum Turn {
     Now(Box<Call>),
-    Wait(oneshot::Receiver<Result<Value, Unavailable>>),
+    Wait(oneshot::Receiver<Answered>),
 }
 
 /// Per account with a call on its way: the calls that came since.
@@ -48,20 +54,15 @@ pub struct Lanes {
 pub trait Transport: Clone + Send + Sync + 'static {
     fn send(
         &self,
-        keys: Vec<String>,
-        args: Vec<String>,
+        keys: &[String],
+        args: &[String],
     ) -> impl std::future::Future<Output = Result<Value, Unavailable>> + Send;
 }
 
 impl Lanes {
     /// `call`'s answer from Redis: sent now when no other call of
     /// `account` is on its way, else with the calls that wait behind it.
-    pub async fn admit<S: Transport>(
-        self: &Arc<Self>,
-        sender: &S,
-        account: u64,
-        call: Call,
-    ) -> Result<Value, Unavailable> {
+    pub async fn admit<S: Transport>(self: &Arc<Self>, sender: &S, account: u64, call: Call) -> Answered {
         let turn = {
             let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
             match busy.get_mut(&account) {
@@ -81,7 +82,8 @@ impl Lanes {
                 // Whatever happens to this call (even its caller going
                 // away), the calls behind it are sent.
                 let _next = HandOver { lanes: self.clone(), sender: sender.clone(), account };
-                sender.send(call.keys.to_vec(), call.args).await
+                let answer = sender.send(&call.keys, &call.args).await?;
+                Ok((answer, call.keys))
             }
             Turn::Wait(answer) => {
                 answer.await.unwrap_or_else(|_| Err(Unavailable("the batch it waited for was lost".into())))
@@ -133,22 +135,28 @@ impl<S: Transport> Drop for HandOver<S> {
 /// Sends batches of `account` until none waits.
 async fn drive<S: Transport>(lanes: Arc<Lanes>, sender: S, account: u64, mut batch: Vec<Waiting>) {
     loop {
-        let answers = if let [only] = batch.as_mut_slice() {
-            vec![sender.send(only.call.keys.to_vec(), std::mem::take(&mut only.call.args)).await]
+        let answers = if let [only] = batch.as_slice() {
+            vec![sender.send(&only.call.keys, &only.call.args).await]
         } else {
+            // The calls' keys are moved into the script call's and back.
             let mut keys = Vec::with_capacity(batch.len() * ADMIT_KEYS);
             let mut args = Vec::with_capacity(2 + batch.len() * ADMIT_ARGS);
             args.push("admit_many".to_string());
             args.push(batch.len().to_string());
             for w in &mut batch {
-                keys.extend(w.call.keys.iter().cloned());
+                keys.extend(std::mem::take(&mut w.call.keys));
                 args.append(&mut w.call.args);
             }
-            split(sender.send(keys, args).await, batch.len())
+            let answers = split(sender.send(&keys, &args).await, batch.len());
+            let mut keys = keys.into_iter();
+            for w in &mut batch {
+                w.call.keys = std::array::from_fn(|_| keys.next().unwrap_or_default());
+            }
+            answers
         };
         for (w, answer) in batch.into_iter().zip(answers) {
             // A caller gone by now leaves its hold to its lease.
-            let _ = w.reply.send(answer);
+            let _ = w.reply.send(answer.map(|v| (v, w.call.keys)));
         }
         match lanes.next(account) {
             Some(more) => batch = more,

@@ -298,8 +298,7 @@ impl RedisState {
         hold: Option<&HoldAsk>,
     ) -> Result<Answer, Unavailable> {
         let call = Call { keys: keys_in(ask, limits), args: self.limit_args("admit", id, ask, limits, hold) };
-        let keys = call.keys.clone();
-        let answer = self.lanes.admit(&self.here, ask.account, call).await?;
+        let (answer, keys) = self.lanes.admit(&self.here, ask.account, call).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         match items.first().map(int).transpose()? {
             Some(2) => return Ok(Answer::Unseeded),
@@ -453,7 +452,7 @@ struct Here {
 }
 
 impl Transport for Arc<Here> {
-    async fn send(&self, keys: Vec<String>, args: Vec<String>) -> Result<Value, Unavailable> {
+    async fn send(&self, keys: &[String], args: &[String]) -> Result<Value, Unavailable> {
         let connect = self
             .conn
             .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), manager_config()));
@@ -461,7 +460,7 @@ impl Transport for Arc<Here> {
             Ok(conn) => conn.map_err(unavailable)?,
             Err(_) => return Err(Unavailable("no connection in time".into())),
         };
-        invoke(conn, &self.script, &keys, &args).await
+        invoke(conn, &self.script, keys, args).await
     }
 }
 
