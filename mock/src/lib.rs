@@ -185,12 +185,7 @@ where
         watch.disarm();
     }
     if let Some(status) = knobs.status {
-        let mut answer =
-            json_response(status, api.error_body(status, "mock: error requested by x-mock-status"));
-        if let Some(after) = parts.headers.get("x-mock-retry-after") {
-            answer.headers_mut().insert("retry-after", after.clone());
-        }
-        return Ok(answer);
+        return Ok(knob_error(&api, status, &parts.headers));
     }
     if !api.has_credentials(&parts.headers) {
         return Ok(json_response(401, api.error_body(401, "mock: missing provider credentials")));
@@ -265,6 +260,16 @@ where
     Ok(json_response(200, body))
 }
 
+/// The error `x-mock-status` asks for, with `x-mock-retry-after` as its
+/// `retry-after`.
+fn knob_error(api: &Api, status: u16, headers: &hyper::HeaderMap) -> Response<MockBody> {
+    let mut answer = json_response(status, api.error_body(status, "mock: error requested by x-mock-status"));
+    if let Some(after) = headers.get("x-mock-retry-after") {
+        answer.headers_mut().insert("retry-after", after.clone());
+    }
+    answer
+}
+
 /// What every endpoint besides chat does first, as its provider would:
 /// the latency and status knobs, then the credentials `api` needs. `Some`
 /// is the answer to give instead.
@@ -277,7 +282,7 @@ pub(crate) async fn preflight(
         tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
     }
     if let Some(status) = knobs.status {
-        return Some(json_response(status, api.error_body(status, "mock: error requested by x-mock-status")));
+        return Some(knob_error(api, status, headers));
     }
     if !api.has_credentials(headers) {
         return Some(json_response(401, api.error_body(401, "mock: missing provider credentials")));

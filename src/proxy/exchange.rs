@@ -218,7 +218,6 @@ async fn serve(
                 ctx.permit = Some(admitted.permit);
             }
             ctx.fallback_from = plan.fallback_from.clone();
-            ctx.provider = Some(plan.provider.name.clone());
             relay(connector, session, ctx, route.format, plan, replan).await
         }
     }

@@ -150,8 +150,8 @@ async fn send_once(
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
 ) -> Result<(HttpSession, HttpPeer), Failure> {
-    let peer = peer_of(&plan.provider).await?;
     ctx.provider = Some(plan.provider.name.clone());
+    let peer = peer_of(&plan.provider).await?;
     // Connecting is a large future needed only until the head arrives:
     // boxed, it is not part of every open stream's memory.
     let sent = tokio::select! {

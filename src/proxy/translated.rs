@@ -97,7 +97,7 @@ async fn stream(
                     ctx.upstream_ttfb = Some(ctx.started.elapsed());
                 }
                 translated.on_chunk(&chunk, &mut out);
-                keep_if_completed(ctx, &out).await;
+                keep_if_completed(ctx, out.iter().map(|b| b.as_ref())).await;
                 ctx.relayed(&out);
                 if let Some(usage) = translated.ended() {
                     // Journaled before the caller can see its stream end.
@@ -129,7 +129,7 @@ async fn stream(
     // A cut stream makes the parser report an error event, so the caller's
     // stream still ends in its own format.
     ctx.usage = translated.finish(&mut out);
-    keep_if_completed(ctx, &out).await;
+    keep_if_completed(ctx, out.iter().map(|b| b.as_ref())).await;
     if let Some(e) = &cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));
     } else if translated.failed() {
@@ -263,7 +263,7 @@ async fn document(
     let streams = plan.stream && status < 400;
     if status == 200 {
         if streams {
-            keep_if_completed(ctx, &[Bytes::from(out.clone())]).await;
+            keep_if_completed(ctx, [out.as_slice()]).await;
         } else if let Some(keep) = ctx.keep_response.take() {
             if let Ok(response) = serde_json::from_slice(&out) {
                 keep_now(ctx, &keep, response).await;
@@ -285,12 +285,11 @@ async fn document(
 /// A kept Responses call whose `response.completed` is in `out` (about to
 /// be written) is stored first: the caller's next turn may name it as
 /// soon as it sees the event.
-async fn keep_if_completed(ctx: &mut RequestCtx, out: &[Bytes]) {
+async fn keep_if_completed<'a>(ctx: &mut RequestCtx, out: impl IntoIterator<Item = &'a [u8]>) {
     if ctx.keep_response.is_none() {
         return;
     }
-    let Some(response) = out.iter().find_map(|chunk| crate::formats::responses::stored::completed_in(chunk))
-    else {
+    let Some(response) = out.into_iter().find_map(crate::formats::responses::stored::completed_in) else {
         return;
     };
     if let Some(keep) = ctx.keep_response.take() {
