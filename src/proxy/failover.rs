@@ -46,7 +46,8 @@ pub async fn send(
     replan: Option<Replan<'_>>,
 ) -> Result<(HttpSession, HttpPeer), Failure> {
     let model = plan.model.clone();
-    let Some(replan) = replan.filter(|_| !model.alternates.is_empty()) else {
+    // `replan` comes only with a model of several deployments.
+    let Some(replan) = replan else {
         return send_once(connector, session, ctx, plan).await;
     };
     let deployments: Vec<&Arc<ModelEntry>> = std::iter::once(&model).chain(&model.alternates).collect();

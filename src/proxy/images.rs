@@ -6,9 +6,8 @@
 //! billed either (no one asks for it). Billed per image the answer
 //! carries, at the price of its size and quality.
 
-use super::downstream::respond_with;
-use super::outcome::{client_gone, Failure};
-use super::translated::read_whole;
+use super::outcome::Failure;
+use super::translated::{read_whole, respond_json};
 use super::upstream::{peer_of, send_request, upstream_head};
 use super::RequestCtx;
 use crate::config::ProviderKind;
@@ -126,11 +125,7 @@ async fn answer_with(
     ctx.completed = true;
     ctx.settle();
     let out = serde_json::to_vec(doc).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    ctx.answer_type("application/json");
-    ctx.capture(&[&out]);
-    let mut extra: Vec<(&'static str, &str)> = plan.served_by();
-    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
-    respond_with(session, 200, "application/json", out, &ctx.request_id, &extra).await.map_err(client_gone)
+    respond_json(session, ctx, plan, 200, out).await
 }
 
 fn created() -> u64 {

@@ -188,13 +188,7 @@ pub(super) async fn convert(
     if status >= 400 {
         ctx.failure = Some(format!("provider answered {upstream_status}"));
     }
-    ctx.answer_type("application/json");
-    ctx.capture(&[&out]);
-    let mut extra: Vec<(&'static str, &str)> = plan.served_by();
-    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
-    respond_with(session, status, "application/json", out, &ctx.request_id, &extra)
-        .await
-        .map_err(client_gone)?;
+    respond_json(session, ctx, plan, status, out).await?;
     if upstream.response_done() {
         let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
         Box::pin(connector.release_http_session(upstream, peer, idle)).await;
@@ -202,6 +196,22 @@ pub(super) async fn convert(
         upstream.shutdown().await;
     }
     Ok(())
+}
+
+/// Answers a whole JSON document the call was settled for, with the
+/// plan's and the limits' headers.
+pub(super) async fn respond_json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &UpstreamPlan,
+    status: u16,
+    out: Vec<u8>,
+) -> Result<(), Failure> {
+    ctx.answer_type("application/json");
+    ctx.capture(&[&out]);
+    let mut extra: Vec<(&'static str, &str)> = plan.served_by();
+    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
+    respond_with(session, status, "application/json", out, &ctx.request_id, &extra).await.map_err(client_gone)
 }
 
 /// The upstream body, whole (at most [`MAX_DOCUMENT`]).
