@@ -37,6 +37,11 @@ models:
       - { provider: anthropic, upstream_model: claude-backup }
     failover: { attempts: 3, budget_ms: 5000, breaker_failures: 3, breaker_cooldown_ms: 60000 }
     price: { input: "1", output: "2" }
+  - id: acme/narrow
+    deployments:
+      - { provider: openai-fast, upstream_model: narrow-model, max_in_flight: 1 }
+      - { provider: anthropic, upstream_model: claude-backup }
+    price: { input: "1", output: "2" }
   - id: acme/survivor
     deployments:
       - { provider: dead, upstream_model: never }
@@ -162,6 +167,28 @@ async fn a_key_answered_429_rests_for_its_retry_after_while_the_other_keys_carry
         keys.insert(stack.received(&t).await[0]["headers"]["authorization"][0].as_str().unwrap().to_string());
     }
     assert!(keys.contains(&rested), "back in the rotation after its retry-after: {keys:?}");
+}
+
+#[tokio::test]
+async fn a_deployment_at_its_in_flight_limit_passes_the_call_to_the_next() {
+    let stack = Stack::custom(&config());
+    // The first call holds narrow-model's one place for 400 ms; the second,
+    // meanwhile, goes to the backup without trying it.
+    let slow = [("x-mock-only-model", "narrow-model"), ("x-mock-latency-ms", "400")];
+    let (t1, t2) = (tag(), tag());
+    let first = chat(&stack, "acme/narrow", &t1, &slow, false);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        chat(&stack, "acme/narrow", &t2, &slow, false).await
+    };
+    let ((s1, _, b1), (s2, _, b2)) = tokio::join!(first, second);
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    assert_eq!(models_received(&stack.received(&t1).await), ["narrow-model"]);
+    assert_eq!(models_received(&stack.received(&t2).await), ["claude-backup"], "skipped at its limit");
+    let metrics = stack.metrics_text().await;
+    assert!(
+        metrics.contains(r#"deployment="openai-fast/narrow-model",model="acme/narrow",outcome="skipped"} 1"#)
+    );
 }
 
 #[tokio::test]
