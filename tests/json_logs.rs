@@ -54,10 +54,15 @@ async fn every_line_is_a_json_object_and_the_access_line_has_its_fields_as_keys(
     // The logging hook runs after the answer is out: wait for three access lines.
     let deadline = Instant::now() + Duration::from_secs(5);
     let lines = loop {
-        let text = std::fs::read_to_string(&stderr).unwrap() + &std::fs::read_to_string(&stdout).unwrap();
-        let done = text.lines().filter(|l| l.contains("\"target\":\"access\"")).count() >= 3;
+        // Only whole lines: a read may catch the gateway in the middle of writing one.
+        let whole = |path: &std::path::Path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            text.split_inclusive('\n').filter(|l| l.ends_with('\n')).map(|l| l.trim_end().to_string()).collect::<Vec<_>>()
+        };
+        let lines = [whole(&stderr), whole(&stdout)].concat();
+        let done = lines.iter().filter(|l| l.contains("\"target\":\"access\"")).count() >= 3;
         if done || Instant::now() > deadline {
-            break text.lines().map(str::to_string).collect::<Vec<_>>();
+            break lines;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
