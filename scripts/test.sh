@@ -26,6 +26,13 @@ if [ ! -x .venv/bin/pytest ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+echo "==> headless Chromium and chromedriver (Debian's) for the dashboards' browser tests"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 echo "==> coding CLIs from npm into .cli/"
 bash scripts/install-clis.sh
 # The binaries `cargo test` built for the integration tests: a `cargo build

@@ -63,6 +63,11 @@ pub fn day(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The UTC day `days` days before `ms`'s, `YYYY-MM-DD`.
+pub fn utc_day_before(ms: i64, days: u32) -> String {
+    day(ms - i64::from(days) * 86_400_000)
+}
+
 /// Unix milliseconds at the start of `ms`'s UTC day and month.
 pub fn start_of_day(ms: i64) -> i64 {
     ms.div_euclid(86_400_000) * 86_400_000

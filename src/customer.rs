@@ -8,6 +8,7 @@
 //! [`crate::usage_totals`] and the wallets), never from the store;
 //! `generation` reads one indexed row, on the store's pool of reads.
 
+pub mod history;
 pub mod rate;
 
 use crate::billing::{Billing, KeyState, NanoUsd};

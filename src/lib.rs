@@ -15,6 +15,7 @@ pub mod byok;
 pub mod calendar;
 pub mod config;
 pub mod customer;
+pub mod dashboard;
 pub mod drain;
 pub mod error;
 pub mod exchange;

@@ -189,6 +189,15 @@ pub fn circuit_opened(deployment: &str) {
     CIRCUITS_OPENED.with_label_values(&[deployment]).inc();
 }
 
+static ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    counter(
+        "tollgate_errors_total",
+        "Answers with a 4xx or 5xx status, by error code (the gateway's own, `upstream` for a provider's \
+         error passed on, `internal` for a failure with no code) and status.",
+        &["code", "status"],
+    )
+});
+
 static REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     counter(
         "tollgate_billing_refusals_total",
@@ -290,11 +299,17 @@ pub struct RequestRecord<'a> {
     pub duration: Duration,
     pub upstream_ttfb: Option<Duration>,
     pub usage: Option<Usage>,
+    /// The gateway's error code, when it refused or failed the call.
+    pub error_code: Option<&'a str>,
 }
 
 pub fn record(r: &RequestRecord<'_>) {
     let status = r.status.to_string();
     REQUESTS.with_label_values(&[r.route, r.format, r.provider, r.model, &status]).inc();
+    if r.status >= 400 {
+        let code = r.error_code.unwrap_or(if r.provider == "none" { "internal" } else { "upstream" });
+        ERRORS.with_label_values(&[code, &status]).inc();
+    }
     DURATION.with_label_values(&[r.route, r.format, r.provider]).observe(r.duration.as_secs_f64());
     if let Some(ttfb) = r.upstream_ttfb {
         UPSTREAM_TTFB.with_label_values(&[r.provider]).observe(ttfb.as_secs_f64());
@@ -327,6 +342,7 @@ pub fn init() {
     Lazy::force(&SPEND);
     Lazy::force(&UNPAID);
     Lazy::force(&REFUSED);
+    Lazy::force(&ERRORS);
     Lazy::force(&RATE_LIMITS);
     Lazy::force(&HOLDS_OPEN);
     Lazy::force(&JOURNAL_LAG);
@@ -334,6 +350,47 @@ pub fn init() {
     Lazy::force(&HOT_FAILED_OPEN);
     fleet::init();
     Lazy::force(&CONFIG_RELOADS);
+}
+
+/// This node's counters as the operator console shows them.
+pub struct Summary {
+    pub requests_total: u64,
+    pub server_errors_total: u64,
+    pub in_flight: i64,
+    /// (code, status, count), most first.
+    pub errors: Vec<(String, u16, u64)>,
+}
+
+/// Reads the counters of this node's registry (what a scrape would show).
+pub fn summary() -> Summary {
+    let mut out = Summary {
+        requests_total: 0,
+        server_errors_total: 0,
+        in_flight: HOLDS_OPEN.get(),
+        errors: Vec::new(),
+    };
+    for family in REGISTRY.gather() {
+        for m in family.get_metric() {
+            let label =
+                |name: &str| m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string());
+            let count = m.get_counter().value() as u64;
+            match family.name() {
+                "tollgate_requests_total" => {
+                    out.requests_total += count;
+                    if label("status").is_some_and(|s| s.starts_with('5')) {
+                        out.server_errors_total += count;
+                    }
+                }
+                "tollgate_errors_total" => {
+                    let status = label("status").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    out.errors.push((label("code").unwrap_or_default(), status, count));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.errors.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    out
 }
 
 pub fn render() -> Vec<u8> {
@@ -358,6 +415,7 @@ mod tests {
             duration: Duration::from_millis(3),
             upstream_ttfb: Some(Duration::from_millis(1)),
             usage: Some(Usage { input_tokens: 5, output_tokens: 7, ..Usage::default() }),
+            error_code: None,
         });
         let text = String::from_utf8(render()).unwrap();
         assert!(text.contains("tollgate_requests_total{format=\"openai\",model=\"m\",provider=\"p\",route=\"chat_completions\",status=\"200\"}"), "{text}");

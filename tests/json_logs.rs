@@ -57,7 +57,10 @@ async fn every_line_is_a_json_object_and_the_access_line_has_its_fields_as_keys(
         // Only whole lines: a read may catch the gateway in the middle of writing one.
         let whole = |path: &std::path::Path| {
             let text = std::fs::read_to_string(path).unwrap();
-            text.split_inclusive('\n').filter(|l| l.ends_with('\n')).map(|l| l.trim_end().to_string()).collect::<Vec<_>>()
+            text.split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .map(|l| l.trim_end().to_string())
+                .collect::<Vec<_>>()
         };
         let lines = [whole(&stderr), whole(&stdout)].concat();
         let done = lines.iter().filter(|l| l.contains("\"target\":\"access\"")).count() >= 3;

@@ -8,7 +8,7 @@ use super::{AdminError, AdminState};
 use crate::billing::{AccountState, NanoUsd, Status};
 use crate::calendar::format_time;
 use crate::store::boot::{account_state, key_state};
-use crate::store::{AccountPatch, KeyPatch, KeyRecord, NewKey, UsageFilter, UsageRow};
+use crate::store::{AccountPatch, KeyPatch, KeyRecord, LedgerPage, NewKey, UsageFilter, UsageRow};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -88,7 +88,7 @@ const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn spent(state: &AdminState, account: i64) -> Result<i64, AdminError> {
     state.journal.flushed().await;
-    let filter = UsageFilter { account, ..UsageFilter::default() };
+    let filter = UsageFilter { account: Some(account), ..UsageFilter::default() };
     let rows = state.store.run(move |s| async move { s.usage(&filter).await }).await?;
     Ok(rows.iter().map(|r| r.cost_nano_usd).sum())
 }
@@ -289,7 +289,10 @@ async fn key_spend(state: &AdminState, k: &crate::billing::KeyState) -> Result<N
     }
 }
 
-async fn key_view(state: &AdminState, k: &crate::billing::KeyState) -> Result<KeyView, AdminError> {
+pub(super) async fn key_view(
+    state: &AdminState,
+    k: &crate::billing::KeyState,
+) -> Result<KeyView, AdminError> {
     let spend = key_spend(state, k).await?;
     Ok(KeyView {
         id: k.id as i64,
@@ -477,16 +480,37 @@ pub async fn revoke_key(State(state): State<AdminState>, Id(id): Id) -> Answer<K
     change_key(&state, id, KeyPatch { status: Some("revoked".into()), ..KeyPatch::default() }).await
 }
 
-#[utoipa::path(get, path = "/admin/v1/ledger", params(AccountQuery),
+#[utoipa::path(get, path = "/admin/v1/ledger", params(LedgerQuery),
     responses((status = 200, body = LedgerView), (status = 404)))]
-pub async fn ledger(State(state): State<AdminState>, Params(q): Params<AccountQuery>) -> Answer<LedgerView> {
+pub async fn ledger(State(state): State<AdminState>, Params(q): Params<LedgerQuery>) -> Answer<LedgerView> {
     account_of(&state, q.account).await?;
+    let limit = q.limit.unwrap_or(10_000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(AdminError::bad("limit is from 1 to 10000"));
+    }
+    let newest_first = match q.order.as_deref() {
+        None | Some("oldest") => q.before.is_some(),
+        Some("newest") => true,
+        Some(other) => return Err(AdminError::bad(format!("order is oldest or newest, not {other:?}"))),
+    };
     state.journal.flushed().await;
-    let account = q.account;
-    let rows = state.store.run(move |s| async move { s.ledger(account).await }).await?;
+    // One more than asked: whether there is a next page.
+    let page = LedgerPage {
+        account: q.account,
+        charges_only: false,
+        before: q.before,
+        after: q.after,
+        newest_first,
+        limit: limit + 1,
+    };
+    let mut rows = state.store.run(move |s| async move { s.ledger_page(&page).await }).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let cursor = if more { rows.last().map(|r| r.id) } else { None };
     let entries = rows
         .into_iter()
         .map(|r| LedgerEntryView {
+            id: r.id,
             kind: r.kind,
             amount_nano_usd: r.amount_nano_usd,
             paid_nano_usd: r.paid_nano_usd,
@@ -501,13 +525,24 @@ pub async fn ledger(State(state): State<AdminState>, Params(q): Params<AccountQu
             at: format_time(r.at),
         })
         .collect();
-    Ok(Json(LedgerView { entries }))
+    let (next_after, next_before) = if newest_first { (None, cursor) } else { (cursor, None) };
+    Ok(Json(LedgerView { entries, next_after, next_before }))
 }
 
 #[utoipa::path(get, path = "/admin/v1/usage", params(UsageQuery),
     responses((status = 200, body = UsageView), (status = 404)))]
 pub async fn usage(State(state): State<AdminState>, Params(q): Params<UsageQuery>) -> Answer<UsageView> {
-    account_of(&state, q.account).await?;
+    if let Some(account) = q.account {
+        account_of(&state, account).await?;
+    }
+    let from_day = match q.days {
+        Some(0) => return Err(AdminError::bad("days is at least 1")),
+        Some(days) => Some(crate::calendar::utc_day_before(
+            state.billing.now_ms() as i64,
+            days.saturating_sub(1).min(36_600),
+        )),
+        None => None,
+    };
     state.journal.flushed().await;
     let filter = UsageFilter {
         account: q.account,
@@ -515,6 +550,7 @@ pub async fn usage(State(state): State<AdminState>, Params(q): Params<UsageQuery
         model: q.model.clone(),
         day: q.day.clone(),
         since: None,
+        from_day,
     };
     let rows = state.store.run(move |s| async move { s.usage(&filter).await }).await?;
     let mut total = UsageRow { day: "all".into(), model: "all".into(), ..UsageRow::default() };

@@ -8,8 +8,10 @@
 
 mod agents;
 pub mod cli;
+mod console;
 mod extract;
 mod handlers;
+mod pages;
 mod provider_keys;
 mod reload;
 mod types;
@@ -98,6 +100,10 @@ impl IntoResponse for AdminError {
         handlers::ledger,
         handlers::usage,
         handlers::models,
+        pages::list_accounts,
+        pages::account_keys,
+        pages::plans,
+        pages::stats,
         agents::create_agent,
         agents::list_agents,
         agents::get_agent,
@@ -128,11 +134,11 @@ impl utoipa::Modify for BearerAuth {
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/admin/v1/accounts", post(handlers::create_account))
+        .route("/admin/v1/accounts", post(handlers::create_account).get(pages::list_accounts))
         .route("/admin/v1/accounts/{id}", get(handlers::get_account).patch(handlers::patch_account))
         .route("/admin/v1/accounts/{id}/topups", post(handlers::topup))
         .route("/admin/v1/accounts/{id}/adjustments", post(handlers::adjust))
-        .route("/admin/v1/accounts/{id}/keys", post(handlers::create_key))
+        .route("/admin/v1/accounts/{id}/keys", post(handlers::create_key).get(pages::account_keys))
         .route(
             "/admin/v1/keys/{id}",
             get(handlers::get_key).patch(handlers::patch_key).delete(handlers::revoke_key),
@@ -150,11 +156,15 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/v1/ledger", get(handlers::ledger))
         .route("/admin/v1/usage", get(handlers::usage))
         .route("/admin/v1/models", get(handlers::models))
+        .route("/admin/v1/plans", get(pages::plans))
+        .route("/admin/v1/stats", get(pages::stats))
         .route("/admin/v1/reload", post(reload::reload))
         .route("/admin/v1/openapi.json", get(|| async { Json(AdminDoc::openapi()) }))
         .fallback(|| async { AdminError(StatusCode::NOT_FOUND, "not_found", "no such admin route".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
+        // The console's page and assets hold no secret: they ask for the token.
+        .merge(console::router())
 }
 
 async fn require_token(

@@ -247,9 +247,32 @@ pub struct AccountQuery {
     pub account: i64,
 }
 
+/// A page of an account's ledger: oldest first after the posting id
+/// `after` (the default: every entry, up to `limit`), or newest first
+/// (`order=newest`) before the posting id `before`.
+#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct LedgerQuery {
+    pub account: i64,
+    /// At most this many entries (1 to 10,000; 10,000 when absent).
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub after: Option<i64>,
+    #[serde(default)]
+    pub before: Option<i64>,
+    /// `oldest` (the default) or `newest`.
+    #[serde(default)]
+    pub order: Option<String>,
+}
+
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct UsageQuery {
-    pub account: i64,
+    /// Absent: every account's usage.
+    #[serde(default)]
+    pub account: Option<i64>,
+    /// Only the last this many days (UTC, today included).
+    #[serde(default)]
+    pub days: Option<u32>,
     #[serde(default)]
     pub key: Option<i64>,
     #[serde(default)]
@@ -261,6 +284,8 @@ pub struct UsageQuery {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LedgerEntryView {
+    /// The posting's id: the cursor of the pages.
+    pub id: i64,
     /// `topup`, `charge`, `refund` or `adjustment`.
     pub kind: String,
     /// What the wallet gained (positive) or paid (negative).
@@ -283,11 +308,83 @@ pub struct LedgerEntryView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LedgerView {
     pub entries: Vec<LedgerEntryView>,
+    /// The next page's cursor, when there may be more: `after=` for the
+    /// oldest-first order, `before=` for the newest-first.
+    pub next_after: Option<i64>,
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct AccountsQuery {
+    /// A part of the name, any case.
+    #[serde(default)]
+    pub search: Option<String>,
+    /// The account id to list after (the previous page's `next_after`).
+    #[serde(default)]
+    pub after: Option<i64>,
+    /// 1 to 500; 50 when absent.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountListItem {
+    pub id: i64,
+    pub name: String,
+    pub plan: String,
+    pub status: String,
+    pub trial_ends_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountsView {
+    pub data: Vec<AccountListItem>,
+    /// The cursor of the next page (`after=`), when there may be more.
+    pub next_after: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeysView {
+    pub data: Vec<KeyView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlanView {
+    pub name: String,
+    /// Model ids and globs the plan allows.
+    pub models: Vec<String>,
+    pub api_access: bool,
+    pub trial_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlansView {
+    pub data: Vec<PlanView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorCount {
+    pub code: String,
+    pub status: u16,
+    pub count: u64,
+}
+
+/// This node's own counters (what its Prometheus metrics say), for the
+/// console's live page: it derives rates from two readings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatsView {
+    pub requests_total: u64,
+    /// Answers with a 5xx status.
+    pub server_errors_total: u64,
+    /// Calls holding money right now.
+    pub in_flight: i64,
+    /// Refusals and errors by code, most first.
+    pub errors: Vec<ErrorCount>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UsageView {
-    pub account: i64,
+    pub account: Option<i64>,
     pub usage: Vec<crate::store::UsageRow>,
     pub total: crate::store::UsageRow,
 }

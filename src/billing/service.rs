@@ -218,6 +218,14 @@ impl Billing {
         self.plans.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
     }
 
+    /// Every plan in force, by name.
+    pub fn plans(&self) -> Vec<Arc<Plan>> {
+        let plans = self.plans.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<Arc<Plan>> = plans.values().cloned().collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     /// The plans of a reloaded configuration: each account is pointed at
     /// its plan's new version by name (one no longer configured allows
     /// nothing, as at start). Calls already admitted keep the plan they

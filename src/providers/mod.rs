@@ -181,6 +181,10 @@ impl Provider {
             | Endpoint::ImageModels
             | Endpoint::StoredResponse { .. }
             | Endpoint::Whoami
+            | Endpoint::Requests
+            | Endpoint::DailyUsage
+            | Endpoint::Dashboard
+            | Endpoint::DashboardSetup
             | Endpoint::Usage
             | Endpoint::Generation
             | Endpoint::Health

@@ -31,6 +31,8 @@ pub struct RequestCtx {
     pub deployment: Option<(String, crate::providers::deployment::InFlight)>,
     /// Why the request did not end cleanly, for the access log.
     pub failure: Option<String>,
+    /// The gateway's error code when it refused or failed the call.
+    pub error_code: Option<&'static str>,
     pub method: String,
     pub path: String,
     /// The request's query as sent; the URI Pingora keeps has the key masked.
@@ -118,6 +120,7 @@ impl RequestCtx {
             deployment: None,
             keep_response: None,
             failure: None,
+            error_code: None,
             method: String::new(),
             path: String::new(),
             query: None,
@@ -236,6 +239,7 @@ impl RequestCtx {
             duration,
             upstream_ttfb: self.upstream_ttfb,
             usage: self.usage,
+            error_code: self.error_code,
         });
         if (200..300).contains(&status)
             && self.provider.is_some()

@@ -62,6 +62,9 @@ pub async fn handle(
     ctx.format = route.format.as_str();
     let served = match probe(health, &route.endpoint).await {
         Some((status, body)) => local(session, ctx, status, body).await,
+        None if matches!(route.endpoint, Endpoint::Dashboard | Endpoint::DashboardSetup) => {
+            super::dashboard::serve(gateway, session, ctx, &route.endpoint).await
+        }
         None => serve(gateway, connector, session, ctx, &route, query.as_deref()).await,
     };
     match served {
@@ -95,6 +98,7 @@ async fn fail(
     style: ErrorStyle,
 ) -> pingora_core::Result<()> {
     ctx.status = err.status();
+    ctx.error_code = Some(err.code());
     ctx.failure = Some(match err.detail() {
         Some(detail) => format!("{}: {detail}", err.code()),
         None => err.code().to_string(),
@@ -136,7 +140,12 @@ async fn serve(
                 .collect();
             local(session, ctx, 200, models_list::render_list(route.format, &infos)).await
         }
-        Endpoint::Whoami | Endpoint::Usage | Endpoint::Generation | Endpoint::Agents => {
+        Endpoint::Whoami
+        | Endpoint::Usage
+        | Endpoint::Generation
+        | Endpoint::Agents
+        | Endpoint::Requests
+        | Endpoint::DailyUsage => {
             let key = principal.billed.as_deref().ok_or_else(|| {
                 GatewayError::RouteNotFound(format!("{}: this gateway bills no accounts", ctx.path))
             })?;
@@ -145,6 +154,8 @@ async fn serve(
                 Endpoint::Whoami => customer::whoami(gateway, key).await?,
                 Endpoint::Usage => customer::usage(gateway, key).await?,
                 Endpoint::Agents => customer::agents(gateway, key).await?,
+                Endpoint::Requests => customer::history::requests(gateway, key, query).await?,
+                Endpoint::DailyUsage => customer::history::daily(gateway, key, query).await?,
                 _ => customer::generation(gateway, key, query).await?,
             };
             local(session, ctx, 200, body).await

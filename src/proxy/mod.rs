@@ -5,6 +5,7 @@
 
 mod connections;
 mod context;
+mod dashboard;
 mod downstream;
 mod exchange;
 mod failover;

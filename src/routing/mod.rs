@@ -50,6 +50,14 @@ pub enum Endpoint {
     Usage,
     /// One request's bill, by its `x-request-id` (`?id=`).
     Generation,
+    /// The account's billed requests, newest first, a page at a time.
+    Requests,
+    /// The account's spend and tokens per UTC day (`?days=`, 30 at most 366).
+    DailyUsage,
+    /// The customer page and its files (`/dashboard...`), keyless.
+    Dashboard,
+    /// `/dashboard/setup.json`: the mounts the set-up snippets are filled with.
+    DashboardSetup,
     /// `/health`, `/healthz`, `/readyz`: the node and its backends.
     Health,
     /// `/livez`: the process serves, whatever the backends.
@@ -78,6 +86,9 @@ impl Endpoint {
             Endpoint::Whoami => "whoami",
             Endpoint::Usage => "usage",
             Endpoint::Generation => "generation",
+            Endpoint::Requests => "requests",
+            Endpoint::DailyUsage => "daily_usage",
+            Endpoint::Dashboard | Endpoint::DashboardSetup => "dashboard",
             Endpoint::Health => "health",
             Endpoint::Live => "live",
         }
@@ -173,6 +184,14 @@ impl Router {
                 style: ErrorStyle::Native,
             });
         }
+        if crate::dashboard::is_customer_path(path) {
+            if method != "GET" {
+                return Err(GatewayError::MethodNotAllowed);
+            }
+            let endpoint =
+                if path == "/dashboard/setup.json" { Endpoint::DashboardSetup } else { Endpoint::Dashboard };
+            return Ok(Route { format: ClientFormat::Openai, endpoint, style: ErrorStyle::Native });
+        }
         if path == "/livez" {
             return Ok(Route {
                 format: ClientFormat::Openai,
@@ -196,6 +215,22 @@ impl Router {
         } else {
             Err(GatewayError::RouteNotFound(path.to_string()))
         }
+    }
+
+    /// Each mount's prefix (`/` for the root) and the formats it serves,
+    /// in the configuration's terms (for the dashboard's set-up snippets).
+    pub fn mounts(&self) -> Vec<(String, Vec<&'static str>)> {
+        let mut out: Vec<_> = self
+            .mounts
+            .iter()
+            .map(|m| {
+                let prefix = if m.prefix.is_empty() { "/".to_string() } else { m.prefix.clone() };
+                (prefix, m.formats.iter().map(|f| f.as_str()).collect())
+            })
+            .collect();
+        // The shortest prefix first: the root, when there is one.
+        out.sort_by_key(|(prefix, _)| prefix.len());
+        out
     }
 
     /// The error shape of the mount the path falls under.
@@ -300,18 +335,22 @@ fn match_endpoint(method: &str, rest: &str, formats: &[ClientFormat], hints: For
             Some(f) => get_only(method, f, Endpoint::ListModels),
             None => Match::None,
         },
-        "/whoami" | "/usage" | "/generation" => match list_format(formats, hints) {
-            Some(f) => get_only(
-                method,
-                f,
-                match rest {
-                    "/whoami" => Endpoint::Whoami,
-                    "/usage" => Endpoint::Usage,
-                    _ => Endpoint::Generation,
-                },
-            ),
-            None => Match::None,
-        },
+        "/whoami" | "/usage" | "/generation" | "/requests" | "/usage/daily" => {
+            match list_format(formats, hints) {
+                Some(f) => get_only(
+                    method,
+                    f,
+                    match rest {
+                        "/whoami" => Endpoint::Whoami,
+                        "/usage" => Endpoint::Usage,
+                        "/requests" => Endpoint::Requests,
+                        "/usage/daily" => Endpoint::DailyUsage,
+                        _ => Endpoint::Generation,
+                    },
+                ),
+                None => Match::None,
+            }
+        }
         _ if has(ClientFormat::Responses) && rest.starts_with("/responses/") => {
             let tail = rest.trim_start_matches("/responses/");
             match tail.split_once('/') {

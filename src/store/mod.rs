@@ -194,6 +194,8 @@ pub struct RecentCall {
 /// One ledger record as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LedgerRow {
+    /// The posting's id: the cursor of the ledger's pages.
+    pub id: i64,
     pub kind: String,
     pub amount_nano_usd: i64,
     pub paid_nano_usd: i64,
@@ -223,13 +225,37 @@ pub struct UsageRow {
 /// Which charges a usage query adds up.
 #[derive(Debug, Clone, Default)]
 pub struct UsageFilter {
-    pub account: i64,
+    /// `None`: every account's.
+    pub account: Option<i64>,
     pub key_id: Option<i64>,
     pub model: Option<String>,
     /// `YYYY-MM-DD` (UTC).
     pub day: Option<String>,
-    /// Unix milliseconds, inclusive.
+    /// Unix milliseconds, inclusive (adds up the ledger itself: slower).
     pub since: Option<i64>,
+    /// `YYYY-MM-DD` (UTC), inclusive: from the daily totals.
+    pub from_day: Option<String>,
+}
+
+/// One page of an account's ledger, by posting id: newest first before
+/// `before`, else oldest first after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerPage {
+    pub account: i64,
+    /// Only the wallet's charges (the customer's "recent requests").
+    pub charges_only: bool,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub newest_first: bool,
+    pub limit: i64,
+}
+
+/// One page of accounts by id, after `after`, whose names contain `search`.
+#[derive(Debug, Clone, Default)]
+pub struct AccountsPage {
+    pub search: Option<String>,
+    pub after: Option<i64>,
+    pub limit: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +318,12 @@ pub trait Store: Send + Sync {
     /// (ledger record keys) the store already keeps, in one read.
     async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError>;
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError>;
+    /// One page of an account's wallet postings (keyset paging on the id).
+    async fn ledger_page(&self, page: &LedgerPage) -> Result<Vec<LedgerRow>, StoreError>;
+    /// Accounts by id; a search matches a part of the name, any case.
+    async fn accounts(&self, page: &AccountsPage) -> Result<Vec<Account>, StoreError>;
+    /// An account's keys, by id.
+    async fn keys_of(&self, account: i64) -> Result<Vec<KeyRecord>, StoreError>;
     async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRow>, StoreError>;
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError>;
     /// Claims an idempotency key for one call, in one atomic step: the key
@@ -355,6 +387,13 @@ pub trait Store: Send + Sync {
 }
 
 /// A customer key: `prefix` and 32 random bytes in hex.
+/// A `LIKE` pattern for names containing `search`: `%`, `_` and `\\`
+/// in it match themselves (with `ESCAPE '\\'`).
+fn like_pattern(search: &str) -> String {
+    let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 pub fn new_key(prefix: &str) -> Result<Secret, StoreError> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| StoreError(format!("no randomness: {e}")))?;

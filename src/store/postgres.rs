@@ -9,9 +9,9 @@
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
-    Account, AccountPatch, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord, LedgerRow,
-    NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError, StoredResponseRow, UsageFilter,
-    UsageRow, WalletSums,
+    Account, AccountPatch, AccountsPage, Agent, AgentPatch, DirectoryRows, Generation, KeyPatch, KeyRecord,
+    LedgerPage, LedgerRow, NewKey, ProviderKeyRow, RecentCall, Snapshot, Store, StoreError,
+    StoredResponseRow, UsageFilter, UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
 use crate::billing::{LedgerRecord, NanoUsd};
@@ -24,6 +24,7 @@ mod agents;
 mod append;
 pub mod attribute;
 mod idempotency;
+mod pages;
 mod responses;
 mod snapshot;
 
@@ -34,7 +35,7 @@ pub struct PgStore {
 const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
                            fallback_model, limits, created_at, last_used_at";
 const LEDGER_COLUMNS: &str =
-    "kind, amount_nano, paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, \
+    "id, kind, amount_nano, paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, \
                               cached_tokens, estimated, request_id, at";
 const ACCOUNT_COLUMNS: &str = "id, name, plan, status, trial_ends_at";
 /// A posting's UTC day, as SQLite's `strftime('%Y-%m-%d', at / 1000, 'unixepoch')`.
@@ -96,6 +97,7 @@ impl PgStore {
 
     fn ledger_row(r: &PgRow) -> Result<LedgerRow, StoreError> {
         Ok(LedgerRow {
+            id: r.try_get("id")?,
             kind: r.try_get("kind")?,
             amount_nano_usd: r.try_get("amount_nano")?,
             paid_nano_usd: r.try_get("paid_nano")?,
@@ -300,16 +302,36 @@ impl Store for PgStore {
         rows.iter().map(Self::ledger_row).collect()
     }
 
+    async fn ledger_page(&self, page: &LedgerPage) -> Result<Vec<LedgerRow>, StoreError> {
+        pages::ledger_page(&self.pool, page).await
+    }
+
+    async fn accounts(&self, page: &AccountsPage) -> Result<Vec<Account>, StoreError> {
+        pages::accounts(&self.pool, page).await
+    }
+
+    async fn keys_of(&self, account: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        pages::keys_of(&self.pool, account).await
+    }
+
     async fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
+        if f.since.is_none() {
+            return pages::daily_usage(&self.pool, f).await;
+        }
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         q.push(DAY).push(
             " AS day, model, COUNT(*) AS requests, \
              COALESCE(SUM(input_tokens), 0)::bigint AS input_tokens, \
              COALESCE(SUM(output_tokens), 0)::bigint AS output_tokens, \
              COALESCE(SUM(cached_tokens), 0)::bigint AS cached_tokens, (-SUM(amount_nano))::bigint AS cost \
-             FROM ledger_postings WHERE book = 'wallet' AND kind = 'charge' AND account_id = ",
+             FROM ledger_postings WHERE book = 'wallet' AND kind = 'charge'",
         );
-        q.push_bind(f.account);
+        if let Some(account) = f.account {
+            q.push(" AND account_id = ").push_bind(account);
+        }
+        if let Some(from) = &f.from_day {
+            q.push(" AND ").push(DAY).push(" >= ").push_bind(from.clone());
+        }
         if let Some(key) = f.key_id {
             q.push(" AND key_id = ").push_bind(key);
         }

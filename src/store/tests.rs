@@ -8,6 +8,7 @@ use crate::billing::{Metered, RecordKind};
 
 mod idempotency;
 mod ledger;
+mod pages;
 
 pub(super) fn record(key: &str, kind: RecordKind, account: i64, wallet: i64) -> LedgerRecord {
     LedgerRecord {
@@ -160,7 +161,8 @@ async fn accounts_keys_and_the_ledger_are_kept(backend: Backend) {
     assert_eq!(store.total().await.unwrap(), 0, "what is kept balances");
     let ledger = store.ledger(account.id).await.unwrap();
     assert_eq!(ledger.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["topup", "charge"]);
-    let usage = store.usage(&UsageFilter { account: account.id, ..UsageFilter::default() }).await.unwrap();
+    let usage =
+        store.usage(&UsageFilter { account: Some(account.id), ..UsageFilter::default() }).await.unwrap();
     assert_eq!(usage.len(), 1);
     assert_eq!(
         (usage[0].day.as_str(), usage[0].cost_nano_usd, usage[0].input_tokens),

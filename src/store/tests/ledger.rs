@@ -114,7 +114,7 @@ async fn usage_adds_up_charges_by_day_and_model(backend: Backend) {
         let store = store.clone();
         async move { store.usage(&f).await.unwrap() }
     };
-    let all = UsageFilter { account: a.id, ..UsageFilter::default() };
+    let all = UsageFilter { account: Some(a.id), ..UsageFilter::default() };
     assert_eq!(usage(all.clone()).await, [row("1970-01-02", "m1", 2, 30), row("1970-01-03", "m2", 1, 40)]);
     let by_key = UsageFilter { key_id: Some(1), ..all.clone() };
     assert_eq!(usage(by_key).await, [row("1970-01-02", "m1", 1, 10), row("1970-01-03", "m2", 1, 40)]);
@@ -124,7 +124,7 @@ async fn usage_adds_up_charges_by_day_and_model(backend: Backend) {
     assert_eq!(usage(by_day).await, [row("1970-01-02", "m1", 2, 30)]);
     let since = UsageFilter { since: Some(day as i64 + 6), ..all.clone() };
     assert_eq!(usage(since).await, [row("1970-01-02", "m1", 1, 20), row("1970-01-03", "m2", 1, 40)]);
-    assert_eq!(usage(UsageFilter { account: other.id + 1, ..all }).await, []);
+    assert_eq!(usage(UsageFilter { account: Some(other.id + 1), ..all }).await, []);
 }
 
 async fn recent_calls_are_the_charges_since(backend: Backend) {

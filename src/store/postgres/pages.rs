@@ -1,0 +1,93 @@
+//! Pages and aggregates for the dashboards on PostgreSQL: an account's
+//! ledger by posting id, the accounts by id with a name search, an
+//! account's keys, and usage from the daily totals the ledger's trigger
+//! keeps (`usage_daily`), so none of them reads more than a page of rows
+//! however long the ledger grows.
+
+use super::{PgStore, ACCOUNT_COLUMNS, KEY_COLUMNS, LEDGER_COLUMNS};
+use crate::store::like_pattern;
+use crate::store::{
+    Account, AccountsPage, KeyRecord, LedgerPage, LedgerRow, StoreError, UsageFilter, UsageRow,
+};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
+
+pub async fn ledger_page(pool: &PgPool, p: &LedgerPage) -> Result<Vec<LedgerRow>, StoreError> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+    q.push(LEDGER_COLUMNS).push(" FROM ledger_postings WHERE account_id = ");
+    q.push_bind(p.account).push(" AND book = 'wallet'");
+    if p.charges_only {
+        q.push(" AND kind = 'charge'");
+    }
+    if let Some(before) = p.before {
+        q.push(" AND id < ").push_bind(before);
+    }
+    if let Some(after) = p.after {
+        q.push(" AND id > ").push_bind(after);
+    }
+    q.push(if p.newest_first { " ORDER BY id DESC LIMIT " } else { " ORDER BY id LIMIT " })
+        .push_bind(p.limit);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(PgStore::ledger_row).collect()
+}
+
+pub async fn accounts(pool: &PgPool, p: &AccountsPage) -> Result<Vec<Account>, StoreError> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+    q.push(ACCOUNT_COLUMNS).push(" FROM accounts WHERE id > ");
+    q.push_bind(p.after.unwrap_or(0));
+    if let Some(search) = p.search.as_deref().filter(|s| !s.is_empty()) {
+        q.push(" AND name ILIKE ").push_bind(like_pattern(search)).push(" ESCAPE '\\'");
+    }
+    q.push(" ORDER BY id LIMIT ").push_bind(p.limit);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(PgStore::account_row).collect()
+}
+
+pub async fn keys_of(pool: &PgPool, account: i64) -> Result<Vec<KeyRecord>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY id"
+    )))
+    .bind(account)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(PgStore::key_row).collect()
+}
+
+/// Usage by day and model from the daily totals (a filter with `since`, a
+/// time inside a day, adds up the ledger instead: see `PgStore::usage`).
+pub async fn daily_usage(pool: &PgPool, f: &UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT day, model, SUM(requests)::bigint AS requests, SUM(input_tokens)::bigint AS input_tokens, \
+         SUM(output_tokens)::bigint AS output_tokens, SUM(cached_tokens)::bigint AS cached_tokens, \
+         SUM(cost_nano)::bigint AS cost FROM usage_daily WHERE TRUE",
+    );
+    if let Some(account) = f.account {
+        q.push(" AND account_id = ").push_bind(account);
+    }
+    if let Some(key) = f.key_id {
+        q.push(" AND key_id = ").push_bind(key);
+    }
+    if let Some(model) = &f.model {
+        q.push(" AND model = ").push_bind(model.clone());
+    }
+    if let Some(day) = &f.day {
+        q.push(" AND day = ").push_bind(day.clone());
+    }
+    if let Some(from) = &f.from_day {
+        q.push(" AND day >= ").push_bind(from.clone());
+    }
+    q.push(" GROUP BY day, model ORDER BY day, model");
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UsageRow {
+                day: r.try_get("day")?,
+                model: r.try_get("model")?,
+                requests: r.try_get("requests")?,
+                input_tokens: r.try_get("input_tokens")?,
+                output_tokens: r.try_get("output_tokens")?,
+                cached_tokens: r.try_get("cached_tokens")?,
+                cost_nano_usd: r.try_get("cost")?,
+            })
+        })
+        .collect()
+}
