@@ -233,6 +233,11 @@ impl Catalog {
         self.by_name.get(name).or_else(|| name.strip_prefix("models/").and_then(|n| self.by_name.get(n)))
     }
 
+    /// Whether a model has more than one deployment to fail over to.
+    pub fn fails_over(&self) -> bool {
+        self.entries().iter().any(|m| !m.alternates.is_empty())
+    }
+
     pub fn entries(&self) -> &[Arc<ModelEntry>] {
         &self.entries
     }

@@ -95,8 +95,16 @@ impl Request {
         }
         let text: usize = self.system.iter().map(String::len).sum::<usize>()
             + self.messages.iter().map(|m| 32 + m.parts.iter().map(part).sum::<usize>()).sum::<usize>();
-        // Escapes can grow text; tools and settings are small next to it.
-        text + text / 8 + 1024 * self.tools.len() + 4096
+        // Escapes can grow text; schemas are written as they came.
+        let tools: usize = self
+            .tools
+            .iter()
+            .map(|t| match t {
+                Tool::Function { parameters, .. } => 1024 + parameters.len(),
+                _ => 1024,
+            })
+            .sum();
+        text + text / 8 + tools + 4096
     }
 }
 
@@ -166,12 +174,65 @@ impl ToolResult {
     }
 }
 
+/// A tool's JSON schema as its text: passed on as it came (a schema of
+/// megabytes never becomes a tree of several times its size), parsed only
+/// where a format must change it.
+#[derive(Debug, Clone)]
+pub struct Schema(Box<serde_json::value::RawValue>);
+
+impl Schema {
+    /// `{"type":"object"}`: a tool that declared no parameters.
+    pub fn object() -> Self {
+        Self::from_value(&serde_json::json!({"type": "object"}))
+    }
+
+    pub fn from_value(v: &Value) -> Self {
+        Self::from_text(v.to_string())
+    }
+
+    /// A field of a request read in place: its text, without parsing a
+    /// deferred one.
+    pub fn of(v: &super::json_ref::JsonRef<'_>) -> Self {
+        Self::from_text(v.raw_text().into_owned())
+    }
+
+    fn from_text(text: String) -> Self {
+        match serde_json::value::RawValue::from_string(text) {
+            Ok(raw) => Self(raw),
+            // Text read from a request or written by serde_json is JSON.
+            Err(_) => Self::object(),
+        }
+    }
+
+    pub fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tool {
     Function {
         name: String,
         description: Option<String>,
-        parameters: Value,
+        parameters: Schema,
         strict: Option<bool>,
     },
     /// A freeform tool whose input is plain text (Responses `custom`).

@@ -210,10 +210,22 @@ impl<'a> Items<'a> {
     }
 
     /// Ends the array and writes the other fields after it.
-    pub fn finish(mut self, rest: &Map<String, Value>) -> Vec<u8> {
+    pub fn finish(self, rest: &Map<String, Value>) -> Vec<u8> {
+        self.finish_with(rest, &[])
+    }
+
+    /// [`Items::finish`], then fields written from borrowed values (the
+    /// tools, whose schemas are written out as their text).
+    pub fn finish_with(mut self, rest: &Map<String, Value>, more: &[(&str, JsonRef<'_>)]) -> Vec<u8> {
         self.flush();
         self.out.push(b']');
         for (key, value) in rest {
+            self.out.push(b',');
+            self.out.extend_from_slice(quote(key).as_bytes());
+            self.out.push(b':');
+            let _ = serde_json::to_writer(&mut self.out, value);
+        }
+        for (key, value) in more {
             self.out.push(b',');
             self.out.extend_from_slice(quote(key).as_bytes());
             self.out.push(b':');

@@ -26,7 +26,34 @@ pub enum JsonRef<'a> {
         media_type: &'a str,
         data: &'a str,
     },
+    /// JSON text as it is: a tool's schema read from a request (never a
+    /// tree: a schema of megabytes is passed on as its text), a request's
+    /// large field no translation reads, or a schema written out.
+    Raw(Verbatim<'a>),
 }
+
+/// JSON text to write as it is; equal when the texts are.
+#[derive(Debug, Clone, Copy)]
+pub struct Verbatim<'a>(pub &'a RawValue);
+
+impl PartialEq for Verbatim<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+/// JSON text written out as it is.
+pub fn raw(text: &RawValue) -> JsonRef<'_> {
+    JsonRef::Raw(Verbatim(text))
+}
+
+/// Fields whose value is a JSON schema, kept as text wherever they are in
+/// a request's top-level field: tools pass their schemas on unchanged.
+const SCHEMA_KEYS: [&str; 4] = ["input_schema", "parameters", "parametersJsonSchema", "schema"];
+
+/// A top-level field of more than this that no translation reads is kept
+/// as its text, never parsed (an unknown field of millions of items).
+pub const UNREAD_BYTES: usize = 16 * 1024;
 
 impl<'a> JsonRef<'a> {
     /// Parses one JSON value.
@@ -37,10 +64,18 @@ impl<'a> JsonRef<'a> {
     /// Parses `body`, one JSON object, leaving its field `key` unparsed:
     /// a request's long array (messages, contents, input) is then read an
     /// item at a time, and no tree of the whole body exists at once.
-    pub fn parse_object_deferring(body: &'a [u8], key: &str) -> Result<(Self, Option<&'a RawValue>), String> {
+    ///
+    /// A field named in `read` is parsed with its schemas kept as text
+    /// ([`SCHEMA_KEYS`]); any other field is parsed only if small
+    /// ([`UNREAD_BYTES`]), else kept as its text.
+    pub fn parse_object_deferring(
+        body: &'a [u8],
+        key: &str,
+        read: &[&str],
+    ) -> Result<(Self, Option<&'a RawValue>), String> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let parsed = de
-            .deserialize_map(DeferringVisitor { key })
+            .deserialize_map(DeferringVisitor { key, read })
             .map_err(|e| format!("the body is not a valid JSON object: {e}"))?;
         de.end().map_err(|e| format!("the body has trailing characters after the JSON object: {e}"))?;
         Ok(parsed)
@@ -55,6 +90,20 @@ impl<'a> JsonRef<'a> {
         match self {
             JsonRef::Object(fields) => fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
+        }
+    }
+
+    /// A field as it is, for [`JsonRef::raw_text`] (the same as `get`).
+    pub fn field(&self, key: &str) -> Option<&JsonRef<'a>> {
+        self.get(key)
+    }
+
+    /// The value's JSON text: a raw one's slice of the body as it is,
+    /// any other written out.
+    pub fn raw_text(&self) -> std::borrow::Cow<'a, str> {
+        match self {
+            JsonRef::Raw(raw) => Cow::Borrowed(raw.0.get()),
+            other => Cow::Owned(serde_json::to_string(other).unwrap_or_else(|_| "null".into())),
         }
     }
 
@@ -173,6 +222,7 @@ impl<'a> JsonRef<'a> {
             JsonRef::DataUrl { media_type, data } => {
                 Value::String(format!("data:{media_type};base64,{data}"))
             }
+            JsonRef::Raw(raw) => serde_json::from_str(raw.0.get()).unwrap_or(Value::Null),
         }
     }
 }
@@ -227,6 +277,7 @@ impl serde::Serialize for JsonRef<'_> {
                 map.end()
             }
             JsonRef::DataUrl { media_type, data } => ser.collect_str(&DataUrl { media_type, data }),
+            JsonRef::Raw(raw) => raw.0.serialize(ser),
         }
     }
 }
@@ -333,8 +384,87 @@ impl<'de> Visitor<'de> for RefVisitor {
     }
 }
 
+/// A value whose schemas ([`SCHEMA_KEYS`], at any depth) stay text.
+struct SchemasAsText<'a>(JsonRef<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for SchemasAsText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SchemasAsTextVisitor).map(SchemasAsText)
+    }
+}
+
+struct SchemasAsTextVisitor;
+
+impl<'de> Visitor<'de> for SchemasAsTextVisitor {
+    type Value = JsonRef<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        RefVisitor.visit_bool(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        RefVisitor.visit_i64(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        RefVisitor.visit_u64(v)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        RefVisitor.visit_f64(v)
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        RefVisitor.visit_borrowed_str(v)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        RefVisitor.visit_str(v)
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        RefVisitor.visit_string(v)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonRef::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonRef::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(SchemasAsText(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        items.shrink_to_fit();
+        Ok(JsonRef::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let value = if SCHEMA_KEYS.contains(&key.0.as_ref()) {
+                JsonRef::Raw(Verbatim(map.next_value::<&'de RawValue>()?))
+            } else {
+                map.next_value::<SchemasAsText<'de>>()?.0
+            };
+            fields.push((key.0, value));
+        }
+        fields.shrink_to_fit();
+        Ok(JsonRef::Object(fields))
+    }
+}
+
 struct DeferringVisitor<'k> {
     key: &'k str,
+    read: &'k [&'k str],
 }
 
 impl<'de> Visitor<'de> for DeferringVisitor<'_> {
@@ -350,8 +480,16 @@ impl<'de> Visitor<'de> for DeferringVisitor<'_> {
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             if key.0 == self.key {
                 deferred = Some(map.next_value::<&'de RawValue>()?);
+            } else if self.read.contains(&key.0.as_ref()) {
+                fields.push((key.0, map.next_value::<SchemasAsText<'de>>()?.0));
             } else {
-                fields.push((key.0, map.next_value()?));
+                let raw = map.next_value::<&'de RawValue>()?;
+                let value = if raw.get().len() > UNREAD_BYTES {
+                    JsonRef::Raw(Verbatim(raw))
+                } else {
+                    serde_json::from_str::<JsonRef<'de>>(raw.get()).map_err(serde::de::Error::custom)?
+                };
+                fields.push((key.0, value));
             }
         }
         Ok((JsonRef::Object(fields), deferred))
@@ -364,9 +502,30 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_large_field_nobody_reads_and_every_schema_stay_text() {
+        let zeros = format!("[{}0]", "0,".repeat(UNREAD_BYTES));
+        let schema = r#"{"type":"object","properties":{"a":{"type":"string"}}}"#;
+        let body = format!(
+            r#"{{"x_unknown":{zeros},"small":{{"k":1}},"tools":[{{"name":"t","input_schema":{schema},"function":{{"parameters":{schema}}}}}],"messages":[]}}"#
+        );
+        let (top, _) = JsonRef::parse_object_deferring(body.as_bytes(), "messages", &["tools"]).unwrap();
+        assert!(matches!(top.get("x_unknown"), Some(JsonRef::Raw(_))), "not parsed");
+        assert_eq!(top.pointer("/small/k").and_then(JsonRef::as_u64), Some(1), "small ones are");
+        let tool = &top["tools"].as_array().unwrap()[0];
+        assert!(matches!(tool.field("input_schema"), Some(JsonRef::Raw(_))));
+        assert_eq!(tool["input_schema"].raw_text(), schema, "as it came");
+        assert!(matches!(tool.pointer("/function/parameters"), Some(JsonRef::Raw(_))));
+        assert_eq!(tool["name"], "t");
+        // Written out as it came.
+        let out = serde_json::to_value(&top).unwrap();
+        assert_eq!(out, serde_json::from_str::<Value>(&body.replace(r#","messages":[]"#, "")).unwrap());
+        assert_eq!(tool["input_schema"].to_value(), serde_json::from_str::<Value>(schema).unwrap());
+    }
+
+    #[test]
     fn reads_like_serde_json_and_borrows_plain_strings() {
         let body = br#"{"a":"plain","b":"esc\naped","n":[1,-2,3.5,null,true],"o":{"k":"v"},"a":"last"}"#;
-        let doc = JsonRef::parse_object_deferring(body, "unused").unwrap().0;
+        let doc = JsonRef::parse_object_deferring(body, "unused", &[]).unwrap().0;
         assert!(matches!(doc.get("a"), Some(JsonRef::String(Cow::Borrowed("last")))));
         assert!(matches!(doc.get("b"), Some(JsonRef::String(Cow::Owned(_)))));
         assert_eq!(doc.pointer("/o/k").and_then(JsonRef::as_str), Some("v"));
@@ -382,17 +541,17 @@ mod tests {
             r#"{"t":"a\"b","n":3}"#
         );
         for bad in [&b"[1]"[..], b"{", b"\"s\"", b"{} x"] {
-            assert!(JsonRef::parse_object_deferring(bad, "messages").is_err());
+            assert!(JsonRef::parse_object_deferring(bad, "messages", &[]).is_err());
         }
         let (top, raw) =
-            JsonRef::parse_object_deferring(br#"{"model":"m","messages":[{"a":1},"x"]}"#, "messages")
+            JsonRef::parse_object_deferring(br#"{"model":"m","messages":[{"a":1},"x"]}"#, "messages", &[])
                 .unwrap();
         assert_eq!(top.get("model").and_then(JsonRef::as_str), Some("m"));
         assert!(top.get("messages").is_none());
         let items = JsonRef::raw_items(raw.unwrap()).unwrap();
         assert_eq!(JsonRef::parse(items[1].get()).unwrap(), JsonRef::String(Cow::Borrowed("x")));
         assert!(JsonRef::raw_items(
-            JsonRef::parse_object_deferring(br#"{"messages":"s"}"#, "messages").unwrap().1.unwrap()
+            JsonRef::parse_object_deferring(br#"{"messages":"s"}"#, "messages", &[]).unwrap().1.unwrap()
         )
         .is_none());
     }

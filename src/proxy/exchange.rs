@@ -187,7 +187,9 @@ async fn serve(
             // Not held across the relay: only the plan (and the failover's
             // plans, for a model with several deployments) need them.
             let headers = downstream::all_headers(session);
-            let kept = body.clone();
+            // Kept for a failover's plans only: otherwise the body is let go
+            // once parsed, before its translation is written.
+            let kept = gateway.catalog.fails_over().then(|| body.clone());
             let mut plan = match (&gateway.billing, &principal.billed) {
                 (Some(billing), Some(key)) => {
                     let access = model_access(gateway, billing, key);
@@ -197,13 +199,9 @@ async fn serve(
             };
             let own_key =
                 crate::exchange::byok::apply(gateway, principal.billed.as_deref(), &mut plan).await?;
-            let replan = (!own_key && !plan.model.alternates.is_empty()).then(|| super::failover::Replan {
-                gateway,
-                route,
-                body: kept,
-                query,
-                headers,
-            });
+            let replan = kept
+                .filter(|_| !own_key && !plan.model.alternates.is_empty())
+                .map(|body| super::failover::Replan { gateway, route, body, query, headers });
             ctx.model = Some(plan.model.id.clone());
             // After the access rules, so a replay is refused whenever a new
             // call would be; before the hold, so a replay holds nothing.

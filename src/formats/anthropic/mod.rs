@@ -6,7 +6,7 @@ pub mod stream;
 
 use super::canonical::*;
 use super::json::{self, bad, unsupported, Result};
-use super::json_ref::{obj, owned, s, JsonRef};
+use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
@@ -15,8 +15,27 @@ const ME: ClientFormat = ClientFormat::Anthropic;
 /// Anthropic requires `max_tokens`; callers of other formats may omit it.
 pub const DEFAULT_MAX_TOKENS: u64 = 8192;
 
+/// The top-level fields a translation reads (the others are kept as text
+/// when large: see [`JsonRef::parse_object_deferring`]).
+const READ: [&str; 14] = [
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "stream",
+    "metadata",
+    "system",
+    "thinking",
+    "output_config",
+    "output_format",
+    "tools",
+    "tool_choice",
+];
+
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let (top, messages) = JsonRef::parse_object_deferring(body, "messages").map_err(bad)?;
+    let (top, messages) = JsonRef::parse_object_deferring(body, "messages", &READ).map_err(bad)?;
     let mut req = Request {
         model: json::req_str(&top, "model", "")?.to_string(),
         max_tokens: json::opt_u64(&top, "max_tokens")?,
@@ -119,10 +138,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
         None | Some("custom") => Ok(Tool::Function {
             name: json::req_str(tool, "name", &at)?.to_string(),
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
-            parameters: tool
-                .get("input_schema")
-                .map(JsonRef::to_value)
-                .unwrap_or_else(|| json!({"type": "object"})),
+            parameters: tool.field("input_schema").map_or_else(Schema::object, Schema::of),
             strict: json::opt_bool(tool, "strict")?,
         }),
         Some(kind) if kind.starts_with("web_search_") => Ok(Tool::WebSearch),
@@ -209,9 +225,10 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         }
     }
     top.insert("max_tokens".into(), json!(max_tokens));
+    let mut more = Vec::new();
     if !req.tools.is_empty() {
         let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
-        top.insert("tools".into(), Value::Array(tools));
+        more.push(("tools", JsonRef::Array(tools)));
     }
     let mut choice = match &req.tool_choice {
         None => None,
@@ -256,7 +273,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     if req.stream {
         top.insert("stream".into(), json!(true));
     }
-    Ok(messages.finish(&top))
+    Ok(messages.finish_with(&top, &more))
 }
 
 /// Whether the last assistant turn that called tools kept its signed
@@ -370,21 +387,21 @@ fn media_block(m: &Media) -> JsonRef<'_> {
     }
 }
 
-fn build_tool(tool: &Tool) -> Result<Value> {
+fn build_tool(tool: &Tool) -> Result<JsonRef<'_>> {
     match tool {
         Tool::Function { name, description, parameters, .. } => {
-            let mut t = json!({"name": name, "input_schema": parameters});
-            if let Some(d) = description {
-                t["description"] = json!(d);
+            let mut t = obj([("name", s(name)), ("input_schema", raw(parameters.raw()))]);
+            if let (Some(d), JsonRef::Object(fields)) = (description, &mut t) {
+                fields.push(("description".into(), s(d)));
             }
             Ok(t)
         }
-        Tool::Custom { name, description } => Ok(json!({
-            "name": name,
-            "description": description.clone().unwrap_or_default(),
-            "input_schema": super::codec::custom_tool_schema(),
-        })),
-        Tool::WebSearch => Ok(json!({"type": "web_search_20250305", "name": "web_search"})),
+        Tool::Custom { name, description } => Ok(obj([
+            ("name", s(name)),
+            ("description", s(description.as_deref().unwrap_or_default())),
+            ("input_schema", raw(super::codec::custom_tool_schema_raw())),
+        ])),
+        Tool::WebSearch => Ok(obj([("type", s("web_search_20250305")), ("name", s("web_search"))])),
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
     }
 }

@@ -6,7 +6,7 @@ pub mod stream;
 
 use super::canonical::*;
 use super::json::{self, bad, unsupported, Result};
-use super::json_ref::{obj, owned, s, JsonRef};
+use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -27,8 +27,37 @@ const UNMAPPED: [&str; 9] = [
     "web_search_options",
 ];
 
+/// The top-level fields a translation reads (the others are kept as text
+/// when large: see [`JsonRef::parse_object_deferring`]).
+const READ: [&str; 24] = [
+    "model",
+    "max_completion_tokens",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "stream",
+    "user",
+    "safety_identifier",
+    "reasoning_effort",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "audio",
+    "prediction",
+    "frequency_penalty",
+    "presence_penalty",
+    "web_search_options",
+];
+
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let (top, messages) = JsonRef::parse_object_deferring(body, "messages").map_err(bad)?;
+    let (top, messages) = JsonRef::parse_object_deferring(body, "messages", &READ).map_err(bad)?;
     for field in UNMAPPED {
         match top.get(field) {
             None | Some(JsonRef::Null) | Some(JsonRef::Bool(false)) => {}
@@ -107,10 +136,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
             Ok(Tool::Function {
                 name: json::req_str(f, "name", &format!("{at}function."))?.to_string(),
                 description: json::opt_str(f, "description", &at)?.map(str::to_string),
-                parameters: f
-                    .get("parameters")
-                    .map(JsonRef::to_value)
-                    .unwrap_or_else(|| json!({"type": "object"})),
+                parameters: f.field("parameters").map_or_else(Schema::object, Schema::of),
                 strict: json::opt_bool(f, "strict")?,
             })
         }
@@ -291,9 +317,10 @@ pub fn build_request(req: &Request, flavor: Flavor) -> Result<Vec<u8>> {
     for m in &req.messages {
         build_message(m, &mut messages)?;
     }
+    let mut more = Vec::new();
     if !req.tools.is_empty() {
         let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
-        top.insert("tools".into(), Value::Array(tools));
+        more.push(("tools", JsonRef::Array(tools)));
         if let Some(p) = req.parallel_tool_calls {
             top.insert("parallel_tool_calls".into(), json!(p));
         }
@@ -344,7 +371,7 @@ pub fn build_request(req: &Request, flavor: Flavor) -> Result<Vec<u8>> {
         top.insert("stream".into(), json!(true));
         top.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    Ok(messages.finish(&top))
+    Ok(messages.finish_with(&top, &more))
 }
 
 fn put_opt(top: &mut Map<String, Value>, key: &str, v: Option<Value>) {
@@ -444,23 +471,31 @@ fn user_content<'a>(parts: &[&'a Part]) -> Result<JsonRef<'a>> {
     Ok(JsonRef::Array(out))
 }
 
-fn build_tool(tool: &Tool) -> Result<Value> {
+fn build_tool(tool: &Tool) -> Result<JsonRef<'_>> {
     match tool {
         Tool::Function { name, description, parameters, strict } => {
-            let mut f = json!({"name": name, "parameters": parameters});
-            if let Some(d) = description {
-                f["description"] = json!(d);
+            let mut f = obj([("name", s(name)), ("parameters", raw(parameters.raw()))]);
+            if let JsonRef::Object(fields) = &mut f {
+                if let Some(d) = description {
+                    fields.push(("description".into(), s(d)));
+                }
+                if let Some(strict) = strict {
+                    fields.push(("strict".into(), (*strict).into()));
+                }
             }
-            if let Some(s) = strict {
-                f["strict"] = json!(s);
-            }
-            Ok(json!({"type": "function", "function": f}))
+            Ok(obj([("type", s("function")), ("function", f)]))
         }
-        Tool::Custom { name, description } => Ok(json!({"type": "function", "function": {
-            "name": name,
-            "description": description.clone().unwrap_or_default(),
-            "parameters": super::codec::custom_tool_schema(),
-        }})),
+        Tool::Custom { name, description } => Ok(obj([
+            ("type", s("function")),
+            (
+                "function",
+                obj([
+                    ("name", s(name)),
+                    ("description", s(description.as_deref().unwrap_or_default())),
+                    ("parameters", raw(super::codec::custom_tool_schema_raw())),
+                ]),
+            ),
+        ])),
         Tool::WebSearch => Err(unsupported("the hosted web_search tool", ME)),
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
     }

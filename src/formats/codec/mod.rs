@@ -88,6 +88,14 @@ pub fn custom_tool_schema() -> serde_json::Value {
     })
 }
 
+static CUSTOM_TOOL_SCHEMA: once_cell::sync::Lazy<super::canonical::Schema> =
+    once_cell::sync::Lazy::new(|| super::canonical::Schema::from_value(&custom_tool_schema()));
+
+/// [`custom_tool_schema`] as the text a request is written with.
+pub fn custom_tool_schema_raw() -> &'static serde_json::value::RawValue {
+    CUSTOM_TOOL_SCHEMA.raw()
+}
+
 /// A freeform tool's input as canonical (JSON) arguments.
 pub fn custom_arguments(input: &str) -> String {
     serde_json::json!({ "input": input }).to_string()

@@ -7,7 +7,7 @@ pub mod stream;
 
 use super::canonical::*;
 use super::json::{self, bad, unsupported, Result};
-use super::json_ref::{obj, owned, s, JsonRef};
+use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
@@ -18,8 +18,13 @@ const ME: ClientFormat = ClientFormat::Gemini;
 /// otherwise reject.
 pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
+/// The top-level fields a translation reads (the others are kept as text
+/// when large: see [`JsonRef::parse_object_deferring`]).
+const READ: [&str; 6] =
+    ["cachedContent", "generationConfig", "systemInstruction", "system_instruction", "toolConfig", "tools"];
+
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let (top, contents) = JsonRef::parse_object_deferring(body, "contents").map_err(bad)?;
+    let (top, contents) = JsonRef::parse_object_deferring(body, "contents", &READ).map_err(bad)?;
     if top.get("cachedContent").is_some_and(|c| !c.is_null()) {
         return Err(bad("'cachedContent' refers to a cache on Google's side and cannot be translated"));
     }
@@ -188,10 +193,10 @@ fn parse_tools(t: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
     if let Some(JsonRef::Array(decls)) = decls {
         for (j, d) in decls.iter().enumerate() {
             let at = format!("{at}functionDeclarations[{j}].");
-            let parameters = match (d.get("parametersJsonSchema"), d.get("parameters")) {
-                (Some(s), _) if !s.is_null() => s.to_value(),
-                (_, Some(s)) if !s.is_null() => lowercase_types(s.to_value()),
-                _ => json!({"type": "object", "properties": {}}),
+            let parameters = match (d.field("parametersJsonSchema"), d.get("parameters")) {
+                (Some(s), _) if !s.is_null() => Schema::of(s),
+                (_, Some(s)) if !s.is_null() => Schema::from_value(&lowercase_types(s.to_value())),
+                _ => Schema::from_value(&json!({"type": "object", "properties": {}})),
             };
             req.tools.push(Tool::Function {
                 name: json::req_str(d, "name", &at)?.to_string(),
@@ -275,22 +280,28 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     let mut tools = Vec::new();
     for tool in &req.tools {
         match tool {
-            Tool::Function { name, description, parameters, .. } => decls.push(json!({
-                "name": name, "description": description.clone().unwrap_or_default(), "parametersJsonSchema": parameters,
-            })),
-            Tool::Custom { name, description } => decls.push(json!({
-                "name": name, "description": description.clone().unwrap_or_default(),
-                "parametersJsonSchema": super::codec::custom_tool_schema(),
-            })),
-            Tool::WebSearch => tools.push(json!({"googleSearch": {}})),
-            Tool::Hosted { kind, .. } => return Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
+            Tool::Function { name, description, parameters, .. } => decls.push(obj([
+                ("name", s(name)),
+                ("description", s(description.as_deref().unwrap_or_default())),
+                ("parametersJsonSchema", raw(parameters.raw())),
+            ])),
+            Tool::Custom { name, description } => decls.push(obj([
+                ("name", s(name)),
+                ("description", s(description.as_deref().unwrap_or_default())),
+                ("parametersJsonSchema", raw(super::codec::custom_tool_schema_raw())),
+            ])),
+            Tool::WebSearch => tools.push(obj([("googleSearch", JsonRef::Object(Vec::new()))])),
+            Tool::Hosted { kind, .. } => {
+                return Err(unsupported(format!("the hosted tool type '{kind}'"), ME))
+            }
         }
     }
     if !decls.is_empty() {
-        tools.insert(0, json!({"functionDeclarations": decls}));
+        tools.insert(0, obj([("functionDeclarations", JsonRef::Array(decls))]));
     }
+    let mut more = Vec::new();
     if !tools.is_empty() {
-        top.insert("tools".into(), Value::Array(tools));
+        more.push(("tools", JsonRef::Array(tools)));
     }
     if let Some(choice) = &req.tool_choice {
         let config = match choice {
@@ -345,7 +356,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     if !gc.is_empty() {
         top.insert("generationConfig".into(), Value::Object(gc));
     }
-    Ok(contents.finish(&top))
+    Ok(contents.finish_with(&top, &more))
 }
 
 fn build_part<'a>(part: &'a Part, role: Role, names: &[(&str, &'a str)]) -> Result<Option<JsonRef<'a>>> {

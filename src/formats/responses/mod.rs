@@ -9,7 +9,7 @@ pub mod stream;
 use super::canonical::*;
 use super::codec::{custom_arguments, custom_input};
 use super::json::{self, bad, unsupported, Result};
-use super::json_ref::{obj, owned, s, JsonRef};
+use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
@@ -19,8 +19,28 @@ const ME: ClientFormat = ClientFormat::Responses;
 /// marked, so a signature from OpenAI itself is never sent to Anthropic.
 pub const SIGNATURE_MARK: &str = "tollgate.anthropic:";
 
+/// The top-level fields a translation reads (the others are kept as text
+/// when large: see [`JsonRef::parse_object_deferring`]).
+const READ: [&str; 15] = [
+    "model",
+    "instructions",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "stream",
+    "user",
+    "safety_identifier",
+    "previous_response_id",
+    "reasoning",
+    "text",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "include",
+];
+
 pub fn parse_request(body: &[u8]) -> Result<Request> {
-    let (top, input) = JsonRef::parse_object_deferring(body, "input").map_err(bad)?;
+    let (top, input) = JsonRef::parse_object_deferring(body, "input", &READ).map_err(bad)?;
     if json::opt_str(&top, "previous_response_id", "")?.is_some() {
         return Err(bad(
             "'previous_response_id' needs a response stored by the provider; this model is served \
@@ -141,10 +161,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
         "function" => Ok(Tool::Function {
             name: json::req_str(tool, "name", &at)?.to_string(),
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
-            parameters: tool
-                .get("parameters")
-                .map(JsonRef::to_value)
-                .unwrap_or_else(|| json!({"type": "object"})),
+            parameters: tool.field("parameters").map_or_else(Schema::object, Schema::of),
             strict: json::opt_bool(tool, "strict")?,
         }),
         "custom" => Ok(Tool::Custom {
@@ -301,9 +318,10 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     for m in &req.messages {
         build_items(m, &custom, &custom_calls, &mut input);
     }
+    let mut more = Vec::new();
     if !req.tools.is_empty() {
         let tools = req.tools.iter().map(build_tool).collect::<Result<Vec<_>>>()?;
-        top.insert("tools".into(), Value::Array(tools));
+        more.push(("tools", JsonRef::Array(tools)));
         if let Some(p) = req.parallel_tool_calls {
             top.insert("parallel_tool_calls".into(), json!(p));
         }
@@ -360,7 +378,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
     if req.stream {
         top.insert("stream".into(), json!(true));
     }
-    Ok(input.finish(&top))
+    Ok(input.finish_with(&top, &more))
 }
 
 fn build_items<'a>(m: &'a Message, custom: &[&str], custom_calls: &[&str], out: &mut json::Items<'a>) {
@@ -430,20 +448,25 @@ fn build_items<'a>(m: &'a Message, custom: &[&str], custom_calls: &[&str], out: 
     flush(&mut content, out);
 }
 
-fn build_tool(tool: &Tool) -> Result<Value> {
+fn build_tool(tool: &Tool) -> Result<JsonRef<'_>> {
     match tool {
         Tool::Function { name, description, parameters, strict } => {
-            let mut t = json!({"type": "function", "name": name, "parameters": parameters});
-            if let Some(d) = description {
-                t["description"] = json!(d);
+            let mut t =
+                obj([("type", s("function")), ("name", s(name)), ("parameters", raw(parameters.raw()))]);
+            if let JsonRef::Object(fields) = &mut t {
+                if let Some(d) = description {
+                    fields.push(("description".into(), s(d)));
+                }
+                fields.push(("strict".into(), strict.unwrap_or(false).into()));
             }
-            t["strict"] = json!(strict.unwrap_or(false));
             Ok(t)
         }
-        Tool::Custom { name, description } => Ok(
-            json!({"type": "custom", "name": name, "description": description.clone().unwrap_or_default()}),
-        ),
-        Tool::WebSearch => Ok(json!({"type": "web_search"})),
+        Tool::Custom { name, description } => Ok(obj([
+            ("type", s("custom")),
+            ("name", s(name)),
+            ("description", s(description.as_deref().unwrap_or_default())),
+        ])),
+        Tool::WebSearch => Ok(obj([("type", s("web_search"))])),
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
     }
 }

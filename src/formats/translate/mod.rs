@@ -175,8 +175,7 @@ pub fn estimate_tokens(req: &Request) -> u64 {
     for t in &req.tools {
         bytes += match t {
             Tool::Function { name, description, parameters, .. } => {
-                (name.len() + description.as_ref().map_or(0, String::len) + parameters.to_string().len())
-                    as u64
+                (name.len() + description.as_ref().map_or(0, String::len) + parameters.len()) as u64
             }
             Tool::Custom { name, description } => {
                 (name.len() + description.as_ref().map_or(0, String::len)) as u64

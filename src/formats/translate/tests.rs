@@ -81,7 +81,7 @@ fn request(with_stop: bool) -> impl Strategy<Value = Request> {
                 .map(|name| Tool::Function {
                     name,
                     description: Some("d".into()),
-                    parameters: serde_json::json!({"type": "object"}),
+                    parameters: crate::formats::canonical::Schema::object(),
                     strict: None,
                 })
                 .collect(),
