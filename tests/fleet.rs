@@ -106,8 +106,7 @@ impl Fleet {
 async fn charges(node: &Stack, account: i64, expect: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, ledger) =
-            admin(node, "GET", &format!("/admin/v1/ledger?account={account}&limit=5000"), None).await;
+        let (_, ledger) = admin(node, "GET", &format!("/admin/v1/ledger?account={account}"), None).await;
         let found: Vec<Value> = ledger["entries"]
             .as_array()
             .map(|e| e.iter().filter(|e| e["kind"] == "charge").cloned().collect())

@@ -484,12 +484,18 @@ pub async fn revoke_key(State(state): State<AdminState>, Id(id): Id) -> Answer<K
     responses((status = 200, body = LedgerView), (status = 404)))]
 pub async fn ledger(State(state): State<AdminState>, Params(q): Params<LedgerQuery>) -> Answer<LedgerView> {
     account_of(&state, q.account).await?;
-    let limit = q.limit.unwrap_or(10_000);
-    if !(1..=10_000).contains(&limit) {
+    // Without a limit, every entry (as before pages existed); the console
+    // always asks for a page.
+    if q.limit.is_some_and(|l| !(1..=10_000).contains(&l)) {
         return Err(AdminError::bad("limit is from 1 to 10000"));
     }
+    let limit = q.limit.unwrap_or(i64::MAX - 1);
     let newest_first = match q.order.as_deref() {
-        None | Some("oldest") => q.before.is_some(),
+        None => q.before.is_some(),
+        Some("oldest") if q.before.is_some() => {
+            return Err(AdminError::bad("'before' pages newest first: use 'after' with order=oldest"))
+        }
+        Some("oldest") => false,
         Some("newest") => true,
         Some(other) => return Err(AdminError::bad(format!("order is oldest or newest, not {other:?}"))),
     };

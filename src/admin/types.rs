@@ -253,7 +253,7 @@ pub struct AccountQuery {
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct LedgerQuery {
     pub account: i64,
-    /// At most this many entries (1 to 10,000; 10,000 when absent).
+    /// At most this many entries (1 to 10,000; every one when absent).
     #[serde(default)]
     pub limit: Option<i64>,
     #[serde(default)]

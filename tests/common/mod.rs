@@ -11,8 +11,20 @@ use std::time::{Duration, Instant};
 
 pub const KEY: &str = "sk-tollgate-test";
 
+/// A port nothing listens on, never one this process handed out before:
+/// the tests of one binary run at once, and the kernel may offer a port
+/// again as soon as its probe closes, before the gateway given it binds
+/// (two gateways then race for it, and a test talks to the wrong one).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn repo() -> PathBuf {

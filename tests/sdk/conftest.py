@@ -15,10 +15,19 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
 KEY = "sk-tollgate-sdk-test"
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port never handed out before in this run (the kernel may offer
+    one again as soon as its probe closes, before its server binds it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_for(port: int) -> None:

@@ -47,11 +47,12 @@
     sessionStorage.setItem(SLOT, candidate);
     $("token-input").value = "";
     show(true);
-    await start();
+    await start().catch(fail);
   }
 
   function signOut() {
     sessionStorage.removeItem(SLOT);
+    forgetNewKey();
     if (liveTimer) clearInterval(liveTimer);
     liveTimer = null;
     show(false);
@@ -131,9 +132,10 @@
     $("acct-status").value = a.status;
     $("acct-trial").value = localInput(a.trial_ends_at);
     for (const s of ["patch-status", "topup-status", "adjust-status", "key-error"]) $(s).textContent = "";
-    $("new-key").hidden = true;
+    forgetNewKey();
     await Promise.all([loadKeys(), loadLedger(null)]);
     $("account-title").scrollIntoView({ block: "start" });
+    $("account-title").focus({ preventScroll: true });
   }
 
   async function patchAccount(event) {
@@ -211,6 +213,7 @@
     $("new-key-copy").replaceChildren(copyButton("Copy the key", code, $("new-key-status")));
     $("new-key-status").textContent = "";
     $("new-key").hidden = false;
+    $("new-key-title").focus();
     await loadKeys();
   }
 
@@ -228,7 +231,13 @@
   async function loadLedger(before) {
     const q = new URLSearchParams({ account: String(current.id), limit: String(PAGE), order: "newest" });
     if (before) q.set("before", String(before));
-    const page = await call(`/admin/v1/ledger?${q}`);
+    $("more-ledger").disabled = true;
+    let page;
+    try {
+      page = await call(`/admin/v1/ledger?${q}`);
+    } finally {
+      $("more-ledger").disabled = false;
+    }
     const rows = page.entries.map((e) => [
       when(e.at), e.kind, usd(e.amount_nano_usd), usd(e.paid_nano_usd), e.key_id, e.model, int(e.input_tokens), int(e.output_tokens), e.request_id,
     ]);

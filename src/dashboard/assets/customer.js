@@ -75,9 +75,10 @@
   function showUsage(u) {
     const limit = u.today.limit;
     $("today-used").textContent = int(u.today.used);
-    $("today-limit").textContent = limit === null || limit === undefined ? "messages today (no daily limit)" : `of ${int(limit)} messages today`;
+    const limited = limit !== null && limit !== undefined;
+    $("today-limit").textContent = limited ? `of ${int(limit)} messages today` : "messages today (no daily limit)";
     const meter = $("today-meter");
-    if (limit) {
+    if (limited && limit > 0) {
       const pct = Math.min(100, Math.round((100 * u.today.used) / limit));
       meter.setAttribute("aria-valuemax", String(limit));
       meter.setAttribute("aria-valuenow", String(u.today.used));
@@ -104,14 +105,30 @@
 
   function requestRow(r) {
     const look = el("button", r.id, { type: "button", class: "quiet", "aria-label": `Show the bill of request ${r.id}` });
-    look.addEventListener("click", () => showGeneration(r.id));
+    look.addEventListener("click", () => showGeneration(r.id).catch(failed));
     return [when(r.created_at), r.model, int(r.input_tokens), int(r.output_tokens), usd(r.cost_nano_usd), look];
+  }
+
+  /** A refresh's or a button's failure, said on the page. */
+  function failed(e) {
+    if (e && e.status === 401) {
+      forget();
+      $("login-error").textContent = "The key was refused (401): paste it again, or another one.";
+    } else {
+      $("refreshed").textContent = `Could not load: ${e ? e.message : "unknown error"}`;
+    }
   }
 
   async function loadRequests(before) {
     const q = new URLSearchParams({ limit: String(PAGE) });
     if (before) q.set("before", before);
-    const page = await get(`/v1/requests?${q}`);
+    $("older").disabled = true;
+    let page;
+    try {
+      page = await get(`/v1/requests?${q}`);
+    } finally {
+      $("older").disabled = false;
+    }
     const rows = page.data.map(requestRow);
     const tbody = $("requests");
     if (!before) tbody.replaceChildren();
@@ -135,6 +152,7 @@
     ];
     for (const [k, v] of fields) dl.append(el("dt", k), el("dd", v));
     $("generation").hidden = false;
+    $("generation-title").focus();
   }
 
   function snippet(title, text, status) {
@@ -183,12 +201,7 @@
       await loadRequests(null);
       $("refreshed").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {
-      if (e.status === 401) {
-        forget();
-        $("login-error").textContent = "The key was refused (401): paste it again, or another one.";
-      } else {
-        $("refreshed").textContent = `Could not refresh: ${e.message}`;
-      }
+      failed(e);
     }
   }
 
@@ -196,7 +209,7 @@
     $("key-form").addEventListener("submit", open);
     $("forget").addEventListener("click", forget);
     $("refresh").addEventListener("click", refresh);
-    $("older").addEventListener("click", () => older && loadRequests(older));
+    $("older").addEventListener("click", () => older && loadRequests(older).catch(failed));
     showSetup().catch(() => {});
     if (key()) {
       showBoard(true);
