@@ -173,12 +173,13 @@ def test_the_operator_creates_an_account_tops_it_up_and_issues_and_revokes_a_key
 
     driver.find_element(By.ID, "key-name").send_keys("browser")
     driver.find_element(By.ID, "key-cap").send_keys("5")
+    driver.find_element(By.ID, "key-rpm").send_keys("30")
     driver.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
     wait(driver, lambda d: d.find_element(By.ID, "new-key").is_displayed())
     key = text(driver, "new-key-value")
     assert key.startswith("sk-tollgate-"), key
     assert driver.find_elements(By.XPATH, "//button[text()='Copy the key']")
-    wait(driver, lambda d: "browser" in text(d, "keys") and "$5.00" in text(d, "keys"))
+    wait(driver, lambda d: "browser" in text(d, "keys") and "$5.00" in text(d, "keys") and "rpm 30" in text(d, "keys"))
     shot(driver, "admin-new-key")
     # Shown once: gone from the page when the operator says it is stored.
     driver.find_element(By.ID, "new-key-done").click()

@@ -179,9 +179,17 @@
         action.addEventListener("click", () => revoke(k).catch(fail));
       }
       const cap = k.spend_cap_nano_usd === null ? "none" : usd(k.spend_cap_nano_usd);
-      return [k.id, k.name, `${k.prefix}…`, k.status, usd(k.spend_nano_usd), cap, k.models ? k.models.join(", ") : "plan's", k.expires_at ? when(k.expires_at) : "never", action];
+      return [k.id, k.name, `${k.prefix}…`, k.status, usd(k.spend_nano_usd), cap, k.models ? k.models.join(", ") : "plan's", limitsOf(k.limits), k.expires_at ? when(k.expires_at) : "never", action];
     });
-    fillRows($("keys"), rows.length ? rows : [["No keys yet", "", "", "", "", "", "", "", ""]], [4, 5]);
+    fillRows($("keys"), rows.length ? rows : [["No keys yet", "", "", "", "", "", "", "", "", ""]], [4, 5]);
+  }
+
+  /** The key's own limit overrides, in short ("rpm 60, day 500"), or the plan's. */
+  function limitsOf(limits) {
+    const o = (limits && limits.overrides) || {};
+    const names = { rpm: "rpm", rph: "rph", daily_messages: "day", input_tpm: "input tpm", concurrent: "at once" };
+    const set = Object.entries(names).filter(([f]) => o[f] !== null && o[f] !== undefined).map(([f, n]) => `${n} ${o[f]}`);
+    return set.length ? set.join(", ") : "plan's";
   }
 
   async function createKey(event) {
@@ -197,8 +205,10 @@
     const expires = timeOf($("key-expires"));
     if (expires) body.expires_at = expires;
     const limits = {};
-    if ($("key-rpm").value.trim()) limits.rpm = Number($("key-rpm").value);
-    if ($("key-daily").value.trim()) limits.daily_messages = Number($("key-daily").value);
+    for (const [field, id] of [["rpm", "key-rpm"], ["daily_messages", "key-daily"], ["rph", "key-rph"], ["input_tpm", "key-tpm"], ["concurrent", "key-concurrent"]]) {
+      const value = $(id).value.trim();
+      if (value) limits[field] = Number(value);
+    }
     if (Object.keys(limits).length) body.limits = limits;
     let made;
     try {
