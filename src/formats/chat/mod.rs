@@ -13,22 +13,9 @@ use std::borrow::Cow;
 
 const ME: ClientFormat = ClientFormat::Openai;
 
-/// Fields with no canonical equivalent: accepted at their default value,
-/// refused by name otherwise when the request is translated.
-const UNMAPPED: [&str; 9] = [
-    "n",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "audio",
-    "prediction",
-    "frequency_penalty",
-    "presence_penalty",
-    "web_search_options",
-];
-
 /// The top-level fields a translation reads (the others are kept as text
-/// when large: see [`JsonRef::parse_object_deferring`]).
+/// when large: see [`JsonRef::parse_object_deferring`]); the last ones are
+/// [`UNMAPPED`].
 const READ: [&str; 24] = [
     "model",
     "max_completion_tokens",
@@ -56,9 +43,13 @@ const READ: [&str; 24] = [
     "web_search_options",
 ];
 
+/// Fields with no canonical equivalent: accepted at their default value,
+/// refused by name otherwise when the request is translated.
+const UNMAPPED: &[&str] = READ.split_at(15).1;
+
 pub fn parse_request(body: &[u8]) -> Result<Request> {
     let (top, messages) = JsonRef::parse_object_deferring(body, "messages", &READ).map_err(bad)?;
-    for field in UNMAPPED {
+    for &field in UNMAPPED {
         match top.get(field) {
             None | Some(JsonRef::Null) | Some(JsonRef::Bool(false)) => {}
             Some(v) if field == "n" && v.as_u64() == Some(1) => {}
