@@ -166,3 +166,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn chat_fields_without_an_equivalent_are_refused_by_name_unless_at_their_default() {
+    let with = |extra: &str| {
+        let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+        crate::formats::chat::parse_request(body.as_bytes())
+    };
+    assert!(with("").is_ok());
+    for default in [r#","n":1"#, r#","logprobs":false"#, r#","frequency_penalty":0"#, r#","audio":null"#] {
+        assert!(with(default).is_ok(), "{default}");
+    }
+    for (field, extra) in [
+        ("n", r#","n":2"#),
+        ("logprobs", r#","logprobs":true"#),
+        ("web_search_options", r#","web_search_options":{}"#),
+    ] {
+        let err = with(extra).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(&format!("'{field}' cannot be translated")), "{extra}: {err}");
+    }
+}
