@@ -190,13 +190,8 @@ impl Schema {
         Self::from_text(v.to_string())
     }
 
-    /// A field of a request read in place: its text, without parsing a
-    /// deferred one.
-    pub fn of(v: &super::json_ref::JsonRef<'_>) -> Self {
-        Self::from_text(v.raw_text().into_owned())
-    }
-
-    fn from_text(text: String) -> Self {
+    /// JSON text (not checked again beyond its syntax).
+    pub fn from_text(text: String) -> Self {
         match serde_json::value::RawValue::from_string(text) {
             Ok(raw) => Self(raw),
             // Text read from a request or written by serde_json is JSON.

@@ -98,6 +98,12 @@ impl<'a> JsonRef<'a> {
         self.get(key)
     }
 
+    /// The value as a tool's schema: its text, as it came when it was
+    /// kept raw.
+    pub fn schema(&self) -> super::canonical::Schema {
+        super::canonical::Schema::from_text(self.raw_text().into_owned())
+    }
+
     /// The value's JSON text: a raw one's slice of the body as it is,
     /// any other written out.
     pub fn raw_text(&self) -> std::borrow::Cow<'a, str> {

@@ -138,7 +138,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
         None | Some("custom") => Ok(Tool::Function {
             name: json::req_str(tool, "name", &at)?.to_string(),
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
-            parameters: tool.field("input_schema").map_or_else(Schema::object, Schema::of),
+            parameters: tool.field("input_schema").map_or_else(Schema::object, JsonRef::schema),
             strict: json::opt_bool(tool, "strict")?,
         }),
         Some(kind) if kind.starts_with("web_search_") => Ok(Tool::WebSearch),

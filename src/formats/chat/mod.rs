@@ -127,7 +127,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
             Ok(Tool::Function {
                 name: json::req_str(f, "name", &format!("{at}function."))?.to_string(),
                 description: json::opt_str(f, "description", &at)?.map(str::to_string),
-                parameters: f.field("parameters").map_or_else(Schema::object, Schema::of),
+                parameters: f.field("parameters").map_or_else(Schema::object, JsonRef::schema),
                 strict: json::opt_bool(f, "strict")?,
             })
         }

@@ -194,7 +194,7 @@ fn parse_tools(t: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
         for (j, d) in decls.iter().enumerate() {
             let at = format!("{at}functionDeclarations[{j}].");
             let parameters = match (d.field("parametersJsonSchema"), d.get("parameters")) {
-                (Some(s), _) if !s.is_null() => Schema::of(s),
+                (Some(s), _) if !s.is_null() => s.schema(),
                 (_, Some(s)) if !s.is_null() => Schema::from_value(&lowercase_types(s.to_value())),
                 _ => Schema::from_value(&json!({"type": "object", "properties": {}})),
             };

@@ -161,7 +161,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
         "function" => Ok(Tool::Function {
             name: json::req_str(tool, "name", &at)?.to_string(),
             description: json::opt_str(tool, "description", &at)?.map(str::to_string),
-            parameters: tool.field("parameters").map_or_else(Schema::object, Schema::of),
+            parameters: tool.field("parameters").map_or_else(Schema::object, JsonRef::schema),
             strict: json::opt_bool(tool, "strict")?,
         }),
         "custom" => Ok(Tool::Custom {
