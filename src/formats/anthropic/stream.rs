@@ -4,11 +4,12 @@
 //! `content_block_start/delta/stop` by index, `message_delta` with the
 //! stop reason and final usage, `message_stop`.
 
-use super::response::{message_id, stop_reason, stop_reason_from, tool_use_block, usage_object};
+use super::response::{message_id, stop_reason, stop_reason_from, usage_object};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, StopReason, StreamEvent};
 use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
-use crate::formats::json::push_str;
+use crate::formats::ids;
+use crate::formats::json::{push_str, push_u64};
 use crate::formats::usage::{from_usage_object, merge_anthropic_object, Usage};
 use crate::formats::{errors, ClientFormat};
 use crate::sse::SseEvent;
@@ -194,9 +195,29 @@ fn event(out: &mut String, name: &str, data: &str) {
     out.push_str("\n\n");
 }
 
+/// `content_block_start`, written as serde_json wrote its tree (keys in
+/// order) without building one: a tool-call stream starts a block per call.
+fn block_start(out: &mut String, index: usize, kind: &BlockKind) {
+    out.push_str("event: content_block_start\ndata: {\"content_block\":");
+    match kind {
+        BlockKind::Text => out.push_str("{\"text\":\"\",\"type\":\"text\"}"),
+        BlockKind::Thinking => out.push_str("{\"signature\":\"\",\"thinking\":\"\",\"type\":\"thinking\"}"),
+        BlockKind::ToolCall { id, name, signature } => {
+            out.push_str("{\"id\":");
+            push_str(out, &super::tool_id(&ids::wrap(id, signature.as_deref())));
+            out.push_str(",\"input\":{},\"name\":");
+            push_str(out, name);
+            out.push_str(",\"type\":\"tool_use\"}");
+        }
+    }
+    out.push_str(",\"index\":");
+    push_u64(out, index as u64);
+    out.push_str(",\"type\":\"content_block_start\"}\n\n");
+}
+
 fn delta(out: &mut String, index: usize, kind: &str, key: &str, value: &str) {
     out.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
-    out.push_str(&index.to_string());
+    push_u64(out, index as u64);
     out.push_str(",\"delta\":{\"type\":\"");
     out.push_str(kind);
     out.push_str("\",\"");
@@ -219,23 +240,7 @@ impl StreamEncoder for AnthropicEncoder {
         }
         match ev {
             StreamEvent::Start { .. } => {}
-            StreamEvent::BlockStart { index, kind } => {
-                let block = match kind {
-                    BlockKind::Text => json!({"type": "text", "text": ""}),
-                    BlockKind::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
-                    BlockKind::ToolCall { id, name, signature } => tool_use_block(
-                        &crate::formats::canonical::ToolCall {
-                            id: id.clone(),
-                            name: name.clone(),
-                            arguments: String::new(),
-                            signature: signature.clone(),
-                        },
-                        false,
-                    ),
-                };
-                let doc = json!({"type": "content_block_start", "index": index, "content_block": block});
-                event(out, "content_block_start", &doc.to_string());
-            }
+            StreamEvent::BlockStart { index, kind } => block_start(out, *index, kind),
             StreamEvent::TextDelta { index, text } => delta(out, *index, "text_delta", "text", text),
             StreamEvent::ThinkingDelta { index, text } => {
                 delta(out, *index, "thinking_delta", "thinking", text)
@@ -246,11 +251,11 @@ impl StreamEncoder for AnthropicEncoder {
             StreamEvent::ToolArguments { index, json } => {
                 delta(out, *index, "input_json_delta", "partial_json", json)
             }
-            StreamEvent::BlockStop { index } => event(
-                out,
-                "content_block_stop",
-                &format!("{{\"type\":\"content_block_stop\",\"index\":{index}}}"),
-            ),
+            StreamEvent::BlockStop { index } => {
+                out.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":");
+                push_u64(out, *index as u64);
+                out.push_str("}\n\n");
+            }
             StreamEvent::Finish { stop, stop_sequence, usage } => {
                 let doc = json!({
                     "type": "message_delta",
