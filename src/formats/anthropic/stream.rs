@@ -4,7 +4,7 @@
 //! `content_block_start/delta/stop` by index, `message_delta` with the
 //! stop reason and final usage, `message_stop`.
 
-use super::response::{message_id, stop_reason, stop_reason_from, usage_object};
+use super::response::{message_id, stop_reason, stop_reason_from};
 use crate::error::GatewayError;
 use crate::formats::canonical::{BlockKind, StopReason, StreamEvent};
 use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
@@ -13,7 +13,7 @@ use crate::formats::json::{push_str, push_u64};
 use crate::formats::usage::{from_usage_object, merge_anthropic_object, Usage};
 use crate::formats::{errors, ClientFormat};
 use crate::sse::SseEvent;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 #[derive(Debug, Default)]
@@ -172,17 +172,16 @@ impl AnthropicEncoder {
         // Completions) gets the local estimate here; `message_delta`
         // carries the real count.
         let usage = usage.copied().unwrap_or(Usage { input_tokens: self.input_estimate, ..Usage::default() });
-        let mut usage_doc = usage_object(&usage);
-        usage_doc["output_tokens"] = json!(1);
-        let message = json!({
-            "type": "message_start",
-            "message": {
-                "id": message_id(if id.is_empty() { "gateway" } else { id }),
-                "type": "message", "role": "assistant", "model": self.model, "content": [],
-                "stop_reason": null, "stop_sequence": null, "usage": usage_doc,
-            },
-        });
-        event(out, "message_start", &message.to_string());
+        // As serde_json wrote the tree it replaces: keys in order.
+        out.push_str("event: message_start\ndata: {\"message\":{\"content\":[],\"id\":");
+        push_str(out, &message_id(if id.is_empty() { "gateway" } else { id }));
+        out.push_str(",\"model\":");
+        push_str(out, &self.model);
+        out.push_str(
+            ",\"role\":\"assistant\",\"stop_reason\":null,\"stop_sequence\":null,\"type\":\"message\",\"usage\":",
+        );
+        push_usage(out, &usage, 1);
+        out.push_str("},\"type\":\"message_start\"}\n\n");
         event(out, "ping", "{\"type\":\"ping\"}");
     }
 }
@@ -193,6 +192,19 @@ fn event(out: &mut String, name: &str, data: &str) {
     out.push_str("\ndata: ");
     out.push_str(data);
     out.push_str("\n\n");
+}
+
+/// `response::usage_object` written out (keys in order), with `output` tokens.
+fn push_usage(out: &mut String, u: &Usage, output: u64) {
+    out.push_str("{\"cache_creation_input_tokens\":");
+    push_u64(out, u.cache_write_tokens);
+    out.push_str(",\"cache_read_input_tokens\":");
+    push_u64(out, u.cached_input_tokens);
+    out.push_str(",\"input_tokens\":");
+    push_u64(out, u.input_tokens.saturating_sub(u.cached_input_tokens + u.cache_write_tokens));
+    out.push_str(",\"output_tokens\":");
+    push_u64(out, output);
+    out.push('}');
 }
 
 /// `content_block_start`, written as serde_json wrote its tree (keys in
@@ -257,12 +269,16 @@ impl StreamEncoder for AnthropicEncoder {
                 out.push_str("}\n\n");
             }
             StreamEvent::Finish { stop, stop_sequence, usage } => {
-                let doc = json!({
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(*stop), "stop_sequence": stop_sequence},
-                    "usage": usage_object(usage),
-                });
-                event(out, "message_delta", &doc.to_string());
+                out.push_str("event: message_delta\ndata: {\"delta\":{\"stop_reason\":\"");
+                out.push_str(stop_reason(*stop));
+                out.push_str("\",\"stop_sequence\":");
+                match stop_sequence {
+                    Some(sequence) => push_str(out, sequence),
+                    None => out.push_str("null"),
+                }
+                out.push_str("},\"type\":\"message_delta\",\"usage\":");
+                push_usage(out, usage, usage.output_tokens);
+                out.push_str("}\n\n");
                 event(out, "message_stop", "{\"type\":\"message_stop\"}");
                 self.ended = true;
             }
@@ -291,5 +307,85 @@ impl StreamEncoder for AnthropicEncoder {
         } else {
             self.start("", None, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::canonical::{BlockKind, StopReason, StreamEvent};
+    use serde_json::json;
+
+    /// The events written by hand read as the trees they replaced.
+    #[test]
+    fn hand_written_events_are_the_json_they_replaced() {
+        let ctx = ClientContext {
+            model: "m \"quoted\" \u{1F600}\n".into(),
+            created: 0,
+            custom_tools: Vec::new(),
+            include_usage: true,
+            input_estimate: 7,
+            gemini_sse: true,
+            namespaces: Vec::new(),
+            request_id: "r".into(),
+        };
+        let mut enc = AnthropicEncoder::new(&ctx);
+        let usage = Usage {
+            input_tokens: 10,
+            cached_input_tokens: 3,
+            cache_write_tokens: 2,
+            output_tokens: 5,
+            ..Usage::default()
+        };
+        let mut out = String::new();
+        for ev in [
+            StreamEvent::Start { id: "chatcmpl-x".into(), model: String::new(), usage: Some(usage) },
+            StreamEvent::BlockStart { index: 0, kind: BlockKind::Text },
+            StreamEvent::BlockStart { index: 1, kind: BlockKind::Thinking },
+            StreamEvent::BlockStart {
+                index: 12,
+                kind: BlockKind::ToolCall { id: "call/1".into(), name: "na\"me\t".into(), signature: None },
+            },
+            StreamEvent::BlockStop { index: 12 },
+            StreamEvent::Finish {
+                stop: StopReason::StopSequence,
+                stop_sequence: Some("</\"end\">".into()),
+                usage,
+            },
+        ] {
+            enc.encode(&ev, &mut out);
+        }
+        let data: Vec<Value> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+            .collect();
+        let usage_doc =
+            json!({"input_tokens": 5, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3});
+        assert_eq!(
+            data[0],
+            json!({"type": "message_start", "message": {
+                "id": "msg_x", "type": "message", "role": "assistant", "model": ctx.model, "content": [],
+                "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 5, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3, "output_tokens": 1},
+            }})
+        );
+        assert_eq!(
+            data[2],
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        assert_eq!(data[3]["content_block"], json!({"type": "thinking", "thinking": "", "signature": ""}));
+        assert_eq!(
+            data[4],
+            json!({"type": "content_block_start", "index": 12, "content_block":
+                {"type": "tool_use", "id": "call_1", "name": "na\"me\t", "input": {}}})
+        );
+        assert_eq!(data[5], json!({"type": "content_block_stop", "index": 12}));
+        let mut finish_usage = usage_doc;
+        finish_usage["output_tokens"] = json!(5);
+        assert_eq!(
+            data[6],
+            json!({"type": "message_delta", "delta": {"stop_reason": "stop_sequence", "stop_sequence": "</\"end\">"}, "usage": finish_usage})
+        );
     }
 }
