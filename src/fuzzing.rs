@@ -190,7 +190,7 @@ pub fn requests(data: &[u8]) {
     let _ = translate::estimate_tokens(&request);
     for target in ClientFormat::ALL {
         for flavor in [Target::Native, Target::Compatible] {
-            if let Ok(built) = (translate::codec(target).build_request)(&request, flavor) {
+            if let Ok(built) = (translate::codec(target).build_request)(&request, flavor, Vec::new()) {
                 assert_json(&built, "a translated request");
             }
         }

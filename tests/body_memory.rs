@@ -96,8 +96,7 @@ fn shapes() -> Vec<Shape> {
         body: json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": text}]})
             .to_string()
             .into_bytes(),
-        // Not yet: the text is copied into the canonical request (see BENCHMARKS.md).
-        ceiling: 3.6,
+        ceiling: GOAL,
     });
     out.push(Shape {
         name: "messages -> openai, one 30 MB message",
@@ -105,12 +104,13 @@ fn shapes() -> Vec<Shape> {
         body: json!({"model": "gpt-5.5", "max_tokens": 16, "messages": [{"role": "user", "content": text}]})
             .to_string()
             .into_bytes(),
-        ceiling: 3.6,
+        ceiling: GOAL,
     });
     out.push(Shape {
         name: "responses -> anthropic, one 30 MB message",
         path: "/v1/responses",
         body: json!({"model": "claude-sonnet-4-6", "input": text}).to_string().into_bytes(),
+        // Not yet: the input is also kept to be stored (`store` defaults to true).
         ceiling: 6.0,
     });
     let many: Vec<Value> = (0..SIZE / 60)
@@ -131,7 +131,7 @@ fn shapes() -> Vec<Shape> {
             {"text": "what is this"}, {"inlineData": {"mimeType": "image/png", "data": image}}]}]})
         .to_string()
         .into_bytes(),
-        ceiling: 3.6,
+        ceiling: GOAL,
     });
     out
 }

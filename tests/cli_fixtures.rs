@@ -51,7 +51,7 @@ fn cli_requests_translate_to_every_provider_or_are_refused_by_name() {
         assert_eq!(calls, results, "{name}: every call has its result");
         for provider in ClientFormat::ALL {
             let Some(t) = translate::translator(client, provider) else { continue };
-            match (t.provider.build_request)(&req, Target::Native) {
+            match (t.provider.build_request)(&req, Target::Native, Vec::new()) {
                 Ok(out) => {
                     let v: Value = serde_json::from_slice(&out).unwrap();
                     // Gemini puts every function in one tools entry.

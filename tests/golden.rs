@@ -94,7 +94,7 @@ fn requests_translate_as_recorded() {
             let Some(t) = translate::translator(client, provider) else { continue };
             let out = (t.client.parse_request)(&body).and_then(|mut req| {
                 req.model = "upstream-model".into();
-                (t.provider.build_request)(&req, Target::Native)
+                (t.provider.build_request)(&req, Target::Native, Vec::new())
             });
             let dir = direction(client, provider);
             match out {

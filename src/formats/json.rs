@@ -179,7 +179,22 @@ pub struct Items<'a> {
 impl<'a> Items<'a> {
     /// Starts `{"key":[` in a buffer of `capacity` bytes.
     pub fn new(key: &str, capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(capacity);
+        Self::new_in(Vec::new(), key, capacity)
+    }
+
+    /// [`Items::new`] in `buffer`, emptied (a request's own body, when
+    /// nothing else holds it: the translation is written where the body
+    /// was, so the two are never both in memory in full).
+    pub fn new_in(mut out: Vec<u8>, key: &str, capacity: usize) -> Self {
+        out.clear();
+        // The hint allows an eighth for escapes, rarely all used: a buffer
+        // nearly that large is kept rather than traded for a larger one.
+        // One too small is let go first, not grown: growing copies its
+        // whole capacity into the new block, touching every page of it.
+        if out.capacity() < capacity - capacity / 16 {
+            drop(out);
+            out = Vec::with_capacity(capacity);
+        }
         out.push(b'{');
         out.extend_from_slice(quote(key).as_bytes());
         out.extend_from_slice(b":[");

@@ -142,8 +142,11 @@ impl BodyBuffer {
             None if self.joined.is_empty() => self.first = Some(chunk),
             first => {
                 if let Some(first) = first {
-                    let size = first.len() + chunk.len();
-                    self.joined.reserve(declared.unwrap_or(size).max(size));
+                    // Room beyond the body: a translation is written into
+                    // this buffer once the body is parsed (see
+                    // `translate_request`), and escapes may grow it.
+                    let size = declared.unwrap_or(0).max(first.len() + chunk.len());
+                    self.joined.reserve(size + size / 8);
                     self.joined.extend_from_slice(&first);
                 }
                 self.joined.extend_from_slice(&chunk);

@@ -204,7 +204,7 @@ fn parse_source(b: &JsonRef<'_>, at: &str) -> Result<Media> {
     }
 }
 
-pub fn build_request(req: &Request) -> Result<Vec<u8>> {
+pub fn build_request(req: &Request, buffer: Vec<u8>) -> Result<Vec<u8>> {
     let mut top = Map::new();
     top.insert("model".into(), json!(req.model));
     let mut max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
@@ -212,7 +212,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         let blocks: Vec<Value> = req.system.iter().map(|s| json!({"type": "text", "text": s})).collect();
         top.insert("system".into(), Value::Array(blocks));
     }
-    let mut messages = json::Items::new("messages", req.size_hint());
+    let mut messages = json::Items::new_in(buffer, "messages", req.size_hint());
     build_messages(&req.messages, &mut messages)?;
     if let Some(r) = req.reasoning.filter(|r| r.enabled) {
         // With thinking on, Anthropic rejects a tool-use turn whose

@@ -298,10 +298,10 @@ pub enum Flavor {
     Compatible,
 }
 
-pub fn build_request(req: &Request, flavor: Flavor) -> Result<Vec<u8>> {
+pub fn build_request(req: &Request, flavor: Flavor, buffer: Vec<u8>) -> Result<Vec<u8>> {
     let mut top = Map::new();
     top.insert("model".into(), json!(req.model));
-    let mut messages = json::Items::new("messages", req.size_hint());
+    let mut messages = json::Items::new_in(buffer, "messages", req.size_hint());
     for text in &req.system {
         messages.push(obj([("role", s("system")), ("content", s(text))]));
     }

@@ -244,7 +244,7 @@ fn lowercase_types(mut schema: Value) -> Value {
     schema
 }
 
-pub fn build_request(req: &Request) -> Result<Vec<u8>> {
+pub fn build_request(req: &Request, buffer: Vec<u8>) -> Result<Vec<u8>> {
     let mut top = Map::new();
     let names: Vec<(&str, &str)> = req
         .messages
@@ -252,7 +252,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
         .flat_map(|m| &m.parts)
         .filter_map(|p| if let Part::ToolCall(c) = p { Some((c.id.as_str(), c.name.as_str())) } else { None })
         .collect();
-    let mut contents = json::Items::new("contents", req.size_hint());
+    let mut contents = json::Items::new_in(buffer, "contents", req.size_hint());
     for m in &req.messages {
         let role = if m.role == Role::Assistant { "model" } else { "user" };
         let mut parts: Vec<JsonRef<'_>> = Vec::with_capacity(m.parts.len());

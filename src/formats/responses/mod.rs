@@ -294,7 +294,7 @@ fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
     }
 }
 
-pub fn build_request(req: &Request) -> Result<Vec<u8>> {
+pub fn build_request(req: &Request, buffer: Vec<u8>) -> Result<Vec<u8>> {
     let mut top = Map::new();
     top.insert("model".into(), json!(req.model));
     if !req.system.is_empty() {
@@ -314,7 +314,7 @@ pub fn build_request(req: &Request) -> Result<Vec<u8>> {
             _ => None,
         })
         .collect();
-    let mut input = json::Items::new("input", req.size_hint());
+    let mut input = json::Items::new_in(buffer, "input", req.size_hint());
     for m in &req.messages {
         build_items(m, &custom, &custom_calls, &mut input);
     }

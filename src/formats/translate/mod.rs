@@ -18,7 +18,8 @@ pub use super::codec::{
 pub struct Codec {
     pub format: ClientFormat,
     pub parse_request: fn(&[u8]) -> Result<Request>,
-    pub build_request: fn(&Request, Target) -> Result<Vec<u8>>,
+    /// Writes the request into the buffer given (emptied first).
+    pub build_request: fn(&Request, Target, Vec<u8>) -> Result<Vec<u8>>,
     pub parse_response: fn(&[u8]) -> Result<Response>,
     pub build_response: fn(&Response, &ClientContext) -> Vec<u8>,
     pub stream_parser: fn(&ClientContext) -> Box<dyn StreamParser>,
@@ -30,10 +31,11 @@ pub struct Codec {
 static CHAT: Codec = Codec {
     format: ClientFormat::Openai,
     parse_request: chat::parse_request,
-    build_request: |r, t| {
+    build_request: |r, t, buffer| {
         chat::build_request(
             r,
             if t == Target::Native { chat::Flavor::Openai } else { chat::Flavor::Compatible },
+            buffer,
         )
     },
     parse_response: chat::response::parse_response,
@@ -46,7 +48,7 @@ static CHAT: Codec = Codec {
 static RESPONSES: Codec = Codec {
     format: ClientFormat::Responses,
     parse_request: responses::parse_request,
-    build_request: |r, _| responses::build_request(r),
+    build_request: |r, _, buffer| responses::build_request(r, buffer),
     parse_response: responses::response::parse_response,
     build_response: responses::response::build_response,
     stream_parser: |_| Box::new(responses::stream::ResponsesParser::default()),
@@ -57,7 +59,7 @@ static RESPONSES: Codec = Codec {
 static ANTHROPIC: Codec = Codec {
     format: ClientFormat::Anthropic,
     parse_request: anthropic::parse_request,
-    build_request: |r, _| anthropic::build_request(r),
+    build_request: |r, _, buffer| anthropic::build_request(r, buffer),
     parse_response: anthropic::response::parse_response,
     build_response: anthropic::response::build_response,
     stream_parser: |_| Box::new(anthropic::stream::AnthropicParser::default()),
@@ -68,7 +70,7 @@ static ANTHROPIC: Codec = Codec {
 static GEMINI: Codec = Codec {
     format: ClientFormat::Gemini,
     parse_request: gemini::parse_request,
-    build_request: |r, _| gemini::build_request(r),
+    build_request: |r, _, buffer| gemini::build_request(r, buffer),
     parse_response: gemini::response::parse_response,
     build_response: gemini::response::build_response,
     stream_parser: |ctx| Box::new(gemini::stream::GeminiParser::new(ctx)),
@@ -86,8 +88,9 @@ pub fn codec(format: ClientFormat) -> &'static Codec {
 }
 
 /// A caller's request body in the provider's format, and its canonical
-/// form. The body is let go as soon as it is parsed, so a request of many
-/// megabytes is not held twice while its translation is written.
+/// form. The body is let go as soon as it is parsed (its buffer reused for
+/// the output), so a request of many megabytes is not held twice while its
+/// translation is written.
 pub fn translate_request(
     translator: Translator,
     body: bytes::Bytes,
@@ -95,9 +98,11 @@ pub fn translate_request(
     prepare: impl FnOnce(&mut Request),
 ) -> Result<(Request, Vec<u8>)> {
     let mut request = (translator.client.parse_request)(&body)?;
-    drop(body);
+    // The body's own buffer, when nothing else holds it, takes the
+    // translation (it was read with room to spare): one large block, not two.
+    let buffer = body.try_into_mut().map(Vec::from).unwrap_or_default();
     prepare(&mut request);
-    let out = (translator.provider.build_request)(&request, flavor)?;
+    let out = (translator.provider.build_request)(&request, flavor, buffer)?;
     Ok((request, out))
 }
 

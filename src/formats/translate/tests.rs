@@ -117,7 +117,7 @@ fn normalize(mut req: Request) -> Request {
 
 fn round_trip(format: ClientFormat, req: &Request) -> Request {
     let codec = codec(format);
-    let body = (codec.build_request)(req, Target::Native).unwrap();
+    let body = (codec.build_request)(req, Target::Native, Vec::new()).unwrap();
     let mut back = (codec.parse_request)(&body).unwrap();
     back.model = req.model.clone();
     normalize(back)
