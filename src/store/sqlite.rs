@@ -493,19 +493,7 @@ impl Store for SqliteStore {
         }
         q.push(" GROUP BY day, model ORDER BY day, model");
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UsageRow {
-                    day: r.try_get("day")?,
-                    model: r.try_get::<Option<String>, _>("model")?.unwrap_or_default(),
-                    requests: r.try_get("requests")?,
-                    input_tokens: r.try_get("input_tokens")?,
-                    output_tokens: r.try_get("output_tokens")?,
-                    cached_tokens: r.try_get("cached_tokens")?,
-                    cost_nano_usd: r.try_get("cost")?,
-                })
-            })
-            .collect()
+        rows.iter().map(pages::usage_row).collect()
     }
 
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError> {

@@ -77,17 +77,19 @@ pub async fn daily_usage(pool: &SqlitePool, f: &UsageFilter) -> Result<Vec<Usage
     }
     q.push(" GROUP BY day, model ORDER BY day, model");
     let rows = q.build().fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(UsageRow {
-                day: r.try_get("day")?,
-                model: r.try_get("model")?,
-                requests: r.try_get("requests")?,
-                input_tokens: r.try_get("input_tokens")?,
-                output_tokens: r.try_get("output_tokens")?,
-                cached_tokens: r.try_get("cached_tokens")?,
-                cost_nano_usd: r.try_get("cost")?,
-            })
-        })
-        .collect()
+    rows.iter().map(usage_row).collect()
+}
+
+/// A row of usage by day and model, from the daily totals or the ledger
+/// (whose charges may have no model).
+pub(super) fn usage_row(r: &sqlx::sqlite::SqliteRow) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        day: r.try_get("day")?,
+        model: r.try_get::<Option<String>, _>("model")?.unwrap_or_default(),
+        requests: r.try_get("requests")?,
+        input_tokens: r.try_get("input_tokens")?,
+        output_tokens: r.try_get("output_tokens")?,
+        cached_tokens: r.try_get("cached_tokens")?,
+        cost_nano_usd: r.try_get("cost")?,
+    })
 }
