@@ -322,11 +322,24 @@ impl fmt::Display for JsonRef<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for JsonRef<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RefVisitor)
+        d.deserialize_any(RefVisitor { schemas_as_text: false })
     }
 }
 
-struct RefVisitor;
+/// Reads any value; with `schemas_as_text`, the schemas in it
+/// ([`SCHEMA_KEYS`], at any depth) stay text (`JsonRef::Raw`).
+#[derive(Clone, Copy)]
+struct RefVisitor {
+    schemas_as_text: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RefVisitor {
+    type Value = JsonRef<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl<'de> Visitor<'de> for RefVisitor {
     type Value = JsonRef<'de>;
@@ -373,7 +386,7 @@ impl<'de> Visitor<'de> for RefVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
         items.shrink_to_fit();
@@ -383,83 +396,10 @@ impl<'de> Visitor<'de> for RefVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            fields.push((key.0, map.next_value()?));
-        }
-        fields.shrink_to_fit();
-        Ok(JsonRef::Object(fields))
-    }
-}
-
-/// A value whose schemas ([`SCHEMA_KEYS`], at any depth) stay text.
-struct SchemasAsText<'a>(JsonRef<'a>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for SchemasAsText<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SchemasAsTextVisitor).map(SchemasAsText)
-    }
-}
-
-struct SchemasAsTextVisitor;
-
-impl<'de> Visitor<'de> for SchemasAsTextVisitor {
-    type Value = JsonRef<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        RefVisitor.visit_bool(v)
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        RefVisitor.visit_i64(v)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        RefVisitor.visit_u64(v)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        RefVisitor.visit_f64(v)
-    }
-
-    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        RefVisitor.visit_borrowed_str(v)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        RefVisitor.visit_str(v)
-    }
-
-    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-        RefVisitor.visit_string(v)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(JsonRef::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(JsonRef::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(SchemasAsText(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        items.shrink_to_fit();
-        Ok(JsonRef::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            let value = if SCHEMA_KEYS.contains(&key.0.as_ref()) {
+            let value = if self.schemas_as_text && SCHEMA_KEYS.contains(&key.0.as_ref()) {
                 JsonRef::Raw(Verbatim(map.next_value::<&'de RawValue>()?))
             } else {
-                map.next_value::<SchemasAsText<'de>>()?.0
+                map.next_value_seed(self)?
             };
             fields.push((key.0, value));
         }
@@ -487,7 +427,7 @@ impl<'de> Visitor<'de> for DeferringVisitor<'_> {
             if key.0 == self.key {
                 deferred = Some(map.next_value::<&'de RawValue>()?);
             } else if self.read.contains(&key.0.as_ref()) {
-                fields.push((key.0, map.next_value::<SchemasAsText<'de>>()?.0));
+                fields.push((key.0, map.next_value_seed(RefVisitor { schemas_as_text: true })?));
             } else {
                 let raw = map.next_value::<&'de RawValue>()?;
                 let value = if raw.get().len() > UNREAD_BYTES {
