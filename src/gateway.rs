@@ -225,6 +225,8 @@ fn short_name(id: &str) -> &str {
 pub struct Catalog {
     entries: Vec<Arc<ModelEntry>>,
     by_name: HashMap<String, Arc<ModelEntry>>,
+    /// Whether a model has more than one deployment (set as it is built).
+    fails_over: bool,
 }
 
 impl Catalog {
@@ -235,7 +237,7 @@ impl Catalog {
 
     /// Whether a model has more than one deployment to fail over to.
     pub fn fails_over(&self) -> bool {
-        self.entries().iter().any(|m| !m.alternates.is_empty())
+        self.fails_over
     }
 
     pub fn entries(&self) -> &[Arc<ModelEntry>] {
@@ -371,6 +373,7 @@ impl Gateway {
                     return Err(format!("models[{i}]: the name '{name}' is already used by another model"));
                 }
             }
+            catalog.fails_over |= !entry.alternates.is_empty();
             catalog.entries.push(entry);
         }
 
