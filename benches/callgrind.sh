@@ -1,17 +1,42 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by callgrind: noise-free, unlike wall
 # clock on a shared machine. Runs the release gateway on CONFIG under
-# valgrind twice (50 and 250 chat requests on one keep-alive connection)
+# valgrind twice (N1=250 and N2=1250 chat requests on one keep-alive connection)
 # and prints the difference per request. CONFIG `bare` counts the bare
 # Pingora pass-through of `benches/gateway.rs` instead, on the same
-# requests: the floor any Pingora proxy pays.
+# requests: the floor any Pingora proxy pays. `limits` and `unbilled` are
+# the demo with every limit of its plan on, and without billing
+# (benches/configs.py writes them). KEEP=PREFIX keeps callgrind's files
+# (PREFIX.N1, PREFIX.N2) for callgrind_annotate.
 #
-#   cargo bench --no-run && bash benches/callgrind.sh [conf/demo.yaml|bare]
+#   cargo bench --no-run && bash benches/callgrind.sh [conf/demo.yaml|limits|unbilled|bare]
 #
 # (valgrind from Debian's packages: apt-get install -y valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-conf/demo.yaml}
+case "$CONFIG" in
+  limits | unbilled)
+    generated=$(mktemp -d)
+    python3 benches/configs.py "$generated"
+    CONFIG="$generated/$CONFIG.yaml"
+    ;;
+esac
+TOOL=${TOOL:-callgrind}
+BINARY=target/release/tollgate
+if [ "$TOOL" = dhat ]; then
+  # DHAT sees malloc only: a build on the system's allocator, kept beside
+  # the real one (which is built again from cache afterwards).
+  cargo build --release --quiet --features system-allocator --bin tollgate
+  cp target/release/tollgate target/release/tollgate-system-alloc
+  cargo bench --no-run --quiet 2>/dev/null
+  BINARY=target/release/tollgate-system-alloc
+  VALGRIND=(--tool=dhat --read-inline-info=yes --num-callers=64)
+  OUT_FLAG=--dhat-out-file
+else
+  VALGRIND=(--tool=callgrind)
+  OUT_FLAG=--callgrind-out-file
+fi
 run() {
   local n=$1 mock=19811 gw=19812 metrics=19813 out
   out=$(mktemp)
@@ -20,13 +45,13 @@ run() {
   if [ "$CONFIG" = bare ]; then
     local bench
     bench=$(ls -t target/release/deps/gateway-* | grep -v '\.d$' | head -1)
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$bench" --bare-proxy 127.0.0.1:$gw 127.0.0.1:$mock \
+    valgrind "${VALGRIND[@]}" "$OUT_FLAG=$out" "$bench" --bare-proxy 127.0.0.1:$gw 127.0.0.1:$mock \
       >/dev/null 2>&1 &
   else
     TOLLGATE_LISTEN=127.0.0.1:$gw TOLLGATE_METRICS_LISTEN=127.0.0.1:$metrics \
       TOLLGATE_MOCK_URL=http://127.0.0.1:$mock TOLLGATE_DEMO_KEY=sk-bench RUST_LOG=warn \
       TOLLGATE_ADMIN_LISTEN=127.0.0.1:19814 TOLLGATE_DB="$out.db" \
-      valgrind --tool=callgrind --callgrind-out-file="$out" target/release/tollgate serve --config "$CONFIG" \
+      valgrind "${VALGRIND[@]}" "$OUT_FLAG=$out" "$BINARY" serve --config "$CONFIG" \
       >/dev/null 2>&1 &
   fi
   local gw_pid=$!
@@ -47,9 +72,42 @@ PY
   sleep 0.5
   kill -TERM $gw_pid; wait $gw_pid || true
   kill $mock_pid || true
-  grep -E '^summary' "$out" | awk '{print $2}'
+  if [ "$TOOL" = callgrind ]; then grep -E '^summary' "$out" | awk '{print $2}'; fi
   if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP.$n"; fi
   rm -rf "$out" "$out.db"*
 }
-a=$(run 50); b=$(run 250)
-echo "$CONFIG: $(( (b - a) / 200 )) instructions per request"
+# The two runs' request counts: N2 - N1 requests are what is measured.
+N1=${N1:-250}
+N2=${N2:-1250}
+if [ "$TOOL" = dhat ]; then
+  KEEP=${KEEP:-$(mktemp -u)}
+  run "$N1"; run "$N2"
+  python3 benches/components.py "$KEEP.$N1" "$KEEP.$N2" $((N2 - N1))
+  exit
+fi
+a=$(run "$N1"); b=$(run "$N2")
+echo "$CONFIG: $(( (b - a) / (N2 - N1) )) instructions per request"
+# COMPONENTS=1: then each component alone, counted only while one of its
+# entry functions runs (callgrind's --toggle-collect), so nothing is
+# counted twice; what no entry covers is Pingora's and the relay's.
+if [ -n "${COMPONENTS:-}" ]; then
+  base=("${VALGRIND[@]}")
+  while IFS='|' read -r name patterns; do
+    VALGRIND=("${base[@]}" --collect-atstart=no)
+    for p in $patterns; do VALGRIND+=("--toggle-collect=$p"); done
+    a=$(run "$N1"); b=$(run "$N2")
+    printf '  %-28s %8d\n' "$name" $(( (b - a) / (N2 - N1) ))
+  done <<'LIST'
+auth|tollgate::exchange::admit::known
+read and plan|tollgate::exchange::plan tollgate::exchange::plan_with_access tollgate::proxy::downstream::read_body* tollgate::proxy::downstream::all_headers tollgate::routing::Router::route
+hold|tollgate::exchange::admit::hold
+limits|tollgate::limits::Limiter::admit tollgate::limits::Limiter::finish tollgate::limits::PlanLimits::in_force
+rate-limit headers|tollgate::limits::headers::for_standing tollgate::proxy::downstream::add_gateway_headers
+response head|tollgate::proxy::upstream::response_head
+usage scan|tollgate::formats::passthrough::Passthrough::on_chunk tollgate::formats::passthrough::Passthrough::finish
+settle|tollgate::billing::service::Billing::settle
+journal|*Journal*as*Sink*::record
+access log and metrics|tollgate::proxy::context::RequestCtx::finish
+writer (store's runtime)|tollgate::store::writer::run* *ExecuteIter*next*
+LIST
+fi

@@ -1,13 +1,15 @@
 //! End-to-end cost of the gateway, in one run, on this machine:
 //! the same requests sent (1) straight to the mock upstream, (2) through a
 //! bare Pingora `ProxyHttp` pass-through (the physical limit of any Pingora
-//! proxy), and (3) through Tollgate on conf/demo.yaml.
+//! proxy), and (3) through Tollgate on conf/demo.yaml with every limit of
+//! its plan on, and (4) through Tollgate unbilled (benches/configs.py).
 //!
 //! Reports added latency p50/p99 at concurrency 1, requests per second at
-//! saturation, and streaming time to first byte, as ratios.
+//! saturation, and streaming time to first byte, as ratios; the whole
+//! measure is repeated (BENCH_ROUNDS, 2), so the configurations alternate.
 //!
-//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES tune it;
-//!                                          BENCH_CONFIG names another configuration)
+//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES, BENCH_ROUNDS
+//!                                          tune it; BENCH_CONFIG names one configuration to run instead)
 //!
 //! The bare proxy lives here too: this binary runs it when started with
 //! `--bare-proxy LISTEN UPSTREAM`.
@@ -28,7 +30,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 const KEY: &str = "sk-bench";
 
 struct Target {
-    name: &'static str,
+    name: String,
     url: String,
     stream_url: String,
 }
@@ -68,6 +70,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Result_ {
     p50: Duration,
     p99: Duration,
+    /// p90, p99.9 and the slowest: the shape of the tail.
+    tail: [Duration; 3],
     rps: f64,
     ttfb_p50: Duration,
 }
@@ -75,7 +79,7 @@ struct Result_ {
 /// Latency and time to first byte, with the targets' samples interleaved
 /// (direct, bare, tollgate, direct, ...) so that whatever else the machine
 /// does at a moment weighs on every target alike.
-async fn sequential(targets: &[Target], samples: u64) -> Vec<(Duration, Duration, Duration)> {
+async fn sequential(targets: &[Target], samples: u64) -> Vec<(Duration, Duration, Duration, [Duration; 3])> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     let (whole, streaming) = (body(false), body(true));
     for t in targets {
@@ -98,7 +102,8 @@ async fn sequential(targets: &[Target], samples: u64) -> Vec<(Duration, Duration
         .map(|(lat, ttfb)| {
             lat.sort();
             ttfb.sort();
-            (percentile(lat, 0.5), percentile(lat, 0.99), percentile(ttfb, 0.5))
+            let tail = [percentile(lat, 0.9), percentile(lat, 0.999), percentile(lat, 1.0)];
+            (percentile(lat, 0.5), percentile(lat, 0.99), percentile(ttfb, 0.5), tail)
         })
         .collect()
 }
@@ -129,8 +134,8 @@ async fn saturation(t: &Target, seconds: u64, concurrency: u64) -> f64 {
 async fn measure(targets: &[Target], samples: u64, seconds: u64, concurrency: u64) -> Vec<Result_> {
     let latencies = sequential(targets, samples).await;
     let mut results = Vec::new();
-    for (t, (p50, p99, ttfb_p50)) in targets.iter().zip(latencies) {
-        results.push(Result_ { p50, p99, rps: saturation(t, seconds, concurrency).await, ttfb_p50 });
+    for (t, (p50, p99, ttfb_p50, tail)) in targets.iter().zip(latencies) {
+        results.push(Result_ { p50, p99, tail, rps: saturation(t, seconds, concurrency).await, ttfb_p50 });
     }
     results
 }
@@ -151,7 +156,7 @@ fn main() {
     let seconds = env_or("BENCH_SECONDS", 5);
     let concurrency = env_or("BENCH_CONCURRENCY", 32);
 
-    let (mock_port, bare_port, gw_port, metrics_port) = (free_port(), free_port(), free_port(), free_port());
+    let (mock_port, bare_port) = (free_port(), free_port());
     let mut procs = Procs(Vec::new());
     procs.0.push(spawn_mock(mock_port));
     procs.0.push(
@@ -162,74 +167,100 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    // BENCH_CONFIG: another configuration (one without accounts bills nothing).
-    let config = std::env::var("BENCH_CONFIG")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml").to_string());
-    procs.0.push(
-        tollgate_command(&config, gw_port, metrics_port, mock_port)
-            .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .spawn()
-            .unwrap(),
-    );
+    // Two configurations by default (benches/configs.py writes them from
+    // conf/demo.yaml): billed with every limit of the plan on, and
+    // unbilled. BENCH_CONFIG names one configuration to run instead.
+    let configs: Vec<(String, String)> = match std::env::var("BENCH_CONFIG") {
+        Ok(config) => vec![("tollgate".into(), config)],
+        Err(_) => {
+            let dir = std::env::temp_dir().join(format!("tollgate-bench-conf-{}", std::process::id()));
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/configs.py");
+            assert!(Command::new("python3").arg(script).arg(&dir).status().unwrap().success());
+            let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+            vec![("billed+limits".into(), path("limits.yaml")), ("unbilled".into(), path("unbilled.yaml"))]
+        }
+    };
+    let mut gateways = Vec::new();
+    for (name, config) in &configs {
+        let (port, metrics) = (free_port(), free_port());
+        procs.0.push(
+            tollgate_command(config, port, metrics, mock_port)
+                .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
+                .spawn()
+                .unwrap(),
+        );
+        gateways.push((name.clone(), port));
+    }
     wait_for(bare_port);
-    wait_for(gw_port);
+    for (_, port) in &gateways {
+        wait_for(*port);
+    }
 
     let path = "/openai/v1/chat/completions";
-    let targets = [
+    let mut targets = vec![
         Target {
-            name: "direct",
+            name: "direct".into(),
             url: format!("http://127.0.0.1:{mock_port}{path}"),
             stream_url: format!("http://127.0.0.1:{mock_port}{path}"),
         },
         Target {
-            name: "bare pingora",
+            name: "bare pingora".into(),
             url: format!("http://127.0.0.1:{bare_port}{path}"),
             stream_url: format!("http://127.0.0.1:{bare_port}{path}"),
         },
-        Target {
-            name: "tollgate",
-            url: format!("http://127.0.0.1:{gw_port}/v1/chat/completions"),
-            stream_url: format!("http://127.0.0.1:{gw_port}/v1/chat/completions"),
-        },
     ];
+    for (name, port) in &gateways {
+        targets.push(Target {
+            name: name.clone(),
+            url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+            stream_url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        });
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rounds = env_or("BENCH_ROUNDS", 2);
     println!(
-        "gateway bench: {samples} sequential samples per target (interleaved), {seconds}s at concurrency {concurrency}, body {} bytes",
+        "gateway bench: {rounds} rounds; each: {samples} sequential samples per target (interleaved), \
+         {seconds}s at concurrency {concurrency} per target in turn; body {} bytes",
         body(false).len()
     );
-    let results = rt.block_on(measure(&targets, samples, seconds, concurrency));
-    println!("{:<14} {:>10} {:>10} {:>12} {:>12}", "target", "p50 µs", "p99 µs", "req/s", "ttfb p50 µs");
-    for (t, r) in targets.iter().zip(&results) {
+    for round in 1..=rounds {
+        let results = rt.block_on(measure(&targets, samples, seconds, concurrency));
+        println!("\nround {round}");
+        report(&targets, &results);
+    }
+}
+
+fn report(targets: &[Target], results: &[Result_]) {
+    println!(
+        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12}",
+        "target", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "req/s", "ttfb p50 µs"
+    );
+    for (t, r) in targets.iter().zip(results) {
         println!(
-            "{:<14} {:>10.1} {:>10.1} {:>12.0} {:>12.1}",
+            "{:<14} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>12.1}",
             t.name,
             us(r.p50),
+            us(r.tail[0]),
             us(r.p99),
+            us(r.tail[1]),
+            us(r.tail[2]),
             r.rps,
             us(r.ttfb_p50)
         );
     }
-    let (direct, bare, gw) = (&results[0], &results[1], &results[2]);
-    println!();
-    println!(
-        "added p50 over direct:   bare {:+.1} µs, tollgate {:+.1} µs",
-        us(bare.p50) - us(direct.p50),
-        us(gw.p50) - us(direct.p50)
-    );
-    println!(
-        "added p99 over direct:   bare {:+.1} µs, tollgate {:+.1} µs",
-        us(bare.p99) - us(direct.p99),
-        us(gw.p99) - us(direct.p99)
-    );
-    println!("tollgate p50 minus bare pingora p50: {:+.1} µs", us(gw.p50) - us(bare.p50));
-    println!(
-        "throughput ratio tollgate / bare pingora: {:.2}x   (tollgate / direct: {:.2}x)",
-        gw.rps / bare.rps,
-        gw.rps / direct.rps
-    );
-    println!(
-        "stream ttfb ratio tollgate / bare pingora: {:.2}x   (tollgate ttfb minus bare: {:+.1} µs)",
-        us(gw.ttfb_p50) / us(bare.ttfb_p50),
-        us(gw.ttfb_p50) - us(bare.ttfb_p50)
-    );
+    let (direct, bare) = (&results[0], &results[1]);
+    for (t, gw) in targets.iter().zip(results).skip(2) {
+        println!(
+            "{}: p50 {:+.1} µs and p99 {:+.1} µs over bare pingora (bare {:+.1} / {:+.1} over direct); \
+             throughput {:.2}x bare ({:.2}x direct); stream ttfb {:+.1} µs over bare",
+            t.name,
+            us(gw.p50) - us(bare.p50),
+            us(gw.p99) - us(bare.p99),
+            us(bare.p50) - us(direct.p50),
+            us(bare.p99) - us(direct.p99),
+            gw.rps / bare.rps,
+            gw.rps / direct.rps,
+            us(gw.ttfb_p50) - us(bare.ttfb_p50),
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! Memory per open stream: N chat streams held open (the mock sends the
 //! head and a first event, then stays silent) through a bare Pingora
-//! pass-through and through Tollgate, one proxy at a time; the proxy's
-//! resident memory (VmRSS) before and after, per stream.
+//! pass-through and through Tollgate (billed, every limit of the plan on),
+//! one proxy at a time; the proxy's resident memory (VmRSS) before and
+//! after, per stream.
 //!
 //!   cargo bench --bench stream_memory          (STREAMS=2000,10000 tunes it)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -74,7 +75,11 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("tollgate-stream-memory-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("tollgate.yaml");
-    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml")).unwrap();
+    // Billed, with every limit of the plan on (benches/configs.py): each
+    // stream holds its hold, its concurrency slot and its limits' permit.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/configs.py");
+    assert!(Command::new("python3").arg(script).arg(&dir).status().unwrap().success());
+    let demo = std::fs::read_to_string(dir.join("limits.yaml")).unwrap();
     std::fs::write(
         &config,
         demo.replace(

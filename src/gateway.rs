@@ -11,7 +11,7 @@ use crate::formats::ClientFormat;
 use crate::providers::Provider;
 use crate::routing::Router;
 use crate::store::boot::{BootAccount, BootKey, Money};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -457,8 +457,8 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
             trial_days: p.trial_days,
             limits: crate::limits::PlanLimits {
                 rpm: l.rpm,
-                rpm_by_class: l.rpm_by_class.clone(),
-                rph: l.rph.clone(),
+                rpm_by_class: l.rpm_by_class.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                rph: l.rph.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 daily_messages: l.daily_messages,
                 input_tpm: l.input_tpm,
                 concurrent: l.concurrent,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 /// glibc's malloc took a quarter of the gateway's CPU under load (its
 /// arenas, and frees on another thread than the allocation's): mimalloc's
 /// thread-local free lists take a fraction of that (BENCHMARKS.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;

@@ -252,7 +252,21 @@ static RATE_LIMITS: Lazy<IntCounterVec> = Lazy::new(|| {
 
 /// A limit let a call through, or refused it.
 pub fn rate_limit(limit: &'static str, outcome: &'static str) {
-    RATE_LIMITS.with_label_values(&[limit, outcome]).inc();
+    match allowed(limit).filter(|_| outcome == "allowed") {
+        Some(counter) => counter.inc(),
+        None => RATE_LIMITS.with_label_values(&[limit, outcome]).inc(),
+    }
+}
+
+/// The `allowed` series of each limit, looked up once (at its first use,
+/// so a scrape lists only limits that counted): every admitted call counts
+/// one per limit in force, and a lookup by labels hashes both each time.
+fn allowed(limit: &str) -> Option<&'static prometheus::IntCounter> {
+    const LIMITS: [&str; 6] = ["rpm", "rpm_by_class", "rph", "daily_messages", "input_tpm", "concurrent"];
+    static ALLOWED: [std::sync::OnceLock<prometheus::IntCounter>; 6] =
+        [const { std::sync::OnceLock::new() }; 6];
+    let i = LIMITS.iter().position(|known| *known == limit)?;
+    Some(ALLOWED[i].get_or_init(|| RATE_LIMITS.with_label_values(&[limit, "allowed"])))
 }
 
 static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -304,11 +318,12 @@ pub struct RequestRecord<'a> {
 }
 
 pub fn record(r: &RequestRecord<'_>) {
-    let status = r.status.to_string();
-    REQUESTS.with_label_values(&[r.route, r.format, r.provider, r.model, &status]).inc();
+    let mut digits = itoa::Buffer::new();
+    let status = digits.format(r.status);
+    REQUESTS.with_label_values(&[r.route, r.format, r.provider, r.model, status]).inc();
     if r.status >= 400 {
         let code = r.error_code.unwrap_or(if r.provider == "none" { "internal" } else { "upstream" });
-        ERRORS.with_label_values(&[code, &status]).inc();
+        ERRORS.with_label_values(&[code, status]).inc();
     }
     DURATION.with_label_values(&[r.route, r.format, r.provider]).observe(r.duration.as_secs_f64());
     if let Some(ttfb) = r.upstream_ttfb {

@@ -13,7 +13,7 @@
 
 use crate::billing::{LedgerRecord, PeerLine, RecordKind, Sink};
 use crate::calendar::{start_of_day, start_of_month};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// What charges add up to.

@@ -6,8 +6,8 @@ pub mod abuse;
 
 use crate::config::KeyConfig;
 use crate::secret::Secret;
+use foldhash::{HashMap, HashMapExt};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 

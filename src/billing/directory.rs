@@ -5,7 +5,7 @@
 
 use super::plan::Plan;
 use super::NanoUsd;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 

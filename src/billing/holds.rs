@@ -12,7 +12,7 @@
 use super::ledger::{AccountId, Ledger, LedgerError, Settled};
 use super::lots::Lots;
 use super::money::NanoUsd;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 

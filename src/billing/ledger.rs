@@ -8,7 +8,7 @@
 //! a debit that it cannot pay for is refused before anything is posted.
 
 use super::money::NanoUsd;
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 pub type AccountId = u64;
 
@@ -88,7 +88,7 @@ pub struct Ledger {
     seen: HashMap<String, usize>,
     entries: Vec<Entry>,
     /// Keys of operator entries already taken: a retried top-up stays a no-op.
-    operator_keys: std::collections::HashSet<String>,
+    operator_keys: foldhash::HashSet<String>,
 }
 
 /// What a settlement did.

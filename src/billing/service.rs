@@ -13,7 +13,7 @@ pub use super::plan::{matches_any, Plan};
 use super::price::ModelPrice;
 use super::record::{LedgerRecord, Metered, RecordKind, Sink};
 use crate::formats::usage::Usage;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, RwLock};
 
 /// How long a hold may stay open before it is released unbilled, unless

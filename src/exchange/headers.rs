@@ -113,10 +113,9 @@ pub fn upstream_query(query: Option<&str>, kind: ProviderKind) -> Option<String>
 
 /// Response headers from the provider that reach the caller.
 pub fn keep_response_header(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "content-type" | "content-length" | "content-encoding" | "cache-control" | "retry-after"
-    )
+    ["content-type", "content-length", "content-encoding", "cache-control", "retry-after"]
+        .iter()
+        .any(|kept| kept.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

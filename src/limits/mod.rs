@@ -17,7 +17,7 @@ pub mod window;
 
 use bucket::TokenBucket;
 use daily::DailyCap;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use window::SlidingWindow;

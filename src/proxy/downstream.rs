@@ -183,6 +183,24 @@ pub async fn write_head(session: &mut Session, mut head: ResponseHeader) -> ping
     session.write_response_header(Box::new(head), false).await
 }
 
+/// Adds the headers the gateway sets on a relayed answer (which model
+/// served it, the rate limits' standing) to a head that has none of them
+/// yet: appended, and each value's string moved in, not copied.
+pub fn add_gateway_headers(
+    head: &mut ResponseHeader,
+    served_by: Vec<(&'static str, &str)>,
+    limits: crate::limits::headers::Headers,
+) -> Result<(), GatewayError> {
+    let internal = |e: Box<pingora_core::Error>| GatewayError::Internal(e.to_string());
+    for (name, value) in served_by {
+        head.append_header(name, value).map_err(internal)?;
+    }
+    for (name, value) in limits {
+        head.append_header(name, value).map_err(internal)?;
+    }
+    Ok(())
+}
+
 /// Writes a whole response the gateway made itself.
 pub async fn respond(
     session: &mut Session,
@@ -203,13 +221,14 @@ pub async fn respond_with(
     request_id: &str,
     extra: &[(&'static str, &str)],
 ) -> pingora_core::Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
+    // Every name is set once: appended, to a head without a case map.
+    let mut resp = ResponseHeader::build_no_case(status, Some(5 + extra.len()))?;
     for &(name, value) in extra {
-        resp.insert_header(name, value)?;
+        resp.append_header(name, value)?;
     }
-    resp.insert_header("content-type", content_type)?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("x-request-id", request_id)?;
+    resp.append_header("content-type", content_type)?;
+    resp.append_header("content-length", body.len())?;
+    resp.append_header("x-request-id", request_id)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }

@@ -307,11 +307,7 @@ async fn relay(
         .with_event_limit(plan.max_event_bytes);
     let more = ctx.limit_headers.len() + 2;
     let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id, more)?;
-    for (name, value) in
-        plan.served_by().into_iter().chain(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())))
-    {
-        response.insert_header(name, value).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    }
+    downstream::add_gateway_headers(&mut response, plan.served_by(), std::mem::take(&mut ctx.limit_headers))?;
     ctx.status = status;
     if let Some(kind) = response.headers.get("content-type").and_then(|v| v.to_str().ok()) {
         ctx.answer_type(kind);

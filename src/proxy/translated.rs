@@ -62,19 +62,19 @@ async fn stream(
     is_sse: bool,
 ) -> Result<bool, Failure> {
     let client = translation.translator.client.format;
-    let mut head = ResponseHeader::build(200, Some(6 + ctx.limit_headers.len())).map_err(internal)?;
-    head.insert_header("content-type", content_type(client, true, translation.ctx.gemini_sse))
+    let mut head = ResponseHeader::build_no_case(200, Some(6 + ctx.limit_headers.len())).map_err(internal)?;
+    head.append_header("content-type", content_type(client, true, translation.ctx.gemini_sse))
         .map_err(internal)?;
-    head.insert_header("cache-control", "no-cache").map_err(internal)?;
-    head.insert_header("x-request-id", ctx.request_id.as_str()).map_err(internal)?;
+    head.append_header("cache-control", "no-cache").map_err(internal)?;
+    head.append_header("x-request-id", ctx.request_id.as_str()).map_err(internal)?;
     if !translation.ignored.is_empty() {
-        head.insert_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
+        head.append_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
     }
-    for (name, value) in
-        plan.served_by().into_iter().chain(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())))
-    {
-        head.insert_header(name, value).map_err(internal)?;
-    }
+    super::downstream::add_gateway_headers(
+        &mut head,
+        plan.served_by(),
+        std::mem::take(&mut ctx.limit_headers),
+    )?;
     ctx.status = 200;
     ctx.answer_type(content_type(client, true, translation.ctx.gemini_sse));
     write_head(session, head).await.map_err(client_gone)?;

@@ -158,14 +158,17 @@ pub fn response_head(
     let internal = |e: Box<Error>| GatewayError::Internal(e.to_string());
     // Sized for the headers the gateway adds after: a header map that
     // grows rehashes every header in it.
+    // Without the case map: names go out in their standard spelling (the
+    // provider's own case is not kept), and each header costs one map
+    // insert instead of two.
     let mut resp =
-        ResponseHeader::build(status, Some(upstream.headers.len() + 1 + more)).map_err(internal)?;
+        ResponseHeader::build_no_case(status, Some(upstream.headers.len() + 1 + more)).map_err(internal)?;
     for (name, value) in &upstream.headers {
         if keep_response_header(name.as_str()) && !(rewrites && name == "content-length") {
             resp.append_header(name.clone(), value.clone()).map_err(internal)?;
         }
     }
-    resp.insert_header("x-request-id", request_id).map_err(internal)?;
+    resp.append_header("x-request-id", request_id).map_err(internal)?;
     Ok(resp)
 }
 

@@ -134,11 +134,21 @@ fn limits_json(limits: &crate::limits::Overrides) -> Option<String> {
         .then(|| serde_json::to_string(limits).unwrap_or_default())
 }
 
-/// Rows per multi-row insert. Batches go in statements of exactly this
-/// many rows and the rest one row at a time, so only two statement shapes
-/// exist and both stay prepared: parsing a statement of a new size each
-/// batch cost more than the inserts.
-const APPEND_ROWS: usize = 64;
+/// Rows per multi-row insert, largest first: a batch goes in statements
+/// of these sizes only, so four statement shapes exist and all stay
+/// prepared (parsing a statement of a new size each batch cost more than
+/// the inserts), and a batch of 15 takes 6 statements, not 15.
+const APPEND_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// `rows` cut into chunks of [`APPEND_ROWS`] sizes, largest first.
+fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = APPEND_ROWS.into_iter().find(|&size| size <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -292,8 +302,7 @@ impl Store for SqliteStore {
         let mut new = 0;
         // Multi-row statements: the writer moves thousands of records a
         // second, and one statement per row would cost a core.
-        let whole = records.len() - records.len() % APPEND_ROWS;
-        for chunk in records[..whole].chunks(APPEND_ROWS).chain(records[whole..].chunks(1)) {
+        for chunk in statement_chunks(&records) {
             let mut wallet: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, unpaid_nano, \
                  key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, \
@@ -678,4 +687,22 @@ async fn kept_among(
         kept.extend(query.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn a_batch_goes_in_few_statements_of_four_sizes() {
+        let sizes = |n: usize| {
+            let rows: Vec<usize> = (0..n).collect();
+            super::statement_chunks(&rows).map(<[usize]>::len).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(15), [4, 4, 4, 1, 1, 1]);
+        assert_eq!(sizes(150), [64, 64, 16, 4, 1, 1]);
+        let rows: Vec<usize> = (0..150).collect();
+        let back: Vec<usize> = super::statement_chunks(&rows).flatten().copied().collect();
+        assert_eq!(back, rows, "every row once, in order");
+    }
 }
