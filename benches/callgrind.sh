@@ -95,7 +95,7 @@ if [ -n "${COMPONENTS:-}" ]; then
   while IFS='|' read -r name patterns; do
     VALGRIND=("${base[@]}" --collect-atstart=no)
     for p in $patterns; do VALGRIND+=("--toggle-collect=$p"); done
-    a=$(run "$N1"); b=$(run "$N2")
+    a=$(KEEP='' run "$N1"); b=$(KEEP='' run "$N2")
     printf '  %-28s %8d\n' "$name" $(( (b - a) / (N2 - N1) ))
   done <<'LIST'
 auth|tollgate::exchange::admit::known

@@ -19,6 +19,13 @@ pub enum Style {
 
 pub type Headers = Vec<(&'static str, String)>;
 
+/// A header value's digits: a `String` exactly as long as they are, so
+/// the header takes its buffer as it is (a longer one costs a second
+/// allocation when it becomes the value's bytes).
+fn number(n: impl itoa::Integer) -> String {
+    itoa::Buffer::new().format(n).to_owned()
+}
+
 fn seconds_up(ms: u64) -> u64 {
     ms.div_ceil(1000)
 }
@@ -47,13 +54,13 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
     let requests = request_limit(standing);
     let tokens = standing.iter().find(|s| s.kind == Kind::InputTpm);
     if let Some(tight) = requests.or(tokens) {
-        h.push(("x-ratelimit-limit", tight.limit.to_string()));
-        h.push(("x-ratelimit-remaining", tight.remaining.to_string()));
-        h.push(("x-ratelimit-reset", seconds_up(tight.reset_ms).to_string()));
+        h.push(("x-ratelimit-limit", number(tight.limit)));
+        h.push(("x-ratelimit-remaining", number(tight.remaining)));
+        h.push(("x-ratelimit-reset", number(seconds_up(tight.reset_ms))));
     }
     if let Some(slots) = standing.iter().find(|s| s.kind == Kind::Concurrent) {
-        h.push(("x-ratelimit-limit-concurrent", slots.limit.to_string()));
-        h.push(("x-ratelimit-remaining-concurrent", slots.remaining.to_string()));
+        h.push(("x-ratelimit-limit-concurrent", number(slots.limit)));
+        h.push(("x-ratelimit-remaining-concurrent", number(slots.remaining)));
     }
     match style {
         Style::OpenAi => {
@@ -72,8 +79,8 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
                 ),
             ] {
                 if let Some(s) = s {
-                    h.push((limit, s.limit.to_string()));
-                    h.push((remaining, s.remaining.to_string()));
+                    h.push((limit, number(s.limit)));
+                    h.push((remaining, number(s.remaining)));
                     h.push((reset, openai_duration(s.reset_ms)));
                 }
             }
@@ -94,8 +101,8 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
                 ),
             ] {
                 if let Some(s) = s {
-                    h.push((limit, s.limit.to_string()));
-                    h.push((remaining, s.remaining.to_string()));
+                    h.push((limit, number(s.limit)));
+                    h.push((remaining, number(s.remaining)));
                     let at = now_ms.saturating_add(s.reset_ms) as i64;
                     h.push((reset, crate::calendar::format_time(at + 999)));
                 }
@@ -114,7 +121,7 @@ pub fn for_refusal(refused: &Refused, style: Style, now_ms: u64) -> Headers {
     let mut h = if refused.retry_after_ms == u64::MAX {
         Headers::new()
     } else {
-        vec![("retry-after", seconds_up(wait).to_string()), ("retry-after-ms", wait.to_string())]
+        vec![("retry-after", number(seconds_up(wait))), ("retry-after-ms", number(wait))]
     };
     h.extend(for_standing(&standing, style, now_ms));
     h

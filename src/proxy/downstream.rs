@@ -185,20 +185,51 @@ pub async fn write_head(session: &mut Session, mut head: ResponseHeader) -> ping
 
 /// Adds the headers the gateway sets on a relayed answer (which model
 /// served it, the rate limits' standing) to a head that has none of them
-/// yet: appended, and each value's string moved in, not copied.
+/// yet: appended straight into its header map, with names made once per
+/// thread (Pingora's `append_header` has `http` parse and copy a custom
+/// name every time) and each value's string moved in, not copied. The
+/// head comes back without a case map: names go out in their standard
+/// spelling.
 pub fn add_gateway_headers(
-    head: &mut ResponseHeader,
+    head: ResponseHeader,
     served_by: Vec<(&'static str, &str)>,
     limits: crate::limits::headers::Headers,
-) -> Result<(), GatewayError> {
-    let internal = |e: Box<pingora_core::Error>| GatewayError::Internal(e.to_string());
-    for (name, value) in served_by {
-        head.append_header(name, value).map_err(internal)?;
+) -> Result<ResponseHeader, GatewayError> {
+    let invalid = |e: &dyn std::fmt::Display| GatewayError::Internal(format!("a gateway header: {e}"));
+    let mut parts = http::response::Parts::from(head);
+    let values = served_by
+        .into_iter()
+        .map(|(name, value)| (name, http::HeaderValue::from_str(value).map_err(|e| invalid(&e))))
+        .chain(
+            limits
+                .into_iter()
+                .map(|(name, value)| (name, http::HeaderValue::try_from(value).map_err(|e| invalid(&e)))),
+        );
+    for (name, value) in values {
+        parts.headers.try_append(gateway_header_name(name)?, value?).map_err(|e| invalid(&e))?;
     }
-    for (name, value) in limits {
-        head.append_header(name, value).map_err(internal)?;
+    Ok(ResponseHeader::from(parts))
+}
+
+/// `name` as a header name, made once per thread: the gateway's header
+/// names are a few dozen string constants.
+fn gateway_header_name(name: &'static str) -> Result<http::HeaderName, GatewayError> {
+    const KEPT: usize = 64;
+    thread_local! {
+        static NAMES: std::cell::RefCell<Vec<(&'static str, http::HeaderName)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
     }
-    Ok(())
+    NAMES.with_borrow_mut(|names| {
+        if let Some((_, made)) = names.iter().find(|(known, _)| *known == name) {
+            return Ok(made.clone());
+        }
+        let made = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| GatewayError::Internal(format!("header name {name}: {e}")))?;
+        if names.len() < KEPT {
+            names.push((name, made.clone()));
+        }
+        Ok(made)
+    })
 }
 
 /// Writes a whole response the gateway made itself.

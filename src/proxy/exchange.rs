@@ -306,8 +306,9 @@ async fn relay(
     let mut relay = Passthrough::for_answer(format, status, is_sse, plan.stream, plan.hide_usage)
         .with_event_limit(plan.max_event_bytes);
     let more = ctx.limit_headers.len() + 2;
-    let mut response = response_head(head, status, relay.rewrites(), &ctx.request_id, more)?;
-    downstream::add_gateway_headers(&mut response, plan.served_by(), std::mem::take(&mut ctx.limit_headers))?;
+    let response = response_head(head, status, relay.rewrites(), &ctx.request_id, more)?;
+    let response =
+        downstream::add_gateway_headers(response, plan.served_by(), std::mem::take(&mut ctx.limit_headers))?;
     ctx.status = status;
     if let Some(kind) = response.headers.get("content-type").and_then(|v| v.to_str().ok()) {
         ctx.answer_type(kind);

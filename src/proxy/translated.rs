@@ -70,8 +70,8 @@ async fn stream(
     if !translation.ignored.is_empty() {
         head.append_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
     }
-    super::downstream::add_gateway_headers(
-        &mut head,
+    let head = super::downstream::add_gateway_headers(
+        head,
         plan.served_by(),
         std::mem::take(&mut ctx.limit_headers),
     )?;
