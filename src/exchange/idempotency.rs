@@ -77,42 +77,77 @@ pub async fn begin(
     if let Some((kept_for, kept)) = replays.pending_answer(&scope) {
         return retry(fingerprint, kept_for, kept).map(Some);
     }
-    let now = to_i64(replays.clock.now_ms());
-    let claim = Claim {
-        scope: scope.clone(),
-        fingerprint,
-        owner: owner.to_string(),
-        now,
-        expires_at: now.saturating_add(to_i64(replays.lease_ms)),
-    };
-    let claimed = money
-        .store
-        .run(move |s| async move { s.claim_key(&claim).await })
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    match claimed {
-        Claimed::Ours => Ok(Some(Retry::Run(Box::new(Idempotent {
-            _renewing: keep_running(&money.store, &scope, owner, replays),
-            scope,
+    // A key found running is asked for twice: once at once, and once more
+    // after the answer's grace, in case its call ended meanwhile and the
+    // answer went from this node's memory to the store between two looks.
+    let mut graced = false;
+    loop {
+        let now = to_i64(replays.clock.now_ms());
+        let claim = Claim {
+            scope: scope.clone(),
             fingerprint,
             owner: owner.to_string(),
-            replays: replays.clone(),
-            store: money.store.clone(),
-            content_type: String::new(),
-            body: Vec::new(),
-            reserved: Reservation::new(replays.clone()),
-            unkept: false,
-        })))),
-        Claimed::Theirs { fingerprint: theirs, held } => {
-            if theirs != fingerprint {
-                return Err(GatewayError::IdempotencyKeyReused);
+            now,
+            expires_at: now.saturating_add(to_i64(replays.lease_ms)),
+        };
+        let claimed = money
+            .store
+            .run(move |s| async move { s.claim_key(&claim).await })
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let held = match claimed {
+            Claimed::Ours => {
+                return Ok(Some(Retry::Run(Box::new(Idempotent {
+                    _renewing: keep_running(&money.store, &scope, owner, replays),
+                    scope,
+                    fingerprint,
+                    owner: owner.to_string(),
+                    replays: replays.clone(),
+                    store: money.store.clone(),
+                    content_type: String::new(),
+                    body: Vec::new(),
+                    reserved: Reservation::new(replays.clone()),
+                    unkept: false,
+                }))))
             }
-            match held {
-                Held::Running => Err(GatewayError::IdempotencyConflict),
-                Held::Unkept => Err(GatewayError::IdempotentAnswerNotKept),
-                Held::Done(answer) => Ok(Some(Retry::Replay(Arc::new(answer)))),
+            Claimed::Theirs { fingerprint: theirs, .. } if theirs != fingerprint => {
+                return Err(GatewayError::IdempotencyKeyReused)
             }
+            Claimed::Theirs { held, .. } => held,
+        };
+        match held {
+            Held::Running if !graced => {
+                graced = true;
+                if let Some((kept_for, kept)) = answer_being_kept(replays, &scope).await {
+                    return retry(fingerprint, kept_for, kept).map(Some);
+                }
+            }
+            Held::Running => return Err(GatewayError::IdempotencyConflict),
+            Held::Unkept => return Err(GatewayError::IdempotentAnswerNotKept),
+            Held::Done(answer) => return Ok(Some(Retry::Replay(Arc::new(answer)))),
         }
+    }
+}
+
+/// How long a retry that finds its key running waits for this node to
+/// keep the answer: the first call's answer is kept just after its last
+/// byte is written, and a caller that retries the moment it has that byte
+/// should get the replay, not a 409. A call still running past it is a
+/// conflict.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The answer this node keeps for `scope` within [`ANSWER_GRACE`], if its
+/// call ends by then.
+async fn answer_being_kept(replays: &Replays, scope: &Scope) -> Option<(Fingerprint, Kept)> {
+    let until = tokio::time::Instant::now() + ANSWER_GRACE;
+    loop {
+        if let Some(kept) = replays.pending_answer(scope) {
+            return Some(kept);
+        }
+        if tokio::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -266,5 +301,26 @@ mod tests {
             Err(GatewayError::IdempotencyKeyReused)
         ));
         assert!(matches!(retry([1; 32], [1; 32], Kept::Unkept), Err(GatewayError::IdempotentAnswerNotKept)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_out_the_grace_for_an_answer_being_kept_and_no_longer() {
+        let clock = Arc::new(crate::billing::ManualClock::default());
+        let replays = Arc::new(Replays::new(clock, 1 << 20, 60_000));
+        let scope = Scope { account: 1, key_id: 1, key: "k".into() };
+        // The first call keeps its answer 20 ms after the retry looked.
+        let later = (replays.clone(), scope.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            later.0.completing(later.1, [1; 32], Kept::Unkept);
+        });
+        let started = tokio::time::Instant::now();
+        assert!(answer_being_kept(&replays, &scope).await.is_some());
+        assert!(started.elapsed() < ANSWER_GRACE);
+        // A call that keeps running: the retry is told so after the grace.
+        let running = Scope { key: "still running".into(), ..scope };
+        let started = tokio::time::Instant::now();
+        assert!(answer_being_kept(&replays, &running).await.is_none());
+        assert!(started.elapsed() >= ANSWER_GRACE);
     }
 }
