@@ -8,11 +8,8 @@ them, is what one request costs.
 
   python3 benches/components.py PROFILE_A PROFILE_B REQUESTS_BETWEEN
 
-benches/callgrind.sh runs it (TOOL=dhat). With --callgrind, the two
-profiles are callgrind's (KEEP=PREFIX of benches/callgrind.sh) and it
-prints the instructions per request of each component's entry functions,
-inclusive of what they call (callgrind_annotate --inclusive=yes): a
-component nested in another (the journal in the settle) counts in both.
+benches/callgrind.sh runs it (TOOL=dhat); instructions per component
+come from callgrind itself (COMPONENTS=1 there).
 """
 import json
 import re
@@ -39,47 +36,6 @@ COMPONENTS = [
 ]
 PATTERNS = [(name, re.compile(p)) for name, p in COMPONENTS]
 
-# Each component's entry functions, for callgrind's inclusive counts.
-ENTRIES = [
-    ("auth (key digest, lookup)", r"tollgate::exchange::admit::known$"),
-    ("plan (body, route, translation)", r"tollgate::exchange::plan(_with_access)?$"),
-    ("hold", r"tollgate::exchange::admit::hold$"),
-    ("limits", r"tollgate::limits::Limiter::admit$"),
-    ("headers (limits' values)", r"tollgate::limits::headers::for_standing$"),
-    ("headers (into the head)", r"add_gateway_headers$|tollgate::proxy::upstream::response_head$"),
-    ("usage scan", r"Passthrough::on_chunk$|Passthrough::finish$"),
-    ("settle (with journal)", r"tollgate::proxy::context::RequestCtx::settle$"),
-    ("journal", r"Journal as tollgate::billing::record::Sink>::record$"),
-    ("access log, metrics", r"tollgate::proxy::context::RequestCtx::finish$"),
-    ("writer (store's runtime)", r"tollgate::store::writer::run::\{\{closure\}\}$|ExecuteIter as core::iter::traits::iterator::Iterator>::next$"),
-]
-
-
-def inclusive(path):
-    import subprocess
-    out = subprocess.run(
-        ["callgrind_annotate", "--auto=no", "--inclusive=yes", "--threshold=100", path],
-        capture_output=True, text=True,
-    ).stdout
-    d = {}
-    for line in out.splitlines():
-        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(.*)", line)
-        if m and not line.strip().startswith("=>"):
-            name = re.sub(r" \[.*\]$", "", m.group(2))
-            name = re.sub(r"^.*?\.(rs|c|S):", "", name)
-            d[name] = d.get(name, 0) + int(m.group(1).replace(",", ""))
-    return d
-
-
-def callgrind_table(a_path, b_path, between):
-    a, b = inclusive(a_path), inclusive(b_path)
-    print(f"{'component':<34} {'instructions':>12}   (per request, inclusive)")
-    for name, pattern in ENTRIES:
-        p = re.compile(pattern)
-        n = sum(b[k] - a.get(k, 0) for k in b if p.search(k)) / between
-        print(f"{name:<34} {n:>12.0f}")
-
-
 def component(frames):
     own, libraries = PATTERNS[:-1], PATTERNS[-1:]
     for patterns in (own, libraries):
@@ -105,9 +61,6 @@ def per_component(path):
 
 
 def main():
-    if sys.argv[1] == "--callgrind":
-        callgrind_table(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-        return
     a_path, b_path, between = sys.argv[1], sys.argv[2], int(sys.argv[3])
     (ca, ba), (cb, bb) = per_component(a_path), per_component(b_path)
     names = [n for n, _ in COMPONENTS] + ["other"]

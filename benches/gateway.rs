@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, Procs};
+use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, write_bench_configs, Procs};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -174,8 +174,7 @@ fn main() {
         Ok(config) => vec![("tollgate".into(), config)],
         Err(_) => {
             let dir = std::env::temp_dir().join(format!("tollgate-bench-conf-{}", std::process::id()));
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/configs.py");
-            assert!(Command::new("python3").arg(script).arg(&dir).status().unwrap().success());
+            write_bench_configs(&dir);
             let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
             vec![("billed+limits".into(), path("limits.yaml")), ("unbilled".into(), path("unbilled.yaml"))]
         }

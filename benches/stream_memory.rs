@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, Procs};
+use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, write_bench_configs, Procs};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,8 +77,7 @@ fn main() {
     let config = dir.join("tollgate.yaml");
     // Billed, with every limit of the plan on (benches/configs.py): each
     // stream holds its hold, its concurrency slot and its limits' permit.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/configs.py");
-    assert!(Command::new("python3").arg(script).arg(&dir).status().unwrap().success());
+    write_bench_configs(&dir);
     let demo = std::fs::read_to_string(dir.join("limits.yaml")).unwrap();
     std::fs::write(
         &config,

@@ -56,6 +56,15 @@ pub fn tollgate_command(config: &str, port: u16, metrics_port: u16, mock_port: u
     cmd
 }
 
+/// Writes the configurations `benches/configs.py` derives from
+/// conf/demo.yaml into `dir`: `limits.yaml` (every limit of the plan on)
+/// and `unbilled.yaml`.
+pub fn write_bench_configs(dir: &std::path::Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/configs.py");
+    let written = std::process::Command::new("python3").arg(script).arg(dir).status().unwrap();
+    assert!(written.success(), "benches/configs.py failed");
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
