@@ -275,6 +275,26 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A row of usage by day and model, from the daily totals or the ledger
+/// (whose charges may have no model), on either backend.
+pub(crate) fn usage_row<R>(r: &R) -> Result<UsageRow, StoreError>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(UsageRow {
+        day: r.try_get("day")?,
+        model: r.try_get::<Option<String>, _>("model")?.unwrap_or_default(),
+        requests: r.try_get("requests")?,
+        input_tokens: r.try_get("input_tokens")?,
+        output_tokens: r.try_get("output_tokens")?,
+        cached_tokens: r.try_get("cached_tokens")?,
+        cost_nano_usd: r.try_get("cost")?,
+    })
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError(e.to_string())

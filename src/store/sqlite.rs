@@ -502,7 +502,7 @@ impl Store for SqliteStore {
         }
         q.push(" GROUP BY day, model ORDER BY day, model");
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(pages::usage_row).collect()
+        rows.iter().map(super::usage_row).collect()
     }
 
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError> {

@@ -9,7 +9,7 @@ use crate::store::like_pattern;
 use crate::store::{
     Account, AccountsPage, KeyRecord, LedgerPage, LedgerRow, StoreError, UsageFilter, UsageRow,
 };
-use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 
 pub async fn ledger_page(pool: &PgPool, p: &LedgerPage) -> Result<Vec<LedgerRow>, StoreError> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
@@ -77,19 +77,5 @@ pub async fn daily_usage(pool: &PgPool, f: &UsageFilter) -> Result<Vec<UsageRow>
     }
     q.push(" GROUP BY day, model ORDER BY day, model");
     let rows = q.build().fetch_all(pool).await?;
-    rows.iter().map(usage_row).collect()
-}
-
-/// A row of usage by day and model, from the daily totals or the ledger
-/// (whose charges may have no model).
-pub(super) fn usage_row(r: &sqlx::postgres::PgRow) -> Result<UsageRow, StoreError> {
-    Ok(UsageRow {
-        day: r.try_get("day")?,
-        model: r.try_get::<Option<String>, _>("model")?.unwrap_or_default(),
-        requests: r.try_get("requests")?,
-        input_tokens: r.try_get("input_tokens")?,
-        output_tokens: r.try_get("output_tokens")?,
-        cached_tokens: r.try_get("cached_tokens")?,
-        cost_nano_usd: r.try_get("cost")?,
-    })
+    rows.iter().map(crate::store::usage_row).collect()
 }

@@ -9,7 +9,7 @@ use crate::store::like_pattern;
 use crate::store::{
     Account, AccountsPage, KeyRecord, LedgerPage, LedgerRow, StoreError, UsageFilter, UsageRow,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqlitePool};
 
 pub async fn ledger_page(pool: &SqlitePool, p: &LedgerPage) -> Result<Vec<LedgerRow>, StoreError> {
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
@@ -77,19 +77,5 @@ pub async fn daily_usage(pool: &SqlitePool, f: &UsageFilter) -> Result<Vec<Usage
     }
     q.push(" GROUP BY day, model ORDER BY day, model");
     let rows = q.build().fetch_all(pool).await?;
-    rows.iter().map(usage_row).collect()
-}
-
-/// A row of usage by day and model, from the daily totals or the ledger
-/// (whose charges may have no model).
-pub(super) fn usage_row(r: &sqlx::sqlite::SqliteRow) -> Result<UsageRow, StoreError> {
-    Ok(UsageRow {
-        day: r.try_get("day")?,
-        model: r.try_get::<Option<String>, _>("model")?.unwrap_or_default(),
-        requests: r.try_get("requests")?,
-        input_tokens: r.try_get("input_tokens")?,
-        output_tokens: r.try_get("output_tokens")?,
-        cached_tokens: r.try_get("cached_tokens")?,
-        cost_nano_usd: r.try_get("cost")?,
-    })
+    rows.iter().map(crate::store::usage_row).collect()
 }
