@@ -107,7 +107,7 @@ async fn an_agent_gives_a_chat_call_its_system_prompt_and_model() {
     let sent = &stack.received(&t).await[0];
     assert_eq!(sent["path"], "/anthropic/v1/messages", "the agent's model, translated");
     assert_eq!(sent["body"]["system"][0]["text"], "You are terse.");
-    assert_eq!(sent["body"]["messages"][0]["content"][0]["text"], "hi");
+    assert_eq!(sent["body"]["messages"][0]["content"], "hi", "a turn of one text block goes as a string");
     assert!(sent["body"].get("agentId").is_none());
     let charge = charge_of(&stack, DEMO_ACCOUNT, &request_id).await.unwrap();
     assert_eq!(charge["model"], "anthropic/claude-sonnet-4-6");

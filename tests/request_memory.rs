@@ -44,6 +44,7 @@ fn bodies(format: ClientFormat, size: usize) -> Vec<(&'static str, Vec<u8>)> {
     let shapes: Vec<Shape<'_>> = vec![
         ("one huge message", vec![("user".into(), text(size))], None),
         ("long history", history(size / 300, 300 - 40), None),
+        ("tiny turns", history(size / 40, 8), None),
         ("big image", vec![("user".into(), "what is this?".into())], Some(image.as_str())),
     ];
     shapes

@@ -22,15 +22,19 @@ use std::sync::Arc;
 pub struct Keep {
     pub money: Arc<Money>,
     pub account: i64,
-    /// The conversation the call was answered from.
-    pub input: Vec<Value>,
+    /// The conversation the call was answered from: the request's
+    /// `input` as JSON text (a string or a list of items).
+    pub input: String,
     pub previous: Option<String>,
     pub rules: crate::config::StoredResponsesSection,
 }
 
 impl std::fmt::Debug for Keep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keep").field("account", &self.account).field("items", &self.input.len()).finish()
+        f.debug_struct("Keep")
+            .field("account", &self.account)
+            .field("input_bytes", &self.input.len())
+            .finish()
     }
 }
 
@@ -56,13 +60,27 @@ pub async fn prepare(
     }
     let keep = top.bool_field("store").map_err(GatewayError::BadRequest)?.unwrap_or(true);
     let previous = top.str_field("previous_response_id").map_err(GatewayError::BadRequest)?;
-    let raw_input = top.raw("input").map(|r| serde_json::from_str::<Value>(r.get())).transpose();
-    let input = stored::input_items(raw_input.map_err(|e| GatewayError::BadRequest(e.to_string()))?.as_ref())
-        .map_err(GatewayError::BadRequest)?;
-    let references = stored::references(&input);
-    if previous.is_none() && references.is_empty() && !keep {
-        return Ok((body, None));
+    let raw_input = top.raw("input").map(|r| r.get()).unwrap_or("null");
+    let rules = gateway.stored_responses;
+    // Without a previous response or an item reference the body goes on
+    // as it came and the input is kept as its text: never a tree of
+    // values, and not even that past what would be stored (a 30 MB input
+    // cost five times its size here before it was refused at the end).
+    if previous.is_none() && memchr::memmem::find(raw_input.as_bytes(), b"item_reference").is_none() {
+        if !keep {
+            return Ok((body, None));
+        }
+        if raw_input.len() > rules.max_bytes {
+            log::info!(target: "tollgate", "an input larger than {} bytes is not kept", rules.max_bytes);
+            return Ok((body, None));
+        }
+        let input = raw_input.to_string();
+        return Ok((body, Some(Keep { money, account: key.account as i64, input, previous, rules })));
     }
+    let raw_input =
+        serde_json::from_str::<Value>(raw_input).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let input = stored::input_items(raw_input).map_err(GatewayError::BadRequest)?;
+    let references = stored::references(&input);
     let account = key.account as i64;
     let earlier = match &previous {
         Some(id) => Some(
@@ -85,9 +103,9 @@ pub async fn prepare(
     let rebuilt = stored::rebuild(earlier.as_ref(), input, &found)
         .map_err(|why| GatewayError::NotFound(why.replace(" not found", "")))?;
     let text = serde_json::to_string(&rebuilt).map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let body = Bytes::from(top.rewrite(&[("previous_response_id", None), ("input", Some(text))]));
-    let rules = gateway.stored_responses;
-    let keep = keep.then(|| Keep { money, account, input: rebuilt, previous, rules });
+    drop(rebuilt);
+    let body = Bytes::from(top.rewrite(&[("previous_response_id", None), ("input", Some(text.clone()))]));
+    let keep = keep.then_some(Keep { money, account, input: text, previous, rules });
     Ok((body, keep))
 }
 
@@ -117,7 +135,9 @@ pub async fn save(keep: &Keep, mut response: Value) -> Result<(), GatewayError> 
     };
     response["store"] = Value::Bool(true);
     response["previous_response_id"] = keep.previous.clone().map_or(Value::Null, Value::String);
-    let input = stored::with_ids(keep.input.clone(), &id);
+    let input =
+        serde_json::from_str::<Value>(&keep.input).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let input = stored::with_ids(stored::input_items(input).map_err(GatewayError::Internal)?, &id);
     let text = |v: &Value| serde_json::to_string(v).unwrap_or_default();
     let mut items: Vec<(String, String)> = Vec::new();
     let outputs = response.get("output").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -39,22 +39,50 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub role: Role,
-    pub parts: Vec<Part>,
+    pub parts: Parts,
 }
 
+/// A message's parts; most messages have one, kept inline.
+pub type Parts = smallvec::SmallVec<[Part; 1]>;
+
+/// One part of a message. The rarer, larger parts are boxed so a part is
+/// the size of a `String`: a long history of short turns is mostly parts
+/// (a part of 96 bytes made half a million small messages cost several
+/// times their text).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
     Text(String),
-    Media(Media),
-    ToolCall(ToolCall),
-    ToolResult(ToolResult),
+    Media(Box<Media>),
+    ToolCall(Box<ToolCall>),
+    ToolResult(Box<ToolResult>),
     /// Visible reasoning, with the provider's signature when it has one.
-    Thinking {
-        text: String,
-        signature: Option<String>,
-    },
+    Thinking(Box<Thinking>),
     /// Reasoning the provider returned encrypted (Anthropic `redacted_thinking`).
     RedactedThinking(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thinking {
+    pub text: String,
+    pub signature: Option<String>,
+}
+
+impl Part {
+    pub fn media(media: Media) -> Self {
+        Part::Media(Box::new(media))
+    }
+
+    pub fn tool_call(call: ToolCall) -> Self {
+        Part::ToolCall(Box::new(call))
+    }
+
+    pub fn tool_result(result: ToolResult) -> Self {
+        Part::ToolResult(Box::new(result))
+    }
+
+    pub fn thinking(text: String, signature: Option<String>) -> Self {
+        Part::Thinking(Box::new(Thinking { text, signature }))
+    }
 }
 
 /// An image or document, by URL or inline.
@@ -74,27 +102,40 @@ impl Request {
         }
     }
 
-    /// About how many bytes the request takes in any wire format, rounded
-    /// up: writers size their buffer with it, so a large request is
-    /// written without its buffer doubling (and briefly existing twice).
-    pub fn size_hint(&self) -> usize {
-        fn part(p: &Part) -> usize {
-            64 + match p {
-                Part::Text(t) | Part::RedactedThinking(t) => t.len(),
-                Part::Thinking { text, signature } => text.len() + signature.as_ref().map_or(0, String::len),
-                Part::Media(Media::Url { url, .. }) => url.len(),
-                Part::Media(Media::Inline { data, media_type }) => data.len() + media_type.len(),
-                Part::ToolCall(c) => {
-                    c.id.len()
-                        + c.name.len()
-                        + c.arguments.len()
-                        + c.signature.as_ref().map_or(0, String::len)
+    /// About how many bytes the request takes in a wire format whose
+    /// messages and parts are framed as `framing` says, rounded up:
+    /// writers size their buffer with it, so a large request is written
+    /// without its buffer doubling (and briefly existing twice), nor sized
+    /// far past what it needs (a fixed 96 bytes a part doubled a history
+    /// of short turns).
+    pub fn size_hint(&self, framing: Framing) -> usize {
+        fn part(p: &Part, framing: Framing) -> usize {
+            framing.part
+                + match p {
+                    Part::Text(t) | Part::RedactedThinking(t) => t.len(),
+                    Part::Thinking(t) => 64 + t.text.len() + t.signature.as_ref().map_or(0, String::len),
+                    Part::Media(m) => match m.as_ref() {
+                        Media::Url { url, .. } => 64 + url.len(),
+                        Media::Inline { data, media_type } => 64 + data.len() + media_type.len(),
+                    },
+                    Part::ToolCall(c) => {
+                        96 + c.id.len()
+                            + c.name.len()
+                            + c.arguments.len()
+                            + c.signature.as_ref().map_or(0, String::len)
+                    }
+                    Part::ToolResult(r) => {
+                        96 + r.call_id.len() + r.content.iter().map(|p| part(p, framing)).sum::<usize>()
+                    }
                 }
-                Part::ToolResult(r) => r.call_id.len() + r.content.iter().map(part).sum::<usize>(),
-            }
         }
+        let message = |m: &Message| {
+            // The message's framing holds its first part's.
+            framing.message + m.parts.iter().map(|p| part(p, framing)).sum::<usize>()
+                - framing.part.min(m.parts.len() * framing.part)
+        };
         let text: usize = self.system.iter().map(String::len).sum::<usize>()
-            + self.messages.iter().map(|m| 32 + m.parts.iter().map(part).sum::<usize>()).sum::<usize>();
+            + self.messages.iter().map(message).sum::<usize>();
         // Escapes can grow text; schemas are written as they came.
         let tools: usize = self
             .tools
@@ -106,6 +147,14 @@ impl Request {
             .sum();
         text + text / 8 + tools + 4096
     }
+}
+
+/// The bytes a wire format spends around a message holding one text part
+/// (`message`), and around each further part (`part`).
+#[derive(Debug, Clone, Copy)]
+pub struct Framing {
+    pub message: usize,
+    pub part: usize,
 }
 
 impl Media {

@@ -132,17 +132,34 @@ pub fn array<'a, J: Json>(v: &'a J, key: &str, at: &str) -> Result<&'a [J]> {
     }
 }
 
-/// The items of a request's long array, read with
-/// [`JsonRef::parse_object_deferring`]: each is parsed when its turn comes.
-pub fn deferred_items<'a>(
+/// Calls `each` with every item of a request's long array (read with
+/// [`JsonRef::parse_object_deferring`]) as its turn comes, and returns
+/// how many there were; absent or null reads as empty.
+pub fn each_deferred_item<'a>(
     raw: Option<&'a serde_json::value::RawValue>,
     key: &str,
-) -> Result<Vec<&'a serde_json::value::RawValue>> {
+    each: impl FnMut(usize, &'a serde_json::value::RawValue) -> Result<()>,
+) -> Result<usize> {
     match raw {
-        None => Ok(Vec::new()),
-        Some(r) if r.get() == "null" => Ok(Vec::new()),
-        Some(r) => JsonRef::raw_items(r).ok_or_else(|| bad(format!("'{key}' must be an array"))),
+        None => Ok(0),
+        Some(r) if r.get() == "null" => Ok(0),
+        Some(r) => {
+            JsonRef::each_raw_item(r, each).unwrap_or_else(|| Err(bad(format!("'{key}' must be an array"))))
+        }
     }
+}
+
+/// How many items a request's long array holds, counted only past 1 MiB
+/// (0 below): a parser reserves its messages with it, since a vector
+/// grown by doubling briefly holds its old and new buffers, and ends with
+/// up to twice the room it needs.
+pub fn deferred_len(raw: Option<&serde_json::value::RawValue>) -> usize {
+    match raw {
+        Some(r) if r.get().len() > 1 << 20 => JsonRef::each_raw_item(r, |_, _| Ok::<(), ()>(())),
+        _ => None,
+    }
+    .and_then(std::result::Result::ok)
+    .unwrap_or(0)
 }
 
 /// One deferred item, parsed.

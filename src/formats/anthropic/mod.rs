@@ -10,6 +10,10 @@ use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
+/// `{"role":"assistant","content":""},` (a turn of one text block is a
+/// string) and `{"type":"text","text":""},`.
+const FRAMING: Framing = Framing { message: 36, part: 28 };
+
 const ME: ClientFormat = ClientFormat::Anthropic;
 
 /// Anthropic requires `max_tokens`; callers of other formats may omit it.
@@ -83,11 +87,8 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             req.parallel_tool_calls = Some(false);
         }
     }
-    let messages = json::deferred_items(messages, "messages")?;
-    if messages.is_empty() {
-        return Err(bad("'messages' must be a non-empty array"));
-    }
-    for (i, m) in messages.iter().enumerate() {
+    req.messages.reserve_exact(json::deferred_len(messages));
+    let count = json::each_deferred_item(messages, "messages", |i, m| {
         let m = &json::item(m)?;
         let at = format!("messages[{i}].");
         let role = match json::req_str(m, "role", &at)? {
@@ -98,8 +99,12 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             other => return Err(bad(format!("'{at}role' {other:?} is not valid"))),
         };
         let parts = parse_content(m.get("content"), &at)?;
-        req.messages.push(Message { role, parts });
+        req.messages.push(Message { role, parts: parts.into() });
         req.trim_last();
+        Ok(())
+    })?;
+    if count == 0 {
+        return Err(bad("'messages' must be a non-empty array"));
     }
     Ok(req)
 }
@@ -157,10 +162,10 @@ fn parse_content(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
         let at = format!("{at}content[{j}].");
         parts.push(match json::req_str(b, "type", &at)? {
             "text" => Part::Text(json::req_str(b, "text", &at)?.to_string()),
-            "image" | "document" => Part::Media(parse_source(b, &at)?),
+            "image" | "document" => Part::media(parse_source(b, &at)?),
             "tool_use" => {
                 let (id, signature) = super::ids::unwrap(json::req_str(b, "id", &at)?);
-                Part::ToolCall(ToolCall {
+                Part::tool_call(ToolCall {
                     id: id.to_string(),
                     name: json::req_str(b, "name", &at)?.to_string(),
                     arguments: b.get("input").map_or_else(|| "{}".to_string(), JsonRef::to_string),
@@ -173,17 +178,17 @@ fn parse_content(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
                     None | Some(JsonRef::Null) => Vec::new(),
                     content => parse_content(content, &at)?,
                 };
-                Part::ToolResult(ToolResult {
+                Part::tool_result(ToolResult {
                     call_id: call_id.to_string(),
                     name: None,
                     content,
                     is_error: json::opt_bool(b, "is_error")?.unwrap_or(false),
                 })
             }
-            "thinking" => Part::Thinking {
-                text: json::opt_str(b, "thinking", &at)?.unwrap_or_default().to_string(),
-                signature: json::opt_str(b, "signature", &at)?.map(str::to_string),
-            },
+            "thinking" => Part::thinking(
+                json::opt_str(b, "thinking", &at)?.unwrap_or_default().to_string(),
+                json::opt_str(b, "signature", &at)?.map(str::to_string),
+            ),
             "redacted_thinking" => Part::RedactedThinking(json::req_str(b, "data", &at)?.to_string()),
             other => return Err(bad(format!("'{at}type' {other:?} cannot be translated to another format"))),
         });
@@ -212,7 +217,7 @@ pub fn build_request(req: &Request, buffer: Vec<u8>) -> Result<Vec<u8>> {
         let blocks: Vec<Value> = req.system.iter().map(|s| json!({"type": "text", "text": s})).collect();
         top.insert("system".into(), Value::Array(blocks));
     }
-    let mut messages = json::Items::new_in(buffer, "messages", req.size_hint());
+    let mut messages = json::Items::new_in(buffer, "messages", req.size_hint(FRAMING));
     build_messages(&req.messages, &mut messages)?;
     if let Some(r) = req.reasoning.filter(|r| r.enabled) {
         // With thinking on, Anthropic rejects a tool-use turn whose
@@ -284,9 +289,9 @@ fn replays_thinking(messages: &[Message]) -> bool {
         .rev()
         .find(|m| m.role == Role::Assistant && m.parts.iter().any(|p| matches!(p, Part::ToolCall(_))));
     last_tool_turn.is_none_or(|m| {
-        m.parts
-            .iter()
-            .any(|p| matches!(p, Part::Thinking { signature: Some(_), .. } | Part::RedactedThinking(_)))
+        m.parts.iter().any(|p| {
+            matches!(p, Part::Thinking(t) if t.signature.is_some()) || matches!(p, Part::RedactedThinking(_))
+        })
     })
 }
 
@@ -316,17 +321,32 @@ fn build_messages<'a>(messages: &'a [Message], out: &mut json::Items<'a>) -> Res
         // tool results first as Anthropic requires.
         if let Some(last) = out.last_mut() {
             if last["role"] == role && role == "user" {
-                if let Some(JsonRef::Array(prev)) = last.get_mut("content") {
-                    prev.append(&mut blocks);
-                    prev.sort_by_key(|b| b["type"] != "tool_result");
-                    continue;
+                if let Some(content) = last.get_mut("content") {
+                    if let JsonRef::String(_) = content {
+                        let text = std::mem::replace(content, JsonRef::Null);
+                        *content = JsonRef::Array(vec![obj([("type", s("text")), ("text", text)])]);
+                    }
+                    if let JsonRef::Array(prev) = content {
+                        prev.append(&mut blocks);
+                        prev.sort_by_key(|b| b["type"] != "tool_result");
+                        continue;
+                    }
                 }
             }
         }
         if m.role == Role::User {
             blocks.sort_by_key(|b| b["type"] != "tool_result");
         }
-        out.push(obj([("role", s(role)), ("content", JsonRef::Array(blocks))]));
+        // A turn of one text block goes as a string: on a history of short
+        // turns the block's framing was most of the body.
+        let content = match blocks.as_mut_slice() {
+            [only] if only["type"] == "text" => {
+                only.get_mut("text").map(|t| std::mem::replace(t, JsonRef::Null))
+            }
+            _ => None,
+        };
+        let content = content.unwrap_or(JsonRef::Array(blocks));
+        out.push(obj([("role", s(role)), ("content", content)]));
     }
     Ok(())
 }
@@ -366,9 +386,9 @@ fn build_block(part: &Part) -> Option<JsonRef<'_>> {
         }
         // Unsigned reasoning (from formats without signatures) cannot be
         // replayed to Anthropic; providers discard old reasoning anyway.
-        Part::Thinking { signature: None, .. } => return None,
-        Part::Thinking { text, signature: Some(sig) } => {
-            obj([("type", s("thinking")), ("thinking", s(text)), ("signature", s(sig))])
+        Part::Thinking(t) => {
+            let sig = t.signature.as_ref()?;
+            obj([("type", s("thinking")), ("thinking", s(&t.text)), ("signature", s(sig))])
         }
         Part::RedactedThinking(data) => obj([("type", s("redacted_thinking")), ("data", s(data))]),
     })

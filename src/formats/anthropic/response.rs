@@ -33,12 +33,12 @@ pub fn parse_response(body: &[u8]) -> Result<Response> {
     for block in json::array(&top, "content", "")? {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => content.push(Part::Text(str_of(block, "text"))),
-            Some("thinking") => content.push(Part::Thinking {
-                text: str_of(block, "thinking"),
-                signature: block.get("signature").and_then(Value::as_str).map(str::to_string),
-            }),
+            Some("thinking") => content.push(Part::thinking(
+                str_of(block, "thinking"),
+                block.get("signature").and_then(Value::as_str).map(str::to_string),
+            )),
             Some("redacted_thinking") => content.push(Part::RedactedThinking(str_of(block, "data"))),
-            Some("tool_use") => content.push(Part::ToolCall(ToolCall {
+            Some("tool_use") => content.push(Part::tool_call(ToolCall {
                 id: str_of(block, "id"),
                 name: str_of(block, "name"),
                 arguments: block.get("input").map_or_else(|| "{}".into(), Value::to_string),
@@ -100,8 +100,8 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
         .iter()
         .filter_map(|p| match p {
             Part::Text(t) => Some(json!({"type": "text", "text": t})),
-            Part::Thinking { text, signature } => Some(json!({
-                "type": "thinking", "thinking": text, "signature": signature.clone().unwrap_or_default(),
+            Part::Thinking(t) => Some(json!({
+                "type": "thinking", "thinking": t.text, "signature": t.signature.clone().unwrap_or_default(),
             })),
             Part::RedactedThinking(d) => Some(json!({"type": "redacted_thinking", "data": d})),
             Part::ToolCall(c) => Some(tool_use_block(c, true)),

@@ -11,6 +11,9 @@ use super::ClientFormat;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
+/// `{"role":"assistant","content":""},` and `{"type":"text","text":""},`.
+const FRAMING: Framing = Framing { message: 36, part: 28 };
+
 const ME: ClientFormat = ClientFormat::Openai;
 
 /// The top-level fields a translation reads (the others are kept as text
@@ -88,13 +91,14 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
         req.tools.push(parse_tool(tool, i)?);
     }
     req.tool_choice = parse_tool_choice(top.get("tool_choice"))?;
-    let messages = json::deferred_items(messages, "messages")?;
-    if messages.is_empty() {
-        return Err(bad("'messages' must be a non-empty array"));
-    }
-    for (i, m) in messages.iter().enumerate() {
+    req.messages.reserve_exact(json::deferred_len(messages));
+    let count = json::each_deferred_item(messages, "messages", |i, m| {
         parse_message(&json::item(m)?, i, &mut req)?;
         req.trim_last();
+        Ok(())
+    })?;
+    if count == 0 {
+        return Err(bad("'messages' must be a non-empty array"));
     }
     Ok(req)
 }
@@ -171,18 +175,19 @@ fn parse_message(m: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
             if req.messages.is_empty() {
                 req.system.push(text);
             } else {
-                req.messages.push(Message { role: Role::System, parts: vec![Part::Text(text)] });
+                req.messages
+                    .push(Message { role: Role::System, parts: smallvec::smallvec![Part::Text(text)] });
             }
         }
         "user" => {
             let parts = content_parts(m.get("content"), &at)?;
-            req.messages.push(Message { role: Role::User, parts });
+            req.messages.push(Message { role: Role::User, parts: parts.into() });
         }
         "assistant" => {
             let mut parts = Vec::new();
             if let Some(thinking) = json::opt_str(m, "reasoning_content", &at)? {
                 if !thinking.is_empty() {
-                    parts.push(Part::Thinking { text: thinking.to_string(), signature: None });
+                    parts.push(Part::thinking(thinking.to_string(), None));
                 }
             }
             match m.get("content") {
@@ -206,14 +211,14 @@ fn parse_message(m: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
                 } else {
                     return Err(bad(format!("'{call_at}function' is required")));
                 };
-                parts.push(Part::ToolCall(ToolCall {
+                parts.push(Part::tool_call(ToolCall {
                     id: id.to_string(),
                     name: name.to_string(),
                     arguments,
                     signature,
                 }));
             }
-            req.messages.push(Message { role: Role::Assistant, parts });
+            req.messages.push(Message { role: Role::Assistant, parts: parts.into() });
         }
         "tool" => {
             let (call_id, _) = super::ids::unwrap(json::req_str(m, "tool_call_id", &at)?);
@@ -225,9 +230,12 @@ fn parse_message(m: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
             };
             match req.messages.last_mut() {
                 Some(last) if last.role == Role::User && last.parts.iter().all(is_tool_result) => {
-                    last.parts.push(Part::ToolResult(result))
+                    last.parts.push(Part::tool_result(result))
                 }
-                _ => req.messages.push(Message { role: Role::User, parts: vec![Part::ToolResult(result)] }),
+                _ => req.messages.push(Message {
+                    role: Role::User,
+                    parts: smallvec::smallvec![Part::tool_result(result)],
+                }),
             }
         }
         "function" => return Err(bad(format!("'{at}role' \"function\" is deprecated; use tool messages"))),
@@ -272,7 +280,7 @@ fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
                             Some(obj) => json::req_str(obj, "url", &format!("{part_at}image_url."))?,
                             None => return Err(bad(format!("'{part_at}image_url' is required"))),
                         };
-                        Ok(Part::Media(Media::from_url(url)))
+                        Ok(Part::media(Media::from_url(url)))
                     }
                     "file" => {
                         let file =
@@ -280,7 +288,7 @@ fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
                         let data = json::opt_str(file, "file_data", &part_at)?.ok_or_else(|| {
                             bad(format!("'{part_at}file.file_id' cannot be translated; send file_data"))
                         })?;
-                        Ok(Part::Media(Media::from_url(data)))
+                        Ok(Part::media(Media::from_url(data)))
                     }
                     other => Err(bad(format!("'{part_at}type' {other:?} cannot be translated"))),
                 }
@@ -301,7 +309,7 @@ pub enum Flavor {
 pub fn build_request(req: &Request, flavor: Flavor, buffer: Vec<u8>) -> Result<Vec<u8>> {
     let mut top = Map::new();
     top.insert("model".into(), json!(req.model));
-    let mut messages = json::Items::new_in(buffer, "messages", req.size_hint());
+    let mut messages = json::Items::new_in(buffer, "messages", req.size_hint(FRAMING));
     for text in &req.system {
         messages.push(obj([("role", s("system")), ("content", s(text))]));
     }

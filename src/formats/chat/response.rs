@@ -32,7 +32,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response> {
     let mut content = Vec::new();
     if let Some(thinking) = message.get("reasoning_content").and_then(Value::as_str) {
         if !thinking.is_empty() {
-            content.push(Part::Thinking { text: thinking.to_string(), signature: None });
+            content.push(Part::thinking(thinking.to_string(), None));
         }
     }
     if let Some(text) = message.get("content").and_then(Value::as_str) {
@@ -46,7 +46,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response> {
     }
     for call in json::array(&message, "tool_calls", "message.")? {
         let f = call.get("function").unwrap_or(&Value::Null);
-        content.push(Part::ToolCall(ToolCall {
+        content.push(Part::tool_call(ToolCall {
             id: call.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
             name: f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
             arguments: f.get("arguments").and_then(Value::as_str).unwrap_or("{}").to_string(),
@@ -96,7 +96,7 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
     for part in &resp.content {
         match part {
             Part::Text(t) => text.push_str(t),
-            Part::Thinking { text: t, .. } => thinking.push_str(t),
+            Part::Thinking(t) => thinking.push_str(&t.text),
             Part::ToolCall(c) => calls.push(tool_call_value(c, ctx)),
             Part::Media(_) | Part::ToolResult(_) | Part::RedactedThinking(_) => {}
         }

@@ -11,6 +11,9 @@ use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
+/// `{"role":"model","parts":[{"text":""}]},` and `{"text":""},`.
+const FRAMING: Framing = Framing { message: 42, part: 14 };
+
 const ME: ClientFormat = ClientFormat::Gemini;
 
 /// Google's documented placeholder for a function call that has no
@@ -57,15 +60,12 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             _ => None,
         };
     }
-    let contents = json::deferred_items(contents, "contents")?;
-    if contents.is_empty() {
-        return Err(bad("'contents' must be a non-empty array"));
-    }
     // Gemini may leave calls unnamed; results are matched to the earliest
     // open call of the same function.
     let mut open_calls: Vec<(String, String)> = Vec::new();
     let mut n = 0;
-    for (i, c) in contents.iter().enumerate() {
+    req.messages.reserve_exact(json::deferred_len(contents));
+    let count = json::each_deferred_item(contents, "contents", |i, c| {
         let c = &json::item(c)?;
         let at = format!("contents[{i}].");
         let role = match json::opt_str(c, "role", &at)?.unwrap_or("user") {
@@ -79,17 +79,17 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
             let signature = json::opt_str(p, "thoughtSignature", &at)?.map(str::to_string);
             if let Some(text) = json::opt_str(p, "text", &at)? {
                 if p.get("thought").and_then(JsonRef::as_bool) == Some(true) {
-                    parts.push(Part::Thinking { text: text.to_string(), signature });
+                    parts.push(Part::thinking(text.to_string(), signature));
                 } else if !text.is_empty() {
                     parts.push(Part::Text(text.to_string()));
                 }
             } else if let Some(data) = p.get("inlineData").or_else(|| p.get("inline_data")) {
-                parts.push(Part::Media(Media::Inline {
+                parts.push(Part::media(Media::Inline {
                     media_type: json::req_str(data, "mimeType", &at)?.to_string(),
                     data: json::req_str(data, "data", &at)?.to_string(),
                 }));
             } else if let Some(file) = p.get("fileData") {
-                parts.push(Part::Media(Media::Url {
+                parts.push(Part::media(Media::Url {
                     url: json::req_str(file, "fileUri", &at)?.to_string(),
                     media_type: json::opt_str(file, "mimeType", &at)?.map(str::to_string),
                 }));
@@ -104,7 +104,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
                 };
                 open_calls.push((id.clone(), name.clone()));
                 let arguments = call.get("args").map_or_else(|| "{}".into(), JsonRef::to_string);
-                parts.push(Part::ToolCall(ToolCall { id, name, arguments, signature }));
+                parts.push(Part::tool_call(ToolCall { id, name, arguments, signature }));
             } else if let Some(resp) = p.get("functionResponse") {
                 let name = json::req_str(resp, "name", &at)?.to_string();
                 let id = match json::opt_str(resp, "id", &at)? {
@@ -125,7 +125,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
                     },
                     other => other.to_string(),
                 };
-                parts.push(Part::ToolResult(ToolResult {
+                parts.push(Part::tool_result(ToolResult {
                     call_id: id,
                     name: Some(name),
                     content: vec![Part::Text(text)],
@@ -144,8 +144,12 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
                 )));
             }
         }
-        req.messages.push(Message { role, parts });
+        req.messages.push(Message { role, parts: parts.into() });
         req.trim_last();
+        Ok(())
+    })?;
+    if count == 0 {
+        return Err(bad("'contents' must be a non-empty array"));
     }
     Ok(req)
 }
@@ -252,7 +256,7 @@ pub fn build_request(req: &Request, buffer: Vec<u8>) -> Result<Vec<u8>> {
         .flat_map(|m| &m.parts)
         .filter_map(|p| if let Part::ToolCall(c) = p { Some((c.id.as_str(), c.name.as_str())) } else { None })
         .collect();
-    let mut contents = json::Items::new_in(buffer, "contents", req.size_hint());
+    let mut contents = json::Items::new_in(buffer, "contents", req.size_hint(FRAMING));
     for m in &req.messages {
         let role = if m.role == Role::Assistant { "model" } else { "user" };
         let mut parts: Vec<JsonRef<'_>> = Vec::with_capacity(m.parts.len());
@@ -363,16 +367,18 @@ fn build_part<'a>(part: &'a Part, role: Role, names: &[(&str, &'a str)]) -> Resu
     Ok(Some(match part {
         Part::Text(t) if role == Role::System => obj([("text", owned(format!("[system] {t}")))]),
         Part::Text(t) => obj([("text", s(t))]),
-        Part::Media(Media::Inline { media_type, data }) => {
-            obj([("inlineData", obj([("mimeType", s(media_type)), ("data", s(data))]))])
-        }
-        Part::Media(Media::Url { url, media_type }) => obj([(
-            "fileData",
-            obj([
-                ("mimeType", s(media_type.as_deref().unwrap_or_else(|| guess_mime(url)))),
-                ("fileUri", s(url)),
-            ]),
-        )]),
+        Part::Media(m) => match m.as_ref() {
+            Media::Inline { media_type, data } => {
+                obj([("inlineData", obj([("mimeType", s(media_type)), ("data", s(data))]))])
+            }
+            Media::Url { url, media_type } => obj([(
+                "fileData",
+                obj([
+                    ("mimeType", s(media_type.as_deref().unwrap_or_else(|| guess_mime(url)))),
+                    ("fileUri", s(url)),
+                ]),
+            )]),
+        },
         Part::ToolCall(c) => obj([
             ("functionCall", obj([("name", s(&c.name)), ("args", json::arguments_ref(&c.arguments))])),
             ("thoughtSignature", s(c.signature.as_deref().unwrap_or(SKIP_SIGNATURE))),

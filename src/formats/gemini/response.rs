@@ -118,7 +118,7 @@ impl WirePart<'_> {
         if let Some(call) = self.function_call {
             let id = call.id.unwrap_or_else(|| ids::new_call_id("call_", seed, n));
             let arguments = call.args.map_or_else(|| "{}".into(), |a| a.get().to_string());
-            return Some(Part::ToolCall(ToolCall {
+            return Some(Part::tool_call(ToolCall {
                 id,
                 name: call.name.unwrap_or_default(),
                 arguments,
@@ -127,7 +127,7 @@ impl WirePart<'_> {
         }
         let text = self.text?;
         if self.thought == Some(true) {
-            return Some(Part::Thinking { text, signature });
+            return Some(Part::thinking(text, signature));
         }
         (!text.is_empty()).then_some(Part::Text(text))
     }
@@ -213,7 +213,7 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
         .iter()
         .filter_map(|p| match p {
             Part::Text(t) => Some(json!({"text": t})),
-            Part::Thinking { text, signature } => Some(thought_part(text, signature.as_deref())),
+            Part::Thinking(t) => Some(thought_part(&t.text, t.signature.as_deref())),
             Part::ToolCall(c) => Some(call_part(c)),
             Part::Media(_) | Part::ToolResult(_) | Part::RedactedThinking(_) => None,
         })

@@ -5,7 +5,7 @@
 
 use super::response::{call_part, document, finish_reason_from, thought_part, WireDocument};
 use crate::error::GatewayError;
-use crate::formats::canonical::{BlockKind, Part, StopReason, StreamEvent, ToolCall};
+use crate::formats::canonical::{BlockKind, Part, StopReason, StreamEvent, Thinking, ToolCall};
 use crate::formats::codec::blocks::{Blocks, Slot};
 use crate::formats::codec::{ClientContext, StreamEncoder, StreamParser};
 use crate::formats::json::push_str;
@@ -86,7 +86,8 @@ impl StreamParser for GeminiParser {
                     let index = self.blocks.enter(Slot::Text, || BlockKind::Text, out);
                     out.push(StreamEvent::TextDelta { index, text });
                 }
-                Some(Part::Thinking { text, signature }) => {
+                Some(Part::Thinking(thinking)) => {
+                    let Thinking { text, signature } = *thinking;
                     let index = self.blocks.enter(Slot::Thinking, || BlockKind::Thinking, out);
                     if !text.is_empty() {
                         out.push(StreamEvent::ThinkingDelta { index, text });
@@ -95,7 +96,8 @@ impl StreamParser for GeminiParser {
                         out.push(StreamEvent::Signature { index, signature });
                     }
                 }
-                Some(Part::ToolCall(ToolCall { id, name, arguments, signature })) => {
+                Some(Part::ToolCall(call)) => {
+                    let ToolCall { id, name, arguments, signature } = *call;
                     self.calls += 1;
                     let index = self.blocks.enter(
                         Slot::Tool(self.calls),

@@ -13,6 +13,10 @@ use super::json_ref::{obj, owned, raw, s, JsonRef};
 use super::ClientFormat;
 use serde_json::{json, Map, Value};
 
+/// `{"role":"assistant","content":""},` (a message of one text part is a
+/// string) and `{"type":"output_text","text":""},`.
+const FRAMING: Framing = Framing { message: 36, part: 36 };
+
 const ME: ClientFormat = ClientFormat::Responses;
 
 /// Reasoning signatures this gateway minted for a Responses caller are
@@ -120,15 +124,17 @@ pub fn parse_request(body: &[u8]) -> Result<Request> {
     let not_input = || bad("'input' must be a string or a list of items");
     let input = input.ok_or_else(not_input)?;
     if input.get().starts_with('[') {
-        for (i, item) in json::deferred_items(Some(input), "input")?.iter().enumerate() {
+        req.messages.reserve_exact(json::deferred_len(Some(input)));
+        json::each_deferred_item(Some(input), "input", |i, item| {
             parse_item(&json::item(item)?, i, &mut req)?;
             req.trim_last();
-        }
+            Ok(())
+        })?;
     } else {
         match json::item(input)? {
-            JsonRef::String(s) => {
-                req.messages.push(Message { role: Role::User, parts: vec![Part::Text(s.into_owned())] })
-            }
+            JsonRef::String(s) => req
+                .messages
+                .push(Message { role: Role::User, parts: smallvec::smallvec![Part::Text(s.into_owned())] }),
             _ => return Err(not_input()),
         }
     }
@@ -178,7 +184,7 @@ fn parse_tool(tool: &JsonRef<'_>, i: usize) -> Result<Tool> {
 fn push_part(req: &mut Request, role: Role, part: Part) {
     match req.messages.last_mut() {
         Some(last) if last.role == role => last.parts.push(part),
-        _ => req.messages.push(Message { role, parts: vec![part] }),
+        _ => req.messages.push(Message { role, parts: smallvec::smallvec![part] }),
     }
 }
 
@@ -193,8 +199,10 @@ fn parse_item(item: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
                 "system" | "developer" if req.messages.is_empty() => {
                     req.system.push(text_of(&parts));
                 }
-                "system" | "developer" => req.messages.push(Message { role: Role::System, parts }),
-                "user" => req.messages.push(Message { role: Role::User, parts }),
+                "system" | "developer" => {
+                    req.messages.push(Message { role: Role::System, parts: parts.into() })
+                }
+                "user" => req.messages.push(Message { role: Role::User, parts: parts.into() }),
                 "assistant" => {
                     for p in parts {
                         push_part(req, Role::Assistant, p);
@@ -216,7 +224,7 @@ fn parse_item(item: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
                 None => name.to_string(),
             };
             let call = ToolCall { id: id.to_string(), name, arguments, signature };
-            push_part(req, Role::Assistant, Part::ToolCall(call));
+            push_part(req, Role::Assistant, Part::tool_call(call));
         }
         "function_call_output" | "custom_tool_call_output" => {
             let (call_id, _) = super::ids::unwrap(json::req_str(item, "call_id", &at)?);
@@ -229,9 +237,12 @@ fn parse_item(item: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
                 m.role == Role::User && m.parts.iter().all(|p| matches!(p, Part::ToolResult(_)))
             });
             if joins {
-                push_part(req, Role::User, Part::ToolResult(result));
+                push_part(req, Role::User, Part::tool_result(result));
             } else {
-                req.messages.push(Message { role: Role::User, parts: vec![Part::ToolResult(result)] });
+                req.messages.push(Message {
+                    role: Role::User,
+                    parts: smallvec::smallvec![Part::tool_result(result)],
+                });
             }
         }
         "reasoning" => {
@@ -243,7 +254,7 @@ fn parse_item(item: &JsonRef<'_>, i: usize, req: &mut Request) -> Result<()> {
             let signature = json::opt_str(item, "encrypted_content", &at)?
                 .and_then(|s| s.strip_prefix(SIGNATURE_MARK))
                 .map(str::to_string);
-            push_part(req, Role::Assistant, Part::Thinking { text: text.concat(), signature });
+            push_part(req, Role::Assistant, Part::thinking(text.concat(), signature));
         }
         other => {
             return Err(bad(format!(
@@ -276,7 +287,7 @@ fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
                         let url = json::opt_str(c, "image_url", &at)?.ok_or_else(|| {
                             bad(format!("'{at}file_id' cannot be translated; send image_url"))
                         })?;
-                        Ok(Part::Media(Media::from_url(url)))
+                        Ok(Part::media(Media::from_url(url)))
                     }
                     "input_file" => {
                         let data = json::opt_str(c, "file_data", &at)?
@@ -284,7 +295,7 @@ fn content_parts(v: Option<&JsonRef<'_>>, at: &str) -> Result<Vec<Part>> {
                             .ok_or_else(|| {
                                 bad(format!("'{at}file_id' cannot be translated; send file_data"))
                             })?;
-                        Ok(Part::Media(Media::from_url(data)))
+                        Ok(Part::media(Media::from_url(data)))
                     }
                     other => Err(bad(format!("'{at}type' {other:?} cannot be translated"))),
                 }
@@ -314,7 +325,7 @@ pub fn build_request(req: &Request, buffer: Vec<u8>) -> Result<Vec<u8>> {
             _ => None,
         })
         .collect();
-    let mut input = json::Items::new_in(buffer, "input", req.size_hint());
+    let mut input = json::Items::new_in(buffer, "input", req.size_hint(FRAMING));
     for m in &req.messages {
         build_items(m, &custom, &custom_calls, &mut input);
     }
@@ -388,14 +399,22 @@ fn build_items<'a>(m: &'a Message, custom: &[&str], custom_calls: &[&str], out: 
         Role::System => "developer",
     };
     let mut content = Vec::new();
-    let flush = |content: &mut Vec<JsonRef<'a>>, out: &mut json::Items<'a>| {
-        if !content.is_empty() {
-            out.push(obj([
-                ("type", s("message")),
-                ("role", s(role)),
-                ("content", JsonRef::Array(std::mem::take(content))),
-            ]));
+    let flush = |content: &mut Vec<JsonRef<'a>>, out: &mut json::Items<'a>| match content.as_mut_slice() {
+        [] => {}
+        // One text part goes as a string (an "easy" input message): on a
+        // history of short turns the parts' framing was most of the body.
+        [only]
+            if matches!(only.get("type").and_then(JsonRef::as_str), Some("input_text" | "output_text")) =>
+        {
+            let text = only.get_mut("text").map_or(JsonRef::Null, |t| std::mem::replace(t, JsonRef::Null));
+            content.clear();
+            out.push(obj([("role", s(role)), ("content", text)]));
         }
+        _ => out.push(obj([
+            ("type", s("message")),
+            ("role", s(role)),
+            ("content", JsonRef::Array(std::mem::take(content))),
+        ])),
     };
     for part in &m.parts {
         match part {

@@ -34,16 +34,16 @@ pub fn parse_response(body: &[u8]) -> Result<Response> {
                     .collect::<Vec<_>>()
                     .join("\n\n");
                 if !text.is_empty() {
-                    content.push(Part::Thinking { text, signature: None });
+                    content.push(Part::thinking(text, None));
                 }
             }
-            Some("function_call") => content.push(Part::ToolCall(ToolCall {
+            Some("function_call") => content.push(Part::tool_call(ToolCall {
                 id: str_of(item, "call_id"),
                 name: str_of(item, "name"),
                 arguments: str_of(item, "arguments"),
                 signature: None,
             })),
-            Some("custom_tool_call") => content.push(Part::ToolCall(ToolCall {
+            Some("custom_tool_call") => content.push(Part::tool_call(ToolCall {
                 id: str_of(item, "call_id"),
                 name: str_of(item, "name"),
                 arguments: custom_arguments(&str_of(item, "input")),
@@ -101,11 +101,11 @@ pub fn build_response(resp: &Response, ctx: &ClientContext) -> Vec<u8> {
             Part::Text(t) => {
                 items::message_item(&mut output, &format!("msg_{n}_{}", ctx.request_id), t, "completed")
             }
-            Part::Thinking { text, signature } => items::reasoning_item(
+            Part::Thinking(t) => items::reasoning_item(
                 &mut output,
                 &format!("rs_{n}_{}", ctx.request_id),
-                text,
-                signature.as_deref(),
+                &t.text,
+                t.signature.as_deref(),
             ),
             Part::ToolCall(c) => {
                 items::call_item(&mut output, &format!("fc_{n}_{}", ctx.request_id), c, ctx, "completed")

@@ -28,12 +28,12 @@ impl Stored {
 }
 
 /// A request's `input` as items (a string is one user message).
-pub fn input_items(input: Option<&Value>) -> Result<Vec<Value>, String> {
+pub fn input_items(input: Value) -> Result<Vec<Value>, String> {
     match input {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({ "type": "message", "role": "user", "content": s })]),
-        Some(Value::Array(items)) => Ok(items.clone()),
-        Some(_) => Err("'input' must be a string or a list of items".into()),
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![json!({ "type": "message", "role": "user", "content": s })]),
+        Value::Array(items) => Ok(items),
+        _ => Err("'input' must be a string or a list of items".into()),
     }
 }
 
@@ -158,8 +158,8 @@ mod tests {
 
     #[test]
     fn input_as_a_string_or_items_and_the_completed_response_of_a_stream() {
-        assert_eq!(input_items(Some(&json!("hi"))).unwrap()[0]["role"], "user");
-        assert!(input_items(Some(&json!(3))).is_err());
+        assert_eq!(input_items(json!("hi")).unwrap()[0]["role"], "user");
+        assert!(input_items(json!(3)).is_err());
         let events = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"status\":\"in_progress\"}}\n\n\
             event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"status\":\"completed\",\"output\":[]}}\n\n";
         assert_eq!(completed_in(events).unwrap()["status"], "completed");

@@ -167,7 +167,8 @@ pub fn estimate_tokens(req: &Request) -> u64 {
     use super::canonical::{Part, Tool};
     fn part_bytes(p: &Part) -> u64 {
         match p {
-            Part::Text(t) | Part::Thinking { text: t, .. } | Part::RedactedThinking(t) => t.len() as u64,
+            Part::Text(t) | Part::RedactedThinking(t) => t.len() as u64,
+            Part::Thinking(t) => t.text.len() as u64,
             Part::Media(_) => 6000,
             Part::ToolCall(c) => (c.name.len() + c.arguments.len() + 12) as u64,
             Part::ToolResult(r) => r.content.iter().map(part_bytes).sum::<u64>() + 12,

@@ -219,10 +219,10 @@ pub fn events_from_response(resp: &Response) -> Vec<StreamEvent> {
                 events.push(StreamEvent::BlockStart { index, kind: BlockKind::Text });
                 events.push(StreamEvent::TextDelta { index, text: text.clone() });
             }
-            Part::Thinking { text, signature } => {
+            Part::Thinking(t) => {
                 events.push(StreamEvent::BlockStart { index, kind: BlockKind::Thinking });
-                events.push(StreamEvent::ThinkingDelta { index, text: text.clone() });
-                if let Some(signature) = signature {
+                events.push(StreamEvent::ThinkingDelta { index, text: t.text.clone() });
+                if let Some(signature) = &t.signature {
                     events.push(StreamEvent::Signature { index, signature: signature.clone() });
                 }
             }

@@ -23,22 +23,22 @@ fn call() -> impl Strategy<Value = ToolCall> {
 fn conversation() -> impl Strategy<Value = Vec<Message>> {
     let turn = (text(), proptest::option::of(text()), proptest::collection::vec(call(), 0..3), text())
         .prop_map(|(user, reply, calls, result)| {
-            let mut out = vec![Message { role: Role::User, parts: vec![Part::Text(user)] }];
+            let mut out = vec![Message { role: Role::User, parts: smallvec::smallvec![Part::Text(user)] }];
             let mut parts: Vec<Part> = reply.into_iter().map(Part::Text).collect();
             let mut calls = calls;
             for (i, c) in calls.iter_mut().enumerate() {
                 c.id = format!("{}_{i}", c.id);
             }
-            parts.extend(calls.iter().cloned().map(Part::ToolCall));
+            parts.extend(calls.iter().cloned().map(Part::tool_call));
             if parts.is_empty() {
                 return out;
             }
-            out.push(Message { role: Role::Assistant, parts });
+            out.push(Message { role: Role::Assistant, parts: parts.into() });
             if !calls.is_empty() {
                 let results = calls
                     .iter()
                     .map(|c| {
-                        Part::ToolResult(ToolResult {
+                        Part::tool_result(ToolResult {
                             call_id: c.id.clone(),
                             name: None,
                             content: vec![Part::Text(result.clone())],
