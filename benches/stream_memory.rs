@@ -4,7 +4,9 @@
 //! one proxy at a time; the proxy's resident memory (VmRSS) before and
 //! after, per stream.
 //!
-//!   cargo bench --bench stream_memory          (STREAMS=2000,10000 tunes it)
+//!   cargo bench --bench stream_memory          (STREAMS=2000,10000 tunes it;
+//!                                               STREAM_CONFIG=unbilled.yaml runs
+//!                                               Tollgate without billing or limits)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -78,7 +80,8 @@ fn main() {
     // Billed, with every limit of the plan on (benches/configs.py): each
     // stream holds its hold, its concurrency slot and its limits' permit.
     write_bench_configs(&dir);
-    let demo = std::fs::read_to_string(dir.join("limits.yaml")).unwrap();
+    let chosen = std::env::var("STREAM_CONFIG").unwrap_or_else(|_| "limits.yaml".into());
+    let demo = std::fs::read_to_string(dir.join(chosen)).unwrap();
     std::fs::write(
         &config,
         demo.replace(

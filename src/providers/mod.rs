@@ -35,7 +35,10 @@ pub struct Provider {
     /// Per key: until when (wall ms) it rests after the provider answered
     /// it 429 (its `retry-after`).
     cooling: Vec<std::sync::atomic::AtomicU64>,
-    peers: RwLock<Vec<HttpPeer>>,
+    /// Shared, not cloned per call: a peer is 672 bytes, and a stream
+    /// keeps the one it was sent to until its connection goes back to the
+    /// pool.
+    peers: RwLock<Vec<Arc<HttpPeer>>>,
     next_peer: AtomicUsize,
     /// CAs from `ca_file`, checked at load.
     ca: Option<Arc<CaType>>,
@@ -239,7 +242,7 @@ impl Provider {
     }
 
     /// A peer for the next connection, or `None` while the host is unresolved.
-    pub fn peer(&self) -> Option<HttpPeer> {
+    pub fn peer(&self) -> Option<Arc<HttpPeer>> {
         let peers = self.peers.read().ok()?;
         if peers.is_empty() {
             return None;
@@ -257,7 +260,7 @@ impl Provider {
     }
 
     pub fn set_addresses(&self, addrs: &[SocketAddr]) {
-        let peers = addrs.iter().map(|a| self.build_peer(*a)).collect();
+        let peers = addrs.iter().map(|a| Arc::new(self.build_peer(*a))).collect();
         if let Ok(mut slot) = self.peers.write() {
             *slot = peers;
         }

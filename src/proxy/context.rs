@@ -165,7 +165,8 @@ impl RequestCtx {
     pub async fn forget_attempt(&mut self, status: u16) {
         if !(200..300).contains(&status) {
             if let Some(i) = self.idempotent.take() {
-                i.finish(status, false).await;
+                // Boxed: a rare step, not to be part of every stream's future.
+                Box::pin(i.finish(status, false)).await;
             }
         }
     }

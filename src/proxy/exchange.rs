@@ -55,15 +55,18 @@ pub async fn handle(
         Err(err) => {
             let format = gateway.router.error_format(&path, hints);
             let style = gateway.router.error_style(&path);
-            return fail(session, ctx, &err, format, style).await;
+            return Box::pin(fail(session, ctx, &err, format, style)).await;
         }
     };
     ctx.route = route.endpoint.label();
     ctx.format = route.format.as_str();
+    // What runs before (or instead of) a relay is boxed: an open stream
+    // keeps only the relay's state, not the largest future of every step
+    // that came before it (issue #20 item 6).
     let served = match probe(health, &route.endpoint).await {
         Some((status, body)) => local(session, ctx, status, body).await,
         None if matches!(route.endpoint, Endpoint::Dashboard | Endpoint::DashboardSetup) => {
-            super::dashboard::serve(gateway, session, ctx, &route.endpoint).await
+            Box::pin(super::dashboard::serve(gateway, session, ctx, &route.endpoint)).await
         }
         None => serve(gateway, connector, session, ctx, &route, query.as_deref()).await,
     };
@@ -71,7 +74,7 @@ pub async fn handle(
         Ok(()) => Ok(()),
         Err(Failure::Refused(err)) => {
             ctx.forget_attempt(err.status()).await;
-            fail(session, ctx, &err, route.format, route.style).await
+            Box::pin(fail(session, ctx, &err, route.format, route.style)).await
         }
         Err(Failure::Aborted(why)) => {
             ctx.failure = Some(why.clone());
@@ -85,7 +88,7 @@ pub async fn handle(
 async fn probe(health: &Health, endpoint: &Endpoint) -> Option<(u16, Vec<u8>)> {
     match endpoint {
         Endpoint::Live => Some((200, b"{\"status\":\"ok\"}".to_vec())),
-        Endpoint::Health => Some(health.answer().await),
+        Endpoint::Health => Some(Box::pin(health.answer()).await),
         _ => None,
     }
 }
@@ -114,13 +117,51 @@ async fn serve(
     route: &Route,
     query: Option<&str>,
 ) -> Result<(), Failure> {
-    let key = auth::extract_key(&|name| downstream::header(session, name), query)
-        .ok_or(GatewayError::MissingKey)?;
-    let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-    let principal = crate::exchange::authenticate(gateway, &key, client).await?;
+    let principal = {
+        let key = auth::extract_key(&|name| downstream::header(session, name), query)
+            .ok_or(GatewayError::MissingKey)?;
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        crate::exchange::authenticate(gateway, &key, client).await?
+    };
     ctx.key_name = Some(principal.key_name.clone());
     ctx.key_id = principal.billed.as_ref().map(|k| k.id);
 
+    if !answered_locally(&route.endpoint) {
+        return match Box::pin(prepare_call(gateway, session, ctx, route, query, principal)).await? {
+            Prepared::Answered => Ok(()),
+            Prepared::Relay(plan, replan) => relay(connector, session, ctx, route.format, plan, replan).await,
+        };
+    }
+    Box::pin(answer_locally(gateway, session, ctx, route, query, principal)).await
+}
+
+/// The endpoints the gateway answers itself once the key is known.
+fn answered_locally(endpoint: &Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::ListModels
+            | Endpoint::ImageModels
+            | Endpoint::Whoami
+            | Endpoint::Usage
+            | Endpoint::Generation
+            | Endpoint::Agents
+            | Endpoint::Requests
+            | Endpoint::DailyUsage
+            | Endpoint::StoredResponse { .. }
+            | Endpoint::GetModel { .. }
+    )
+}
+
+/// The gateway's own answers to a caller's key (models, usage, agents,
+/// stored responses): the endpoints of [`answered_locally`].
+async fn answer_locally(
+    gateway: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+    query: Option<&str>,
+    principal: crate::auth::Principal,
+) -> Result<(), Failure> {
     match &route.endpoint {
         Endpoint::ListModels | Endpoint::ImageModels => {
             let models = customer::models_for(gateway, principal.billed.as_deref());
@@ -172,64 +213,86 @@ async fn serve(
             let model = customer::model_for(gateway, principal.billed.as_deref(), id)?;
             local(session, ctx, 200, models_list::render_one(route.format, &model.info())).await
         }
-        _ => {
-            downstream::continue_if_expected(session).await.map_err(client_gone)?;
-            let body = downstream::read_body(session, gateway.max_request_body_bytes).await?;
-            let body = agents::apply(gateway, principal.billed.as_deref(), &route.endpoint, body).await?;
-            let (body, keep) =
-                crate::exchange::stored::prepare(gateway, principal.billed.as_deref(), route, body).await?;
-            ctx.keep_response = keep;
-            if answers_locally(gateway, route, &body) == Some(true) {
-                return local(session, ctx, 200, count_tokens_locally(&body)?).await;
+        other => Err(GatewayError::Internal(format!("{other:?} is not answered locally")).into()),
+    }
+}
+
+/// A call on its way upstream: planned, admitted and held, or already
+/// answered (counted locally, or replayed under its idempotency key).
+// Returned once and taken apart at once: boxing the plan would cost every
+// call an allocation to save a move.
+#[allow(clippy::large_enum_variant)]
+enum Prepared<'a> {
+    Answered,
+    Relay(UpstreamPlan, Option<super::failover::Replan<'a>>),
+}
+
+/// Reads, plans and admits a call to a provider.
+async fn prepare_call<'a>(
+    gateway: &'a Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &'a Route,
+    query: Option<&'a str>,
+    principal: crate::auth::Principal,
+) -> Result<Prepared<'a>, Failure> {
+    downstream::continue_if_expected(session).await.map_err(client_gone)?;
+    let body = downstream::read_body(session, gateway.max_request_body_bytes).await?;
+    let body = agents::apply(gateway, principal.billed.as_deref(), &route.endpoint, body).await?;
+    let (body, keep) =
+        crate::exchange::stored::prepare(gateway, principal.billed.as_deref(), route, body).await?;
+    ctx.keep_response = keep;
+    if answers_locally(gateway, route, &body) == Some(true) {
+        return local(session, ctx, 200, count_tokens_locally(&body)?).await.map(|()| Prepared::Answered);
+    }
+    let asked = downstream::header(session, idempotency::HEADER);
+    let fingerprint = asked.as_ref().map(|_| idempotency::fingerprint(&ctx.method, &ctx.path, &body));
+    // Not held across the relay: only the plan (and the failover's
+    // plans, for a model with several deployments) need them.
+    let headers = downstream::all_headers(session);
+    // Kept for a failover's plans only: otherwise the body is let go
+    // once parsed, before its translation is written.
+    let kept = gateway.catalog.fails_over().then(|| body.clone());
+    let mut plan = match (&gateway.billing, &principal.billed) {
+        (Some(billing), Some(key)) => {
+            let access = model_access(gateway, billing, key);
+            plan_with_access(gateway, route, body, query, &headers, &ctx.request_id, &access)?
+        }
+        _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
+    };
+    let own_key = crate::exchange::byok::apply(gateway, principal.billed.as_deref(), &mut plan).await?;
+    let replan = kept
+        .filter(|_| !own_key && !plan.model.alternates.is_empty())
+        .map(|body| super::failover::Replan { gateway, route, body, query, headers });
+    ctx.model = Some(plan.model.id.clone());
+    // After the access rules, so a replay is refused whenever a new
+    // call would be; before the hold, so a replay holds nothing.
+    if let Some(fingerprint) = fingerprint {
+        match idempotency::begin(gateway, &principal, asked, fingerprint, &ctx.request_id).await? {
+            Some(Retry::Replay(answer)) => {
+                return replay(session, ctx, &answer).await.map(|()| Prepared::Answered)
             }
-            let asked = downstream::header(session, idempotency::HEADER);
-            let fingerprint = asked.as_ref().map(|_| idempotency::fingerprint(&ctx.method, &ctx.path, &body));
-            // Not held across the relay: only the plan (and the failover's
-            // plans, for a model with several deployments) need them.
-            let headers = downstream::all_headers(session);
-            // Kept for a failover's plans only: otherwise the body is let go
-            // once parsed, before its translation is written.
-            let kept = gateway.catalog.fails_over().then(|| body.clone());
-            let mut plan = match (&gateway.billing, &principal.billed) {
-                (Some(billing), Some(key)) => {
-                    let access = model_access(gateway, billing, key);
-                    plan_with_access(gateway, route, body, query, &headers, &ctx.request_id, &access)?
-                }
-                _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
-            };
-            let own_key =
-                crate::exchange::byok::apply(gateway, principal.billed.as_deref(), &mut plan).await?;
-            let replan = kept
-                .filter(|_| !own_key && !plan.model.alternates.is_empty())
-                .map(|body| super::failover::Replan { gateway, route, body, query, headers });
-            ctx.model = Some(plan.model.id.clone());
-            // After the access rules, so a replay is refused whenever a new
-            // call would be; before the hold, so a replay holds nothing.
-            if let Some(fingerprint) = fingerprint {
-                match idempotency::begin(gateway, &principal, asked, fingerprint, &ctx.request_id).await? {
-                    Some(Retry::Replay(answer)) => return replay(session, ctx, &answer).await,
-                    Some(Retry::Run(idempotent)) => ctx.idempotent = Some(idempotent),
-                    None => {}
-                }
-            }
-            // Billed calls hold their worst case before anything goes upstream.
-            let admit_from = ctx.marks.as_ref().map(|_| std::time::SystemTime::now());
-            let admitted = admit(gateway, &principal, &mut plan, &ctx.request_id, route).await?;
-            if let (Some(marks), Some(from)) = (ctx.marks.as_mut(), admit_from) {
-                let now = std::time::SystemTime::now();
-                marks.admit = Some((from, now));
-                marks.upstream = Some(now);
-            }
-            if let Some(admitted) = admitted {
-                ctx.account = Some(admitted.admission.account.name.clone());
-                ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));
-                ctx.limit_headers = admitted.headers;
-                ctx.permit = Some(admitted.permit);
-            }
-            ctx.fallback_from = plan.fallback_from.clone();
-            relay(connector, session, ctx, route.format, plan, replan).await
+            Some(Retry::Run(idempotent)) => ctx.idempotent = Some(idempotent),
+            None => {}
         }
     }
+    // Billed calls hold their worst case before anything goes upstream.
+    let admit_from = ctx.marks.as_ref().map(|_| std::time::SystemTime::now());
+    let admitted = admit(gateway, &principal, &mut plan, &ctx.request_id, route).await?;
+    if let (Some(marks), Some(from)) = (ctx.marks.as_mut(), admit_from) {
+        let now = std::time::SystemTime::now();
+        marks.admit = Some((from, now));
+        marks.upstream = Some(now);
+    }
+    if let Some(admitted) = admitted {
+        ctx.account = Some(admitted.admission.account.name.clone());
+        ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));
+        ctx.limit_headers = admitted.headers;
+        ctx.permit = Some(admitted.permit);
+    }
+    ctx.fallback_from = plan.fallback_from.clone();
+
+    Ok(Prepared::Relay(plan, replan))
 }
 
 /// The answer a call with the same `Idempotency-Key` got, unbilled.
@@ -274,7 +337,8 @@ async fn relay(
     mut plan: UpstreamPlan,
     replan: Option<super::failover::Replan<'_>>,
 ) -> Result<(), Failure> {
-    let (mut upstream, peer) = super::failover::send(connector, session, ctx, &mut plan, replan).await?;
+    let (mut upstream, peer) =
+        Box::pin(super::failover::send(connector, session, ctx, &mut plan, replan)).await?;
     if let Some(crate::exchange::Document::Images(asked)) = &plan.document {
         return Box::pin(super::images::relay(connector, session, ctx, &plan, asked, upstream)).await;
     }
@@ -313,7 +377,7 @@ async fn relay(
     if let Some(kind) = response.headers.get("content-type").and_then(|v| v.to_str().ok()) {
         ctx.answer_type(kind);
     }
-    if let Err(e) = downstream::write_head(session, response).await {
+    if let Err(e) = Box::pin(downstream::write_head(session, response)).await {
         upstream.shutdown().await;
         return Err(client_gone(e));
     }
@@ -406,7 +470,7 @@ async fn relay(
     session.write_response_body(None, true).await.map_err(client_gone)?;
     if !was_cut && upstream.response_done() {
         let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
-        Box::pin(connector.release_http_session(upstream, &peer, idle)).await;
+        Box::pin(connector.release_http_session(upstream, &*peer, idle)).await;
     }
     Ok(())
 }

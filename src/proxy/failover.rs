@@ -44,7 +44,7 @@ pub async fn send(
     ctx: &mut RequestCtx,
     plan: &mut UpstreamPlan,
     replan: Option<Replan<'_>>,
-) -> Result<(HttpSession, HttpPeer), Failure> {
+) -> Result<(HttpSession, Arc<HttpPeer>), Failure> {
     let model = plan.model.clone();
     // `replan` comes only with a model of several deployments.
     let Some(replan) = replan else {
@@ -150,7 +150,7 @@ async fn send_once(
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
-) -> Result<(HttpSession, HttpPeer), Failure> {
+) -> Result<(HttpSession, Arc<HttpPeer>), Failure> {
     ctx.provider = Some(plan.provider.name.clone());
     let peer = peer_of(&plan.provider).await?;
     // Connecting is a large future needed only until the head arrives:

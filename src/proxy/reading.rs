@@ -29,7 +29,9 @@ pub async fn next_chunk(
             gone = caller_left(session) => return Err(client_gone(gone)),
             () = sleep_or_never(every) => {
                 keepalive(&mut out);
-                write_all(session, &mut out).await.map_err(client_gone)?;
+                // Boxed: a rare write, not to be part of every open
+                // stream's memory (this future lives as long as the stream).
+                Box::pin(write_all(session, &mut out)).await.map_err(client_gone)?;
             }
         }
     }

@@ -11,11 +11,12 @@ use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A peer for the provider; its host is looked up now when the background
 /// lookup has not answered yet (the first requests after a start).
-pub async fn peer_of(provider: &crate::providers::Provider) -> Result<HttpPeer, GatewayError> {
+pub async fn peer_of(provider: &crate::providers::Provider) -> Result<Arc<HttpPeer>, GatewayError> {
     if let Some(peer) = provider.peer() {
         return Ok(peer);
     }
