@@ -425,3 +425,45 @@ fn build_tool(tool: &Tool) -> Result<JsonRef<'_>> {
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(role: Role, t: &str) -> Message {
+        Message { role, parts: smallvec::smallvec![Part::Text(t.into())] }
+    }
+
+    #[test]
+    fn a_turn_of_one_text_is_a_string_and_a_later_user_turn_merges_into_blocks() {
+        let result = ToolResult {
+            call_id: "toolu_1".into(),
+            name: None,
+            content: vec![Part::Text("42".into())],
+            is_error: false,
+        };
+        let req = Request {
+            model: "m".into(),
+            messages: vec![
+                text(Role::User, "first"),
+                Message { role: Role::User, parts: smallvec::smallvec![Part::tool_result(result)] },
+                text(Role::Assistant, "ok"),
+                text(Role::User, "two"),
+                Message {
+                    role: Role::User,
+                    parts: smallvec::smallvec![Part::Text("a".into()), Part::Text("b".into())],
+                },
+            ],
+            ..Request::default()
+        };
+        let out: Value = serde_json::from_slice(&build_request(&req, Vec::new()).unwrap()).unwrap();
+        let m = out["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3, "{out}");
+        // Tool results first, as Anthropic requires; the string became a block.
+        assert_eq!(m[0]["content"][0]["type"], "tool_result");
+        assert_eq!(m[0]["content"][1], json!({"type": "text", "text": "first"}));
+        assert_eq!(m[1], json!({"role": "assistant", "content": "ok"}));
+        let texts: Vec<&Value> = m[2]["content"].as_array().unwrap().iter().map(|b| &b["text"]).collect();
+        assert_eq!(texts, [&json!("two"), &json!("a"), &json!("b")]);
+    }
+}

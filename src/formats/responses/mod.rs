@@ -489,3 +489,31 @@ fn build_tool(tool: &Tool) -> Result<JsonRef<'_>> {
         Tool::Hosted { kind, .. } => Err(unsupported(format!("the hosted tool type '{kind}'"), ME)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_of_one_text_part_is_an_easy_input_message() {
+        let req = Request {
+            model: "m".into(),
+            messages: vec![
+                Message { role: Role::User, parts: smallvec::smallvec![Part::Text("hi".into())] },
+                Message { role: Role::Assistant, parts: smallvec::smallvec![Part::Text("hello".into())] },
+                Message {
+                    role: Role::User,
+                    parts: smallvec::smallvec![Part::Text("a".into()), Part::Text("b".into())],
+                },
+            ],
+            ..Request::default()
+        };
+        let out: Value = serde_json::from_slice(&build_request(&req, Vec::new()).unwrap()).unwrap();
+        assert_eq!(out["input"][0], json!({"role": "user", "content": "hi"}));
+        assert_eq!(out["input"][1], json!({"role": "assistant", "content": "hello"}));
+        assert_eq!(out["input"][2]["type"], "message");
+        assert_eq!(out["input"][2]["content"][1], json!({"type": "input_text", "text": "b"}));
+        // Read back, each is the message it was.
+        assert_eq!(parse_request(&serde_json::to_vec(&out).unwrap()).unwrap().messages, req.messages);
+    }
+}
