@@ -62,6 +62,7 @@ pub async fn prepare(
     let previous = top.str_field("previous_response_id").map_err(GatewayError::BadRequest)?;
     let raw_input = top.raw("input").map(|r| r.get()).unwrap_or("null");
     let rules = gateway.stored_responses;
+    let account = key.account as i64;
     // Without a previous response or an item reference the body goes on
     // as it came and the input is kept as its text: never a tree of
     // values, and not even that past what would be stored (a 30 MB input
@@ -75,13 +76,12 @@ pub async fn prepare(
             return Ok((body, None));
         }
         let input = raw_input.to_string();
-        return Ok((body, Some(Keep { money, account: key.account as i64, input, previous, rules })));
+        return Ok((body, Some(Keep { money, account, input, previous, rules })));
     }
     let raw_input =
         serde_json::from_str::<Value>(raw_input).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let input = stored::input_items(raw_input).map_err(GatewayError::BadRequest)?;
     let references = stored::references(&input);
-    let account = key.account as i64;
     let earlier = match &previous {
         Some(id) => Some(
             load(&money, account, id)
@@ -104,9 +104,9 @@ pub async fn prepare(
         .map_err(|why| GatewayError::NotFound(why.replace(" not found", "")))?;
     let text = serde_json::to_string(&rebuilt).map_err(|e| GatewayError::Internal(e.to_string()))?;
     drop(rebuilt);
-    let body = Bytes::from(top.rewrite(&[("previous_response_id", None), ("input", Some(text.clone()))]));
-    let keep = keep.then_some(Keep { money, account, input: text, previous, rules });
-    Ok((body, keep))
+    let kept = keep.then(|| text.clone());
+    let body = Bytes::from(top.rewrite(&[("previous_response_id", None), ("input", Some(text))]));
+    Ok((body, kept.map(|input| Keep { money, account, input, previous, rules })))
 }
 
 /// Response `id` of `account`, if it is kept.

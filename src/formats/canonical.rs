@@ -131,8 +131,8 @@ impl Request {
         }
         let message = |m: &Message| {
             // The message's framing holds its first part's.
-            framing.message + m.parts.iter().map(|p| part(p, framing)).sum::<usize>()
-                - framing.part.min(m.parts.len() * framing.part)
+            let first = if m.parts.is_empty() { 0 } else { framing.part };
+            framing.message + m.parts.iter().map(|p| part(p, framing)).sum::<usize>() - first
         };
         let text: usize = self.system.iter().map(String::len).sum::<usize>()
             + self.messages.iter().map(message).sum::<usize>();
