@@ -13,7 +13,6 @@ use crate::reload::Live;
 use async_trait::async_trait;
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
-use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -64,7 +63,8 @@ pub fn build(config: &Config, flags: RunFlags) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(&server.configuration)));
+    let connector =
+        crate::proxy::Upstreams::new(Some(ConnectorOptions::from_server_conf(&server.configuration)));
     let limits = ConnectionLimits {
         max_per_address: config.server.max_connections_per_address,
         head_timeout: Duration::from_millis(config.server.request_head_timeout_ms.max(1)),

@@ -219,7 +219,7 @@ pub fn add_gateway_headers(
 
 /// `name` as a header name, made once per thread: the gateway's header
 /// names are a few dozen string constants.
-fn gateway_header_name(name: &'static str) -> Result<http::HeaderName, GatewayError> {
+pub fn gateway_header_name(name: &'static str) -> Result<http::HeaderName, GatewayError> {
     const KEPT: usize = 64;
     thread_local! {
         static NAMES: std::cell::RefCell<Vec<(&'static str, http::HeaderName)>> =

@@ -4,12 +4,13 @@
 //! Pingora's proxy loop: routing needs the `model` from the body, and a body
 //! read in `request_filter` is replayed upstream only from a 64 KiB retry
 //! buffer (pingora 0.9.1), so larger bodies would hang. Driving the exchange
-//! with Pingora's own `Connector` keeps its pooling, TLS and h2, carries any
+//! with Pingora's own connectors (`super::pool`) keeps their pooling, TLS and h2, carries any
 //! body size, and gives one place to relay (and later translate) the
 //! response and to settle usage however the stream ends.
 
 use super::downstream::{self, respond, respond_error, write_all};
 use super::outcome::{client_gone, Failure};
+use super::pool::Upstreams;
 use super::reading::next_chunk;
 use super::upstream::{expected_shape, response_head, upstream_head};
 use super::RequestCtx;
@@ -27,7 +28,6 @@ use crate::gateway::Gateway;
 use crate::health::Health;
 use crate::routing::{Endpoint, FormatHints, Route};
 use bytes::Bytes;
-use pingora_core::connectors::http::Connector;
 use pingora_core::{Error, ErrorType};
 use pingora_proxy::Session;
 use std::time::Duration;
@@ -35,7 +35,7 @@ use std::time::Duration;
 pub async fn handle(
     gateway: &Gateway,
     health: &Health,
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora_core::Result<()> {
@@ -111,7 +111,7 @@ async fn fail(
 
 async fn serve(
     gateway: &Gateway,
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     route: &Route,
@@ -330,7 +330,7 @@ pub(super) async fn local(
 
 /// Sends the planned request and relays the response as it arrives.
 async fn relay(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     format: ClientFormat,
@@ -470,7 +470,7 @@ async fn relay(
     session.write_response_body(None, true).await.map_err(client_gone)?;
     if !was_cut && upstream.response_done() {
         let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
-        Box::pin(connector.release_http_session(upstream, &*peer, idle)).await;
+        Box::pin(connector.release(upstream, &peer, idle)).await;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use super::downstream::caller_left;
 use super::outcome::{client_gone, Failure};
+use super::pool::Upstreams;
 use super::upstream::{peer_of, send_request, upstream_head};
 use super::RequestCtx;
 use crate::billing::Clock;
@@ -18,7 +19,6 @@ use crate::providers::breaker::BreakerRules;
 use crate::providers::deployment::attempt_order;
 use crate::routing::Route;
 use bytes::Bytes;
-use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::Session;
@@ -39,7 +39,7 @@ const DEFAULT_REST_MS: u64 = 1_000;
 /// The call sent to the first deployment that answered (its plan now in
 /// `plan`), or the last attempt's error.
 pub async fn send(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &mut UpstreamPlan,
@@ -146,17 +146,17 @@ pub async fn send(
 
 /// One attempt: connected, sent, and the response head read.
 async fn send_once(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
 ) -> Result<(HttpSession, Arc<HttpPeer>), Failure> {
     ctx.provider = Some(plan.provider.name.clone());
     let peer = peer_of(&plan.provider).await?;
-    // Connecting is a large future needed only until the head arrives:
-    // boxed, it is not part of every open stream's memory.
+    // `send` runs boxed (not part of every open stream's memory), and a
+    // connect future is built only on a pool miss (see `super::pool`).
     let sent = tokio::select! {
-        sent = Box::pin(send_request(connector, &peer, plan)) => sent,
+        sent = send_request(connector, &peer, plan) => sent,
         gone = caller_left(session) => return Err(client_gone(gone)),
     };
     Ok((sent?, peer))

@@ -7,6 +7,7 @@
 //! carries, at the price of its size and quality.
 
 use super::outcome::Failure;
+use super::pool::Upstreams;
 use super::translated::{read_whole, respond_json};
 use super::upstream::{peer_of, send_request, upstream_head};
 use super::RequestCtx;
@@ -15,7 +16,6 @@ use crate::error::GatewayError;
 use crate::exchange::UpstreamPlan;
 use crate::formats::images::{from_gemini, read_openai, Answer, ImageRequest};
 use bytes::Bytes;
-use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_proxy::Session;
 use std::time::Duration;
@@ -25,7 +25,7 @@ const JOB_ID: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 pub(super) async fn relay(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
@@ -64,7 +64,7 @@ pub(super) async fn relay(
 
 /// Asks the provider how job `id` stands.
 async fn poll(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,

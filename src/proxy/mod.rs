@@ -12,20 +12,20 @@ mod failover;
 mod head_deadline;
 mod images;
 mod outcome;
+mod pool;
 mod reading;
 mod translated;
 mod upstream;
 
-pub use connections::{ConnectionGuard, ConnectionLimits};
-pub use context::RequestCtx;
-
-use crate::health::Health;
+pub use crate::health::Health;
 use crate::reload::Live;
 use async_trait::async_trait;
-use pingora_core::connectors::http::Connector;
+pub use connections::{ConnectionGuard, ConnectionLimits};
+pub use context::RequestCtx;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_proxy::{ProxyHttp, Session};
+pub use pool::Upstreams;
 use std::sync::Arc;
 
 pub struct TollgateProxy {
@@ -33,7 +33,7 @@ pub struct TollgateProxy {
     /// it to its end, across configuration reloads.
     live: Arc<Live>,
     health: Arc<Health>,
-    connector: Connector,
+    connector: Upstreams,
     /// Seconds an idle keep-alive connection waits for its next request.
     idle_timeout_secs: u64,
     /// How long one write to a caller that stopped reading may wait.
@@ -44,7 +44,7 @@ impl TollgateProxy {
     pub fn new(
         live: Arc<Live>,
         health: Arc<Health>,
-        connector: Connector,
+        connector: Upstreams,
         idle_timeout_secs: u64,
         write_timeout: std::time::Duration,
     ) -> Self {

@@ -4,6 +4,7 @@
 
 use super::downstream::{caller_left, respond_with, write_all, write_head};
 use super::outcome::{client_gone, Failure};
+use super::pool::Upstreams;
 use super::reading::next_chunk;
 use super::upstream::{classify, upstream_head};
 use super::RequestCtx;
@@ -14,7 +15,6 @@ use crate::formats::translate::relay::{content_type, translate_document, StreamT
 use crate::formats::ClientFormat;
 use crate::formats::{embeddings, rerank};
 use bytes::{Bytes, BytesMut};
-use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::ResponseHeader;
@@ -27,7 +27,7 @@ const IGNORED_HEADER: &str = "x-tollgate-ignored-params";
 const MAX_DOCUMENT: usize = 64 * 1024 * 1024;
 
 pub(super) async fn relay(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
@@ -45,7 +45,7 @@ pub(super) async fn relay(
     };
     if keep_alive && upstream.response_done() {
         let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
-        Box::pin(connector.release_http_session(upstream, peer, idle)).await;
+        Box::pin(connector.release(upstream, peer, idle)).await;
     } else {
         upstream.shutdown().await;
     }
@@ -147,7 +147,7 @@ async fn stream(
 /// The response to a call whose whole answer is turned into another
 /// shape (see [`Document`]): read whole, converted, answered.
 pub(super) async fn convert(
-    connector: &Connector,
+    connector: &Upstreams,
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &UpstreamPlan,
@@ -191,7 +191,7 @@ pub(super) async fn convert(
     respond_json(session, ctx, plan, status, out).await?;
     if upstream.response_done() {
         let idle = Some(Duration::from_millis(plan.provider.timeouts.idle_ms));
-        Box::pin(connector.release_http_session(upstream, peer, idle)).await;
+        Box::pin(connector.release(upstream, peer, idle)).await;
     } else {
         upstream.shutdown().await;
     }

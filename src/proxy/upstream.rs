@@ -3,10 +3,10 @@
 //! HTTP/2 need it, interim heads skipped, and provider failures sorted
 //! into the gateway's errors.
 
+use super::pool::Upstreams;
 use crate::error::GatewayError;
 use crate::exchange::headers::keep_response_header;
 use crate::exchange::UpstreamPlan;
-use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType};
@@ -64,7 +64,7 @@ pub fn upstream_head(upstream: &HttpSession) -> Result<(&ResponseHeader, u16, bo
 /// Connects and sends the request; one retry on a fresh connection when a
 /// pooled one turns out to have been closed by the provider.
 pub async fn send_request(
-    connector: &Connector,
+    connector: &Upstreams,
     peer: &HttpPeer,
     plan: &UpstreamPlan,
 ) -> Result<HttpSession, GatewayError> {
@@ -72,7 +72,7 @@ pub async fn send_request(
     loop {
         attempt += 1;
         let (mut upstream, reused) =
-            connector.get_http_session(peer).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
+            connector.session(peer).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
         let timeouts = plan.provider.timeouts;
         upstream.set_read_timeout(Some(Duration::from_millis(timeouts.read_ms)));
         upstream.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
@@ -156,21 +156,27 @@ pub fn response_head(
     request_id: &str,
     more: usize,
 ) -> Result<ResponseHeader, GatewayError> {
-    let internal = |e: Box<Error>| GatewayError::Internal(e.to_string());
+    let invalid = |e: &dyn std::fmt::Display| GatewayError::Internal(format!("the response head: {e}"));
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = http::StatusCode::from_u16(status).map_err(|e| invalid(&e))?;
     // Sized for the headers the gateway adds after: a header map that
-    // grows rehashes every header in it.
-    // Without the case map: names go out in their standard spelling (the
-    // provider's own case is not kept), and each header costs one map
-    // insert instead of two.
-    let mut resp =
-        ResponseHeader::build_no_case(status, Some(upstream.headers.len() + 1 + more)).map_err(internal)?;
+    // grows rehashes every header in it. The provider's headers go in as
+    // they are (Pingora's `append_header` would parse and copy each name
+    // again), without the case map: names go out in their standard
+    // spelling, and each header costs one map insert instead of two.
+    parts.headers =
+        http::HeaderMap::try_with_capacity(upstream.headers.len() + 1 + more).map_err(|e| invalid(&e))?;
     for (name, value) in &upstream.headers {
         if keep_response_header(name.as_str()) && !(rewrites && name == "content-length") {
-            resp.append_header(name.clone(), value.clone()).map_err(internal)?;
+            parts.headers.try_append(name.clone(), value.clone()).map_err(|e| invalid(&e))?;
         }
     }
-    resp.append_header("x-request-id", request_id).map_err(internal)?;
-    Ok(resp)
+    let id = http::HeaderValue::from_str(request_id).map_err(|e| invalid(&e))?;
+    parts
+        .headers
+        .try_append(super::downstream::gateway_header_name("x-request-id")?, id)
+        .map_err(|e| invalid(&e))?;
+    Ok(ResponseHeader::from(parts))
 }
 
 /// A failed connection to a provider, counted by cause. Running out of

@@ -11,7 +11,7 @@ use super::{
     StoredResponseRow, UsageFilter, UsageRow, WalletSums,
 };
 use crate::billing::replay::Answer;
-use crate::billing::{LedgerRecord, NanoUsd, RecordKind};
+use crate::billing::{LedgerRecord, NanoUsd};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -132,22 +132,6 @@ impl SqliteStore {
 fn limits_json(limits: &crate::limits::Overrides) -> Option<String> {
     (*limits != crate::limits::Overrides::default())
         .then(|| serde_json::to_string(limits).unwrap_or_default())
-}
-
-/// Rows per multi-row insert, largest first: a batch goes in statements
-/// of these sizes only, so four statement shapes exist and all stay
-/// prepared (parsing a statement of a new size each batch cost more than
-/// the inserts), and a batch of 15 takes 6 statements, not 15.
-const APPEND_ROWS: [usize; 4] = [64, 16, 4, 1];
-
-/// `rows` cut into chunks of [`APPEND_ROWS`] sizes, largest first.
-fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = APPEND_ROWS.into_iter().find(|&size| size <= rows.len())?;
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -295,83 +279,7 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError> {
-        // A retried batch may hold a record twice: keep the first.
-        let mut seen = std::collections::HashSet::new();
-        let records: Vec<&LedgerRecord> = records.iter().filter(|r| seen.insert(r.key.as_str())).collect();
-        let mut tx = self.pool.begin().await?;
-        let mut new = 0;
-        // Multi-row statements: the writer moves thousands of records a
-        // second, and one statement per row would cost a core.
-        for chunk in statement_chunks(&records) {
-            let mut wallet: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, unpaid_nano, \
-                 key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, \
-                 limit_group, at) ",
-            );
-            // The wallet's posting carries the bill; its counter posting balances it.
-            wallet.push_values(chunk, |mut row, r| {
-                let m = r.metered.as_ref();
-                row.push_bind(r.key.clone())
-                    .push_bind(r.kind.as_str())
-                    .push_bind(to_i64(r.account))
-                    .push_bind("wallet")
-                    .push_bind(r.wallet_nano)
-                    .push_bind(r.paid_nano)
-                    .push_bind(r.unpaid_nano)
-                    .push_bind(r.key_id.map(to_i64))
-                    .push_bind(m.map(|m| m.model.clone()))
-                    .push_bind(m.map(|m| to_i64(m.input_tokens)))
-                    .push_bind(m.map(|m| to_i64(m.output_tokens)))
-                    .push_bind(m.map(|m| to_i64(m.cached_tokens)))
-                    .push_bind(m.map(|m| to_i64(m.cache_write_tokens)))
-                    .push_bind(i64::from(m.is_some_and(|m| m.estimated)))
-                    .push_bind(m.map(|m| m.request_id.clone()))
-                    .push_bind(m.and_then(|m| m.group.clone()))
-                    .push_bind(to_i64(r.at));
-            });
-            wallet.push(" ON CONFLICT (entry_key, book) DO NOTHING RETURNING entry_key");
-            let kept: std::collections::HashSet<String> =
-                wallet.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
-            let fresh: Vec<&LedgerRecord> = chunk.iter().copied().filter(|r| kept.contains(&r.key)).collect();
-            if fresh.is_empty() {
-                continue;
-            }
-            new += fresh.len() as u64;
-            let mut counter: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) ",
-            );
-            counter.push_values(&fresh, |mut row, r| {
-                row.push_bind(r.key.clone())
-                    .push_bind(r.kind.as_str())
-                    .push_bind(to_i64(r.account))
-                    .push_bind(r.kind.counter_book())
-                    .push_bind(-r.wallet_nano)
-                    .push_bind(to_i64(r.at));
-            });
-            counter.build().execute(&mut *tx).await?;
-            for r in fresh {
-                let (paid, multiplier, granted) = match r.kind {
-                    RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
-                    _ if r.wallet_nano > 0 => (0, 1, r.wallet_nano),
-                    _ => continue,
-                };
-                sqlx::query(
-                    "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, entry_key, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(to_i64(r.account))
-                .bind(paid)
-                .bind(multiplier)
-                .bind(r.wallet_nano)
-                .bind(granted)
-                .bind(&r.key)
-                .bind(to_i64(r.at))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(new)
+        append::append(&self.pool, records).await
     }
 
     async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError> {
@@ -663,6 +571,7 @@ impl Store for SqliteStore {
 }
 
 mod agents;
+mod append;
 mod charges;
 mod idempotency;
 mod pages;
@@ -695,14 +604,14 @@ mod chunk_tests {
     fn a_batch_goes_in_few_statements_of_four_sizes() {
         let sizes = |n: usize| {
             let rows: Vec<usize> = (0..n).collect();
-            super::statement_chunks(&rows).map(<[usize]>::len).collect::<Vec<_>>()
+            super::append::statement_chunks(&rows).map(<[usize]>::len).collect::<Vec<_>>()
         };
         assert_eq!(sizes(0), Vec::<usize>::new());
         assert_eq!(sizes(1), [1]);
         assert_eq!(sizes(15), [4, 4, 4, 1, 1, 1]);
         assert_eq!(sizes(150), [64, 64, 16, 4, 1, 1]);
         let rows: Vec<usize> = (0..150).collect();
-        let back: Vec<usize> = super::statement_chunks(&rows).flatten().copied().collect();
+        let back: Vec<usize> = super::append::statement_chunks(&rows).flatten().copied().collect();
         assert_eq!(back, rows, "every row once, in order");
     }
 }

@@ -1,0 +1,267 @@
+//! Ledger records into SQLite, a batch in one write transaction: the
+//! wallet postings in multi-row statements of a few fixed sizes (each
+//! prepared once, its text made once), then the counter postings, the
+//! day's usage totals and the credit lots derived in SQL from the wallet
+//! postings the batch added. A record is kept once by `(entry_key, book)`:
+//! a conflict skips its wallet posting, and what is derived comes only
+//! from postings this transaction added, so a replayed journal counts
+//! once.
+//!
+//! The transaction starts `IMMEDIATE` (the write lock first): the rows it
+//! adds are then exactly those past the largest id it read, since SQLite
+//! gives a new row the largest id plus one and no one else writes until
+//! it commits.
+
+use super::to_i64;
+use crate::billing::{LedgerRecord, RecordKind};
+use crate::store::StoreError;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe, SqlitePool};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+/// Rows per multi-row insert, largest first: a batch goes in statements
+/// of these sizes only, so four statement shapes exist and all stay
+/// prepared (parsing a statement of a new size each batch cost more than
+/// the inserts), and a batch of 15 takes 6 statements, not 15.
+const APPEND_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+const WALLET_COLUMNS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, \
+     paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, \
+     estimated, request_id, limit_group, at, totals_kept) VALUES ";
+/// One wallet posting's values: its sixteen bound ones, and `totals_kept`
+/// (this writer adds its charges to `usage_daily` itself, per batch).
+const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
+
+const LAST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM ledger_postings";
+
+/// The counter posting of each wallet posting added after `?1`, which
+/// balances it (see `RecordKind::counter_book`).
+const COUNTERS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
+     SELECT entry_key, kind, account_id, \
+            CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END, -amount_nano, at \
+     FROM ledger_postings WHERE id > ?1 AND book = 'wallet' ORDER BY id";
+
+/// The charges added after `?1`, summed per account, key, UTC day and
+/// model into `usage_daily` (what the per-row trigger does for a writer
+/// that does not set `totals_kept`): one upsert per group, not per charge,
+/// and the day formatted once per group.
+const DAILY: &str = "INSERT INTO usage_daily \
+     SELECT account_id, COALESCE(key_id, 0), strftime('%Y-%m-%d', MIN(at) / 1000, 'unixepoch'), \
+            COALESCE(model, ''), COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
+            COALESCE(SUM(cached_tokens), 0), -SUM(amount_nano) \
+     FROM ledger_postings WHERE id > ?1 AND book = 'wallet' AND kind = 'charge' AND totals_kept = 1 \
+     GROUP BY account_id, COALESCE(key_id, 0), at / 86400000, COALESCE(model, '') \
+     ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
+        requests = requests + excluded.requests, \
+        input_tokens = input_tokens + excluded.input_tokens, \
+        output_tokens = output_tokens + excluded.output_tokens, \
+        cached_tokens = cached_tokens + excluded.cached_tokens, \
+        cost_nano = cost_nano + excluded.cost_nano";
+
+/// The postings added after `?1` that open a credit lot: top-ups, and
+/// anything else that adds to the wallet (a grant, a refund).
+const LOT_KEYS: &str = "SELECT entry_key FROM ledger_postings \
+     WHERE id > ?1 AND book = 'wallet' AND (kind = 'topup' OR amount_nano > 0) ORDER BY id";
+
+const LOT: &str = "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, \
+     entry_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+/// The wallet insert of `rows` rows (one of [`APPEND_ROWS`]), its text
+/// made once.
+fn wallet_sql(rows: usize) -> Arc<str> {
+    static MADE: OnceLock<Vec<(usize, Arc<str>)>> = OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        APPEND_ROWS
+            .iter()
+            .map(|&n| {
+                let values = vec![WALLET_ROW; n].join(", ");
+                (n, Arc::from(format!("{WALLET_COLUMNS}{values}{WALLET_CONFLICT}")))
+            })
+            .collect()
+    });
+    match made.iter().find(|(n, _)| *n == rows) {
+        Some((_, sql)) => sql.clone(),
+        None => Arc::from(format!("{WALLET_COLUMNS}{}{WALLET_CONFLICT}", vec![WALLET_ROW; rows].join(", "))),
+    }
+}
+
+/// `rows` cut into chunks of [`APPEND_ROWS`] sizes, largest first.
+pub(super) fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = APPEND_ROWS.into_iter().find(|&size| size <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+fn bind_wallet(args: &mut SqliteArguments, r: &LedgerRecord) -> Result<(), StoreError> {
+    let m = r.metered.as_ref();
+    let bind = |e: sqlx::error::BoxDynError| StoreError(format!("a ledger record's value: {e}"));
+    args.add(r.key.clone()).map_err(bind)?;
+    args.add(r.kind.as_str()).map_err(bind)?;
+    args.add(to_i64(r.account)).map_err(bind)?;
+    args.add(r.wallet_nano).map_err(bind)?;
+    args.add(r.paid_nano).map_err(bind)?;
+    args.add(r.unpaid_nano).map_err(bind)?;
+    args.add(r.key_id.map(to_i64)).map_err(bind)?;
+    args.add(m.map(|m| m.model.clone())).map_err(bind)?;
+    args.add(m.map(|m| to_i64(m.input_tokens))).map_err(bind)?;
+    args.add(m.map(|m| to_i64(m.output_tokens))).map_err(bind)?;
+    args.add(m.map(|m| to_i64(m.cached_tokens))).map_err(bind)?;
+    args.add(m.map(|m| to_i64(m.cache_write_tokens))).map_err(bind)?;
+    args.add(i64::from(m.is_some_and(|m| m.estimated))).map_err(bind)?;
+    args.add(m.map(|m| m.request_id.clone())).map_err(bind)?;
+    args.add(m.and_then(|m| m.group.clone())).map_err(bind)?;
+    args.add(to_i64(r.at)).map_err(bind)?;
+    Ok(())
+}
+
+/// Keeps `records`; how many were new.
+pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, StoreError> {
+    // A retried batch may hold a record twice: keep the first.
+    let mut seen = HashSet::new();
+    let records: Vec<&LedgerRecord> = records.iter().filter(|r| seen.insert(r.key.as_str())).collect();
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let last: i64 = sqlx::query_scalar(LAST_ID).fetch_one(&mut *tx).await?;
+    let mut new = 0;
+    for chunk in statement_chunks(&records) {
+        let mut args = SqliteArguments::default();
+        args.reserve(chunk.len() * 16, 0);
+        for r in chunk {
+            bind_wallet(&mut args, r)?;
+        }
+        let sql = AssertSqlSafe(wallet_sql(chunk.len()));
+        new += sqlx::query_with(sql, args).execute(&mut *tx).await?.rows_affected();
+    }
+    if new > 0 {
+        sqlx::query(COUNTERS).bind(last).execute(&mut *tx).await?;
+        sqlx::query(DAILY).bind(last).execute(&mut *tx).await?;
+        let lot_keys: Vec<String> = sqlx::query_scalar(LOT_KEYS).bind(last).fetch_all(&mut *tx).await?;
+        let by_key: HashMap<&str, &LedgerRecord> = if lot_keys.is_empty() {
+            HashMap::new()
+        } else {
+            records.iter().map(|r| (r.key.as_str(), *r)).collect()
+        };
+        for key in lot_keys {
+            let Some(r) = by_key.get(key.as_str()) else { continue };
+            let (paid, multiplier, granted) = match r.kind {
+                RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
+                _ => (0, 1, r.wallet_nano),
+            };
+            sqlx::query(LOT)
+                .bind(to_i64(r.account))
+                .bind(paid)
+                .bind(multiplier)
+                .bind(r.wallet_nano)
+                .bind(granted)
+                .bind(&r.key)
+                .bind(to_i64(r.at))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use crate::billing::{LedgerRecord, Metered, RecordKind};
+    use crate::store::Store;
+
+    fn charge(key: &str, model: &str, at: u64, cost: i64) -> LedgerRecord {
+        LedgerRecord {
+            key: key.into(),
+            kind: RecordKind::Charge,
+            account: 1,
+            key_id: Some(7),
+            wallet_nano: -cost,
+            paid_nano: 0,
+            unpaid_nano: 0,
+            multiplier: None,
+            metered: Some(Metered {
+                model: model.into(),
+                input_tokens: 100,
+                output_tokens: 10,
+                cached_tokens: 1,
+                request_id: key.into(),
+                ..Metered::default()
+            }),
+            at,
+        }
+    }
+
+    type Totals = Vec<(String, String, i64, i64, i64, i64, i64)>;
+
+    async fn totals(store: &SqliteStore) -> Totals {
+        sqlx::query_as(
+            "SELECT day, model, requests, input_tokens, output_tokens, cached_tokens, cost_nano \
+             FROM usage_daily ORDER BY day, model",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+    }
+
+    /// What the per-row trigger made of the same charges: `usage_daily`
+    /// summed from the ledger's charges.
+    async fn from_the_ledger(store: &SqliteStore) -> Totals {
+        sqlx::query_as(
+            "SELECT strftime('%Y-%m-%d', at / 1000, 'unixepoch') AS day, model, COUNT(*), SUM(input_tokens), \
+             SUM(output_tokens), SUM(cached_tokens), -SUM(amount_nano) FROM ledger_postings \
+             WHERE book = 'wallet' AND kind = 'charge' GROUP BY day, model ORDER BY day, model",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_adds_its_charges_to_the_days_totals_once() {
+        let store = SqliteStore::open(None).await.unwrap();
+        store.create_account("acme", "pro", None, 1).await.unwrap();
+        let day = 86_400_000;
+        let first: Vec<LedgerRecord> = (0..70)
+            .map(|i| charge(&format!("a{i}"), if i % 3 == 0 { "m2" } else { "m1" }, day + i, 10))
+            .collect();
+        assert_eq!(store.append(&first).await.unwrap(), 70);
+        // The next batch replays half of the first and crosses midnight.
+        let mut second: Vec<LedgerRecord> = first[35..].to_vec();
+        second.extend((0..20).map(|i| charge(&format!("b{i}"), "m1", 2 * day - 10 + i, 3)));
+        assert_eq!(store.append(&second).await.unwrap(), 20);
+        let kept = totals(&store).await;
+        assert_eq!(kept, from_the_ledger(&store).await);
+        assert_eq!(kept.iter().map(|t| t.2).sum::<i64>(), 90, "each charge counted once");
+        assert_eq!(kept.len(), 3, "two models on the first day, one on the second");
+        let sum: i64 = sqlx::query_scalar("SELECT SUM(amount_nano) FROM ledger_postings")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(sum, 0, "every wallet posting has its counter posting");
+    }
+
+    #[tokio::test]
+    async fn a_charge_an_older_release_writes_is_counted_by_the_trigger() {
+        let store = SqliteStore::open(None).await.unwrap();
+        store.create_account("acme", "pro", None, 1).await.unwrap();
+        store.append(&[charge("new", "m1", 5, 10)]).await.unwrap();
+        // An older writer's statement: no `totals_kept`.
+        sqlx::query(
+            "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, key_id, model, \
+             input_tokens, output_tokens, cached_tokens, request_id, at) \
+             VALUES ('old', 'charge', 1, 'wallet', -4, 7, 'm1', 100, 10, 1, 'old', 6)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let kept = totals(&store).await;
+        assert_eq!(kept, [("1970-01-01".to_string(), "m1".to_string(), 2, 200, 20, 2, 14)]);
+    }
+}
