@@ -54,6 +54,8 @@ pub struct Origin {
     pub port: u16,
     /// Path prefix without a trailing slash, e.g. `/v1` or ``.
     pub base_path: String,
+    /// The `Host` header's value, made once (see [`Self::authority`]).
+    authority: String,
 }
 
 impl Origin {
@@ -78,23 +80,21 @@ impl Origin {
             },
             _ => (authority, default_port),
         };
-        Ok(Self {
-            tls,
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
-            port,
-            base_path: path.trim_end_matches('/').to_string(),
-        })
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let authority = {
+            let bracketed = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+            if port == default_port {
+                bracketed
+            } else {
+                format!("{bracketed}:{port}")
+            }
+        };
+        Ok(Self { tls, host, port, base_path: path.trim_end_matches('/').to_string(), authority })
     }
 
     /// The value of the `Host` header for this origin.
-    pub fn authority(&self) -> String {
-        let default_port = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -362,12 +362,9 @@ mod tests {
         );
         assert_eq!(o.authority(), "api.openai.com");
         let o = Origin::parse("http://127.0.0.1:9100/openai/v1").unwrap();
-        assert_eq!(
-            (o.port, o.base_path.as_str(), o.authority()),
-            (9100, "/openai/v1", "127.0.0.1:9100".into())
-        );
+        assert_eq!((o.port, o.base_path.as_str(), o.authority()), (9100, "/openai/v1", "127.0.0.1:9100"));
         let o = Origin::parse("http://[::1]:9100").unwrap();
-        assert_eq!((o.host.as_str(), o.port, o.authority()), ("::1", 9100, "[::1]:9100".into()));
+        assert_eq!((o.host.as_str(), o.port, o.authority()), ("::1", 9100, "[::1]:9100"));
         assert!(Origin::parse("ftp://x").is_err());
         assert!(Origin::parse("http://x:notaport/").is_err());
     }

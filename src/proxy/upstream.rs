@@ -107,23 +107,25 @@ fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<Reque
     // Every model call has a JSON body; a request without one asks a
     // provider how a queued job stands (see `super::images`).
     let method = if plan.body.is_empty() { "GET" } else { "POST" };
-    let mut req = RequestHeader::build(method, plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
+    // Without the case map: names go out in their standard spelling (HTTP
+    // names are case-insensitive), and each costs one map insert, not two.
+    let mut req = RequestHeader::build_no_case(method, plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
     let authority = plan.provider.origin.authority();
     if h2 {
         let uri = http::Uri::builder()
             .scheme(if plan.provider.origin.tls { "https" } else { "http" })
-            .authority(authority.as_str())
+            .authority(authority)
             .path_and_query(plan.path.as_str())
             .build()
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream URI", e))?;
         req.set_uri(uri);
     } else {
-        req.insert_header("host", authority)?;
+        req.insert_header(http::header::HOST, authority)?;
     }
     for (name, value) in &plan.headers {
         req.append_header(name.clone(), value.as_str())?;
     }
-    req.insert_header("content-length", plan.body.len().to_string())?;
+    req.insert_header(http::header::CONTENT_LENGTH, plan.body.len())?;
     Ok(req)
 }
 
