@@ -25,10 +25,10 @@ pub struct RequestCtx {
     /// Priced units besides tokens the answer used (search units, images).
     pub units: u64,
     /// A translated Responses call to keep once answered (`store`).
-    pub keep_response: Option<crate::exchange::stored::Keep>,
+    pub keep_response: Option<Box<crate::exchange::stored::Keep>>,
     /// The deployment that served a model with several, and the call's
     /// place in its in-flight count (freed with the context).
-    pub deployment: Option<(String, crate::providers::deployment::InFlight)>,
+    pub deployment: Option<Box<(String, crate::providers::deployment::InFlight)>>,
     /// Why the request did not end cleanly, for the access log.
     pub failure: Option<String>,
     /// The gateway's error code when it refused or failed the call.
@@ -39,7 +39,7 @@ pub struct RequestCtx {
     pub query: Option<String>,
     /// The account billed, and the hold to settle when the request ends.
     pub account: Option<Arc<str>>,
-    pub bill: Option<(Arc<Billing>, Admission)>,
+    pub bill: Option<Box<(Arc<Billing>, Admission)>>,
     /// What the settled hold charged.
     pub charge: Option<Charge>,
     pub key_id: Option<u64>,
@@ -52,7 +52,7 @@ pub struct RequestCtx {
     /// The response ended as the provider meant it to (not cut, not left).
     pub completed: bool,
     /// What the call took from the rate limits, to give back when it ends.
-    pub permit: Option<crate::hot::Taken>,
+    pub permit: Option<Box<crate::hot::Taken>>,
     /// The rate-limit headers its answer carries.
     pub limit_headers: crate::limits::headers::Headers,
     /// A call under an `Idempotency-Key`, capturing what its caller gets.
@@ -182,7 +182,8 @@ impl RequestCtx {
     /// nothing). Called before a response's last bytes are written, and
     /// from `finish` for requests that ended any other way.
     pub fn settle(&mut self) {
-        let Some((billing, admission)) = self.bill.take() else { return };
+        let Some(bill) = self.bill.take() else { return };
+        let (billing, admission) = *bill;
         let ending = Ending {
             usage: self.usage,
             usage_estimated: self.usage_estimated,
@@ -281,7 +282,7 @@ impl RequestCtx {
             provider = provider,
             model = model,
             fallback_from = self.fallback_from.as_deref(),
-            deployment = self.deployment.as_ref().map(|(label, _)| label.as_str()),
+            deployment = self.deployment.as_deref().map(|(label, _)| label.as_str()),
             duration_ms = duration_ms,
             upstream_ttfb_ms = ttfb_ms,
             input_tokens = u.input_tokens,
@@ -305,7 +306,7 @@ impl RequestCtx {
             provider,
             model,
             self.fallback_from.as_ref().map_or(String::new(), |asked| format!(" fallback_from={asked}")),
-            self.deployment.as_ref().map_or(String::new(), |(label, _)| format!(" deployment={label}")),
+            self.deployment.as_deref().map_or(String::new(), |(label, _)| format!(" deployment={label}")),
             duration_ms,
             ttfb_ms.map_or("-".to_string(), |t| format!("{t:.3}")),
             u.input_tokens,

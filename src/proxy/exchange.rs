@@ -241,7 +241,7 @@ async fn prepare_call<'a>(
     let body = agents::apply(gateway, principal.billed.as_deref(), &route.endpoint, body).await?;
     let (body, keep) =
         crate::exchange::stored::prepare(gateway, principal.billed.as_deref(), route, body).await?;
-    ctx.keep_response = keep;
+    ctx.keep_response = keep.map(Box::new);
     if answers_locally(gateway, route, &body) == Some(true) {
         return local(session, ctx, 200, count_tokens_locally(&body)?).await.map(|()| Prepared::Answered);
     }
@@ -286,9 +286,9 @@ async fn prepare_call<'a>(
     }
     if let Some(admitted) = admitted {
         ctx.account = Some(admitted.admission.account.name.clone());
-        ctx.bill = gateway.billing.clone().map(|billing| (billing, admitted.admission));
+        ctx.bill = gateway.billing.clone().map(|billing| Box::new((billing, admitted.admission)));
         ctx.limit_headers = admitted.headers;
-        ctx.permit = Some(admitted.permit);
+        ctx.permit = Some(Box::new(admitted.permit));
     }
     ctx.fallback_from = plan.fallback_from.clone();
 

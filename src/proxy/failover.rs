@@ -83,8 +83,8 @@ pub async fn send(
                 entry,
                 plan,
             )?;
-            if let Some((_, admission)) = &ctx.bill {
-                cap_output(&mut next, admission)?;
+            if let Some(bill) = &ctx.bill {
+                cap_output(&mut next, &bill.1)?;
             }
             *plan = next;
         }
@@ -102,7 +102,7 @@ pub async fn send(
                         label,
                         if status < 400 { "served" } else { "failed" },
                     );
-                    ctx.deployment = Some((label.to_string(), in_flight));
+                    ctx.deployment = Some(Box::new((label.to_string(), in_flight)));
                     return Ok((upstream, peer));
                 }
                 if status == 429 {
