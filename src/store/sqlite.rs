@@ -597,21 +597,3 @@ async fn kept_among(
     }
     Ok(kept)
 }
-
-#[cfg(test)]
-mod chunk_tests {
-    #[test]
-    fn a_batch_goes_in_few_statements_of_four_sizes() {
-        let sizes = |n: usize| {
-            let rows: Vec<usize> = (0..n).collect();
-            super::append::statement_chunks(&rows).map(<[usize]>::len).collect::<Vec<_>>()
-        };
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(1), [1]);
-        assert_eq!(sizes(15), [4, 4, 4, 1, 1, 1]);
-        assert_eq!(sizes(150), [64, 64, 16, 4, 1, 1]);
-        let rows: Vec<usize> = (0..150).collect();
-        let back: Vec<usize> = super::append::statement_chunks(&rows).flatten().copied().collect();
-        assert_eq!(back, rows, "every row once, in order");
-    }
-}

@@ -173,29 +173,32 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
 #[cfg(test)]
 mod tests {
     use super::super::SqliteStore;
-    use crate::billing::{LedgerRecord, Metered, RecordKind};
+    use crate::billing::LedgerRecord;
     use crate::store::Store;
 
+    /// The store tests' charge (10 tokens in, 5 out), of `model` at `at`.
     fn charge(key: &str, model: &str, at: u64, cost: i64) -> LedgerRecord {
-        LedgerRecord {
-            key: key.into(),
-            kind: RecordKind::Charge,
-            account: 1,
-            key_id: Some(7),
-            wallet_nano: -cost,
-            paid_nano: 0,
-            unpaid_nano: 0,
-            multiplier: None,
-            metered: Some(Metered {
-                model: model.into(),
-                input_tokens: 100,
-                output_tokens: 10,
-                cached_tokens: 1,
-                request_id: key.into(),
-                ..Metered::default()
-            }),
-            at,
+        let mut charge = crate::store::tests::charge(key, 1, Some(7), cost, key);
+        charge.at = at;
+        if let Some(m) = charge.metered.as_mut() {
+            m.model = model.into();
         }
+        charge
+    }
+
+    #[test]
+    fn a_batch_goes_in_few_statements_of_four_sizes() {
+        let sizes = |n: usize| {
+            let rows: Vec<usize> = (0..n).collect();
+            super::statement_chunks(&rows).map(<[usize]>::len).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(15), [4, 4, 4, 1, 1, 1]);
+        assert_eq!(sizes(150), [64, 64, 16, 4, 1, 1]);
+        let rows: Vec<usize> = (0..150).collect();
+        let back: Vec<usize> = super::statement_chunks(&rows).flatten().copied().collect();
+        assert_eq!(back, rows, "every row once, in order");
     }
 
     type Totals = Vec<(String, String, i64, i64, i64, i64, i64)>;
@@ -256,12 +259,12 @@ mod tests {
         sqlx::query(
             "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, key_id, model, \
              input_tokens, output_tokens, cached_tokens, request_id, at) \
-             VALUES ('old', 'charge', 1, 'wallet', -4, 7, 'm1', 100, 10, 1, 'old', 6)",
+             VALUES ('old', 'charge', 1, 'wallet', -4, 7, 'm1', 10, 5, 0, 'old', 6)",
         )
         .execute(&store.pool)
         .await
         .unwrap();
         let kept = totals(&store).await;
-        assert_eq!(kept, [("1970-01-01".to_string(), "m1".to_string(), 2, 200, 20, 2, 14)]);
+        assert_eq!(kept, [("1970-01-01".to_string(), "m1".to_string(), 2, 20, 10, 0, 14)]);
     }
 }
