@@ -37,11 +37,16 @@ const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
 const LAST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM ledger_postings";
 
 /// The counter posting of each wallet posting added after `?1`, which
-/// balances it (see `RecordKind::counter_book`).
+/// balances it (see `RecordKind::counter_book`, which a test holds this
+/// to). The statements that read the rows a batch added say `NOT
+/// INDEXED`: by the rowid range, never by an index that reads the whole
+/// ledger (the planner took the wallet's `(account_id, id)` index for the
+/// day totals' `GROUP BY account_id`, a scan of every wallet posting on
+/// every batch).
 const COUNTERS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
      SELECT entry_key, kind, account_id, \
             CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END, -amount_nano, at \
-     FROM ledger_postings WHERE id > ?1 AND book = 'wallet' ORDER BY id";
+     FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' ORDER BY id";
 
 /// The charges added after `?1`, summed per account, key, UTC day and
 /// model into `usage_daily` (what the per-row trigger does for a writer
@@ -51,7 +56,7 @@ const DAILY: &str = "INSERT INTO usage_daily \
      SELECT account_id, COALESCE(key_id, 0), strftime('%Y-%m-%d', MIN(at) / 1000, 'unixepoch'), \
             COALESCE(model, ''), COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
             COALESCE(SUM(cached_tokens), 0), -SUM(amount_nano) \
-     FROM ledger_postings WHERE id > ?1 AND book = 'wallet' AND kind = 'charge' AND totals_kept = 1 \
+     FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' AND kind = 'charge' AND totals_kept = 1 \
      GROUP BY account_id, COALESCE(key_id, 0), at / 86400000, COALESCE(model, '') \
      ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
         requests = requests + excluded.requests, \
@@ -62,7 +67,7 @@ const DAILY: &str = "INSERT INTO usage_daily \
 
 /// The postings added after `?1` that open a credit lot: top-ups, and
 /// anything else that adds to the wallet (a grant, a refund).
-const LOT_KEYS: &str = "SELECT entry_key FROM ledger_postings \
+const LOT_KEYS: &str = "SELECT entry_key FROM ledger_postings NOT INDEXED \
      WHERE id > ?1 AND book = 'wallet' AND (kind = 'topup' OR amount_nano > 0) ORDER BY id";
 
 const LOT: &str = "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, \
@@ -149,7 +154,10 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
             records.iter().map(|r| (r.key.as_str(), *r)).collect()
         };
         for key in lot_keys {
-            let Some(r) = by_key.get(key.as_str()) else { continue };
+            // The write lock makes every added row one of this batch's.
+            let r = by_key
+                .get(key.as_str())
+                .ok_or_else(|| StoreError(format!("a posting of this batch without its record: {key}")))?;
             let (paid, multiplier, granted) = match r.kind {
                 RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
                 _ => (0, 1, r.wallet_nano),
@@ -173,7 +181,7 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
 #[cfg(test)]
 mod tests {
     use super::super::SqliteStore;
-    use crate::billing::LedgerRecord;
+    use crate::billing::{LedgerRecord, RecordKind};
     use crate::store::Store;
 
     /// The store tests' charge (10 tokens in, 5 out), of `model` at `at`.
@@ -199,6 +207,35 @@ mod tests {
         let rows: Vec<usize> = (0..150).collect();
         let back: Vec<usize> = super::statement_chunks(&rows).flatten().copied().collect();
         assert_eq!(back, rows, "every row once, in order");
+    }
+
+    #[tokio::test]
+    async fn the_rows_a_batch_added_are_read_by_their_ids_alone() {
+        let store = SqliteStore::open(None).await.unwrap();
+        for sql in [super::COUNTERS, super::DAILY, super::LOT_KEYS] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .bind(0_i64)
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            assert!(
+                details.iter().any(|d| d.starts_with("SEARCH ledger_postings") && d.contains("rowid>?")),
+                "{sql}: {details:?}"
+            );
+            assert!(!details.iter().any(|d| d.starts_with("SCAN ledger_postings")), "{sql}: {details:?}");
+        }
+    }
+
+    #[test]
+    fn counter_books_in_sql_are_the_records_own() {
+        let funding_in_sql = "CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END";
+        assert!(super::COUNTERS.contains(funding_in_sql));
+        for kind in [RecordKind::Topup, RecordKind::Charge, RecordKind::Refund, RecordKind::Adjustment] {
+            let named = funding_in_sql.contains(&format!("'{}'", kind.as_str()));
+            assert_eq!(kind.counter_book(), if named { "funding" } else { "revenue" }, "{kind:?}");
+        }
     }
 
     type Totals = Vec<(String, String, i64, i64, i64, i64, i64)>;
