@@ -17,15 +17,16 @@ mod reading;
 mod translated;
 mod upstream;
 
-pub use crate::health::Health;
-use crate::reload::Live;
-use async_trait::async_trait;
 pub use connections::{ConnectionGuard, ConnectionLimits};
 pub use context::RequestCtx;
+pub use pool::Upstreams;
+
+use crate::health::Health;
+use crate::reload::Live;
+use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_proxy::{ProxyHttp, Session};
-pub use pool::Upstreams;
 use std::sync::Arc;
 
 pub struct TollgateProxy {

@@ -29,9 +29,12 @@ const APPEND_ROWS: [usize; 4] = [64, 16, 4, 1];
 const WALLET_COLUMNS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, \
      paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, \
      estimated, request_id, limit_group, at, totals_kept) VALUES ";
-/// One wallet posting's values: its sixteen bound ones, and `totals_kept`
-/// (this writer adds its charges to `usage_daily` itself, per batch).
+/// One wallet posting's values: its [`WALLET_BINDS`] bound ones, and
+/// `totals_kept` (this writer adds its charges to `usage_daily` itself,
+/// per batch).
 const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+/// The values [`bind_wallet`] binds for one posting.
+const WALLET_BINDS: usize = 16;
 const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
 
 const LAST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM ledger_postings";
@@ -73,22 +76,19 @@ const LOT_KEYS: &str = "SELECT entry_key FROM ledger_postings NOT INDEXED \
 const LOT: &str = "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, \
      entry_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
 
+/// The wallet insert of `rows` rows.
+fn wallet_text(rows: usize) -> String {
+    format!("{WALLET_COLUMNS}{}{WALLET_CONFLICT}", vec![WALLET_ROW; rows].join(", "))
+}
+
 /// The wallet insert of `rows` rows (one of [`APPEND_ROWS`]), its text
 /// made once.
 fn wallet_sql(rows: usize) -> Arc<str> {
     static MADE: OnceLock<Vec<(usize, Arc<str>)>> = OnceLock::new();
-    let made = MADE.get_or_init(|| {
-        APPEND_ROWS
-            .iter()
-            .map(|&n| {
-                let values = vec![WALLET_ROW; n].join(", ");
-                (n, Arc::from(format!("{WALLET_COLUMNS}{values}{WALLET_CONFLICT}")))
-            })
-            .collect()
-    });
+    let made = MADE.get_or_init(|| APPEND_ROWS.iter().map(|&n| (n, Arc::from(wallet_text(n)))).collect());
     match made.iter().find(|(n, _)| *n == rows) {
         Some((_, sql)) => sql.clone(),
-        None => Arc::from(format!("{WALLET_COLUMNS}{}{WALLET_CONFLICT}", vec![WALLET_ROW; rows].join(", "))),
+        None => Arc::from(wallet_text(rows)),
     }
 }
 
@@ -137,7 +137,7 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
     let mut new = 0;
     for chunk in statement_chunks(&records) {
         let mut args = SqliteArguments::default();
-        args.reserve(chunk.len() * 16, 0);
+        args.reserve(chunk.len() * WALLET_BINDS, 0);
         for r in chunk {
             bind_wallet(&mut args, r)?;
         }
@@ -226,6 +226,14 @@ mod tests {
             );
             assert!(!details.iter().any(|d| d.starts_with("SCAN ledger_postings")), "{sql}: {details:?}");
         }
+    }
+
+    #[test]
+    fn a_wallet_row_has_a_placeholder_for_each_value_bound() {
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        super::bind_wallet(&mut args, &charge("k", "m", 1, 1)).unwrap();
+        assert_eq!(sqlx::Arguments::len(&args), super::WALLET_BINDS);
+        assert_eq!(super::WALLET_ROW.matches('?').count(), super::WALLET_BINDS);
     }
 
     #[test]
