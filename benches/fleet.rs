@@ -88,7 +88,7 @@ fn redis_stats(conn: &mut redis::Connection) -> (u64, u64, f64) {
             .and_then(|(_, rest)| rest.split(',').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        if line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:") {
+        if ["cmdstat_fcall:", "cmdstat_evalsha:", "cmdstat_eval:"].iter().any(|p| line.starts_with(p)) {
             scripts += calls;
         } else if !line.starts_with("cmdstat_info:") && !line.starts_with("cmdstat_config") {
             others += calls;

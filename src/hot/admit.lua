@@ -1,8 +1,10 @@
-#!lua
--- Tollgate's admit and settle on Redis, version 4 (the script's SHA1 is its
--- version). One call of this script takes a request from every limit that
--- applies and holds its worst-case cost against the wallet and the key's
--- spend cap, or takes from none; another settles it: the hold becomes the
+#!lua name=tollgate_admit_5
+-- Tollgate's admit and settle on Redis, version 5: a Redis Function
+-- library (`FCALL tollgate_admit_5`), its version in its names, so nodes
+-- of two releases run side by side during an upgrade. One call takes a
+-- request from every limit that applies and holds its worst-case cost
+-- against the wallet and the key's spend cap, or takes from none;
+-- another settles it: the hold becomes the
 -- charge, the limits are given back or corrected. Same semantics as
 -- src/limits and src/billing (see there); time is Redis TIME. Only the
 -- limits in force are touched, and the standings after an admit come from
@@ -23,8 +25,8 @@
 --   9 leases            ZSET request id -> hold lease expiry (ms)
 --  10 pend              HASH record key -> "amount key": applied here,
 --                       not yet known to be in the ledger (wallet.lua)
--- ARGV[1] op: admit | standing | finish | cancel | admit_many |
--- finish_many; ARGV[2] the request id (the _many ops: see there).
+-- ARGV[1] op: admit | standing | finish | cancel | many; ARGV[2] the
+-- request id (many: the number of calls, see there).
 -- admit/standing: 3 concurrent, 4 rpm, 5 rpm_class, 6 rph, 7 daily,
 --   8 input_tpm (each -1 when no limit), 9 input estimate, 10 ms until
 --   local midnight (the day key lives an hour longer), 11 lease (ms),
@@ -39,26 +41,36 @@
 --   {0, 'wallet'|'spend_cap', available, budget} or {2} (the wallet is
 --   not seeded: seed it from the ledger, then ask again) or
 --   {1, now, standings..., available}; standing: {1, now, standings...};
---   finish/cancel: 1 if the request was still live, else 0; admit_many:
---   one admit's answer per call, in order.
+--   finish/cancel: 1 if the request was still live, else 0; many: each
+--   call's answer, in order.
 -- standings: in-flight count, rpm count, rpm reset, class count, class
 -- reset, rph count, rph reset, day used, bucket tokens, bucket reset
 -- (0 for a limit not in force).
 
-local op, id = ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local MIN, HOUR, TM = 60000, 3600000, 60000
-local K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- A Redis Function library: Redis runs this file once, when it is loaded
+-- (at start, and again after Redis lost it), so the helpers below are
+-- made once, not at every call as a script's body is. Each call sets the
+-- state its helpers read (its time, its keys, where its arguments start);
+-- Redis runs one call at a time.
 
--- The current call's i-th argument (a batch's calls each have their own).
-local A = function(i) return ARGV[i] end
+local MIN, HOUR, TM = 60000, 3600000, 60000
+local KEYS, ARGV, now = {}, {}, 0
+-- The current call's keys (a batch's calls each have their own ten).
+local K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND
+-- Where the current call's arguments start in ARGV (0: a lone call).
+local BASE = 0
+
+local function A(i) return ARGV[BASE + i] end
 
 local function arg(i)
-  local v = tonumber(A(i))
+  local v = tonumber(ARGV[BASE + i])
   if v == nil or v < 0 then return nil end
   return v
+end
+
+local function use_keys(k)
+  K_IN, K_RPM, K_CLS, K_RPH, K_DAY = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
 end
 
 -- A window's count after the old requests aged out.
@@ -104,7 +116,7 @@ end
 -- its amount leaves what the wallet and its key hold; false when it was
 -- released already (settled, or lapsed).
 local function release(hold_id, h)
-  if h == nil then
+  if h == nil or h == '' then
     h = redis.call('HGET', K_HOLDS, hold_id)
     if not h then return false end
   end
@@ -122,31 +134,85 @@ local function expire_holds()
   for _, hold_id in ipairs(ended) do release(hold_id) end
 end
 
-local function admit_call(op, id)
-  local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
-  local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
-  local windows = {{rpm, K_RPM, MIN, 'rpm'}, {cls, K_CLS, MIN, 'rpm_by_class'}, {rph, K_RPH, HOUR, 'rph'}}
-  if op == 'standing' then
-    local out = {1, now}
-    if conc ~= nil then
-      redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
-      out[#out + 1] = redis.call('ZCARD', K_IN)
+-- The rpm, class and hourly windows: their limit's argument, their key's
+-- place among the call's keys, their length, their name.
+local WINDOWS = {{4, 2, MIN, 'rpm'}, {5, 3, MIN, 'rpm_by_class'}, {6, 4, HOUR, 'rph'}}
+
+local function window_key(c)
+  if c == 1 then return K_RPM elseif c == 2 then return K_CLS end
+  return K_RPH
+end
+
+local function standing_call()
+  local conc, daily, tpm = arg(3), arg(7), arg(8)
+  local out = {1, now}
+  if conc ~= nil then
+    redis.call('ZREMRANGEBYSCORE', K_IN, '-inf', now)
+    out[#out + 1] = redis.call('ZCARD', K_IN)
+  else
+    out[#out + 1] = 0
+  end
+  for c, w in ipairs(WINDOWS) do
+    if arg(w[1]) ~= nil then
+      out[#out + 1] = count(window_key(c), w[3])
+      out[#out + 1] = window_reset(window_key(c), w[3])
     else
       out[#out + 1] = 0
+      out[#out + 1] = 0
     end
-    for _, c in ipairs(windows) do
-      if c[1] ~= nil then
-        out[#out + 1] = count(c[2], c[3])
-        out[#out + 1] = window_reset(c[2], c[3])
-      else
-        out[#out + 1] = 0
-        out[#out + 1] = 0
-      end
-    end
-    out[#out + 1] = (daily ~= nil) and tonumber(redis.call('GET', K_DAY) or '0') or 0
-    bucket_standing(out, tpm, (tpm ~= nil) and bucket(tpm) or 0)
-    return out
   end
+  out[#out + 1] = (daily ~= nil) and tonumber(redis.call('GET', K_DAY) or '0') or 0
+  bucket_standing(out, tpm, (tpm ~= nil) and bucket(tpm) or 0)
+  return out
+end
+
+-- The wallet's answer to a hold of `hold` for `key` under `cap`: nil when
+-- it fits, else the refusal; and what is available before it.
+local function wallet_check(hold, key, cap)
+  local refusal, available
+  -- Holds whose lease ran out only matter to a call they would refuse:
+  -- they are released then (and by every read of the wallet).
+  for attempt = 1, 2 do
+    local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. key, 'h:' .. key)
+    if not w[1] then return {2}, 0 end
+    available = (tonumber(w[2]) or 0) - (tonumber(w[3]) or 0) - (tonumber(w[4]) or 0)
+    local budget = available
+    refusal = nil
+    if cap ~= nil then
+      local left = math.max(cap - (tonumber(w[5]) or 0) - (tonumber(w[6]) or 0), 0)
+      if left < budget then budget = left end
+      if left < hold then refusal = {0, 'spend_cap', left, math.max(budget, 0)} end
+    end
+    if refusal == nil and available < hold then refusal = {0, 'wallet', available, math.max(budget, 0)} end
+    if refusal == nil or attempt == 2 then break end
+    expire_holds()
+  end
+  return refusal, available
+end
+
+local function take_hold(id, hold, key, cap, hold_lease)
+  redis.call('HINCRBY', K_W, 'held', A(12))
+  local capped = '0'
+  if cap ~= nil then
+    redis.call('HINCRBY', K_W, 'h:' .. key, A(12))
+    capped = '1'
+  end
+  redis.call('HSET', K_HOLDS, id, A(12) .. ' ' .. key .. ' ' .. capped)
+  redis.call('ZADD', K_LEASE, now + hold_lease, id)
+end
+
+local function admit_call(id)
+  local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
+  local hold = arg(12)
+  if hold ~= nil and conc == nil and rpm == nil and cls == nil and rph == nil and daily == nil and tpm == nil then
+    -- A hold and no limit: the wallet alone.
+    local key, cap = A(13), arg(14)
+    local refusal, available = wallet_check(hold, key, cap)
+    if refusal ~= nil then return refusal end
+    take_hold(id, hold, key, cap, arg(15) or 3600000)
+    return {1, now, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, available - hold}
+  end
+  local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
   -- Every limit is checked before anything is written; what the checks
   -- read is what the standings after the take are made of.
   local in_flight = 0
@@ -157,16 +223,18 @@ local function admit_call(op, id)
       return {0, 'concurrent', conc, (conc == 0) and -1 or 1000}
     end
   end
-  local counts = {}
-  for i, c in ipairs(windows) do
-    if c[1] ~= nil then
-      local n = count(c[2], c[3])
-      if n >= c[1] then
-        if c[1] == 0 then return {0, c[4], 0, -1} end
-        local r = redis.call('ZRANGE', c[2], n - c[1], n - c[1], 'WITHSCORES')
-        return {0, c[4], c[1], math.max(tonumber(r[2]) + c[3] - now, 1)}
+  local limit, counts = {rpm, cls, rph}, {}
+  for c, w in ipairs(WINDOWS) do
+    local l = limit[c]
+    if l ~= nil then
+      local key = window_key(c)
+      local n = count(key, w[3])
+      if n >= l then
+        if l == 0 then return {0, w[4], 0, -1} end
+        local r = redis.call('ZRANGE', key, n - l, n - l, 'WITHSCORES')
+        return {0, w[4], l, math.max(tonumber(r[2]) + w[3] - now, 1)}
       end
-      counts[i] = n
+      counts[c] = n
     end
   end
   local used = 0
@@ -185,27 +253,11 @@ local function admit_call(op, id)
       return {0, 'input_tpm', tpm, math.max(math.ceil((want - level) / tpm), 1)}
     end
   end
-  local hold, key, cap, hold_lease = arg(12), A(13), arg(14), arg(15) or 3600000
+  local key, cap = A(13), arg(14)
   local available = 0
   if hold ~= nil then
-    -- Holds whose lease ran out only matter to a call they would refuse:
-    -- they are released then (and by every read of the wallet).
     local refusal
-    for attempt = 1, 2 do
-      local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. key, 'h:' .. key)
-      if not w[1] then return {2} end
-      available = (tonumber(w[2]) or 0) - (tonumber(w[3]) or 0) - (tonumber(w[4]) or 0)
-      local budget = available
-      refusal = nil
-      if cap ~= nil then
-        local left = math.max(cap - (tonumber(w[5]) or 0) - (tonumber(w[6]) or 0), 0)
-        if left < budget then budget = left end
-        if left < hold then refusal = {0, 'spend_cap', left, math.max(budget, 0)} end
-      end
-      if refusal == nil and available < hold then refusal = {0, 'wallet', available, math.max(budget, 0)} end
-      if refusal == nil or attempt == 2 then break end
-      expire_holds()
-    end
+    refusal, available = wallet_check(hold, key, cap)
     if refusal ~= nil then return refusal end
   end
   -- Every limit and the wallet said yes: take from all of them. A call
@@ -216,12 +268,13 @@ local function admit_call(op, id)
     redis.call('PEXPIRE', K_IN, lease + 1000)
   end
   local out = {1, now, in_flight + 1}
-  for i, c in ipairs(windows) do
-    if c[1] ~= nil then
-      redis.call('ZADD', c[2], now, id)
-      redis.call('PEXPIRE', c[2], c[3])
-      out[#out + 1] = counts[i] + 1
-      out[#out + 1] = c[3]
+  for c, w in ipairs(WINDOWS) do
+    if limit[c] ~= nil then
+      local wkey = window_key(c)
+      redis.call('ZADD', wkey, now, id)
+      redis.call('PEXPIRE', wkey, w[3])
+      out[#out + 1] = counts[c] + 1
+      out[#out + 1] = w[3]
     else
       out[#out + 1] = 0
       out[#out + 1] = 0
@@ -240,42 +293,30 @@ local function admit_call(op, id)
   end
   bucket_standing(out, tpm, level)
   if hold ~= nil then
-    redis.call('HINCRBY', K_W, 'held', A(12))
-    local capped = '0'
-    if cap ~= nil then
-      redis.call('HINCRBY', K_W, 'h:' .. key, A(12))
-      capped = '1'
-    end
-    redis.call('HSET', K_HOLDS, id, A(12) .. ' ' .. key .. ' ' .. capped)
-    redis.call('ZADD', K_LEASE, now + hold_lease, id)
+    take_hold(id, hold, key, cap, arg(15) or 3600000)
     available = available - hold
   end
   out[#out + 1] = available
   return out
 end
 
--- Settles one call: `a(i)` is its i-th argument, in the layout of ARGV
--- for finish/cancel; its keys are in K_IN..K_PEND.
-local function settle_call(a)
-  local function n(i)
-    local v = tonumber(a(i))
-    if v == nil or v < 0 then return nil end
-    return v
-  end
-  local kind, call_id = a(1), a(2)
-  local billed, day_taken, taken, actual = n(3) == 1, n(4) == 1, n(5) or 0, n(6)
-  local held, in_flight = n(7) == 1, n(11) == 1
+-- Settles the current call (its arguments in the layout of ARGV for
+-- finish/cancel, from BASE; its keys in K_IN..K_PEND).
+local function settle_call()
+  local kind, call_id = A(1), A(2)
+  local billed, day_taken, taken, actual = arg(3) == 1, arg(4) == 1, arg(5) or 0, arg(6)
+  local held, in_flight = arg(7) == 1, arg(11) == 1
   -- Once only: a call with a hold is live while its hold is (the charge
   -- is taken even if the hold's lease ran out, and a retried call finds
   -- the record pending and takes nothing again); one without, while it
   -- is in flight.
   local live
   if held then
-    live = release(call_id, a(15))
-    local charged, key, record = n(8) or 0, a(9), a(10)
-    if kind == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, record, '-' .. a(8) .. ' ' .. key) == 1 then
-      redis.call('HINCRBY', K_W, 'debit', a(8))
-      redis.call('HINCRBY', K_W, 's:' .. key, a(8))
+    live = release(call_id, A(15))
+    local charged, key = arg(8) or 0, A(9)
+    if kind == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, A(10), '-' .. A(8) .. ' ' .. key) == 1 then
+      redis.call('HINCRBY', K_W, 'debit', A(8))
+      redis.call('HINCRBY', K_W, 's:' .. key, A(8))
     end
     if in_flight then redis.call('ZREM', K_IN, call_id) end
   else
@@ -283,9 +324,9 @@ local function settle_call(a)
   end
   if not live then return 0 end
   if kind == 'cancel' then
-    if n(12) == 1 then redis.call('ZREM', K_RPM, call_id) end
-    if n(13) == 1 then redis.call('ZREM', K_CLS, call_id) end
-    if n(14) == 1 then redis.call('ZREM', K_RPH, call_id) end
+    if arg(12) == 1 then redis.call('ZREM', K_RPM, call_id) end
+    if arg(13) == 1 then redis.call('ZREM', K_CLS, call_id) end
+    if arg(14) == 1 then redis.call('ZREM', K_RPH, call_id) end
     billed, actual = false, 0
   end
   if day_taken and not billed and tonumber(redis.call('GET', K_DAY) or '0') > 0 then
@@ -300,45 +341,37 @@ local function settle_call(a)
   return 1
 end
 
-if op == 'admit' or op == 'standing' then
-  return admit_call(op, id)
-end
-
--- Admits of one account taken in one script call (a node sends the ones
--- that arrive while an earlier one is on its way): ARGV[2] is their
--- count; call c has ARGV[3 + (c-1)*15 ...] in admit's layout (op first)
--- and KEYS[(c-1)*10 + 1 ...]. Each is all-or-nothing on its own, as if
--- sent alone, in this order. (Reading the wallet once per batch and
--- writing each field once was tried: the Lua to aggregate cost what the
--- commands saved; see BENCHMARKS.md.)
-if op == 'admit_many' then
-  local out = {}
-  for c = 1, tonumber(ARGV[2]) do
-    local k, base = (c - 1) * 10, 2 + (c - 1) * 15
-    K_IN, K_RPM, K_CLS, K_RPH, K_DAY = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-    K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
-    A = function(i) return ARGV[base + i] end
-    out[c] = admit_call('admit', A(2))
+local function call(keys, args)
+  KEYS, ARGV, BASE = keys, args, 0
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  use_keys(0)
+  local op = args[1]
+  if op == 'admit' then return admit_call(args[2]) end
+  if op == 'standing' then return standing_call() end
+  if op == 'finish' or op == 'cancel' then return settle_call() end
+  -- Calls of one account in one call (admits and settlements; a node
+  -- sends those that arrive while an earlier call of the account is on
+  -- its way): ARGV[2] is their count; call c has ARGV[3 + (c-1)*15 ...]
+  -- in its op's layout (op first) and KEYS[(c-1)*10 + 1 ...]. Each is
+  -- all-or-nothing on its own, as if sent alone, in this order.
+  if op == 'many' then
+    local out = {}
+    for c = 1, tonumber(args[2]) do
+      use_keys((c - 1) * 10)
+      BASE = 2 + (c - 1) * 15
+      local each = A(1)
+      if each == 'admit' then
+        out[c] = admit_call(A(2))
+      elseif each == 'finish' or each == 'cancel' then
+        out[c] = settle_call()
+      else
+        out[c] = redis.error_reply('tollgate limits: unknown op ' .. tostring(each))
+      end
+    end
+    return out
   end
-  return out
+  return redis.error_reply('tollgate limits: unknown op ' .. tostring(op))
 end
 
-if op == 'finish' or op == 'cancel' then
-  return settle_call(function(i) return ARGV[i] end)
-end
-
--- Many calls of one account settled at once: ARGV[2] is their count;
--- call c has ARGV[3 + (c-1)*15 ...] in finish's layout (op first) and
--- KEYS[(c-1)*10 + 1 ...]. How many were still live.
-if op == 'finish_many' then
-  local live = 0
-  for c = 1, tonumber(ARGV[2]) do
-    local k, base = (c - 1) * 10, 2 + (c - 1) * 15
-    K_IN, K_RPM, K_CLS, K_RPH, K_DAY = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-    K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
-    live = live + settle_call(function(i) return ARGV[base + i] end)
-  end
-  return live
-end
-
-return redis.error_reply('tollgate limits: unknown op ' .. tostring(op))
+redis.register_function('tollgate_admit_5', call)

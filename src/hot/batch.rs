@@ -1,11 +1,15 @@
-//! Admits of one account that arrive while an earlier one of the same
-//! account is on its way to Redis wait for it, then go together in one
-//! script call (`admit.lua`'s `admit_many`): group commit. A lone call
-//! goes at once, as before; under load a node sends one script call per
-//! account per round trip instead of one per request, which is what a
-//! Redis core spends most on (parsing, the script's set-up, the reply).
-//! Each admit in a batch is still all-or-nothing on its own. One account's
-//! calls share a hash slot, so a batch holds on Redis Cluster.
+//! Calls of one account (admits, and the settlements of calls that
+//! ended) that arrive while an earlier one of the same account is on its
+//! way to Redis wait for it, then go together in one function call
+//! (`admit.lua`'s `many`): group commit. A lone call goes at once; under
+//! load a node sends one call per account per round trip instead of two
+//! per request, which is what a Redis core and the node spend most on
+//! (the round trip's system calls and wake-ups, the call's parsing and
+//! reply). Each call in a batch is still all-or-nothing on its own, in
+//! order. A settlement waits for nothing: it rides with the account's
+//! next batch, or goes on a task of its own on the caller's runtime (no
+//! hop to another thread). One account's calls share a hash slot, so a
+//! batch holds on Redis Cluster.
 
 use super::unavailable::Unavailable;
 use redis::Value;
@@ -13,7 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
-/// Keys and arguments of one admit in `admit.lua`'s layout.
+/// Keys and arguments of one call (admit or settlement) in `admit.lua`'s
+/// layout.
 pub const ADMIT_KEYS: usize = 10;
 pub const ADMIT_ARGS: usize = 15;
 
@@ -21,7 +26,7 @@ pub const ADMIT_ARGS: usize = 15;
 /// runs; a longer queue goes in several).
 const MAX_BATCH: usize = 64;
 
-/// One admit's script keys and arguments (admit's layout).
+/// One call's keys and arguments (its op first).
 pub struct Call {
     pub keys: Keys,
     pub args: Vec<String>,
@@ -33,9 +38,46 @@ pub type Keys = [String; ADMIT_KEYS];
 /// built once, never copied for the script call.
 pub type Answered = Result<(Value, Keys), Unavailable>;
 
-struct Waiting {
-    call: Call,
-    reply: oneshot::Sender<Answered>,
+enum Waiting {
+    Admit {
+        call: Call,
+        reply: oneshot::Sender<Answered>,
+    },
+    /// A settlement: nobody waits for its answer.
+    Settle(Call),
+}
+
+impl Waiting {
+    fn call(&self) -> &Call {
+        match self {
+            Waiting::Admit { call, .. } | Waiting::Settle(call) => call,
+        }
+    }
+
+    fn call_mut(&mut self) -> &mut Call {
+        match self {
+            Waiting::Admit { call, .. } | Waiting::Settle(call) => call,
+        }
+    }
+
+    /// Hands `answer` to whoever waits for it.
+    fn answer(self, answer: Result<Value, Unavailable>) {
+        match self {
+            // A caller gone by now leaves its hold to its lease.
+            Waiting::Admit { call, reply } => {
+                let _ = reply.send(answer.map(|v| (v, call.keys)));
+            }
+            Waiting::Settle(_) => match answer {
+                Ok(Value::ServerError(e)) => lost_settlement(&format!("{e:?}")),
+                Ok(_) => {}
+                Err(e) => lost_settlement(&e.0),
+            },
+        }
+    }
+}
+
+fn lost_settlement(why: &str) {
+    log::warn!(target: "tollgate", "hot state: a settlement was lost ({why}); the lease frees its slot and hold, the reconciler its charge");
 }
 
 enum Turn {
@@ -49,7 +91,7 @@ pub struct Lanes {
     busy: Mutex<HashMap<u64, Vec<Waiting>>>,
 }
 
-/// Sends a batch (one call: `admit`; several: `admit_many`) and answers
+/// Sends a batch (one call: its own op; several: `many`) and answers
 /// each call's own part, in order.
 pub trait Transport: Clone + Send + Sync + 'static {
     fn send(
@@ -68,7 +110,7 @@ impl Lanes {
             match busy.get_mut(&account) {
                 Some(queue) => {
                     let (reply, answer) = oneshot::channel();
-                    queue.push(Waiting { call, reply });
+                    queue.push(Waiting::Admit { call, reply });
                     Turn::Wait(answer)
                 }
                 None => {
@@ -88,6 +130,32 @@ impl Lanes {
             Turn::Wait(answer) => {
                 answer.await.unwrap_or_else(|_| Err(Unavailable("the batch it waited for was lost".into())))
             }
+        }
+    }
+
+    /// Settles `call` (a finish or a cancel of `account`): sent now, on a
+    /// task of the current runtime, when no call of `account` is on its
+    /// way, else with the calls that wait behind it. Without a runtime
+    /// it is lost (the lease and the reconciler make up for it).
+    pub fn settle<S: Transport>(self: &Arc<Self>, sender: &S, account: u64, call: Call) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return lost_settlement("no runtime to send it on");
+        };
+        let first = {
+            let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+            match busy.get_mut(&account) {
+                Some(queue) => {
+                    queue.push(Waiting::Settle(call));
+                    None
+                }
+                None => {
+                    busy.insert(account, Vec::new());
+                    Some(call)
+                }
+            }
+        };
+        if let Some(call) = first {
+            runtime.spawn(drive(self.clone(), sender.clone(), account, vec![Waiting::Settle(call)]));
         }
     }
 
@@ -124,7 +192,7 @@ impl<S: Transport> Drop for HandOver<S> {
             }
             Err(_) => {
                 for w in batch {
-                    let _ = w.reply.send(Err(Unavailable("no runtime to send the batch on".into())));
+                    w.answer(Err(Unavailable("no runtime to send the batch on".into())));
                 }
                 lanes.busy.lock().unwrap_or_else(PoisonError::into_inner).remove(&account);
             }
@@ -136,27 +204,27 @@ impl<S: Transport> Drop for HandOver<S> {
 async fn drive<S: Transport>(lanes: Arc<Lanes>, sender: S, account: u64, mut batch: Vec<Waiting>) {
     loop {
         let answers = if let [only] = batch.as_slice() {
-            vec![sender.send(&only.call.keys, &only.call.args).await]
+            vec![sender.send(&only.call().keys, &only.call().args).await]
         } else {
-            // The calls' keys are moved into the script call's and back.
+            // The calls' keys are moved into the batch's and back.
             let mut keys = Vec::with_capacity(batch.len() * ADMIT_KEYS);
             let mut args = Vec::with_capacity(2 + batch.len() * ADMIT_ARGS);
-            args.push("admit_many".to_string());
+            args.push("many".to_string());
             args.push(batch.len().to_string());
             for w in &mut batch {
-                keys.extend(std::mem::take(&mut w.call.keys));
-                args.append(&mut w.call.args);
+                let call = w.call_mut();
+                keys.extend(std::mem::take(&mut call.keys));
+                args.append(&mut call.args);
             }
             let answers = split(sender.send(&keys, &args).await, batch.len());
             let mut keys = keys.into_iter();
             for w in &mut batch {
-                w.call.keys = std::array::from_fn(|_| keys.next().unwrap_or_default());
+                w.call_mut().keys = std::array::from_fn(|_| keys.next().unwrap_or_default());
             }
             answers
         };
         for (w, answer) in batch.into_iter().zip(answers) {
-            // A caller gone by now leaves its hold to its lease.
-            let _ = w.reply.send(answer.map(|v| (v, w.call.keys)));
+            w.answer(answer);
         }
         match lanes.next(account) {
             Some(more) => batch = more,
@@ -165,7 +233,7 @@ async fn drive<S: Transport>(lanes: Arc<Lanes>, sender: S, account: u64, mut bat
     }
 }
 
-/// `admit_many`'s answer, one part per call.
+/// `many`'s answer, one part per call.
 fn split(answer: Result<Value, Unavailable>, calls: usize) -> Vec<Result<Value, Unavailable>> {
     match answer {
         Ok(Value::Array(parts)) if parts.len() == calls => parts.into_iter().map(Ok).collect(),

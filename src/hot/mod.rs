@@ -44,48 +44,6 @@ pub struct Hot {
     pub node: String,
     /// Calls this node holds on Redis, whose leases it renews.
     open: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
-    /// Settlements on their way to Redis (see `settle`).
-    settlements: tokio::sync::mpsc::UnboundedSender<Settlement>,
-}
-
-/// A call that ended, to settle on Redis.
-struct Settlement {
-    permit: Box<RedisPermit>,
-    billed: bool,
-    actual_input: Option<u64>,
-    charged: u64,
-}
-
-/// Sends the settlements as they come: those queued at once, one script
-/// call per account (its keys share a hash slot, so this holds on Redis
-/// Cluster), the calls sent together. A settlement Redis never gets frees
-/// the slot and the hold when their leases end; the charge is in the
-/// journal, and the reconciler brings it to Redis from the ledger.
-async fn settle(redis: RedisState, mut queue: tokio::sync::mpsc::UnboundedReceiver<Settlement>) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, 256).await > 0 {
-        let mut by_account: std::collections::HashMap<&str, Vec<redis::Ended<'_>>> =
-            std::collections::HashMap::new();
-        for s in &batch {
-            by_account.entry(s.permit.slot()).or_default().push((
-                &s.permit,
-                s.billed,
-                s.actual_input,
-                s.charged,
-            ));
-        }
-        let sent = by_account.values().map(|calls| {
-            let redis = &redis;
-            async move {
-                if let Err(e) = redis.finish_many(calls).await {
-                    log::warn!(target: "tollgate", "hot state: {} settlements were lost ({e}); the leases free their slots and holds, the reconciler their charges", calls.len());
-                }
-            }
-        });
-        futures_util::future::join_all(sent).await;
-        drop(by_account);
-        batch.clear();
-    }
 }
 
 /// What an admit with a hold came to.
@@ -123,17 +81,7 @@ impl Hot {
         runtime.spawn(heartbeats(redis.clone(), node.clone(), fleet.clone(), section.on_failure));
         let open = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         runtime.spawn(renewals(redis.clone(), open.clone()));
-        let (settlements, queue) = tokio::sync::mpsc::unbounded_channel();
-        runtime.spawn(settle(redis.clone(), queue));
-        Ok(Self {
-            redis,
-            on_failure: section.on_failure,
-            fleet,
-            down_until: AtomicU64::new(0),
-            node,
-            open,
-            settlements,
-        })
+        Ok(Self { redis, on_failure: section.on_failure, fleet, down_until: AtomicU64::new(0), node, open })
     }
 
     fn opened(self: &Arc<Self>, permit: Box<RedisPermit>) -> Taken {
@@ -287,14 +235,15 @@ impl Taken {
     }
 
     /// The call ended (see `Limiter::finish`), `charged` from its hold
-    /// when one was taken on Redis; on Redis, queued for the settling
-    /// task (see `settle`): the caller is the synchronous logging hook.
+    /// when one was taken on Redis; on Redis, settled with the account's
+    /// next batch or on a task of its own (`RedisState::finish_soon`): the
+    /// caller is the synchronous logging hook.
     pub fn finish(self, billed: bool, actual_input: Option<u64>, mono: u64, charged: u64) {
         match self {
             Taken::Local(limiter, p) => limiter.finish(&p, billed, actual_input, mono),
             Taken::Redis(hot, p) => {
                 hot.closed(&p);
-                let _ = hot.settlements.send(Settlement { permit: p, billed, actual_input, charged });
+                hot.redis.finish_soon(p, billed, actual_input, charged);
             }
         }
     }

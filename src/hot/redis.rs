@@ -1,13 +1,15 @@
 //! The rate limits and wallets on Redis, shared by every node of a fleet:
-//! one EVALSHA of `admit.lua` per admit takes a request from every limit
-//! that applies and holds its cost against the wallet and the key's cap,
-//! or takes from none, and returns the refusal or the standings; one more
-//! settles it when the call ends (the hold becomes the charge, the limits
-//! are given back or corrected). Keys are hash-tagged
-//! per account (`tg:{a:<account>}:…`) so the script runs on Redis Cluster.
-//! The script's SHA1 is its version: it is loaded at start, and the
-//! `redis` crate's `Script` loads it again when Redis answers NOSCRIPT
-//! (after a restart or a failover). The connection is a
+//! one FCALL of `admit.lua` (a Redis Function library) per admit takes a
+//! request from every limit that applies and holds its cost against the
+//! wallet and the key's cap, or takes from none, and returns the refusal
+//! or the standings; one more settles it when the call ends (the hold
+//! becomes the charge, the limits are given back or corrected); under
+//! load, calls of one account go together (`super::batch`). Keys are
+//! hash-tagged per account (`tg:{a:<account>}:…`) so it runs on Redis
+//! Cluster. The function's name carries its version: the library is
+//! loaded at start and again when Redis answers that the function is not
+//! found (after a restart without persistence, or a failover). Functions
+//! need Redis 7.0 or later (or Valkey). The connection is a
 //! `ConnectionManager`: multiplexed, pipelined, reconnecting by itself.
 
 use super::batch::{Call, Lanes, Transport};
@@ -20,8 +22,10 @@ use std::time::Duration;
 
 pub use super::batch::{ADMIT_ARGS, ADMIT_KEYS};
 
-/// The script, its SHA1 its version.
-pub const SCRIPT: &str = include_str!("admit.lua");
+/// The admit library (a Redis Function library), and its function, whose
+/// name is its version.
+pub const LIBRARY: &str = include_str!("admit.lua");
+pub const FUNCTION: &str = "tollgate_admit_5";
 /// The wallets' script off the request path (see `super::wallet`).
 pub const WALLET_SCRIPT: &str = include_str!("wallet.lua");
 /// How long a call's hold and in-flight entry last unless its node
@@ -40,6 +44,7 @@ pub use super::unavailable::Unavailable;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisPermit {
     keys: [String; ADMIT_KEYS],
+    account: u64,
     request_id: String,
     day_taken: bool,
     input_taken: u64,
@@ -56,10 +61,6 @@ pub struct RedisPermit {
     /// The wallet's balance after the hold (when one was taken).
     pub available: Option<i64>,
 }
-
-/// A call that ended, to settle: its permit, whether it was billed, the
-/// provider's input count, and what its hold became as a charge.
-pub type Ended<'a> = (&'a RedisPermit, bool, Option<u64>, u64);
 
 /// A hold to take with the limits, in the same step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,6 @@ pub struct RedisState {
     here: Arc<Here>,
     lanes: Arc<Lanes>,
     pub(super) conn: ConnectionManager,
-    script: Script,
     pub(super) wallet_script: Script,
 }
 
@@ -154,23 +154,19 @@ impl RedisState {
             client: client.clone(),
             lease_ms: LEASE_MS,
             conn,
-            here: Arc::new(Here {
-                client: client.clone(),
-                conn: tokio::sync::OnceCell::new(),
-                script: Script::new(SCRIPT),
-            }),
+            here: Arc::new(Here { client: client.clone(), conn: tokio::sync::OnceCell::new() }),
             lanes: Arc::new(Lanes::default()),
-            script: Script::new(SCRIPT),
             wallet_script: Script::new(WALLET_SCRIPT),
         };
         state.load().await?;
         Ok(state)
     }
 
-    /// SCRIPT LOAD (at start; `invoke` loads them again on NOSCRIPT).
+    /// FUNCTION LOAD and SCRIPT LOAD (at start; `fcall` and `invoke` load
+    /// them again when Redis lost them).
     pub async fn load(&self) -> Result<(), Unavailable> {
         let mut conn = self.conn.clone();
-        self.script.prepare_invoke().load_async(&mut conn).await.map_err(unavailable)?;
+        load_library(&mut conn).await?;
         self.wallet_script.prepare_invoke().load_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
@@ -228,15 +224,14 @@ impl RedisState {
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
-    /// The script's version.
+    /// The admit function's name: its version.
     pub fn version(&self) -> &str {
-        self.script.get_hash()
+        FUNCTION
     }
 
-    /// Runs the script once; a dropped connection (the first command after
-    /// Redis restarted) is tried once more on the reconnected one.
+    /// Calls the admit function once (see `fcall`).
     async fn invoke(&self, keys: &[String], args: &[String]) -> Result<Value, Unavailable> {
-        invoke(&self.conn, &self.script, keys, args).await
+        fcall(&self.conn, keys, args).await
     }
 
     fn limit_args(
@@ -318,6 +313,7 @@ impl RedisState {
         }
         Ok(Answer::Taken(Box::new(RedisPermit {
             keys,
+            account: ask.account,
             request_id: id.into(),
             day_taken: limits.daily_messages.is_some(),
             input_taken: if limits.input_tpm.is_some() { ask.input_estimate } else { 0 },
@@ -377,21 +373,36 @@ impl RedisState {
     }
 
     /// Settles calls of one account (their keys share its hash slot) in
-    /// one script call: (permit, billed, the provider's input count,
-    /// charged) each.
+    /// one call: (permit, billed, the provider's input count, charged)
+    /// each.
     pub async fn finish_many(
         &self,
         calls: &[(&RedisPermit, bool, Option<u64>, u64)],
     ) -> Result<(), Unavailable> {
-        let mut keys = Vec::with_capacity(calls.len() * 10);
-        let mut args = Vec::with_capacity(2 + calls.len() * 15);
-        args.push("finish_many".to_string());
+        let mut keys = Vec::with_capacity(calls.len() * ADMIT_KEYS);
+        let mut args = Vec::with_capacity(2 + calls.len() * ADMIT_ARGS);
+        args.push("many".to_string());
         args.push(calls.len().to_string());
         for (permit, billed, actual, charged) in calls {
             keys.extend(permit.keys.iter().cloned());
             args.extend(settle_args("finish", permit, *billed, *actual, *charged));
         }
         self.invoke(&keys, &args).await.map(drop)
+    }
+
+    /// The call ended (see `finish`): settled with the account's next
+    /// batch of calls, or at once on a task of its own; nothing waits
+    /// for it. Its permit's keys go with it.
+    pub fn finish_soon(
+        &self,
+        permit: Box<RedisPermit>,
+        billed: bool,
+        actual_input: Option<u64>,
+        charged: u64,
+    ) {
+        let args = settle_args("finish", &permit, billed, actual_input, charged);
+        let RedisPermit { keys, account, .. } = *permit;
+        self.lanes.settle(&self.here, account, Call { keys, args });
     }
 }
 
@@ -448,7 +459,6 @@ fn settle_args(
 struct Here {
     client: redis::Client,
     conn: tokio::sync::OnceCell<ConnectionManager>,
-    script: Script,
 }
 
 impl Transport for Arc<Here> {
@@ -460,7 +470,7 @@ impl Transport for Arc<Here> {
             Ok(conn) => conn.map_err(unavailable)?,
             Err(_) => return Err(Unavailable("no connection in time".into())),
         };
-        invoke(conn, &self.script, keys, args).await
+        fcall(conn, keys, args).await
     }
 }
 
@@ -506,6 +516,75 @@ pub(super) async fn invoke(
         }
         Err(_) => Err(Unavailable(format!("no answer in {} ms", CALL_TIMEOUT.as_millis()))),
     }
+}
+
+/// Calls the admit function once, with the same timeout and retry as
+/// `invoke`; a Redis that lost the library (restarted without
+/// persistence, or failed over) gets it loaded again, then the call.
+pub(super) async fn fcall(
+    conn: &ConnectionManager,
+    keys: &[String],
+    args: &[String],
+) -> Result<Value, Unavailable> {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(CALL_TIMEOUT, fcall_twice(conn, keys, args)).await {
+        Ok(answer) => {
+            if answer.is_ok() {
+                crate::metrics::redis_round_trip(started.elapsed());
+            }
+            answer
+        }
+        Err(_) => Err(Unavailable(format!("no answer in {} ms", CALL_TIMEOUT.as_millis()))),
+    }
+}
+
+async fn fcall_twice(
+    conn: &ConnectionManager,
+    keys: &[String],
+    args: &[String],
+) -> Result<Value, Unavailable> {
+    let mut last = None;
+    for _ in 0..2 {
+        let mut conn = conn.clone();
+        let answer = redis::cmd("FCALL")
+            .arg(FUNCTION)
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args)
+            .query_async(&mut conn)
+            .await;
+        match answer {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => last = Some(e),
+            Err(e) if function_missing(&e) => {
+                load_library(&mut conn).await?;
+                last = Some(e);
+            }
+            Err(e) => {
+                crate::metrics::redis_script_error();
+                return Err(unavailable(e));
+            }
+        }
+    }
+    Err(last.map_or_else(|| Unavailable("no answer".into()), unavailable))
+}
+
+/// Redis's answer to an FCALL of a function it does not have.
+fn function_missing(e: &redis::RedisError) -> bool {
+    e.detail().is_some_and(|d| d.contains("Function not found"))
+}
+
+/// FUNCTION LOAD REPLACE: the library, the same text from every node of
+/// this release (loading it twice changes nothing).
+async fn load_library(conn: &mut ConnectionManager) -> Result<(), Unavailable> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(LIBRARY)
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+        .map_err(unavailable)
 }
 
 /// The longest a call waits for Redis, reconnection included.

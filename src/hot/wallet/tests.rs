@@ -153,14 +153,14 @@ async fn a_batch_of_admits_is_all_or_nothing_call_by_call_in_order() {
     assert_eq!(r.read(8, None).await.map(|w| w.held).unwrap_or_default(), 5_000);
 }
 
-/// Script calls Redis has run (its own `INFO commandstats`).
+/// Function and script calls Redis has run (its own `INFO commandstats`).
 async fn script_calls(server: &RedisServer) -> u64 {
     let client = redis::Client::open(server.url.as_str()).unwrap_or_else(|e| panic!("{e}"));
     let mut conn = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| panic!("{e}"));
     let info: String =
         redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:"))
+        .filter(|l| l.starts_with("cmdstat_fcall:") || l.starts_with("cmdstat_evalsha:"))
         .filter_map(|l| {
             l.split_once("calls=").and_then(|(_, rest)| rest.split(',').next()?.parse::<u64>().ok())
         })
@@ -208,4 +208,40 @@ async fn calls_of_one_account_settle_together_each_once() {
     for i in 0..5 {
         assert!(matches!(take(&r, 8, &format!("c{i}"), &hold(1, 1, None), &rpm).await, Answer::Taken(_)));
     }
+}
+
+#[tokio::test]
+async fn settlements_ride_with_the_accounts_admits_each_taken_once() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 9, 1_000_000).await;
+    let before = script_calls(&server).await;
+    let calls = (0..100).map(|i| {
+        let r = r.clone();
+        async move {
+            let Answer::Taken(permit) =
+                take(&r, 9, &format!("s{i}"), &hold(1_000, 1, None), &InForce::default()).await
+            else {
+                panic!("held")
+            };
+            // Nothing waits for a settlement: it goes with the account's
+            // next batch, or on a task of its own.
+            r.finish_soon(permit, true, None, 600);
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    let mut on = r.read(9, Some(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..100 {
+        if on.held == 0 && on.pending.len() == 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        on = r.read(9, Some(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!((on.credit, on.debit, on.held, on.key_spent), (1_000_000, 60_000, 0, 60_000));
+    assert_eq!(on.pending.len(), 100);
+    // 100 admits and 100 settlements, in far fewer calls (the reads above
+    // are scripts too, counted once each).
+    let calls = script_calls(&server).await - before;
+    assert!(calls < 100, "100 admits and their settlements took {calls} calls");
 }
