@@ -1,7 +1,8 @@
 #!lua name=tollgate_admit_5
 -- Tollgate's admit and settle on Redis, version 5: a Redis Function
 -- library (`FCALL tollgate_admit_5`), its version in its names, so nodes
--- of two releases run side by side during an upgrade. One call takes a
+-- of two releases run side by side during an upgrade (a change to this
+-- text takes a new version: a test holds the text to its name). One call takes a
 -- request from every limit that applies and holds its worst-case cost
 -- against the wallet and the key's spend cap, or takes from none;
 -- another settles it: the hold becomes the
@@ -112,6 +113,67 @@ local function bucket_standing(out, pm, level)
   out[#out + 1] = (pm > 0) and math.ceil((pm * TM - level) / pm) or 0
 end
 
+-- The wallet within one call (a batch touches it once, not once per
+-- call of the batch): W is what was read of it, kept up to date by each
+-- hold and charge; P holds the writes those made, sent by `flush` at the
+-- end of the call, or before anything reads or writes the wallet in
+-- another way (after which W is read again).
+local W, P
+
+local function int(n) return string.format('%d', n) end
+
+local function flush()
+  if P == nil then return end
+  local p = P
+  P = nil
+  if p.held ~= 0 then redis.call('HINCRBY', p.w, 'held', int(p.held)) end
+  if p.debit ~= 0 then redis.call('HINCRBY', p.w, 'debit', int(p.debit)) end
+  for key, d in pairs(p.spent) do
+    if d ~= 0 then redis.call('HINCRBY', p.w, 's:' .. key, int(d)) end
+  end
+  for key, d in pairs(p.key_held) do
+    if d ~= 0 then redis.call('HINCRBY', p.w, 'h:' .. key, int(d)) end
+  end
+  if #p.holds > 0 then redis.call('HSET', p.holds_key, unpack(p.holds)) end
+  if #p.leases > 0 then redis.call('ZADD', p.lease_key, unpack(p.leases)) end
+  if #p.unleased > 0 then redis.call('ZREM', p.lease_key, unpack(p.unleased)) end
+end
+
+-- The current call's writes to come (a call of another wallet, which a
+-- batch never has, sends the earlier ones first).
+local function pending()
+  if P ~= nil and P.w ~= K_W then flush() end
+  if P == nil then
+    P = {w = K_W, holds_key = K_HOLDS, lease_key = K_LEASE, held = 0, debit = 0,
+         spent = {}, key_held = {}, holds = {}, leases = {}, unleased = {}}
+  end
+  return P
+end
+
+-- Before the wallet is touched other than through W and P.
+local function direct()
+  flush()
+  W = nil
+end
+
+-- The wallet (nil when not seeded), with `key`'s spend and hold when it
+-- has a cap.
+local function wallet(key, cap)
+  if W ~= nil and W.w ~= K_W then direct() end
+  if W == nil then
+    flush()
+    local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held')
+    if not w[1] then return nil end
+    W = {w = K_W, credit = tonumber(w[2]) or 0, debit = tonumber(w[3]) or 0, held = tonumber(w[4]) or 0, keys = {}}
+  end
+  if cap ~= nil and W.keys[key] == nil then
+    flush()
+    local k = redis.call('HMGET', K_W, 's:' .. key, 'h:' .. key)
+    W.keys[key] = {spent = tonumber(k[1]) or 0, held = tonumber(k[2]) or 0}
+  end
+  return W
+end
+
 -- Releases one hold (`h`: its "amount key capped", read when not known):
 -- its amount leaves what the wallet and its key hold; false when it was
 -- released already (settled, or lapsed).
@@ -130,6 +192,7 @@ end
 
 -- Holds whose lease ran out (their node never settled them) are released.
 local function expire_holds()
+  direct()
   local ended = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now, 'LIMIT', 0, 100)
   for _, hold_id in ipairs(ended) do release(hold_id) end
 end
@@ -173,13 +236,14 @@ local function wallet_check(hold, key, cap)
   -- Holds whose lease ran out only matter to a call they would refuse:
   -- they are released then (and by every read of the wallet).
   for attempt = 1, 2 do
-    local w = redis.call('HMGET', K_W, 'seed', 'credit', 'debit', 'held', 's:' .. key, 'h:' .. key)
-    if not w[1] then return {2}, 0 end
-    available = (tonumber(w[2]) or 0) - (tonumber(w[3]) or 0) - (tonumber(w[4]) or 0)
+    local w = wallet(key, cap)
+    if w == nil then return {2}, 0 end
+    available = w.credit - w.debit - w.held
     local budget = available
     refusal = nil
     if cap ~= nil then
-      local left = math.max(cap - (tonumber(w[5]) or 0) - (tonumber(w[6]) or 0), 0)
+      local k = w.keys[key]
+      local left = math.max(cap - k.spent - k.held, 0)
       if left < budget then budget = left end
       if left < hold then refusal = {0, 'spend_cap', left, math.max(budget, 0)} end
     end
@@ -191,14 +255,19 @@ local function wallet_check(hold, key, cap)
 end
 
 local function take_hold(id, hold, key, cap, hold_lease)
-  redis.call('HINCRBY', K_W, 'held', A(12))
+  local p = pending()
+  W.held = W.held + hold
+  p.held = p.held + hold
   local capped = '0'
   if cap ~= nil then
-    redis.call('HINCRBY', K_W, 'h:' .. key, A(12))
+    W.keys[key].held = W.keys[key].held + hold
+    p.key_held[key] = (p.key_held[key] or 0) + hold
     capped = '1'
   end
-  redis.call('HSET', K_HOLDS, id, A(12) .. ' ' .. key .. ' ' .. capped)
-  redis.call('ZADD', K_LEASE, now + hold_lease, id)
+  p.holds[#p.holds + 1] = id
+  p.holds[#p.holds + 1] = A(12) .. ' ' .. key .. ' ' .. capped
+  p.leases[#p.leases + 1] = now + hold_lease
+  p.leases[#p.leases + 1] = id
 end
 
 local function admit_call(id)
@@ -300,6 +369,28 @@ local function admit_call(id)
   return out
 end
 
+-- Releases a settled call's hold (`h`: as admit kept it) like `release`,
+-- its writes deferred (see W and P).
+local function release_held(hold_id, h)
+  if h == nil or h == '' then
+    direct()
+    return release(hold_id)
+  end
+  if redis.call('HDEL', K_HOLDS, hold_id) == 0 then return false end
+  local amount, key, capped = string.match(h, '^(%-?%d+) (%S+) ?(%d?)$')
+  amount = tonumber(amount)
+  local p = pending()
+  local w = (W ~= nil and W.w == K_W) and W or nil
+  p.unleased[#p.unleased + 1] = hold_id
+  p.held = p.held - amount
+  if w ~= nil then w.held = w.held - amount end
+  if capped ~= '0' and key ~= '-' then
+    p.key_held[key] = (p.key_held[key] or 0) - amount
+    if w ~= nil and w.keys[key] ~= nil then w.keys[key].held = w.keys[key].held - amount end
+  end
+  return true
+end
+
 -- Settles the current call (its arguments in the layout of ARGV for
 -- finish/cancel, from BASE; its keys in K_IN..K_PEND).
 local function settle_call()
@@ -312,11 +403,16 @@ local function settle_call()
   -- is in flight.
   local live
   if held then
-    live = release(call_id, A(15))
+    live = release_held(call_id, A(15))
     local charged, key = arg(8) or 0, A(9)
     if kind == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, A(10), '-' .. A(8) .. ' ' .. key) == 1 then
-      redis.call('HINCRBY', K_W, 'debit', A(8))
-      redis.call('HINCRBY', K_W, 's:' .. key, A(8))
+      local p = pending()
+      p.debit = p.debit + charged
+      p.spent[key] = (p.spent[key] or 0) + charged
+      if W ~= nil and W.w == K_W then
+        W.debit = W.debit + charged
+        if W.keys[key] ~= nil then W.keys[key].spent = W.keys[key].spent + charged end
+      end
     end
     if in_flight then redis.call('ZREM', K_IN, call_id) end
   else
@@ -341,7 +437,7 @@ local function settle_call()
   return 1
 end
 
-local function call(keys, args)
+local function run(keys, args)
   KEYS, ARGV, BASE = keys, args, 0
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -372,6 +468,15 @@ local function call(keys, args)
     return out
   end
   return redis.error_reply('tollgate limits: unknown op ' .. tostring(op))
+end
+
+-- Each call starts with nothing deferred (an earlier one that failed left
+-- its writes unsent, as its answers were) and ends with it all sent.
+local function call(keys, args)
+  W, P = nil, nil
+  local out = run(keys, args)
+  flush()
+  return out
 end
 
 redis.register_function('tollgate_admit_5', call)

@@ -244,25 +244,25 @@ impl RedisState {
     ) -> Vec<String> {
         let class = if ask.class.is_some() { opt(limits.rpm_class) } else { -1 };
         let (amount, key, cap, lease) = match hold {
-            Some(h) => (opt(Some(h.amount)), h.key_id.to_string(), opt(h.cap), h.lease_ms),
+            Some(h) => (opt(Some(h.amount)), decimal(h.key_id), opt(h.cap), h.lease_ms),
             None => (-1, "-".into(), -1, 0),
         };
         vec![
             op.into(),
             id.into(),
-            opt(limits.concurrent).to_string(),
-            opt(limits.rpm).to_string(),
-            class.to_string(),
-            opt(limits.rph).to_string(),
-            opt(limits.daily_messages).to_string(),
-            opt(limits.input_tpm).to_string(),
-            ask.input_estimate.to_string(),
-            until_midnight(ask.now, limits.zone).to_string(),
-            self.lease_ms.to_string(),
-            amount.to_string(),
+            decimal(opt(limits.concurrent)),
+            decimal(opt(limits.rpm)),
+            decimal(class),
+            decimal(opt(limits.rph)),
+            decimal(opt(limits.daily_messages)),
+            decimal(opt(limits.input_tpm)),
+            decimal(ask.input_estimate),
+            decimal(until_midnight(ask.now, limits.zone)),
+            decimal(self.lease_ms),
+            decimal(amount),
             key,
-            cap.to_string(),
-            lease.to_string(),
+            decimal(cap),
+            decimal(lease),
         ]
     }
 
@@ -319,7 +319,9 @@ impl RedisState {
             input_taken: if limits.input_tpm.is_some() { ask.input_estimate } else { 0 },
             held_for: hold.map(|h| h.key_id),
             hold: hold.map_or_else(String::new, |h| {
-                format!("{} {} {}", h.amount, h.key_id, u8::from(h.cap.is_some()))
+                let mut num = itoa::Buffer::new();
+                let amount = num.format(h.amount).to_owned();
+                join(&[&amount, " ", num.format(h.key_id), if h.cap.is_some() { " 1" } else { " 0" }])
             }),
             in_flight_taken: limits.concurrent.is_some() || hold.is_none(),
             windows_taken: [
@@ -406,24 +408,37 @@ impl RedisState {
     }
 }
 
-/// The script's keys for `ask`, all under the account's hash tag; the
-/// day is the local day of the plan's zone.
+/// The call's keys for `ask`, all under the account's hash tag; the day
+/// is the local day of the plan's zone. (Joined by hand: `format!` costs
+/// more than the rest of the admit's work on the node.)
 fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; ADMIT_KEYS] {
     let a = account_tag(ask.account);
-    let k = format!("{a}:k:{}", ask.key);
+    let k = join(&[&a, ":k:", itoa::Buffer::new().format(ask.key)]);
     let [w, holds, leases, pend] = wallet_keys(ask.account);
     [
-        format!("{k}:inflight"),
-        format!("{k}:rpm"),
-        format!("{k}:c:{}", ask.class.unwrap_or("")),
-        format!("{a}:h:{}", ask.group),
-        format!("{a}:d:{}", local_day(ask.now, limits.zone)),
-        format!("{k}:tpm"),
+        join(&[&k, ":inflight"]),
+        join(&[&k, ":rpm"]),
+        join(&[&k, ":c:", ask.class.unwrap_or("")]),
+        join(&[&a, ":h:", ask.group]),
+        join(&[&a, ":d:", itoa::Buffer::new().format(local_day(ask.now, limits.zone))]),
+        join(&[&k, ":tpm"]),
         w,
         holds,
         leases,
         pend,
     ]
+}
+
+fn join(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
+}
+
+fn decimal<T: itoa::Integer>(v: T) -> String {
+    itoa::Buffer::new().format(v).to_owned()
 }
 
 /// A settlement's arguments, in the script's finish/cancel layout.
@@ -437,20 +452,24 @@ fn settle_args(
     vec![
         op.to_string(),
         permit.request_id.clone(),
-        u8::from(billed).to_string(),
-        u8::from(permit.day_taken).to_string(),
-        permit.input_taken.to_string(),
-        opt(actual).to_string(),
-        u8::from(permit.held_for.is_some()).to_string(),
-        charged.to_string(),
-        permit.held_for.map_or_else(|| "-".to_string(), |k| k.to_string()),
-        format!("{}:charge", permit.request_id),
-        u8::from(permit.in_flight_taken).to_string(),
-        u8::from(permit.windows_taken[0]).to_string(),
-        u8::from(permit.windows_taken[1]).to_string(),
-        u8::from(permit.windows_taken[2]).to_string(),
+        flag(billed),
+        flag(permit.day_taken),
+        decimal(permit.input_taken),
+        decimal(opt(actual)),
+        flag(permit.held_for.is_some()),
+        decimal(charged),
+        permit.held_for.map_or_else(|| "-".to_string(), decimal),
+        join(&[&permit.request_id, ":charge"]),
+        flag(permit.in_flight_taken),
+        flag(permit.windows_taken[0]),
+        flag(permit.windows_taken[1]),
+        flag(permit.windows_taken[2]),
         permit.hold.clone(),
     ]
+}
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_string()
 }
 
 /// The admits' own connection, made on its first use on the runtime that
@@ -487,14 +506,14 @@ fn manager_config() -> ConnectionManagerConfig {
 
 /// Every key of an account starts with this: one hash slot per account.
 pub fn account_tag(account: u64) -> String {
-    format!("tg:{{a:{account}}}")
+    join(&["tg:{a:", itoa::Buffer::new().format(account), "}"])
 }
 
 /// The wallet's keys: its hash, its holds, their leases, its records
 /// applied and not yet known to be in the ledger.
 pub fn wallet_keys(account: u64) -> [String; 4] {
     let a = account_tag(account);
-    [format!("{a}:w"), format!("{a}:holds"), format!("{a}:leases"), format!("{a}:pend")]
+    [join(&[&a, ":w"]), join(&[&a, ":holds"]), join(&[&a, ":leases"]), join(&[&a, ":pend"])]
 }
 
 /// Runs `script` once; a dropped connection (the first command after

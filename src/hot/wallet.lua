@@ -29,6 +29,13 @@
 local op = ARGV[1]
 local K_W, K_PEND, K_HOLDS, K_LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
+-- Removes ARGV[from..] from the pending records, a thousand a command.
+local function unpend(from)
+  for i = from, #ARGV, 1000 do
+    redis.call('HDEL', K_PEND, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+end
+
 local function after_dashes(from)
   for i = from, #ARGV do
     if ARGV[i] == '--' then return i + 1 end
@@ -104,16 +111,12 @@ if op == 'correct' then
   for i = 4, rest - 2, 2 do
     redis.call('HINCRBY', K_W, 's:' .. ARGV[i], ARGV[i + 1])
   end
-  for i = rest, #ARGV do
-    redis.call('HDEL', K_PEND, ARGV[i])
-  end
+  unpend(rest)
   return 1
 end
 
 if op == 'delivered' then
-  for i = 2, #ARGV do
-    redis.call('HDEL', K_PEND, ARGV[i])
-  end
+  unpend(2)
   return 1
 end
 

@@ -210,3 +210,95 @@ async fn every_key_of_a_call_is_in_its_accounts_slot_on_a_cluster() {
     assert!(r.finish(&p, true, Some(5), 0).await.unwrap_or_else(|e| panic!("{e}")));
     assert!(r.standing(&a, &every).await.is_ok());
 }
+
+/// One `many` call of admits and a settlement of one account: each call
+/// sees the writes of those before it (the wallet's writes are made once,
+/// at the end of the call), the cap's refusal takes nothing.
+#[tokio::test]
+async fn one_call_of_admits_and_a_settlement_each_sees_the_ones_before() {
+    let server = RedisServer::start();
+    let r = limits(&server).await;
+    let seed = crate::hot::wallet::Seed { credit: 10_000, ..Default::default() };
+    assert!(r.seed(3, &seed).await.unwrap_or_else(|e| panic!("{e}")));
+    let none = InForce::default();
+    let a = ask(5, 3, None, 0);
+    let admit = |id: &str, amount| {
+        let hold = HoldAsk { amount, key_id: 5, cap: Some(1_000), lease_ms: 60_000 };
+        (keys_in(&a, &none), r.limit_args("admit", id, &a, &none, Some(&hold)))
+    };
+    let first = RedisPermit {
+        keys: keys_in(&a, &none),
+        account: 3,
+        request_id: "a".into(),
+        day_taken: false,
+        input_taken: 0,
+        held_for: Some(5),
+        hold: "600 5 1".into(),
+        in_flight_taken: false,
+        windows_taken: [false; 3],
+        standing: Vec::new(),
+        available: None,
+    };
+    let settle = (first.keys.clone(), settle_args("finish", &first, true, None, 500));
+    let (mut keys, mut args) = (Vec::new(), vec!["many".to_string(), "4".to_string()]);
+    for (k, v) in [admit("a", 600), admit("b", 600), settle, admit("c", 500)] {
+        keys.extend(k);
+        args.extend(v);
+    }
+    let Value::Array(parts) = r.invoke(&keys, &args).await.unwrap_or_else(|e| panic!("{e}")) else {
+        panic!("an answer per call")
+    };
+    let items = |i: usize| match &parts[i] {
+        Value::Array(items) => items.iter().map(|v| int(v).unwrap_or(-99)).collect::<Vec<_>>(),
+        other => vec![int(other).unwrap_or(-99)],
+    };
+    // a: held, 9,400 left. b: refused by the cap (400 left of 1,000).
+    assert_eq!((items(0)[0], items(0).last().copied()), (1, Some(9_400)));
+    assert_eq!(
+        parts[1].clone(),
+        Value::Array(vec![
+            Value::Int(0),
+            Value::BulkString(b"spend_cap".to_vec()),
+            Value::Int(400),
+            Value::Int(400)
+        ])
+    );
+    // a's hold became a charge of 500, so c's 500 fit under the cap.
+    assert_eq!(items(2), vec![1]);
+    assert_eq!((items(3)[0], items(3).last().copied()), (1, Some(9_000)));
+    let on = r.read(3, Some(5)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.credit, on.debit, on.held, on.key_spent), (10_000, 500, 500, 500));
+    let mut conn = r.conn.clone();
+    let key_held: i64 = redis::cmd("HGET")
+        .arg(&keys[6])
+        .arg("h:5")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let holds: Vec<String> =
+        redis::cmd("HKEYS").arg(&keys[7]).query_async(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+    let leases: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&keys[8])
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((key_held, holds, leases), (500, vec!["c".to_string()], vec!["c".to_string()]));
+}
+
+/// `FUNCTION LOAD REPLACE` from a node of another release must never swap
+/// a different text in under a name both use: a change to `admit.lua`
+/// takes a new version in its names (and this digest).
+#[test]
+fn the_library_is_named_for_its_text() {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(LIBRARY.as_bytes()));
+    assert!(LIBRARY.starts_with(&format!("#!lua name={FUNCTION}\n")));
+    assert!(LIBRARY.contains(&format!("redis.register_function('{FUNCTION}', call)")));
+    assert_eq!(
+        &digest[..16],
+        "58064a203b41d7e4",
+        "admit.lua changed: a new version in its names, then this digest"
+    );
+}
