@@ -1,33 +1,34 @@
-#!lua name=tollgate_admit_5
--- Tollgate's admit and settle on Redis, version 5: a Redis Function
--- library (`FCALL tollgate_admit_5`), its version in its names, so nodes
+#!lua name=tollgate_admit_6
+-- Tollgate's admit and settle on Redis, version 6: a Redis Function
+-- library (`FCALL tollgate_admit_6`), its version in its names, so nodes
 -- of two releases run side by side during an upgrade (a change to this
--- text takes a new version: a test holds the text to its name). One call takes a
--- request from every limit that applies and holds its worst-case cost
--- against the wallet and the key's spend cap, or takes from none;
--- another settles it: the hold becomes the
--- charge, the limits are given back or corrected. Same semantics as
--- src/limits and src/billing (see there); time is Redis TIME. Only the
--- limits in force are touched, and the standings after an admit come from
--- what its checks read: a call costs Redis a few commands, not one per
--- limit there could be.
+-- text takes a new version: a test holds the text to its name). One call
+-- takes a request from every limit that applies and holds its worst-case
+-- cost against the wallet and the key's spend cap, or takes from none;
+-- another settles it: the hold becomes the charge, the limits are given
+-- back or corrected. Same semantics as src/limits and src/billing (see
+-- there); time is Redis TIME. Only the limits in force are touched, and
+-- the standings after an admit come from what its checks read: a call
+-- costs Redis a few commands, not one per limit there could be.
 --
--- KEYS, all under the account's hash tag tg:{a:<account>}:
---   1 k:<key>:inflight  ZSET request id -> lease expiry (ms)
---   2 k:<key>:rpm       ZSET request id -> time taken (ms)
---   3 k:<key>:c:<class> ZSET request id -> time taken (ms)
---   4 h:<group>         ZSET request id -> time taken (ms)
---   5 d:<local day>     counter of the day's messages
---   6 k:<key>:tpm       HASH level (token-ms), at (ms), pm (tokens/min)
---   7 w                 HASH the wallet: credit, debit, held (nano-USD),
+-- KEYS, all under the account's hash tag tg:{a:<account>}: first the
+-- account's wallet, then six for each call that has limits (admit,
+-- standing, finish, cancel; none for hold and charge), in call order:
+--   1 w                 HASH the wallet: credit, debit, held (nano-USD),
 --                       seed (present once seeded), s:<key> key spent,
 --                       h:<key> key held (keys with a cap)
---   8 holds             HASH request id -> "amount key capped(0/1)"
---   9 leases            ZSET request id -> hold lease expiry (ms)
---  10 pend              HASH record key -> "amount key": applied here,
+--   2 holds             HASH request id -> "amount key capped(0/1)"
+--   3 leases            ZSET request id -> hold lease expiry (ms)
+--   4 pend              HASH record key -> "amount key": applied here,
 --                       not yet known to be in the ledger (wallet.lua)
--- ARGV[1] op: admit | standing | finish | cancel | many; ARGV[2] the
--- request id (many: the number of calls, see there).
+--   +1 k:<key>:inflight  ZSET request id -> lease expiry (ms)
+--   +2 k:<key>:rpm       ZSET request id -> time taken (ms)
+--   +3 k:<key>:c:<class> ZSET request id -> time taken (ms)
+--   +4 h:<group>         ZSET request id -> time taken (ms)
+--   +5 d:<local day>     counter of the day's messages
+--   +6 k:<key>:tpm       HASH level (token-ms), at (ms), pm (tokens/min)
+-- ARGV[1] op: admit | standing | finish | cancel | hold | charge | many;
+-- ARGV[2] the request id (many: the number of calls, see there).
 -- admit/standing: 3 concurrent, 4 rpm, 5 rpm_class, 6 rph, 7 daily,
 --   8 input_tpm (each -1 when no limit), 9 input estimate, 10 ms until
 --   local midnight (the day key lives an hour longer), 11 lease (ms),
@@ -38,12 +39,16 @@
 --   9 key id, 10 the charge's record key, 11 in flight taken (0/1),
 --   12 rpm, 13 class, 14 hourly windows taken (0/1 each), 15 the hold
 --   as admit kept it ("amount key capped"; read from Redis when absent).
--- Returns admit: {0, kind, limit, retry_after_ms (-1: never)} or
+-- hold (an admit with a hold and no limit): 3 the hold, 4 key id, 5 key
+--   cap (-1: none), 6 hold lease (ms).
+-- charge (the end of a hold's call): 3 charged (0: none, as a cancel),
+--   4 key id, 5 the hold as hold kept it. The record is <id>:charge.
+-- Returns admit and hold: {0, kind, limit, retry_after_ms (-1: never)} or
 --   {0, 'wallet'|'spend_cap', available, budget} or {2} (the wallet is
 --   not seeded: seed it from the ledger, then ask again) or
 --   {1, now, standings..., available}; standing: {1, now, standings...};
---   finish/cancel: 1 if the request was still live, else 0; many: each
---   call's answer, in order.
+--   finish/cancel/charge: 1 if the request was still live, else 0; many:
+--   each call's answer, in order.
 -- standings: in-flight count, rpm count, rpm reset, class count, class
 -- reset, rph count, rph reset, day used, bucket tokens, bucket reset
 -- (0 for a limit not in force).
@@ -56,8 +61,8 @@
 
 local MIN, HOUR, TM = 60000, 3600000, 60000
 local KEYS, ARGV, now = {}, {}, 0
--- The current call's keys (a batch's calls each have their own ten).
-local K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND
+-- The account's wallet keys, and the current call's limit keys.
+local K_W, K_HOLDS, K_LEASE, K_PEND, K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM
 -- Where the current call's arguments start in ARGV (0: a lone call).
 local BASE = 0
 
@@ -69,9 +74,9 @@ local function arg(i)
   return v
 end
 
-local function use_keys(k)
-  K_IN, K_RPM, K_CLS, K_RPH, K_DAY = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
-  K_TPM, K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
+-- The limit keys of the call whose six start after KEYS[k].
+local function use_limit_keys(k)
+  K_IN, K_RPM, K_CLS, K_RPH, K_DAY, K_TPM = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
 end
 
 -- A window's count after the old requests aged out.
@@ -254,7 +259,7 @@ local function wallet_check(hold, key, cap)
   return refusal, available
 end
 
-local function take_hold(id, hold, key, cap, hold_lease)
+local function take_hold(id, amount, hold, key, cap, hold_lease)
   local p = pending()
   W.held = W.held + hold
   p.held = p.held + hold
@@ -265,7 +270,7 @@ local function take_hold(id, hold, key, cap, hold_lease)
     capped = '1'
   end
   p.holds[#p.holds + 1] = id
-  p.holds[#p.holds + 1] = A(12) .. ' ' .. key .. ' ' .. capped
+  p.holds[#p.holds + 1] = amount .. ' ' .. key .. ' ' .. capped
   p.leases[#p.leases + 1] = now + hold_lease
   p.leases[#p.leases + 1] = id
 end
@@ -273,14 +278,6 @@ end
 local function admit_call(id)
   local conc, rpm, cls, rph, daily, tpm = arg(3), arg(4), arg(5), arg(6), arg(7), arg(8)
   local hold = arg(12)
-  if hold ~= nil and conc == nil and rpm == nil and cls == nil and rph == nil and daily == nil and tpm == nil then
-    -- A hold and no limit: the wallet alone.
-    local key, cap = A(13), arg(14)
-    local refusal, available = wallet_check(hold, key, cap)
-    if refusal ~= nil then return refusal end
-    take_hold(id, hold, key, cap, arg(15) or 3600000)
-    return {1, now, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, available - hold}
-  end
   local estimate, day_left, lease = arg(9) or 0, arg(10) or 86400000, arg(11) or 600000
   -- Every limit is checked before anything is written; what the checks
   -- read is what the standings after the take are made of.
@@ -362,7 +359,7 @@ local function admit_call(id)
   end
   bucket_standing(out, tpm, level)
   if hold ~= nil then
-    take_hold(id, hold, key, cap, arg(15) or 3600000)
+    take_hold(id, A(12), hold, key, cap, arg(15) or 3600000)
     available = available - hold
   end
   out[#out + 1] = available
@@ -391,6 +388,34 @@ local function release_held(hold_id, h)
   return true
 end
 
+-- `charged` (its decimal text `amount`) of `key`, once per `record`.
+local function charge(record, charged, amount, key)
+  if charged <= 0 or redis.call('HSETNX', K_PEND, record, '-' .. amount .. ' ' .. key) == 0 then return end
+  local p = pending()
+  p.debit = p.debit + charged
+  p.spent[key] = (p.spent[key] or 0) + charged
+  if W ~= nil and W.w == K_W then
+    W.debit = W.debit + charged
+    if W.keys[key] ~= nil then W.keys[key].spent = W.keys[key].spent + charged end
+  end
+end
+
+local function hold_call()
+  local hold, key, cap = arg(3), A(4), arg(5)
+  if hold == nil then return redis.error_reply('tollgate limits: hold without an amount') end
+  local refusal, available = wallet_check(hold, key, cap)
+  if refusal ~= nil then return refusal end
+  take_hold(A(2), A(3), hold, key, cap, arg(6) or 3600000)
+  return {1, now, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, available - hold}
+end
+
+local function charge_call()
+  local id = A(2)
+  local live = release_held(id, A(5))
+  charge(id .. ':charge', arg(3) or 0, A(3), A(4))
+  return live and 1 or 0
+end
+
 -- Settles the current call (its arguments in the layout of ARGV for
 -- finish/cancel, from BASE; its keys in K_IN..K_PEND).
 local function settle_call()
@@ -404,16 +429,7 @@ local function settle_call()
   local live
   if held then
     live = release_held(call_id, A(15))
-    local charged, key = arg(8) or 0, A(9)
-    if kind == 'finish' and charged > 0 and redis.call('HSETNX', K_PEND, A(10), '-' .. A(8) .. ' ' .. key) == 1 then
-      local p = pending()
-      p.debit = p.debit + charged
-      p.spent[key] = (p.spent[key] or 0) + charged
-      if W ~= nil and W.w == K_W then
-        W.debit = W.debit + charged
-        if W.keys[key] ~= nil then W.keys[key].spent = W.keys[key].spent + charged end
-      end
-    end
+    if kind == 'finish' then charge(A(10), arg(8) or 0, A(8), A(9)) end
     if in_flight then redis.call('ZREM', K_IN, call_id) end
   else
     live = redis.call('ZREM', K_IN, call_id) == 1
@@ -437,33 +453,47 @@ local function settle_call()
   return 1
 end
 
+-- Each op: how many arguments it has (its op first), and whether it has
+-- limit keys of its own.
+local OPS = {admit = {15, true}, standing = {15, true}, finish = {15, true}, cancel = {15, true},
+             hold = {6, false}, charge = {5, false}}
+
+local function one(op)
+  if op == 'admit' then return admit_call(A(2)) end
+  if op == 'hold' then return hold_call() end
+  if op == 'charge' then return charge_call() end
+  if op == 'standing' then return standing_call() end
+  return settle_call()
+end
+
 local function run(keys, args)
   KEYS, ARGV, BASE = keys, args, 0
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  use_keys(0)
+  K_W, K_HOLDS, K_LEASE, K_PEND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
   local op = args[1]
-  if op == 'admit' then return admit_call(args[2]) end
-  if op == 'standing' then return standing_call() end
-  if op == 'finish' or op == 'cancel' then return settle_call() end
+  if OPS[op] ~= nil then
+    use_limit_keys(4)
+    return one(op)
+  end
   -- Calls of one account in one call (admits and settlements; a node
   -- sends those that arrive while an earlier call of the account is on
-  -- its way): ARGV[2] is their count; call c has ARGV[3 + (c-1)*15 ...]
-  -- in its op's layout (op first) and KEYS[(c-1)*10 + 1 ...]. Each is
-  -- all-or-nothing on its own, as if sent alone, in this order.
+  -- its way): ARGV[2] is their count, then each call's arguments in its
+  -- op's layout (op first), and the limit keys of those that have them,
+  -- in order. Each is all-or-nothing on its own, as if sent alone, in
+  -- this order.
   if op == 'many' then
-    local out = {}
+    local out, k = {}, 4
+    BASE = 2
     for c = 1, tonumber(args[2]) do
-      use_keys((c - 1) * 10)
-      BASE = 2 + (c - 1) * 15
-      local each = A(1)
-      if each == 'admit' then
-        out[c] = admit_call(A(2))
-      elseif each == 'finish' or each == 'cancel' then
-        out[c] = settle_call()
-      else
-        out[c] = redis.error_reply('tollgate limits: unknown op ' .. tostring(each))
+      local shape = OPS[A(1)]
+      if shape == nil then return redis.error_reply('tollgate limits: unknown op ' .. tostring(A(1))) end
+      if shape[2] then
+        use_limit_keys(k)
+        k = k + 6
       end
+      out[c] = one(A(1))
+      BASE = BASE + shape[1]
     end
     return out
   end
@@ -479,4 +509,4 @@ local function call(keys, args)
   return out
 end
 
-redis.register_function('tollgate_admit_5', call)
+redis.register_function('tollgate_admit_6', call)

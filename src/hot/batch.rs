@@ -11,32 +11,31 @@
 //! hop to another thread). One account's calls share a hash slot, so a
 //! batch holds on Redis Cluster.
 
+use super::keys::{wallet_keys, WALLET_KEYS};
 use super::unavailable::Unavailable;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
-/// Keys and arguments of one call (admit or settlement) in `admit.lua`'s
+/// The most arguments of one call (admit or settlement) in `admit.lua`'s
 /// layout.
-pub const ADMIT_KEYS: usize = 10;
 pub const ADMIT_ARGS: usize = 15;
 
 /// The most admits in one script call (a script blocks Redis while it
 /// runs; a longer queue goes in several).
 const MAX_BATCH: usize = 64;
 
-/// One call's keys and arguments (its op first).
+/// One call's own keys (its limits'; the account's wallet keys go once
+/// in front of a batch's) and arguments (its op first).
 pub struct Call {
-    pub keys: Keys,
+    pub keys: Vec<String>,
     pub args: Vec<String>,
 }
 
-pub type Keys = [String; ADMIT_KEYS];
-
 /// An admit's answer, and its keys given back (its permit keeps them):
-/// built once, never copied for the script call.
-pub type Answered = Result<(Value, Keys), Unavailable>;
+/// built once, never copied for the call to Redis.
+pub type Answered = Result<(Value, Vec<String>), Unavailable>;
 
 enum Waiting {
     Admit {
@@ -48,12 +47,6 @@ enum Waiting {
 }
 
 impl Waiting {
-    fn call(&self) -> &Call {
-        match self {
-            Waiting::Admit { call, .. } | Waiting::Settle(call) => call,
-        }
-    }
-
     fn call_mut(&mut self) -> &mut Call {
         match self {
             Waiting::Admit { call, .. } | Waiting::Settle(call) => call,
@@ -120,12 +113,14 @@ impl Lanes {
             }
         };
         match turn {
-            Turn::Now(call) => {
+            Turn::Now(mut call) => {
                 // Whatever happens to this call (even its caller going
                 // away), the calls behind it are sent.
                 let _next = HandOver { lanes: self.clone(), sender: sender.clone(), account };
-                let answer = sender.send(&call.keys, &call.args).await?;
-                Ok((answer, call.keys))
+                let mut keys = Vec::from(wallet_keys(account));
+                keys.append(&mut call.keys);
+                let answer = sender.send(&keys, &call.args).await?;
+                Ok((answer, keys.split_off(WALLET_KEYS)))
             }
             Turn::Wait(answer) => {
                 answer.await.unwrap_or_else(|_| Err(Unavailable("the batch it waited for was lost".into())))
@@ -203,26 +198,7 @@ impl<S: Transport> Drop for HandOver<S> {
 /// Sends batches of `account` until none waits.
 async fn drive<S: Transport>(lanes: Arc<Lanes>, sender: S, account: u64, mut batch: Vec<Waiting>) {
     loop {
-        let answers = if let [only] = batch.as_slice() {
-            vec![sender.send(&only.call().keys, &only.call().args).await]
-        } else {
-            // The calls' keys are moved into the batch's and back.
-            let mut keys = Vec::with_capacity(batch.len() * ADMIT_KEYS);
-            let mut args = Vec::with_capacity(2 + batch.len() * ADMIT_ARGS);
-            args.push("many".to_string());
-            args.push(batch.len().to_string());
-            for w in &mut batch {
-                let call = w.call_mut();
-                keys.extend(std::mem::take(&mut call.keys));
-                args.append(&mut call.args);
-            }
-            let answers = split(sender.send(&keys, &args).await, batch.len());
-            let mut keys = keys.into_iter();
-            for w in &mut batch {
-                w.call_mut().keys = std::array::from_fn(|_| keys.next().unwrap_or_default());
-            }
-            answers
-        };
+        let answers = send_batch(&sender, account, &mut batch).await;
         for (w, answer) in batch.into_iter().zip(answers) {
             w.answer(answer);
         }
@@ -230,6 +206,39 @@ async fn drive<S: Transport>(lanes: Arc<Lanes>, sender: S, account: u64, mut bat
             Some(more) => batch = more,
             None => return,
         }
+    }
+}
+
+/// One call to Redis for `batch` (its own op when alone, else `many`):
+/// the account's wallet keys, then each call's own, moved in and back.
+async fn send_batch<S: Transport>(
+    sender: &S,
+    account: u64,
+    batch: &mut [Waiting],
+) -> Vec<Result<Value, Unavailable>> {
+    let mut keys = Vec::from(wallet_keys(account));
+    let lone = batch.len() == 1;
+    let mut args = Vec::with_capacity(2 + batch.len() * ADMIT_ARGS);
+    if !lone {
+        args.push("many".to_string());
+        args.push(batch.len().to_string());
+    }
+    let mut own = Vec::with_capacity(batch.len());
+    for w in batch.iter_mut() {
+        let call = w.call_mut();
+        own.push(call.keys.len());
+        keys.append(&mut call.keys);
+        args.append(&mut call.args);
+    }
+    let answer = sender.send(&keys, &args).await;
+    let mut keys = keys.into_iter().skip(WALLET_KEYS);
+    for (w, n) in batch.iter_mut().zip(own) {
+        w.call_mut().keys = keys.by_ref().take(n).collect();
+    }
+    if lone {
+        vec![answer]
+    } else {
+        split(answer, batch.len())
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod changes;
+pub mod keys;
 pub mod redis;
 pub mod sidecar;
 pub mod unavailable;

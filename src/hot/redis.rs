@@ -20,12 +20,14 @@ use redis::{Script, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use super::batch::{ADMIT_ARGS, ADMIT_KEYS};
+pub use super::batch::ADMIT_ARGS;
+use super::keys::join;
+pub use super::keys::{account_tag, wallet_keys};
 
 /// The admit library (a Redis Function library), and its function, whose
 /// name is its version.
 pub const LIBRARY: &str = include_str!("admit.lua");
-pub const FUNCTION: &str = "tollgate_admit_5";
+pub const FUNCTION: &str = "tollgate_admit_6";
 /// The wallets' script off the request path (see `super::wallet`).
 pub const WALLET_SCRIPT: &str = include_str!("wallet.lua");
 /// How long a call's hold and in-flight entry last unless its node
@@ -43,7 +45,8 @@ pub use super::unavailable::Unavailable;
 /// What a call took on Redis, to give back or correct when it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisPermit {
-    keys: [String; ADMIT_KEYS],
+    /// Its limit keys (none when it took a hold and no limit).
+    keys: Vec<String>,
     account: u64,
     request_id: String,
     day_taken: bool,
@@ -81,22 +84,23 @@ pub struct WalletRefusal {
 }
 
 impl RedisPermit {
-    /// The hash slot's tag its keys share (its account's).
-    pub fn slot(&self) -> &str {
-        self.keys[6].split_once('}').map_or("", |(tag, _)| tag)
-    }
-
     /// The sorted sets that keep this call's leases (its hold's, its
     /// in-flight entry's), for its node to renew while it lives.
     pub fn leases(&self) -> Vec<String> {
         let mut out = Vec::with_capacity(2);
         if self.held_for.is_some() {
-            out.push(self.keys[8].clone());
+            let [_, _, leases, _] = wallet_keys(self.account);
+            out.push(leases);
         }
-        if self.in_flight_taken {
-            out.push(self.keys[0].clone());
+        if let (true, Some(in_flight)) = (self.in_flight_taken, self.keys.first()) {
+            out.push(in_flight.clone());
         }
         out
+    }
+
+    /// Whether it took a hold and no limit (its settlement is a `charge`).
+    fn hold_only(&self) -> bool {
+        self.keys.is_empty()
     }
 
     pub fn request_id(&self) -> &str {
@@ -292,7 +296,12 @@ impl RedisState {
         id: &str,
         hold: Option<&HoldAsk>,
     ) -> Result<Answer, Unavailable> {
-        let call = Call { keys: keys_in(ask, limits), args: self.limit_args("admit", id, ask, limits, hold) };
+        let call = match hold {
+            Some(h) if !limits.any() => Call { keys: Vec::new(), args: hold_args(id, h) },
+            _ => {
+                Call { keys: limit_keys(ask, limits), args: self.limit_args("admit", id, ask, limits, hold) }
+            }
+        };
         let (answer, keys) = self.lanes.admit(&self.here, ask.account, call).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         match items.first().map(int).transpose()? {
@@ -336,7 +345,8 @@ impl RedisState {
 
     /// Where each limit stands for `ask`'s key and account, taking nothing.
     pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
-        let keys = keys_in(ask, limits);
+        let mut keys = Vec::from(wallet_keys(ask.account));
+        keys.extend(limit_keys(ask, limits));
         let answer = self.invoke(&keys, &self.limit_args("standing", "-", ask, limits, None)).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         standings(&items, ask, limits)
@@ -371,7 +381,9 @@ impl RedisState {
         charged: u64,
     ) -> Result<bool, Unavailable> {
         let args = settle_args(op, permit, billed, actual, charged);
-        Ok(int(&self.invoke(&permit.keys, &args).await?)? == 1)
+        let mut keys = Vec::from(wallet_keys(permit.account));
+        keys.extend(permit.keys.iter().cloned());
+        Ok(int(&self.invoke(&keys, &args).await?)? == 1)
     }
 
     /// Settles calls of one account (their keys share its hash slot) in
@@ -381,7 +393,7 @@ impl RedisState {
         &self,
         calls: &[(&RedisPermit, bool, Option<u64>, u64)],
     ) -> Result<(), Unavailable> {
-        let mut keys = Vec::with_capacity(calls.len() * ADMIT_KEYS);
+        let mut keys = Vec::from(wallet_keys(calls.first().map_or(0, |c| c.0.account)));
         let mut args = Vec::with_capacity(2 + calls.len() * ADMIT_ARGS);
         args.push("many".to_string());
         args.push(calls.len().to_string());
@@ -408,40 +420,41 @@ impl RedisState {
     }
 }
 
-/// The call's keys for `ask`, all under the account's hash tag; the day
-/// is the local day of the plan's zone. (Joined by hand: `format!` costs
-/// more than the rest of the admit's work on the node.)
-fn keys_in(ask: &Ask<'_>, limits: &InForce) -> [String; ADMIT_KEYS] {
+/// The limit keys of a call for `ask`, all under the account's hash tag;
+/// the day is the local day of the plan's zone. (Joined by hand:
+/// `format!` cost more than the rest of the admit's work on the node.)
+fn limit_keys(ask: &Ask<'_>, limits: &InForce) -> Vec<String> {
     let a = account_tag(ask.account);
     let k = join(&[&a, ":k:", itoa::Buffer::new().format(ask.key)]);
-    let [w, holds, leases, pend] = wallet_keys(ask.account);
-    [
+    vec![
         join(&[&k, ":inflight"]),
         join(&[&k, ":rpm"]),
         join(&[&k, ":c:", ask.class.unwrap_or("")]),
         join(&[&a, ":h:", ask.group]),
         join(&[&a, ":d:", itoa::Buffer::new().format(local_day(ask.now, limits.zone))]),
         join(&[&k, ":tpm"]),
-        w,
-        holds,
-        leases,
-        pend,
     ]
 }
 
-fn join(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        out.push_str(p);
-    }
-    out
+/// A hold with no limit: the `hold` op's arguments.
+fn hold_args(id: &str, h: &HoldAsk) -> Vec<String> {
+    vec![
+        "hold".into(),
+        id.into(),
+        decimal(h.amount),
+        decimal(h.key_id),
+        decimal(opt(h.cap)),
+        decimal(h.lease_ms),
+    ]
 }
 
 fn decimal<T: itoa::Integer>(v: T) -> String {
     itoa::Buffer::new().format(v).to_owned()
 }
 
-/// A settlement's arguments, in the script's finish/cancel layout.
+/// A settlement's arguments, in the finish/cancel layout, or the
+/// `charge` op's when the call took a hold and no limit (a cancel charges
+/// nothing).
 fn settle_args(
     op: &str,
     permit: &RedisPermit,
@@ -449,6 +462,16 @@ fn settle_args(
     actual: Option<u64>,
     charged: u64,
 ) -> Vec<String> {
+    if let (true, Some(key)) = (permit.hold_only(), permit.held_for) {
+        let charged = if op == "finish" { charged } else { 0 };
+        return vec![
+            "charge".into(),
+            permit.request_id.clone(),
+            decimal(charged),
+            decimal(key),
+            permit.hold.clone(),
+        ];
+    }
     vec![
         op.to_string(),
         permit.request_id.clone(),
@@ -502,18 +525,6 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500))
         .set_number_of_retries(2)
-}
-
-/// Every key of an account starts with this: one hash slot per account.
-pub fn account_tag(account: u64) -> String {
-    join(&["tg:{a:", itoa::Buffer::new().format(account), "}"])
-}
-
-/// The wallet's keys: its hash, its holds, their leases, its records
-/// applied and not yet known to be in the ledger.
-pub fn wallet_keys(account: u64) -> [String; 4] {
-    let a = account_tag(account);
-    [join(&[&a, ":w"]), join(&[&a, ":holds"]), join(&[&a, ":leases"]), join(&[&a, ":pend"])]
 }
 
 /// Runs `script` once; a dropped connection (the first command after
