@@ -44,7 +44,7 @@ pub struct Hot {
     /// This node's id in the fleet.
     pub node: String,
     /// Calls this node holds on Redis, whose leases it renews.
-    open: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, redis::Leases>>>,
 }
 
 /// What an admit with a hold came to.
@@ -170,12 +170,12 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// in-flight entries lapse.
 async fn renewals(
     redis: RedisState,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, redis::Leases>>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis((redis.lease_ms / 3).max(100)));
     loop {
         tick.tick().await;
-        let calls: Vec<(String, Vec<String>)> =
+        let calls: Vec<(String, redis::Leases)> =
             lock(&open).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         if let Err(e) = redis.renew(&calls, wall_ms()).await {
             log::warn!(target: "tollgate", "hot state: {} calls' leases not renewed: {e}", calls.len());

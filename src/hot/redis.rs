@@ -65,6 +65,29 @@ pub struct RedisPermit {
     pub available: Option<i64>,
 }
 
+/// The sorted sets that keep a call's leases, named when they are
+/// renewed (every third of a lease), not at every call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leases {
+    account: u64,
+    held: bool,
+    in_flight: Option<String>,
+}
+
+impl Leases {
+    pub fn is_empty(&self) -> bool {
+        !self.held && self.in_flight.is_none()
+    }
+
+    fn sets(&self) -> impl Iterator<Item = String> + '_ {
+        let leases = self.held.then(|| {
+            let [_, _, leases, _] = wallet_keys(self.account);
+            leases
+        });
+        leases.into_iter().chain(self.in_flight.iter().cloned())
+    }
+}
+
 /// A hold to take with the limits, in the same step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldAsk {
@@ -84,18 +107,14 @@ pub struct WalletRefusal {
 }
 
 impl RedisPermit {
-    /// The sorted sets that keep this call's leases (its hold's, its
-    /// in-flight entry's), for its node to renew while it lives.
-    pub fn leases(&self) -> Vec<String> {
-        let mut out = Vec::with_capacity(2);
-        if self.held_for.is_some() {
-            let [_, _, leases, _] = wallet_keys(self.account);
-            out.push(leases);
+    /// What keeps this call's leases (its hold's, its in-flight entry's),
+    /// for its node to renew while it lives.
+    pub fn leases(&self) -> Leases {
+        Leases {
+            account: self.account,
+            held: self.held_for.is_some(),
+            in_flight: if self.in_flight_taken { self.keys.first().cloned() } else { None },
         }
-        if let (true, Some(in_flight)) = (self.in_flight_taken, self.keys.first()) {
-            out.push(in_flight.clone());
-        }
-        out
     }
 
     /// Whether it took a hold and no limit (its settlement is a `charge`).
@@ -213,14 +232,14 @@ impl RedisState {
 
     /// Pushes the leases of calls still running to `lease_ms` from now
     /// (never shortening one): `calls` are (request id, its lease sets).
-    pub async fn renew(&self, calls: &[(String, Vec<String>)], now_ms: u64) -> Result<(), Unavailable> {
+    pub async fn renew(&self, calls: &[(String, Leases)], now_ms: u64) -> Result<(), Unavailable> {
         if calls.is_empty() {
             return Ok(());
         }
         let until = now_ms.saturating_add(self.lease_ms);
         let mut pipe = redis::pipe();
-        for (id, sets) in calls {
-            for set in sets {
+        for (id, leases) in calls {
+            for set in leases.sets() {
                 pipe.cmd("ZADD").arg(set).arg("XX").arg("GT").arg(until).arg(id).ignore();
             }
         }
