@@ -6,6 +6,7 @@
 use super::*;
 use crate::hot::testing::RedisServer;
 use crate::limits::{Ask, InForce, Kind};
+use std::time::Duration;
 
 fn ask(key: u64, account: u64, class: Option<&'static str>, estimate: u64) -> Ask<'static> {
     Ask { key, account, class, group: "messages", input_estimate: estimate, now: 1_700_000_000_000, mono: 0 }
