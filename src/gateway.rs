@@ -266,6 +266,11 @@ impl Gateway {
                 .map(|m| m.deployment.clone())
                 .collect();
             crate::hot::changes::follow_circuits(hot.redis.clone(), runtime, deployments);
+            crate::hot::sidecar::unpend_on_delivery(
+                hot.redis.clone(),
+                runtime.handle().clone(),
+                &money.journal,
+            )?;
             let every = std::time::Duration::from_millis(section.reconcile_ms);
             crate::hot::sidecar::start(
                 hot.redis.clone(),

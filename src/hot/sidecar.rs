@@ -80,6 +80,37 @@ pub async fn balance(
     redis.read(account, key).await.map_err(|e| e.to_string())
 }
 
+/// Has the records this node's writer delivers to the ledger leave the
+/// wallets' pending records on Redis at once, so the reconciler's pass
+/// reads and checks only those still on their way (a crash between the
+/// delivery and this leaves them to the reconciler, which finds them in
+/// the ledger). A record Redis has not seen yet is no harm: its
+/// settlement, arriving later, finds its record pending again, and the
+/// reconciler finds it in the ledger.
+pub fn unpend_on_delivery(
+    redis: RedisState,
+    runtime: tokio::runtime::Handle,
+    journal: &Journal,
+) -> Result<(), String> {
+    journal.on_delivery(Box::new(move |batch: &[crate::billing::LedgerRecord]| {
+        let mut by_account: HashMap<u64, Vec<String>> = HashMap::new();
+        for r in batch.iter().filter(|r| r.wallet_nano != 0) {
+            by_account.entry(r.account).or_default().push(r.key.clone());
+        }
+        if by_account.is_empty() {
+            return;
+        }
+        let redis = redis.clone();
+        runtime.spawn(async move {
+            for (account, records) in by_account {
+                if let Err(e) = redis.delivered(account, &records).await {
+                    log::debug!(target: "tollgate", "delivered records of account {account} left pending on Redis ({e}); the reconciler finds them");
+                }
+            }
+        });
+    }))
+}
+
 /// Reconciles every `every` while this node holds the reconciler's lease.
 pub fn start(redis: RedisState, store: StoreHandle, billing: Arc<Billing>, node: String, every: Duration) {
     let runtime = store.runtime_ref();

@@ -34,7 +34,13 @@ pub struct Journal {
     pub(super) arrived: Notify,
     /// Another process follows this file: it is never emptied meanwhile.
     followed: AtomicBool,
+    /// Told of each batch the store kept (a fleet's hot state: see
+    /// `crate::hot::sidecar::unpend_on_delivery`).
+    on_delivery: std::sync::OnceLock<OnDelivery>,
 }
+
+/// What is told of each batch of records the store kept.
+pub type OnDelivery = Box<dyn Fn(&[LedgerRecord]) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -71,6 +77,7 @@ impl Journal {
             kept: watch::channel(0).0,
             arrived: Notify::new(),
             followed: AtomicBool::new(false),
+            on_delivery: std::sync::OnceLock::new(),
         })
     }
 
@@ -179,6 +186,19 @@ impl Journal {
             if let Err(e) = file.set_len(0).and_then(|()| (&*file).write_all(&lines)) {
                 log::error!(target: "tollgate", "journal {}: cannot rewrite it: {e}", path.display());
             }
+        }
+    }
+
+    /// Has `tell` told of each batch the store keeps from now on (once:
+    /// a second is refused).
+    pub fn on_delivery(&self, tell: OnDelivery) -> Result<(), String> {
+        self.on_delivery.set(tell).map_err(|_| "the journal's deliveries are told already".to_string())
+    }
+
+    /// The store kept `batch`.
+    pub(crate) fn delivered(&self, batch: &[LedgerRecord]) {
+        if let Some(tell) = self.on_delivery.get() {
+            tell(batch);
         }
     }
 

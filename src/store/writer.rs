@@ -26,7 +26,10 @@ pub async fn run(journal: Arc<Journal>, store: Arc<dyn Store>, billing: Arc<Bill
         if !batch.is_empty() {
             let n = batch.len() as u64;
             match store.append(&batch).await {
-                Ok(_) => journal.kept(n),
+                Ok(_) => {
+                    journal.kept(n);
+                    journal.delivered(&batch);
+                }
                 Err(e) => {
                     log::error!(target: "tollgate", "ledger writer: {e}; {n} records wait in the journal");
                     journal.put_back(batch);

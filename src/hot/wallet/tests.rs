@@ -245,3 +245,36 @@ async fn settlements_ride_with_the_accounts_admits_each_taken_once() {
     let calls = script_calls(&server).await - before;
     assert!(calls < 100, "100 admits and their settlements took {calls} calls");
 }
+
+#[tokio::test]
+async fn records_the_ledger_kept_leave_the_pending_records_at_once() {
+    let server = RedisServer::start();
+    let r = state(&server).await;
+    seeded(&r, 10, 10_000).await;
+    for id in ["a", "b"] {
+        let Answer::Taken(p) = take(&r, 10, id, &hold(1_000, 1, None), &InForce::default()).await else {
+            panic!("held")
+        };
+        assert!(r.finish(&p, true, None, 500).await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let pending = |on: crate::hot::wallet::OnRedis| on.pending.into_iter().map(|p| p.0).collect::<Vec<_>>();
+    assert_eq!(pending(r.read(10, None).await.unwrap_or_else(|e| panic!("{e}"))).len(), 2);
+    let journal = crate::store::journal::Journal::open(None).unwrap_or_else(|e| panic!("{e}"));
+    crate::hot::sidecar::unpend_on_delivery(r.clone(), tokio::runtime::Handle::current(), &journal)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The writer kept a's charge (and a record of no wallet amount).
+    let kept = crate::billing::LedgerRecord::adjustment("a:charge".into(), 10, -500, 1);
+    journal.delivered(&[kept, crate::billing::LedgerRecord::adjustment("x".into(), 10, 0, 1)]);
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = pending(r.read(10, None).await.unwrap_or_else(|e| panic!("{e}")));
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(left, vec!["b:charge".to_string()]);
+    // The wallet is as it was: only what is pending changed.
+    let on = r.read(10, None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.credit, on.debit, on.held), (10_000, 1_000, 0));
+}
