@@ -80,35 +80,43 @@ pub async fn balance(
     redis.read(account, key).await.map_err(|e| e.to_string())
 }
 
+/// How often the records delivered meanwhile leave the pending records
+/// on Redis (one call per account, not one per batch the writer keeps).
+const UNPEND_EVERY: Duration = Duration::from_millis(200);
+
 /// Has the records this node's writer delivers to the ledger leave the
-/// wallets' pending records on Redis at once, so the reconciler's pass
-/// reads and checks only those still on their way (a crash between the
-/// delivery and this leaves them to the reconciler, which finds them in
-/// the ledger). A record Redis has not seen yet is no harm: its
-/// settlement, arriving later, finds its record pending again, and the
-/// reconciler finds it in the ledger.
+/// wallets' pending records on Redis soon after (every `UNPEND_EVERY`),
+/// so the reconciler's pass reads and checks those still on their way,
+/// not every record of its interval. A crash before then leaves them to
+/// the reconciler, which finds them in the ledger; a record Redis has not
+/// seen yet is no harm: its settlement, arriving later, finds it pending
+/// again, and the reconciler finds it in the ledger.
 pub fn unpend_on_delivery(
     redis: RedisState,
     runtime: tokio::runtime::Handle,
     journal: &Journal,
 ) -> Result<(), String> {
+    let delivered: Arc<std::sync::Mutex<HashMap<u64, Vec<String>>>> = Arc::default();
+    let kept = delivered.clone();
     journal.on_delivery(Box::new(move |batch: &[crate::billing::LedgerRecord]| {
-        let mut by_account: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for r in batch.iter().filter(|r| r.wallet_nano != 0) {
-            by_account.entry(r.account).or_default().push(r.key.clone());
+            kept.entry(r.account).or_default().push(r.key.clone());
         }
-        if by_account.is_empty() {
-            return;
-        }
-        let redis = redis.clone();
-        runtime.spawn(async move {
-            for (account, records) in by_account {
+    }))?;
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(UNPEND_EVERY);
+        loop {
+            tick.tick().await;
+            let due = std::mem::take(&mut *delivered.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            for (account, records) in due {
                 if let Err(e) = redis.delivered(account, &records).await {
                     log::debug!(target: "tollgate", "delivered records of account {account} left pending on Redis ({e}); the reconciler finds them");
                 }
             }
-        });
-    }))
+        }
+    });
+    Ok(())
 }
 
 /// Reconciles every `every` while this node holds the reconciler's lease.
