@@ -150,7 +150,7 @@ local function pending()
   if P ~= nil and P.w ~= K_W then flush() end
   if P == nil then
     P = {w = K_W, holds_key = K_HOLDS, lease_key = K_LEASE, held = 0, debit = 0,
-         spent = {}, key_held = {}, holds = {}, leases = {}, unleased = {}}
+         spent = {}, key_held = {}, holds = {}, leases = {}, unleased = {}, taken = {}}
   end
   return P
 end
@@ -269,6 +269,7 @@ local function take_hold(id, amount, hold, key, cap, hold_lease)
     p.key_held[key] = (p.key_held[key] or 0) + hold
     capped = '1'
   end
+  p.taken[id] = true
   p.holds[#p.holds + 1] = id
   p.holds[#p.holds + 1] = amount .. ' ' .. key .. ' ' .. capped
   p.leases[#p.leases + 1] = now + hold_lease
@@ -373,6 +374,8 @@ local function release_held(hold_id, h)
     direct()
     return release(hold_id)
   end
+  -- A hold taken earlier in this call is not in Redis yet.
+  if P ~= nil and P.taken[hold_id] then flush() end
   if redis.call('HDEL', K_HOLDS, hold_id) == 0 then return false end
   local amount, key, capped = string.match(h, '^(%-?%d+) (%S+) ?(%d?)$')
   amount = tonumber(amount)
@@ -500,12 +503,15 @@ local function run(keys, args)
   return redis.error_reply('tollgate limits: unknown op ' .. tostring(op))
 end
 
--- Each call starts with nothing deferred (an earlier one that failed left
--- its writes unsent, as its answers were) and ends with it all sent.
+-- Each call starts with nothing deferred and ends with it all sent, even
+-- when one of its calls fails: the calls before it made their direct
+-- writes (a hold released, a charge recorded), so their deferred ones
+-- (the wallet's sums) must follow, as if each had written through.
 local function call(keys, args)
   W, P = nil, nil
-  local out = run(keys, args)
+  local ok, out = pcall(run, keys, args)
   flush()
+  if not ok then error(out, 0) end
   return out
 end
 

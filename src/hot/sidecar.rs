@@ -84,6 +84,12 @@ pub async fn balance(
 /// on Redis (one call per account, not one per batch the writer keeps).
 const UNPEND_EVERY: Duration = Duration::from_millis(200);
 
+/// How long a delivered record stays pending on Redis: its pending entry
+/// is what keeps its charge from being taken twice, and the charge's call
+/// to Redis (sent when its record is journaled, before delivery) may be
+/// sent once more within `CALL_TIMEOUT` (750 ms) of the first.
+const UNPEND_AFTER: Duration = Duration::from_secs(2);
+
 /// Has the records this node's writer delivers to the ledger leave the
 /// wallets' pending records on Redis soon after (every `UNPEND_EVERY`),
 /// so the reconciler's pass reads and checks those still on their way,
@@ -96,22 +102,40 @@ pub fn unpend_on_delivery(
     runtime: tokio::runtime::Handle,
     journal: &Journal,
 ) -> Result<(), String> {
-    let delivered: Arc<std::sync::Mutex<HashMap<u64, Vec<String>>>> = Arc::default();
+    // Batches kept, in the order kept: when, and their records by account.
+    type Kept = std::collections::VecDeque<(Instant, HashMap<u64, Vec<String>>)>;
+    let delivered: Arc<std::sync::Mutex<Kept>> = Arc::default();
     let kept = delivered.clone();
     journal.on_delivery(Box::new(move |batch: &[crate::billing::LedgerRecord]| {
-        let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut by_account: HashMap<u64, Vec<String>> = HashMap::new();
         for r in batch.iter().filter(|r| r.wallet_nano != 0) {
-            kept.entry(r.account).or_default().push(r.key.clone());
+            by_account.entry(r.account).or_default().push(r.key.clone());
+        }
+        if !by_account.is_empty() {
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push_back((Instant::now(), by_account));
         }
     }))?;
     runtime.spawn(async move {
         let mut tick = tokio::time::interval(UNPEND_EVERY);
         loop {
             tick.tick().await;
-            let due = std::mem::take(&mut *delivered.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let mut due: HashMap<u64, Vec<String>> = HashMap::new();
+            {
+                let mut kept = delivered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                while kept.front().is_some_and(|(at, _)| at.elapsed() >= UNPEND_AFTER) {
+                    for (account, records) in kept.pop_front().map(|(_, b)| b).unwrap_or_default() {
+                        due.entry(account).or_default().extend(records);
+                    }
+                }
+            }
             for (account, records) in due {
                 if let Err(e) = redis.delivered(account, &records).await {
-                    log::debug!(target: "tollgate", "delivered records of account {account} left pending on Redis ({e}); the reconciler finds them");
+                    // The rest wait for the reconciler, which finds them
+                    // in the ledger: a Redis that is down costs one timeout.
+                    log::debug!(target: "tollgate", "delivered records left pending on Redis ({e}); the reconciler finds them");
+                    break;
                 }
             }
         }

@@ -98,7 +98,11 @@ async fn fcall_twice(
             .await;
         match answer {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_connection_dropped() || e.is_io_error() => last = Some(e),
+            // Sent again only on a connection that dropped (Redis
+            // restarted): an admit or a charge is not idempotent, and one
+            // that timed out may still run on a Redis that was only slow.
+            Err(e) if e.is_connection_dropped() => last = Some(e),
+            Err(e) if e.is_io_error() => return Err(unavailable(e)),
             Err(e) if function_missing(&e) => {
                 load_library(&mut conn).await?;
                 last = Some(e);

@@ -298,7 +298,48 @@ fn the_library_is_named_for_its_text() {
     assert!(LIBRARY.contains(&format!("redis.register_function('{FUNCTION}', call)")));
     assert_eq!(
         &digest[..16],
-        "13c7a3fd22d6f2a7",
+        "2455a4a04a3d4690",
         "admit.lua changed: a new version in its names, then this digest"
     );
+}
+
+/// A hold taken and settled in one call (a settlement is only built once
+/// its admit was answered, so a node never sends this; the function
+/// must still see its own hold).
+#[tokio::test]
+async fn a_hold_taken_and_charged_in_one_call_is_released() {
+    let server = RedisServer::start();
+    let r = limits(&server).await;
+    let seed = crate::hot::wallet::Seed { credit: 10_000, ..Default::default() };
+    assert!(r.seed(4, &seed).await.unwrap_or_else(|e| panic!("{e}")));
+    let hold = HoldAsk { amount: 600, key_id: 2, cap: None, lease_ms: 60_000 };
+    let permit = RedisPermit {
+        keys: Vec::new(),
+        account: 4,
+        request_id: "a".into(),
+        day_taken: false,
+        input_taken: 0,
+        held_for: Some(2),
+        hold: "600 2 0".into(),
+        in_flight_taken: false,
+        windows_taken: [false; 3],
+        standing: Vec::new(),
+        available: None,
+    };
+    let keys = Vec::from(wallet_keys(4));
+    let mut args = vec!["many".to_string(), "2".to_string()];
+    args.extend(hold_args("a", &hold));
+    args.extend(settle_args("finish", &permit, true, None, 500));
+    let Value::Array(parts) = r.invoke(&keys, &args).await.unwrap_or_else(|e| panic!("{e}")) else {
+        panic!("an answer per call")
+    };
+    assert_eq!(parts[1], Value::Int(1), "the hold was live");
+    let on = r.read(4, Some(2)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((on.credit, on.debit, on.held, on.key_spent), (10_000, 500, 0, 500));
+    let mut conn = r.conn.clone();
+    let holds: i64 =
+        redis::cmd("HLEN").arg(&keys[1]).query_async(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+    let leases: i64 =
+        redis::cmd("ZCARD").arg(&keys[2]).query_async(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((holds, leases), (0, 0));
 }
