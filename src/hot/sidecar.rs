@@ -87,8 +87,9 @@ const UNPEND_EVERY: Duration = Duration::from_millis(200);
 /// How long a delivered record stays pending on Redis: its pending entry
 /// is what keeps its charge from being taken twice, and the charge's call
 /// to Redis (sent when its record is journaled, before delivery) may be
-/// sent once more within `CALL_TIMEOUT` (750 ms) of the first.
-const UNPEND_AFTER: Duration = Duration::from_secs(2);
+/// sent once more, on a dropped connection, within `CALL_TIMEOUT`
+/// (750 ms) of the first.
+const UNPEND_AFTER: Duration = Duration::from_secs(1);
 
 /// Has the records this node's writer delivers to the ledger leave the
 /// wallets' pending records on Redis soon after (every `UNPEND_EVERY`),

@@ -266,7 +266,7 @@ async fn records_the_ledger_kept_leave_the_pending_records_at_once() {
     let kept = crate::billing::LedgerRecord::adjustment("a:charge".into(), 10, -500, 1);
     journal.delivered(&[kept, crate::billing::LedgerRecord::adjustment("x".into(), 10, 0, 1)]);
     // Pending a while longer (see UNPEND_AFTER), then gone.
-    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(pending(r.read(10, None).await.unwrap_or_else(|e| panic!("{e}"))).len(), 2);
     let mut left = Vec::new();
     for _ in 0..300 {
