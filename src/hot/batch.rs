@@ -11,7 +11,7 @@
 //! hop to another thread). One account's calls share a hash slot, so a
 //! batch holds on Redis Cluster.
 
-use super::keys::{wallet_keys, WALLET_KEYS};
+use super::keys::{with_wallet, WALLET_KEYS};
 use super::unavailable::Unavailable;
 use redis::Value;
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 /// layout.
 pub const ADMIT_ARGS: usize = 15;
 
-/// The most admits in one script call (a script blocks Redis while it
+/// The most calls in one call to Redis (a function blocks Redis while it
 /// runs; a longer queue goes in several).
 const MAX_BATCH: usize = 64;
 
@@ -117,8 +117,7 @@ impl Lanes {
                 // Whatever happens to this call (even its caller going
                 // away), the calls behind it are sent.
                 let _next = HandOver { lanes: self.clone(), sender: sender.clone(), account };
-                let mut keys = Vec::from(wallet_keys(account));
-                keys.append(&mut call.keys);
+                let mut keys = with_wallet(account, std::mem::take(&mut call.keys));
                 let answer = sender.send(&keys, &call.args).await?;
                 Ok((answer, keys.split_off(WALLET_KEYS)))
             }
@@ -216,7 +215,7 @@ async fn send_batch<S: Transport>(
     account: u64,
     batch: &mut [Waiting],
 ) -> Vec<Result<Value, Unavailable>> {
-    let mut keys = Vec::from(wallet_keys(account));
+    let mut keys = with_wallet(account, []);
     let lone = batch.len() == 1;
     let mut args = Vec::with_capacity(2 + batch.len() * ADMIT_ARGS);
     if !lone {

@@ -18,6 +18,14 @@ pub fn wallet_keys(account: u64) -> [String; WALLET_KEYS] {
     [join(&[&a, ":w"]), join(&[&a, ":holds"]), join(&[&a, ":leases"]), join(&[&a, ":pend"])]
 }
 
+/// A call's keys as `admit.lua` takes them: the account's wallet keys
+/// first, then the calls' own (from `WALLET_KEYS` on).
+pub fn with_wallet(account: u64, own: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut keys = Vec::from(wallet_keys(account));
+    keys.extend(own);
+    keys
+}
+
 pub fn join(parts: &[&str]) -> String {
     let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
     for p in parts {

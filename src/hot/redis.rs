@@ -22,8 +22,8 @@ use redis::{Script, Value};
 use std::sync::Arc;
 
 pub use super::batch::ADMIT_ARGS;
-use super::keys::join;
 pub use super::keys::{account_tag, wallet_keys};
+use super::keys::{join, with_wallet};
 
 /// The admit library (a Redis Function library), and its function, whose
 /// name is its version.
@@ -365,8 +365,7 @@ impl RedisState {
 
     /// Where each limit stands for `ask`'s key and account, taking nothing.
     pub async fn standing(&self, ask: &Ask<'_>, limits: &InForce) -> Result<Vec<Standing>, Unavailable> {
-        let mut keys = Vec::from(wallet_keys(ask.account));
-        keys.extend(limit_keys(ask, limits));
+        let keys = with_wallet(ask.account, limit_keys(ask, limits));
         let answer = self.invoke(&keys, &self.limit_args("standing", "-", ask, limits, None)).await?;
         let Value::Array(items) = answer else { return Err(Unavailable(format!("unexpected {answer:?}"))) };
         standings(&items, ask, limits)
@@ -401,24 +400,25 @@ impl RedisState {
         charged: u64,
     ) -> Result<bool, Unavailable> {
         let args = settle_args(op, permit, billed, actual, charged);
-        let mut keys = Vec::from(wallet_keys(permit.account));
-        keys.extend(permit.keys.iter().cloned());
+        let keys = with_wallet(permit.account, permit.keys.iter().cloned());
         Ok(int(&self.invoke(&keys, &args).await?)? == 1)
     }
 
     /// Settles calls of one account (their keys share its hash slot) in
     /// one call: (permit, billed, the provider's input count, charged)
-    /// each.
+    /// each. (A node's settlements go by `finish_soon`; this sends a
+    /// given batch, twice if a test wants.)
+    #[cfg(test)]
     pub async fn finish_many(
         &self,
         calls: &[(&RedisPermit, bool, Option<u64>, u64)],
     ) -> Result<(), Unavailable> {
-        let mut keys = Vec::from(wallet_keys(calls.first().map_or(0, |c| c.0.account)));
+        let account = calls.first().map_or(0, |c| c.0.account);
+        let keys = with_wallet(account, calls.iter().flat_map(|c| c.0.keys.iter().cloned()));
         let mut args = Vec::with_capacity(2 + calls.len() * ADMIT_ARGS);
         args.push("many".to_string());
         args.push(calls.len().to_string());
         for (permit, billed, actual, charged) in calls {
-            keys.extend(permit.keys.iter().cloned());
             args.extend(settle_args("finish", permit, *billed, *actual, *charged));
         }
         self.invoke(&keys, &args).await.map(drop)

@@ -70,9 +70,10 @@ async fn timed(
     }
 }
 
-/// Calls the admit function once, with the same timeout and retry as
-/// `invoke`; a Redis that lost the library (restarted without
-/// persistence, or failed over) gets it loaded again, then the call.
+/// Calls the admit function once, within the same timeout as `invoke`,
+/// sent again only on a dropped connection (see `fcall_twice`); a Redis
+/// that lost the library (restarted without persistence, or failed over)
+/// gets it loaded again, then the call.
 pub(super) async fn fcall(
     conn: &ConnectionManager,
     keys: &[String],

@@ -212,6 +212,24 @@ async fn every_key_of_a_call_is_in_its_accounts_slot_on_a_cluster() {
     assert!(r.standing(&a, &every).await.is_ok());
 }
 
+/// The permit of call `id` that took a hold (`hold`: as the function keeps
+/// it) for `key` and no limit.
+fn hold_only_permit(account: u64, id: &str, key: u64, hold: &str) -> RedisPermit {
+    RedisPermit {
+        keys: Vec::new(),
+        account,
+        request_id: id.into(),
+        day_taken: false,
+        input_taken: 0,
+        held_for: Some(key),
+        hold: hold.into(),
+        in_flight_taken: false,
+        windows_taken: [false; 3],
+        standing: Vec::new(),
+        available: None,
+    }
+}
+
 /// One `many` call of admits and a settlement of one account: each call
 /// sees the writes of those before it (the wallet's writes are made once,
 /// at the end of the call), the cap's refusal takes nothing.
@@ -225,19 +243,7 @@ async fn one_call_of_admits_and_a_settlement_each_sees_the_ones_before() {
         let hold = HoldAsk { amount, key_id: 5, cap: Some(1_000), lease_ms: 60_000 };
         hold_args(id, &hold)
     };
-    let first = RedisPermit {
-        keys: Vec::new(),
-        account: 3,
-        request_id: "a".into(),
-        day_taken: false,
-        input_taken: 0,
-        held_for: Some(5),
-        hold: "600 5 1".into(),
-        in_flight_taken: false,
-        windows_taken: [false; 3],
-        standing: Vec::new(),
-        available: None,
-    };
+    let first = hold_only_permit(3, "a", 5, "600 5 1");
     let settle = settle_args("finish", &first, true, None, 500);
     // A hold and no limit: the calls have no keys of their own.
     let keys = Vec::from(wallet_keys(3));
@@ -313,19 +319,7 @@ async fn a_hold_taken_and_charged_in_one_call_is_released() {
     let seed = crate::hot::wallet::Seed { credit: 10_000, ..Default::default() };
     assert!(r.seed(4, &seed).await.unwrap_or_else(|e| panic!("{e}")));
     let hold = HoldAsk { amount: 600, key_id: 2, cap: None, lease_ms: 60_000 };
-    let permit = RedisPermit {
-        keys: Vec::new(),
-        account: 4,
-        request_id: "a".into(),
-        day_taken: false,
-        input_taken: 0,
-        held_for: Some(2),
-        hold: "600 2 0".into(),
-        in_flight_taken: false,
-        windows_taken: [false; 3],
-        standing: Vec::new(),
-        available: None,
-    };
+    let permit = hold_only_permit(4, "a", 2, "600 2 0");
     let keys = Vec::from(wallet_keys(4));
     let mut args = vec!["many".to_string(), "2".to_string()];
     args.extend(hold_args("a", &hold));
