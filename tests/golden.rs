@@ -203,3 +203,39 @@ fn provider_errors_reach_the_caller_in_its_format() {
     );
     assert_eq!(status, 503);
 }
+
+#[test]
+fn an_error_after_the_closing_event_changes_nothing_the_caller_gets() {
+    // What a provider sends after its stream's end (here an error event, in
+    // the same read as the end) neither reaches the caller nor fails the call.
+    let late: [(ClientFormat, &str); 4] = [
+        (
+            ClientFormat::Anthropic,
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"late\"}}\n\n",
+        ),
+        (ClientFormat::Openai, "data: {\"error\":{\"message\":\"late\",\"type\":\"server_error\"}}\n\n"),
+        (
+            ClientFormat::Responses,
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"late\"}\n\n",
+        ),
+        (ClientFormat::Gemini, "data: {\"error\":{\"code\":500,\"message\":\"late\",\"status\":\"INTERNAL\"}}\n\n"),
+    ];
+    for (provider, case, path) in inputs("provider", "sse") {
+        if case != "text" {
+            continue;
+        }
+        let input = std::fs::read(&path).unwrap();
+        let trailer = late.iter().find(|(f, _)| *f == provider).unwrap().1;
+        let with_late = [input.as_slice(), trailer.as_bytes()].concat();
+        for client in ClientFormat::ALL.into_iter().filter(|c| *c != provider) {
+            let t = translate::translator(client, provider).unwrap();
+            let mut st = StreamTranslation::new(t, &ctx());
+            let mut out = Vec::new();
+            st.on_chunk(&Bytes::from(with_late.clone()), &mut out);
+            st.finish(&mut out);
+            assert!(!st.failed(), "{client} from {provider}: failed by an error after the end");
+            let (alone, _) = translate_stream(client, provider, &[&input]);
+            assert!(out.concat() == alone, "{client} from {provider}: the late error reached the caller");
+        }
+    }
+}

@@ -220,6 +220,11 @@ impl StreamUsage {
     }
 
     fn fail(&mut self) {
+        if self.ended || self.closing {
+            // An error after the closing event (or Gemini's last chunk):
+            // the caller had the whole answer, so the call completed.
+            return;
+        }
         self.failed = true;
         self.ended = self.format != ClientFormat::Gemini;
         self.closing = true;

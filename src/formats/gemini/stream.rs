@@ -54,6 +54,11 @@ impl StreamParser for GeminiParser {
             Ok(c) => c,
             Err(e) => return self.fail(502, format!("unreadable provider stream chunk: {e}"), out),
         };
+        if chunk.error.is_some() && self.stop.is_some() {
+            // An error after the chunk with `finishReason`: the answer was
+            // whole; it ends as it would have with the body.
+            return self.finish(out);
+        }
         if let Some(err) = &chunk.error {
             let status =
                 err.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(500);

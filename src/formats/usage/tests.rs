@@ -123,6 +123,47 @@ fn each_formats_error_inside_a_stream_is_noticed() {
 }
 
 #[test]
+fn an_error_after_the_closing_event_leaves_the_call_completed() {
+    // The caller had the whole answer before the error came: the call
+    // completed (an idempotency key keeps its answer, not run again).
+    let cases: [(ClientFormat, Vec<Ev<'_>>); 4] = [
+        (
+            ClientFormat::Anthropic,
+            vec![
+                ANTHROPIC_START,
+                (Some("message_stop"), r#"{"type":"message_stop"}"#),
+                (Some("error"), r#"{"type":"error","error":{"type":"overloaded_error","message":"late"}}"#),
+            ],
+        ),
+        (
+            ClientFormat::Openai,
+            vec![(None, "[DONE]"), (None, r#"{"error": {"message":"late","type":"server_error"}}"#)],
+        ),
+        (
+            ClientFormat::Responses,
+            vec![
+                (
+                    Some("response.completed"),
+                    r#"{"type":"response.completed","response":{"status":"completed"}}"#,
+                ),
+                (Some("response.failed"), r#"{"type":"response.failed","response":{"status":"failed"}}"#),
+            ],
+        ),
+        (
+            ClientFormat::Gemini,
+            vec![
+                (None, r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}]}"#),
+                (None, r#"{"error":{"code":500,"message":"late","status":"INTERNAL"}}"#),
+            ],
+        ),
+    ];
+    for (format, events) in cases {
+        let s = follow(format, &events);
+        assert!(!s.failed(), "{format}");
+    }
+}
+
+#[test]
 fn a_usage_report_that_cannot_be_read_leaves_no_count() {
     for bad in [
         r#"{"output_tokens":-5}"#,
