@@ -4,7 +4,7 @@
 //! input is estimated from a request, and at least one token for an
 //! answer of any length. Read as the bytes stream past, at any size.
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TextBytes {
     in_string: bool,
     escaped: bool,

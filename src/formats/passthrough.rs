@@ -125,8 +125,7 @@ impl Passthrough {
     pub fn relayed_estimate(&self) -> u64 {
         match self {
             Passthrough::Stream(s) => s.text.as_ref().map_or(0, TextBytes::tokens),
-            Passthrough::Whole(w) if w.billable => w.text.tokens(),
-            Passthrough::Whole(_) => 0,
+            Passthrough::Whole(w) => w.estimate(),
         }
     }
 
@@ -275,9 +274,18 @@ pub struct WholeBody {
     format: ClientFormat,
     scan: FieldScan,
     text: TextBytes,
+    /// The first bytes of the answer, not yet counted in `text`: most
+    /// answers bring a usage the bill reads, and their text is never
+    /// estimated (it cost as much as reading the usage).
+    uncounted: Vec<Bytes>,
+    uncounted_len: usize,
     /// A successful answer, whose text is what the caller was given.
     billable: bool,
 }
+
+/// The bytes of an answer kept uncounted (shared with what goes out, not
+/// copied); past them the text is counted as it streams by.
+const UNCOUNTED_BYTES: usize = 16 * 1024;
 
 impl WholeBody {
     fn new(format: ClientFormat, billable: bool) -> Self {
@@ -285,15 +293,39 @@ impl WholeBody {
             format,
             scan: FieldScan::new(usage::usage_field(format)),
             text: TextBytes::default(),
+            uncounted: Vec::new(),
+            uncounted_len: 0,
             billable,
         }
     }
 
     fn keep(&mut self, chunk: &Bytes) {
         self.scan.feed(chunk);
-        if self.billable {
-            self.text.feed(chunk);
+        if !self.billable {
+            return;
         }
+        if self.uncounted_len + chunk.len() <= UNCOUNTED_BYTES {
+            self.uncounted_len += chunk.len();
+            self.uncounted.push(chunk.clone());
+            return;
+        }
+        for kept in self.uncounted.drain(..) {
+            self.text.feed(&kept);
+        }
+        self.uncounted_len = UNCOUNTED_BYTES + 1;
+        self.text.feed(chunk);
+    }
+
+    /// Output tokens the text seen so far is estimated at.
+    fn estimate(&self) -> u64 {
+        if !self.billable {
+            return 0;
+        }
+        let mut text = self.text.clone();
+        for kept in &self.uncounted {
+            text.feed(kept);
+        }
+        text.tokens()
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -454,5 +486,24 @@ event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"
         let mut p = Passthrough::for_answer(ClientFormat::Openai, 500, false, false, false);
         let _ = run(&mut p, body, 30);
         assert_eq!(p.relayed_estimate(), 0, "an error document is not billed");
+    }
+
+    #[test]
+    fn a_documents_estimate_is_its_text_whether_counted_late_or_as_it_streams() {
+        for size in [10, UNCOUNTED_BYTES - 40, UNCOUNTED_BYTES + 1, 3 * UNCOUNTED_BYTES] {
+            let body =
+                format!(r#"{{"id":"x","choices":[{{"message":{{"content":"{}"}}}}]}}"#, "a".repeat(size));
+            let expected = crate::formats::estimate::output_tokens(body.as_bytes());
+            for pieces in [1, 2, 7, 64] {
+                let mut p = Passthrough::for_answer(ClientFormat::Openai, 200, false, false, false);
+                let mut out = Vec::new();
+                for piece in body.as_bytes().chunks(body.len().div_ceil(pieces)) {
+                    p.on_chunk(Bytes::copy_from_slice(piece), &mut out);
+                    assert!(p.relayed_estimate() <= expected);
+                }
+                assert_eq!(p.relayed_estimate(), expected, "{size} bytes in {pieces} pieces");
+                assert_eq!(out.concat(), body.as_bytes(), "relayed as it came");
+            }
+        }
     }
 }

@@ -390,6 +390,9 @@ async fn relay(
             Ok(next) => next,
             Err(gone) => {
                 ctx.usage = relay.finish(&mut out);
+                if !is_sse {
+                    ctx.relayed_events = relay.relayed_estimate();
+                }
                 upstream.shutdown().await;
                 return Err(gone);
             }
@@ -409,7 +412,6 @@ async fn relay(
                         ctx.settle();
                     }
                 } else {
-                    ctx.relayed_events = relay.relayed_estimate();
                     // A document's last chunk waits for the end, and the
                     // charge is journaled before it goes out.
                     std::mem::swap(&mut held_back, &mut out);
@@ -421,6 +423,9 @@ async fn relay(
                 ctx.capture(&out);
                 if let Err(e) = write_all(session, &mut out).await {
                     ctx.usage = relay.finish(&mut out);
+                    if !is_sse {
+                        ctx.relayed_events = relay.relayed_estimate();
+                    }
                     upstream.shutdown().await;
                     return Err(client_gone(e));
                 }
@@ -436,6 +441,10 @@ async fn relay(
         }
     };
     ctx.usage = relay.finish(&mut out);
+    if !is_sse && (ctx.usage.is_none() || cut.is_some()) {
+        // The estimate a document's bill needs only without a whole count.
+        ctx.relayed_events = relay.relayed_estimate();
+    }
     if is_sse && ctx.usage.is_none() {
         // What the relay held back until the body's end (a Gemini stream's
         // `finishReason` chunk, with the last of the text) goes out now: an
