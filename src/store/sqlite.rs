@@ -26,6 +26,12 @@ pub struct SqliteStore {
     /// flood of them waits for it, never for the writer's or the
     /// idempotency keys' connections. (In memory: the one pool.)
     reads: SqlitePool,
+    /// The ledger writer's batches, on one connection of their own: its
+    /// statements stay prepared there (each pool connection prepared
+    /// them anew, the 64-row insert alone ~150k instructions, and a batch
+    /// waited on other writers' connections for nothing: SQLite has one
+    /// writer at a time). (In memory: the one pool.)
+    ledger: SqlitePool,
 }
 
 const KEY_COLUMNS: &str = "id, account_id, name, prefix, status, expires_at, spend_cap_nano, models, \
@@ -65,12 +71,23 @@ impl SqliteStore {
                     .max_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .connect_with(options.read_only(true))
+                    .connect_with(options.clone().read_only(true))
                     .await?
             }
             None => pool.clone(),
         };
-        Ok(Self { pool, reads })
+        let ledger = match path {
+            Some(_) => {
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options)
+                    .await?
+            }
+            None => pool.clone(),
+        };
+        Ok(Self { pool, reads, ledger })
     }
 
     fn account_row(r: &SqliteRow) -> Result<Account, StoreError> {
@@ -279,7 +296,7 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, records: &[LedgerRecord]) -> Result<u64, StoreError> {
-        append::append(&self.pool, records).await
+        append::append(&self.ledger, records).await
     }
 
     async fn snapshot(&self, records: &[String], now: i64) -> Result<Snapshot, StoreError> {
