@@ -189,6 +189,42 @@ fn start(
 
 #[tokio::test]
 async fn a_stream_cut_at_shutdown_is_billed_and_logged() {
+    cut_at_shutdown(Cut::Sse).await;
+}
+
+/// The same with a Gemini stream read as Google's JSON array (no
+/// `alt=sse`): relayed as a body, not as events, and billed on its text.
+#[tokio::test]
+async fn a_json_array_stream_cut_at_shutdown_is_billed_and_logged() {
+    cut_at_shutdown(Cut::JsonArray).await;
+}
+
+enum Cut {
+    Sse,
+    JsonArray,
+}
+
+impl Cut {
+    /// (path, auth header, body, what marks one piece of the answer)
+    fn call(&self) -> (&'static str, (&'static str, String), Value, &'static str) {
+        match self {
+            Cut::Sse => (
+                "/v1/chat/completions",
+                ("authorization", format!("Bearer {KEY}")),
+                json!({"model": "gpt-5.5", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+                "data: {",
+            ),
+            Cut::JsonArray => (
+                "/v1beta/models/gemini-3-flash-preview:streamGenerateContent",
+                ("x-goog-api-key", KEY.to_string()),
+                json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+                "\"text\"",
+            ),
+        }
+    }
+}
+
+async fn cut_at_shutdown(kind: Cut) {
     let dir = TempDir::new();
     let (db, log, config) =
         (dir.0.join("tollgate.db"), dir.0.join("gateway.log"), dir.0.join("tollgate.yaml"));
@@ -202,12 +238,13 @@ async fn a_stream_cut_at_shutdown_is_billed_and_logged() {
     let (url, _, mut first) = start(&config, &mock, &db, &log);
 
     // Thirty seconds of stream; the process is told to stop after a few events.
+    let (path, auth, body, event) = kind.call();
     let mut r = client()
-        .post(format!("{url}/v1/chat/completions"))
-        .bearer_auth(KEY)
+        .post(format!("{url}{path}"))
+        .header(auth.0, auth.1)
         .header("x-mock-chunks", "300")
         .header("x-mock-chunk-delay-ms", "100")
-        .json(&json!({"model": "gpt-5.5", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .json(&body)
         .send()
         .await
         .unwrap();
@@ -216,7 +253,7 @@ async fn a_stream_cut_at_shutdown_is_billed_and_logged() {
     let mut seen = 0;
     while seen < 5 {
         let chunk = r.chunk().await.unwrap().unwrap();
-        seen += String::from_utf8_lossy(&chunk).matches("data: {").count();
+        seen += String::from_utf8_lossy(&chunk).matches(event).count();
     }
     let pid = first.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

@@ -129,6 +129,17 @@ impl Passthrough {
         }
     }
 
+    /// [`Self::relayed_estimate`] in constant time, for after each chunk
+    /// (a request dropped mid-body, at a shutdown, is billed on it): a
+    /// document's first chunk, which the caller has not been given yet,
+    /// is not in it.
+    pub fn relayed_so_far(&self) -> u64 {
+        match self {
+            Passthrough::Whole(w) => w.provisional(),
+            stream => stream.relayed_estimate(),
+        }
+    }
+
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Option<Usage> {
         match self {
             Passthrough::Stream(s) => s.finish(out),
@@ -274,18 +285,17 @@ pub struct WholeBody {
     format: ClientFormat,
     scan: FieldScan,
     text: TextBytes,
-    /// The first bytes of the answer, not yet counted in `text`: most
-    /// answers bring a usage the bill reads, and their text is never
-    /// estimated (it cost as much as reading the usage).
-    uncounted: Vec<Bytes>,
-    uncounted_len: usize,
+    /// The answer's first chunk, not yet counted in `text`: most answers
+    /// come in one chunk and bring a usage the bill reads, and their text
+    /// is then never estimated (counting it cost as much as reading the
+    /// usage). A second chunk has it counted, and every later one as it
+    /// passes. Shared with what goes out, not copied.
+    first: Option<Bytes>,
+    /// Chunks after the first are counted as they pass.
+    counting: bool,
     /// A successful answer, whose text is what the caller was given.
     billable: bool,
 }
-
-/// The bytes of an answer kept uncounted (shared with what goes out, not
-/// copied); past them the text is counted as it streams by.
-const UNCOUNTED_BYTES: usize = 16 * 1024;
 
 impl WholeBody {
     fn new(format: ClientFormat, billable: bool) -> Self {
@@ -293,8 +303,8 @@ impl WholeBody {
             format,
             scan: FieldScan::new(usage::usage_field(format)),
             text: TextBytes::default(),
-            uncounted: Vec::new(),
-            uncounted_len: 0,
+            first: None,
+            counting: false,
             billable,
         }
     }
@@ -304,15 +314,14 @@ impl WholeBody {
         if !self.billable {
             return;
         }
-        if self.uncounted_len + chunk.len() <= UNCOUNTED_BYTES {
-            self.uncounted_len += chunk.len();
-            self.uncounted.push(chunk.clone());
+        if !self.counting && self.first.is_none() {
+            self.first = Some(chunk.clone());
             return;
         }
-        for kept in self.uncounted.drain(..) {
-            self.text.feed(&kept);
+        if let Some(first) = self.first.take() {
+            self.text.feed(&first);
         }
-        self.uncounted_len = UNCOUNTED_BYTES + 1;
+        self.counting = true;
         self.text.feed(chunk);
     }
 
@@ -321,11 +330,25 @@ impl WholeBody {
         if !self.billable {
             return 0;
         }
-        let mut text = self.text.clone();
-        for kept in &self.uncounted {
-            text.feed(kept);
+        match &self.first {
+            Some(first) => {
+                let mut text = self.text.clone();
+                text.feed(first);
+                text.tokens()
+            }
+            None => self.text.tokens(),
         }
-        text.tokens()
+    }
+
+    /// [`Self::estimate`] in constant time: while one chunk has come, it
+    /// says nothing (the exchange holds a document's latest chunk back,
+    /// so the caller has none of it yet).
+    fn provisional(&self) -> u64 {
+        if self.billable && self.counting {
+            self.text.tokens()
+        } else {
+            0
+        }
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -490,7 +513,7 @@ event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"
 
     #[test]
     fn a_documents_estimate_is_its_text_whether_counted_late_or_as_it_streams() {
-        for size in [10, UNCOUNTED_BYTES - 40, UNCOUNTED_BYTES + 1, 3 * UNCOUNTED_BYTES] {
+        for size in [10, 1000, 20_000, 100_000] {
             let body =
                 format!(r#"{{"id":"x","choices":[{{"message":{{"content":"{}"}}}}]}}"#, "a".repeat(size));
             let expected = crate::formats::estimate::output_tokens(body.as_bytes());
@@ -499,9 +522,15 @@ event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"
                 let mut out = Vec::new();
                 for piece in body.as_bytes().chunks(body.len().div_ceil(pieces)) {
                     p.on_chunk(Bytes::copy_from_slice(piece), &mut out);
+                    assert!(p.relayed_so_far() <= p.relayed_estimate());
                     assert!(p.relayed_estimate() <= expected);
                 }
                 assert_eq!(p.relayed_estimate(), expected, "{size} bytes in {pieces} pieces");
+                if pieces > 1 {
+                    assert_eq!(p.relayed_so_far(), expected, "counted as it passed once a second chunk came");
+                } else {
+                    assert_eq!(p.relayed_so_far(), 0, "one chunk, held back: the caller has none of it");
+                }
                 assert_eq!(out.concat(), body.as_bytes(), "relayed as it came");
             }
         }

@@ -412,6 +412,7 @@ async fn relay(
                         ctx.settle();
                     }
                 } else {
+                    ctx.relayed_events = relay.relayed_so_far();
                     // A document's last chunk waits for the end, and the
                     // charge is journaled before it goes out.
                     std::mem::swap(&mut held_back, &mut out);
@@ -441,8 +442,9 @@ async fn relay(
         }
     };
     ctx.usage = relay.finish(&mut out);
-    if !is_sse && (ctx.usage.is_none() || cut.is_some()) {
-        // The estimate a document's bill needs only without a whole count.
+    if !is_sse && (ctx.usage.is_none() || cut.is_some() || relay.failed()) {
+        // The whole estimate, which a bill needs only without a count of a
+        // completed answer (a JSON-array stream may have failed).
         ctx.relayed_events = relay.relayed_estimate();
     }
     if is_sse && ctx.usage.is_none() {

@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite file (the library is compiled into the
 //! binary), in WAL mode so the background writer and readers do not block
-//! one another; or, with no file configured, a database in memory. Four
-//! connections for the writer, the idempotency keys and the admin API, and
-//! one more, read-only, for the customers' `generation` look-ups.
+//! one another; or, with no file configured, a database in memory. One
+//! connection for the ledger writer's batches, four for the idempotency
+//! keys, the admin API and the rest, and one more, read-only, for the
+//! customers' `generation` look-ups.
 
 use super::idempotency::{Claim, Claimed, Scope};
 use super::{
