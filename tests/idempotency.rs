@@ -331,3 +331,41 @@ async fn a_call_that_runs_past_the_lease_keeps_its_key() {
     assert_eq!(replay.text().await.unwrap(), answer);
     assert_eq!(stack.received(&t).await.len(), 1, "it ran once");
 }
+
+/// A provider that sends its whole stream and then cuts the connection
+/// (instead of ending it cleanly): the caller had the whole answer, so the
+/// call completed. Its key keeps the answer for a retry, which is replayed,
+/// and the call is billed once; in each format, relayed as it came or
+/// translated (a Gemini stream's end is its `finishReason` chunk).
+#[tokio::test]
+async fn a_stream_cut_after_its_end_completes_its_key() {
+    let stack = demo();
+    let cases = [
+        ("openai", "gpt-5.5"),
+        ("anthropic", "claude-sonnet-4-6"),
+        ("responses", "gpt-5.5"),
+        ("gemini", "gemini-3-flash-preview"),
+        ("openai", "claude-sonnet-4-6"),
+        ("anthropic", "gemini-3-flash-preview"),
+    ];
+    for (n, (format, model)) in cases.into_iter().enumerate() {
+        let c = common::call(format, model, true, "hi");
+        let idem = format!("cut-after-end-{n}-{}", tag());
+        let headers =
+            [("idempotency-key", idem.as_str()), ("x-mock-fault", "cut-after-end"), ("x-mock-chunks", "3")];
+        let first = stack.send(&c, &headers).await;
+        assert_eq!(first.status(), 200, "{format} to {model}");
+        let id = first.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = first.text().await.unwrap();
+        let retry = stack.send(&c, &headers).await;
+        assert_eq!(retry.status(), 200, "{format} to {model}: the retry");
+        assert!(replayed(&retry), "{format} to {model}: the retry ran again instead of its replay");
+        assert_eq!(retry.text().await.unwrap(), body, "{format} to {model}: the replay is the answer");
+        let charge = common::money::charge_of(&stack, DEMO_ACCOUNT, &id).await;
+        let charge = charge.unwrap_or_else(|| panic!("{format} to {model}: not billed"));
+        assert_eq!(
+            charge["estimated"], false,
+            "{format} to {model}: billed on the provider's count: {charge}"
+        );
+    }
+}

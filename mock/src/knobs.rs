@@ -27,6 +27,8 @@ pub enum Fault {
     GeminiArray,
     /// A Gemini usage chunk after the one with `finishReason`.
     LateUsage,
+    /// The whole answer, then the connection cut instead of a clean end.
+    CutAfterEnd,
 }
 
 impl Fault {
@@ -39,6 +41,7 @@ impl Fault {
             "error-after" => Some(Self::ErrorAfter),
             "gemini-array" => Some(Self::GeminiArray),
             "late-usage" => Some(Self::LateUsage),
+            "cut-after-end" => Some(Self::CutAfterEnd),
             _ => None,
         }
     }
@@ -126,6 +129,14 @@ impl Knobs {
             if tx.send(Ok(Frame::data(event))).await.is_err() {
                 return false;
             }
+        }
+        if self.fault == Some(Fault::CutAfterEnd) {
+            // Written out first: a cut at once may drop what the server
+            // had not flushed yet.
+            if !wait(&tx, Duration::from_millis(50)).await {
+                return true;
+            }
+            let _ = tx.send(Err(std::io::Error::other("mock: cut after the end"))).await;
         }
         true
     }

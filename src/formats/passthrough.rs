@@ -113,6 +113,13 @@ impl Passthrough {
         }
     }
 
+    /// Whether the caller's stream already has its whole answer: its
+    /// closing event (or Gemini's `finishReason` chunk) went by, with no
+    /// error. What the provider does after it takes nothing from the caller.
+    pub fn answered_whole(&self) -> bool {
+        matches!(self, Passthrough::Stream(s) if !s.usage.failed() && (s.usage.ended() || s.usage.closing()))
+    }
+
     /// Whether the provider reported an error inside its stream: the call
     /// did not complete, whatever count came before.
     pub fn failed(&self) -> bool {

@@ -441,6 +441,13 @@ async fn relay(
             Err(e) => break Some(e),
         }
     };
+    let was_cut = cut.is_some();
+    // A cut after the stream's closing event took nothing from the caller:
+    // the answer was whole (the connection is still not reused).
+    let cut = cut.filter(|_| !relay.answered_whole());
+    if was_cut && cut.is_none() {
+        upstream.shutdown().await;
+    }
     ctx.usage = relay.finish(&mut out);
     if !is_sse && (ctx.usage.is_none() || cut.is_some() || relay.failed()) {
         // The whole estimate, which a bill needs only without a count of a
@@ -464,7 +471,6 @@ async fn relay(
         out.splice(0..0, held_back.drain(..));
     }
     ctx.capture(&out);
-    let was_cut = cut.is_some();
     if let Some(e) = cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));
         upstream.shutdown().await;

@@ -126,9 +126,14 @@ async fn stream(
             return Err(left);
         }
     };
+    let reusable = cut.is_none();
     // A cut stream makes the parser report an error event, so the caller's
     // stream still ends in its own format.
     ctx.usage = translated.finish(&mut out);
+    // A cut after the provider's answer had its end (a Gemini stream's
+    // `finishReason` chunk, ended only now) took nothing from the caller:
+    // the answer was whole (the connection is still not reused).
+    let cut = cut.filter(|_| translated.ended().is_none() || translated.failed());
     keep_if_completed(ctx, out.iter().map(|b| b.as_ref())).await;
     if let Some(e) = &cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));
@@ -141,7 +146,7 @@ async fn stream(
     ctx.capture(&out);
     write_all(session, &mut out).await.map_err(client_gone)?;
     session.write_response_body(None, true).await.map_err(client_gone)?;
-    Ok(cut.is_none())
+    Ok(reusable)
 }
 
 /// The response to a call whose whole answer is turned into another
