@@ -335,8 +335,9 @@ async fn a_call_that_runs_past_the_lease_keeps_its_key() {
 /// A provider that sends its whole stream and then cuts the connection
 /// (instead of ending it cleanly): the caller had the whole answer, so the
 /// call completed. Its key keeps the answer for a retry, which is replayed,
-/// and the call is billed once; in each format, relayed as it came or
-/// translated (a Gemini stream's end is its `finishReason` chunk).
+/// and the call is billed once; relayed as it came or translated, to every
+/// caller format (a Gemini stream's end is its `finishReason` chunk, with
+/// its count).
 #[tokio::test]
 async fn a_stream_cut_after_its_end_completes_its_key() {
     let stack = demo();
@@ -346,6 +347,7 @@ async fn a_stream_cut_after_its_end_completes_its_key() {
         ("responses", "gpt-5.5"),
         ("gemini", "gemini-3-flash-preview"),
         ("openai", "claude-sonnet-4-6"),
+        ("gemini", "gpt-5.5"),
         ("anthropic", "gemini-3-flash-preview"),
     ];
     for (n, (format, model)) in cases.into_iter().enumerate() {

@@ -113,11 +113,22 @@ impl Passthrough {
         }
     }
 
-    /// Whether the caller's stream already has its whole answer: its
-    /// closing event (or Gemini's `finishReason` chunk) went by, with no
-    /// error. What the provider does after it takes nothing from the caller.
+    /// Whether the caller's stream already has its whole answer: an SSE
+    /// stream's closing event (`[DONE]`, `message_stop`,
+    /// `response.completed`) went by, or Gemini's `finishReason` chunk
+    /// with a count of the output (Gemini has no closing event, and its
+    /// full count may come in a chunk after that one), with no error,
+    /// nothing past the event limit and no event begun since. What the
+    /// provider does after it takes nothing from the caller. Never for a
+    /// JSON array, whole only with its `]`.
     pub fn answered_whole(&self) -> bool {
-        matches!(self, Passthrough::Stream(s) if !s.usage.failed() && (s.usage.ended() || s.usage.closing()))
+        let Passthrough::Stream(s) = self else { return false };
+        let counted = || s.usage.usage().is_some_and(|u| u.output_tokens > 0);
+        s.decoder.is_sse()
+            && !s.decoder.overflowed()
+            && s.decoder.pending_len() == 0
+            && !s.usage.failed()
+            && (s.usage.ended() || (s.usage.closing() && counted()))
     }
 
     /// Whether the provider reported an error inside its stream: the call
@@ -541,5 +552,29 @@ event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"
                 assert_eq!(out.concat(), body.as_bytes(), "relayed as it came");
             }
         }
+    }
+
+    #[test]
+    fn a_stream_is_answered_whole_after_its_end_and_a_gemini_one_with_its_count() {
+        let fed = |mut p: Passthrough, input: &str| {
+            p.on_chunk(Bytes::copy_from_slice(input.as_bytes()), &mut Vec::new());
+            p
+        };
+        let sse = |format| Passthrough::new(format, true, false);
+        assert!(fed(sse(ClientFormat::Openai), OPENAI_WITH_USAGE).answered_whole());
+        let without_done = OPENAI_WITH_USAGE.trim_end_matches("data: [DONE]\n\n");
+        assert!(!fed(sse(ClientFormat::Openai), without_done).answered_whole());
+        let begun = format!("{OPENAI_WITH_USAGE}data: {{\"partial");
+        assert!(!fed(sse(ClientFormat::Openai), &begun).answered_whole(), "an event begun after the end");
+        let finished = |usage: &str| {
+            format!("data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"hi\"}}]}},\"finishReason\":\"STOP\"}}],\"usageMetadata\":{usage}}}\n\n")
+        };
+        let full = finished(r#"{"promptTokenCount":3,"candidatesTokenCount":1}"#);
+        assert!(fed(sse(ClientFormat::Gemini), &full).answered_whole());
+        let prompt_only = finished(r#"{"promptTokenCount":3}"#);
+        assert!(!fed(sse(ClientFormat::Gemini), &prompt_only).answered_whole(), "its count may come later");
+        let array = Passthrough::for_answer(ClientFormat::Gemini, 200, false, true, false);
+        let element = full.trim_start_matches("data: ").trim_end();
+        assert!(!fed(array, &format!("[{element}")).answered_whole(), "an array without its ]");
     }
 }

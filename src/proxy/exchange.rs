@@ -442,8 +442,8 @@ async fn relay(
         }
     };
     let was_cut = cut.is_some();
-    // A cut after the stream's closing event took nothing from the caller:
-    // the answer was whole (the connection is still not reused).
+    // A cut after an SSE stream's closing event took nothing from the
+    // caller: the answer was whole (the connection is still not reused).
     let cut = cut.filter(|_| !relay.answered_whole());
     if was_cut && cut.is_none() {
         upstream.shutdown().await;

@@ -127,13 +127,17 @@ async fn stream(
         }
     };
     let reusable = cut.is_none();
-    // A cut stream makes the parser report an error event, so the caller's
-    // stream still ends in its own format.
-    ctx.usage = translated.finish(&mut out);
-    // A cut after the provider's answer had its end (a Gemini stream's
-    // `finishReason` chunk, ended only now) took nothing from the caller:
-    // the answer was whole (the connection is still not reused).
+    // A cut after the caller's stream had its end, from the provider's own
+    // closing event, took nothing from the caller: the answer was whole
+    // (the connection is still not reused).
     let cut = cut.filter(|_| translated.ended().is_none() || translated.failed());
+    // A cut stream makes the parser end the caller's stream in its own
+    // format (an error event, or the end a finish reason already made).
+    ctx.usage = translated.finish(&mut out);
+    // Gemini's end is its `finishReason` chunk: with a count of the output
+    // in it, the answer was whole too.
+    let counted = ctx.usage.is_some_and(|u| u.output_tokens > 0);
+    let cut = cut.filter(|_| translated.failed() || !counted);
     keep_if_completed(ctx, out.iter().map(|b| b.as_ref())).await;
     if let Some(e) = &cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));
