@@ -343,30 +343,20 @@ impl WholeBody {
         self.text.feed(chunk);
     }
 
-    /// Output tokens the text seen so far is estimated at.
+    /// Output tokens the text seen so far is estimated at (none for an
+    /// answer that is not billable: its text is never kept).
     fn estimate(&self) -> u64 {
-        if !self.billable {
-            return 0;
-        }
-        match &self.first {
-            Some(first) => {
-                let mut text = self.text.clone();
-                text.feed(first);
-                text.tokens()
-            }
-            None => self.text.tokens(),
-        }
+        let Some(first) = &self.first else { return self.text.tokens() };
+        let mut text = self.text.clone();
+        text.feed(first);
+        text.tokens()
     }
 
     /// [`Self::estimate`] in constant time: while one chunk has come, it
     /// says nothing (the exchange holds a document's latest chunk back,
     /// so the caller has none of it yet).
     fn provisional(&self) -> u64 {
-        if self.billable && self.counting {
-            self.text.tokens()
-        } else {
-            0
-        }
+        self.text.tokens()
     }
 
     fn usage(&self) -> Option<Usage> {

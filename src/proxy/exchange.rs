@@ -389,10 +389,7 @@ async fn relay(
         let next = match next_chunk(session, &mut upstream, every, &mut |out| relay.keepalive(out)).await {
             Ok(next) => next,
             Err(gone) => {
-                ctx.usage = relay.finish(&mut out);
-                if !is_sse {
-                    ctx.relayed_events = relay.relayed_estimate();
-                }
+                end_relay(ctx, &mut relay, &mut out, is_sse, true);
                 upstream.shutdown().await;
                 return Err(gone);
             }
@@ -423,10 +420,7 @@ async fn relay(
                 }
                 ctx.capture(&out);
                 if let Err(e) = write_all(session, &mut out).await {
-                    ctx.usage = relay.finish(&mut out);
-                    if !is_sse {
-                        ctx.relayed_events = relay.relayed_estimate();
-                    }
+                    end_relay(ctx, &mut relay, &mut out, is_sse, true);
                     upstream.shutdown().await;
                     return Err(client_gone(e));
                 }
@@ -448,12 +442,7 @@ async fn relay(
     if was_cut && cut.is_none() {
         upstream.shutdown().await;
     }
-    ctx.usage = relay.finish(&mut out);
-    if !is_sse && (ctx.usage.is_none() || cut.is_some() || relay.failed()) {
-        // The whole estimate, which a bill needs only without a count of a
-        // completed answer (a JSON-array stream may have failed).
-        ctx.relayed_events = relay.relayed_estimate();
-    }
+    end_relay(ctx, &mut relay, &mut out, is_sse, cut.is_some());
     if is_sse && ctx.usage.is_none() {
         // What the relay held back until the body's end (a Gemini stream's
         // `finishReason` chunk, with the last of the text) goes out now: an
@@ -490,4 +479,14 @@ async fn relay(
         Box::pin(connector.release(upstream, &peer, idle)).await;
     }
     Ok(())
+}
+
+/// The relay's end: the usage it read and, for a document (or a JSON-array
+/// stream), the estimate of all its text, which the bill needs only
+/// without a count of a completed answer (`cut`: it ended early).
+fn end_relay(ctx: &mut RequestCtx, relay: &mut Passthrough, out: &mut Vec<Bytes>, is_sse: bool, cut: bool) {
+    ctx.usage = relay.finish(out);
+    if !is_sse && (ctx.usage.is_none() || cut || relay.failed()) {
+        ctx.relayed_events = relay.relayed_estimate();
+    }
 }

@@ -127,17 +127,17 @@ async fn stream(
         }
     };
     let reusable = cut.is_none();
-    // A cut after the caller's stream had its end, from the provider's own
-    // closing event, took nothing from the caller: the answer was whole
-    // (the connection is still not reused).
-    let cut = cut.filter(|_| translated.ended().is_none() || translated.failed());
+    let ended_in_stream = translated.ended().is_some();
     // A cut stream makes the parser end the caller's stream in its own
     // format (an error event, or the end a finish reason already made).
     ctx.usage = translated.finish(&mut out);
-    // Gemini's end is its `finishReason` chunk: with a count of the output
-    // in it, the answer was whole too.
+    // A cut after the caller's stream had its end took nothing from the
+    // caller: the answer was whole (the connection is still not reused).
+    // The end came from the provider's own closing event, or (Gemini's,
+    // which ends with its body) from a finish reason with a count of the
+    // output.
     let counted = ctx.usage.is_some_and(|u| u.output_tokens > 0);
-    let cut = cut.filter(|_| translated.failed() || !counted);
+    let cut = cut.filter(|_| translated.failed() || !(ended_in_stream || counted));
     keep_if_completed(ctx, out.iter().map(|b| b.as_ref())).await;
     if let Some(e) = &cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));

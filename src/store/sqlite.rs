@@ -66,29 +66,27 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
-        let reads = match path {
-            Some(_) => {
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(options.clone().read_only(true))
-                    .await?
-            }
-            None => pool.clone(),
-        };
-        let ledger = match path {
-            Some(_) => {
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(options)
-                    .await?
-            }
-            None => pool.clone(),
-        };
+        let reads = Self::own_connection(path, &pool, options.clone().read_only(true)).await?;
+        let ledger = Self::own_connection(path, &pool, options).await?;
         Ok(Self { pool, reads, ledger })
+    }
+
+    /// A pool of one connection of its own for a file (in memory: `pool`,
+    /// each in-memory connection being its own database).
+    async fn own_connection(
+        path: Option<&str>,
+        pool: &SqlitePool,
+        options: SqliteConnectOptions,
+    ) -> Result<SqlitePool, StoreError> {
+        if path.is_none() {
+            return Ok(pool.clone());
+        }
+        Ok(SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?)
     }
 
     fn account_row(r: &SqliteRow) -> Result<Account, StoreError> {

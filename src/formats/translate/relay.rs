@@ -135,11 +135,6 @@ impl StreamTranslation {
             self.buf.reserve(self.last_write.clamp(256, 16 * 1024));
         }
         for event in self.canonical.drain(..) {
-            if self.terminated && matches!(event, StreamEvent::Error { .. }) {
-                // An error after the closing event: the caller's answer is
-                // whole already, and its stream must not end twice.
-                continue;
-            }
             match &event {
                 StreamEvent::Start { usage: Some(u), .. } => self.usage = Some(*u),
                 StreamEvent::Finish { usage, .. } => {
