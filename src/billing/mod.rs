@@ -15,6 +15,7 @@ pub mod peers;
 pub mod plan;
 pub mod price;
 pub mod record;
+mod record_line;
 pub mod replay;
 pub mod service;
 mod shared;

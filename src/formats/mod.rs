@@ -24,6 +24,7 @@ pub mod rerank;
 pub mod responses;
 pub mod translate;
 pub mod usage;
+mod usage_fast;
 
 use std::fmt;
 

@@ -155,6 +155,11 @@ pub fn usage_field(format: ClientFormat) -> &'static str {
 
 /// Usage from the raw value of a document's [`usage_field`].
 pub fn from_usage_value(format: ClientFormat, value: &[u8]) -> Option<Usage> {
+    super::usage_fast::read(format, value).or_else(|| from_usage_value_by_serde(format, value))
+}
+
+/// What [`from_usage_value`] reads where the fast reader cannot be sure.
+pub(super) fn from_usage_value_by_serde(format: ClientFormat, value: &[u8]) -> Option<Usage> {
     match format {
         ClientFormat::Openai => serde_json::from_slice::<Option<OpenaiUsage>>(value).ok()?.map(Usage::from),
         ClientFormat::Responses => {

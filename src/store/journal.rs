@@ -180,8 +180,7 @@ impl Journal {
         } else if file.metadata().map_or(0, |m| m.len()) > REWRITE_BYTES {
             let mut lines = Vec::new();
             for r in pending.iter() {
-                lines.extend(serde_json::to_vec(r).unwrap_or_default());
-                lines.push(b'\n');
+                lines.extend(r.json_line());
             }
             if let Err(e) = file.set_len(0).and_then(|()| (&*file).write_all(&lines)) {
                 log::error!(target: "tollgate", "journal {}: cannot rewrite it: {e}", path.display());
@@ -223,8 +222,7 @@ impl Sink for Journal {
     }
 
     fn record(&self, record: LedgerRecord) {
-        let mut line = serde_json::to_vec(&record).unwrap_or_default();
-        line.push(b'\n');
+        let line = record.json_line();
         {
             let mut file = lock(&self.file);
             if let Some((file, path)) = &mut *file {

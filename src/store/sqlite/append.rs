@@ -10,7 +10,10 @@
 //! The transaction starts `IMMEDIATE` (the write lock first): the rows it
 //! adds are then exactly those past the largest id it read, since SQLite
 //! gives a new row the largest id plus one and no one else writes until
-//! it commits.
+//! it commits. The day totals are folded from every charge past a
+//! watermark of their own (`usage_daily_folded`), so that a posting an
+//! older release wrote into the same file is counted too (see
+//! `migrations/0014_usage_daily_watermark.sql`).
 
 use super::to_i64;
 use crate::billing::{LedgerRecord, RecordKind};
@@ -30,9 +33,10 @@ const WALLET_COLUMNS: &str = "INSERT INTO ledger_postings (entry_key, kind, acco
      paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, \
      estimated, request_id, limit_group, at, totals_kept) VALUES ";
 /// One wallet posting's values: its [`WALLET_BINDS`] bound ones, and
-/// `totals_kept` (this writer adds its charges to `usage_daily` itself,
-/// per batch).
-const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+/// `totals_kept` 0 (its charge is added to `usage_daily` by the fold past
+/// the watermark, [`DAILY`]; 1 marks one that a writer of migration 0013
+/// added as it wrote it).
+const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
 /// The values [`bind_wallet`] binds for one posting.
 const WALLET_BINDS: usize = 16;
 const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
@@ -51,15 +55,17 @@ const COUNTERS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id
             CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END, -amount_nano, at \
      FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' ORDER BY id";
 
-/// The charges added after `?1`, summed per account, key, UTC day and
-/// model into `usage_daily` (what the per-row trigger does for a writer
-/// that does not set `totals_kept`): one upsert per group, not per charge,
-/// and the day formatted once per group.
+/// The charges past the watermark that no writer counted as it wrote
+/// them, summed per account, key, UTC day and model into `usage_daily`:
+/// one upsert per group, not per charge, and the day formatted once per
+/// group. Then [`FOLDED`] moves the watermark past them, in the same
+/// transaction, so each is counted once.
 const DAILY: &str = "INSERT INTO usage_daily \
      SELECT account_id, COALESCE(key_id, 0), strftime('%Y-%m-%d', MIN(at) / 1000, 'unixepoch'), \
             COALESCE(model, ''), COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
             COALESCE(SUM(cached_tokens), 0), -SUM(amount_nano) \
-     FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' AND kind = 'charge' AND totals_kept = 1 \
+     FROM ledger_postings NOT INDEXED \
+     WHERE id > (SELECT upto FROM usage_daily_folded) AND book = 'wallet' AND kind = 'charge' AND totals_kept = 0 \
      GROUP BY account_id, COALESCE(key_id, 0), at / 86400000, COALESCE(model, '') \
      ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
         requests = requests + excluded.requests, \
@@ -67,6 +73,10 @@ const DAILY: &str = "INSERT INTO usage_daily \
         output_tokens = output_tokens + excluded.output_tokens, \
         cached_tokens = cached_tokens + excluded.cached_tokens, \
         cost_nano = cost_nano + excluded.cost_nano";
+
+/// The day totals' watermark, past every posting there is.
+const FOLDED: &str =
+    "UPDATE usage_daily_folded SET upto = (SELECT COALESCE(MAX(id), 0) FROM ledger_postings)";
 
 /// The postings added after `?1` that open a credit lot: top-ups, and
 /// anything else that adds to the wallet (a grant, a refund).
@@ -144,9 +154,14 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
         let sql = AssertSqlSafe(wallet_sql(chunk.len()));
         new += sqlx::query_with(sql, args).execute(&mut *tx).await?.rows_affected();
     }
+    // Folded even when this batch added nothing: an older release's
+    // postings may be past the watermark.
     if new > 0 {
         sqlx::query(COUNTERS).bind(last).execute(&mut *tx).await?;
-        sqlx::query(DAILY).bind(last).execute(&mut *tx).await?;
+    }
+    sqlx::query(DAILY).execute(&mut *tx).await?;
+    sqlx::query(FOLDED).execute(&mut *tx).await?;
+    if new > 0 {
         let lot_keys: Vec<String> = sqlx::query_scalar(LOT_KEYS).bind(last).fetch_all(&mut *tx).await?;
         let by_key: HashMap<&str, &LedgerRecord> = if lot_keys.is_empty() {
             HashMap::new()
@@ -213,12 +228,10 @@ mod tests {
     async fn the_rows_a_batch_added_are_read_by_their_ids_alone() {
         let store = SqliteStore::open(None).await.unwrap();
         for sql in [super::COUNTERS, super::DAILY, super::LOT_KEYS] {
-            let plan: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                    .bind(0_i64)
-                    .fetch_all(&store.pool)
-                    .await
-                    .unwrap();
+            let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"));
+            let query = sqlx::query_as(explain);
+            let query = if sql.contains("?1") { query.bind(0_i64) } else { query };
+            let plan: Vec<(i64, i64, i64, String)> = query.fetch_all(&store.pool).await.unwrap();
             let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
             assert!(
                 details.iter().any(|d| d.starts_with("SEARCH ledger_postings") && d.contains("rowid>?")),
@@ -258,7 +271,7 @@ mod tests {
         .unwrap()
     }
 
-    /// What the per-row trigger made of the same charges: `usage_daily`
+    /// What a per-row count makes of the same charges: `usage_daily`
     /// summed from the ledger's charges.
     async fn from_the_ledger(store: &SqliteStore) -> Totals {
         sqlx::query_as(
@@ -296,20 +309,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_charge_an_older_release_writes_is_counted_by_the_trigger() {
+    async fn a_charge_an_older_release_writes_is_counted_once_at_the_next_batch() {
         let store = SqliteStore::open(None).await.unwrap();
         store.create_account("acme", "pro", None, 1).await.unwrap();
         store.append(&[charge("new", "m1", 5, 10)]).await.unwrap();
-        // An older writer's statement: no `totals_kept`.
+        let older = |key: &str, kept: i64| {
+            format!(
+                "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, key_id, model, \
+                 input_tokens, output_tokens, cached_tokens, request_id, at, totals_kept) \
+                 VALUES ('{key}', 'charge', 1, 'wallet', -4, 7, 'm1', 10, 5, 0, '{key}', 6, {kept})"
+            )
+        };
+        // A release before migration 0013: no totals of its own.
+        sqlx::query(sqlx::AssertSqlSafe(older("oldest", 0))).execute(&store.pool).await.unwrap();
+        // Migration 0013's writer: it added its charge to usage_daily itself.
+        sqlx::query(sqlx::AssertSqlSafe(older("older", 1))).execute(&store.pool).await.unwrap();
         sqlx::query(
-            "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, key_id, model, \
-             input_tokens, output_tokens, cached_tokens, request_id, at) \
-             VALUES ('old', 'charge', 1, 'wallet', -4, 7, 'm1', 10, 5, 0, 'old', 6)",
+            "INSERT INTO usage_daily VALUES (1, 7, '1970-01-01', 'm1', 1, 10, 5, 0, 4) \
+             ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET requests = requests + 1, \
+             input_tokens = input_tokens + 10, output_tokens = output_tokens + 5, cost_nano = cost_nano + 4",
         )
         .execute(&store.pool)
         .await
         .unwrap();
+        store.append(&[charge("next", "m1", 7, 10)]).await.unwrap();
         let kept = totals(&store).await;
-        assert_eq!(kept, [("1970-01-01".to_string(), "m1".to_string(), 2, 20, 10, 0, 14)]);
+        assert_eq!(kept, [("1970-01-01".to_string(), "m1".to_string(), 4, 40, 20, 0, 28)]);
+        assert_eq!(kept, from_the_ledger(&store).await);
+        // A batch of replays only (nothing new) folds nothing twice.
+        store.append(&[charge("next", "m1", 7, 10)]).await.unwrap();
+        assert_eq!(totals(&store).await, kept);
     }
 }

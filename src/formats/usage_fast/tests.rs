@@ -1,0 +1,161 @@
+use super::read;
+use crate::formats::usage::from_usage_value;
+use crate::formats::ClientFormat;
+use proptest::prelude::*;
+
+const FORMATS: [ClientFormat; 4] =
+    [ClientFormat::Openai, ClientFormat::Responses, ClientFormat::Anthropic, ClientFormat::Gemini];
+
+/// What the serde types alone make of `value` (the reader's answer, when
+/// it gives one, must be this).
+fn by_serde(format: ClientFormat, value: &[u8]) -> Option<crate::formats::usage::Usage> {
+    super::super::usage::from_usage_value_by_serde(format, value)
+}
+
+#[test]
+fn the_shapes_providers_send_are_read_without_serde() {
+    let samples: [(ClientFormat, &str); 5] = [
+        (
+            ClientFormat::Openai,
+            r#"{"completion_tokens":3,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":2,"rejected_prediction_tokens":0},"prompt_tokens":20,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":4},"total_tokens":23}"#,
+        ),
+        (
+            ClientFormat::Responses,
+            r#"{"input_tokens": 36, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 87, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 123}"#,
+        ),
+        (
+            ClientFormat::Anthropic,
+            r#"{"input_tokens":2095,"cache_creation_input_tokens":7,"cache_read_input_tokens":100,"cache_creation":{"ephemeral_5m_input_tokens":7,"ephemeral_1h_input_tokens":0},"output_tokens":503,"service_tier":"standard"}"#,
+        ),
+        (ClientFormat::Anthropic, r#"{"output_tokens":15}"#),
+        (
+            ClientFormat::Gemini,
+            r#"{"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 25, "thoughtsTokenCount": 5}"#,
+        ),
+    ];
+    for (format, text) in samples {
+        let fast = read(format, text.as_bytes());
+        assert!(fast.is_some(), "{format:?}: {text}");
+        assert_eq!(fast, by_serde(format, text.as_bytes()), "{format:?}: {text}");
+        assert_eq!(from_usage_value(format, text.as_bytes()), fast);
+    }
+}
+
+#[test]
+fn what_it_cannot_be_sure_of_is_left_to_serde() {
+    for text in [
+        r#"{"prompt_tokens":-1}"#,
+        r#"{"prompt_tokens":1.0}"#,
+        r#"{"prompt_tokens":1e3}"#,
+        r#"{"prompt_tokens":01}"#,
+        r#"{"prompt_tokens":18446744073709551616}"#,
+        r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
+        r#"{"prompt\u005ftokens":1}"#,
+        r#"{"x":[1,2]}"#,
+        r#"{"a":{"b":{"c":1}}}"#,
+        r#"{"x":"caf\u00e9"}"#,
+        "{\"x\":\"caf\u{e9}\"}",
+        r#"{"prompt_tokens":1} x"#,
+        r#"{"prompt_tokens":1"#,
+        r#"null"#,
+        r#"{"prompt_tokens":1,}"#,
+    ] {
+        assert_eq!(read(ClientFormat::Openai, text.as_bytes()), None, "{text}");
+    }
+}
+
+/// A JSON value of the kinds a usage object holds, and of kinds it does
+/// not; `depth` bounds the nesting.
+fn value(depth: u32) -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        12 => (0u64..100_000).prop_map(|n| n.to_string()),
+        3 => Just("null".to_string()),
+        1 => Just(u64::MAX.to_string()),
+        1 => Just("18446744073709551616".to_string()),
+        1 => Just("-3".to_string()),
+        1 => Just("1.5".to_string()),
+        1 => Just("2e2".to_string()),
+        1 => Just("007".to_string()),
+        1 => Just("true".to_string()),
+        1 => Just("false".to_string()),
+        2 => Just("\"standard\"".to_string()),
+        1 => Just("\"a\\\"b\"".to_string()),
+        1 => Just("\"\u{e9}\"".to_string()),
+        1 => Just("[1, {\"a\": 2}]".to_string()),
+        1 => Just("nul".to_string()),
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    prop_oneof![3 => leaf, 1 => object(depth - 1)].boxed()
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "cached_tokens",
+        "reasoning_tokens",
+        "input_tokens",
+        "output_tokens",
+        "input_tokens_details",
+        "output_tokens_details",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "cachedContentTokenCount",
+        "thoughtsTokenCount",
+        "total_tokens",
+        "service_tier",
+        "prompt\\u005ftokens",
+        "k\u{e9}y",
+    ])
+    .prop_map(str::to_string)
+}
+
+fn space() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["", "", "", " ", "\n  ", "\t", "\r\n"])
+}
+
+fn object(depth: u32) -> BoxedStrategy<String> {
+    prop::collection::vec((key(), value(depth), space(), space()), 0..8)
+        .prop_map(|fields| {
+            let inner: Vec<String> =
+                fields.into_iter().map(|(k, v, a, b)| format!("{a}\"{k}\"{b}:{a}{v}{b}")).collect();
+            format!("{{{}}}", inner.join(","))
+        })
+        .boxed()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn its_answer_is_serdes_wherever_it_gives_one(text in object(2), tail in space()) {
+        let text = format!("{text}{tail}");
+        for format in FORMATS {
+            if let Some(fast) = read(format, text.as_bytes()) {
+                prop_assert_eq!(Some(fast), by_serde(format, text.as_bytes()), "{:?}: {}", format, text);
+            }
+            prop_assert_eq!(from_usage_value(format, text.as_bytes()), by_serde(format, text.as_bytes()));
+        }
+    }
+}
+
+#[test]
+fn the_property_sees_the_reader_answer_often() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut answered, mut cases) = (0, 0);
+    for _ in 0..2000 {
+        let text = object(2).new_tree(&mut runner).unwrap().current();
+        cases += 1;
+        if FORMATS.iter().any(|f| read(*f, text.as_bytes()).is_some()) {
+            answered += 1;
+        }
+    }
+    // The property says something only where the reader answers.
+    assert!(answered * 5 > cases, "the reader answered {answered} of {cases}");
+}
