@@ -249,6 +249,9 @@ async fn every_page_stays_fast_with_a_million_ledger_rows() {
     let (start, step) = (now - 90 * day, 88 * day / ROWS);
     let filled = Instant::now();
     tollgate::store::SqliteStore::open(Some(db.to_str().unwrap())).await.unwrap();
+    // Written behind the gateway's back, as an older release's writer
+    // would (no `totals_kept`): the store folds them into the day totals
+    // when the gateway opens it.
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, key_id, model, \

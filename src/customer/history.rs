@@ -2,7 +2,7 @@
 //! a page at a time (`/v1/requests`), and spend and tokens per UTC day
 //! (`/v1/usage/daily`), for the customer dashboard's table and chart. Both
 //! read pages and daily totals from the store (the ledger's index and the
-//! `usage_daily` totals its trigger keeps), never the whole ledger, after
+//! `usage_daily` totals its writer keeps), never the whole ledger, after
 //! the journal's pending records reached it, so a call just answered is
 //! listed.
 

@@ -164,6 +164,20 @@ impl Object<'_, '_> {
             Some(_) => None,
         }
     }
+
+    /// OpenAI's two shapes (Chat Completions, Responses): the same fields
+    /// under other names, `[input, output, input details, output details]`.
+    fn openai_shaped(&self, [input, output, input_details, output_details]: [&str; 4]) -> Option<Usage> {
+        let (cached, _) = self.details(input_details)?;
+        let (_, reasoning) = self.details(output_details)?;
+        Some(Usage {
+            input_tokens: self.count(input)?,
+            output_tokens: self.count(output)?,
+            cached_input_tokens: cached.unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: reasoning.unwrap_or(0),
+        })
+    }
 }
 
 /// The usage in `value`, as [`super::usage::from_usage_value`] reads it;
@@ -177,28 +191,18 @@ pub fn read(format: ClientFormat, value: &[u8]) -> Option<Usage> {
     }
     let o = Object { fields: &fields, nested: &reader.nested };
     match format {
-        ClientFormat::Openai => {
-            let (cached, _) = o.details("prompt_tokens_details")?;
-            let (_, reasoning) = o.details("completion_tokens_details")?;
-            Some(Usage {
-                input_tokens: o.count("prompt_tokens")?,
-                output_tokens: o.count("completion_tokens")?,
-                cached_input_tokens: cached.unwrap_or(0),
-                cache_write_tokens: 0,
-                reasoning_tokens: reasoning.unwrap_or(0),
-            })
-        }
-        ClientFormat::Responses => {
-            let (cached, _) = o.details("input_tokens_details")?;
-            let (_, reasoning) = o.details("output_tokens_details")?;
-            Some(Usage {
-                input_tokens: o.count("input_tokens")?,
-                output_tokens: o.count("output_tokens")?,
-                cached_input_tokens: cached.unwrap_or(0),
-                cache_write_tokens: 0,
-                reasoning_tokens: reasoning.unwrap_or(0),
-            })
-        }
+        ClientFormat::Openai => o.openai_shaped([
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        ]),
+        ClientFormat::Responses => o.openai_shaped([
+            "input_tokens",
+            "output_tokens",
+            "input_tokens_details",
+            "output_tokens_details",
+        ]),
         ClientFormat::Anthropic => {
             let input = o.maybe_count("input_tokens")?;
             let output = o.maybe_count("output_tokens")?;

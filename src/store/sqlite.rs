@@ -66,6 +66,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError(format!("migrations: {e}")))?;
+        append::fold_day_totals(&pool).await?;
         let reads = Self::own_connection(path, &pool, options.clone().read_only(true)).await?;
         let ledger = Self::own_connection(path, &pool, options).await?;
         Ok(Self { pool, reads, ledger })

@@ -1,7 +1,7 @@
 //! Pages and aggregates for the dashboards on SQLite: an account's ledger
 //! by posting id, the accounts by id with a name search, an account's
-//! keys, and usage from the daily totals the ledger's trigger keeps
-//! (`usage_daily`), so none of them reads more than a page of rows however
+//! keys, and usage from the daily totals the ledger's writer keeps
+//! (`usage_daily`, see `append`), so none of them reads more than a page of rows however
 //! long the ledger grows.
 
 use super::{SqliteStore, KEY_COLUMNS, LEDGER_COLUMNS};
