@@ -439,7 +439,7 @@ async fn relay(
     // A cut after an SSE stream's closing event took nothing from the
     // caller: the answer was whole (the connection is still not reused).
     let cut = cut.filter(|_| !relay.answered_whole());
-    if was_cut && cut.is_none() {
+    if was_cut {
         upstream.shutdown().await;
     }
     end_relay(ctx, &mut relay, &mut out, is_sse, cut.is_some());
@@ -462,7 +462,6 @@ async fn relay(
     ctx.capture(&out);
     if let Some(e) = cut {
         ctx.failure = Some(format!("upstream stream cut: {e}"));
-        upstream.shutdown().await;
         if !is_sse {
             // A document cut short cannot be repaired: make the caller see
             // the failure instead of a clean end.

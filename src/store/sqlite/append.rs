@@ -19,7 +19,7 @@ use super::to_i64;
 use crate::billing::{LedgerRecord, RecordKind};
 use crate::store::StoreError;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, SqlitePool};
+use sqlx::{Arguments, AssertSqlSafe, SqliteConnection, SqlitePool};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
@@ -139,9 +139,15 @@ fn bind_wallet(args: &mut SqliteArguments, r: &LedgerRecord) -> Result<(), Store
 /// first batch.
 pub async fn fold_day_totals(pool: &SqlitePool) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    fold(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`DAILY`] then [`FOLDED`], in the caller's write transaction.
+async fn fold(tx: &mut SqliteConnection) -> Result<(), StoreError> {
     sqlx::query(DAILY).execute(&mut *tx).await?;
     sqlx::query(FOLDED).execute(&mut *tx).await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -166,13 +172,11 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
         new += sqlx::query_with(sql, args).execute(&mut *tx).await?.rows_affected();
     }
     // Folded even when this batch added nothing: an older release's
-    // postings may be past the watermark.
+    // postings may be past the watermark. (The fold reads wallet postings
+    // only, so the counter postings below do not change it.)
+    fold(&mut tx).await?;
     if new > 0 {
         sqlx::query(COUNTERS).bind(last).execute(&mut *tx).await?;
-    }
-    sqlx::query(DAILY).execute(&mut *tx).await?;
-    sqlx::query(FOLDED).execute(&mut *tx).await?;
-    if new > 0 {
         let lot_keys: Vec<String> = sqlx::query_scalar(LOT_KEYS).bind(last).fetch_all(&mut *tx).await?;
         let by_key: HashMap<&str, &LedgerRecord> = if lot_keys.is_empty() {
             HashMap::new()

@@ -1,8 +1,8 @@
 //! Pages and aggregates for the dashboards on SQLite: an account's ledger
 //! by posting id, the accounts by id with a name search, an account's
 //! keys, and usage from the daily totals the ledger's writer keeps
-//! (`usage_daily`, see `append`), so none of them reads more than a page of rows however
-//! long the ledger grows.
+//! (`usage_daily`, see `append`), so none of them reads more than a page
+//! of rows however long the ledger grows.
 
 use super::{SqliteStore, KEY_COLUMNS, LEDGER_COLUMNS};
 use crate::store::like_pattern;
