@@ -179,9 +179,13 @@ impl Stack {
         }
     }
 
-    /// Everything the gateway logged so far.
+    /// Every whole line the gateway logged so far: a line still being
+    /// written (read between two of its writes) is left for the next read.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log.as_ref().expect("a logged stack")).unwrap_or_default()
+        let mut text =
+            std::fs::read_to_string(self.log.as_ref().expect("a logged stack")).unwrap_or_default();
+        text.truncate(text.rfind('\n').map_or(0, |end| end + 1));
+        text
     }
 
     pub fn with_config(config: &Path, dir: Option<TempDir>, env: &[(&str, &str)]) -> Self {
