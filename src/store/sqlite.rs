@@ -589,6 +589,7 @@ impl Store for SqliteStore {
 
 mod agents;
 mod append;
+mod batch_sums;
 mod charges;
 mod idempotency;
 mod pages;

@@ -1,20 +1,23 @@
 //! Ledger records into SQLite, a batch in one write transaction: the
 //! wallet postings in multi-row statements of a few fixed sizes (each
-//! prepared once, its text made once), then the counter postings, the
-//! day's usage totals and the credit lots derived in SQL from the wallet
-//! postings the batch added. A record is kept once by `(entry_key, book)`:
-//! a conflict skips its wallet posting, and what is derived comes only
-//! from postings this transaction added, so a replayed journal counts
-//! once.
+//! prepared once, its text made once), then the day's usage totals, the
+//! counter postings (one per account and kind a batch) and the credit
+//! lots. A record is kept once by `(entry_key, book)`: a conflict skips
+//! its wallet posting, and what is derived comes only from postings this
+//! transaction added, so a replayed journal counts once.
 //!
 //! The transaction starts `IMMEDIATE` (the write lock first): the rows it
 //! adds are then exactly those past the largest id it read, since SQLite
 //! gives a new row the largest id plus one and no one else writes until
-//! it commits. The day totals are folded from every charge past a
-//! watermark of their own (`usage_daily_folded`), so that a posting an
-//! older release wrote into the same file is counted too (see
-//! `migrations/0014_usage_daily_watermark.sql`).
+//! it commits. When every record became a posting and the day totals'
+//! watermark (`usage_daily_folded`) stood at that id, the totals and the
+//! counter postings are summed from the records in memory
+//! ([`batch_sums`](super::batch_sums)); otherwise SQL derives them from
+//! the rows past the id, and the totals from every charge past the
+//! watermark, so that a posting an older release wrote into the same
+//! file is counted too (see `migrations/0014_usage_daily_watermark.sql`).
 
+use super::batch_sums::{self, CounterPosting, DayTotal};
 use super::to_i64;
 use crate::billing::{LedgerRecord, RecordKind};
 use crate::store::StoreError;
@@ -41,24 +44,41 @@ const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 const WALLET_BINDS: usize = 16;
 const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
 
-const LAST_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM ledger_postings";
+/// The largest posting id, and the day totals' watermark.
+const LAST_ID: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_postings), \
+     (SELECT upto FROM usage_daily_folded)";
 
-/// The counter posting of each wallet posting added after `?1`, which
-/// balances it (see `RecordKind::counter_book`, which a test holds this
-/// to). The statements that read the rows a batch added say `NOT
-/// INDEXED`: by the rowid range, never by an index that reads the whole
-/// ledger (the planner took the wallet's `(account_id, id)` index for the
-/// day totals' `GROUP BY account_id`, a scan of every wallet posting on
-/// every batch).
+/// The counter postings of the wallet postings added after `?1`, one per
+/// account and kind, which balance them (see `RecordKind::counter_book`,
+/// which a test holds this to, and [`batch_sums::counter_postings`], the
+/// same in memory). The statements that read the rows a batch added say
+/// `NOT INDEXED`: by the rowid range, never by an index that reads the
+/// whole ledger (the planner took the wallet's `(account_id, id)` index
+/// for the day totals' `GROUP BY account_id`, a scan of every wallet
+/// posting on every batch).
 const COUNTERS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
-     SELECT entry_key, kind, account_id, \
-            CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END, -amount_nano, at \
-     FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' ORDER BY id";
+     SELECT 'batch:' || ?1 || ':' || account_id || ':' || kind, kind, account_id, \
+            CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END, -SUM(amount_nano), MAX(at) \
+     FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' \
+     GROUP BY account_id, kind ORDER BY account_id, kind";
+
+/// One counter posting [`batch_sums`] summed.
+const COUNTER: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+
+/// One day total [`batch_sums`] summed, added to what is kept.
+const DAY_TOTAL: &str = "INSERT INTO usage_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
+        requests = requests + excluded.requests, \
+        input_tokens = input_tokens + excluded.input_tokens, \
+        output_tokens = output_tokens + excluded.output_tokens, \
+        cached_tokens = cached_tokens + excluded.cached_tokens, \
+        cost_nano = cost_nano + excluded.cost_nano";
 
 /// The charges past the watermark that no writer counted as it wrote
 /// them, summed per account, key, UTC day and model into `usage_daily`:
 /// one upsert per group, not per charge, and the day formatted once per
-/// group. Then [`FOLDED`] moves the watermark past them, in the same
+/// group. [`FOLDED`] moves the watermark past them, in the same
 /// transaction, so each is counted once.
 const DAILY: &str = "INSERT INTO usage_daily \
      SELECT account_id, COALESCE(key_id, 0), strftime('%Y-%m-%d', MIN(at) / 1000, 'unixepoch'), \
@@ -74,12 +94,14 @@ const DAILY: &str = "INSERT INTO usage_daily \
         cached_tokens = cached_tokens + excluded.cached_tokens, \
         cost_nano = cost_nano + excluded.cost_nano";
 
-/// The day totals' watermark, past every posting there is.
+/// The day totals' watermark, past every posting there is (the counter
+/// postings too: the next batch then finds it at the largest id when no
+/// one else wrote).
 const FOLDED: &str =
     "UPDATE usage_daily_folded SET upto = (SELECT COALESCE(MAX(id), 0) FROM ledger_postings)";
 
-/// The postings added after `?1` that open a credit lot: top-ups, and
-/// anything else that adds to the wallet (a grant, a refund).
+/// The postings added after `?1` that open a credit lot (see
+/// [`batch_sums::opens_lot`]).
 const LOT_KEYS: &str = "SELECT entry_key FROM ledger_postings NOT INDEXED \
      WHERE id > ?1 AND book = 'wallet' AND (kind = 'topup' OR amount_nano > 0) ORDER BY id";
 
@@ -139,20 +161,24 @@ fn bind_wallet(args: &mut SqliteArguments, r: &LedgerRecord) -> Result<(), Store
 /// first batch.
 pub async fn fold_day_totals(pool: &SqlitePool) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    fold(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// [`DAILY`] then [`FOLDED`], in the caller's write transaction.
-async fn fold(tx: &mut SqliteConnection) -> Result<(), StoreError> {
     sqlx::query(DAILY).execute(&mut *tx).await?;
     sqlx::query(FOLDED).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Keeps `records`; how many were new.
 pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, StoreError> {
+    append_summing(pool, records, true).await
+}
+
+/// [`append`]; with `in_memory` false, what a batch derives always comes
+/// from SQL (the tests hold both ways equal).
+async fn append_summing(
+    pool: &SqlitePool,
+    records: &[LedgerRecord],
+    in_memory: bool,
+) -> Result<u64, StoreError> {
     // A retried batch may hold a record twice: keep the first.
     let mut seen = HashSet::new();
     let records: Vec<&LedgerRecord> = records.iter().filter(|r| seen.insert(r.key.as_str())).collect();
@@ -160,7 +186,7 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
         return Ok(0);
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let last: i64 = sqlx::query_scalar(LAST_ID).fetch_one(&mut *tx).await?;
+    let (last, watermark): (i64, i64) = sqlx::query_as(LAST_ID).fetch_one(&mut *tx).await?;
     let mut new = 0;
     for chunk in statement_chunks(&records) {
         let mut args = SqliteArguments::default();
@@ -171,41 +197,96 @@ pub async fn append(pool: &SqlitePool, records: &[LedgerRecord]) -> Result<u64, 
         let sql = AssertSqlSafe(wallet_sql(chunk.len()));
         new += sqlx::query_with(sql, args).execute(&mut *tx).await?.rows_affected();
     }
-    // Folded even when this batch added nothing: an older release's
-    // postings may be past the watermark. (The fold reads wallet postings
-    // only, so the counter postings below do not change it.)
-    fold(&mut tx).await?;
+    // Every record a posting, and nothing else past the watermark: the
+    // rows past `last` are exactly `records`.
+    let known = in_memory
+        && new == records.len() as u64
+        && watermark == last
+        && records.iter().all(|r| r.at <= batch_sums::LAST_DAY_MS);
+    if known {
+        for total in batch_sums::day_totals(&records)? {
+            add_day_total(&mut tx, total).await?;
+        }
+    } else {
+        // Even when this batch added nothing: an older release's postings
+        // may be past the watermark.
+        sqlx::query(DAILY).execute(&mut *tx).await?;
+    }
     if new > 0 {
-        sqlx::query(COUNTERS).bind(last).execute(&mut *tx).await?;
-        let lot_keys: Vec<String> = sqlx::query_scalar(LOT_KEYS).bind(last).fetch_all(&mut *tx).await?;
-        let by_key: HashMap<&str, &LedgerRecord> = if lot_keys.is_empty() {
-            HashMap::new()
+        if known {
+            for counter in batch_sums::counter_postings(&records, last)? {
+                add_counter(&mut tx, counter).await?;
+            }
         } else {
-            records.iter().map(|r| (r.key.as_str(), *r)).collect()
-        };
-        for key in lot_keys {
-            // The write lock makes every added row one of this batch's.
-            let r = by_key
-                .get(key.as_str())
-                .ok_or_else(|| StoreError(format!("a posting of this batch without its record: {key}")))?;
-            let (paid, multiplier, granted) = match r.kind {
-                RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
-                _ => (0, 1, r.wallet_nano),
-            };
-            sqlx::query(LOT)
-                .bind(to_i64(r.account))
-                .bind(paid)
-                .bind(multiplier)
-                .bind(r.wallet_nano)
-                .bind(granted)
-                .bind(&r.key)
-                .bind(to_i64(r.at))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(COUNTERS).bind(last).execute(&mut *tx).await?;
+        }
+        if records.iter().any(|r| batch_sums::opens_lot(r)) {
+            open_lots(&mut tx, &records, last).await?;
         }
     }
+    sqlx::query(FOLDED).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(new)
+}
+
+async fn add_day_total(tx: &mut SqliteConnection, t: DayTotal) -> Result<(), StoreError> {
+    sqlx::query(DAY_TOTAL)
+        .bind(t.account)
+        .bind(t.key_id)
+        .bind(t.day)
+        .bind(t.model)
+        .bind(t.requests)
+        .bind(t.input_tokens)
+        .bind(t.output_tokens)
+        .bind(t.cached_tokens)
+        .bind(t.cost_nano)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn add_counter(tx: &mut SqliteConnection, c: CounterPosting) -> Result<(), StoreError> {
+    sqlx::query(COUNTER)
+        .bind(c.entry_key)
+        .bind(c.kind.as_str())
+        .bind(c.account)
+        .bind(c.kind.counter_book())
+        .bind(c.amount_nano)
+        .bind(c.at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The credit lots of the postings added after `last` that open one.
+async fn open_lots(
+    tx: &mut SqliteConnection,
+    records: &[&LedgerRecord],
+    last: i64,
+) -> Result<(), StoreError> {
+    let lot_keys: Vec<String> = sqlx::query_scalar(LOT_KEYS).bind(last).fetch_all(&mut *tx).await?;
+    let by_key: HashMap<&str, &LedgerRecord> = records.iter().map(|r| (r.key.as_str(), *r)).collect();
+    for key in lot_keys {
+        // The write lock makes every added row one of this batch's.
+        let r = by_key
+            .get(key.as_str())
+            .ok_or_else(|| StoreError(format!("a posting of this batch without its record: {key}")))?;
+        let (paid, multiplier, granted) = match r.kind {
+            RecordKind::Topup => (r.paid_nano, i64::from(r.multiplier.unwrap_or(1)), 0),
+            _ => (0, 1, r.wallet_nano),
+        };
+        sqlx::query(LOT)
+            .bind(to_i64(r.account))
+            .bind(paid)
+            .bind(multiplier)
+            .bind(r.wallet_nano)
+            .bind(granted)
+            .bind(&r.key)
+            .bind(to_i64(r.at))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,6 +352,89 @@ mod tests {
         for kind in [RecordKind::Topup, RecordKind::Charge, RecordKind::Refund, RecordKind::Adjustment] {
             let named = funding_in_sql.contains(&format!("'{}'", kind.as_str()));
             assert_eq!(kind.counter_book(), if named { "funding" } else { "revenue" }, "{kind:?}");
+        }
+    }
+
+    /// Everything a batch derives, without row ids: every posting, the
+    /// day totals, the credit lots.
+    async fn derived(store: &SqliteStore) -> Vec<String> {
+        let mut rows: Vec<String> = Vec::new();
+        for sql in [
+            "SELECT entry_key || '|' || kind || '|' || account_id || '|' || book || '|' || amount_nano || '|' || at \
+             FROM ledger_postings",
+            "SELECT account_id || '|' || key_id || '|' || day || '|' || model || '|' || requests || '|' || \
+             input_tokens || '|' || output_tokens || '|' || cached_tokens || '|' || cost_nano FROM usage_daily",
+            "SELECT account_id || '|' || paid_nano || '|' || multiplier || '|' || list_nano || '|' || \
+             granted_nano || '|' || entry_key || '|' || created_at FROM credit_lots",
+        ] {
+            let mut got: Vec<String> = sqlx::query_scalar(sql).fetch_all(&store.pool).await.unwrap();
+            got.sort();
+            rows.append(&mut got);
+        }
+        rows
+    }
+
+    /// A record of the property test: kind (0-3), account (1-2), key (0-2),
+    /// model (0-1), time, amount, and whether it replays an earlier one.
+    type Drawn = (u8, i64, u8, u8, u64, i64, Option<prop::sample::Index>);
+
+    fn drawn_record(d: &Drawn, i: usize, earlier: &[LedgerRecord]) -> LedgerRecord {
+        let (kind, account, key, model, at, amount, replay) = d;
+        if let (Some(which), false) = (replay, earlier.is_empty()) {
+            return earlier[which.index(earlier.len())].clone();
+        }
+        let mut r = charge(&format!("r{i}"), ["m1", "m2"][usize::from(*model % 2)], *at, *amount);
+        r.account = *account as u64;
+        r.key_id = (*key > 0).then_some(u64::from(*key));
+        r.kind = [RecordKind::Charge, RecordKind::Topup, RecordKind::Refund, RecordKind::Adjustment]
+            [usize::from(*kind % 4)];
+        if r.kind != RecordKind::Charge {
+            r.wallet_nano = amount.abs();
+            r.metered = None;
+            r.multiplier = (r.kind == RecordKind::Topup).then_some(2);
+        }
+        r
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever the batches (replays, accounts, keys, models, days,
+        /// top-ups and refunds), summing in memory keeps the same rows as
+        /// deriving them in SQL, and the ledger sums to zero.
+        #[test]
+        fn summing_in_memory_keeps_what_sql_derives(
+            batches in prop::collection::vec(prop::collection::vec(
+                (0..4_u8, 1..3_i64, 0..3_u8, 0..2_u8, 0..3 * 86_400_000_u64, 1..1_000_000_i64,
+                 prop::option::weighted(0.2, any::<prop::sample::Index>())),
+                1..40), 1..5),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let (summed, derived_in_sql) = (SqliteStore::open(None).await.unwrap(), SqliteStore::open(None).await.unwrap());
+                for store in [&summed, &derived_in_sql] {
+                    store.create_account("one", "pro", None, 1).await.unwrap();
+                    store.create_account("two", "pro", None, 1).await.unwrap();
+                }
+                let mut earlier: Vec<LedgerRecord> = Vec::new();
+                let mut i = 0;
+                for batch in &batches {
+                    let records: Vec<LedgerRecord> = batch.iter().map(|d| { i += 1; drawn_record(d, i, &earlier) }).collect();
+                    let a = super::append_summing(&summed.pool, &records, true).await.unwrap();
+                    let b = super::append_summing(&derived_in_sql.pool, &records, false).await.unwrap();
+                    assert_eq!(a, b);
+                    earlier.extend(records);
+                }
+                assert_eq!(derived(&summed).await, derived(&derived_in_sql).await);
+                assert_eq!(summed.total().await.unwrap(), 0);
+                let counted = "SELECT (SELECT SUM(requests) || '|' || SUM(cost_nano) FROM usage_daily) = \
+                     (SELECT COUNT(*) || '|' || -SUM(amount_nano) FROM ledger_postings \
+                      WHERE book = 'wallet' AND kind = 'charge')";
+                let same: Option<bool> = sqlx::query_scalar(counted).fetch_one(&summed.pool).await.unwrap();
+                assert_ne!(same, Some(false), "the day totals count every charge once");
+            });
         }
     }
 
