@@ -266,7 +266,8 @@ impl Ledger {
         room: Option<NanoUsd>,
         key: &str,
     ) -> Result<Settled, LedgerError> {
-        let (charge_key, release_key) = (format!("{key}:charge"), format!("{key}:release"));
+        // `concat` sizes each key once; `format!` cost more than the posting.
+        let (charge_key, release_key) = ([key, ":charge"].concat(), [key, ":release"].concat());
         if self.known(&charge_key) || self.known(&release_key) {
             let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
             return Ok(Settled {

@@ -25,12 +25,14 @@ enum Scalar {
     Object(usize),
 }
 
-type Fields<'a> = Vec<(&'a [u8], Scalar)>;
+/// An object's fields, on the stack: a usage object has a dozen or so,
+/// and growing a `Vec` to hold them cost more than reading them.
+type Fields<'a> = smallvec::SmallVec<[(&'a [u8], Scalar); 16]>;
 
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
-    nested: Vec<Fields<'a>>,
+    nested: smallvec::SmallVec<[Fields<'a>; 2]>,
 }
 
 impl<'a> Reader<'a> {
@@ -183,7 +185,7 @@ impl Object<'_, '_> {
 /// The usage in `value`, as [`super::usage::from_usage_value`] reads it;
 /// `None` when this reader cannot be sure (serde then reads it).
 pub fn read(format: ClientFormat, value: &[u8]) -> Option<Usage> {
-    let mut reader = Reader { bytes: value, at: 0, nested: Vec::new() };
+    let mut reader = Reader { bytes: value, at: 0, nested: smallvec::SmallVec::new() };
     let fields = reader.object(0)?;
     reader.skip_space();
     if reader.at != value.len() {

@@ -337,6 +337,28 @@ mod tests {
         }
     }
 
+    /// Every read of the ledger by account takes an index, since the
+    /// `(account_id, at)` one is gone (migration 0015).
+    #[tokio::test]
+    async fn reads_by_account_still_take_an_index() {
+        let store = SqliteStore::open(None).await.unwrap();
+        for sql in [
+            "SELECT id FROM ledger_postings WHERE account_id = 1 AND book = 'wallet' ORDER BY id DESC LIMIT 20",
+            "SELECT SUM(amount_nano) FROM ledger_postings WHERE book = 'wallet' AND account_id = 1",
+            "SELECT COUNT(*) FROM ledger_postings WHERE book = 'wallet' AND kind = 'charge' AND account_id = 1 \
+             AND at >= 5",
+        ] {
+            let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"));
+            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(explain).fetch_all(&store.pool).await.unwrap();
+            let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            assert!(
+                details.iter().any(|d| d.contains("USING INDEX ledger_postings_account_id")
+                    || d.contains("USING COVERING INDEX ledger_postings_account_id")),
+                "{sql}: {details:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_wallet_row_has_a_placeholder_for_each_value_bound() {
         let mut args = sqlx::sqlite::SqliteArguments::default();
