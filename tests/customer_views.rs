@@ -47,7 +47,9 @@ fn now_ms() -> i64 {
 
 /// A store whose account 1 (the YAML's `demo`, made by the gateway's
 /// first start) has `ROWS` charges by key 1 over the last 58 days: each a
-/// wallet posting and its revenue posting, as the writer keeps them.
+/// wallet posting and its revenue posting, as an older writer kept them
+/// (the writer now posts the counter book once per batch and account: a
+/// ledger with more rows is the harder read).
 async fn seed(db: &std::path::Path, now: i64) {
     let url = format!("sqlite://{}?mode=rwc", db.display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();

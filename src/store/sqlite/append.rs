@@ -36,9 +36,10 @@ const WALLET_COLUMNS: &str = "INSERT INTO ledger_postings (entry_key, kind, acco
      paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, \
      estimated, request_id, limit_group, at, totals_kept) VALUES ";
 /// One wallet posting's values: its [`WALLET_BINDS`] bound ones, and
-/// `totals_kept` 0 (its charge is added to `usage_daily` by the fold past
-/// the watermark, [`DAILY`]; 1 marks one that a writer of migration 0013
-/// added as it wrote it).
+/// `totals_kept` 0 (this writer adds its charge to `usage_daily` in the
+/// same batch, summed in memory or by [`DAILY`], which folds whatever is
+/// past the watermark; 1 marks one that a writer of migration 0013 added
+/// as it wrote it).
 const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
 /// The values [`bind_wallet`] binds for one posting.
 const WALLET_BINDS: usize = 16;
@@ -48,6 +49,17 @@ const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
 const LAST_ID: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_postings), \
      (SELECT upto FROM usage_daily_folded)";
 
+/// A batch's key is new unless someone deleted the newest postings (a
+/// restored backup cut short): adding to the posting already there keeps
+/// the ledger's zero sum, where failing would stop the writer for good (it
+/// retries a failed batch as it is).
+macro_rules! counter_conflict {
+    () => {
+        " ON CONFLICT (entry_key, book) DO UPDATE SET \
+         amount_nano = amount_nano + excluded.amount_nano, at = MAX(at, excluded.at)"
+    };
+}
+
 /// The counter postings of the wallet postings added after `?1`, one per
 /// account and kind, which balance them (see `RecordKind::counter_book`,
 /// which a test holds this to, and [`batch_sums::counter_postings`], the
@@ -56,15 +68,20 @@ const LAST_ID: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_postings)
 /// whole ledger (the planner took the wallet's `(account_id, id)` index
 /// for the day totals' `GROUP BY account_id`, a scan of every wallet
 /// posting on every batch).
-const COUNTERS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
+const COUNTERS: &str = concat!(
+    "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
      SELECT 'batch:' || ?1 || ':' || account_id || ':' || kind, kind, account_id, \
             CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END, -SUM(amount_nano), MAX(at) \
      FROM ledger_postings NOT INDEXED WHERE id > ?1 AND book = 'wallet' \
-     GROUP BY account_id, kind ORDER BY account_id, kind";
+     GROUP BY account_id, kind ORDER BY account_id, kind",
+    counter_conflict!()
+);
 
 /// One counter posting [`batch_sums`] summed.
-const COUNTER: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) \
-     VALUES (?, ?, ?, ?, ?, ?)";
+const COUNTER: &str = concat!(
+    "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) VALUES (?, ?, ?, ?, ?, ?)",
+    counter_conflict!()
+);
 
 /// One day total [`batch_sums`] summed, added to what is kept.
 const DAY_TOTAL: &str = "INSERT INTO usage_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -396,9 +413,16 @@ mod tests {
         rows
     }
 
-    /// A record of the property test: kind (0-3), account (1-2), key (0-2),
-    /// model (0-1), time, amount, and whether it replays an earlier one.
+    /// A record of the property test: kind (0-4: a charge, a top-up, a
+    /// refund, an adjustment, a charge without metering), account (1-2),
+    /// key (0-2), model (0-1), time, amount, and whether it replays an
+    /// earlier one.
     type Drawn = (u8, i64, u8, u8, u64, i64, Option<prop::sample::Index>);
+
+    /// A batch: its records, whether it may replay earlier ones, one of its
+    /// own to repeat in it, and whether an older release (per-record
+    /// counter postings, no totals of its own) writes a charge after it.
+    type DrawnBatch = (Vec<Drawn>, bool, Option<prop::sample::Index>, bool);
 
     fn drawn_record(d: &Drawn, i: usize, earlier: &[LedgerRecord]) -> LedgerRecord {
         let (kind, account, key, model, at, amount, replay) = d;
@@ -408,31 +432,58 @@ mod tests {
         let mut r = charge(&format!("r{i}"), ["m1", "m2"][usize::from(*model % 2)], *at, *amount);
         r.account = *account as u64;
         r.key_id = (*key > 0).then_some(u64::from(*key));
-        r.kind = [RecordKind::Charge, RecordKind::Topup, RecordKind::Refund, RecordKind::Adjustment]
-            [usize::from(*kind % 4)];
+        r.kind = [
+            RecordKind::Charge,
+            RecordKind::Topup,
+            RecordKind::Refund,
+            RecordKind::Adjustment,
+            RecordKind::Charge,
+        ][usize::from(*kind % 5)];
+        if r.kind != RecordKind::Charge || *kind == 4 {
+            r.metered = None;
+        }
         if r.kind != RecordKind::Charge {
             r.wallet_nano = amount.abs();
-            r.metered = None;
             r.multiplier = (r.kind == RecordKind::Topup).then_some(2);
         }
         r
     }
 
+    /// A charge as a release before migration 0013 wrote it, straight into
+    /// the file: its wallet posting and its own counter posting.
+    async fn older_release_charge(store: &SqliteStore, i: usize) {
+        let sql = format!(
+            "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, key_id, model, \
+             input_tokens, output_tokens, cached_tokens, request_id, at) VALUES \
+             ('old{i}', 'charge', 1, 'wallet', -7, 1, 'm1', 3, 2, 0, 'old{i}', 5), \
+             ('old{i}', 'charge', 1, 'revenue', 7, NULL, NULL, NULL, NULL, NULL, NULL, 5)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&store.pool).await.unwrap();
+    }
+
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
-        /// Whatever the batches (replays, accounts, keys, models, days,
-        /// top-ups and refunds), summing in memory keeps the same rows as
-        /// deriving them in SQL, and the ledger sums to zero.
+        /// Whatever the batches (replays from earlier batches or within one,
+        /// accounts, keys, models, days, charges without metering, top-ups,
+        /// refunds, an older release's charges between batches), summing
+        /// in memory keeps the same rows as deriving them in SQL, the
+        /// ledger sums to zero, and the day totals count each charge once.
         #[test]
         fn summing_in_memory_keeps_what_sql_derives(
-            batches in prop::collection::vec(prop::collection::vec(
-                (0..4_u8, 1..3_i64, 0..3_u8, 0..2_u8, 0..3 * 86_400_000_u64, 1..1_000_000_i64,
-                 prop::option::weighted(0.2, any::<prop::sample::Index>())),
-                1..40), 1..5),
+            batches in prop::collection::vec(
+                (prop::collection::vec(
+                    (0..5_u8, 1..3_i64, 0..3_u8, 0..2_u8, 0..3 * 86_400_000_u64, 1..1_000_000_i64,
+                     prop::option::weighted(0.2, any::<prop::sample::Index>())),
+                    1..40),
+                 any::<bool>(),
+                 prop::option::weighted(0.2, any::<prop::sample::Index>()),
+                 prop::bool::weighted(0.2)),
+                1..6),
         ) {
+            let batches: Vec<DrawnBatch> = batches;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let (summed, derived_in_sql) = (SqliteStore::open(None).await.unwrap(), SqliteStore::open(None).await.unwrap());
@@ -442,12 +493,26 @@ mod tests {
                 }
                 let mut earlier: Vec<LedgerRecord> = Vec::new();
                 let mut i = 0;
-                for batch in &batches {
-                    let records: Vec<LedgerRecord> = batch.iter().map(|d| { i += 1; drawn_record(d, i, &earlier) }).collect();
+                for (drawn, replays, repeat, older) in &batches {
+                    let from = if *replays { &earlier[..] } else { &[] };
+                    let mut records: Vec<LedgerRecord> =
+                        drawn.iter().map(|d| { i += 1; drawn_record(d, i, from) }).collect();
+                    if let Some(which) = repeat {
+                        records.push(records[which.index(records.len())].clone());
+                    }
                     let a = super::append_summing(&summed.pool, &records, true).await.unwrap();
                     let b = super::append_summing(&derived_in_sql.pool, &records, false).await.unwrap();
                     assert_eq!(a, b);
                     earlier.extend(records);
+                    if *older {
+                        older_release_charge(&summed, i).await;
+                        older_release_charge(&derived_in_sql, i).await;
+                    }
+                }
+                // What an older release wrote last is folded at the next
+                // batch or start: here, the next start.
+                for store in [&summed, &derived_in_sql] {
+                    super::fold_day_totals(&store.pool).await.unwrap();
                 }
                 assert_eq!(derived(&summed).await, derived(&derived_in_sql).await);
                 assert_eq!(summed.total().await.unwrap(), 0);
@@ -457,6 +522,45 @@ mod tests {
                 let same: Option<bool> = sqlx::query_scalar(counted).fetch_one(&summed.pool).await.unwrap();
                 assert_ne!(same, Some(false), "the day totals count every charge once");
             });
+        }
+    }
+
+    /// A batch whose counter key is taken already (the newest postings of
+    /// a file deleted, and ids given out again) adds to the posting there:
+    /// the writer is never stuck on it, and the ledger still sums to zero.
+    #[tokio::test]
+    async fn a_counter_key_taken_adds_to_the_posting_there() {
+        let store = SqliteStore::open(None).await.unwrap();
+        store.create_account("acme", "pro", None, 1).await.unwrap();
+        store.append(&[charge("first", "m1", 1, 1)]).await.unwrap();
+        for (n, in_memory) in [(1_i64, true), (2, false)] {
+            let (last, _): (i64, i64) = sqlx::query_as(super::LAST_ID).fetch_one(&store.pool).await.unwrap();
+            let taken = super::batch_sums::counter_entry_key(last, 1, "charge");
+            // Below every id, so the batch still reads `last` as the largest.
+            sqlx::query(
+                "INSERT INTO ledger_postings (id, entry_key, kind, account_id, book, amount_nano, at) \
+                 VALUES (?, ?, 'charge', 1, 'wallet', -5, 1), (?, ?, 'charge', 1, 'revenue', 5, 1)",
+            )
+            .bind(-2 * n)
+            .bind(format!("gone{n}"))
+            .bind(-2 * n - 1)
+            .bind(&taken)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+            let key = format!("c{n}");
+            assert_eq!(
+                super::append_summing(&store.pool, &[charge(&key, "m1", 2, 10)], in_memory).await.unwrap(),
+                1
+            );
+            let revenue: i64 =
+                sqlx::query_scalar("SELECT amount_nano FROM ledger_postings WHERE entry_key = ?")
+                    .bind(&taken)
+                    .fetch_one(&store.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(revenue, 15, "its own 5, then the batch's 10 (in memory: {in_memory})");
+            assert_eq!(store.total().await.unwrap(), 0);
         }
     }
 
