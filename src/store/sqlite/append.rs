@@ -83,33 +83,37 @@ const COUNTER: &str = concat!(
     counter_conflict!()
 );
 
+/// A row of day totals added to the one already kept.
+macro_rules! add_to_day_total {
+    () => {
+        " ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
+         requests = requests + excluded.requests, \
+         input_tokens = input_tokens + excluded.input_tokens, \
+         output_tokens = output_tokens + excluded.output_tokens, \
+         cached_tokens = cached_tokens + excluded.cached_tokens, \
+         cost_nano = cost_nano + excluded.cost_nano"
+    };
+}
+
 /// One day total [`batch_sums`] summed, added to what is kept.
-const DAY_TOTAL: &str = "INSERT INTO usage_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
-        requests = requests + excluded.requests, \
-        input_tokens = input_tokens + excluded.input_tokens, \
-        output_tokens = output_tokens + excluded.output_tokens, \
-        cached_tokens = cached_tokens + excluded.cached_tokens, \
-        cost_nano = cost_nano + excluded.cost_nano";
+const DAY_TOTAL: &str =
+    concat!("INSERT INTO usage_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", add_to_day_total!());
 
 /// The charges past the watermark that no writer counted as it wrote
 /// them, summed per account, key, UTC day and model into `usage_daily`:
 /// one upsert per group, not per charge, and the day formatted once per
 /// group. [`FOLDED`] moves the watermark past them, in the same
 /// transaction, so each is counted once.
-const DAILY: &str = "INSERT INTO usage_daily \
+const DAILY: &str = concat!(
+    "INSERT INTO usage_daily \
      SELECT account_id, COALESCE(key_id, 0), strftime('%Y-%m-%d', MIN(at) / 1000, 'unixepoch'), \
             COALESCE(model, ''), COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
             COALESCE(SUM(cached_tokens), 0), -SUM(amount_nano) \
      FROM ledger_postings NOT INDEXED \
      WHERE id > (SELECT upto FROM usage_daily_folded) AND book = 'wallet' AND kind = 'charge' AND totals_kept = 0 \
-     GROUP BY account_id, COALESCE(key_id, 0), at / 86400000, COALESCE(model, '') \
-     ON CONFLICT (account_id, day, model, key_id) DO UPDATE SET \
-        requests = requests + excluded.requests, \
-        input_tokens = input_tokens + excluded.input_tokens, \
-        output_tokens = output_tokens + excluded.output_tokens, \
-        cached_tokens = cached_tokens + excluded.cached_tokens, \
-        cost_nano = cost_nano + excluded.cost_nano";
+     GROUP BY account_id, COALESCE(key_id, 0), at / 86400000, COALESCE(model, '')",
+    add_to_day_total!()
+);
 
 /// The day totals' watermark, past every posting there is (the counter
 /// postings too: the next batch then finds it at the largest id when no
