@@ -57,7 +57,8 @@ fn request_limit(standing: &[Standing]) -> Option<&Standing> {
 
 /// The headers of a call let through, with `standing` after it counted.
 pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers {
-    let mut h = Headers::new();
+    // Room for the most a call gets: three, the concurrency's two, six of its format's.
+    let mut h = Headers::with_capacity(11);
     let requests = request_limit(standing);
     let tokens = standing.iter().find(|s| s.kind == Kind::InputTpm);
     if let Some(tight) = requests.or(tokens) {
