@@ -250,17 +250,20 @@ async fn append_summing(
     Ok(new)
 }
 
-async fn add_day_total(tx: &mut SqliteConnection, t: DayTotal) -> Result<(), StoreError> {
+async fn add_day_total(
+    tx: &mut SqliteConnection,
+    DayTotal { account, key_id, totals: t }: DayTotal,
+) -> Result<(), StoreError> {
     sqlx::query(DAY_TOTAL)
-        .bind(t.account)
-        .bind(t.key_id)
+        .bind(account)
+        .bind(key_id)
         .bind(t.day)
         .bind(t.model)
         .bind(t.requests)
         .bind(t.input_tokens)
         .bind(t.output_tokens)
         .bind(t.cached_tokens)
-        .bind(t.cost_nano)
+        .bind(t.cost_nano_usd)
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -14,7 +14,7 @@
 
 use super::to_i64;
 use crate::billing::{LedgerRecord, RecordKind};
-use crate::store::StoreError;
+use crate::store::{StoreError, UsageRow};
 use std::collections::BTreeMap;
 
 /// The last millisecond of year 9999: SQLite's `strftime` names no day
@@ -32,18 +32,13 @@ pub struct CounterPosting {
     pub at: i64,
 }
 
-/// One row of `usage_daily`'s increments.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// One row of `usage_daily`'s increments: an account's and key's
+/// [`UsageRow`].
+#[derive(Debug, PartialEq, Eq)]
 pub struct DayTotal {
     pub account: i64,
     pub key_id: i64,
-    pub day: String,
-    pub model: String,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cached_tokens: i64,
-    pub cost_nano: i64,
+    pub totals: UsageRow,
 }
 
 /// The counter posting of a batch's postings of one account and kind:
@@ -93,20 +88,22 @@ pub fn day_totals(records: &[&LedgerRecord]) -> Result<Vec<DayTotal>, StoreError
         let m = r.metered.as_ref();
         let model = m.map_or("", |m| m.model.as_str());
         let key_id = r.key_id.map_or(0, to_i64);
-        let total =
+        let DayTotal { totals: total, .. } =
             sums.entry((to_i64(r.account), key_id, at / 86_400_000, model)).or_insert_with(|| DayTotal {
                 account: to_i64(r.account),
                 key_id,
-                day: crate::calendar::day(at),
-                model: model.to_string(),
-                ..DayTotal::default()
+                totals: UsageRow {
+                    day: crate::calendar::day(at),
+                    model: model.to_string(),
+                    ..UsageRow::default()
+                },
             });
         add(&mut total.requests, 1, "requests")?;
         let tokens = |f: fn(&crate::billing::Metered) -> u64| m.map_or(0, |m| to_i64(f(m)));
         add(&mut total.input_tokens, tokens(|m| m.input_tokens), "input tokens")?;
         add(&mut total.output_tokens, tokens(|m| m.output_tokens), "output tokens")?;
         add(&mut total.cached_tokens, tokens(|m| m.cached_tokens), "cached tokens")?;
-        add(&mut total.cost_nano, r.wallet_nano.checked_neg().ok_or_else(|| overflow("cost"))?, "cost")?;
+        add(&mut total.cost_nano_usd, r.wallet_nano.checked_neg().ok_or_else(|| overflow("cost"))?, "cost")?;
     }
     Ok(sums.into_values().collect())
 }
@@ -160,8 +157,11 @@ mod tests {
         ];
         let refs: Vec<&LedgerRecord> = records.iter().collect();
         let totals = day_totals(&refs).unwrap();
-        let got: Vec<(&str, &str, i64, i64)> =
-            totals.iter().map(|t| (t.day.as_str(), t.model.as_str(), t.requests, t.cost_nano)).collect();
+        let got: Vec<(&str, &str, i64, i64)> = totals
+            .iter()
+            .map(|t| &t.totals)
+            .map(|t| (t.day.as_str(), t.model.as_str(), t.requests, t.cost_nano_usd))
+            .collect();
         assert_eq!(got, [("1970-01-01", "m", 1, 10), ("1970-01-02", "m", 2, 5), ("1970-01-02", "n", 1, 1)]);
     }
 
