@@ -114,7 +114,8 @@ pub fn sse_decoder(data: &[u8]) {
 
 /// `[seed, document..]`: the top-level field scanner finds the same value
 /// however the document is cut, and, for a JSON object, the value serde
-/// reads for the top-level `usage`.
+/// reads for the top-level `usage`; and read from its end, the usage the
+/// scan from its start gives.
 pub fn field_scan(data: &[u8]) {
     let Some((&seed, doc)) = data.split_first() else { return };
     let scan = |input: &[Bytes]| {
@@ -127,6 +128,16 @@ pub fn field_scan(data: &[u8]) {
     let whole = scan(&[Bytes::copy_from_slice(doc)]);
     assert_eq!(scan(&chunks(doc, seed)), whole, "chunk boundaries changed the value found");
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(doc) else { return };
+    // Read from its end, a document gives the usage its scan from the start gives.
+    let format = format_of(seed);
+    let mut from_start =
+        crate::formats::field_scan::FieldScan::new(crate::formats::usage::usage_field(format));
+    from_start.feed(doc);
+    assert_eq!(
+        crate::formats::usage::from_response(format, doc),
+        from_start.value().and_then(|v| crate::formats::usage::from_usage_value(format, v)),
+        "read from its end, the document gave another usage"
+    );
     let found = whole.as_deref().and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok());
     match map.get("usage") {
         // Values past the scanner's bound are not kept.

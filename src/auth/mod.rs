@@ -33,7 +33,7 @@ pub fn digest(key: &str) -> KeyDigest {
 
 /// Finds the customer key in the request: `Authorization: Bearer`, then the
 /// provider-style headers, then Gemini's `?key=`.
-pub fn extract_key(header: &dyn Fn(&str) -> Option<String>, query: Option<&str>) -> Option<Secret> {
+pub fn extract_key<'h>(header: &dyn Fn(&str) -> Option<&'h str>, query: Option<&str>) -> Option<Secret> {
     for name in KEY_HEADERS {
         let Some(value) = header(name) else { continue };
         let value = value.trim();
@@ -123,8 +123,8 @@ pub fn parse_digest(hex_digest: &str) -> Option<KeyDigest> {
 mod tests {
     use super::*;
 
-    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 
     #[test]

@@ -82,9 +82,12 @@ pub fn forwards(provider: &Provider, name: &str) -> bool {
 /// The headers for the upstream request: the caller's that `provider` may
 /// receive, plus its credentials (and `anthropic-version` when the caller
 /// sent none).
-pub fn upstream_headers(client: &[(String, String)], provider: &Provider) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> =
-        client.iter().filter(|(k, _)| forwards(provider, k)).cloned().collect();
+pub fn upstream_headers(client: &[(&str, &str)], provider: &Provider) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = client
+        .iter()
+        .filter(|(k, _)| forwards(provider, k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     if provider.kind == ProviderKind::Anthropic
         && !out.iter().any(|(k, _)| k.eq_ignore_ascii_case("anthropic-version"))
     {
@@ -144,7 +147,7 @@ mod tests {
 
     #[test]
     fn only_the_kinds_allow_list_goes_upstream() {
-        let client: Vec<(String, String)> = [
+        let client: Vec<(&str, &str)> = [
             "Content-Type",
             "User-Agent",
             "OpenAI-Organization",
@@ -160,7 +163,7 @@ mod tests {
             "x-mock-tag",
         ]
         .iter()
-        .map(|k| (k.to_string(), "v".to_string()))
+        .map(|k| (*k, "v"))
         .collect();
         let openai = names(&upstream_headers(&client, &provider(ProviderKind::Openai, &[])));
         assert_eq!(openai, ["content-type", "user-agent", "openai-beta", "authorization"]);

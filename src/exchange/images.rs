@@ -18,7 +18,7 @@ pub(super) fn plan(
     gateway: &Gateway,
     body: Bytes,
     model: Arc<ModelEntry>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = ImageRequest::parse(&body).map_err(GatewayError::BadRequest)?;
     let body = match model.provider.kind {

@@ -132,7 +132,7 @@ pub fn plan(
     route: &Route,
     body: Bytes,
     query: Option<&str>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     plan_with_access(gateway, route, body, query, client_headers, request_id, &|_| Ok(None))
@@ -146,7 +146,7 @@ pub fn plan_on(
     route: &Route,
     body: Bytes,
     query: Option<&str>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
     request_id: &str,
     deployment: &Arc<ModelEntry>,
     like: &UpstreamPlan,
@@ -164,7 +164,7 @@ pub fn plan_with_access(
     route: &Route,
     body: Bytes,
     query: Option<&str>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
     request_id: &str,
     access: ModelAccess<'_>,
 ) -> Result<UpstreamPlan, GatewayError> {
@@ -281,7 +281,7 @@ pub(crate) struct DocumentCall {
 pub(crate) fn document_plan(
     gateway: &Gateway,
     model: Arc<ModelEntry>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
     call: DocumentCall,
 ) -> UpstreamPlan {
     let provider = model.provider.clone();
@@ -382,7 +382,7 @@ fn plan_translated(
     model: Arc<ModelEntry>,
     asked: Asked,
     query: Option<&str>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     let Asked { model_name, stream, hints } = asked;

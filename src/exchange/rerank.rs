@@ -14,7 +14,7 @@ pub(super) fn plan(
     gateway: &Gateway,
     body: Bytes,
     model: Arc<ModelEntry>,
-    client_headers: &[(String, String)],
+    client_headers: &[(&str, &str)],
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = RerankRequest::parse(&body).map_err(GatewayError::BadRequest)?;

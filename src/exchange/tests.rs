@@ -25,7 +25,7 @@ fn route(format: ClientFormat, endpoint: Endpoint) -> Route {
     Route { format, endpoint, style: crate::formats::errors::ErrorStyle::Native }
 }
 
-fn client_headers() -> Vec<(String, String)> {
+fn client_headers() -> Vec<(&'static str, &'static str)> {
     [
         ("authorization", "Bearer sk-customer"),
         ("x-api-key", "sk-customer"),
@@ -36,9 +36,7 @@ fn client_headers() -> Vec<(String, String)> {
         ("x-forwarded-for", "203.0.113.9"),
         ("user-agent", "sdk/1"),
     ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    .to_vec()
 }
 
 #[test]

@@ -19,6 +19,7 @@ use super::{errors, ClientFormat};
 use crate::error::GatewayError;
 use crate::sse::SseEvent;
 use bytes::Bytes;
+use std::collections::VecDeque;
 
 #[derive(Debug)]
 pub enum Passthrough {
@@ -297,20 +298,25 @@ fn is_empty_array(raw: &str) -> bool {
 }
 
 /// A whole (non-SSE) response: its usage is read as it streams past, at
-/// any size, and nothing of it is kept but the usage field.
+/// any size, and nothing of it is kept but the usage field and its last
+/// bytes.
 #[derive(Debug)]
 pub struct WholeBody {
     format: ClientFormat,
     scan: FieldScan,
     text: TextBytes,
-    /// The answer's first chunk, not yet counted in `text`: most answers
-    /// come in one chunk and bring a usage the bill reads, and their text
-    /// is then never estimated (counting it cost as much as reading the
-    /// usage). A second chunk has it counted, and every later one as it
-    /// passes. Shared with what goes out, not copied.
-    first: Option<Bytes>,
-    /// Chunks after the first are counted as they pass.
-    counting: bool,
+    /// The latest chunks, shared with what went out (not copied): at
+    /// least the document's last [`usage::END_WINDOW`] bytes, where its
+    /// usage is read from its end. While it is the only one, the first
+    /// chunk is neither scanned nor counted: most answers come in one
+    /// chunk, whose usage is then read from its end rather than scanned
+    /// from its start, and whose text is never estimated (counting it
+    /// cost as much as reading the usage).
+    last: VecDeque<Bytes>,
+    last_len: usize,
+    /// A second chunk came: the first and every chunk since are scanned,
+    /// and counted, as they pass.
+    streaming: bool,
     /// A successful answer, whose text is what the caller was given.
     billable: bool,
 }
@@ -321,34 +327,74 @@ impl WholeBody {
             format,
             scan: FieldScan::new(usage::usage_field(format)),
             text: TextBytes::default(),
-            first: None,
-            counting: false,
+            last: VecDeque::new(),
+            last_len: 0,
+            streaming: false,
             billable,
         }
     }
 
     fn keep(&mut self, chunk: &Bytes) {
+        if !self.streaming {
+            match self.last.front().cloned() {
+                None => {
+                    self.retain(chunk);
+                    return;
+                }
+                Some(first) => {
+                    self.pass(&first);
+                    self.streaming = true;
+                }
+            }
+        }
+        self.pass(chunk);
+        self.retain(chunk);
+    }
+
+    fn pass(&mut self, chunk: &[u8]) {
         self.scan.feed(chunk);
-        if !self.billable {
-            return;
+        if self.billable {
+            self.text.feed(chunk);
         }
-        if !self.counting && self.first.is_none() {
-            self.first = Some(chunk.clone());
-            return;
+    }
+
+    /// Keeps `chunk` among the last ones, and no more of them than the
+    /// window needs.
+    fn retain(&mut self, chunk: &Bytes) {
+        self.last.push_back(chunk.clone());
+        self.last_len += chunk.len();
+        while let Some(oldest) = self.last.front() {
+            if self.last_len - oldest.len() < usage::END_WINDOW {
+                break;
+            }
+            self.last_len -= oldest.len();
+            self.last.pop_front();
         }
-        if let Some(first) = self.first.take() {
-            self.text.feed(&first);
+    }
+
+    /// The document's last [`usage::END_WINDOW`] bytes (all of it when shorter).
+    fn end_window(&self) -> Vec<u8> {
+        let mut skip = self.last_len.saturating_sub(usage::END_WINDOW);
+        let mut window = Vec::with_capacity(self.last_len - skip);
+        for chunk in &self.last {
+            let from = skip.min(chunk.len());
+            skip -= from;
+            window.extend_from_slice(&chunk[from..]);
         }
-        self.counting = true;
-        self.text.feed(chunk);
+        window
+    }
+
+    /// The first chunk, while it is the only one.
+    fn only(&self) -> Option<&Bytes> {
+        self.last.front().filter(|_| !self.streaming)
     }
 
     /// Output tokens the text seen so far is estimated at (none for an
     /// answer that is not billable: its text is never kept).
     fn estimate(&self) -> u64 {
-        let Some(first) = &self.first else { return self.text.tokens() };
+        let Some(only) = self.only().filter(|_| self.billable) else { return self.text.tokens() };
         let mut text = self.text.clone();
-        text.feed(first);
+        text.feed(only);
         text.tokens()
     }
 
@@ -359,8 +405,15 @@ impl WholeBody {
         self.text.tokens()
     }
 
+    /// Read from the document's end where it can be, else from the scan:
+    /// the same window and the same scan whatever the chunks were.
     fn usage(&self) -> Option<Usage> {
-        usage::from_usage_value(self.format, self.scan.value()?).filter(Usage::is_count)
+        match self.only() {
+            Some(only) => usage::from_response(self.format, only),
+            None => usage::from_document_end(self.format, &self.end_window())
+                .or_else(|| usage::from_usage_value(self.format, self.scan.value()?)),
+        }
+        .filter(Usage::is_count)
     }
 }
 
@@ -566,5 +619,54 @@ event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"
         let array = Passthrough::for_answer(ClientFormat::Gemini, 200, false, true, false);
         let element = full.trim_start_matches("data: ").trim_end();
         assert!(!fed(array, &format!("[{element}")).answered_whole(), "an array without its ]");
+    }
+
+    #[test]
+    fn a_documents_usage_is_the_same_however_it_was_cut() {
+        let usage = r#""usage":{"prompt_tokens":3,"completion_tokens":1}"#;
+        let padding = "x".repeat(usage::END_WINDOW);
+        let documents = [
+            format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],{usage},"system_fingerprint":"fp"}}"#),
+            // Unbalanced before its usage: the scan from the start finds
+            // no top-level usage, and the end reads the same bytes either way.
+            format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}},{usage}}}"#),
+            // The usage further from the end than the window: scanned.
+            format!(r#"{{{usage},"note":"{padding}"}}"#),
+            format!(r#"{{"note":"{padding}",{usage}}}"#),
+        ];
+        for doc in &documents {
+            let whole = {
+                let mut p = Passthrough::new(ClientFormat::Openai, false, false);
+                p.on_chunk(Bytes::copy_from_slice(doc.as_bytes()), &mut Vec::new());
+                p.finish(&mut Vec::new())
+            };
+            let step = (doc.len() / 40).max(1);
+            for cut in (0..doc.len()).step_by(step) {
+                for pieces in [2, 5] {
+                    let mut p = Passthrough::new(ClientFormat::Openai, false, false);
+                    let mut out = Vec::new();
+                    let size = (doc.len() - cut).div_ceil(pieces).max(1);
+                    p.on_chunk(Bytes::copy_from_slice(&doc.as_bytes()[..cut]), &mut out);
+                    for piece in doc.as_bytes()[cut..].chunks(size) {
+                        p.on_chunk(Bytes::copy_from_slice(piece), &mut out);
+                    }
+                    assert_eq!(
+                        p.finish(&mut out),
+                        whole,
+                        "cut {cut} in {pieces}: {}",
+                        &doc[..doc.len().min(80)]
+                    );
+                    assert_eq!(out.concat(), doc.as_bytes());
+                }
+            }
+        }
+        let read = |doc: &str| {
+            let mut p = Passthrough::new(ClientFormat::Openai, false, false);
+            p.on_chunk(Bytes::copy_from_slice(doc.as_bytes()), &mut Vec::new());
+            p.finish(&mut Vec::new()).map(|u| u.input_tokens)
+        };
+        assert_eq!(read(&documents[0]), Some(3));
+        assert_eq!(read(&documents[2]), Some(3), "scanned past the window");
+        assert_eq!(read(&documents[3]), Some(3));
     }
 }

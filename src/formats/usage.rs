@@ -138,11 +138,31 @@ impl Usage {
 }
 
 /// Usage from a complete (non-streaming) response body, if it reports any:
-/// its top-level usage field, read as a document of any size is.
+/// its top-level usage field, read from the document's end where the
+/// usage is among its last fields, as providers send it, and otherwise
+/// as a document of any size is.
 pub fn from_response(format: ClientFormat, body: &[u8]) -> Option<Usage> {
+    if let Some(usage) = from_document_end(format, body) {
+        return Some(usage);
+    }
     let mut scan = super::field_scan::FieldScan::new(usage_field(format));
     scan.feed(body);
     from_usage_value(format, scan.value()?)
+}
+
+/// How much of a document's end its usage is looked for in: a usage and
+/// the fields providers put after it take a few hundred bytes. A document
+/// that came in chunks keeps this much of its end (see
+/// `passthrough::WholeBody`), so its usage is read from the same bytes
+/// however it was cut.
+pub const END_WINDOW: usize = 16 * 1024;
+
+/// The usage of a whole document read from the last [`END_WINDOW`] bytes
+/// of `doc`, when its usage is among its last fields; `None` otherwise
+/// (see [`super::usage_fast::from_document_end`]).
+pub fn from_document_end(format: ClientFormat, doc: &[u8]) -> Option<Usage> {
+    let window = doc.get(doc.len().saturating_sub(END_WINDOW)..)?;
+    super::usage_fast::from_document_end(format, window)
 }
 
 /// The name of the top-level field that carries a document's usage.

@@ -3,41 +3,130 @@
 //! objects (OpenAI's `*_tokens_details`), keys without escapes, and
 //! values that are unsigned integers, `null`, `true`, `false` or strings
 //! without escapes. Anything else (an array, a sign, a fraction, an
-//! escape, a repeated key, a count too large) is left to the serde types
-//! in [`super::usage`], which decide as before: this reader answers only
-//! where it is sure to answer as they would (a property test holds it to
-//! that). It is on every billed response's path, where serde's derived
-//! visitors cost ~7k instructions for OpenAI's ten fields.
+//! escape, a repeated field the bill reads, a count too large) is left to
+//! the serde types in [`super::usage`], which decide as before: this
+//! reader answers only where it is sure to answer as they would (a
+//! property test holds it to that). It is on every billed response's
+//! path, where serde's derived visitors cost ~7k instructions for
+//! OpenAI's ten fields. Each field is read once into the slot of the
+//! count it is, or stepped over: nothing is kept to be looked up after.
 
 use super::usage::Usage;
 use super::ClientFormat;
+use memchr::memmem::FinderRev;
+use std::sync::LazyLock;
 
-/// Fields kept per object; a usage with more goes to serde.
-const MAX_FIELDS: usize = 24;
-
+/// What a field the bill reads held.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Scalar {
-    Count(u64),
+enum Slot {
+    Absent,
     Null,
-    /// `true`, `false` or a string: never a count.
-    Other,
-    /// A nested object: its fields' index in [`Reader::nested`].
-    Object(usize),
+    Count(u64),
+    /// OpenAI's `*_tokens_details`: its `(cached_tokens, reasoning_tokens)`.
+    Details(Option<u64>, Option<u64>),
 }
 
-/// An object's fields, on the stack: a usage object has a dozen or so,
-/// and growing a `Vec` to hold them cost more than reading them.
-type Fields<'a> = smallvec::SmallVec<[(&'a [u8], Scalar); 16]>;
+impl Slot {
+    /// A `u64` with `#[serde(default)]`: `None` where serde would fail.
+    fn count(self) -> Option<u64> {
+        match self {
+            Slot::Absent => Some(0),
+            Slot::Count(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// An `Option<u64>`: `None` where serde would fail.
+    fn maybe_count(self) -> Option<Option<u64>> {
+        match self {
+            Slot::Absent | Slot::Null => Some(None),
+            Slot::Count(n) => Some(Some(n)),
+            Slot::Details(..) => None,
+        }
+    }
+
+    /// OpenAI's `Option<Details>`: `None` where serde would fail.
+    fn details(self) -> Option<(Option<u64>, Option<u64>)> {
+        match self {
+            Slot::Absent | Slot::Null => Some((None, None)),
+            Slot::Details(cached, reasoning) => Some((cached, reasoning)),
+            Slot::Count(_) => None,
+        }
+    }
+}
+
+/// The slot of a format's usage field, `None` for one the bill does not
+/// read; OpenAI's two shapes have their details in slots 2 and 3.
+fn slot(format: ClientFormat, key: &[u8]) -> Option<usize> {
+    let names: [&[u8]; 4] = match format {
+        ClientFormat::Openai => {
+            [b"prompt_tokens", b"completion_tokens", b"prompt_tokens_details", b"completion_tokens_details"]
+        }
+        ClientFormat::Responses => {
+            [b"input_tokens", b"output_tokens", b"input_tokens_details", b"output_tokens_details"]
+        }
+        ClientFormat::Anthropic => {
+            [b"input_tokens", b"output_tokens", b"cache_creation_input_tokens", b"cache_read_input_tokens"]
+        }
+        ClientFormat::Gemini => {
+            [b"promptTokenCount", b"candidatesTokenCount", b"cachedContentTokenCount", b"thoughtsTokenCount"]
+        }
+    };
+    names.iter().position(|name| *name == key)
+}
+
+fn has_details(format: ClientFormat) -> bool {
+    matches!(format, ClientFormat::Openai | ClientFormat::Responses)
+}
+
+/// The usage the slots say, as the format's serde type reads it.
+fn usage_of(format: ClientFormat, [a, b, c, d]: [Slot; 4]) -> Option<Usage> {
+    match format {
+        ClientFormat::Openai | ClientFormat::Responses => {
+            let (cached, _) = c.details()?;
+            let (_, reasoning) = d.details()?;
+            Some(Usage {
+                input_tokens: a.count()?,
+                output_tokens: b.count()?,
+                cached_input_tokens: cached.unwrap_or(0),
+                cache_write_tokens: 0,
+                reasoning_tokens: reasoning.unwrap_or(0),
+            })
+        }
+        ClientFormat::Anthropic => {
+            let input = a.maybe_count()?;
+            let output = b.maybe_count()?;
+            let write = c.maybe_count()?.unwrap_or(0);
+            let read = d.maybe_count()?.unwrap_or(0);
+            Some(Usage {
+                input_tokens: input.map_or(0, |i| i.saturating_add(read).saturating_add(write)),
+                output_tokens: output.unwrap_or(0),
+                cached_input_tokens: read,
+                cache_write_tokens: write,
+                reasoning_tokens: 0,
+            })
+        }
+        ClientFormat::Gemini => {
+            let thoughts = d.count()?;
+            Some(Usage {
+                input_tokens: a.count()?,
+                output_tokens: b.count()?.saturating_add(thoughts),
+                cached_input_tokens: c.count()?,
+                cache_write_tokens: 0,
+                reasoning_tokens: thoughts,
+            })
+        }
+    }
+}
 
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
-    nested: smallvec::SmallVec<[Fields<'a>; 2]>,
 }
 
 impl<'a> Reader<'a> {
     fn skip_space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+        while self.bytes.get(self.at).is_some_and(|b| is_space(*b)) {
             self.at += 1;
         }
     }
@@ -86,149 +175,142 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Option<Scalar> {
+    /// A count or `null`; anything else is a value no count field takes.
+    fn count_or_null(&mut self) -> Option<Slot> {
         self.skip_space();
         match *self.bytes.get(self.at)? {
-            b'0'..=b'9' => self.count().map(Scalar::Count),
-            b'n' => self.literal(b"null").map(|()| Scalar::Null),
-            b't' => self.literal(b"true").map(|()| Scalar::Other),
-            b'f' => self.literal(b"false").map(|()| Scalar::Other),
-            b'"' => self.plain_string().map(|_| Scalar::Other),
-            b'{' if depth == 0 => {
-                let fields = self.object(depth + 1)?;
-                self.nested.push(fields);
-                Some(Scalar::Object(self.nested.len() - 1))
-            }
+            b'0'..=b'9' => self.count().map(Slot::Count),
+            b'n' => self.literal(b"null").map(|()| Slot::Null),
             _ => None,
         }
     }
 
-    fn object(&mut self, depth: usize) -> Option<Fields<'a>> {
+    /// A value of the plain shape, stepped over: an object only at `depth` 0.
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        self.skip_space();
+        match *self.bytes.get(self.at)? {
+            b'0'..=b'9' => self.count().map(drop),
+            b'n' => self.literal(b"null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'"' => self.plain_string().map(drop),
+            b'{' if depth == 0 => self.fields(|reader, _| reader.skip_value(depth + 1)),
+            _ => None,
+        }
+    }
+
+    /// An object's fields, each read by `field` (given its key) with the
+    /// reader after its colon.
+    fn fields(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
-        let mut fields = Fields::new();
         if self.eat(b'}').is_some() {
-            return Some(fields);
+            return Some(());
         }
         loop {
             let key = self.plain_string()?;
             self.eat(b':')?;
-            let value = self.value(depth)?;
-            if fields.len() == MAX_FIELDS || fields.iter().any(|(k, _)| *k == key) {
+            field(self, key)?;
+            if self.eat(b',').is_none() {
+                return self.eat(b'}');
+            }
+        }
+    }
+
+    /// OpenAI's `*_tokens_details`: `null`, or an object whose
+    /// `cached_tokens` and `reasoning_tokens` are counts or `null`.
+    fn details(&mut self) -> Option<Slot> {
+        self.skip_space();
+        if self.bytes.get(self.at) == Some(&b'n') {
+            return self.literal(b"null").map(|()| Slot::Null);
+        }
+        let mut kept = [Slot::Absent; 2];
+        self.fields(|reader, key| {
+            let i = match key {
+                b"cached_tokens" => 0,
+                b"reasoning_tokens" => 1,
+                _ => return reader.skip_value(1),
+            };
+            // A repeated field is an error to serde.
+            if kept[i] != Slot::Absent {
                 return None;
             }
-            fields.push((key, value));
-            if self.eat(b',').is_none() {
-                self.eat(b'}')?;
-                return Some(fields);
+            kept[i] = reader.count_or_null()?;
+            Some(())
+        })?;
+        let [cached, reasoning] = kept.map(|s| match s {
+            Slot::Count(n) => Some(n),
+            _ => None,
+        });
+        Some(Slot::Details(cached, reasoning))
+    }
+
+    /// The usage object at `at` read as `format`'s, white space after it eaten.
+    fn usage(&mut self, format: ClientFormat) -> Option<Usage> {
+        let mut slots = [Slot::Absent; 4];
+        self.fields(|reader, key| {
+            let Some(i) = slot(format, key) else { return reader.skip_value(0) };
+            if slots[i] != Slot::Absent {
+                return None;
             }
-        }
-    }
-}
-
-/// What the serde types would make of one field of a struct.
-struct Object<'r, 'a> {
-    fields: &'r [(&'a [u8], Scalar)],
-    nested: &'r [Fields<'a>],
-}
-
-impl Object<'_, '_> {
-    fn get(&self, name: &str) -> Option<Scalar> {
-        self.fields.iter().find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
-    }
-
-    /// A `u64` with `#[serde(default)]`: `None` where serde would fail.
-    fn count(&self, name: &str) -> Option<u64> {
-        match self.get(name) {
-            None => Some(0),
-            Some(Scalar::Count(n)) => Some(n),
-            Some(_) => None,
-        }
-    }
-
-    /// An `Option<u64>`: `None` where serde would fail.
-    fn maybe_count(&self, name: &str) -> Option<Option<u64>> {
-        match self.get(name) {
-            None | Some(Scalar::Null) => Some(None),
-            Some(Scalar::Count(n)) => Some(Some(n)),
-            Some(_) => None,
-        }
-    }
-
-    /// OpenAI's `Option<Details>`: its `(cached_tokens, reasoning_tokens)`,
-    /// `None` where serde would fail.
-    fn details(&self, name: &str) -> Option<(Option<u64>, Option<u64>)> {
-        match self.get(name) {
-            None | Some(Scalar::Null) => Some((None, None)),
-            Some(Scalar::Object(i)) => {
-                let inner = Object { fields: self.nested.get(i)?, nested: &[] };
-                Some((inner.maybe_count("cached_tokens")?, inner.maybe_count("reasoning_tokens")?))
-            }
-            Some(_) => None,
-        }
-    }
-
-    /// OpenAI's two shapes (Chat Completions, Responses): the same fields
-    /// under other names, `[input, output, input details, output details]`.
-    fn openai_shaped(&self, [input, output, input_details, output_details]: [&str; 4]) -> Option<Usage> {
-        let (cached, _) = self.details(input_details)?;
-        let (_, reasoning) = self.details(output_details)?;
-        Some(Usage {
-            input_tokens: self.count(input)?,
-            output_tokens: self.count(output)?,
-            cached_input_tokens: cached.unwrap_or(0),
-            cache_write_tokens: 0,
-            reasoning_tokens: reasoning.unwrap_or(0),
-        })
+            slots[i] =
+                if i >= 2 && has_details(format) { reader.details()? } else { reader.count_or_null()? };
+            Some(())
+        })?;
+        self.skip_space();
+        usage_of(format, slots)
     }
 }
 
 /// The usage in `value`, as [`super::usage::from_usage_value`] reads it;
 /// `None` when this reader cannot be sure (serde then reads it).
 pub fn read(format: ClientFormat, value: &[u8]) -> Option<Usage> {
-    let mut reader = Reader { bytes: value, at: 0, nested: smallvec::SmallVec::new() };
-    let fields = reader.object(0)?;
-    reader.skip_space();
-    if reader.at != value.len() {
+    let mut reader = Reader { bytes: value, at: 0 };
+    let usage = reader.usage(format)?;
+    (reader.at == value.len()).then_some(usage)
+}
+
+/// The usage field's name with its quotes, found from a document's end.
+static USAGE_KEY: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"usage\""));
+static GEMINI_USAGE_KEY: LazyLock<FinderRev<'static>> =
+    LazyLock::new(|| FinderRev::new(b"\"usageMetadata\""));
+
+/// The usage of a whole document, read from its end: providers put the
+/// usage among the last top-level fields (OpenAI before `service_tier`
+/// and `system_fingerprint`, Gemini before `modelVersion` and
+/// `responseId`, Anthropic last), so the document before it need not be
+/// read. The last `"usage"` in the document is taken when it is a key
+/// (after `{` or `,`: a quote inside a string is escaped), its value is
+/// a usage this reader is sure of, and what follows is only fields of the
+/// plain shape and the `}` that ends the document. That `}` closes the
+/// object holding the key, so the key is at the top level, and no later
+/// one repeats it (the last one counts, as for the scan from the start).
+/// `None` otherwise: the caller then scans the document from its start.
+pub fn from_document_end(format: ClientFormat, doc: &[u8]) -> Option<Usage> {
+    let key = if format == ClientFormat::Gemini { &GEMINI_USAGE_KEY } else { &USAGE_KEY };
+    let at = key.rfind(doc)?;
+    let before = doc.get(..at)?;
+    let opening = before.iter().rev().find(|b| !is_space(**b));
+    if !matches!(opening, Some(b'{' | b',')) {
         return None;
     }
-    let o = Object { fields: &fields, nested: &reader.nested };
-    match format {
-        ClientFormat::Openai => o.openai_shaped([
-            "prompt_tokens",
-            "completion_tokens",
-            "prompt_tokens_details",
-            "completion_tokens_details",
-        ]),
-        ClientFormat::Responses => o.openai_shaped([
-            "input_tokens",
-            "output_tokens",
-            "input_tokens_details",
-            "output_tokens_details",
-        ]),
-        ClientFormat::Anthropic => {
-            let input = o.maybe_count("input_tokens")?;
-            let output = o.maybe_count("output_tokens")?;
-            let write = o.maybe_count("cache_creation_input_tokens")?.unwrap_or(0);
-            let read = o.maybe_count("cache_read_input_tokens")?.unwrap_or(0);
-            Some(Usage {
-                input_tokens: input.map_or(0, |i| i.saturating_add(read).saturating_add(write)),
-                output_tokens: output.unwrap_or(0),
-                cached_input_tokens: read,
-                cache_write_tokens: write,
-                reasoning_tokens: 0,
-            })
+    let rest = doc.get(at + key.needle().len()..)?;
+    let mut reader = Reader { bytes: rest, at: 0 };
+    reader.eat(b':')?;
+    let usage = reader.usage(format)?;
+    loop {
+        if reader.eat(b'}').is_some() {
+            reader.skip_space();
+            return (reader.at == rest.len()).then_some(usage);
         }
-        ClientFormat::Gemini => {
-            let thoughts = o.count("thoughtsTokenCount")?;
-            Some(Usage {
-                input_tokens: o.count("promptTokenCount")?,
-                output_tokens: o.count("candidatesTokenCount")?.saturating_add(thoughts),
-                cached_input_tokens: o.count("cachedContentTokenCount")?,
-                cache_write_tokens: 0,
-                reasoning_tokens: thoughts,
-            })
-        }
+        reader.eat(b',')?;
+        reader.plain_string()?;
+        reader.eat(b':')?;
+        reader.skip_value(0)?;
     }
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 #[cfg(test)]

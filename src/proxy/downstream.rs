@@ -88,22 +88,29 @@ pub async fn continue_if_expected(session: &mut Session) -> pingora_core::Result
 }
 
 pub fn header(session: &Session, name: &str) -> Option<String> {
-    session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    header_str(session, name).map(str::to_string)
 }
 
-pub fn all_headers(session: &Session) -> Vec<(String, String)> {
-    session
-        .req_header()
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect()
+/// [`header`] borrowed from the request, for a look that keeps nothing.
+pub fn header_str<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request has `name` with a value [`header`] would give.
+pub fn has_header(session: &Session, name: &str) -> bool {
+    header_str(session, name).is_some()
+}
+
+/// The request's headers with a text value, borrowed (a plan copies the
+/// few it forwards).
+pub fn all_headers(session: &Session) -> Vec<(&str, &str)> {
+    session.req_header().headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect()
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes. A body
 /// that arrives in one read is kept as it came (no copy).
 pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
-    let declared = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    let declared = header_str(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }

@@ -45,9 +45,9 @@ pub async fn handle(
     ctx.method.clone_from(&method);
     ctx.path.clone_from(&path);
     let hints = FormatHints {
-        anthropic: downstream::header(session, "anthropic-version").is_some()
-            || downstream::header(session, "x-api-key").is_some(),
-        gemini: downstream::header(session, "x-goog-api-key").is_some()
+        anthropic: downstream::has_header(session, "anthropic-version")
+            || downstream::has_header(session, "x-api-key"),
+        gemini: downstream::has_header(session, "x-goog-api-key")
             || query.as_deref().is_some_and(|q| auth::query_param(q, auth::KEY_QUERY_PARAM).is_some()),
     };
     let route = match gateway.router.route(&method, &path, hints) {
@@ -118,7 +118,7 @@ async fn serve(
     query: Option<&str>,
 ) -> Result<(), Failure> {
     let principal = {
-        let key = auth::extract_key(&|name| downstream::header(session, name), query)
+        let key = auth::extract_key(&|name| downstream::header_str(session, name), query)
             .ok_or(GatewayError::MissingKey)?;
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         crate::exchange::authenticate(gateway, &key, client).await?
@@ -263,7 +263,7 @@ async fn prepare_call<'a>(
     let own_key = crate::exchange::byok::apply(gateway, principal.billed.as_deref(), &mut plan).await?;
     let replan = kept
         .filter(|_| !own_key && !plan.model.alternates.is_empty())
-        .map(|body| super::failover::Replan { gateway, route, body, query, headers });
+        .map(|body| super::failover::Replan { gateway, route, body, query, headers: owned(&headers) });
     ctx.model = Some(plan.model.id.clone());
     // After the access rules, so a replay is refused whenever a new
     // call would be; before the hold, so a replay holds nothing.
@@ -293,6 +293,11 @@ async fn prepare_call<'a>(
     ctx.fallback_from = plan.fallback_from.clone();
 
     Ok(Prepared::Relay(plan, replan))
+}
+
+/// Headers kept past the request's borrow (a failover's plans).
+fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// The answer a call with the same `Idempotency-Key` got, unbilled.

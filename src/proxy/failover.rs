@@ -78,7 +78,7 @@ pub async fn send(
                 replan.route,
                 replan.body.clone(),
                 replan.query,
-                &replan.headers,
+                &replan.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
                 &ctx.request_id,
                 entry,
                 plan,
