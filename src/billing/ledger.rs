@@ -48,13 +48,17 @@ impl EntryKind {
     }
 }
 
+/// An entry's postings: two or three, kept inline (a request posts three
+/// entries, and each allocation was a tenth of the posting's cost).
+pub type Postings = smallvec::SmallVec<[(Book, i64); 3]>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub key: String,
     pub kind: EntryKind,
     pub account: AccountId,
     /// Postings that sum to zero.
-    pub postings: Vec<(Book, i64)>,
+    pub postings: Postings,
 }
 
 impl Entry {
@@ -121,14 +125,25 @@ impl Ledger {
     /// operator entries (top-ups, refunds, adjustments), so its memory does
     /// not grow with the requests it has served.
     pub fn take_entries(&mut self) -> Vec<Entry> {
-        let taken = std::mem::take(&mut self.entries);
+        self.remember_operator_keys();
         self.seen.clear();
-        for e in &taken {
+        std::mem::take(&mut self.entries)
+    }
+
+    /// [`Self::take_entries`] for a caller that has no use for them: the
+    /// list keeps its room, so the next request's entries need none.
+    pub fn forget_entries(&mut self) {
+        self.remember_operator_keys();
+        self.seen.clear();
+        self.entries.clear();
+    }
+
+    fn remember_operator_keys(&mut self) {
+        for e in &self.entries {
             if matches!(e.kind, EntryKind::Topup | EntryKind::Refund | EntryKind::Adjustment) {
                 self.operator_keys.insert(e.key.clone());
             }
         }
-        taken
     }
 
     /// Marks operator entries kept before a restart as seen, so a retried
@@ -164,7 +179,7 @@ impl Ledger {
         key: &str,
         kind: EntryKind,
         account: AccountId,
-        postings: Vec<(Book, i64)>,
+        postings: Postings,
     ) -> Result<(), LedgerError> {
         let mut sum: i64 = 0;
         for (_, n) in &postings {
@@ -192,7 +207,7 @@ impl Ledger {
             key,
             EntryKind::Topup,
             account,
-            vec![(Book::Funding, -amount.0), (Book::Wallet(account), amount.0)],
+            smallvec::smallvec![(Book::Funding, -amount.0), (Book::Wallet(account), amount.0)],
         )?;
         Ok(true)
     }
@@ -232,7 +247,7 @@ impl Ledger {
             key,
             EntryKind::Hold,
             account,
-            vec![(Book::Wallet(account), -amount.0), (Book::Held(account), amount.0)],
+            smallvec::smallvec![(Book::Wallet(account), -amount.0), (Book::Held(account), amount.0)],
         )?;
         Ok(true)
     }
@@ -288,7 +303,8 @@ impl Ledger {
         let released = NanoUsd(held.0 - from_hold.0);
         let charged = NanoUsd(from_hold.0 + from_wallet.0);
         if charged.0 > 0 {
-            let mut postings = vec![(Book::Held(account), -from_hold.0), (Book::Revenue, charged.0)];
+            let mut postings =
+                smallvec::smallvec![(Book::Held(account), -from_hold.0), (Book::Revenue, charged.0)];
             if from_wallet.0 > 0 {
                 postings.push((Book::Wallet(account), -from_wallet.0));
             }
@@ -299,7 +315,7 @@ impl Ledger {
                 &release_key,
                 EntryKind::Release,
                 account,
-                vec![(Book::Held(account), -released.0), (Book::Wallet(account), released.0)],
+                smallvec::smallvec![(Book::Held(account), -released.0), (Book::Wallet(account), released.0)],
             )?;
         }
         Ok(Settled { charged, released, unpaid: NanoUsd(cost.0 - charged.0) })
@@ -316,7 +332,7 @@ impl Ledger {
             &format!("{key}:expired"),
             EntryKind::Release,
             account,
-            vec![(Book::Held(account), -held.0), (Book::Wallet(account), held.0)],
+            smallvec::smallvec![(Book::Held(account), -held.0), (Book::Wallet(account), held.0)],
         )
     }
 
@@ -329,7 +345,7 @@ impl Ledger {
             key,
             EntryKind::Refund,
             account,
-            vec![(Book::Revenue, -amount.0), (Book::Wallet(account), amount.0)],
+            smallvec::smallvec![(Book::Revenue, -amount.0), (Book::Wallet(account), amount.0)],
         )?;
         Ok(true)
     }
@@ -351,13 +367,13 @@ impl Ledger {
             &key,
             EntryKind::Adjustment,
             account,
-            vec![
+            smallvec::smallvec![
                 (Book::Funding, -funded.0),
                 (Book::Wallet(account), funded.0 - earned.0),
                 (Book::Revenue, earned.0),
             ],
         )?;
-        drop(self.take_entries());
+        self.forget_entries();
         Ok(())
     }
 
@@ -374,7 +390,7 @@ impl Ledger {
             key,
             EntryKind::Adjustment,
             account,
-            vec![(Book::Funding, -amount.0), (Book::Wallet(account), amount.0)],
+            smallvec::smallvec![(Book::Funding, -amount.0), (Book::Wallet(account), amount.0)],
         )?;
         Ok(true)
     }

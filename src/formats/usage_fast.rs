@@ -1,6 +1,7 @@
 //! A usage object read without serde when it has the plain shape every
-//! provider sends: an object of counts, with at most one level of nested
-//! objects (OpenAI's `*_tokens_details`), keys without escapes, and
+//! provider sends: an object of counts, with objects and arrays nested at
+//! most two deep (OpenAI's `*_tokens_details`, Gemini's per-modality
+//! `promptTokensDetails` list of objects), keys without escapes, and
 //! values that are unsigned integers, `null`, `true`, `false` or strings
 //! without escapes. Anything else (an array, a sign, a fraction, an
 //! escape, a repeated field the bill reads, a count too large) is left to
@@ -119,6 +120,9 @@ fn usage_of(format: ClientFormat, [a, b, c, d]: [Slot; 4]) -> Option<Usage> {
     }
 }
 
+/// How deep a usage field's value may nest objects and arrays.
+const MAX_DEPTH: usize = 2;
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -185,7 +189,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A value of the plain shape, stepped over: an object only at `depth` 0.
+    /// A value of the plain shape, stepped over: an object or an array
+    /// only above [`MAX_DEPTH`].
     fn skip_value(&mut self, depth: usize) -> Option<()> {
         self.skip_space();
         match *self.bytes.get(self.at)? {
@@ -194,8 +199,23 @@ impl<'a> Reader<'a> {
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'"' => self.plain_string().map(drop),
-            b'{' if depth == 0 => self.fields(|reader, _| reader.skip_value(depth + 1)),
+            b'{' if depth < MAX_DEPTH => self.fields(|reader, _| reader.skip_value(depth + 1)),
+            b'[' if depth < MAX_DEPTH => self.elements(depth + 1),
             _ => None,
+        }
+    }
+
+    /// An array's elements, each stepped over at `depth`.
+    fn elements(&mut self, depth: usize) -> Option<()> {
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.skip_value(depth)?;
+            if self.eat(b',').is_none() {
+                return self.eat(b']');
+            }
         }
     }
 

@@ -14,7 +14,7 @@ fn by_serde(format: ClientFormat, value: &[u8]) -> Option<crate::formats::usage:
 
 #[test]
 fn the_shapes_providers_send_are_read_without_serde() {
-    let samples: [(ClientFormat, &str); 5] = [
+    let samples: [(ClientFormat, &str); 6] = [
         (
             ClientFormat::Openai,
             r#"{"completion_tokens":3,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":2,"rejected_prediction_tokens":0},"prompt_tokens":20,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":4},"total_tokens":23}"#,
@@ -31,6 +31,10 @@ fn the_shapes_providers_send_are_read_without_serde() {
         (
             ClientFormat::Gemini,
             r#"{"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 25, "thoughtsTokenCount": 5}"#,
+        ),
+        (
+            ClientFormat::Gemini,
+            r#"{"promptTokenCount":8,"candidatesTokenCount":12,"totalTokenCount":20,"promptTokensDetails":[{"modality":"TEXT","tokenCount":8}],"candidatesTokensDetails":[]}"#,
         ),
     ];
     for (format, text) in samples {
@@ -51,8 +55,9 @@ fn what_it_cannot_be_sure_of_is_left_to_serde() {
         r#"{"prompt_tokens":18446744073709551616}"#,
         r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
         r#"{"prompt\u005ftokens":1}"#,
-        r#"{"x":[1,2]}"#,
-        r#"{"a":{"b":{"c":1}}}"#,
+        r#"{"x":[[[1]]]}"#,
+        r#"{"a":{"b":{"c":{"d":1}}}}"#,
+        r#"{"x":[1.5]}"#,
         r#"{"x":"caf\u00e9"}"#,
         "{\"x\":\"caf\u{e9}\"}",
         r#"{"prompt_tokens":1} x"#,
@@ -188,7 +193,7 @@ fn provider_documents_are_read_from_their_end() {
         ),
         (
             ClientFormat::Gemini,
-            r#"{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":12,"totalTokenCount":20},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":"hi"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":12,"totalTokenCount":20,"promptTokensDetails":[{"modality":"TEXT","tokenCount":8}]},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#,
             8,
         ),
         (ClientFormat::Openai, r#"{"usage":{"prompt_tokens":3,"completion_tokens":1}}"#, 3),
@@ -213,7 +218,7 @@ fn documents_not_ending_so_are_left_to_the_scan() {
         r#"{"usage":{"prompt_tokens":5}"#,
         r#"{"usage":{"prompt_tokens":5},"x":1"#,
         // A field after it that is not of the plain shape.
-        r#"{"usage":{"prompt_tokens":5},"choices":[]}"#,
+        r#"{"usage":{"prompt_tokens":5},"choices":[{"message":{"content":"hi"}}]}"#,
         // Something after the document.
         r#"{"usage":{"prompt_tokens":5}} {}"#,
         r#"{"usage":null}"#,
