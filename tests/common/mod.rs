@@ -263,6 +263,9 @@ impl Stack {
     }
 
     pub async fn metrics_text(&self) -> String {
+        // The metrics listener is a service of its own, up a moment apart
+        // from the proxy's (a first scrape raced it under CI's load).
+        wait_for(&self.metrics);
         reqwest::get(format!("{}/metrics", self.metrics)).await.unwrap().text().await.unwrap()
     }
 }
