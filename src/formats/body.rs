@@ -130,8 +130,7 @@ fn first_duplicate<'a>(fields: &'a [(Cow<'_, str>, &RawValue)]) -> Option<&'a st
 /// characters (what serde would read it as), `None` for any other value.
 fn plain_string(raw: &str) -> Option<&str> {
     let text = raw.strip_prefix('"')?.strip_suffix('"')?;
-    let plain = text.bytes().fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
-    plain.then_some(text)
+    super::json::needs_no_escape(text).then_some(text)
 }
 
 /// A map key borrowed from the input when it has no escapes.

@@ -312,6 +312,13 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
+/// Whether `s` is its own JSON string text: no byte that [`ESCAPE`]
+/// would escape (the same three tests, without an early exit, so the
+/// check is a few vector steps rather than a branch a byte).
+pub fn needs_no_escape(s: &str) -> bool {
+    s.bytes().fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
+}
+
 /// Writes `s` as a JSON string literal.
 pub fn push_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -352,6 +359,15 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn needs_no_escape_is_what_push_str_leaves_alone() {
+        for b in 0u8..=0x7f {
+            let s = char::from(b).to_string();
+            assert_eq!(needs_no_escape(&s), quote(&s) == format!("\"{s}\""), "byte {b:#x}");
+        }
+        assert!(needs_no_escape("gpt-5.5 caf\u{e9}"));
+    }
 
     #[test]
     fn quotes_like_serde_json() {
