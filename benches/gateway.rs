@@ -11,13 +11,22 @@
 //!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES, BENCH_ROUNDS
 //!                                          tune it; BENCH_CONFIG names one configuration to run instead)
 //!
+//! BENCH_BASELINE_BIN=/path/to/an/older/tollgate (several, separated by
+//! `:`) runs those binaries too, on the same configurations, as further
+//! targets of the same rounds, each named after its file: an A/B of
+//! builds in one run, where the machine's drift between runs cannot pass
+//! for a change (copy `target/release/tollgate` aside, named after its
+//! commit, before building the next).
+//!
 //! The bare proxy lives here too: this binary runs it when started with
 //! `--bare-proxy LISTEN UPSTREAM`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{free_port, run_bare_proxy, spawn_mock, tollgate_command, wait_for, write_bench_configs, Procs};
+use common::{
+    free_port, run_bare_proxy, spawn_mock, tollgate_command_of, wait_for, write_bench_configs, Procs,
+};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +38,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 const KEY: &str = "sk-bench";
 
+#[derive(Clone)]
 struct Target {
     name: String,
     url: String,
@@ -179,16 +189,25 @@ fn main() {
             vec![("billed+limits".into(), path("limits.yaml")), ("unbilled".into(), path("unbilled.yaml"))]
         }
     };
+    let mut binaries = vec![(String::new(), env!("CARGO_BIN_EXE_tollgate").to_string())];
+    for baseline in
+        std::env::var("BENCH_BASELINE_BIN").unwrap_or_default().split(':').filter(|b| !b.is_empty())
+    {
+        let name = std::path::Path::new(baseline).file_name().map(|n| n.to_string_lossy().into_owned());
+        binaries.push((format!(" ({})", name.unwrap_or_default()), baseline.to_string()));
+    }
     let mut gateways = Vec::new();
     for (name, config) in &configs {
-        let (port, metrics) = (free_port(), free_port());
-        procs.0.push(
-            tollgate_command(config, port, metrics, mock_port)
-                .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
-                .spawn()
-                .unwrap(),
-        );
-        gateways.push((name.clone(), port));
+        for (suffix, binary) in &binaries {
+            let (port, metrics) = (free_port(), free_port());
+            procs.0.push(
+                tollgate_command_of(binary, config, port, metrics, mock_port)
+                    .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
+                    .spawn()
+                    .unwrap(),
+            );
+            gateways.push((format!("{name}{suffix}"), port));
+        }
     }
     wait_for(bare_port);
     for (_, port) in &gateways {
@@ -223,20 +242,24 @@ fn main() {
         body(false).len()
     );
     for round in 1..=rounds {
-        let results = rt.block_on(measure(&targets, samples, seconds, concurrency));
+        // The gateways take turns going first: a target's place in the
+        // order (what ran just before it) is not to pass for its cost.
+        let mut order = targets.clone();
+        order[2..].rotate_left((round as usize - 1) % (targets.len() - 2).max(1));
+        let results = rt.block_on(measure(&order, samples, seconds, concurrency));
         println!("\nround {round}");
-        report(&targets, &results);
+        report(&order, &results);
     }
 }
 
 fn report(targets: &[Target], results: &[Result_]) {
     println!(
-        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12}",
+        "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12}",
         "target", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "req/s", "ttfb p50 µs"
     );
     for (t, r) in targets.iter().zip(results) {
         println!(
-            "{:<14} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>12.1}",
+            "{:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>12.1}",
             t.name,
             us(r.p50),
             us(r.tail[0]),

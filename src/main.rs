@@ -6,10 +6,12 @@ use clap::{Parser, Subcommand};
 
 /// glibc's malloc took a quarter of the gateway's CPU under load (its
 /// arenas, and frees on another thread than the allocation's): mimalloc's
-/// thread-local free lists take a fraction of that (BENCHMARKS.md).
+/// thread-local free lists take a fraction of that (BENCHMARKS.md). Called
+/// through `tollgate_alloc`, not the `mimalloc` crate, whose every call
+/// took mimalloc's aligned path (see alloc/src/lib.rs).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tollgate_alloc::Mimalloc = tollgate_alloc::Mimalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tollgate::admin::cli::{AdminCommand, AdminTarget};

@@ -43,14 +43,29 @@ pub fn run_bare_proxy(listen: &str, upstream: &str) -> ! {
 /// `sk-bench`, its admin API on a free port and its store in a temporary
 /// file: the caller adds logging and spawns it.
 pub fn tollgate_command(config: &str, port: u16, metrics_port: u16, mock_port: u16) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    tollgate_command_of(env!("CARGO_BIN_EXE_tollgate"), config, port, metrics_port, mock_port)
+}
+
+/// [`tollgate_command`] running the binary at `binary` (another build of
+/// the gateway, for an A/B in one run).
+pub fn tollgate_command_of(
+    binary: &str,
+    config: &str,
+    port: u16,
+    metrics_port: u16,
+    mock_port: u16,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary);
     cmd.args(["serve", "--config", config])
         .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("TOLLGATE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
         .env("TOLLGATE_MOCK_URL", format!("http://127.0.0.1:{mock_port}"))
         .env("TOLLGATE_DEMO_KEY", "sk-bench")
         .env("TOLLGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("TOLLGATE_DB", std::env::temp_dir().join(format!("tollgate-bench-{}.db", std::process::id())))
+        .env(
+            "TOLLGATE_DB",
+            std::env::temp_dir().join(format!("tollgate-bench-{}-{port}.db", std::process::id())),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     cmd
