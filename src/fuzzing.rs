@@ -173,11 +173,20 @@ pub fn passthrough(data: &[u8]) {
     }
 }
 
-/// A request body: the one-pass top-level reader, and the rewrite of
+/// A request body: the one-pass top-level reader (held to serde's), and the rewrite of
 /// `model` and `stream_options` the pass-through makes, which must still be
 /// JSON with the new model in it.
 pub fn request_body(data: &[u8]) {
-    let Ok(top) = TopLevel::parse(data) else { return };
+    // The one-pass reader answers as serde does, wherever it answers.
+    let by_serde = TopLevel::parse_by_serde(data);
+    let parsed = TopLevel::parse(data);
+    assert!(
+        parsed.is_err() || parsed == by_serde,
+        "the body's reader and serde differ: {}",
+        String::from_utf8_lossy(data)
+    );
+    assert_eq!(parsed.is_ok(), by_serde.is_ok(), "{}", String::from_utf8_lossy(data));
+    let Ok(top) = parsed else { return };
     let _ = (top.str_field("model"), top.bool_field("stream"));
     let edits = [("model", Some("\"fuzz-model\"".to_string())), ("stream_options", None)];
     let rewritten = top.rewrite(&edits);

@@ -89,7 +89,10 @@ mod tests {
                 // SAFETY: a non-zero-sized layout; each block is freed once.
                 unsafe {
                     let zeroed = Mimalloc.alloc_zeroed(layout);
-                    assert!(!zeroed.is_null() && (zeroed as usize).is_multiple_of(align), "{size} at {align}");
+                    assert!(
+                        !zeroed.is_null() && (zeroed as usize).is_multiple_of(align),
+                        "{size} at {align}"
+                    );
                     assert!(core::slice::from_raw_parts(zeroed, size).iter().all(|&b| b == 0));
                     Mimalloc.dealloc(zeroed, layout);
 

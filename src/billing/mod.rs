@@ -29,5 +29,5 @@ pub use lots::{Lots, Spent};
 pub use money::{NanoUsd, CREDITS_PER_USD};
 pub use peers::{PeerApply, PeerLine, Peers};
 pub use price::{ModelPrice, PriceConfig, PriceError};
-pub use record::{LedgerRecord, MemorySink, Metered, RecordKind, Sink, PAID_AT_DELIVERY};
+pub use record::{charge_key, LedgerRecord, MemorySink, Metered, RecordKind, Sink, PAID_AT_DELIVERY};
 pub use service::{Admission, Billing, BillingOptions, Call, Charge, Ending, Plan, Quote, Refusal};

@@ -40,6 +40,12 @@ impl RecordKind {
     }
 }
 
+/// The ledger key of the charge of the call whose hold is `hold_key` (its
+/// request id): the store finds a call's charge by it.
+pub fn charge_key(hold_key: &str) -> String {
+    [hold_key, ":charge"].concat()
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metered {
     pub model: String,

@@ -463,7 +463,7 @@ impl Billing {
         request_id: &str,
     ) -> LedgerRecord {
         LedgerRecord {
-            key: format!("{}:charge", admission.hold_key),
+            key: super::charge_key(&admission.hold_key),
             kind: RecordKind::Charge,
             account: admission.account.id,
             key_id: Some(admission.key.id),

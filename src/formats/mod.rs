@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod body;
+mod body_scan;
 pub mod canonical;
 pub mod chat;
 pub mod codec;

@@ -93,7 +93,16 @@ pub fn header(session: &Session, name: &str) -> Option<String> {
 
 /// [`header`] borrowed from the request, for a look that keeps nothing.
 pub fn header_str<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
-    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+    let headers = &session.req_header().headers;
+    // The map keeps names lowercase: a lowercase name is found by its text
+    // among the few a request has, where `get` would parse it into a
+    // `HeaderName` and hash it first (~250 instructions a look).
+    let value = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        headers.get(name)
+    } else {
+        headers.iter().find_map(|(k, v)| (k.as_str() == name).then_some(v))
+    };
+    value.and_then(|v| v.to_str().ok())
 }
 
 /// Whether the request has `name` with a value [`header`] would give.
@@ -210,6 +219,8 @@ pub fn add_gateway_headers(
 ) -> Result<ResponseHeader, GatewayError> {
     let invalid = |e: &dyn std::fmt::Display| GatewayError::Internal(format!("a gateway header: {e}"));
     let mut parts = http::response::Parts::from(head);
+    // Room for them all at once, not a regrowth of the map midway.
+    parts.headers.reserve(served_by.len() + limits.len());
     let values = served_by
         .into_iter()
         .map(|(name, value)| (name, http::HeaderValue::from_str(value).map_err(|e| invalid(&e))))

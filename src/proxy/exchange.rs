@@ -379,7 +379,7 @@ async fn relay(
     let response =
         downstream::add_gateway_headers(response, plan.served_by(), std::mem::take(&mut ctx.limit_headers))?;
     ctx.status = status;
-    if let Some(kind) = response.headers.get("content-type").and_then(|v| v.to_str().ok()) {
+    if let Some(kind) = response.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         ctx.answer_type(kind);
     }
     if let Err(e) = Box::pin(downstream::write_head(session, response)).await {

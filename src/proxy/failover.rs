@@ -171,6 +171,6 @@ fn random_fraction() -> f64 {
 
 /// A 429's `retry-after`, in seconds (a date is not read: the default).
 fn retry_after_ms(head: &pingora_http::ResponseHeader) -> Option<u64> {
-    let seconds: f64 = head.headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: f64 = head.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).min(3_600_000.0) as u64)
 }

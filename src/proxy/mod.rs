@@ -55,42 +55,50 @@ impl TollgateProxy {
 
 #[async_trait]
 impl ProxyHttp for TollgateProxy {
-    type CTX = RequestCtx;
+    /// Boxed: Pingora keeps the context inline in each request's future,
+    /// which it moves into a box of its own per request (a memcpy of the
+    /// whole future); a context of 500-odd bytes made that copy ~1.5k
+    /// instructions longer than a bare proxy's.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new())
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<()> {
         downstream::redact_query_key(session, ctx);
         downstream::configure(session, self.idle_timeout_secs, self.write_timeout);
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<bool> {
         let gateway = self.live.current();
         exchange::handle(&gateway, &self.health, &self.connector, session, ctx).await?;
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Box<RequestCtx>,
+    ) -> Result<Box<HttpPeer>> {
         // Every request is answered in `request_filter`; reaching here is a bug.
         Err(Error::explain(ErrorType::InternalError, "tollgate answers every request in request_filter"))
     }
 
-    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+    fn request_summary(&self, session: &Session, _ctx: &Box<RequestCtx>) -> String {
         // Pingora's own summary prints the query, where a key may be.
         let req = session.req_header();
         format!("{} {}", req.method, req.uri.path())
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Box<RequestCtx>, _error: &Error) -> bool {
         // A caller hanging up mid-stream is routine, not an error; the
         // access log still records it.
         ctx.client_went_away()
     }
 
-    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         downstream::request_done(session);
         ctx.finish(session.response_written().map(|r| r.status.as_u16()), error.is_some());
         if let Some((idempotent, status, completed)) = ctx.idempotent_end.take() {

@@ -55,7 +55,7 @@ pub fn upstream_head(upstream: &HttpSession) -> Result<(&ResponseHeader, u16, bo
         .ok_or_else(|| GatewayError::UpstreamProtocol("no response header".into()))?;
     let is_sse = head
         .headers
-        .get("content-type")
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     Ok((head, head.status.as_u16(), is_sse))

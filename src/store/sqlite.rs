@@ -431,10 +431,12 @@ impl Store for SqliteStore {
     }
 
     async fn generation(&self, request_id: &str) -> Result<Option<Generation>, StoreError> {
+        // By its entry key (see `Billing::charge_record`), which the
+        // `(entry_key, book)` key serves (migration 0016).
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT account_id, {LEDGER_COLUMNS} FROM ledger_postings WHERE request_id = ? AND book = 'wallet' LIMIT 1"
+            "SELECT account_id, {LEDGER_COLUMNS} FROM ledger_postings WHERE entry_key = ? AND book = 'wallet'"
         )))
-        .bind(request_id)
+        .bind(crate::billing::charge_key(request_id))
         .fetch_optional(&self.reads)
         .await?;
         row.map(|r| Ok(Generation { account_id: r.try_get("account_id")?, row: Self::ledger_row(&r)? }))

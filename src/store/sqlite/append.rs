@@ -386,6 +386,29 @@ mod tests {
         }
     }
 
+    /// A call's charge is found by its entry key, in the key's index, since
+    /// the request-id index is gone (migration 0016).
+    #[tokio::test]
+    async fn a_charge_is_found_by_its_key_alone() {
+        let store = SqliteStore::open(None).await.unwrap();
+        let indexes: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(!indexes.iter().any(|name| name == "ledger_postings_request"), "{indexes:?}");
+        let explain = "EXPLAIN QUERY PLAN SELECT account_id FROM ledger_postings WHERE entry_key = ? AND book = 'wallet'";
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(explain).bind("req_1:charge").fetch_all(&store.pool).await.unwrap();
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("SEARCH ledger_postings USING INDEX") && d.contains("entry_key=?")),
+            "{details:?}"
+        );
+        assert_eq!(crate::billing::charge_key("req_1"), "req_1:charge");
+    }
+
     #[test]
     fn a_wallet_row_has_a_placeholder_for_each_value_bound() {
         let mut args = sqlx::sqlite::SqliteArguments::default();
