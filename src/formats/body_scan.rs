@@ -12,7 +12,8 @@
 //! error. A property test and the `request_body` fuzz target hold every
 //! answer to serde's.
 
-/// Containers nested deeper than this are left to serde.
+/// Containers nested deeper than this are left to serde: a bound on this
+/// reader's own recursion (serde steps over a raw value of any depth).
 const MAX_DEPTH: usize = 128;
 
 /// The top-level fields of `body`, one JSON object, in document order:
@@ -240,9 +241,14 @@ mod tests {
         ] {
             assert_eq!(fields(body), None, "{}", String::from_utf8_lossy(body));
         }
+        for body in [&b"{\"a\x01\":1}"[..], b"{\"a\":1}\x00", b"\xef\xbb\xbf{}", b"{\"a\":\x0c1}"] {
+            assert_eq!(fields(body), None, "{}", String::from_utf8_lossy(body));
+        }
         assert_eq!(fields(b" {} "), Some(vec![]));
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
-        assert_eq!(fields(deep.as_bytes()), None, "deeper than it reads");
+        assert_eq!(fields(b"{\"a\":\"\x7f\"}"), Some(vec![("a", "\"\x7f\"")]), "DEL is no control character");
+        let nested = |depth: usize| format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        assert!(fields(nested(128).as_bytes()).is_some(), "as deep as it reads");
+        assert_eq!(fields(nested(129).as_bytes()), None, "deeper than it reads");
     }
 
     /// JSON text of every shape: values of each kind, escapes of each
