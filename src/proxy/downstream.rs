@@ -252,6 +252,15 @@ pub fn gateway_header_name(name: &'static str) -> Result<http::HeaderName, Gatew
         }
         let made = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| GatewayError::Internal(format!("header name {name}: {e}")))?;
+        // A valid lowercase name is made again over the constant's own
+        // text (`from_static` refuses nothing else): a copy of it then
+        // shares no counter, so each header's clone and drop skip two
+        // atomic operations.
+        let made = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            made
+        } else {
+            http::HeaderName::from_static(name)
+        };
         if names.len() < KEPT {
             names.insert(at, made.clone());
         }
@@ -317,6 +326,16 @@ pub async fn respond_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_header_names_are_made_once_whatever_their_spelling() {
+        for _ in 0..2 {
+            assert_eq!(gateway_header_name("x-ratelimit-limit").unwrap(), "x-ratelimit-limit");
+            assert_eq!(gateway_header_name("X-Served-By-Test").unwrap(), "x-served-by-test");
+            assert_eq!(gateway_header_name("retry-after").unwrap(), http::header::RETRY_AFTER);
+        }
+        assert!(gateway_header_name("not a name").is_err());
+    }
 
     #[test]
     fn the_body_buffer_counts_each_byte_once() {
