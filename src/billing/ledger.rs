@@ -267,7 +267,7 @@ impl Ledger {
 
     /// Whether request `key` was settled (and its entries not yet taken).
     pub fn settled(&self, key: &str) -> bool {
-        self.known(&format!("{key}:charge")) || self.known(&format!("{key}:release"))
+        self.known(&super::charge_key(key)) || self.known(&[key, ":release"].concat())
     }
 
     /// [`Self::settle`], charging at most `room` in all (what a key's
@@ -282,7 +282,7 @@ impl Ledger {
         key: &str,
     ) -> Result<Settled, LedgerError> {
         // `concat` sizes each key once; `format!` cost more than the posting.
-        let (charge_key, release_key) = ([key, ":charge"].concat(), [key, ":release"].concat());
+        let (charge_key, release_key) = (super::charge_key(key), [key, ":release"].concat());
         if self.known(&charge_key) || self.known(&release_key) {
             let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
             return Ok(Settled {

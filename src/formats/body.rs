@@ -48,7 +48,7 @@ impl<'a> TopLevel<'a> {
             .deserialize_map(FieldsVisitor)
             .map_err(|e| format!("the body is not a valid JSON object: {e}"))?;
         de.end().map_err(|e| format!("the body has trailing characters after the JSON object: {e}"))?;
-        Ok(Self { fields: fields.into_iter().map(|(k, v)| (k, Raw(v.get()))).collect() })
+        Ok(Self { fields })
     }
 
     /// Every field as owned text, in document order.
@@ -122,7 +122,7 @@ impl<'a> TopLevel<'a> {
 struct FieldsVisitor;
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+    type Value = Vec<(Cow<'de, str>, Raw<'de>)>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -132,7 +132,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let value: &'de RawValue = map.next_value()?;
-            fields.push((key.0, value));
+            fields.push((key.0, Raw(value.get())));
         }
         if let Some(name) = first_duplicate(&fields) {
             // Routing and metering read one value; the provider might

@@ -76,7 +76,7 @@ impl Scan<'_> {
         let start = self.at;
         let rest = self.bytes.get(start..)?;
         let len = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest.get(len) != Some(&b'"') || has_control(rest.get(..len)?) {
+        if rest.get(len) != Some(&b'"') || !plain_run(rest.get(..len)?) {
             return None;
         }
         self.at = start + len + 1;
@@ -91,7 +91,7 @@ impl Scan<'_> {
         loop {
             let rest = self.bytes.get(self.at..)?;
             let len = memchr::memchr2(b'"', b'\\', rest)?;
-            if has_control(rest.get(..len)?) {
+            if !plain_run(rest.get(..len)?) {
                 return None;
             }
             self.at += len + 1;
@@ -189,10 +189,12 @@ impl Scan<'_> {
     }
 }
 
-/// Whether `run` holds a control character, which no JSON string may
-/// (a fold without an early exit: a few vector steps for a long run).
-fn has_control(run: &[u8]) -> bool {
-    run.iter().fold(false, |found, &b| found | (b < 0x20))
+/// Whether a run of a string up to its first quote or backslash holds no
+/// control character, which no JSON string may: the run has neither of
+/// the other two bytes JSON escapes, so it is the journal's and the
+/// body's plain-string check.
+fn plain_run(run: &[u8]) -> bool {
+    super::json::bytes_need_no_escape(run)
 }
 
 #[cfg(test)]

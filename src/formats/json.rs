@@ -316,7 +316,12 @@ const ESCAPE: [u8; 256] = {
 /// would escape (the same three tests, without an early exit, so the
 /// check is a few vector steps rather than a branch a byte).
 pub fn needs_no_escape(s: &str) -> bool {
-    s.bytes().fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
+    bytes_need_no_escape(s.as_bytes())
+}
+
+/// [`needs_no_escape`] of bytes (a run of a string still being read).
+pub fn bytes_need_no_escape(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
 }
 
 /// Writes `s` as a JSON string literal.

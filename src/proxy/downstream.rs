@@ -97,12 +97,18 @@ pub fn header_str<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
     // The map keeps names lowercase: a lowercase name is found by its text
     // among the few a request has, where `get` would parse it into a
     // `HeaderName` and hash it first (~250 instructions a look).
-    let value = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+    let value = if has_uppercase(name) {
         headers.get(name)
     } else {
         headers.iter().find_map(|(k, v)| (k.as_str() == name).then_some(v))
     };
     value.and_then(|v| v.to_str().ok())
+}
+
+/// Whether a header name is spelled otherwise than the lowercase that
+/// header maps keep.
+fn has_uppercase(name: &str) -> bool {
+    name.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Whether the request has `name` with a value [`header`] would give.
@@ -256,11 +262,7 @@ pub fn gateway_header_name(name: &'static str) -> Result<http::HeaderName, Gatew
         // text (`from_static` refuses nothing else): a copy of it then
         // shares no counter, so each header's clone and drop skip two
         // atomic operations.
-        let made = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            made
-        } else {
-            http::HeaderName::from_static(name)
-        };
+        let made = if has_uppercase(name) { made } else { http::HeaderName::from_static(name) };
         if names.len() < KEPT {
             names.insert(at, made.clone());
         }
