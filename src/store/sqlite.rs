@@ -355,24 +355,7 @@ impl Store for SqliteStore {
     }
 
     async fn recent_calls(&self, since: i64) -> Result<Vec<RecentCall>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT account_id, key_id, model, limit_group, at FROM ledger_postings \
-             WHERE book = 'wallet' AND kind = 'charge' AND at >= ? ORDER BY at",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RecentCall {
-                    account_id: r.try_get("account_id")?,
-                    key_id: r.try_get("key_id")?,
-                    model: r.try_get("model")?,
-                    group: r.try_get("limit_group")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        charges::recent(&self.pool, since).await
     }
 
     async fn ledger(&self, account: i64) -> Result<Vec<LedgerRow>, StoreError> {

@@ -1,9 +1,10 @@
-//! The start-up pass over the ledger's charges: what each key spent and
+//! The start-up passes over the ledger's charges: what each key spent and
 //! where each account's running totals start (per model, and this UTC
-//! month's and today's share), in one read.
+//! month's and today's share), in one read; and the last day's charges,
+//! which the rate limits rebuild their windows from.
 
 use crate::billing::NanoUsd;
-use crate::store::StoreError;
+use crate::store::{RecentCall, StoreError};
 use sqlx::Row;
 
 /// One pass over the wallet's charges, summed per account, key, model and
@@ -77,3 +78,108 @@ pub async fn sums(tx: &mut sqlx::SqliteConnection, now: i64) -> Result<ChargeSum
 
 /// Per key what it spent, and the running totals' sums.
 type ChargeSums = (Vec<(i64, NanoUsd)>, Vec<crate::usage_totals::LoadedSum>);
+
+/// How long after its `at` (the time it was settled) a charge may reach
+/// the ledger and still be found by [`recent`]. Postings are written in
+/// the order they were settled (one writer, in journal order); only the
+/// interleaved journals of peers in an upgrade, a batch's wait, a store
+/// that was down (whose backlog then goes in, in order, after everything
+/// older) and a clock stepped back put one behind an older one, and all
+/// but the last by moments.
+const LATE_MS: i64 = 3_600_000;
+
+/// The charges since `since`, oldest first (by `at`, then by id). Read
+/// from the newest posting back by id, stopping at the first charge older
+/// than `since` by [`LATE_MS`]: no index on `at` is kept for this one read
+/// at start, which every charge would pay an entry into.
+pub async fn recent(pool: &sqlx::SqlitePool, since: i64) -> Result<Vec<RecentCall>, StoreError> {
+    use futures_util::TryStreamExt;
+    let stop = since.saturating_sub(LATE_MS);
+    let mut conn = pool.acquire().await?;
+    let mut rows = sqlx::query(RECENT).fetch(&mut *conn);
+    let mut calls = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        let at: i64 = r.try_get("at")?;
+        if at < stop {
+            break;
+        }
+        if at >= since {
+            calls.push(RecentCall {
+                account_id: r.try_get("account_id")?,
+                key_id: r.try_get("key_id")?,
+                model: r.try_get("model")?,
+                group: r.try_get("limit_group")?,
+                at,
+            });
+        }
+    }
+    calls.reverse();
+    // Stable: calls of the same millisecond stay in id order.
+    calls.sort_by_key(|c| c.at);
+    Ok(calls)
+}
+
+/// The charges, newest first: by the rowid, never an index (the wallet's
+/// `(account_id, id)` one would be read whole and sorted).
+const RECENT: &str = "SELECT account_id, key_id, model, limit_group, at FROM ledger_postings NOT INDEXED \
+     WHERE book = 'wallet' AND kind = 'charge' ORDER BY id DESC";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_recent_charges_are_read_back_by_id_without_an_index_or_a_sort() {
+        let store = crate::store::sqlite::SqliteStore::open(None).await.unwrap();
+        let indexes: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(!indexes.iter().any(|name| name == "ledger_postings_recent"), "{indexes:?}");
+        let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {RECENT}"));
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(explain).fetch_all(&store.pool).await.unwrap();
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert_eq!(details, ["SCAN ledger_postings"], "the rowid, backwards");
+    }
+
+    #[tokio::test]
+    async fn the_recent_charges_stop_an_hour_past_the_day() {
+        use crate::billing::{LedgerRecord, Metered, RecordKind};
+        use crate::store::Store;
+        let store = crate::store::sqlite::SqliteStore::open(None).await.unwrap();
+        let a = store.create_account("acme", "pro", None, 1).await.unwrap();
+        let charge = |key: &str, at: u64| LedgerRecord {
+            key: key.into(),
+            kind: RecordKind::Charge,
+            account: a.id as u64,
+            key_id: Some(1),
+            wallet_nano: -1,
+            paid_nano: 1,
+            unpaid_nano: 0,
+            multiplier: None,
+            metered: Some(Metered { model: "m".into(), request_id: key.into(), ..Metered::default() }),
+            at,
+        };
+        let hour = 3_600_000;
+        let since = 30 * hour;
+        // Written in this order: settled late by up to an hour, a posting
+        // still counts; one older than that ends the read.
+        let batch = [
+            charge("hidden", since + 5),
+            charge("too-old", since - hour - 1),
+            charge("old-late", since - 1),
+            charge("late", since + 2),
+            charge("b", since + 10),
+            charge("a", since + 10),
+        ];
+        store.append(&batch).await.unwrap();
+        let found: Vec<i64> = store.recent_calls(since as i64).await.unwrap().iter().map(|c| c.at).collect();
+        let at = |h: u64| h as i64;
+        assert_eq!(
+            found,
+            [at(since + 2), at(since + 10), at(since + 10)],
+            "oldest first; the hidden one is past the stop"
+        );
+    }
+}
