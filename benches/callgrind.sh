@@ -121,7 +121,7 @@ if [ -n "${COMPONENTS:-}" ]; then
     printf '  %-28s %8d\n' "$name" $(( (b - a) / (N2 - N1) ))
   done <<'LIST'
 auth|tollgate::exchange::admit::known
-read and plan|tollgate::exchange::plan tollgate::exchange::plan_with_access tollgate::proxy::downstream::read_body* tollgate::proxy::downstream::all_headers tollgate::routing::Router::route
+read and plan|tollgate::exchange::plan tollgate::exchange::plan_with_access tollgate::proxy::downstream::read_body* tollgate::routing::Router::route
 hold|tollgate::exchange::admit::hold
 limits|tollgate::limits::Limiter::admit tollgate::limits::Limiter::finish tollgate::limits::PlanLimits::in_force
 rate-limit headers|tollgate::limits::headers::for_standing tollgate::proxy::downstream::add_gateway_headers

@@ -170,11 +170,18 @@ fn requests(c: &mut Criterion) {
             let route = Route { format: *client, endpoint, style: Default::default() };
             // A pass-through or a translation, as the gateway decides it;
             // pairs the gateway refuses (stop sequences on Responses) are skipped.
-            let Ok(planned) = plan(&gateway, &route, body.clone(), None, &[], "req") else { continue };
+            let Ok(planned) = plan(&gateway, &route, body.clone(), None, &http::HeaderMap::new(), "req")
+            else {
+                continue;
+            };
             let kind = if planned.translation.is_some() { "to" } else { "same" };
             let id = BenchmarkId::new(name.as_str(), format!("{kind}-{}", provider.as_str()));
             group.bench_with_input(id, &body, |b, body| {
-                b.iter(|| black_box(plan(&gateway, &route, body.clone(), None, &[], "req").unwrap()))
+                b.iter(|| {
+                    black_box(
+                        plan(&gateway, &route, body.clone(), None, &http::HeaderMap::new(), "req").unwrap(),
+                    )
+                })
             });
         }
     }

@@ -56,7 +56,7 @@ pub enum GatewayError {
     IdempotentAnswerNotKept,
     /// A rate limit refused the call (429): `rate_limit_exceeded` or
     /// `daily_limit`, with the headers that say when to retry.
-    RateLimited { code: &'static str, message: String, headers: Vec<(&'static str, String)> },
+    RateLimited { code: &'static str, message: String, headers: crate::limits::headers::Headers },
     /// A customer endpoint's object is not there, or not the caller's (404).
     NotFound(String),
     /// The `agentId` names no agent of the caller's account (404).
@@ -206,7 +206,7 @@ impl GatewayError {
 
 impl GatewayError {
     /// Headers the caller's answer carries besides the body.
-    pub fn headers(&self) -> &[(&'static str, String)] {
+    pub fn headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
         match self {
             GatewayError::RateLimited { headers, .. } => headers,
             _ => &[],

@@ -196,7 +196,7 @@ proptest! {
         let gateway = gateway();
         let (route, body) = request(&case);
         let query = (case.stream && case.format == ClientFormat::Gemini).then_some("alt=sse");
-        let planned = tollgate::exchange::plan(gateway, &route, Bytes::from(body.to_string()), query, &[], "req");
+        let planned = tollgate::exchange::plan(gateway, &route, Bytes::from(body.to_string()), query, &http::HeaderMap::new(), "req");
         // A request the gateway refuses (a translation it cannot make) is never held.
         prop_assume!(planned.is_ok());
         let plan = planned.unwrap();

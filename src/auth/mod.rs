@@ -7,6 +7,7 @@ pub mod abuse;
 use crate::config::KeyConfig;
 use crate::secret::Secret;
 use foldhash::{HashMap, HashMapExt};
+use http::HeaderName;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -14,6 +15,16 @@ use subtle::ConstantTimeEq;
 /// The headers and query parameter a key may arrive in, in the order they
 /// are tried. The gateway removes every one of them before going upstream.
 pub const KEY_HEADERS: [&str; 4] = ["authorization", "x-api-key", "anthropic-api-key", "x-goog-api-key"];
+
+static AUTHORIZATION: HeaderName = http::header::AUTHORIZATION;
+pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static ANTHROPIC_API_KEY: HeaderName = HeaderName::from_static("anthropic-api-key");
+pub static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+/// [`KEY_HEADERS`] as header names, made at compile time, in the same
+/// order: a look by name then hashes no text (a standard name hashes as
+/// its number).
+pub static KEY_HEADER_NAMES: [&HeaderName; 4] =
+    [&AUTHORIZATION, &X_API_KEY, &ANTHROPIC_API_KEY, &X_GOOG_API_KEY];
 pub const KEY_QUERY_PARAM: &str = "key";
 
 /// Who is calling, once the key is known.
@@ -33,11 +44,14 @@ pub fn digest(key: &str) -> KeyDigest {
 
 /// Finds the customer key in the request: `Authorization: Bearer`, then the
 /// provider-style headers, then Gemini's `?key=`.
-pub fn extract_key<'h>(header: &dyn Fn(&str) -> Option<&'h str>, query: Option<&str>) -> Option<Secret> {
-    for name in KEY_HEADERS {
+pub fn extract_key<'h>(
+    header: &dyn Fn(&HeaderName) -> Option<&'h str>,
+    query: Option<&str>,
+) -> Option<Secret> {
+    for name in KEY_HEADER_NAMES {
         let Some(value) = header(name) else { continue };
         let value = value.trim();
-        let key = if name == "authorization" {
+        let key = if *name == http::header::AUTHORIZATION {
             match value.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
                 _ => continue,
@@ -123,8 +137,13 @@ pub fn parse_digest(hex_digest: &str) -> Option<KeyDigest> {
 mod tests {
     use super::*;
 
-    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> + 'a {
-        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&HeaderName) -> Option<&'a str> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *name == *k).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn the_key_headers_names_are_their_texts() {
+        assert_eq!(KEY_HEADER_NAMES.map(HeaderName::as_str), KEY_HEADERS);
     }
 
     #[test]

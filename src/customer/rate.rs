@@ -52,10 +52,7 @@ impl PerKey {
                 "This key may call {} {} times a minute; retry later",
                 self.what, self.per_minute
             ),
-            headers: vec![
-                ("retry-after", wait_ms.div_ceil(1000).to_string()),
-                ("retry-after-ms", wait_ms.to_string()),
-            ],
+            headers: crate::limits::headers::retry_after(wait_ms),
         })
     }
 }

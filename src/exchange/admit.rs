@@ -71,7 +71,7 @@ pub async fn authenticate(
             return Err(GatewayError::RateLimited {
                 code: "rate_limit_exceeded",
                 message: "Too many invalid API keys from this address; retry later".into(),
-                headers: vec![("retry-after", "60".into()), ("retry-after-ms", "60000".into())],
+                headers: crate::limits::headers::retry_after(60_000),
             });
         }
     }
@@ -322,8 +322,10 @@ fn limit_error(refused: &Refused, style: Style, now: u64) -> GatewayError {
         _ => ("rate_limit_exceeded", format!("Rate limit exceeded ({} {name})", refused.limit)),
     };
     let headers = crate::limits::headers::for_refusal(refused, style, now);
-    let message = match headers.iter().find(|(n, _)| *n == "retry-after") {
-        Some((_, s)) if refused.retry_after_ms != u64::MAX => format!("{what}; retry after {s} s"),
+    let message = match headers.iter().find(|(n, _)| *n == crate::limits::headers::RETRY_AFTER) {
+        Some((_, s)) if refused.retry_after_ms != u64::MAX => {
+            format!("{what}; retry after {} s", s.to_str().unwrap_or_default())
+        }
         _ => what,
     };
     GatewayError::RateLimited { code, message, headers }

@@ -47,9 +47,9 @@ pub async fn apply(
     let Some((_, own)) = keys.iter().find(|(provider, _)| *provider == plan.provider.name) else {
         return Ok(false);
     };
-    let (name, value) = plan.provider.auth_header_with(own.expose());
-    plan.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    plan.headers.push((name.to_string(), value));
+    let (name, value) = super::headers::credential(plan.provider.auth_header_with(own.expose()))?;
+    plan.headers.retain(|(n, _)| *n != name);
+    plan.headers.push((name, value));
     plan.price = plan.price.or(plan.model.price).map(|list| byok.fee(list));
     Ok(true)
 }

@@ -19,7 +19,7 @@ pub(super) fn plan(
     gateway: &Gateway,
     body: Bytes,
     model: Arc<ModelEntry>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = EmbeddingsRequest::parse(&body).map_err(GatewayError::BadRequest)?;
     let (body, document) = match model.provider.kind {
@@ -49,5 +49,5 @@ pub(super) fn plan(
         units: 0,
         price: None,
     };
-    Ok(document_plan(gateway, model, client_headers, call))
+    document_plan(gateway, model, client_headers, call)
 }

@@ -9,7 +9,9 @@
 
 use crate::auth::KEY_HEADERS;
 use crate::config::ProviderKind;
+use crate::error::GatewayError;
 use crate::providers::Provider;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Forwarded to every provider kind.
 const COMMON_REQUEST_HEADERS: &[&str] = &["content-type", "accept", "user-agent"];
@@ -82,23 +84,41 @@ pub fn forwards(provider: &Provider, name: &str) -> bool {
 /// The headers for the upstream request: the caller's that `provider` may
 /// receive, plus its credentials (and `anthropic-version` when the caller
 /// sent none).
-pub fn upstream_headers(client: &[(&str, &str)], provider: &Provider) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = client
-        .iter()
-        .filter(|(k, _)| forwards(provider, k))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    if provider.kind == ProviderKind::Anthropic
-        && !out.iter().any(|(k, _)| k.eq_ignore_ascii_case("anthropic-version"))
-    {
-        out.push(("anthropic-version".into(), DEFAULT_ANTHROPIC_VERSION.into()));
+///
+/// The caller's names and values go on as the request head holds them (a
+/// clone shares their bytes): only values that are text, as before.
+pub fn upstream_headers(client: &HeaderMap, provider: &Provider) -> Result<UpstreamHeaders, GatewayError> {
+    let mut out = UpstreamHeaders::with_capacity(client.len().min(8) + 2);
+    for (name, value) in client {
+        if forwards(provider, name.as_str()) && value.to_str().is_ok() {
+            out.push((name.clone(), value.clone()));
+        }
     }
-    if !out.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
-        out.push(("content-type".into(), "application/json".into()));
+    if provider.kind == ProviderKind::Anthropic && !out.iter().any(|(k, _)| *k == ANTHROPIC_VERSION) {
+        out.push((ANTHROPIC_VERSION.clone(), HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION)));
     }
-    let (name, value) = provider.auth_header();
-    out.push((name.into(), value));
-    out
+    if !out.iter().any(|(k, _)| *k == http::header::CONTENT_TYPE) {
+        out.push((http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    }
+    out.push(credential(provider.auth_header())?);
+    Ok(out)
+}
+
+/// The headers a plan sends upstream.
+pub type UpstreamHeaders = Vec<(HeaderName, HeaderValue)>;
+
+pub static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
+/// A provider's authentication header as the plan sends it: its value
+/// marked sensitive (HTTP/2 never indexes it).
+pub fn credential((name, value): (HeaderName, String)) -> Result<(HeaderName, HeaderValue), GatewayError> {
+    let mut value = HeaderValue::try_from(value).map_err(|_| {
+        GatewayError::BadRequest(format!(
+            "the key for the provider's {name} header is not a valid header value"
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 /// The caller's query parameters that `kind` may receive.
@@ -141,13 +161,13 @@ mod tests {
         .unwrap()
     }
 
-    fn names(headers: &[(String, String)]) -> Vec<String> {
-        headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect()
+    fn names(headers: Result<UpstreamHeaders, GatewayError>) -> Vec<String> {
+        headers.unwrap().iter().map(|(k, _)| k.to_string()).collect()
     }
 
     #[test]
     fn only_the_kinds_allow_list_goes_upstream() {
-        let client: Vec<(&str, &str)> = [
+        let client: HeaderMap = [
             "Content-Type",
             "User-Agent",
             "OpenAI-Organization",
@@ -163,18 +183,18 @@ mod tests {
             "x-mock-tag",
         ]
         .iter()
-        .map(|k| (*k, "v"))
+        .map(|k| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_static("v")))
         .collect();
-        let openai = names(&upstream_headers(&client, &provider(ProviderKind::Openai, &[])));
+        let openai = names(upstream_headers(&client, &provider(ProviderKind::Openai, &[])));
         assert_eq!(openai, ["content-type", "user-agent", "openai-beta", "authorization"]);
         let gemini =
-            names(&upstream_headers(&client, &provider(ProviderKind::Gemini, &["x-mock-*", "cookie"])));
+            names(upstream_headers(&client, &provider(ProviderKind::Gemini, &["x-mock-*", "cookie"])));
         assert_eq!(
             gemini,
             ["content-type", "user-agent", "x-mock-tag", "x-goog-api-key"],
             "cookie is never forwarded"
         );
-        let anthropic = names(&upstream_headers(&client, &provider(ProviderKind::Anthropic, &[])));
+        let anthropic = names(upstream_headers(&client, &provider(ProviderKind::Anthropic, &[])));
         assert_eq!(
             anthropic,
             ["content-type", "user-agent", "anthropic-beta", "anthropic-version", "x-api-key"]

@@ -18,7 +18,7 @@ use crate::store::StoreHandle;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-pub const HEADER: &str = "idempotency-key";
+pub static HEADER: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
 /// What a call with a key does.
 pub enum Retry {

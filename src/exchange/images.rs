@@ -18,7 +18,7 @@ pub(super) fn plan(
     gateway: &Gateway,
     body: Bytes,
     model: Arc<ModelEntry>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = ImageRequest::parse(&body).map_err(GatewayError::BadRequest)?;
     let body = match model.provider.kind {
@@ -42,5 +42,5 @@ pub(super) fn plan(
         body,
         price,
     };
-    Ok(document_plan(gateway, model, client_headers, call))
+    document_plan(gateway, model, client_headers, call)
 }

@@ -35,7 +35,7 @@ pub struct UpstreamPlan {
     /// Path and query on the provider.
     pub path: String,
     /// Headers to send, already filtered and with the provider's credentials.
-    pub headers: Vec<(String, String)>,
+    pub headers: headers::UpstreamHeaders,
     pub body: Bytes,
     /// Whether the caller asked for a stream.
     pub stream: bool,
@@ -132,7 +132,7 @@ pub fn plan(
     route: &Route,
     body: Bytes,
     query: Option<&str>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     plan_with_access(gateway, route, body, query, client_headers, request_id, &|_| Ok(None))
@@ -146,7 +146,7 @@ pub fn plan_on(
     route: &Route,
     body: Bytes,
     query: Option<&str>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
     request_id: &str,
     deployment: &Arc<ModelEntry>,
     like: &UpstreamPlan,
@@ -164,7 +164,7 @@ pub fn plan_with_access(
     route: &Route,
     body: Bytes,
     query: Option<&str>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
     request_id: &str,
     access: ModelAccess<'_>,
 ) -> Result<UpstreamPlan, GatewayError> {
@@ -244,7 +244,7 @@ pub fn plan_with_access(
 
     let query = headers::upstream_query(query, provider.kind);
     let path = provider.upstream_path(&route.endpoint, &model.upstream_model, query.as_deref());
-    let headers = headers::upstream_headers(client_headers, &provider);
+    let headers = headers::upstream_headers(client_headers, &provider)?;
     Ok(UpstreamPlan {
         model,
         provider,
@@ -281,13 +281,13 @@ pub(crate) struct DocumentCall {
 pub(crate) fn document_plan(
     gateway: &Gateway,
     model: Arc<ModelEntry>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
     call: DocumentCall,
-) -> UpstreamPlan {
+) -> Result<UpstreamPlan, GatewayError> {
     let provider = model.provider.clone();
     let path = provider.upstream_path(&call.endpoint, &model.upstream_model, None);
-    let headers = headers::upstream_headers(client_headers, &provider);
-    UpstreamPlan {
+    let headers = headers::upstream_headers(client_headers, &provider)?;
+    Ok(UpstreamPlan {
         model,
         provider,
         path,
@@ -305,7 +305,7 @@ pub(crate) fn document_plan(
         fallback_from: None,
         units: call.units,
         price: call.price,
-    }
+    })
 }
 
 /// `body` naming `model` by its provider's own name (a passed-through
@@ -382,7 +382,7 @@ fn plan_translated(
     model: Arc<ModelEntry>,
     asked: Asked,
     query: Option<&str>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     let Asked { model_name, stream, hints } = asked;
@@ -431,7 +431,7 @@ fn plan_translated(
     let max_output = held_output_limit(request.max_tokens, &body, target, model.max_output_tokens);
     let upstream_query = (target == ClientFormat::Gemini && stream).then_some("alt=sse");
     let path = provider.upstream_path(&endpoint, &model.upstream_model, upstream_query);
-    let headers = headers::upstream_headers(client_headers, &provider);
+    let headers = headers::upstream_headers(client_headers, &provider)?;
     Ok(UpstreamPlan {
         model,
         provider,

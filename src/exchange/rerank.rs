@@ -14,7 +14,7 @@ pub(super) fn plan(
     gateway: &Gateway,
     body: Bytes,
     model: Arc<ModelEntry>,
-    client_headers: &[(&str, &str)],
+    client_headers: &http::HeaderMap,
     request_id: &str,
 ) -> Result<UpstreamPlan, GatewayError> {
     let request = RerankRequest::parse(&body).map_err(GatewayError::BadRequest)?;
@@ -29,5 +29,5 @@ pub(super) fn plan(
         units,
         price: None,
     };
-    Ok(document_plan(gateway, model, client_headers, call))
+    document_plan(gateway, model, client_headers, call)
 }

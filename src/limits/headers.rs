@@ -7,8 +7,12 @@
 //! callers, Anthropic's `anthropic-ratelimit-{requests,input-tokens}-*` to
 //! Anthropic-format callers, and on a 429 `retry-after` (whole seconds)
 //! and `retry-after-ms`, which the SDKs read before their own backoff.
+//!
+//! They are made as the header map takes them (`http`'s types, no I/O):
+//! names built at compile time, each value's bytes allocated once.
 
 use super::{tightest, Kind, Refused, Standing};
+use http::{HeaderName, HeaderValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -17,36 +21,101 @@ pub enum Style {
     Plain,
 }
 
-pub type Headers = Vec<(&'static str, String)>;
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
-/// A header value's digits: a `String` exactly as long as they are, so
-/// the header takes its buffer as it is (a longer one costs a second
-/// allocation when it becomes the value's bytes).
-fn number(n: impl itoa::Integer) -> String {
-    itoa::Buffer::new().format(n).to_owned()
+/// The names, made at compile time (`from_static` is `const` and refuses
+/// an invalid or uppercase name while building): a clone is a static
+/// slice's, with no parse, lookup or counter. A response carries up to
+/// eleven of them, and looking each up by its text cost ~100 instructions.
+macro_rules! names {
+    ($($name:ident = $text:literal),* $(,)?) => {
+        $(pub static $name: HeaderName = HeaderName::from_static($text);)*
+    };
+}
+
+names! {
+    RETRY_AFTER = "retry-after",
+    RETRY_AFTER_MS = "retry-after-ms",
+    LIMIT = "x-ratelimit-limit",
+    REMAINING = "x-ratelimit-remaining",
+    RESET = "x-ratelimit-reset",
+    LIMIT_CONCURRENT = "x-ratelimit-limit-concurrent",
+    REMAINING_CONCURRENT = "x-ratelimit-remaining-concurrent",
+    OPENAI_LIMIT_REQUESTS = "x-ratelimit-limit-requests",
+    OPENAI_REMAINING_REQUESTS = "x-ratelimit-remaining-requests",
+    OPENAI_RESET_REQUESTS = "x-ratelimit-reset-requests",
+    OPENAI_LIMIT_TOKENS = "x-ratelimit-limit-tokens",
+    OPENAI_REMAINING_TOKENS = "x-ratelimit-remaining-tokens",
+    OPENAI_RESET_TOKENS = "x-ratelimit-reset-tokens",
+    ANTHROPIC_REQUESTS_LIMIT = "anthropic-ratelimit-requests-limit",
+    ANTHROPIC_REQUESTS_REMAINING = "anthropic-ratelimit-requests-remaining",
+    ANTHROPIC_REQUESTS_RESET = "anthropic-ratelimit-requests-reset",
+    ANTHROPIC_TOKENS_LIMIT = "anthropic-ratelimit-input-tokens-limit",
+    ANTHROPIC_TOKENS_REMAINING = "anthropic-ratelimit-input-tokens-remaining",
+    ANTHROPIC_TOKENS_RESET = "anthropic-ratelimit-input-tokens-reset",
+}
+
+/// Appends `name: text`. Every text here is digits, a duration or a date,
+/// which are valid values; one that were not would be left out rather
+/// than fail the call.
+fn push(h: &mut Headers, name: &HeaderName, text: &str) {
+    // `from_str` copies into an allocation of exactly the text's length;
+    // `HeaderValue::from(u64)` allocates 20 bytes and then a second block
+    // to share them.
+    if let Ok(value) = HeaderValue::from_str(text) {
+        h.push((name.clone(), value));
+    }
+}
+
+fn push_number(h: &mut Headers, name: &HeaderName, n: impl itoa::Integer) {
+    push(h, name, itoa::Buffer::new().format(n));
 }
 
 fn seconds_up(ms: u64) -> u64 {
     ms.div_ceil(1000)
 }
 
+/// A short text on the stack: a duration spelled without an allocation
+/// of its own.
+struct Spelled {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Spelled {
+    fn new() -> Self {
+        Self { bytes: [0; 48], len: 0 }
+    }
+
+    fn push(&mut self, text: &str) {
+        let end = (self.len + text.len()).min(self.bytes.len());
+        let room = end - self.len;
+        self.bytes[self.len..end].copy_from_slice(&text.as_bytes()[..room]);
+        self.len = end;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
 /// OpenAI's duration spelling: `1s`, `6m0s`, `20ms` (without `format!`,
 /// whose machinery cost more than the rest of a header).
-fn openai_duration(ms: u64) -> String {
-    let mut out = String::with_capacity(12);
+fn openai_duration(ms: u64) -> Spelled {
+    let mut out = Spelled::new();
     let mut digits = itoa::Buffer::new();
     if ms < 1000 {
-        out.push_str(digits.format(ms));
-        out.push_str("ms");
+        out.push(digits.format(ms));
+        out.push("ms");
         return out;
     }
     let s = seconds_up(ms);
     if s >= 60 {
-        out.push_str(digits.format(s / 60));
-        out.push('m');
+        out.push(digits.format(s / 60));
+        out.push("m");
     }
-    out.push_str(digits.format(if s >= 60 { s % 60 } else { s }));
-    out.push('s');
+    out.push(digits.format(if s >= 60 { s % 60 } else { s }));
+    out.push("s");
     out
 }
 
@@ -62,34 +131,24 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
     let requests = request_limit(standing);
     let tokens = standing.iter().find(|s| s.kind == Kind::InputTpm);
     if let Some(tight) = requests.or(tokens) {
-        h.push(("x-ratelimit-limit", number(tight.limit)));
-        h.push(("x-ratelimit-remaining", number(tight.remaining)));
-        h.push(("x-ratelimit-reset", number(seconds_up(tight.reset_ms))));
+        push_number(&mut h, &LIMIT, tight.limit);
+        push_number(&mut h, &REMAINING, tight.remaining);
+        push_number(&mut h, &RESET, seconds_up(tight.reset_ms));
     }
     if let Some(slots) = standing.iter().find(|s| s.kind == Kind::Concurrent) {
-        h.push(("x-ratelimit-limit-concurrent", number(slots.limit)));
-        h.push(("x-ratelimit-remaining-concurrent", number(slots.remaining)));
+        push_number(&mut h, &LIMIT_CONCURRENT, slots.limit);
+        push_number(&mut h, &REMAINING_CONCURRENT, slots.remaining);
     }
     match style {
         Style::OpenAi => {
             for (s, limit, remaining, reset) in [
-                (
-                    requests,
-                    "x-ratelimit-limit-requests",
-                    "x-ratelimit-remaining-requests",
-                    "x-ratelimit-reset-requests",
-                ),
-                (
-                    tokens,
-                    "x-ratelimit-limit-tokens",
-                    "x-ratelimit-remaining-tokens",
-                    "x-ratelimit-reset-tokens",
-                ),
+                (requests, &OPENAI_LIMIT_REQUESTS, &OPENAI_REMAINING_REQUESTS, &OPENAI_RESET_REQUESTS),
+                (tokens, &OPENAI_LIMIT_TOKENS, &OPENAI_REMAINING_TOKENS, &OPENAI_RESET_TOKENS),
             ] {
                 if let Some(s) = s {
-                    h.push((limit, number(s.limit)));
-                    h.push((remaining, number(s.remaining)));
-                    h.push((reset, openai_duration(s.reset_ms)));
+                    push_number(&mut h, limit, s.limit);
+                    push_number(&mut h, remaining, s.remaining);
+                    push(&mut h, reset, openai_duration(s.reset_ms).as_str());
                 }
             }
         }
@@ -97,22 +156,17 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
             for (s, limit, remaining, reset) in [
                 (
                     requests,
-                    "anthropic-ratelimit-requests-limit",
-                    "anthropic-ratelimit-requests-remaining",
-                    "anthropic-ratelimit-requests-reset",
+                    &ANTHROPIC_REQUESTS_LIMIT,
+                    &ANTHROPIC_REQUESTS_REMAINING,
+                    &ANTHROPIC_REQUESTS_RESET,
                 ),
-                (
-                    tokens,
-                    "anthropic-ratelimit-input-tokens-limit",
-                    "anthropic-ratelimit-input-tokens-remaining",
-                    "anthropic-ratelimit-input-tokens-reset",
-                ),
+                (tokens, &ANTHROPIC_TOKENS_LIMIT, &ANTHROPIC_TOKENS_REMAINING, &ANTHROPIC_TOKENS_RESET),
             ] {
                 if let Some(s) = s {
-                    h.push((limit, number(s.limit)));
-                    h.push((remaining, number(s.remaining)));
+                    push_number(&mut h, limit, s.limit);
+                    push_number(&mut h, remaining, s.remaining);
                     let at = now_ms.saturating_add(s.reset_ms) as i64;
-                    h.push((reset, crate::calendar::format_time(at + 999)));
+                    push(&mut h, reset, &crate::calendar::format_time(at + 999));
                 }
             }
         }
@@ -121,16 +175,20 @@ pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers
     h
 }
 
+/// `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
+pub fn retry_after(wait_ms: u64) -> Headers {
+    let mut h = Headers::with_capacity(2);
+    push_number(&mut h, &RETRY_AFTER, seconds_up(wait_ms));
+    push_number(&mut h, &RETRY_AFTER_MS, wait_ms);
+    h
+}
+
 /// The headers of a call a limit refused: when to retry, exactly.
 pub fn for_refusal(refused: &Refused, style: Style, now_ms: u64) -> Headers {
     let wait = refused.retry_after_ms.min(86_400_000);
     let standing = [Standing { kind: refused.kind, limit: refused.limit, remaining: 0, reset_ms: wait }];
     // A call that can never pass (larger than the whole bucket) is told no time to retry.
-    let mut h = if refused.retry_after_ms == u64::MAX {
-        Headers::new()
-    } else {
-        vec![("retry-after", number(seconds_up(wait))), ("retry-after-ms", number(wait))]
-    };
+    let mut h = if refused.retry_after_ms == u64::MAX { Headers::new() } else { retry_after(wait) };
     h.extend(for_standing(&standing, style, now_ms));
     h
 }
@@ -146,14 +204,16 @@ mod tests {
             Standing { kind: Kind::InputTpm, limit: 1_000_000, remaining: 999_000, reset_ms: 60 },
         ];
         let openai = for_standing(&standing, Style::OpenAi, 0);
-        let get = |h: &Headers, name: &str| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        let get = |h: &Headers, name: &str| {
+            h.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.to_str().ok()).map(str::to_owned)
+        };
         assert_eq!(get(&openai, "x-ratelimit-remaining-requests").as_deref(), Some("49"));
         assert_eq!(get(&openai, "x-ratelimit-reset-requests").as_deref(), Some("1m0s"));
         assert_eq!(get(&openai, "x-ratelimit-reset-tokens").as_deref(), Some("60ms"));
         for (ms, spelled) in
             [(0, "0ms"), (999, "999ms"), (1000, "1s"), (59_001, "1m0s"), (3_725_000, "62m5s")]
         {
-            assert_eq!(openai_duration(ms), spelled);
+            assert_eq!(openai_duration(ms).as_str(), spelled);
         }
         assert_eq!(get(&openai, "x-ratelimit-limit").as_deref(), Some("50"), "the tightest");
         let anthropic = for_standing(&standing, Style::Anthropic, 1_796_119_746_000);
@@ -175,7 +235,9 @@ mod tests {
             Standing { kind: Kind::Concurrent, limit: 4, remaining: 3, reset_ms: 0 },
             Standing { kind: Kind::Rpm, limit: 50, remaining: 49, reset_ms: 60_000 },
         ];
-        let get = |h: &Headers, name: &str| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        let get = |h: &Headers, name: &str| {
+            h.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.to_str().ok()).map(str::to_owned)
+        };
         for style in [Style::OpenAi, Style::Anthropic, Style::Plain] {
             let h = for_standing(&standing, style, 0);
             assert_eq!(get(&h, "x-ratelimit-limit").as_deref(), Some("50"), "{style:?}");

@@ -12,6 +12,7 @@ use crate::config::{ProviderConfig, ProviderKind, Timeouts};
 use crate::formats::ClientFormat;
 use crate::routing::Endpoint;
 use crate::secret::Secret;
+use http::{HeaderName, HeaderValue};
 use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -203,7 +204,7 @@ impl Provider {
     /// The provider's own authentication header, with the next key in
     /// rotation that is not resting after a 429 (when every key rests,
     /// the next in rotation anyway: the provider decides).
-    pub fn auth_header(&self) -> (&'static str, String) {
+    pub fn auth_header(&self) -> (HeaderName, String) {
         let n = self.rotation.len().max(1);
         let start = self.next_key.fetch_add(1, Ordering::Relaxed);
         let now = crate::billing::Clock::now_ms(&crate::billing::SystemClock);
@@ -215,28 +216,28 @@ impl Provider {
         self.header_for(i)
     }
 
-    fn header_for(&self, i: usize) -> (&'static str, String) {
+    fn header_for(&self, i: usize) -> (HeaderName, String) {
         self.auth_header_with(self.api_keys[i].expose())
     }
 
     /// The provider's authentication header carrying `key` (a customer's own).
-    pub fn auth_header_with(&self, key: &str) -> (&'static str, String) {
+    pub fn auth_header_with(&self, key: &str) -> (HeaderName, String) {
         match self.kind {
             ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Rerank => {
                 // `concat` sizes the value once; `format!` cost four times as much.
-                ("authorization", ["Bearer ", key].concat())
+                (http::header::AUTHORIZATION, ["Bearer ", key].concat())
             }
-            ProviderKind::Anthropic => ("x-api-key", key.to_string()),
-            ProviderKind::Gemini => ("x-goog-api-key", key.to_string()),
+            ProviderKind::Anthropic => (crate::auth::X_API_KEY.clone(), key.to_string()),
+            ProviderKind::Gemini => (crate::auth::X_GOOG_API_KEY.clone(), key.to_string()),
         }
     }
 
     /// The key a request was sent with (found by its header among
     /// `headers`) rests until `until_ms`: the provider answered it 429.
-    pub fn rest_key(&self, headers: &[(String, String)], until_ms: u64) {
+    pub fn rest_key(&self, headers: &[(HeaderName, HeaderValue)], until_ms: u64) {
         for (i, cooling) in self.cooling.iter().enumerate() {
             let (name, value) = self.header_for(i);
-            if headers.iter().any(|(n, v)| n == name && *v == value) {
+            if headers.iter().any(|(n, v)| *n == name && *v == value) {
                 cooling.fetch_max(until_ms, Ordering::Relaxed);
             }
         }
@@ -344,7 +345,7 @@ mod tests {
         let p = Provider::from_config(&cfg).unwrap();
         let used: Vec<String> = (0..8).map(|_| p.auth_header().1).collect();
         assert_eq!(used.iter().filter(|k| *k == "Bearer b").count(), 2, "{used:?}");
-        let headers = vec![("authorization".to_string(), "Bearer a".to_string())];
+        let headers = vec![(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer a"))];
         p.rest_key(&headers, u64::MAX);
         assert!((0..8).all(|_| p.auth_header().1 == "Bearer b"), "a rests: b takes every call");
         let bad: ProviderConfig = serde_yaml::from_str(
@@ -404,8 +405,8 @@ mod tests {
     #[test]
     fn rotates_keys_in_the_providers_own_header() {
         let a = provider(ProviderKind::Anthropic, "http://127.0.0.1:1");
-        assert_eq!(a.auth_header(), ("x-api-key", "k1".to_string()));
-        assert_eq!(a.auth_header(), ("x-api-key", "k2".to_string()));
+        assert_eq!(a.auth_header(), (crate::auth::X_API_KEY.clone(), "k1".to_string()));
+        assert_eq!(a.auth_header(), (crate::auth::X_API_KEY.clone(), "k2".to_string()));
         let o = provider(ProviderKind::OpenaiCompatible, "http://127.0.0.1:1");
         assert_eq!(o.auth_header().1, "Bearer k1");
         assert!(o.peer().is_some(), "a literal IP needs no lookup");

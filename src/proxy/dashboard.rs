@@ -24,7 +24,7 @@ pub(super) async fn serve(
         },
     };
     ctx.status = status;
-    respond_with(session, status, content_type, body, &ctx.request_id, &crate::dashboard::HEADERS)
+    respond_with(session, status, content_type, body, &ctx.request_id, &crate::dashboard::HEADERS, &[])
         .await
         .map_err(client_gone)
 }

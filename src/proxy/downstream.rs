@@ -87,45 +87,28 @@ pub async fn continue_if_expected(session: &mut Session) -> pingora_core::Result
     sent
 }
 
-pub fn header(session: &Session, name: &str) -> Option<String> {
+pub fn header(session: &Session, name: &http::HeaderName) -> Option<String> {
     header_str(session, name).map(str::to_string)
 }
 
 /// [`header`] borrowed from the request, for a look that keeps nothing.
-pub fn header_str<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
-    let headers = &session.req_header().headers;
-    // The map keeps names lowercase: a lowercase name is found by its text
-    // among the few a request has, where `get` would parse it into a
-    // `HeaderName` and hash it first (~250 instructions a look).
-    let value = if has_uppercase(name) {
-        headers.get(name)
-    } else {
-        headers.iter().find_map(|(k, v)| (k.as_str() == name).then_some(v))
-    };
-    value.and_then(|v| v.to_str().ok())
-}
-
-/// Whether a header name is spelled otherwise than the lowercase that
-/// header maps keep.
-fn has_uppercase(name: &str) -> bool {
-    name.bytes().any(|b| b.is_ascii_uppercase())
+/// Names are made at compile time: a look by a `&str` parses it into a
+/// name and hashes its text first (~250 instructions), one by a standard
+/// name hashes its number.
+pub fn header_str<'s>(session: &'s Session, name: &http::HeaderName) -> Option<&'s str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Whether the request has `name` with a value [`header`] would give.
-pub fn has_header(session: &Session, name: &str) -> bool {
+pub fn has_header(session: &Session, name: &http::HeaderName) -> bool {
     header_str(session, name).is_some()
-}
-
-/// The request's headers with a text value, borrowed (a plan copies the
-/// few it forwards).
-pub fn all_headers(session: &Session) -> Vec<(&str, &str)> {
-    session.req_header().headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect()
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes. A body
 /// that arrives in one read is kept as it came (no copy).
 pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
-    let declared = header_str(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    let declared =
+        header_str(session, &http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
@@ -213,11 +196,10 @@ pub async fn write_head(session: &mut Session, mut head: ResponseHeader) -> ping
 
 /// Adds the headers the gateway sets on a relayed answer (which model
 /// served it, the rate limits' standing) to a head that has none of them
-/// yet: appended straight into its header map, with names made once per
-/// thread (Pingora's `append_header` has `http` parse and copy a custom
-/// name every time) and each value's string moved in, not copied. The
-/// head comes back without a case map: names go out in their standard
-/// spelling.
+/// yet: appended straight into its header map (Pingora's `append_header`
+/// has `http` parse and copy a custom name every time), the limits' as
+/// they were made. The head comes back without a case map: names go out
+/// in their standard spelling.
 pub fn add_gateway_headers(
     head: ResponseHeader,
     served_by: Vec<(&'static str, &str)>,
@@ -227,47 +209,25 @@ pub fn add_gateway_headers(
     let mut parts = http::response::Parts::from(head);
     // Room for them all at once, not a regrowth of the map midway.
     parts.headers.reserve(served_by.len() + limits.len());
-    let values = served_by
-        .into_iter()
-        .map(|(name, value)| (name, http::HeaderValue::from_str(value).map_err(|e| invalid(&e))))
-        .chain(
-            limits
-                .into_iter()
-                .map(|(name, value)| (name, http::HeaderValue::try_from(value).map_err(|e| invalid(&e)))),
-        );
-    for (name, value) in values {
-        parts.headers.try_append(gateway_header_name(name)?, value?).map_err(|e| invalid(&e))?;
+    for (name, value) in served_by {
+        let value = http::HeaderValue::from_str(value).map_err(|e| invalid(&e))?;
+        parts.headers.try_append(gateway_header_name(name)?, value).map_err(|e| invalid(&e))?;
+    }
+    for (name, value) in limits {
+        parts.headers.try_append(name, value).map_err(|e| invalid(&e))?;
     }
     Ok(ResponseHeader::from(parts))
 }
 
-/// `name` as a header name, made once per thread: the gateway's header
-/// names are a few dozen string constants. They are found by address (a
-/// constant's text sits at one place in the binary), which cost a quarter
-/// of comparing each known name's text until one matched.
-pub fn gateway_header_name(name: &'static str) -> Result<http::HeaderName, GatewayError> {
-    const KEPT: usize = 64;
-    thread_local! {
-        static NAMES: std::cell::RefCell<foldhash::HashMap<(usize, usize), http::HeaderName>> =
-            std::cell::RefCell::new(foldhash::HashMap::default());
-    }
-    NAMES.with_borrow_mut(|names| {
-        let at = (name.as_ptr() as usize, name.len());
-        if let Some(made) = names.get(&at) {
-            return Ok(made.clone());
-        }
-        let made = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| GatewayError::Internal(format!("header name {name}: {e}")))?;
-        // A valid lowercase name is made again over the constant's own
-        // text (`from_static` refuses nothing else): a copy of it then
-        // shares no counter, so each header's clone and drop skip two
-        // atomic operations.
-        let made = if has_uppercase(name) { made } else { http::HeaderName::from_static(name) };
-        if names.len() < KEPT {
-            names.insert(at, made.clone());
-        }
-        Ok(made)
-    })
+/// `x-request-id`, made at compile time: every answer carries it.
+pub static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// `name` as a header name: the served-by headers', which only a fallback
+/// sets (the hot ones are made at compile time: [`X_REQUEST_ID`] and
+/// `limits::headers`' names).
+pub fn gateway_header_name(name: &str) -> Result<http::HeaderName, GatewayError> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|e| GatewayError::Internal(format!("header name {name}: {e}")))
 }
 
 /// Writes a whole response the gateway made itself.
@@ -278,10 +238,10 @@ pub async fn respond(
     body: Vec<u8>,
     request_id: &str,
 ) -> pingora_core::Result<()> {
-    respond_with(session, status, content_type, body, request_id, &[]).await
+    respond_with(session, status, content_type, body, request_id, &[], &[]).await
 }
 
-/// [`respond`] with one more header.
+/// [`respond`] with more headers: `extra`, and the rate limits' as made.
 pub async fn respond_with(
     session: &mut Session,
     status: u16,
@@ -289,15 +249,19 @@ pub async fn respond_with(
     body: Vec<u8>,
     request_id: &str,
     extra: &[(&'static str, &str)],
+    limits: &[(http::HeaderName, http::HeaderValue)],
 ) -> pingora_core::Result<()> {
     // Every name is set once: appended, to a head without a case map.
-    let mut resp = ResponseHeader::build_no_case(status, Some(5 + extra.len()))?;
+    let mut resp = ResponseHeader::build_no_case(status, Some(5 + extra.len() + limits.len()))?;
     for &(name, value) in extra {
         resp.append_header(name, value)?;
     }
-    resp.append_header("content-type", content_type)?;
-    resp.append_header("content-length", body.len())?;
-    resp.append_header("x-request-id", request_id)?;
+    for (name, value) in limits {
+        resp.append_header(name, value.clone())?;
+    }
+    resp.append_header(http::header::CONTENT_TYPE, content_type)?;
+    resp.append_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.append_header(X_REQUEST_ID.clone(), request_id)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
@@ -313,14 +277,14 @@ pub async fn respond_error(
         // The rest of the body was not read: the connection cannot be reused.
         session.set_keepalive(None);
     }
-    let extra: Vec<(&'static str, &str)> = err.headers().iter().map(|(n, v)| (*n, v.as_str())).collect();
     respond_with(
         session,
         err.status(),
         "application/json",
         errors::render_styled(err, format, style, request_id),
         request_id,
-        &extra,
+        &[],
+        err.headers(),
     )
     .await
 }
@@ -330,12 +294,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gateway_header_names_are_made_once_whatever_their_spelling() {
-        for _ in 0..2 {
-            assert_eq!(gateway_header_name("x-ratelimit-limit").unwrap(), "x-ratelimit-limit");
-            assert_eq!(gateway_header_name("X-Served-By-Test").unwrap(), "x-served-by-test");
-            assert_eq!(gateway_header_name("retry-after").unwrap(), http::header::RETRY_AFTER);
-        }
+    fn gateway_header_names_whatever_their_spelling() {
+        assert_eq!(gateway_header_name("x-tollgate-model").unwrap(), "x-tollgate-model");
+        assert_eq!(gateway_header_name("X-Served-By-Test").unwrap(), "x-served-by-test");
+        assert_eq!(gateway_header_name("retry-after").unwrap(), http::header::RETRY_AFTER);
+        assert_eq!(X_REQUEST_ID, "x-request-id");
         assert!(gateway_header_name("not a name").is_err());
     }
 

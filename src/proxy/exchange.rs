@@ -45,9 +45,9 @@ pub async fn handle(
     ctx.method.clone_from(&method);
     ctx.path.clone_from(&path);
     let hints = FormatHints {
-        anthropic: downstream::has_header(session, "anthropic-version")
-            || downstream::has_header(session, "x-api-key"),
-        gemini: downstream::has_header(session, "x-goog-api-key")
+        anthropic: downstream::has_header(session, &crate::exchange::headers::ANTHROPIC_VERSION)
+            || downstream::has_header(session, &auth::X_API_KEY),
+        gemini: downstream::has_header(session, &auth::X_GOOG_API_KEY)
             || query.as_deref().is_some_and(|q| auth::query_param(q, auth::KEY_QUERY_PARAM).is_some()),
     };
     let route = match gateway.router.route(&method, &path, hints) {
@@ -245,25 +245,25 @@ async fn prepare_call<'a>(
     if answers_locally(gateway, route, &body) == Some(true) {
         return local(session, ctx, 200, count_tokens_locally(&body)?).await.map(|()| Prepared::Answered);
     }
-    let asked = downstream::header(session, idempotency::HEADER);
+    let asked = downstream::header(session, &idempotency::HEADER);
     let fingerprint = asked.as_ref().map(|_| idempotency::fingerprint(&ctx.method, &ctx.path, &body));
     // Not held across the relay: only the plan (and the failover's
     // plans, for a model with several deployments) need them.
-    let headers = downstream::all_headers(session);
+    let headers = &session.req_header().headers;
     // Kept for a failover's plans only: otherwise the body is let go
     // once parsed, before its translation is written.
     let kept = gateway.catalog.fails_over().then(|| body.clone());
     let mut plan = match (&gateway.billing, &principal.billed) {
         (Some(billing), Some(key)) => {
             let access = model_access(gateway, billing, key);
-            plan_with_access(gateway, route, body, query, &headers, &ctx.request_id, &access)?
+            plan_with_access(gateway, route, body, query, headers, &ctx.request_id, &access)?
         }
-        _ => plan(gateway, route, body, query, &headers, &ctx.request_id)?,
+        _ => plan(gateway, route, body, query, headers, &ctx.request_id)?,
     };
     let own_key = crate::exchange::byok::apply(gateway, principal.billed.as_deref(), &mut plan).await?;
     let replan = kept
         .filter(|_| !own_key && !plan.model.alternates.is_empty())
-        .map(|body| super::failover::Replan { gateway, route, body, query, headers: owned(&headers) });
+        .map(|body| super::failover::Replan { gateway, route, body, query, headers: headers.clone() });
     ctx.model = Some(plan.model.id.clone());
     // After the access rules, so a replay is refused whenever a new
     // call would be; before the hold, so a replay holds nothing.
@@ -295,11 +295,6 @@ async fn prepare_call<'a>(
     Ok(Prepared::Relay(plan, replan))
 }
 
-/// Headers kept past the request's borrow (a failover's plans).
-fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
-    headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
 /// The answer a call with the same `Idempotency-Key` got, unbilled.
 async fn replay(
     session: &mut Session,
@@ -316,6 +311,7 @@ async fn replay(
         answer.body.clone(),
         &ctx.request_id,
         &extra,
+        &[],
     )
     .await
     .map_err(client_gone)

@@ -30,7 +30,7 @@ pub struct Replan<'a> {
     pub route: &'a Route,
     pub body: Bytes,
     pub query: Option<&'a str>,
-    pub headers: Vec<(String, String)>,
+    pub headers: http::HeaderMap,
 }
 
 /// Rests a key answered 429 this long when the provider said nothing.
@@ -78,7 +78,7 @@ pub async fn send(
                 replan.route,
                 replan.body.clone(),
                 replan.query,
-                &replan.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
+                &replan.headers,
                 &ctx.request_id,
                 entry,
                 plan,

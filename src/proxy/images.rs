@@ -74,12 +74,7 @@ async fn poll(
         model: plan.model.clone(),
         provider: plan.provider.clone(),
         path: format!("{}/{}", plan.path, percent_encoding::utf8_percent_encode(id, JOB_ID)),
-        headers: plan
-            .headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
-            .cloned()
-            .collect(),
+        headers: plan.headers.iter().filter(|(k, _)| *k != http::header::CONTENT_TYPE).cloned().collect(),
         body: Bytes::new(),
         stream: false,
         hide_usage: false,

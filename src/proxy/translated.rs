@@ -63,10 +63,10 @@ async fn stream(
 ) -> Result<bool, Failure> {
     let client = translation.translator.client.format;
     let mut head = ResponseHeader::build_no_case(200, Some(6 + ctx.limit_headers.len())).map_err(internal)?;
-    head.append_header("content-type", content_type(client, true, translation.ctx.gemini_sse))
+    head.append_header(http::header::CONTENT_TYPE, content_type(client, true, translation.ctx.gemini_sse))
         .map_err(internal)?;
-    head.append_header("cache-control", "no-cache").map_err(internal)?;
-    head.append_header("x-request-id", ctx.request_id.as_str()).map_err(internal)?;
+    head.append_header(http::header::CACHE_CONTROL, "no-cache").map_err(internal)?;
+    head.append_header(super::downstream::X_REQUEST_ID.clone(), ctx.request_id.as_str()).map_err(internal)?;
     if !translation.ignored.is_empty() {
         head.append_header(IGNORED_HEADER, translation.ignored.as_str()).map_err(internal)?;
     }
@@ -218,9 +218,10 @@ pub(super) async fn respond_json(
 ) -> Result<(), Failure> {
     ctx.answer_type("application/json");
     ctx.capture(&[&out]);
-    let mut extra: Vec<(&'static str, &str)> = plan.served_by();
-    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
-    respond_with(session, status, "application/json", out, &ctx.request_id, &extra).await.map_err(client_gone)
+    let extra = plan.served_by();
+    respond_with(session, status, "application/json", out, &ctx.request_id, &extra, &ctx.limit_headers)
+        .await
+        .map_err(client_gone)
 }
 
 /// The upstream body, whole (at most [`MAX_DOCUMENT`]).
@@ -293,11 +294,12 @@ async fn document(
     ctx.answer_type(kind);
     ctx.capture(&[&out]);
     let mut extra: Vec<(&'static str, &str)> = plan.served_by();
-    extra.extend(ctx.limit_headers.iter().map(|(n, v)| (*n, v.as_str())));
     if !translation.ignored.is_empty() {
         extra.push((IGNORED_HEADER, translation.ignored.as_str()));
     }
-    respond_with(session, status, kind, out, &ctx.request_id, &extra).await.map_err(client_gone)?;
+    respond_with(session, status, kind, out, &ctx.request_id, &extra, &ctx.limit_headers)
+        .await
+        .map_err(client_gone)?;
     Ok(true)
 }
 

@@ -123,7 +123,7 @@ fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<Reque
         req.insert_header(http::header::HOST, authority)?;
     }
     for (name, value) in &plan.headers {
-        req.append_header(name.clone(), value.as_str())?;
+        req.append_header(name.clone(), value.clone())?;
     }
     req.insert_header(http::header::CONTENT_LENGTH, plan.body.len())?;
     Ok(req)
@@ -174,10 +174,7 @@ pub fn response_head(
         }
     }
     let id = http::HeaderValue::from_str(request_id).map_err(|e| invalid(&e))?;
-    parts
-        .headers
-        .try_append(super::downstream::gateway_header_name("x-request-id")?, id)
-        .map_err(|e| invalid(&e))?;
+    parts.headers.try_append(super::downstream::X_REQUEST_ID.clone(), id).map_err(|e| invalid(&e))?;
     Ok(ResponseHeader::from(parts))
 }
 
