@@ -74,6 +74,11 @@ pub async fn create_provider_key(
     if key.is_empty() {
         return Err(AdminError::bad("'api_key' cannot be empty"));
     }
+    if http::HeaderValue::from_str(key).is_err() {
+        return Err(AdminError::bad(
+            "'api_key' cannot hold control characters: it is sent as a header value",
+        ));
+    }
     let row = ProviderKeyRow {
         id: 0,
         account_id: account,

@@ -47,7 +47,8 @@ pub async fn apply(
     let Some((_, own)) = keys.iter().find(|(provider, _)| *provider == plan.provider.name) else {
         return Ok(false);
     };
-    let (name, value) = super::headers::credential(plan.provider.auth_header_with(own.expose()))?;
+    let (name, value) =
+        super::headers::credential(plan.provider.auth_header_with(own.expose()), GatewayError::BadRequest)?;
     plan.headers.retain(|(n, _)| *n != name);
     plan.headers.push((name, value));
     plan.price = plan.price.or(plan.model.price).map(|list| byok.fee(list));

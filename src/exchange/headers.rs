@@ -70,15 +70,18 @@ pub fn forwards(provider: &Provider, name: &str) -> bool {
     } else {
         name
     };
-    if NEVER_FORWARDED.contains(&name) || KEY_HEADERS.contains(&name) {
+    // The kinds' own lists first: none of their names is ever refused (a
+    // test holds that), and a call's headers are mostly theirs or none.
+    if COMMON_REQUEST_HEADERS.contains(&name) || kind_request_headers(provider.kind).contains(&name) {
+        return true;
+    }
+    if provider.forward_headers.is_empty() || NEVER_FORWARDED.contains(&name) || KEY_HEADERS.contains(&name) {
         return false;
     }
-    COMMON_REQUEST_HEADERS.contains(&name)
-        || kind_request_headers(provider.kind).contains(&name)
-        || provider.forward_headers.iter().any(|allowed| match allowed.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => *allowed == name,
-        })
+    provider.forward_headers.iter().any(|allowed| match allowed.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => *allowed == name,
+    })
 }
 
 /// The headers for the upstream request: the caller's that `provider` may
@@ -100,7 +103,8 @@ pub fn upstream_headers(client: &HeaderMap, provider: &Provider) -> Result<Upstr
     if !out.iter().any(|(k, _)| *k == http::header::CONTENT_TYPE) {
         out.push((http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
     }
-    out.push(credential(provider.auth_header())?);
+    // Every configured key was checked when the provider was loaded.
+    out.push(credential(provider.auth_header(), GatewayError::Internal)?);
     Ok(out)
 }
 
@@ -110,12 +114,14 @@ pub type UpstreamHeaders = Vec<(HeaderName, HeaderValue)>;
 pub static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// A provider's authentication header as the plan sends it: its value
-/// marked sensitive (HTTP/2 never indexes it).
-pub fn credential((name, value): (HeaderName, String)) -> Result<(HeaderName, HeaderValue), GatewayError> {
+/// marked sensitive (HTTP/2 never indexes it). A key that is not a valid
+/// header value is `refused` with a message naming the header.
+pub fn credential(
+    (name, value): (HeaderName, String),
+    refused: fn(String) -> GatewayError,
+) -> Result<(HeaderName, HeaderValue), GatewayError> {
     let mut value = HeaderValue::try_from(value).map_err(|_| {
-        GatewayError::BadRequest(format!(
-            "the key for the provider's {name} header is not a valid header value"
-        ))
+        refused(format!("the key for the provider's {name} header is not a valid header value"))
     })?;
     value.set_sensitive(true);
     Ok((name, value))
@@ -163,6 +169,16 @@ mod tests {
 
     fn names(headers: Result<UpstreamHeaders, GatewayError>) -> Vec<String> {
         headers.unwrap().iter().map(|(k, _)| k.to_string()).collect()
+    }
+
+    #[test]
+    fn no_name_a_kind_forwards_is_one_never_forwarded() {
+        use ProviderKind::*;
+        for kind in [Openai, OpenaiCompatible, Anthropic, Gemini, Rerank] {
+            for name in COMMON_REQUEST_HEADERS.iter().chain(kind_request_headers(kind)) {
+                assert!(!NEVER_FORWARDED.contains(name) && !KEY_HEADERS.contains(name), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -105,6 +105,15 @@ impl Provider {
         if cfg.api_keys.is_empty() {
             return Err(format!("providers '{}': api_keys must list at least one key", cfg.name));
         }
+        // A key goes out as a header value: one that cannot (a control
+        // character, a line break left by an env file) is refused here,
+        // not on every call.
+        if let Some(i) = cfg.api_keys.iter().position(|k| HeaderValue::from_str(k.expose()).is_err()) {
+            return Err(format!(
+                "providers '{}': api_keys[{i}] is not a valid header value (a control character or line break?)",
+                cfg.name
+            ));
+        }
         if !cfg.key_weights.is_empty()
             && (cfg.key_weights.len() != cfg.api_keys.len() || cfg.key_weights.iter().all(|w| *w == 0))
         {
@@ -353,6 +362,16 @@ mod tests {
         )
         .unwrap();
         assert!(Provider::from_config(&bad).is_err());
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_value_is_refused_at_load() {
+        let cfg: ProviderConfig = serde_yaml::from_str(
+            "{name: w, kind: anthropic, base_url: 'http://h/v1', api_keys: [good, \"bad\\n\"]}",
+        )
+        .unwrap();
+        let err = Provider::from_config(&cfg).err().unwrap();
+        assert!(err.contains("api_keys[1]"), "{err}");
     }
 
     #[test]

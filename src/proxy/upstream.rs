@@ -104,29 +104,48 @@ async fn exchange_head(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingo
 /// `Host`: servers such as nginx refuse the duplicate, and Pingora's client
 /// copies `Host` into `:authority` without removing it.
 fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<RequestHeader> {
-    // Every model call has a JSON body; a request without one asks a
-    // provider how a queued job stands (see `super::images`).
-    let method = if plan.body.is_empty() { "GET" } else { "POST" };
-    // Without the case map: names go out in their standard spelling (HTTP
-    // names are case-insensitive), and each costs one map insert, not two.
-    let mut req = RequestHeader::build_no_case(method, plan.path.as_bytes(), Some(plan.headers.len() + 2))?;
     let authority = plan.provider.origin.authority();
-    if h2 {
-        let uri = http::Uri::builder()
+    let uri = if h2 {
+        http::Uri::builder()
             .scheme(if plan.provider.origin.tls { "https" } else { "http" })
             .authority(authority)
             .path_and_query(plan.path.as_str())
             .build()
-            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream URI", e))?;
-        req.set_uri(uri);
+            .map_err(invalid("upstream URI"))?
     } else {
-        req.insert_header(http::header::HOST, authority)?;
+        http::Uri::try_from(plan.path.as_str()).map_err(invalid("upstream URI"))?
+    };
+    let mut parts = http::Request::new(()).into_parts().0;
+    // Every model call has a JSON body; a request without one asks a
+    // provider how a queued job stands (see `super::images`).
+    parts.method = if plan.body.is_empty() { http::Method::GET } else { http::Method::POST };
+    parts.uri = uri;
+    // Built as `http` parts and appended straight into the map: Pingora's
+    // `append_header` turns each name back into text and parses it again.
+    // No case map: names go out in their standard spelling (HTTP names
+    // are case-insensitive). The plan never carries `host` or
+    // `content-length` (`exchange::headers` never forwards them).
+    let headers = &mut parts.headers;
+    headers.reserve(plan.headers.len() + 2);
+    if !h2 {
+        let host = http::HeaderValue::from_str(authority).map_err(invalid("upstream host"))?;
+        headers.try_append(http::header::HOST, host).map_err(invalid("upstream headers"))?;
     }
     for (name, value) in &plan.headers {
-        req.append_header(name.clone(), value.clone())?;
+        headers.try_append(name.clone(), value.clone()).map_err(invalid("upstream headers"))?;
     }
-    req.insert_header(http::header::CONTENT_LENGTH, plan.body.len())?;
-    Ok(req)
+    let length = http::HeaderValue::from_str(itoa::Buffer::new().format(plan.body.len()))
+        .map_err(invalid("upstream content-length"))?;
+    headers.try_append(http::header::CONTENT_LENGTH, length).map_err(invalid("upstream headers"))?;
+    Ok(RequestHeader::from(parts))
+}
+
+/// A request head that could not be made, as Pingora's error.
+fn invalid<E>(what: &'static str) -> impl Fn(E) -> Box<Error>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |e| Error::because(ErrorType::InvalidHTTPHeader, what, e)
 }
 
 /// Interim heads a provider may send before its answer (RFC 9110 §15.2).

@@ -88,21 +88,32 @@ type ChargeSums = (Vec<(i64, NanoUsd)>, Vec<crate::usage_totals::LoadedSum>);
 /// but the last by moments.
 const LATE_MS: i64 = 3_600_000;
 
+/// How many charges in a row older than the stop end the read: one
+/// stamped by a clock that was wrong for a moment does not hide the
+/// charges written before it.
+const OLD_IN_A_ROW: usize = 256;
+
 /// The charges since `since`, oldest first (by `at`, then by id). Read
-/// from the newest posting back by id, stopping at the first charge older
-/// than `since` by [`LATE_MS`]: no index on `at` is kept for this one read
-/// at start, which every charge would pay an entry into.
+/// from the newest posting back by id, stopping after [`OLD_IN_A_ROW`]
+/// charges older than `since` by [`LATE_MS`]: no index on `at` is kept for
+/// this one read at start, which every charge would pay an entry into.
 pub async fn recent(pool: &sqlx::SqlitePool, since: i64) -> Result<Vec<RecentCall>, StoreError> {
     use futures_util::TryStreamExt;
     let stop = since.saturating_sub(LATE_MS);
     let mut conn = pool.acquire().await?;
     let mut rows = sqlx::query(RECENT).fetch(&mut *conn);
     let mut calls = Vec::new();
+    let mut old = 0;
     while let Some(r) = rows.try_next().await? {
         let at: i64 = r.try_get("at")?;
         if at < stop {
-            break;
+            old += 1;
+            if old == OLD_IN_A_ROW {
+                break;
+            }
+            continue;
         }
+        old = 0;
         if at >= since {
             calls.push(RecentCall {
                 account_id: r.try_get("account_id")?,
@@ -164,22 +175,21 @@ mod tests {
         let hour = 3_600_000;
         let since = 30 * hour;
         // Written in this order: settled late by up to an hour, a posting
-        // still counts; one older than that ends the read.
-        let batch = [
-            charge("hidden", since + 5),
-            charge("too-old", since - hour - 1),
+        // still counts; a run of older ones ends the read, one alone (a
+        // clock wrong for a moment) does not.
+        let mut batch = vec![charge("hidden", since + 5)];
+        batch.extend((0..OLD_IN_A_ROW).map(|i| charge(&format!("too-old-{i}"), since - hour - 1)));
+        batch.extend([
+            charge("early", since + 1),
+            charge("mis-stamped", since - 5 * hour),
             charge("old-late", since - 1),
             charge("late", since + 2),
             charge("b", since + 10),
             charge("a", since + 10),
-        ];
+        ]);
         store.append(&batch).await.unwrap();
-        let found: Vec<i64> = store.recent_calls(since as i64).await.unwrap().iter().map(|c| c.at).collect();
-        let at = |h: u64| h as i64;
-        assert_eq!(
-            found,
-            [at(since + 2), at(since + 10), at(since + 10)],
-            "oldest first; the hidden one is past the stop"
-        );
+        let found: Vec<i64> =
+            store.recent_calls(since as i64).await.unwrap().iter().map(|c| c.at - since as i64).collect();
+        assert_eq!(found, [1, 2, 10, 10], "oldest first; the hidden one is past the stop");
     }
 }
