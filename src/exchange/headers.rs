@@ -7,7 +7,6 @@
 //! account, or could strip the usage the gateway meters). Responses keep a
 //! short list too, so provider account details never reach customers.
 
-use crate::auth::KEY_HEADERS;
 use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::providers::Provider;
@@ -49,7 +48,7 @@ pub const NEVER_FORWARDED: &[&str] = &[
 ];
 
 /// Whether `name` is in [`NEVER_FORWARDED`] or is a customer's key header
-/// ([`KEY_HEADERS`]): a `match`, which the compiler turns into a switch on
+/// ([`crate::auth::KEY_HEADERS`]): a `match`, which the compiler turns into a switch on
 /// the length and a compare or two, where the lists took ~20 compares for
 /// each header a call sends (a test holds the two to the lists).
 fn refused(name: &str) -> bool {
@@ -181,6 +180,7 @@ pub fn keep_response_header(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::KEY_HEADERS;
     use crate::config::{ProviderConfig, Timeouts};
     use crate::secret::Secret;
 
