@@ -91,15 +91,9 @@ fn kind_query(kind: ProviderKind) -> &'static [(&'static str, &'static [&'static
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Whether a request header may go to `provider`.
-pub fn forwards(provider: &Provider, name: &str) -> bool {
-    // Header names arrive lowercase from the HTTP parser: no copy then.
-    let lowered;
-    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        lowered = name.to_ascii_lowercase();
-        lowered.as_str()
-    } else {
-        name
-    };
+pub fn forwards(provider: &Provider, name: &HeaderName) -> bool {
+    // A header name is lowercase: `http` keeps them so.
+    let name = name.as_str();
     // The kinds' own lists first: none of their names is ever refused (a
     // test holds that), and a call's headers are mostly theirs or none.
     if COMMON_REQUEST_HEADERS.contains(&name) || kind_request_headers(provider.kind).contains(&name) {
@@ -123,7 +117,7 @@ pub fn forwards(provider: &Provider, name: &str) -> bool {
 pub fn upstream_headers(client: &HeaderMap, provider: &Provider) -> Result<UpstreamHeaders, GatewayError> {
     let mut out = UpstreamHeaders::with_capacity(client.len().min(8) + 2);
     for (name, value) in client {
-        if forwards(provider, name.as_str()) && value.to_str().is_ok() {
+        if forwards(provider, name) && value.to_str().is_ok() {
             out.push((name.clone(), value.clone()));
         }
     }

@@ -216,11 +216,16 @@ impl Provider {
     pub fn auth_header(&self) -> (HeaderName, String) {
         let n = self.rotation.len().max(1);
         let start = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let now = crate::billing::Clock::now_ms(&crate::billing::SystemClock);
+        // The clock is read only when a key rests (a 429 set its time).
+        let now = std::cell::OnceCell::new();
+        let free = |until: u64| {
+            until == 0
+                || until <= *now.get_or_init(|| crate::billing::Clock::now_ms(&crate::billing::SystemClock))
+        };
         let key_at = |turn: usize| self.rotation.get(turn % n).copied().unwrap_or(0);
         let i = (0..n)
             .map(|k| key_at(start + k))
-            .find(|&k| self.cooling.get(k).is_none_or(|c| c.load(Ordering::Relaxed) <= now))
+            .find(|&k| self.cooling.get(k).is_none_or(|c| free(c.load(Ordering::Relaxed))))
             .unwrap_or_else(|| key_at(start));
         self.header_for(i)
     }
