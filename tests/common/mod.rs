@@ -114,17 +114,44 @@ pub fn start_mock() -> (String, Child) {
     (format!("http://127.0.0.1:{port}"), child)
 }
 
-/// The mock with more arguments (TLS, ALPN); its port.
+/// The mock with more arguments (TLS, ALPN); its port. A free port can
+/// be taken before the mock binds it (the kernel hands the same range to
+/// outgoing connections as their own ports): the mock then exits, and
+/// is started again on another.
 pub fn start_mock_with(args: &[&str]) -> (u16, Child) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&format!("127.0.0.1:{port}"));
-    (port, child)
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        if listens(&mut child, &format!("127.0.0.1:{port}")) {
+            return (port, child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("the mock found no port to listen on");
+}
+
+/// Whether `child` is up and listening on `addr` (false once it exited).
+fn listens(child: &mut Child, addr: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            // What answered may be another process on a port taken
+            // before the mock's bind: the mock has then exited.
+            std::thread::sleep(Duration::from_millis(30));
+            return child.try_wait().ok().flatten().is_none();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// A child process killed when this is dropped.
