@@ -111,9 +111,9 @@ fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<Reque
             .authority(authority)
             .path_and_query(plan.path.as_str())
             .build()
-            .map_err(invalid("upstream URI"))?
+            .map_err(head_error("upstream URI"))?
     } else {
-        http::Uri::try_from(plan.path.as_str()).map_err(invalid("upstream URI"))?
+        http::Uri::try_from(plan.path.as_str()).map_err(head_error("upstream URI"))?
     };
     let mut parts = http::Request::new(()).into_parts().0;
     // Every model call has a JSON body; a request without one asks a
@@ -128,20 +128,20 @@ fn upstream_request(plan: &UpstreamPlan, h2: bool) -> pingora_core::Result<Reque
     let headers = &mut parts.headers;
     headers.reserve(plan.headers.len() + 2);
     if !h2 {
-        let host = http::HeaderValue::from_str(authority).map_err(invalid("upstream host"))?;
-        headers.try_append(http::header::HOST, host).map_err(invalid("upstream headers"))?;
+        let host = http::HeaderValue::from_str(authority).map_err(head_error("upstream host"))?;
+        headers.try_append(http::header::HOST, host).map_err(head_error("upstream headers"))?;
     }
     for (name, value) in &plan.headers {
-        headers.try_append(name.clone(), value.clone()).map_err(invalid("upstream headers"))?;
+        headers.try_append(name.clone(), value.clone()).map_err(head_error("upstream headers"))?;
     }
     let length = http::HeaderValue::from_str(itoa::Buffer::new().format(plan.body.len()))
-        .map_err(invalid("upstream content-length"))?;
-    headers.try_append(http::header::CONTENT_LENGTH, length).map_err(invalid("upstream headers"))?;
+        .map_err(head_error("upstream content-length"))?;
+    headers.try_append(http::header::CONTENT_LENGTH, length).map_err(head_error("upstream headers"))?;
     Ok(RequestHeader::from(parts))
 }
 
 /// A request head that could not be made, as Pingora's error.
-fn invalid<E>(what: &'static str) -> impl Fn(E) -> Box<Error>
+fn head_error<E>(what: &'static str) -> impl Fn(E) -> Box<Error>
 where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
