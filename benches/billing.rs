@@ -81,13 +81,15 @@ fn bench(c: &mut Criterion) {
     let usage =
         Usage { input_tokens: 1_200, output_tokens: 300, cached_input_tokens: 800, ..Usage::default() };
     let mut n: u64 = 0;
+    // The catalog's name, shared as the gateway shares it.
+    let model: std::sync::Arc<str> = "openai/gpt-5.5".into();
     c.bench_function("billing/authenticate+admit+settle", |b| {
         b.iter(|| {
             n += 1;
             let request_id = format!("req_{n:020}");
             let key = billing.authenticate(&tollgate::auth::digest(black_box(KEY))).unwrap();
             let call = Call {
-                model_id: "openai/gpt-5.5",
+                model_id: model.clone(),
                 model_class: None,
                 price,
                 input_tokens: 1_200,

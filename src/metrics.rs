@@ -8,6 +8,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Regi
 use std::time::Duration;
 
 mod fleet;
+mod series;
 pub use fleet::{
     drift_corrected, fleet_size, journal_depth, reconcile_lag, redis_round_trip, redis_script_error,
     wallet_seeded,
@@ -146,7 +147,7 @@ static SPEND: Lazy<IntCounterVec> = Lazy::new(|| {
 
 /// A billed call was charged `nanos`.
 pub fn spend(model: &str, plan: &str, nanos: i64) {
-    SPEND.with_label_values(&[model, plan]).inc_by(u64::try_from(nanos).unwrap_or(0));
+    series::add_to_pair(&SPEND, [model, plan], u64::try_from(nanos).unwrap_or(0));
 }
 
 static UNPAID: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -318,30 +319,36 @@ pub struct RequestRecord<'a> {
 }
 
 pub fn record(r: &RequestRecord<'_>) {
-    let mut digits = itoa::Buffer::new();
-    let status = digits.format(r.status);
-    REQUESTS.with_label_values(&[r.route, r.format, r.provider, r.model, status]).inc();
     if r.status >= 400 {
         let code = r.error_code.unwrap_or(if r.provider == "none" { "internal" } else { "upstream" });
-        ERRORS.with_label_values(&[code, status]).inc();
+        ERRORS.with_label_values(&[code, itoa::Buffer::new().format(r.status)]).inc();
     }
-    DURATION.with_label_values(&[r.route, r.format, r.provider]).observe(r.duration.as_secs_f64());
-    if let Some(ttfb) = r.upstream_ttfb {
-        UPSTREAM_TTFB.with_label_values(&[r.provider]).observe(ttfb.as_secs_f64());
-    }
-    if let Some(u) = r.usage {
-        for (kind, n) in [
-            ("input", u.input_tokens),
-            ("output", u.output_tokens),
-            ("cached_input", u.cached_input_tokens),
-            ("cache_write", u.cache_write_tokens),
-            ("reasoning", u.reasoning_tokens),
-        ] {
-            if n > 0 {
-                TOKENS.with_label_values(&[r.model, kind]).inc_by(n);
+    let labels = (r.route, r.format, r.provider, r.model, r.status);
+    series::with(labels, &REQUESTS, &DURATION, |s| {
+        s.requests.inc();
+        s.duration.observe(r.duration.as_secs_f64());
+        if let Some(ttfb) = r.upstream_ttfb {
+            s.ttfb(&UPSTREAM_TTFB).observe(ttfb.as_secs_f64());
+        }
+        if let Some(u) = r.usage {
+            let counts = [
+                u.input_tokens,
+                u.output_tokens,
+                u.cached_input_tokens,
+                u.cache_write_tokens,
+                u.reasoning_tokens,
+            ];
+            for (i, n) in counts.into_iter().enumerate() {
+                // Only a kind that counted is made (and listed).
+                if n == 0 {
+                    continue;
+                }
+                if let Some(tokens) = s.tokens(&TOKENS, i) {
+                    tokens.inc_by(n);
+                }
             }
         }
-    }
+    });
 }
 
 /// Forces every metric into the registry so a scrape lists them from the start.
@@ -436,5 +443,49 @@ mod tests {
         assert!(text.contains("tollgate_requests_total{format=\"openai\",model=\"m\",provider=\"p\",route=\"chat_completions\",status=\"200\"}"), "{text}");
         assert!(text.contains("tollgate_tokens_total{kind=\"output\",model=\"m\"} 7"));
         assert!(text.contains("tollgate_upstream_ttfb_seconds_bucket"));
+    }
+
+    /// The series a thread keeps are the registry's own: a second request
+    /// of a kind counts in the first one's, another status in its own,
+    /// and a token kind or a provider's first byte time is listed only
+    /// once it counted.
+    #[test]
+    fn kept_series_count_where_the_labels_say() {
+        let call = |status, ttfb, usage| RequestRecord {
+            route: "messages",
+            format: "anthropic",
+            provider: "series-p",
+            model: "series-m",
+            status,
+            duration: Duration::from_millis(2),
+            upstream_ttfb: ttfb,
+            usage,
+            error_code: None,
+        };
+        let count = |status: &str| {
+            REQUESTS.with_label_values(&["messages", "anthropic", "series-p", "series-m", status]).get()
+        };
+        let tokens = |kind: &str| TOKENS.with_label_values(&["series-m", kind]).get();
+        record(&call(200, None, Some(Usage { input_tokens: 3, ..Usage::default() })));
+        let text = String::from_utf8(render()).unwrap();
+        assert!(!text.contains("kind=\"output\",model=\"series-m\""), "no output counted yet: {text}");
+        assert!(!text.contains("provider=\"series-p\"} "), "no first byte time yet");
+        record(&call(
+            200,
+            Some(Duration::from_millis(1)),
+            Some(Usage { input_tokens: 4, output_tokens: 9, ..Usage::default() }),
+        ));
+        record(&call(429, None, None));
+        assert_eq!((count("200"), count("429")), (2, 1));
+        assert_eq!((tokens("input"), tokens("output")), (7, 9));
+        assert_eq!(UPSTREAM_TTFB.with_label_values(&["series-p"]).get_sample_count(), 1);
+        // Another thread keeps its own, counting in the same series.
+        std::thread::spawn(move || record(&call(200, None, None))).join().unwrap();
+        assert_eq!(count("200"), 3);
+        spend("series-m", "series-plan", 5);
+        spend("series-m", "series-plan", 6);
+        spend("series-m", "other-plan", 1);
+        assert_eq!(SPEND.with_label_values(&["series-m", "series-plan"]).get(), 11);
+        assert_eq!(SPEND.with_label_values(&["series-m", "other-plan"]).get(), 1);
     }
 }

@@ -159,7 +159,7 @@ impl UsageTotals {
     /// Counts a ledger record (only charges count).
     pub fn add(&self, record: &LedgerRecord) {
         let Some(counts) = Counts::of(record) else { return };
-        let model = record.metered.as_ref().map_or("", |m| m.model.as_str());
+        let model = record.metered.as_ref().map_or("", |m| &*m.model);
         let at = i64::try_from(record.at).unwrap_or(i64::MAX);
         self.tally(record.account).lock().unwrap_or_else(PoisonError::into_inner).add(model, at, &counts);
     }

@@ -9,6 +9,7 @@
 
 use super::money::NanoUsd;
 use foldhash::HashMap;
+use std::sync::Arc;
 
 pub type AccountId = u64;
 
@@ -54,7 +55,9 @@ pub type Postings = smallvec::SmallVec<[(Book, i64); 3]>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub key: String,
+    /// Shared with the ledger's index of keys: one copy of the text (a
+    /// request posts three entries, and a copy each was ~100 instructions).
+    pub key: Arc<str>,
     pub kind: EntryKind,
     pub account: AccountId,
     /// Postings that sum to zero.
@@ -89,10 +92,16 @@ pub enum LedgerError {
 pub struct Ledger {
     balances: HashMap<Book, i64>,
     /// Keys of the entries not yet taken, by index into `entries`.
-    seen: HashMap<String, usize>,
+    seen: HashMap<Arc<str>, usize>,
     entries: Vec<Entry>,
     /// Keys of operator entries already taken: a retried top-up stays a no-op.
     operator_keys: foldhash::HashSet<String>,
+}
+
+/// The key of the entry that gives back what request `hold_key` held
+/// and did not spend (its charge's is [`super::charge_key`]).
+fn release_key(hold_key: &str) -> String {
+    [hold_key, ":release"].concat()
 }
 
 /// What a settlement did.
@@ -141,7 +150,7 @@ impl Ledger {
     fn remember_operator_keys(&mut self) {
         for e in &self.entries {
             if matches!(e.kind, EntryKind::Topup | EntryKind::Refund | EntryKind::Adjustment) {
-                self.operator_keys.insert(e.key.clone());
+                self.operator_keys.insert(e.key.to_string());
             }
         }
     }
@@ -193,8 +202,9 @@ impl Ledger {
         for (book, n) in &postings {
             *self.balances.entry(*book).or_insert(0) += n;
         }
-        self.seen.insert(key.to_string(), self.entries.len());
-        self.entries.push(Entry { key: key.to_string(), kind, account, postings });
+        let key: Arc<str> = Arc::from(key);
+        self.seen.insert(key.clone(), self.entries.len());
+        self.entries.push(Entry { key, kind, account, postings });
         Ok(())
     }
 
@@ -267,7 +277,7 @@ impl Ledger {
 
     /// Whether request `key` was settled (and its entries not yet taken).
     pub fn settled(&self, key: &str) -> bool {
-        self.known(&super::charge_key(key)) || self.known(&[key, ":release"].concat())
+        self.known(&super::charge_key(key)) || self.known(&release_key(key))
     }
 
     /// [`Self::settle`], charging at most `room` in all (what a key's
@@ -282,7 +292,7 @@ impl Ledger {
         key: &str,
     ) -> Result<Settled, LedgerError> {
         // `concat` sizes each key once; `format!` cost more than the posting.
-        let (charge_key, release_key) = (super::charge_key(key), [key, ":release"].concat());
+        let (charge_key, release_key) = (super::charge_key(key), release_key(key));
         if self.known(&charge_key) || self.known(&release_key) {
             let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
             return Ok(Settled {

@@ -6,6 +6,8 @@
 //! would. A [`Sink`] takes each record before the response it bills ends.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,19 +48,22 @@ pub fn charge_key(hold_key: &str) -> String {
     [hold_key, ":charge"].concat()
 }
 
+/// Its texts are shared (`Arc<str>`, a `&'static` group): the model's
+/// name is the catalog's, and the store binds each as it is, where a
+/// `String` was copied once into the record and again into the statement.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metered {
-    pub model: String,
+    pub model: Arc<str>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
     pub cache_write_tokens: u64,
     /// The provider sent no count: the tokens were estimated.
     pub estimated: bool,
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// The endpoint group its call counted in (`messages`, `responses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub group: Option<Cow<'static, str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,14 +114,14 @@ mod tests {
             group in proptest::option::of(any::<String>()),
         ) -> Metered {
             Metered {
-                model,
+                model: model.into(),
                 input_tokens: counts.0,
                 output_tokens: counts.1,
                 cached_tokens: counts.2,
                 cache_write_tokens: counts.3,
                 estimated,
-                request_id,
-                group,
+                request_id: request_id.into(),
+                group: group.map(Into::into),
             }
         }
     }

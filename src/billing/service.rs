@@ -44,9 +44,11 @@ pub enum Refusal {
 }
 
 /// What a call asks for, as far as its price goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Call<'a> {
-    pub model_id: &'a str,
+    /// The catalog's name for the model, shared into the admission and
+    /// its charge.
+    pub model_id: Arc<str>,
     /// The model's class (`opus`, `sonnet`), which plans may name.
     pub model_class: Option<&'a str>,
     pub price: ModelPrice,
@@ -66,7 +68,7 @@ pub struct Admission {
     pub account: Arc<AccountState>,
     pub key: Arc<KeyState>,
     pub hold_key: String,
-    pub model: String,
+    pub model: Arc<str>,
     pub price: ModelPrice,
     pub held: NanoUsd,
     pub input_estimate: u64,
@@ -298,7 +300,7 @@ impl Billing {
     /// output limit holds what the wallet and the key's cap afford, down to
     /// a small answer, and is capped at that.
     pub fn admit(&self, key: &Arc<KeyState>, call: &Call<'_>, hold_key: &str) -> Result<Admission, Refusal> {
-        let account = self.access(key, call.model_id, call.model_class)?;
+        let account = self.access(key, &call.model_id, call.model_class)?;
         self.exclusive(|shared| self.hold(key, call, hold_key, account, shared)).unwrap_or(Err(
             Refusal::InsufficientCredits {
                 available: NanoUsd::ZERO,
@@ -316,7 +318,7 @@ impl Billing {
         account: Arc<AccountState>,
         shared: bool,
     ) -> Result<Admission, Refusal> {
-        let Call { model_id, price, input_tokens, .. } = *call;
+        let Call { ref model_id, price, input_tokens, .. } = *call;
         let wallet = self.wallets.available(account.id);
         let cap_left = key.spend_cap.map(|cap| NanoUsd((cap.0 - self.wallets.key_spent(key.id).0).max(0)));
         let budget = cap_left.map_or(wallet, |left| left.min(wallet));
@@ -337,7 +339,7 @@ impl Billing {
                     account,
                     key: key.clone(),
                     hold_key: hold_key.to_string(),
-                    model: model_id.to_string(),
+                    model: model_id.clone(),
                     price,
                     held,
                     input_estimate,
@@ -478,8 +480,8 @@ impl Billing {
                 cached_tokens: usage.cached_input_tokens,
                 cache_write_tokens: usage.cache_write_tokens,
                 estimated,
-                request_id: request_id.to_string(),
-                group: Some(admission.group.to_string()),
+                request_id: request_id.into(),
+                group: Some(admission.group.into()),
             }),
             at: self.now_ms(),
         }

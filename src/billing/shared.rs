@@ -27,7 +27,7 @@ impl Billing {
             account,
             key: key.clone(),
             hold_key: hold_key.to_string(),
-            model: call.model_id.to_string(),
+            model: call.model_id.clone(),
             price: call.price,
             held: quote.held,
             input_estimate: quote.input_estimate,

@@ -17,7 +17,15 @@ fn price() -> ModelPrice {
 }
 
 fn call(model_id: &str, input_tokens: u64, max_output: u64, caller_set_limit: bool) -> Call<'_> {
-    Call { model_id, model_class: None, price: price(), input_tokens, max_output, caller_set_limit, units: 0 }
+    Call {
+        model_id: model_id.into(),
+        model_class: None,
+        price: price(),
+        input_tokens,
+        max_output,
+        caller_set_limit,
+        units: 0,
+    }
 }
 
 fn fixture(balance: i64, models: &[&str], api: bool) -> Fixture {

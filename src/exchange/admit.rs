@@ -360,7 +360,7 @@ fn call_of<'a>(model: &'a ModelEntry, plan: &UpstreamPlan) -> Result<Call<'a>, G
     let choices = plan.choices.max(1);
     let max_output = plan.max_output.unwrap_or(model.max_output_tokens).saturating_mul(choices);
     Ok(Call {
-        model_id: &model.id,
+        model_id: model.id.clone(),
         model_class: model.class.as_deref(),
         price,
         input_tokens: plan.input_estimate,

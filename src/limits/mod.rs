@@ -19,7 +19,7 @@ use bucket::TokenBucket;
 use daily::DailyCap;
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use window::SlidingWindow;
 
 const MINUTE_MS: u64 = 60_000;
@@ -157,8 +157,9 @@ pub struct Standing {
 pub struct Permit {
     key: u64,
     account: u64,
-    class: Option<String>,
-    group: String,
+    /// The class window it took from: the map's own key, shared.
+    class: Option<Arc<str>>,
+    group: &'static str,
     /// Monotonic time it was taken at.
     at: u64,
     total: bool,
@@ -175,7 +176,7 @@ pub struct Permit {
 #[derive(Default)]
 struct KeyState {
     total: Option<SlidingWindow>,
-    by_class: HashMap<String, SlidingWindow>,
+    by_class: HashMap<Arc<str>, SlidingWindow>,
     bucket: Option<TokenBucket>,
     in_flight: u32,
 }
@@ -191,7 +192,7 @@ impl KeyState {
 
 #[derive(Default)]
 struct AccountState {
-    hourly: HashMap<String, SlidingWindow>,
+    hourly: HashMap<&'static str, SlidingWindow>,
     daily: DailyCap,
     /// The zone its day was last counted in.
     zone: daily::Zone,
@@ -209,7 +210,8 @@ pub struct Ask<'a> {
     pub key: u64,
     pub account: u64,
     pub class: Option<&'a str>,
-    pub group: &'a str,
+    /// The endpoint group (`Endpoint::limit_group`): one of a few names.
+    pub group: &'static str,
     pub input_estimate: u64,
     /// Wall-clock milliseconds since the epoch: the day of the daily cap.
     pub now: u64,
@@ -269,16 +271,18 @@ impl Limiter {
                 return refuse(Kind::Rpm, limit, wait);
             }
         }
-        let class = ask.class.map(str::to_string);
-        if let (Some(limit), Some(c)) = (limits.rpm_class, &class) {
-            let w = key.by_class.entry(c.clone()).or_insert_with(|| SlidingWindow::new(MINUTE_MS));
-            if let Err(wait) = w.check(mono, limit) {
-                return refuse(Kind::RpmClass, limit, wait);
+        let class = match (limits.rpm_class, ask.class) {
+            (Some(limit), Some(c)) => {
+                let (name, w) = class_window(&mut key.by_class, c);
+                if let Err(wait) = w.check(mono, limit) {
+                    return refuse(Kind::RpmClass, limit, wait);
+                }
+                Some(name)
             }
-        }
+            _ => None,
+        };
         if let Some(limit) = limits.rph {
-            let w =
-                account.hourly.entry(ask.group.to_string()).or_insert_with(|| SlidingWindow::new(HOUR_MS));
+            let w = account.hourly.entry(ask.group).or_insert_with(|| SlidingWindow::new(HOUR_MS));
             if let Err(wait) = w.check(mono, limit) {
                 return refuse(Kind::Rph, limit, wait);
             }
@@ -302,8 +306,8 @@ impl Limiter {
         let mut permit = Permit {
             key: ask.key,
             account: ask.account,
-            class: class.clone(),
-            group: ask.group.to_string(),
+            class: None,
+            group: ask.group,
             at: mono,
             total: false,
             by_class: false,
@@ -322,10 +326,11 @@ impl Limiter {
             w.take(mono);
             permit.total = true;
         }
-        if let (Some(_), Some(w)) = (limits.rpm_class, class.as_ref().and_then(|c| key.by_class.get_mut(c))) {
+        if let Some(w) = class.as_deref().and_then(|c| key.by_class.get_mut(c)) {
             w.take(mono);
             permit.by_class = true;
         }
+        permit.class = class;
         if let (Some(_), Some(w)) = (limits.rph, account.hourly.get_mut(ask.group)) {
             w.take(mono);
             permit.hourly = true;
@@ -354,14 +359,10 @@ impl Limiter {
             key.total.get_or_insert_with(|| SlidingWindow::new(MINUTE_MS)).take(ask.mono);
         }
         if let (Some(_), Some(c)) = (limits.rpm_class, ask.class) {
-            key.by_class.entry(c.to_string()).or_insert_with(|| SlidingWindow::new(MINUTE_MS)).take(ask.mono);
+            class_window(&mut key.by_class, c).1.take(ask.mono);
         }
         if limits.rph.is_some() {
-            account
-                .hourly
-                .entry(ask.group.to_string())
-                .or_insert_with(|| SlidingWindow::new(HOUR_MS))
-                .take(ask.mono);
+            account.hourly.entry(ask.group).or_insert_with(|| SlidingWindow::new(HOUR_MS)).take(ask.mono);
         }
         if limits.daily_messages.is_some() {
             account.zone = limits.zone;
@@ -392,7 +393,7 @@ impl Limiter {
         let mut keys = lock(&self.keys[shard(permit.key)]);
         if let Some(account) = accounts.get_mut(&permit.account) {
             if permit.hourly {
-                if let Some(w) = account.hourly.get_mut(&permit.group) {
+                if let Some(w) = account.hourly.get_mut(permit.group) {
                     w.untake(permit.at);
                 }
             }
@@ -406,7 +407,7 @@ impl Limiter {
                     w.untake(permit.at);
                 }
             }
-            if let (true, Some(c)) = (permit.by_class, &permit.class) {
+            if let (true, Some(c)) = (permit.by_class, permit.class.as_deref()) {
                 if let Some(w) = key.by_class.get_mut(c) {
                     w.untake(permit.at);
                 }
@@ -474,6 +475,18 @@ impl Limiter {
         let accounts = self.accounts.iter().map(|s| lock(s).len()).sum();
         (keys, accounts)
     }
+}
+
+/// The per-minute window of model class `c`, made on its first call, and
+/// the map's own name for it: a permit keeps that name (a count, not a
+/// copy: a `String` per call was two allocations).
+fn class_window<'m>(
+    by_class: &'m mut HashMap<Arc<str>, SlidingWindow>,
+    c: &str,
+) -> (Arc<str>, &'m mut SlidingWindow) {
+    let name = by_class.get_key_value(c).map_or_else(|| Arc::from(c), |(name, _)| name.clone());
+    let window = by_class.entry(name.clone()).or_insert_with(|| SlidingWindow::new(MINUTE_MS));
+    (name, window)
 }
 
 /// Where each limit of `limits` stands for a key and its account, in a

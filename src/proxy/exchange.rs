@@ -39,22 +39,22 @@ pub async fn handle(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora_core::Result<()> {
-    let method = session.req_header().method.as_str().to_string();
-    let path = session.req_header().uri.path().to_string();
+    // Kept once, in the context (the access log's), and routed from there.
+    let request = session.req_header();
+    ctx.method.push_str(request.method.as_str());
+    ctx.path.push_str(request.uri.path());
     let query = ctx.query.clone();
-    ctx.method.clone_from(&method);
-    ctx.path.clone_from(&path);
     let hints = FormatHints {
         anthropic: downstream::has_header(session, &crate::exchange::headers::ANTHROPIC_VERSION)
             || downstream::has_header(session, &auth::X_API_KEY),
         gemini: downstream::has_header(session, &auth::X_GOOG_API_KEY)
             || query.as_deref().is_some_and(|q| auth::query_param(q, auth::KEY_QUERY_PARAM).is_some()),
     };
-    let route = match gateway.router.route(&method, &path, hints) {
+    let route = match gateway.router.route(&ctx.method, &ctx.path, hints) {
         Ok(route) => route,
         Err(err) => {
-            let format = gateway.router.error_format(&path, hints);
-            let style = gateway.router.error_style(&path);
+            let format = gateway.router.error_format(&ctx.path, hints);
+            let style = gateway.router.error_style(&ctx.path);
             return Box::pin(fail(session, ctx, &err, format, style)).await;
         }
     };

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
 /// Past this size a journal whose records are never all kept at once (a
@@ -26,8 +26,9 @@ pub struct Journal {
     /// Written to the file, not yet kept by the store.
     pending: Mutex<Vec<LedgerRecord>>,
     /// Taken by the writer, not yet known kept: with `pending`, what the
-    /// store may not have (a fleet's wallet seed adds these).
-    in_flight: Mutex<Vec<LedgerRecord>>,
+    /// store may not have (a fleet's wallet seed adds these). The writer's
+    /// own batch, shared: a copy was four strings a record.
+    in_flight: Mutex<Option<Batch>>,
     written: AtomicU64,
     kept: watch::Sender<u64>,
     /// A reader waits for the store to catch up: the writer goes at once.
@@ -38,6 +39,9 @@ pub struct Journal {
     /// `crate::hot::sidecar::unpend_on_delivery`).
     on_delivery: std::sync::OnceLock<OnDelivery>,
 }
+
+/// Records the writer took, in the order they were written.
+pub type Batch = Arc<Vec<LedgerRecord>>;
 
 /// What is told of each batch of records the store kept.
 pub type OnDelivery = Box<dyn Fn(&[LedgerRecord]) + Send + Sync>;
@@ -72,7 +76,7 @@ impl Journal {
         Ok(Self {
             file: Mutex::new(file),
             pending: Mutex::new(Vec::new()),
-            in_flight: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(None),
             written: AtomicU64::new(0),
             kept: watch::channel(0).0,
             arrived: Notify::new(),
@@ -138,10 +142,16 @@ impl Journal {
         Ok((records, files))
     }
 
-    /// Takes what is pending for the store.
-    pub fn take(&self) -> Vec<LedgerRecord> {
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        lock(&self.in_flight).clone_from(&batch);
+    /// Takes what is pending for the store (in flight from now on, with
+    /// no moment in neither). What comes next gets the room this batch
+    /// took: grown a record at a time, the list was copied whole at each
+    /// doubling (a record is 200-odd bytes).
+    pub fn take(&self) -> Batch {
+        let mut in_flight = lock(&self.in_flight);
+        let mut pending = lock(&self.pending);
+        let room = pending.len();
+        let batch = Arc::new(std::mem::replace(&mut *pending, Vec::with_capacity(room)));
+        *in_flight = Some(batch.clone());
         batch
     }
 
@@ -149,14 +159,21 @@ impl Journal {
     pub fn undelivered(&self, account: u64) -> Vec<LedgerRecord> {
         let in_flight = lock(&self.in_flight);
         let pending = lock(&self.pending);
-        in_flight.iter().chain(pending.iter()).filter(|r| r.account == account).cloned().collect()
+        in_flight
+            .iter()
+            .flat_map(|b| b.iter())
+            .chain(pending.iter())
+            .filter(|r| r.account == account)
+            .cloned()
+            .collect()
     }
 
     /// Puts back a batch the store could not keep.
-    pub(super) fn put_back(&self, mut batch: Vec<LedgerRecord>) {
+    pub(super) fn put_back(&self, batch: Batch) {
         let mut in_flight = lock(&self.in_flight);
         let mut pending = lock(&self.pending);
-        in_flight.clear();
+        *in_flight = None;
+        let mut batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| shared.as_ref().clone());
         batch.append(&mut pending);
         *pending = batch;
     }
@@ -166,7 +183,7 @@ impl Journal {
     /// written between the check and the truncation).
     pub fn kept(&self, n: u64) {
         let file = lock(&self.file);
-        lock(&self.in_flight).clear();
+        *lock(&self.in_flight) = None;
         self.kept.send_modify(|k| *k += n);
         let Some((file, path)) = &*file else { return };
         if self.followed.load(Ordering::Acquire) {

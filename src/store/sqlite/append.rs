@@ -160,7 +160,8 @@ fn bind_wallet(args: &mut SqliteArguments, r: &LedgerRecord) -> Result<(), Store
     let bind = |e: sqlx::error::BoxDynError| StoreError(format!("a ledger record's value: {e}"));
     // Text goes in as an `Arc<str>`, which sqlx keeps as it is: a `String`
     // clone is a copy sqlx then boxes in an `Arc` of its own (two
-    // allocations a value where this takes one).
+    // allocations a value where this takes one, and the record's own
+    // `Arc`s none).
     let text = |s: &str| -> Arc<str> { Arc::from(s) };
     args.add(text(&r.key)).map_err(bind)?;
     args.add(r.kind.as_str()).map_err(bind)?;
@@ -169,13 +170,13 @@ fn bind_wallet(args: &mut SqliteArguments, r: &LedgerRecord) -> Result<(), Store
     args.add(r.paid_nano).map_err(bind)?;
     args.add(r.unpaid_nano).map_err(bind)?;
     args.add(r.key_id.map(to_i64)).map_err(bind)?;
-    args.add(m.map(|m| text(&m.model))).map_err(bind)?;
+    args.add(m.map(|m| m.model.clone())).map_err(bind)?;
     args.add(m.map(|m| to_i64(m.input_tokens))).map_err(bind)?;
     args.add(m.map(|m| to_i64(m.output_tokens))).map_err(bind)?;
     args.add(m.map(|m| to_i64(m.cached_tokens))).map_err(bind)?;
     args.add(m.map(|m| to_i64(m.cache_write_tokens))).map_err(bind)?;
     args.add(i64::from(m.is_some_and(|m| m.estimated))).map_err(bind)?;
-    args.add(m.map(|m| text(&m.request_id))).map_err(bind)?;
+    args.add(m.map(|m| m.request_id.clone())).map_err(bind)?;
     args.add(m.and_then(|m| m.group.as_deref().map(text))).map_err(bind)?;
     args.add(to_i64(r.at)).map_err(bind)?;
     Ok(())

@@ -86,7 +86,7 @@ pub fn day_totals(records: &[&LedgerRecord]) -> Result<Vec<DayTotal>, StoreError
     for r in records.iter().filter(|r| r.kind == RecordKind::Charge) {
         let at = to_i64(r.at);
         let m = r.metered.as_ref();
-        let model = m.map_or("", |m| m.model.as_str());
+        let model = m.map_or("", |m| &*m.model);
         let key_id = r.key_id.map_or(0, to_i64);
         let DayTotal { totals: total, .. } =
             sums.entry((to_i64(r.account), key_id, at / 86_400_000, model)).or_insert_with(|| DayTotal {

@@ -133,7 +133,7 @@ async fn recent_calls_are_the_charges_since(backend: Backend) {
     let at = |mut r: LedgerRecord, at: u64, group: Option<&str>| {
         r.at = at;
         if let Some(m) = r.metered.as_mut() {
-            m.group = group.map(str::to_string);
+            m.group = group.map(|g| g.to_string().into());
         }
         r
     };
