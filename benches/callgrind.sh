@@ -111,7 +111,11 @@ a=$(run "$N1"); b=$(run "$N2")
 echo "$CONFIG: $(( (b - a) / (N2 - N1) )) instructions per request"
 # COMPONENTS=1: then each component alone, counted only while one of its
 # entry functions runs (callgrind's --toggle-collect), so nothing is
-# counted twice; what no entry covers is Pingora's and the relay's.
+# counted twice; what no entry covers is Pingora's and the relay's. An
+# entry the compiler inlined into its caller is no symbol and counts
+# nothing (a change to `for_standing` once did that): when a component
+# drops sharply, check its entries are in `callgrind_annotate`'s list. No
+# entry may call another (a nested toggle turns counting off).
 if [ -n "${COMPONENTS:-}" ]; then
   base=("${VALGRIND[@]}")
   while IFS='|' read -r name patterns; do

@@ -9,7 +9,7 @@
 //! and `retry-after-ms`, which the SDKs read before their own backoff.
 //!
 //! They are made as the header map takes them (`http`'s types, no I/O):
-//! names built at compile time, and every value a slice of one text.
+//! names built at compile time, each value's bytes allocated once.
 
 use super::{tightest, Kind, Refused, Standing};
 use http::{HeaderName, HeaderValue};
@@ -55,54 +55,20 @@ names! {
     ANTHROPIC_TOKENS_RESET = "anthropic-ratelimit-input-tokens-reset",
 }
 
-/// The most headers a response gets: `retry-after`'s two on a refusal,
-/// then three, the concurrency's two and six of the caller's format.
-const MOST: usize = 13;
-
-/// A response's values, written into one text and then each made a slice
-/// of it (the slices share it): two allocations in all, where each value
-/// had its own.
-struct Values {
-    text: Vec<u8>,
-    /// Each header's name and where its value ends in `text`.
-    ends: [(Option<&'static HeaderName>, usize); MOST],
-    count: usize,
+/// Appends `name: text`. Every text here is digits, a duration or a date,
+/// which are valid values; one that were not would be left out rather
+/// than fail the call.
+fn push(h: &mut Headers, name: &HeaderName, text: &str) {
+    // `from_str` copies into an allocation of exactly the text's length;
+    // `HeaderValue::from(u64)` allocates 20 bytes and then a second block
+    // to share them.
+    if let Ok(value) = HeaderValue::from_str(text) {
+        h.push((name.clone(), value));
+    }
 }
 
-impl Values {
-    fn new() -> Self {
-        Self { text: Vec::with_capacity(256), ends: [(None, 0); MOST], count: 0 }
-    }
-
-    /// Appends `name: text`.
-    fn push(&mut self, name: &'static HeaderName, text: &str) {
-        if let Some(slot) = self.ends.get_mut(self.count) {
-            self.text.extend_from_slice(text.as_bytes());
-            *slot = (Some(name), self.text.len());
-            self.count += 1;
-        }
-    }
-
-    fn push_number(&mut self, name: &'static HeaderName, n: impl itoa::Integer) {
-        self.push(name, itoa::Buffer::new().format(n));
-    }
-
-    /// The headers. Every text here is digits, a duration or a date, which
-    /// are valid values; one that were not would be left out rather than
-    /// fail the call.
-    fn finish(self) -> Headers {
-        let text = bytes::Bytes::from(self.text);
-        let mut h = Headers::with_capacity(self.count);
-        let mut start = 0;
-        for &(name, end) in self.ends.iter().take(self.count) {
-            let value = HeaderValue::from_maybe_shared(text.slice(start..end));
-            if let (Some(name), Ok(value)) = (name, value) {
-                h.push((name.clone(), value));
-            }
-            start = end;
-        }
-        h
-    }
+fn push_number(h: &mut Headers, name: &HeaderName, n: impl itoa::Integer) {
+    push(h, name, itoa::Buffer::new().format(n));
 }
 
 fn seconds_up(ms: u64) -> u64 {
@@ -160,22 +126,18 @@ fn request_limit(standing: &[Standing]) -> Option<&Standing> {
 
 /// The headers of a call let through, with `standing` after it counted.
 pub fn for_standing(standing: &[Standing], style: Style, now_ms: u64) -> Headers {
-    let mut values = Values::new();
-    push_standing(&mut values, standing, style, now_ms);
-    values.finish()
-}
-
-fn push_standing(v: &mut Values, standing: &[Standing], style: Style, now_ms: u64) {
+    // Room for the most a call gets: three, the concurrency's two, six of its format's.
+    let mut h = Headers::with_capacity(11);
     let requests = request_limit(standing);
     let tokens = standing.iter().find(|s| s.kind == Kind::InputTpm);
     if let Some(tight) = requests.or(tokens) {
-        v.push_number(&LIMIT, tight.limit);
-        v.push_number(&REMAINING, tight.remaining);
-        v.push_number(&RESET, seconds_up(tight.reset_ms));
+        push_number(&mut h, &LIMIT, tight.limit);
+        push_number(&mut h, &REMAINING, tight.remaining);
+        push_number(&mut h, &RESET, seconds_up(tight.reset_ms));
     }
     if let Some(slots) = standing.iter().find(|s| s.kind == Kind::Concurrent) {
-        v.push_number(&LIMIT_CONCURRENT, slots.limit);
-        v.push_number(&REMAINING_CONCURRENT, slots.remaining);
+        push_number(&mut h, &LIMIT_CONCURRENT, slots.limit);
+        push_number(&mut h, &REMAINING_CONCURRENT, slots.remaining);
     }
     match style {
         Style::OpenAi => {
@@ -184,9 +146,9 @@ fn push_standing(v: &mut Values, standing: &[Standing], style: Style, now_ms: u6
                 (tokens, &OPENAI_LIMIT_TOKENS, &OPENAI_REMAINING_TOKENS, &OPENAI_RESET_TOKENS),
             ] {
                 if let Some(s) = s {
-                    v.push_number(limit, s.limit);
-                    v.push_number(remaining, s.remaining);
-                    v.push(reset, openai_duration(s.reset_ms).as_str());
+                    push_number(&mut h, limit, s.limit);
+                    push_number(&mut h, remaining, s.remaining);
+                    push(&mut h, reset, openai_duration(s.reset_ms).as_str());
                 }
             }
         }
@@ -201,40 +163,34 @@ fn push_standing(v: &mut Values, standing: &[Standing], style: Style, now_ms: u6
                 (tokens, &ANTHROPIC_TOKENS_LIMIT, &ANTHROPIC_TOKENS_REMAINING, &ANTHROPIC_TOKENS_RESET),
             ] {
                 if let Some(s) = s {
-                    v.push_number(limit, s.limit);
-                    v.push_number(remaining, s.remaining);
+                    push_number(&mut h, limit, s.limit);
+                    push_number(&mut h, remaining, s.remaining);
                     let at = now_ms.saturating_add(s.reset_ms) as i64;
-                    v.push(reset, &crate::calendar::format_time(at + 999));
+                    push(&mut h, reset, &crate::calendar::format_time(at + 999));
                 }
             }
         }
         Style::Plain => {}
     }
+    h
 }
 
 /// `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
 pub fn retry_after(wait_ms: u64) -> Headers {
-    let mut values = Values::new();
-    push_retry_after(&mut values, wait_ms);
-    values.finish()
-}
-
-fn push_retry_after(v: &mut Values, wait_ms: u64) {
-    v.push_number(&RETRY_AFTER, seconds_up(wait_ms));
-    v.push_number(&RETRY_AFTER_MS, wait_ms);
+    let mut h = Headers::with_capacity(2);
+    push_number(&mut h, &RETRY_AFTER, seconds_up(wait_ms));
+    push_number(&mut h, &RETRY_AFTER_MS, wait_ms);
+    h
 }
 
 /// The headers of a call a limit refused: when to retry, exactly.
 pub fn for_refusal(refused: &Refused, style: Style, now_ms: u64) -> Headers {
     let wait = refused.retry_after_ms.min(86_400_000);
     let standing = [Standing { kind: refused.kind, limit: refused.limit, remaining: 0, reset_ms: wait }];
-    let mut values = Values::new();
     // A call that can never pass (larger than the whole bucket) is told no time to retry.
-    if refused.retry_after_ms != u64::MAX {
-        push_retry_after(&mut values, wait);
-    }
-    push_standing(&mut values, &standing, style, now_ms);
-    values.finish()
+    let mut h = if refused.retry_after_ms == u64::MAX { Headers::new() } else { retry_after(wait) };
+    h.extend(for_standing(&standing, style, now_ms));
+    h
 }
 
 #[cfg(test)]
@@ -271,37 +227,6 @@ mod tests {
         assert_eq!(get(&h, "retry-after").as_deref(), Some("2"), "whole seconds, rounded up");
         assert_eq!(get(&h, "retry-after-ms").as_deref(), Some("1500"));
         assert_eq!(get(&h, "x-ratelimit-remaining").as_deref(), Some("0"));
-    }
-
-    /// The most a response carries (a refusal to an OpenAI caller with a
-    /// concurrency limit in force) all fit, each with its own value.
-    #[test]
-    fn the_most_headers_a_refusal_gets_are_all_kept() {
-        let refused = Refused { kind: Kind::Concurrent, limit: 4, retry_after_ms: 1_000 };
-        let h = for_refusal(&refused, Style::OpenAi, 0);
-        let texts: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
-        assert_eq!(
-            texts,
-            [
-                ("retry-after", "1"),
-                ("retry-after-ms", "1000"),
-                ("x-ratelimit-limit-concurrent", "4"),
-                ("x-ratelimit-remaining-concurrent", "0")
-            ]
-        );
-        let standing = [
-            Standing { kind: Kind::Concurrent, limit: 4, remaining: 3, reset_ms: 0 },
-            Standing { kind: Kind::Rpm, limit: 50, remaining: 49, reset_ms: 60_000 },
-            Standing { kind: Kind::InputTpm, limit: 1_000, remaining: 990, reset_ms: 600 },
-        ];
-        let mut values = Values::new();
-        push_retry_after(&mut values, 2_500);
-        push_standing(&mut values, &standing, Style::OpenAi, 0);
-        let h = values.finish();
-        assert_eq!(h.len(), MOST);
-        let last = h.last().map(|(n, v)| (n.as_str(), v.to_str().unwrap()));
-        assert_eq!(last, Some(("x-ratelimit-reset-tokens", "600ms")));
-        assert_eq!(h[1].1, "2500");
     }
 
     #[test]
