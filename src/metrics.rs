@@ -147,7 +147,7 @@ static SPEND: Lazy<IntCounterVec> = Lazy::new(|| {
 
 /// A billed call was charged `nanos`.
 pub fn spend(model: &str, plan: &str, nanos: i64) {
-    series::add_to_pair(&SPEND, [model, plan], u64::try_from(nanos).unwrap_or(0));
+    series::add_spend(model, plan, u64::try_from(nanos).unwrap_or(0));
 }
 
 static UNPAID: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -323,32 +323,7 @@ pub fn record(r: &RequestRecord<'_>) {
         let code = r.error_code.unwrap_or(if r.provider == "none" { "internal" } else { "upstream" });
         ERRORS.with_label_values(&[code, itoa::Buffer::new().format(r.status)]).inc();
     }
-    let labels = (r.route, r.format, r.provider, r.model, r.status);
-    series::with(labels, &REQUESTS, &DURATION, |s| {
-        s.requests.inc();
-        s.duration.observe(r.duration.as_secs_f64());
-        if let Some(ttfb) = r.upstream_ttfb {
-            s.ttfb(&UPSTREAM_TTFB).observe(ttfb.as_secs_f64());
-        }
-        if let Some(u) = r.usage {
-            let counts = [
-                u.input_tokens,
-                u.output_tokens,
-                u.cached_input_tokens,
-                u.cache_write_tokens,
-                u.reasoning_tokens,
-            ];
-            for (i, n) in counts.into_iter().enumerate() {
-                // Only a kind that counted is made (and listed).
-                if n == 0 {
-                    continue;
-                }
-                if let Some(tokens) = s.tokens(&TOKENS, i) {
-                    tokens.inc_by(n);
-                }
-            }
-        }
-    });
+    series::count_request(r);
 }
 
 /// Forces every metric into the registry so a scrape lists them from the start.

@@ -100,7 +100,7 @@ pub struct Ledger {
 
 /// The key of the entry that gives back what request `hold_key` held
 /// and did not spend (its charge's is [`super::charge_key`]).
-fn release_key(hold_key: &str) -> String {
+fn release_entry_key(hold_key: &str) -> String {
     [hold_key, ":release"].concat()
 }
 
@@ -277,7 +277,7 @@ impl Ledger {
 
     /// Whether request `key` was settled (and its entries not yet taken).
     pub fn settled(&self, key: &str) -> bool {
-        self.known(&super::charge_key(key)) || self.known(&release_key(key))
+        self.known(&super::charge_key(key)) || self.known(&release_entry_key(key))
     }
 
     /// [`Self::settle`], charging at most `room` in all (what a key's
@@ -292,7 +292,7 @@ impl Ledger {
         key: &str,
     ) -> Result<Settled, LedgerError> {
         // `concat` sizes each key once; `format!` cost more than the posting.
-        let (charge_key, release_key) = (super::charge_key(key), release_key(key));
+        let (charge_key, release_key) = (super::charge_key(key), release_entry_key(key));
         if self.known(&charge_key) || self.known(&release_key) {
             let amount = |k: &str| self.find(k).map_or(NanoUsd::ZERO, Entry::amount);
             return Ok(Settled {

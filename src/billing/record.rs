@@ -48,9 +48,11 @@ pub fn charge_key(hold_key: &str) -> String {
     [hold_key, ":charge"].concat()
 }
 
-/// Its texts are shared (`Arc<str>`, a `&'static` group): the model's
-/// name is the catalog's, and the store binds each as it is, where a
-/// `String` was copied once into the record and again into the statement.
+/// The model's name is the catalog's `Arc<str>` (the admission, the
+/// charge and the metrics share it), and SQLite binds it and the request
+/// id as they are, where each `String` was copied again into the
+/// statement. The group is the endpoint's static name (owned once read
+/// back from a journal).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metered {
     pub model: Arc<str>,
@@ -61,7 +63,8 @@ pub struct Metered {
     /// The provider sent no count: the tokens were estimated.
     pub estimated: bool,
     pub request_id: Arc<str>,
-    /// The endpoint group its call counted in (`messages`, `responses`).
+    /// The endpoint group its call counted in (`Endpoint::limit_group`:
+    /// `messages`, `responses`, `embeddings`, `rerank`, `images`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Cow<'static, str>>,
 }

@@ -48,10 +48,9 @@ pub fn rebuild_limits(gateway: &Gateway, calls: &[RecentCall]) -> usize {
         };
         let class =
             call.model.as_deref().and_then(|m| gateway.catalog.resolve(m)).and_then(|m| m.class.clone());
-        let group = match call.group.as_deref() {
-            Some("responses") => "responses",
-            _ => "messages",
-        };
+        // Each endpoint's own group: embeddings, rerank and images have
+        // hourly windows of their own, as at admission.
+        let group = crate::routing::Endpoint::limit_group_named(call.group.as_deref());
         let limits = account.plan.limits.in_force(class.as_deref(), group, &key.limits);
         if !limits.any() {
             continue;

@@ -6,29 +6,29 @@
 //! series is made at its first count, as before, so a scrape lists only
 //! what counted.
 
-use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
+use super::{RequestRecord, DURATION, REQUESTS, SPEND, TOKENS, UPSTREAM_TTFB};
+use prometheus::{Histogram, IntCounter};
 use std::cell::{OnceCell, RefCell};
 use std::hash::BuildHasher;
 
 /// Past this many kinds of request a thread starts its cache again. The
 /// labels are bounded (the catalog's models, the statuses); this bounds
 /// a catalog reloaded with new models many times over.
-const MOST: usize = 4096;
+const MAX_KINDS_PER_THREAD: usize = 4096;
 
-/// The token kinds, in the order of [`Series::tokens`].
-pub(super) const TOKEN_KINDS: [&str; 5] = ["input", "output", "cached_input", "cache_write", "reasoning"];
+/// The token kinds, in the order [`RequestSeries::count_tokens`] reads a usage.
+const TOKEN_KINDS: [&str; 5] = ["input", "output", "cached_input", "cache_write", "reasoning"];
 
 /// One kind of request's series.
-pub(super) struct Series {
-    pub requests: IntCounter,
-    pub duration: Histogram,
+struct RequestSeries {
+    requests: IntCounter,
+    duration: Histogram,
     ttfb: OnceCell<Histogram>,
     tokens: [OnceCell<IntCounter>; 5],
     labels: Labels,
 }
 
 /// The labels a kind of request is known by.
-#[derive(PartialEq, Eq)]
 struct Labels {
     route: Box<str>,
     format: Box<str>,
@@ -38,100 +38,112 @@ struct Labels {
 }
 
 impl Labels {
-    fn are(&self, route: &str, format: &str, provider: &str, model: &str, status: u16) -> bool {
-        self.status == status
-            && *self.model == *model
-            && *self.route == *route
-            && *self.format == *format
-            && *self.provider == *provider
+    fn matches(&self, r: &RequestRecord<'_>) -> bool {
+        self.status == r.status
+            && *self.model == *r.model
+            && *self.route == *r.route
+            && *self.format == *r.format
+            && *self.provider == *r.provider
     }
 }
 
-impl Series {
-    pub fn ttfb(&self, vec: &HistogramVec) -> &Histogram {
-        self.ttfb.get_or_init(|| vec.with_label_values(&[&*self.labels.provider]))
-    }
-
-    /// The counter of token kind `i` (of [`TOKEN_KINDS`]).
-    pub fn tokens(&self, vec: &IntCounterVec, i: usize) -> Option<&IntCounter> {
-        let kind = TOKEN_KINDS.get(i)?;
-        Some(self.tokens.get(i)?.get_or_init(|| vec.with_label_values(&[&*self.labels.model, kind])))
-    }
-}
-
-type Cache = foldhash::HashMap<u64, Vec<Series>>;
-
-thread_local! {
-    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
-}
-
-/// Runs `count` on the series of a request with these labels.
-pub(super) fn with(
-    (route, format, provider, model, status): (&str, &str, &str, &str, u16),
-    requests: &IntCounterVec,
-    duration: &HistogramVec,
-    count: impl FnOnce(&Series),
-) {
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let hash = cache.hasher().hash_one((route, format, provider, model, status));
-        let known = cache.get(&hash).and_then(|same_hash| {
-            same_hash.iter().find(|s| s.labels.are(route, format, provider, model, status))
-        });
-        if let Some(series) = known {
-            return count(series);
-        }
-        if cache.len() >= MOST {
-            cache.clear();
-        }
-        let mut digits = itoa::Buffer::new();
-        let series = Series {
-            requests: requests.with_label_values(&[route, format, provider, model, digits.format(status)]),
-            duration: duration.with_label_values(&[route, format, provider]),
+impl RequestSeries {
+    fn new(r: &RequestRecord<'_>) -> Self {
+        let status = itoa::Buffer::new().format(r.status).to_string();
+        Self {
+            requests: REQUESTS.with_label_values(&[r.route, r.format, r.provider, r.model, &status]),
+            duration: DURATION.with_label_values(&[r.route, r.format, r.provider]),
             ttfb: OnceCell::new(),
             tokens: Default::default(),
             labels: Labels {
-                route: route.into(),
-                format: format.into(),
-                provider: provider.into(),
-                model: model.into(),
-                status,
+                route: r.route.into(),
+                format: r.format.into(),
+                provider: r.provider.into(),
+                model: r.model.into(),
+                status: r.status,
             },
-        };
-        count(&series);
+        }
+    }
+
+    fn count(&self, r: &RequestRecord<'_>) {
+        self.requests.inc();
+        self.duration.observe(r.duration.as_secs_f64());
+        if let Some(ttfb) = r.upstream_ttfb {
+            let series = self.ttfb.get_or_init(|| UPSTREAM_TTFB.with_label_values(&[&*self.labels.provider]));
+            series.observe(ttfb.as_secs_f64());
+        }
+        self.count_tokens(r);
+    }
+
+    /// Each kind of token the usage counted; a kind's series is made (and
+    /// listed) only once it counts.
+    fn count_tokens(&self, r: &RequestRecord<'_>) {
+        let Some(u) = r.usage else { return };
+        let counts = [
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_input_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+        ];
+        for ((n, kind), series) in counts.into_iter().zip(TOKEN_KINDS).zip(&self.tokens) {
+            if n > 0 {
+                series.get_or_init(|| TOKENS.with_label_values(&[&*self.labels.model, kind])).inc_by(n);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static REQUEST_SERIES: RefCell<foldhash::HashMap<u64, Vec<RequestSeries>>> = RefCell::default();
+}
+
+/// Counts `r` in its kind's series: requests, duration, the provider's
+/// first byte time and the tokens.
+pub(super) fn count_request(r: &RequestRecord<'_>) {
+    REQUEST_SERIES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let hash = cache.hasher().hash_one((r.route, r.format, r.provider, r.model, r.status));
+        let known = cache.get(&hash).and_then(|same_hash| same_hash.iter().find(|s| s.labels.matches(r)));
+        if let Some(series) = known {
+            return series.count(r);
+        }
+        if cache.len() >= MAX_KINDS_PER_THREAD {
+            cache.clear();
+        }
+        let series = RequestSeries::new(r);
+        series.count(r);
         cache.entry(hash).or_default().push(series);
     });
 }
 
-/// A counter of a two-label vector (spend by model and plan), kept as a
-/// request's series are: by the vector's address and its labels.
-struct Pair {
-    vec: usize,
-    labels: [Box<str>; 2],
+/// The spend counter of one model and plan, kept as a request's series are.
+struct SpendCounter {
+    model: Box<str>,
+    plan: Box<str>,
     counter: IntCounter,
 }
 
 thread_local! {
-    static PAIRS: RefCell<foldhash::HashMap<u64, Vec<Pair>>> = RefCell::new(Default::default());
+    static SPEND_COUNTERS: RefCell<foldhash::HashMap<u64, Vec<SpendCounter>>> = RefCell::default();
 }
 
-/// Adds `n` to `vec`'s counter of `labels`.
-pub(super) fn add_to_pair(vec: &IntCounterVec, [a, b]: [&str; 2], n: u64) {
-    let address = std::ptr::from_ref(vec) as usize;
-    PAIRS.with(|pairs| {
-        let mut pairs = pairs.borrow_mut();
-        let hash = pairs.hasher().hash_one((address, a, b));
-        let known = pairs.get(&hash).and_then(|same_hash| {
-            same_hash.iter().find(|p| p.vec == address && *p.labels[0] == *a && *p.labels[1] == *b)
-        });
-        if let Some(pair) = known {
-            return pair.counter.inc_by(n);
+/// Adds `nanos` to the spend of `model` on `plan`.
+pub(super) fn add_spend(model: &str, plan: &str, nanos: u64) {
+    SPEND_COUNTERS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let hash = cache.hasher().hash_one((model, plan));
+        let known = cache
+            .get(&hash)
+            .and_then(|same_hash| same_hash.iter().find(|c| *c.model == *model && *c.plan == *plan));
+        if let Some(spend) = known {
+            return spend.counter.inc_by(nanos);
         }
-        if pairs.len() >= MOST {
-            pairs.clear();
+        if cache.len() >= MAX_KINDS_PER_THREAD {
+            cache.clear();
         }
-        let counter = vec.with_label_values(&[a, b]);
-        counter.inc_by(n);
-        pairs.entry(hash).or_default().push(Pair { vec: address, labels: [a.into(), b.into()], counter });
+        let counter = SPEND.with_label_values(&[model, plan]);
+        counter.inc_by(nanos);
+        cache.entry(hash).or_default().push(SpendCounter { model: model.into(), plan: plan.into(), counter });
     });
 }

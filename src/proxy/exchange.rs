@@ -41,7 +41,9 @@ pub async fn handle(
 ) -> pingora_core::Result<()> {
     // Kept once, in the context (the access log's), and routed from there.
     let request = session.req_header();
+    ctx.method.clear();
     ctx.method.push_str(request.method.as_str());
+    ctx.path.clear();
     ctx.path.push_str(request.uri.path());
     let query = ctx.query.clone();
     let hints = FormatHints {

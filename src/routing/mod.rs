@@ -106,6 +106,17 @@ impl Endpoint {
         }
     }
 
+    /// The group a charge was kept with (its ledger text), as the static
+    /// [`Self::limit_group`] names it; a text no endpoint gives (none, or
+    /// a release's that had other groups) counts as `messages`.
+    pub fn limit_group_named(name: Option<&str>) -> &'static str {
+        [Endpoint::Responses, Endpoint::Embeddings, Endpoint::Rerank, Endpoint::Images]
+            .iter()
+            .map(Endpoint::limit_group)
+            .find(|group| Some(*group) == name)
+            .unwrap_or("messages")
+    }
+
     /// The kind of model a call to this endpoint names.
     pub fn model_kind(&self) -> crate::config::ModelKind {
         use crate::config::ModelKind;

@@ -85,3 +85,21 @@ fn model_list_format_follows_the_caller() {
     assert_eq!(r.route("GET", "/v1/models", hints).unwrap().format, Gemini);
     assert_eq!(route(&r, "GET", "/v1beta/models").unwrap().format, Gemini);
 }
+
+/// A charge's kept group reads back as the endpoint's own, so a restart
+/// rebuilds each hourly window from its own calls.
+#[test]
+fn a_kept_group_reads_back_as_its_endpoints() {
+    for endpoint in [
+        Endpoint::Responses,
+        Endpoint::Embeddings,
+        Endpoint::Rerank,
+        Endpoint::Images,
+        Endpoint::ChatCompletions,
+    ] {
+        let group = endpoint.limit_group();
+        assert_eq!(Endpoint::limit_group_named(Some(group)), group, "{endpoint:?}");
+    }
+    assert_eq!(Endpoint::limit_group_named(None), "messages");
+    assert_eq!(Endpoint::limit_group_named(Some("no-such-group")), "messages");
+}

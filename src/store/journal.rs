@@ -21,6 +21,10 @@ use tokio::sync::{watch, Notify};
 /// store that is always behind) is rewritten with only the pending ones.
 const REWRITE_BYTES: u64 = 16 << 20;
 
+/// The most records' room a batch leaves for the next (~1 MB): a backlog
+/// after an outage does not stay reserved.
+const ROOM_KEPT: usize = 4096;
+
 pub struct Journal {
     file: Mutex<Option<(File, PathBuf)>>,
     /// Written to the file, not yet kept by the store.
@@ -143,16 +147,20 @@ impl Journal {
     }
 
     /// Takes what is pending for the store (in flight from now on, with
-    /// no moment in neither). What comes next gets the room this batch
-    /// took: grown a record at a time, the list was copied whole at each
-    /// doubling (a record is 200-odd bytes).
-    pub fn take(&self) -> Batch {
+    /// no moment in neither); `None` when nothing is. What comes next gets
+    /// the room this batch took, up to [`ROOM_KEPT`]: grown a record at a
+    /// time, the list was copied whole at each doubling (a record is
+    /// 200-odd bytes).
+    pub fn take(&self) -> Option<Batch> {
         let mut in_flight = lock(&self.in_flight);
         let mut pending = lock(&self.pending);
-        let room = pending.len();
+        if pending.is_empty() {
+            return None;
+        }
+        let room = pending.len().min(ROOM_KEPT);
         let batch = Arc::new(std::mem::replace(&mut *pending, Vec::with_capacity(room)));
         *in_flight = Some(batch.clone());
-        batch
+        Some(batch)
     }
 
     /// `account`'s records the store may not have yet.

@@ -22,8 +22,7 @@ pub async fn run(journal: Arc<Journal>, store: Arc<dyn Store>, billing: Arc<Bill
             () = journal.arrived.notified() => {}
             () = tokio::time::sleep(batch) => {}
         }
-        let batch = journal.take();
-        if !batch.is_empty() {
+        if let Some(batch) = journal.take() {
             let n = batch.len() as u64;
             match store.append(&batch).await {
                 Ok(_) => {

@@ -96,7 +96,7 @@ async fn append_chunk(pool: &PgPool, chunk: &[&LedgerRecord]) -> Result<u64, sql
         .bind(metered(&|m| m.cache_write_tokens))
         .bind(chunk.iter().map(|r| r.metered.as_ref().is_some_and(|m| m.estimated)).collect::<Vec<_>>())
         .bind(chunk.iter().map(|r| r.metered.as_ref().map(|m| &*m.request_id)).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.metered.as_ref().and_then(|m| m.group.clone())).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|r| r.metered.as_ref().and_then(|m| m.group.as_deref())).collect::<Vec<_>>())
         .bind(chunk.iter().map(|r| to_i64(r.at)).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?
