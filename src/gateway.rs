@@ -447,7 +447,7 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
         for group in l.rph.keys() {
             // `images` waits for an endpoint that counts against it: a limit
             // nothing counts would be a promise the gateway does not keep.
-            if !["messages", "responses", "embeddings", "rerank", "images"].contains(&group.as_str()) {
+            if !crate::routing::LIMIT_GROUPS.contains(&group.as_str()) {
                 return Err(format!(
                     "plans '{}': limits.rph: '{group}' is not an endpoint group this gateway counts \
                      (messages, responses, embeddings, rerank, images)",

@@ -94,8 +94,32 @@ impl RequestSeries {
     }
 }
 
+/// What a thread keeps, by the hash of its labels (a list: two kinds may
+/// share a hash).
+type Kept<T> = foldhash::HashMap<u64, Vec<T>>;
+
+/// Runs `count` on what `cache` keeps under `hash` that `is` finds, or on
+/// what `make` makes, which is then kept.
+fn count_in<T>(
+    cache: &mut Kept<T>,
+    hash: u64,
+    is: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+    count: impl FnOnce(&T),
+) {
+    if let Some(kept) = cache.get(&hash).and_then(|same_hash| same_hash.iter().find(|t| is(t))) {
+        return count(kept);
+    }
+    if cache.len() >= MAX_KINDS_PER_THREAD {
+        cache.clear();
+    }
+    let made = make();
+    count(&made);
+    cache.entry(hash).or_default().push(made);
+}
+
 thread_local! {
-    static REQUEST_SERIES: RefCell<foldhash::HashMap<u64, Vec<RequestSeries>>> = RefCell::default();
+    static REQUEST_SERIES: RefCell<Kept<RequestSeries>> = RefCell::default();
 }
 
 /// Counts `r` in its kind's series: requests, duration, the provider's
@@ -104,16 +128,7 @@ pub(super) fn count_request(r: &RequestRecord<'_>) {
     REQUEST_SERIES.with(|cache| {
         let mut cache = cache.borrow_mut();
         let hash = cache.hasher().hash_one((r.route, r.format, r.provider, r.model, r.status));
-        let known = cache.get(&hash).and_then(|same_hash| same_hash.iter().find(|s| s.labels.matches(r)));
-        if let Some(series) = known {
-            return series.count(r);
-        }
-        if cache.len() >= MAX_KINDS_PER_THREAD {
-            cache.clear();
-        }
-        let series = RequestSeries::new(r);
-        series.count(r);
-        cache.entry(hash).or_default().push(series);
+        count_in(&mut cache, hash, |s| s.labels.matches(r), || RequestSeries::new(r), |s| s.count(r));
     });
 }
 
@@ -125,7 +140,7 @@ struct SpendCounter {
 }
 
 thread_local! {
-    static SPEND_COUNTERS: RefCell<foldhash::HashMap<u64, Vec<SpendCounter>>> = RefCell::default();
+    static SPEND_COUNTERS: RefCell<Kept<SpendCounter>> = RefCell::default();
 }
 
 /// Adds `nanos` to the spend of `model` on `plan`.
@@ -133,17 +148,16 @@ pub(super) fn add_spend(model: &str, plan: &str, nanos: u64) {
     SPEND_COUNTERS.with(|cache| {
         let mut cache = cache.borrow_mut();
         let hash = cache.hasher().hash_one((model, plan));
-        let known = cache
-            .get(&hash)
-            .and_then(|same_hash| same_hash.iter().find(|c| *c.model == *model && *c.plan == *plan));
-        if let Some(spend) = known {
-            return spend.counter.inc_by(nanos);
-        }
-        if cache.len() >= MAX_KINDS_PER_THREAD {
-            cache.clear();
-        }
-        let counter = SPEND.with_label_values(&[model, plan]);
-        counter.inc_by(nanos);
-        cache.entry(hash).or_default().push(SpendCounter { model: model.into(), plan: plan.into(), counter });
+        count_in(
+            &mut cache,
+            hash,
+            |c| *c.model == *model && *c.plan == *plan,
+            || SpendCounter {
+                model: model.into(),
+                plan: plan.into(),
+                counter: SPEND.with_label_values(&[model, plan]),
+            },
+            |c| c.counter.inc_by(nanos),
+        );
     });
 }

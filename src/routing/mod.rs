@@ -11,6 +11,11 @@ use crate::error::GatewayError;
 use crate::formats::errors::ErrorStyle;
 use crate::formats::ClientFormat;
 
+/// The endpoint groups hourly limits count in ([`Endpoint::limit_group`]
+/// gives each call's): what a plan may limit, and what a restart reads a
+/// kept charge's group back as.
+pub const LIMIT_GROUPS: [&str; 5] = ["messages", "responses", "embeddings", "rerank", "images"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     ChatCompletions,
@@ -94,7 +99,8 @@ impl Endpoint {
         }
     }
 
-    /// The group whose hourly limit a call counts against (seed 001:
+    /// The group whose hourly limit a call counts against (one of
+    /// [`LIMIT_GROUPS`]; seed 001:
     /// messages, chat and Gemini share one; Responses has its own).
     pub fn limit_group(&self) -> &'static str {
         match self {
@@ -107,14 +113,10 @@ impl Endpoint {
     }
 
     /// The group a charge was kept with (its ledger text), as the static
-    /// [`Self::limit_group`] names it; a text no endpoint gives (none, or
-    /// a release's that had other groups) counts as `messages`.
+    /// of [`LIMIT_GROUPS`] it is; a text that is none of them (none, or a
+    /// release's that had other groups) counts as `messages`.
     pub fn limit_group_named(name: Option<&str>) -> &'static str {
-        [Endpoint::Responses, Endpoint::Embeddings, Endpoint::Rerank, Endpoint::Images]
-            .iter()
-            .map(Endpoint::limit_group)
-            .find(|group| Some(*group) == name)
-            .unwrap_or("messages")
+        LIMIT_GROUPS.into_iter().find(|group| Some(*group) == name).unwrap_or("messages")
     }
 
     /// The kind of model a call to this endpoint names.

@@ -98,6 +98,7 @@ fn a_kept_group_reads_back_as_its_endpoints() {
         Endpoint::ChatCompletions,
     ] {
         let group = endpoint.limit_group();
+        assert!(LIMIT_GROUPS.contains(&group), "{endpoint:?}");
         assert_eq!(Endpoint::limit_group_named(Some(group)), group, "{endpoint:?}");
     }
     assert_eq!(Endpoint::limit_group_named(None), "messages");
