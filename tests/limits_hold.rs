@@ -1,8 +1,8 @@
 //! Limits that hold (#17), through the real binary: the account's counters
 //! survive keys with different limits and changes of limit; the daily cap
-//! counts only what it sells and outlives a restart, as does an open
-//! minute; a limit refuses before the wallet is asked (429, never 402,
-//! and no hold); counting tokens counts against nothing.
+//! counts only what it sells and outlives a restart, as do an open minute
+//! and each endpoint's hour; a limit refuses before the wallet is asked
+//! (429, never 402, and no hold); counting tokens counts against nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -290,6 +290,51 @@ async fn the_daily_cap_counts_what_it_sells_and_outlives_a_restart() {
     assert!(wait > 0 && wait <= 60_000 - opened.elapsed().as_millis() as u64 + 5_000, "{wait}");
     let whoami = second.get(&minute_key, "/v1/whoami").await;
     assert_eq!(whoami["rate_limits"]["rpm"]["remaining"], 0, "{whoami}");
+}
+
+/// An embeddings call of `key` on `gateway`: status and body.
+async fn embed(gateway: &str, key: &str) -> (u16, Value) {
+    let body = json!({"model": "text-embedding-3-small", "input": "to embed"});
+    let r =
+        client().post(format!("{gateway}/v1/embeddings")).bearer_auth(key).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_restart_counts_embeddings_in_their_own_hour_not_in_messages() {
+    let dir = TempDir::new();
+    let (db, config) = (dir.0.join("tollgate.db"), dir.0.join("tollgate.yaml"));
+    std::fs::write(&config, demo_with(&plan("hours", "{ rph: { embeddings: 3, messages: 2 } }"))).unwrap();
+    let (mock, mock_child) = start_mock();
+    let _mock = Guard(mock_child);
+    let first = Gateway::start(&config, &mock, &db);
+    let (account, key) = first.customer("hours").await;
+    let body = chat("gpt-5.5", 5);
+    for i in 0..3 {
+        let (status, doc) = embed(&first.url, &key).await;
+        assert_eq!(status, 200, "embeddings call {i}: {doc}");
+    }
+    let (status, doc) = embed(&first.url, &key).await;
+    assert_eq!((status, doc["error"]["code"].as_str()), (429, Some("rate_limit_exceeded")), "{doc}");
+    assert_eq!(call_with(&first.url, &key, &body, &[]).await.0, 200, "messages have an hour of their own");
+    let charges = first.charges(account, 4).await;
+    assert_eq!(charges.len(), 4, "three embeddings and a message billed: {charges:?}");
+
+    // SIGKILL, and again on the same store: the ledger's four calls are
+    // counted again, each in its own endpoint's hour.
+    drop(first);
+    let second = Gateway::start(&config, &mock, &db);
+    let (status, doc) = embed(&second.url, &key).await;
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (429, Some("rate_limit_exceeded")),
+        "the hour's three embeddings outlive the restart: {doc}"
+    );
+    let (status, _, doc) = call_with(&second.url, &key, &body, &[]).await;
+    assert_eq!(status, 200, "one message of two used, not four (the embeddings are not messages): {doc}");
+    let (status, _, doc) = call_with(&second.url, &key, &body, &[]).await;
+    assert_eq!((status, doc["error"]["code"].as_str()), (429, Some("rate_limit_exceeded")), "{doc}");
+    assert_eq!(second.charges(account, 5).await.len(), 5);
 }
 
 #[tokio::test]
