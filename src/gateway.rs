@@ -445,13 +445,12 @@ fn billing_of(config: &Config, catalog: &Catalog) -> Result<Option<BillingBoot>,
                 .map_err(|e| format!("plans '{}': limits.timezone: {e}", p.name))?,
         };
         for group in l.rph.keys() {
-            // `images` waits for an endpoint that counts against it: a limit
-            // nothing counts would be a promise the gateway does not keep.
+            // A limit nothing counts would be a promise the gateway does not keep.
             if !crate::routing::LIMIT_GROUPS.contains(&group.as_str()) {
                 return Err(format!(
-                    "plans '{}': limits.rph: '{group}' is not an endpoint group this gateway counts \
-                     (messages, responses, embeddings, rerank, images)",
-                    p.name
+                    "plans '{}': limits.rph: '{group}' is not an endpoint group this gateway counts ({})",
+                    p.name,
+                    crate::routing::LIMIT_GROUPS.join(", ")
                 ));
             }
         }
