@@ -9,7 +9,8 @@
 //! measure is repeated (BENCH_ROUNDS, 2), so the configurations alternate.
 //!
 //!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES, BENCH_ROUNDS
-//!                                          tune it; BENCH_CONFIG names one configuration to run instead)
+//!                                          tune it; BENCH_CONFIG names the configurations to run instead,
+//!                                          separated by `:`, each named after its file)
 //!
 //! BENCH_BASELINE_BIN=/path/to/an/older/tollgate (several, separated by
 //! `:`) runs those binaries too, on the same configurations, as further
@@ -179,9 +180,16 @@ fn main() {
     );
     // Two configurations by default (benches/configs.py writes them from
     // conf/demo.yaml): billed with every limit of the plan on, and
-    // unbilled. BENCH_CONFIG names one configuration to run instead.
+    // unbilled. BENCH_CONFIG names the ones to run instead (`:` between).
     let configs: Vec<(String, String)> = match std::env::var("BENCH_CONFIG") {
-        Ok(config) => vec![("tollgate".into(), config)],
+        Ok(configs) => configs
+            .split(':')
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                let stem = std::path::Path::new(c).file_stem().map(|s| s.to_string_lossy().into_owned());
+                (stem.unwrap_or_else(|| "tollgate".into()), c.to_string())
+            })
+            .collect(),
         Err(_) => {
             let dir = std::env::temp_dir().join(format!("tollgate-bench-conf-{}", std::process::id()));
             write_bench_configs(&dir);

@@ -9,6 +9,7 @@ mod dashboard;
 mod downstream;
 mod exchange;
 mod failover;
+mod h1_request;
 mod head_deadline;
 mod images;
 mod outcome;

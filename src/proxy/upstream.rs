@@ -71,15 +71,11 @@ pub async fn send_request(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (mut upstream, reused) =
+        let (upstream, reused) =
             connector.session(peer).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
-        let timeouts = plan.provider.timeouts;
-        upstream.set_read_timeout(Some(Duration::from_millis(timeouts.read_ms)));
-        upstream.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
-        match exchange_head(&mut upstream, plan).await {
-            Ok(()) => return Ok(upstream),
+        match exchange_head(upstream, peer, plan).await {
+            Ok(upstream) => return Ok(upstream),
             Err(e) => {
-                upstream.shutdown().await;
                 let stale =
                     reused && !matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
                 if stale && attempt < 2 {
@@ -91,12 +87,40 @@ pub async fn send_request(
     }
 }
 
-async fn exchange_head(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingora_core::Result<()> {
+/// Sends the request and reads the final response head; a connection
+/// that fails on the way is closed. HTTP/1 sends head and body in one
+/// write (`super::h1_request`); HTTP/2 through Pingora's session.
+async fn exchange_head(
+    upstream: HttpSession,
+    peer: &HttpPeer,
+    plan: &UpstreamPlan,
+) -> pingora_core::Result<HttpSession> {
+    let timeouts = plan.provider.timeouts;
+    let mut upstream = match upstream {
+        HttpSession::H1(h1) => HttpSession::H1(super::h1_request::send(h1, peer, plan).await?),
+        mut other => {
+            other.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
+            if let Err(e) = write_through_session(&mut other, plan).await {
+                other.shutdown().await;
+                return Err(e);
+            }
+            other
+        }
+    };
+    upstream.set_read_timeout(Some(Duration::from_millis(timeouts.read_ms)));
+    upstream.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
+    if let Err(e) = read_final_head(&mut upstream).await {
+        upstream.shutdown().await;
+        return Err(e);
+    }
+    Ok(upstream)
+}
+
+async fn write_through_session(upstream: &mut HttpSession, plan: &UpstreamPlan) -> pingora_core::Result<()> {
     let req = upstream_request(plan, upstream.as_http2().is_some())?;
     upstream.write_request_header(Box::new(req)).await?;
     upstream.write_request_body(plan.body.clone(), true).await?;
-    upstream.finish_request_body().await?;
-    read_final_head(upstream).await
+    upstream.finish_request_body().await
 }
 
 /// The request head for the provider. HTTP/2 carries the authority in

@@ -1,0 +1,200 @@
+//! A request to an HTTP/1 provider in one write: head and body go out
+//! together. Pingora's HTTP/1 client flushes the head on its own before
+//! the body is written, so each call was two sends (two segments, and a
+//! provider that wakes for the head and again for the body). Here the head
+//! is written into the connection's write buffer, the body after it (as
+//! one vectored write when it does not fit the buffer), and one flush
+//! sends both; the session is then made again on the same connection, as
+//! Pingora's connector makes one, to read the answer.
+//!
+//! The head is what Pingora's `RequestHeader` would put on the wire for
+//! the same parts: the request line, then each header as `name: value`.
+//! The session never learns the request it did not write: what it would
+//! read from it (a `HEAD` method, `Connection: close`, an upgrade) is
+//! never in a provider call (`exchange::headers` forwards none of them).
+
+use crate::exchange::UpstreamPlan;
+use pingora_core::protocols::http::v1::client::HttpSession as H1Session;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType};
+use std::io::IoSlice;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Sends `plan`'s request on `session`'s connection and returns a session
+/// on it ready to read the answer. A connection that fails is dropped
+/// (closed).
+pub async fn send(
+    session: H1Session,
+    peer: &HttpPeer,
+    plan: &UpstreamPlan,
+) -> pingora_core::Result<H1Session> {
+    let head = head_bytes(&plan.path, plan.provider.origin.authority(), &plan.headers, &plan.body)?;
+    let mut stream = session.into_inner();
+    let wait = Duration::from_millis(plan.provider.timeouts.write_ms);
+    match pingora_timeout::timeout(wait, write_request(&mut stream, &head, &plan.body)).await {
+        Ok(Ok(())) => Ok(H1Session::new_with_options(stream, peer)),
+        Ok(Err(e)) => Err(Error::because(ErrorType::WriteError, "while writing the request", e)),
+        Err(_) => Err(Error::explain(ErrorType::WriteTimedout, "while writing the request (timeout)")),
+    }
+}
+
+/// Head then body, flushed once: one send when both fit the connection's
+/// write buffer, one `writev` when they do not (the buffer passes a
+/// vectored write larger than itself straight to the socket).
+async fn write_request<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let written = out.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = written.min(head.len());
+        head = &head[from_head..];
+        body = &body[written - from_head..];
+    }
+    out.flush().await
+}
+
+/// The request line and headers: `host`, the plan's headers, and the
+/// body's length (the plan never carries `host` or `content-length`).
+/// Every model call has a JSON body; a request without one asks a
+/// provider how a queued job stands (`super::images`).
+fn head_bytes(
+    path: &str,
+    authority: &str,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+    body: &[u8],
+) -> pingora_core::Result<Vec<u8>> {
+    // The same checks the parts of a `RequestHeader` would get: no byte
+    // that could end the request line or a header early.
+    http::Uri::try_from(path).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream URI", e))?;
+    let host = http::HeaderValue::from_str(authority)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream host", e))?;
+    let method: &[u8] = if body.is_empty() { b"GET " } else { b"POST " };
+    let mut length = itoa::Buffer::new();
+    let length = length.format(body.len()).as_bytes();
+    let mut head = Vec::with_capacity(
+        64 + path.len()
+            + host.len()
+            + headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>(),
+    );
+    head.extend_from_slice(method);
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(host.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"content-length: ");
+    head.extend_from_slice(length);
+    head.extend_from_slice(b"\r\n\r\n");
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// What reached the socket: one entry per write the buffer passed on.
+    #[derive(Default)]
+    struct Socket {
+        sends: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Socket {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            self.get_mut().sends.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = all.len();
+            self.get_mut().sends.push(all);
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The connection as Pingora buffers it: 1,460 bytes of write buffer.
+    fn connection() -> tokio::io::BufWriter<Socket> {
+        tokio::io::BufWriter::with_capacity(1460, Socket::default())
+    }
+
+    #[tokio::test]
+    async fn a_small_request_is_one_send() {
+        let mut out = connection();
+        write_request(&mut out, b"POST /v1 HTTP/1.1\r\n\r\n", &[b'x'; 1000]).await.unwrap();
+        let sends = &out.get_ref().sends;
+        assert_eq!(sends.len(), 1);
+        assert_eq!(sends[0].len(), 21 + 1000);
+    }
+
+    #[tokio::test]
+    async fn a_large_request_is_one_vectored_send() {
+        let mut out = connection();
+        let body = vec![b'x'; 100_000];
+        write_request(&mut out, b"POST /v1 HTTP/1.1\r\n\r\n", &body).await.unwrap();
+        let sends = &out.get_ref().sends;
+        assert_eq!(sends.len(), 1);
+        assert!(sends[0].starts_with(b"POST /v1") && sends[0].len() == 21 + 100_000);
+    }
+
+    /// A socket that takes a few bytes at a time: every byte still goes,
+    /// in order.
+    struct Trickle(Vec<u8>);
+    impl AsyncWrite for Trickle {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.get_mut().0.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_writes_lose_nothing() {
+        let mut out = Trickle(Vec::new());
+        write_request(&mut out, b"HEAD-", b"and the body").await.unwrap();
+        assert_eq!(out.0, b"HEAD-and the body");
+    }
+
+    #[test]
+    fn the_head_is_the_request_line_host_headers_and_length() {
+        let headers = [(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer k"))];
+        let head = head_bytes("/v1/chat/completions?x=1", "api.example:8443", &headers, b"{\"model\":\"m\"}")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: api.example:8443\r\n\
+             authorization: Bearer k\r\ncontent-length: 13\r\n\r\n"
+        );
+        let poll = head_bytes("/v1/jobs/1", "api.example", &[], b"").unwrap();
+        assert!(poll.starts_with(b"GET /v1/jobs/1 HTTP/1.1\r\nhost: api.example\r\n"));
+        assert!(head_bytes("/v1 x", "api.example", &[], b"").is_err());
+        assert!(head_bytes("/v1", "api.example\r\nx: y", &[], b"").is_err());
+    }
+}
