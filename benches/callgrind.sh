@@ -54,49 +54,19 @@ else
   VALGRIND=(--tool=callgrind)
   OUT_FLAG=--callgrind-out-file
 fi
+. benches/proxy_under_test.sh
 run() {
-  local n=$1 mock=19811 gw=19812 metrics=19813 out
+  local n=$1 mock=19811 gw=19812 out
   out=$(mktemp)
-  target/release/tollgate-mock --listen 127.0.0.1:$mock >/dev/null 2>&1 &
-  local mock_pid=$!
-  if [ "$CONFIG" = bare ]; then
-    local bench
-    bench=$(ls -t target/release/deps/gateway-* | grep -v '\.d$' | head -1)
-    valgrind "${VALGRIND[@]}" "$OUT_FLAG=$out" "$bench" --bare-proxy 127.0.0.1:$gw 127.0.0.1:$mock \
-      >/dev/null 2>&1 &
-  else
-    TOLLGATE_LISTEN=127.0.0.1:$gw TOLLGATE_METRICS_LISTEN=127.0.0.1:$metrics \
-      TOLLGATE_MOCK_URL=http://127.0.0.1:$mock TOLLGATE_DEMO_KEY=sk-bench RUST_LOG=warn \
-      TOLLGATE_ADMIN_LISTEN=127.0.0.1:19814 TOLLGATE_DB="$out.db" \
-      valgrind "${VALGRIND[@]}" "$OUT_FLAG=$out" "$BINARY" serve --config "$CONFIG" \
-      >/dev/null 2>&1 &
-  fi
-  local gw_pid=$!
-  for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$gw/ && break; sleep 0.3; done
-  # The bare proxy relays the path as it is: the mock's own.
-  local path=/v1/chat/completions
-  if [ "$CONFIG" = bare ]; then path=/openai/v1/chat/completions; fi
-  python3 - "$gw" "$n" "$path" "$BILLED" <<'PY'
-import http.client, json, sys
-port, n, path, billed = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-body = json.dumps({"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("POST", path, body, {"authorization": "Bearer sk-bench", "content-type": "application/json"})
-    r = c.getresponse(); r.read()
-    assert r.status == 200, r.status
-# A billed gateway's generation lookup waits for the store to keep every
-# journaled record.
-if billed == "yes":
-    c.request("GET", "/v1/generation?id=none", headers={"authorization": "Bearer sk-bench"})
-    c.getresponse().read()
-PY
+  start_mock $mock
+  start_proxy "$CONFIG" $gw $mock "$out" valgrind "${VALGRIND[@]}" "$OUT_FLAG=$out"
+  send_requests $gw "$n" "$proxy_path" 1 "$BILLED"
   sleep 0.5
-  kill -TERM $gw_pid; wait $gw_pid || true
-  kill $mock_pid || true
+  kill -TERM "$proxy_pid"; wait "$proxy_pid" || true
+  kill "$mock_pid" || true
   if [ "$TOOL" = callgrind ]; then grep -E '^summary' "$out" | awk '{print $2}'; fi
   if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP.$n"; fi
-  rm -rf "$out" "$out.db"*
+  rm -rf "$out" "$out.db"* "$out.log"
 }
 # The two runs' request counts: N2 - N1 requests are what is measured.
 N1=${N1:-250}

@@ -11,6 +11,7 @@
 # prints where its time went: kernel or user, by thread, by symbol.
 #
 #   cargo bench --no-run && bash benches/cpu_time.sh [N] [ROUNDS]
+#   (BINARY=path measures another build of the gateway, TARGETS a subset)
 #
 # (perf from Debian's packages: apt-get install -y linux-perf)
 set -euo pipefail
@@ -23,41 +24,19 @@ generated=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$generated"' EXIT
 python3 benches/configs.py "$generated"
 mock=19911 gw=19912
-
-client() {
-  python3 - "$gw" "$1" "$2" <<'PY'
-import http.client, json, sys
-port, n, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-body = json.dumps({"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi " * 100}]})
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("POST", path, body, {"authorization": "Bearer sk-bench", "content-type": "application/json"})
-    r = c.getresponse(); r.read()
-    assert r.status == 200, r.status
-PY
-}
+. benches/proxy_under_test.sh
 
 measure() {
-  local target=$1 path=/v1/chat/completions gw_pid mock_pid perf_pid out
+  local target=$1 config perf_pid out
   out=$generated/runs/$target # beside, not among, the configurations
   mkdir -p "$generated/runs"
-  target/release/tollgate-mock --listen 127.0.0.1:$mock >/dev/null 2>&1 &
-  mock_pid=$!
-  if [ "$target" = bare ]; then
-    local bench
-    bench=$(ls -t target/release/deps/gateway-* | grep -v '\.d$' | head -1)
-    "$bench" --bare-proxy 127.0.0.1:$gw 127.0.0.1:$mock >/dev/null 2>&1 &
-    path=/openai/v1/chat/completions
-  else
-    TOLLGATE_LISTEN=127.0.0.1:$gw TOLLGATE_METRICS_LISTEN=127.0.0.1:19913 \
-      TOLLGATE_MOCK_URL=http://127.0.0.1:$mock TOLLGATE_DEMO_KEY=sk-bench RUST_LOG=warn \
-      TOLLGATE_ADMIN_LISTEN=127.0.0.1:19914 TOLLGATE_DB="$out.db" \
-      target/release/tollgate serve --config "$generated/$target.yaml" >/dev/null 2>"$out.log" &
-  fi
-  gw_pid=$!
-  for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$gw/ && break; sleep 0.1; done
-  kill -0 $gw_pid 2>/dev/null || { echo "$target did not start:"; cat "$out.log" 2>/dev/null; exit 1; }
-  client 500 "$path" # warm: connections pooled, caches and series made
+  config=bare
+  if [ "$target" != bare ]; then config=$generated/$target.yaml; fi
+  start_mock $mock
+  start_proxy "$config" $gw $mock "$out"
+  kill -0 "$proxy_pid" 2>/dev/null || { echo "$target did not start:"; cat "$out.log" 2>/dev/null; exit 1; }
+  local gw_pid=$proxy_pid mock_pid=$mock_pid path=$proxy_path
+  send_requests $gw 500 "$path" 100 # warm: connections pooled, caches and series made
   if [ -n "${PROFILE:-}" ]; then
     perf record -q -e cpu-clock -F 10000 -p "$gw_pid" -o "$out.data" >/dev/null 2>&1 &
   else
@@ -65,7 +44,7 @@ measure() {
   fi
   perf_pid=$!
   sleep 0.3
-  client "$N" "$path"
+  send_requests $gw "$N" "$path" 100
   kill -INT $perf_pid
   wait $perf_pid || true
   kill -9 $gw_pid $mock_pid # nothing of theirs is read afterwards
