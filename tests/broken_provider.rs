@@ -231,3 +231,86 @@ async fn an_event_that_never_ends_is_cut_at_the_limit_with_the_callers_error_eve
         assert!(abandoned, "{format} {model}: the gateway stopped reading");
     }
 }
+
+/// A provider on raw TCP that answers only the first request of each
+/// connection and closes the connection when a second arrives (as a
+/// server does whose idle timeout ended just as the request came). Each
+/// request it reads whole (head, then `content-length` bytes) is kept.
+fn one_answer_per_connection() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let seen = kept.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut answered = false;
+                loop {
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+                    let length = end.and_then(|end| {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let line = head.lines().find(|l| l.starts_with("content-length:"))?;
+                        Some(end + line["content-length:".len()..].trim().parse::<usize>().ok()?)
+                    });
+                    if let Some(total) = length.filter(|total| buf.len() >= *total) {
+                        if answered {
+                            return; // closed, unanswered: the gateway must retry elsewhere
+                        }
+                        seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..total]).into_owned());
+                        buf.drain(..total);
+                        let body = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        conn.write_all(answer.as_bytes()).unwrap();
+                        answered = true;
+                        continue;
+                    }
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_the_request_arrives_whole() {
+    let (port, seen) = one_answer_per_connection();
+    let yaml = std::fs::read_to_string(common::repo().join("conf/demo.yaml")).unwrap().replace(
+        "models:\n",
+        &format!(
+            "  - {{ name: raw, kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_keys: [raw-key] }}\n\
+             models:\n  - {{ id: raw/model, provider: raw, price: {{ input: \"1\", output: \"1\" }} }}\n"
+        ),
+    );
+    let stack = Stack::custom(&yaml);
+    for i in 0..3 {
+        let c = call("openai", "raw/model", false, &format!("request {i}"));
+        let r = stack.send(&c, &[]).await;
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert!(body.contains("Hello"), "request {i}: {body}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "each request answered once, on a connection of its own: {seen:?}");
+    for (i, request) in seen.iter().enumerate() {
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
+        assert!(head.contains("\r\nauthorization: Bearer raw-key\r\n"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(sent["messages"][0]["content"], format!("request {i}"), "{body}");
+    }
+}

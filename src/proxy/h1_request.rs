@@ -7,8 +7,10 @@
 //! sends both; the session is then made again on the same connection, as
 //! Pingora's connector makes one, to read the answer.
 //!
-//! The head is what Pingora's `RequestHeader` would put on the wire for
-//! the same parts: the request line, then each header as `name: value`.
+//! The head holds what Pingora's `RequestHeader` would put on the wire for
+//! the same parts: the request line, then each header as `name: value`,
+//! names in lower case (Pingora title-cases a few it knows; HTTP names
+//! are case-insensitive).
 //! The session never learns the request it did not write: what it would
 //! read from it (a `HEAD` method, `Connection: close`, an upgrade) is
 //! never in a provider call (`exchange::headers` forwards none of them).
@@ -32,6 +34,8 @@ pub async fn send(
     let head = head_bytes(&plan.path, plan.provider.origin.authority(), &plan.headers, &plan.body)?;
     let mut stream = session.into_inner();
     let wait = Duration::from_millis(plan.provider.timeouts.write_ms);
+    // Pingora's own timer, as its client times its writes: cheaper than
+    // tokio's for a deadline that nearly always goes unused.
     match pingora_timeout::timeout(wait, write_request(&mut stream, &head, &plan.body)).await {
         Ok(Ok(())) => Ok(H1Session::new_with_options(stream, peer)),
         Ok(Err(e)) => Err(Error::because(ErrorType::WriteError, "while writing the request", e)),
@@ -50,8 +54,10 @@ async fn write_request<W: AsyncWrite + Unpin>(out: &mut W, head: &[u8], body: &[
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         let from_head = written.min(head.len());
-        head = &head[from_head..];
-        body = &body[written - from_head..];
+        head = head.get(from_head..).unwrap_or_default();
+        // A writer that claims more than it was given is broken: refused,
+        // not trusted.
+        body = body.get(written - from_head..).ok_or(std::io::ErrorKind::InvalidData)?;
     }
     out.flush().await
 }
@@ -66,8 +72,15 @@ fn head_bytes(
     headers: &[(http::HeaderName, http::HeaderValue)],
     body: &[u8],
 ) -> pingora_core::Result<Vec<u8>> {
-    // The same checks the parts of a `RequestHeader` would get: no byte
-    // that could end the request line or a header early.
+    // No byte that could end the request line or a header early, or
+    // start a fragment: `Uri` stops checking at a `#`, and the raw path
+    // is what goes out (Pingora's writer refused control bytes itself).
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+        return Err(Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "upstream URI: a byte a request line cannot carry",
+        ));
+    }
     http::Uri::try_from(path).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream URI", e))?;
     let host = http::HeaderValue::from_str(authority)
         .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream host", e))?;
@@ -175,6 +188,67 @@ mod tests {
         }
     }
 
+    /// The same, taking vectored writes: a short write may end inside the
+    /// head or inside the body.
+    struct VectoredTrickle(Vec<u8>);
+    impl AsyncWrite for VectoredTrickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).take(5).collect();
+            self.get_mut().0.extend_from_slice(&all);
+            Poll::Ready(Ok(all.len()))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_vectored_writes_lose_nothing() {
+        let mut out = VectoredTrickle(Vec::new());
+        write_request(&mut out, b"HEAD-", b"and the body").await.unwrap();
+        assert_eq!(out.0, b"HEAD-and the body");
+        let mut out = VectoredTrickle(Vec::new());
+        write_request(&mut out, b"HEAD-LINE-", b"and the body").await.unwrap();
+        assert_eq!(out.0, b"HEAD-LINE-and the body");
+    }
+
+    /// A writer that claims more than it was given.
+    struct Liar;
+    impl AsyncWrite for Liar {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len() + 100))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_claiming_too_much_is_an_error_not_a_panic() {
+        let err = write_request(&mut Liar, b"HEAD-", b"body").await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+
     #[tokio::test]
     async fn short_writes_lose_nothing() {
         let mut out = Trickle(Vec::new());
@@ -194,7 +268,9 @@ mod tests {
         );
         let poll = head_bytes("/v1/jobs/1", "api.example", &[], b"").unwrap();
         assert!(poll.starts_with(b"GET /v1/jobs/1 HTTP/1.1\r\nhost: api.example\r\n"));
-        assert!(head_bytes("/v1 x", "api.example", &[], b"").is_err());
+        for path in ["/v1 x", "/v1#\r\nx: y", "/v1#frag", "/v1\u{7f}", "v1", "/v1\tx"] {
+            assert!(head_bytes(path, "api.example", &[], b"").is_err(), "{path:?}");
+        }
         assert!(head_bytes("/v1", "api.example\r\nx: y", &[], b"").is_err());
     }
 }

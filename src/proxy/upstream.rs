@@ -1,6 +1,6 @@
 //! The provider's side of an exchange: connecting (with one retry when a
-//! pooled connection turns out stale), the request head as HTTP/1.1 or
-//! HTTP/2 need it, interim heads skipped, and provider failures sorted
+//! pooled connection turns out stale), the request as HTTP/1.1 (in one
+//! write, `super::h1_request`) or HTTP/2 need it, interim heads skipped, and provider failures sorted
 //! into the gateway's errors.
 
 use super::pool::Upstreams;
@@ -76,8 +76,13 @@ pub async fn send_request(
         match exchange_head(upstream, peer, plan).await {
             Ok(upstream) => return Ok(upstream),
             Err(e) => {
-                let stale =
-                    reused && !matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+                // A head the gateway cannot write fails the same way on a
+                // fresh connection: only the connection's own failures retry.
+                let stale = reused
+                    && !matches!(
+                        e.etype(),
+                        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::InvalidHTTPHeader
+                    );
                 if stale && attempt < 2 {
                     continue;
                 }
@@ -123,7 +128,8 @@ async fn write_through_session(upstream: &mut HttpSession, plan: &UpstreamPlan) 
     upstream.finish_request_body().await
 }
 
-/// The request head for the provider. HTTP/2 carries the authority in
+/// The request head for a provider not on HTTP/1 (which gets its head
+/// from `super::h1_request`, in one write with the body). HTTP/2 carries the authority in
 /// `:authority` (taken from an absolute URI) and must not also carry
 /// `Host`: servers such as nginx refuse the duplicate, and Pingora's client
 /// copies `Host` into `:authority` without removing it.
