@@ -68,6 +68,11 @@ impl Origin {
         } else {
             return Err(format!("{url:?}: base_url must start with http:// or https://"));
         };
+        // Its path starts every request line: a byte that would end the line
+        // or start a fragment is refused here, not on every call.
+        if rest.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+            return Err(format!("{url:?}: base_url has a space, a control character or a '#'"));
+        }
         let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
         if authority.is_empty() || authority.contains('@') {
             return Err(format!("{url:?}: base_url needs a host (and no user info)"));
@@ -393,6 +398,9 @@ mod tests {
         assert_eq!((o.host.as_str(), o.port, o.authority()), ("::1", 9100, "[::1]:9100"));
         assert!(Origin::parse("ftp://x").is_err());
         assert!(Origin::parse("http://x:notaport/").is_err());
+        for bad in ["http://x/v1#frag", "http://x/v1 x", "http://x/v1\r\nx: y", "http://x\t/v1"] {
+            assert!(Origin::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     fn provider(kind: ProviderKind, url: &str) -> Provider {
