@@ -232,24 +232,28 @@ async fn an_event_that_never_ends_is_cut_at_the_limit_with_the_callers_error_eve
     }
 }
 
-/// A provider on raw TCP that answers only the first request of each
-/// connection and closes the connection when a second arrives (as a
-/// server does whose idle timeout ended just as the request came). Each
-/// request it reads whole (head, then `content-length` bytes) is kept.
-fn one_answer_per_connection() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// Each request a raw provider read whole, with the number of the
+/// connection it came on (from 0, in the order they were accepted).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>;
+
+/// A provider on raw TCP that answers `answers` requests on each
+/// connection and closes it when one more arrives (as a server does
+/// whose idle timeout ended just as the request came). Each request it
+/// reads whole (head, then `content-length` bytes) is kept.
+fn raw_provider(answers: usize) -> (u16, Seen) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen: Seen = Default::default();
     let kept = seen.clone();
     std::thread::spawn(move || {
-        for conn in listener.incoming() {
+        for (number, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { return };
             let seen = kept.clone();
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                let mut answered = false;
+                let mut answered = 0;
                 loop {
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
                     let length = end.and_then(|end| {
@@ -258,10 +262,12 @@ fn one_answer_per_connection() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Stri
                         Some(end + line["content-length:".len()..].trim().parse::<usize>().ok()?)
                     });
                     if let Some(total) = length.filter(|total| buf.len() >= *total) {
-                        if answered {
+                        if answered == answers {
                             return; // closed, unanswered: the gateway must retry elsewhere
                         }
-                        seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..total]).into_owned());
+                        seen.lock()
+                            .unwrap()
+                            .push((number, String::from_utf8_lossy(&buf[..total]).into_owned()));
                         buf.drain(..total);
                         let body = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
                         let answer = format!(
@@ -269,7 +275,7 @@ fn one_answer_per_connection() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Stri
                             body.len()
                         );
                         conn.write_all(answer.as_bytes()).unwrap();
-                        answered = true;
+                        answered += 1;
                         continue;
                     }
                     match conn.read(&mut chunk) {
@@ -283,9 +289,8 @@ fn one_answer_per_connection() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Stri
     (port, seen)
 }
 
-#[tokio::test]
-async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_the_request_arrives_whole() {
-    let (port, seen) = one_answer_per_connection();
+/// The demo with one more provider, `raw` at `port`, and its model `raw/model`.
+fn with_raw_provider(port: u16) -> Stack {
     let yaml = std::fs::read_to_string(common::repo().join("conf/demo.yaml")).unwrap().replace(
         "models:\n",
         &format!(
@@ -293,7 +298,13 @@ async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_t
              models:\n  - {{ id: raw/model, provider: raw, price: {{ input: \"1\", output: \"1\" }} }}\n"
         ),
     );
-    let stack = Stack::custom(&yaml);
+    Stack::custom(&yaml)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_the_request_arrives_whole() {
+    let (port, seen) = raw_provider(1);
+    let stack = with_raw_provider(port);
     for i in 0..3 {
         let c = call("openai", "raw/model", false, &format!("request {i}"));
         let r = stack.send(&c, &[]).await;
@@ -304,7 +315,7 @@ async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_t
     }
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "each request answered once, on a connection of its own: {seen:?}");
-    for (i, request) in seen.iter().enumerate() {
+    for (i, (_, request)) in seen.iter().enumerate() {
         let (head, body) = request.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{head}");
         assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
@@ -313,4 +324,17 @@ async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_t
         let sent: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(sent["messages"][0]["content"], format!("request {i}"), "{body}");
     }
+}
+
+#[tokio::test]
+async fn calls_one_after_another_go_on_one_pooled_connection() {
+    let (port, seen) = raw_provider(usize::MAX);
+    let stack = with_raw_provider(port);
+    for i in 0..5 {
+        let r = stack.send(&call("openai", "raw/model", false, &format!("request {i}")), &[]).await;
+        assert_eq!(r.status(), 200, "request {i}");
+        r.text().await.unwrap();
+    }
+    let connections: Vec<usize> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
+    assert_eq!(connections, vec![0; 5], "every call after the first took the pooled connection");
 }

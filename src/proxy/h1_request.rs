@@ -4,8 +4,8 @@
 //! provider that wakes for the head and again for the body). Here the head
 //! is written into the connection's write buffer, the body after it (as
 //! one vectored write when it does not fit the buffer), and one flush
-//! sends both; the session is then made again on the same connection, as
-//! Pingora's connector makes one, to read the answer.
+//! sends both; the session is then made on the connection, as Pingora's
+//! connector makes one, to read the answer.
 //!
 //! The head holds what Pingora's `RequestHeader` would put on the wire for
 //! the same parts: the request line, then each header as `name: value`,
@@ -17,22 +17,21 @@
 
 use crate::exchange::UpstreamPlan;
 use pingora_core::protocols::http::v1::client::HttpSession as H1Session;
+use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType};
 use std::io::IoSlice;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-/// Sends `plan`'s request on `session`'s connection and returns a session
-/// on it ready to read the answer. A connection that fails is dropped
-/// (closed).
+/// Sends `plan`'s request on `stream` and returns a session on it ready
+/// to read the answer. A connection that fails is dropped (closed).
 pub async fn send(
-    session: H1Session,
+    mut stream: Stream,
     peer: &HttpPeer,
     plan: &UpstreamPlan,
 ) -> pingora_core::Result<H1Session> {
     let head = head_bytes(&plan.path, plan.provider.origin.authority(), &plan.headers, &plan.body)?;
-    let mut stream = session.into_inner();
     let wait = Duration::from_millis(plan.provider.timeouts.write_ms);
     // Pingora's own timer, as its client times its writes: cheaper than
     // tokio's for a deadline that nearly always goes unused.

@@ -1,52 +1,333 @@
-//! Connections to providers: Pingora's `Connector` (its pools, TLS and
-//! HTTP/2), and beside it a connector of its own for providers that speak
-//! only HTTP/1, whose pooled connection is taken without building the
-//! connect future. That future (TCP, TLS, the HTTP/2 handshake) is ~9 KB,
-//! and a future is moved whole into its box, built or not: on a pooled
-//! connection it was a 9 KB copy for nothing, on every call.
+//! Connections to providers. A provider that speaks only HTTP/1 (plain
+//! HTTP, or TLS offering only `http/1.1`) gets a pool of this module's
+//! own; the others (HTTP/2 over TLS) keep Pingora's `Connector`, with its
+//! pools, TLS and HTTP/2.
+//!
+//! Why a pool of its own: Pingora hands each idle connection to a task
+//! that watches it. Releasing one spawns that task and arms its timer;
+//! taking one wakes it, and the caller waits on its mutex until it lets
+//! go: a spawn, two task switches and a timer on every call. Here an
+//! idle connection waits in a list. Taking one asks the reactor, without
+//! a system call, whether the provider closed it or wrote to it (as
+//! Pingora checks too); a sweep once a second closes the connections
+//! idle past their timeout or closed by the provider. And the connection
+//! is handed out as a stream, so a call makes one HTTP session, not two
+//! (`super::h1_request` writes on the stream, then makes the session).
 
-use pingora_core::connectors::http::{v1, Connector};
-use pingora_core::connectors::ConnectorOptions;
+use futures_util::FutureExt;
+use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::{ConnectorOptions, TransportConnector};
 use pingora_core::protocols::http::client::HttpSession;
-use pingora_core::protocols::ALPN;
+use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::upstreams::peer::{HttpPeer, Peer};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// How often idle connections are looked at when no call takes them.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Upstreams {
     any: Connector,
-    /// Peers that speak only HTTP/1, with a pool of their own.
-    h1_only: v1::Connector,
+    /// Connects peers that speak only HTTP/1 (TCP, and TLS).
+    transport: TransportConnector,
+    idle: Arc<IdlePool>,
+    swept: AtomicBool,
+}
+
+/// A connection to a provider, as [`Upstreams::session`] hands it out.
+// Taken apart as soon as it is returned (Pingora's session was returned
+// by value before): boxing it would cost an HTTP/2 call an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Leased {
+    /// A provider on HTTP/1 only: the bare connection.
+    H1(Stream),
+    /// Any other, through Pingora's connector (HTTP/2, or HTTP/1 it
+    /// negotiated).
+    Pingora(HttpSession),
 }
 
 /// Whether `peer` speaks only HTTP/1 (plain HTTP, or TLS offering only
-/// `http/1.1`): Pingora's `Connector` would take its connection from its
-/// HTTP/1 pool as well, and nothing else.
+/// `http/1.1`).
 fn h1_only(peer: &HttpPeer) -> bool {
     peer.get_peer_options().is_none_or(|o| matches!(o.alpn, ALPN::H1))
 }
 
 impl Upstreams {
     pub fn new(options: Option<ConnectorOptions>) -> Self {
-        Self { any: Connector::new(options.clone()), h1_only: v1::Connector::new(options) }
+        // Pingora's own default, per worker thread, when none is given.
+        let capacity = options.as_ref().map_or(128, |o| o.keepalive_pool_size);
+        Self {
+            any: Connector::new(options.clone()),
+            transport: TransportConnector::new(options),
+            idle: Arc::new(IdlePool::new(capacity)),
+            swept: AtomicBool::new(false),
+        }
     }
 
-    /// A session to `peer`, and whether it was pooled.
-    pub async fn session(&self, peer: &HttpPeer) -> pingora_core::Result<(HttpSession, bool)> {
+    /// A connection to `peer`, and whether it was pooled.
+    pub async fn session(&self, peer: &HttpPeer) -> pingora_core::Result<(Leased, bool)> {
         if !h1_only(peer) {
-            return Box::pin(self.any.get_http_session(peer)).await;
+            let (session, reused) = Box::pin(self.any.get_http_session(peer)).await?;
+            return Ok((Leased::Pingora(session), reused));
         }
-        if let Some(pooled) = self.h1_only.reused_http_session(peer).await {
-            return Ok((HttpSession::H1(pooled), true));
+        if let Some(pooled) = self.idle.take(peer.reuse_hash(), Instant::now()) {
+            return Ok((Leased::H1(pooled), true));
         }
-        let (fresh, reused) = Box::pin(self.h1_only.get_http_session(peer)).await?;
-        Ok((HttpSession::H1(fresh), reused))
+        // Boxed: the connect future (TCP, TLS) is kilobytes, and a call on
+        // a pooled connection should not carry it.
+        let fresh = Box::pin(self.transport.new_stream(peer)).await?;
+        Ok((Leased::H1(fresh), false))
     }
 
-    /// Gives `session` back to the pool it came from (or closes it).
+    /// Gives `session` back to the pool it came from, or closes it when
+    /// its answer leaves it unusable.
     pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
         match session {
-            HttpSession::H1(h1) if h1_only(peer) => self.h1_only.release_http_session(h1, peer, idle).await,
+            HttpSession::H1(mut h1) if h1_only(peer) => {
+                h1.respect_keepalive();
+                if let Some(stream) = h1.reuse().await {
+                    self.idle.put(peer.reuse_hash(), stream, idle, Instant::now());
+                    self.sweep_from_now_on();
+                }
+            }
             other => self.any.release_http_session(other, peer, idle).await,
         }
+    }
+
+    /// Starts the sweep (once, from the first release: it needs the
+    /// runtime the connections belong to). It ends with the pool.
+    fn sweep_from_now_on(&self) {
+        if self.swept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let idle = Arc::downgrade(&self.idle);
+        tokio::spawn(sweep(idle));
+    }
+}
+
+async fn sweep(idle: Weak<IdlePool>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(pool) = idle.upgrade() else { return };
+        pool.sweep(Instant::now());
+    }
+}
+
+/// Idle connections by peer (`Peer::reuse_hash`), the most recently
+/// released last.
+struct IdlePool {
+    by_peer: Mutex<Lists>,
+    /// The most kept at once, every peer together; past it a released
+    /// connection is closed.
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Lists {
+    by_peer: HashMap<u64, Vec<Idle>>,
+    count: usize,
+}
+
+struct Idle {
+    stream: Stream,
+    since: Instant,
+    timeout: Option<Duration>,
+}
+
+impl Idle {
+    /// Whether the connection may carry another request at `now`.
+    fn usable(&mut self, now: Instant) -> bool {
+        let timed_out = self.timeout.is_some_and(|t| now.saturating_duration_since(self.since) >= t);
+        !timed_out && quiet(&mut self.stream)
+    }
+}
+
+/// Whether nothing arrived on an idle connection: no answer is pending on
+/// it, so anything readable (bytes, the provider's close, an error) makes
+/// it unusable. Asked of the reactor: no system call unless it saw an
+/// event on the socket.
+fn quiet(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    // `unconstrained`: tokio's budget could make a ready read look pending.
+    tokio::task::unconstrained(stream.read(&mut byte)).now_or_never().is_none()
+}
+
+fn lock(m: &Mutex<Lists>) -> std::sync::MutexGuard<'_, Lists> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl IdlePool {
+    fn new(capacity: usize) -> Self {
+        Self { by_peer: Mutex::new(Lists::default()), capacity }
+    }
+
+    /// The most recently released usable connection to the peer `key`;
+    /// the unusable ones met on the way are closed.
+    fn take(&self, key: u64, now: Instant) -> Option<Stream> {
+        let mut closed = Vec::new();
+        let found = {
+            let mut lists = lock(&self.by_peer);
+            let Lists { by_peer, count } = &mut *lists;
+            let list = by_peer.get_mut(&key)?;
+            let mut found = None;
+            while let Some(mut idle) = list.pop() {
+                *count -= 1;
+                if idle.usable(now) {
+                    found = Some(idle.stream);
+                    break;
+                }
+                closed.push(idle);
+            }
+            found
+        };
+        drop(closed); // closed outside the lock
+        found
+    }
+
+    /// Keeps `stream` for the peer `key`, unless it is unusable already
+    /// or the pool is full.
+    fn put(&self, key: u64, stream: Stream, timeout: Option<Duration>, now: Instant) {
+        let mut idle = Idle { stream, since: now, timeout };
+        if !idle.usable(now) {
+            return;
+        }
+        let mut lists = lock(&self.by_peer);
+        if lists.count >= self.capacity {
+            return; // dropped after the lock: `idle` outlives `lists`
+        }
+        lists.count += 1;
+        lists.by_peer.entry(key).or_default().push(idle);
+    }
+
+    /// Closes the connections that timed out or that the provider closed.
+    fn sweep(&self, now: Instant) {
+        let mut closed = Vec::new();
+        {
+            let mut lists = lock(&self.by_peer);
+            let Lists { by_peer, count } = &mut *lists;
+            for list in by_peer.values_mut() {
+                let mut kept = Vec::with_capacity(list.len());
+                for mut idle in list.drain(..) {
+                    if idle.usable(now) {
+                        kept.push(idle);
+                    } else {
+                        *count -= 1;
+                        closed.push(idle);
+                    }
+                }
+                *list = kept;
+            }
+            by_peer.retain(|_, list| !list.is_empty());
+        }
+        drop(closed);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        lock(&self.by_peer).count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected pair: the gateway's end as Pingora's stream, the
+    /// provider's end as it is.
+    async fn pair() -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let ours: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(ours.unwrap()));
+        (ours, theirs.unwrap().0)
+    }
+
+    /// Lets the reactor see what the other end did.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test]
+    async fn a_released_connection_is_taken_again_the_last_released_first() {
+        let pool = IdlePool::new(8);
+        let now = Instant::now();
+        let (a, _a) = pair().await;
+        let (b, _b) = pair().await;
+        let (a_id, b_id) = (a.id(), b.id());
+        pool.put(1, a, None, now);
+        pool.put(1, b, None, now);
+        assert_eq!(pool.len(), 2);
+        assert!(pool.take(2, now).is_none(), "another peer's connection is never handed out");
+        assert_eq!(pool.take(1, now).map(|s| s.id()), Some(b_id));
+        assert_eq!(pool.take(1, now).map(|s| s.id()), Some(a_id));
+        assert!(pool.take(1, now).is_none());
+        assert_eq!(pool.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_provider_closed_or_wrote_to_is_not_handed_out() {
+        let pool = IdlePool::new(8);
+        let (closed, theirs) = pair().await;
+        let (written, mut chatty) = pair().await;
+        let (fine, _fine) = pair().await;
+        let fine_id = fine.id();
+        let now = Instant::now();
+        pool.put(1, fine, None, now);
+        pool.put(1, closed, None, now);
+        pool.put(1, written, None, now);
+        drop(theirs);
+        chatty.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await.unwrap();
+        settle().await;
+        assert_eq!(pool.take(1, Instant::now()).map(|s| s.id()), Some(fine_id));
+        assert_eq!(pool.len(), 0, "the two unusable ones were closed on the way");
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_its_timeout_is_closed_not_handed_out() {
+        let pool = IdlePool::new(8);
+        let (stream, mut theirs) = pair().await;
+        let then = Instant::now();
+        pool.put(1, stream, Some(Duration::from_secs(5)), then);
+        assert!(pool.take(1, then + Duration::from_secs(5)).is_none());
+        let mut buf = [0u8; 1];
+        assert_eq!(theirs.read(&mut buf).await.unwrap(), 0, "the provider sees it closed");
+    }
+
+    #[tokio::test]
+    async fn the_sweep_closes_what_timed_out_and_what_the_provider_closed() {
+        let pool = IdlePool::new(8);
+        let then = Instant::now();
+        let (short, mut short_theirs) = pair().await;
+        let (closed, closed_theirs) = pair().await;
+        let (long, _long_theirs) = pair().await;
+        pool.put(1, short, Some(Duration::from_secs(1)), then);
+        pool.put(2, closed, None, then);
+        pool.put(2, long, Some(Duration::from_secs(60)), then);
+        drop(closed_theirs);
+        settle().await;
+        pool.sweep(then + Duration::from_secs(2));
+        assert_eq!(pool.len(), 1);
+        let mut buf = [0u8; 1];
+        assert_eq!(short_theirs.read(&mut buf).await.unwrap(), 0);
+        assert!(pool.take(1, then + Duration::from_secs(2)).is_none());
+        assert!(pool.take(2, then + Duration::from_secs(2)).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_closes_what_is_released_into_it() {
+        let pool = IdlePool::new(1);
+        let now = Instant::now();
+        let (a, _a) = pair().await;
+        let (b, mut b_theirs) = pair().await;
+        pool.put(1, a, None, now);
+        pool.put(2, b, None, now);
+        assert_eq!(pool.len(), 1);
+        let mut buf = [0u8; 1];
+        assert_eq!(b_theirs.read(&mut buf).await.unwrap(), 0, "the second was closed");
     }
 }

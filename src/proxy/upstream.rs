@@ -3,7 +3,7 @@
 //! write, `super::h1_request`) or HTTP/2 need it, interim heads skipped, and provider failures sorted
 //! into the gateway's errors.
 
-use super::pool::Upstreams;
+use super::pool::{Leased, Upstreams};
 use crate::error::GatewayError;
 use crate::exchange::headers::keep_response_header;
 use crate::exchange::UpstreamPlan;
@@ -96,14 +96,17 @@ pub async fn send_request(
 /// that fails on the way is closed. HTTP/1 sends head and body in one
 /// write (`super::h1_request`); HTTP/2 through Pingora's session.
 async fn exchange_head(
-    upstream: HttpSession,
+    upstream: Leased,
     peer: &HttpPeer,
     plan: &UpstreamPlan,
 ) -> pingora_core::Result<HttpSession> {
     let timeouts = plan.provider.timeouts;
     let mut upstream = match upstream {
-        HttpSession::H1(h1) => HttpSession::H1(super::h1_request::send(h1, peer, plan).await?),
-        mut other => {
+        Leased::H1(stream) => HttpSession::H1(super::h1_request::send(stream, peer, plan).await?),
+        Leased::Pingora(HttpSession::H1(h1)) => {
+            HttpSession::H1(super::h1_request::send(h1.into_inner(), peer, plan).await?)
+        }
+        Leased::Pingora(mut other) => {
             other.set_write_timeout(Some(Duration::from_millis(timeouts.write_ms)));
             if let Err(e) = write_through_session(&mut other, plan).await {
                 other.shutdown().await;
