@@ -239,17 +239,21 @@ type Seen = std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>;
 /// A provider on raw TCP that answers `answers` requests on each
 /// connection and closes it when one more arrives (as a server does
 /// whose idle timeout ended just as the request came). Each request it
-/// reads whole (head, then `content-length` bytes) is kept.
-fn raw_provider(answers: usize) -> (u16, Seen) {
+/// reads whole (head, then `content-length` bytes) is kept, and those it
+/// closed the connection on are counted.
+fn raw_provider(answers: usize) -> (u16, Seen, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Default::default();
     let kept = seen.clone();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = refused.clone();
     std::thread::spawn(move || {
         for (number, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { return };
             let seen = kept.clone();
+            let refused = counted.clone();
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -263,6 +267,7 @@ fn raw_provider(answers: usize) -> (u16, Seen) {
                     });
                     if let Some(total) = length.filter(|total| buf.len() >= *total) {
                         if answered == answers {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             return; // closed, unanswered: the gateway must retry elsewhere
                         }
                         seen.lock()
@@ -286,7 +291,7 @@ fn raw_provider(answers: usize) -> (u16, Seen) {
             });
         }
     });
-    (port, seen)
+    (port, seen, refused)
 }
 
 /// The demo with one more provider, `raw` at `port`, and its model `raw/model`.
@@ -301,20 +306,38 @@ fn with_raw_provider(port: u16) -> Stack {
     Stack::custom(&yaml)
 }
 
-#[tokio::test]
-async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_the_request_arrives_whole() {
-    let (port, seen) = raw_provider(1);
-    let stack = with_raw_provider(port);
-    for i in 0..3 {
+/// Calls `raw/model` one after another on one keep-alive connection: the
+/// gateway gives each call's provider connection back before it reads
+/// the next call (a client per call could overtake that).
+async fn calls_in_a_row(stack: &Stack, n: usize) {
+    let client = common::client();
+    for i in 0..n {
         let c = call("openai", "raw/model", false, &format!("request {i}"));
-        let r = stack.send(&c, &[]).await;
+        let r =
+            client.post(stack.url(&c.path)).header(c.auth.0, &c.auth.1).json(&c.body).send().await.unwrap();
         let status = r.status();
         let body = r.text().await.unwrap();
         assert_eq!(status, 200, "request {i}: {body}");
         assert!(body.contains("Hello"), "request {i}: {body}");
     }
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_the_request_arrives_whole() {
+    let (port, seen, refused) = raw_provider(1);
+    let stack = with_raw_provider(port);
+    calls_in_a_row(&stack, 3).await;
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 3, "each request answered once, on a connection of its own: {seen:?}");
+    let connections: Vec<usize> = seen.iter().map(|(n, _)| *n).collect();
+    // The second and third calls took the connection before them from the
+    // pool; the provider closed it, unanswered, when they came; each was
+    // answered on the new connection its retry opened.
+    assert_eq!(
+        connections,
+        vec![0, 1, 2],
+        "each request answered once, on a connection of its own: {seen:?}"
+    );
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 2, "the pooled connections were taken");
     for (i, (_, request)) in seen.iter().enumerate() {
         let (head, body) = request.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{head}");
@@ -328,13 +351,9 @@ async fn a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one_and_t
 
 #[tokio::test]
 async fn calls_one_after_another_go_on_one_pooled_connection() {
-    let (port, seen) = raw_provider(usize::MAX);
+    let (port, seen, _) = raw_provider(usize::MAX);
     let stack = with_raw_provider(port);
-    for i in 0..5 {
-        let r = stack.send(&call("openai", "raw/model", false, &format!("request {i}")), &[]).await;
-        assert_eq!(r.status(), 200, "request {i}");
-        r.text().await.unwrap();
-    }
+    calls_in_a_row(&stack, 5).await;
     let connections: Vec<usize> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
     assert_eq!(connections, vec![0; 5], "every call after the first took the pooled connection");
 }

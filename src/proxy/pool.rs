@@ -1,7 +1,7 @@
 //! Connections to providers. A provider that speaks only HTTP/1 (plain
-//! HTTP, or TLS offering only `http/1.1`) gets a pool of this module's
-//! own; the others (HTTP/2 over TLS) keep Pingora's `Connector`, with its
-//! pools, TLS and HTTP/2.
+//! HTTP, such as a local inference server; every TLS provider offers
+//! HTTP/2 as well, `crate::providers`) gets a pool of this module's own;
+//! the others keep Pingora's `Connector`, with its pools, TLS and HTTP/2.
 //!
 //! Why a pool of its own: Pingora hands each idle connection to a task
 //! that watches it. Releasing one spawns that task and arms its timer;
@@ -10,7 +10,8 @@
 //! idle connection waits in a list. Taking one asks the reactor, without
 //! a system call, whether the provider closed it or wrote to it (as
 //! Pingora checks too); a sweep once a second closes the connections
-//! idle past their timeout or closed by the provider. And the connection
+//! idle past their timeout or closed by the provider; a full pool closes
+//! its oldest idle connection for a new one, as Pingora's LRU does. And the connection
 //! is handed out as a stream, so a call makes one HTTP session, not two
 //! (`super::h1_request` writes on the stream, then makes the session).
 
@@ -57,7 +58,9 @@ fn h1_only(peer: &HttpPeer) -> bool {
 
 impl Upstreams {
     pub fn new(options: Option<ConnectorOptions>) -> Self {
-        // Pingora's own default, per worker thread, when none is given.
+        // Every peer together, as Pingora counts it (its default when
+        // none is given; from a server's configuration, its per-thread
+        // size times the threads).
         let capacity = options.as_ref().map_or(128, |o| o.keepalive_pool_size);
         Self {
             any: Connector::new(options.clone()),
@@ -67,14 +70,18 @@ impl Upstreams {
         }
     }
 
-    /// A connection to `peer`, and whether it was pooled.
-    pub async fn session(&self, peer: &HttpPeer) -> pingora_core::Result<(Leased, bool)> {
+    /// A connection to `peer`, and whether it was pooled; `fresh` asks
+    /// for a new one (a retry after a pooled one failed: others pooled
+    /// at the same time may have died the same way).
+    pub async fn session(&self, peer: &HttpPeer, fresh: bool) -> pingora_core::Result<(Leased, bool)> {
         if !h1_only(peer) {
             let (session, reused) = Box::pin(self.any.get_http_session(peer)).await?;
             return Ok((Leased::Pingora(session), reused));
         }
-        if let Some(pooled) = self.idle.take(peer.reuse_hash(), Instant::now()) {
-            return Ok((Leased::H1(pooled), true));
+        if !fresh {
+            if let Some(pooled) = self.idle.take(peer.reuse_hash(), Instant::now()) {
+                return Ok((Leased::H1(pooled), true));
+            }
         }
         // Boxed: the connect future (TCP, TLS) is kilobytes, and a call on
         // a pooled connection should not carry it.
@@ -131,6 +138,22 @@ struct Lists {
     count: usize,
 }
 
+impl Lists {
+    /// Takes out the connection idle the longest, every peer together
+    /// (each list holds its own in the order they were released).
+    fn remove_oldest(&mut self) -> Option<Idle> {
+        let key =
+            *self.by_peer.iter().filter_map(|(k, l)| Some((k, l.first()?.since))).min_by_key(|(_, s)| *s)?.0;
+        let list = self.by_peer.get_mut(&key)?;
+        let oldest = list.remove(0);
+        if list.is_empty() {
+            self.by_peer.remove(&key);
+        }
+        self.count -= 1;
+        Some(oldest)
+    }
+}
+
 struct Idle {
     stream: Stream,
     since: Instant,
@@ -152,7 +175,16 @@ impl Idle {
 fn quiet(stream: &mut Stream) -> bool {
     let mut byte = [0u8; 1];
     // `unconstrained`: tokio's budget could make a ready read look pending.
-    tokio::task::unconstrained(stream.read(&mut byte)).now_or_never().is_none()
+    match tokio::task::unconstrained(stream.read(&mut byte)).now_or_never() {
+        None => true,
+        Some(Ok(0)) | Some(Err(_)) => false,
+        Some(Ok(_)) => {
+            // A provider that answers what was not asked (a 408 before its
+            // close, a body longer than its length) is worth knowing of.
+            log::warn!(target: "tollgate", "a provider sent bytes on an idle connection; it is closed");
+            false
+        }
+    }
 }
 
 fn lock(m: &Mutex<Lists>) -> std::sync::MutexGuard<'_, Lists> {
@@ -165,63 +197,72 @@ impl IdlePool {
     }
 
     /// The most recently released usable connection to the peer `key`;
-    /// the unusable ones met on the way are closed.
+    /// the unusable ones met on the way are closed. Each is looked at
+    /// outside the lock (an event on it makes that a system call).
     fn take(&self, key: u64, now: Instant) -> Option<Stream> {
-        let mut closed = Vec::new();
-        let found = {
-            let mut lists = lock(&self.by_peer);
-            let Lists { by_peer, count } = &mut *lists;
-            let list = by_peer.get_mut(&key)?;
-            let mut found = None;
-            while let Some(mut idle) = list.pop() {
+        loop {
+            let mut idle = {
+                let mut lists = lock(&self.by_peer);
+                let Lists { by_peer, count } = &mut *lists;
+                let idle = by_peer.get_mut(&key)?.pop()?;
                 *count -= 1;
-                if idle.usable(now) {
-                    found = Some(idle.stream);
-                    break;
-                }
-                closed.push(idle);
+                idle
+            };
+            if idle.usable(now) {
+                return Some(idle.stream);
             }
-            found
-        };
-        drop(closed); // closed outside the lock
-        found
+        }
     }
 
-    /// Keeps `stream` for the peer `key`, unless it is unusable already
-    /// or the pool is full.
+    /// Keeps `stream` for the peer `key`, unless it is unusable already;
+    /// a full pool closes its oldest idle connection to make room.
     fn put(&self, key: u64, stream: Stream, timeout: Option<Duration>, now: Instant) {
         let mut idle = Idle { stream, since: now, timeout };
-        if !idle.usable(now) {
+        if !idle.usable(now) || self.capacity == 0 {
             return;
         }
-        let mut lists = lock(&self.by_peer);
-        if lists.count >= self.capacity {
-            return; // dropped after the lock: `idle` outlives `lists`
-        }
-        lists.count += 1;
-        lists.by_peer.entry(key).or_default().push(idle);
+        let oldest = {
+            let mut lists = lock(&self.by_peer);
+            let oldest = if lists.count >= self.capacity { lists.remove_oldest() } else { None };
+            lists.count += 1;
+            lists.by_peer.entry(key).or_default().push(idle);
+            oldest
+        };
+        drop(oldest); // closed outside the lock
     }
 
-    /// Closes the connections that timed out or that the provider closed.
+    /// Closes the connections that timed out or that the provider closed,
+    /// looked at outside the lock; what was released meanwhile stays.
     fn sweep(&self, now: Instant) {
-        let mut closed = Vec::new();
-        {
+        let taken = {
             let mut lists = lock(&self.by_peer);
-            let Lists { by_peer, count } = &mut *lists;
-            for list in by_peer.values_mut() {
-                let mut kept = Vec::with_capacity(list.len());
-                for mut idle in list.drain(..) {
-                    if idle.usable(now) {
-                        kept.push(idle);
-                    } else {
-                        *count -= 1;
-                        closed.push(idle);
-                    }
-                }
-                *list = kept;
+            lists.count = 0;
+            std::mem::take(&mut lists.by_peer)
+        };
+        let mut kept: HashMap<u64, Vec<Idle>> = HashMap::with_capacity(taken.len());
+        for (key, list) in taken {
+            let usable: Vec<Idle> = list.into_iter().filter_map(|mut i| i.usable(now).then_some(i)).collect();
+            if !usable.is_empty() {
+                kept.insert(key, usable);
             }
-            by_peer.retain(|_, list| !list.is_empty());
         }
+        let mut lists = lock(&self.by_peer);
+        for (key, mut older) in kept {
+            lists.count += older.len();
+            let list = lists.by_peer.entry(key).or_default();
+            // Older than what was released meanwhile: first in the list.
+            older.append(list);
+            *list = older;
+        }
+        // Whatever came in meanwhile may have passed the bound: it holds again.
+        let mut closed = Vec::new();
+        while lists.count > self.capacity {
+            match lists.remove_oldest() {
+                Some(idle) => closed.push(idle),
+                None => break,
+            }
+        }
+        drop(lists);
         drop(closed);
     }
 
@@ -319,15 +360,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_pool_closes_what_is_released_into_it() {
-        let pool = IdlePool::new(1);
-        let now = Instant::now();
-        let (a, _a) = pair().await;
-        let (b, mut b_theirs) = pair().await;
-        pool.put(1, a, None, now);
-        pool.put(2, b, None, now);
-        assert_eq!(pool.len(), 1);
+    async fn a_full_pool_closes_its_oldest_connection_for_a_new_one() {
+        let pool = IdlePool::new(2);
+        let then = Instant::now();
+        let (a, mut a_theirs) = pair().await;
+        let (b, _b) = pair().await;
+        let (c, _c) = pair().await;
+        let (b_id, c_id) = (b.id(), c.id());
+        pool.put(1, a, None, then);
+        pool.put(2, b, None, then + Duration::from_millis(1));
+        pool.put(3, c, None, then + Duration::from_millis(2));
+        assert_eq!(pool.len(), 2);
         let mut buf = [0u8; 1];
-        assert_eq!(b_theirs.read(&mut buf).await.unwrap(), 0, "the second was closed");
+        assert_eq!(a_theirs.read(&mut buf).await.unwrap(), 0, "the oldest, another peer's, was closed");
+        let now = then + Duration::from_millis(3);
+        assert!(pool.take(1, now).is_none());
+        assert_eq!(pool.take(2, now).map(|s| s.id()), Some(b_id));
+        assert_eq!(pool.take(3, now).map(|s| s.id()), Some(c_id));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_keeps_the_order_of_what_it_kept_and_what_came_meanwhile() {
+        let pool = IdlePool::new(8);
+        let then = Instant::now();
+        let (a, _a) = pair().await;
+        let (b, _b) = pair().await;
+        let (a_id, b_id) = (a.id(), b.id());
+        pool.put(1, a, None, then);
+        pool.sweep(then);
+        pool.put(1, b, None, then);
+        pool.sweep(then);
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.take(1, then).map(|s| s.id()), Some(b_id), "the last released first");
+        assert_eq!(pool.take(1, then).map(|s| s.id()), Some(a_id));
     }
 }

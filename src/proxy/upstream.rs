@@ -71,8 +71,10 @@ pub async fn send_request(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // The retry asks for a new connection: others pooled beside the
+        // stale one may have died with it (a provider's restart).
         let (upstream, reused) =
-            connector.session(peer).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
+            connector.session(peer, attempt > 1).await.map_err(|e| connect_error(&plan.provider.name, &e))?;
         match exchange_head(upstream, peer, plan).await {
             Ok(upstream) => return Ok(upstream),
             Err(e) => {
