@@ -114,29 +114,51 @@ mod tests {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
-    /// What reached the socket: one entry per write the buffer passed on.
-    #[derive(Default)]
+    /// A socket as each test wants it: a write takes at most `take` bytes
+    /// (from every slice when `vectored`, else from the first non-empty
+    /// one) and claims `claims_extra` more than it took. What reached it
+    /// is kept, one entry per write.
     struct Socket {
+        take: usize,
+        vectored: bool,
+        claims_extra: usize,
         sends: Vec<Vec<u8>>,
     }
 
+    impl Socket {
+        fn new(take: usize, vectored: bool) -> Self {
+            Self { take, vectored, claims_extra: 0, sends: Vec::new() }
+        }
+        fn received(&self) -> Vec<u8> {
+            self.sends.concat()
+        }
+    }
+
     impl AsyncWrite for Socket {
-        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-            self.get_mut().sends.push(buf.to_vec());
-            Poll::Ready(Ok(buf.len()))
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
         }
         fn poll_write_vectored(
             self: Pin<&mut Self>,
             _: &mut Context<'_>,
             bufs: &[IoSlice<'_>],
         ) -> Poll<std::io::Result<usize>> {
-            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-            let n = all.len();
-            self.get_mut().sends.push(all);
-            Poll::Ready(Ok(n))
+            let this = self.get_mut();
+            let given: Vec<u8> = if this.vectored {
+                bufs.iter().flat_map(|b| b.iter().copied()).collect()
+            } else {
+                bufs.iter().find(|b| !b.is_empty()).map(|b| b.to_vec()).unwrap_or_default()
+            };
+            let n = given.len().min(this.take);
+            this.sends.push(given[..n].to_vec());
+            Poll::Ready(Ok(n + this.claims_extra))
         }
         fn is_write_vectored(&self) -> bool {
-            true
+            self.vectored
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
@@ -148,7 +170,7 @@ mod tests {
 
     /// The connection as Pingora buffers it: 1,460 bytes of write buffer.
     fn connection() -> tokio::io::BufWriter<Socket> {
-        tokio::io::BufWriter::with_capacity(1460, Socket::default())
+        tokio::io::BufWriter::with_capacity(1460, Socket::new(usize::MAX, true))
     }
 
     #[tokio::test]
@@ -170,89 +192,28 @@ mod tests {
         assert!(sends[0].starts_with(b"POST /v1") && sends[0].len() == 21 + 100_000);
     }
 
-    /// A socket that takes a few bytes at a time: every byte still goes,
-    /// in order.
-    struct Trickle(Vec<u8>);
-    impl AsyncWrite for Trickle {
-        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-            let n = buf.len().min(7);
-            self.get_mut().0.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
+    #[tokio::test]
+    async fn short_writes_lose_nothing() {
+        let mut out = Socket::new(7, false);
+        write_request(&mut out, b"HEAD-", b"and the body").await.unwrap();
+        assert_eq!(out.received(), b"HEAD-and the body");
     }
 
-    /// The same, taking vectored writes: a short write may end inside the
-    /// head or inside the body.
-    struct VectoredTrickle(Vec<u8>);
-    impl AsyncWrite for VectoredTrickle {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<std::io::Result<usize>> {
-            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).take(5).collect();
-            self.get_mut().0.extend_from_slice(&all);
-            Poll::Ready(Ok(all.len()))
-        }
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
+    /// A short vectored write may end inside the head or inside the body.
     #[tokio::test]
     async fn short_vectored_writes_lose_nothing() {
-        let mut out = VectoredTrickle(Vec::new());
-        write_request(&mut out, b"HEAD-", b"and the body").await.unwrap();
-        assert_eq!(out.0, b"HEAD-and the body");
-        let mut out = VectoredTrickle(Vec::new());
-        write_request(&mut out, b"HEAD-LINE-", b"and the body").await.unwrap();
-        assert_eq!(out.0, b"HEAD-LINE-and the body");
-    }
-
-    /// A writer that claims more than it was given.
-    struct Liar;
-    impl AsyncWrite for Liar {
-        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-            Poll::Ready(Ok(buf.len() + 100))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
+        for head in [&b"HEAD-"[..], b"HEAD-LINE-"] {
+            let mut out = Socket::new(5, true);
+            write_request(&mut out, head, b"and the body").await.unwrap();
+            assert_eq!(out.received(), [head, b"and the body"].concat());
         }
     }
 
     #[tokio::test]
     async fn a_writer_claiming_too_much_is_an_error_not_a_panic() {
-        let err = write_request(&mut Liar, b"HEAD-", b"body").await.unwrap_err();
+        let mut liar = Socket { claims_extra: 100, ..Socket::new(usize::MAX, false) };
+        let err = write_request(&mut liar, b"HEAD-", b"body").await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    }
-
-    #[tokio::test]
-    async fn short_writes_lose_nothing() {
-        let mut out = Trickle(Vec::new());
-        write_request(&mut out, b"HEAD-", b"and the body").await.unwrap();
-        assert_eq!(out.0, b"HEAD-and the body");
     }
 
     #[test]
