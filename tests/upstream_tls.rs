@@ -211,3 +211,33 @@ fn a_ca_file_that_is_not_a_certificate_is_a_config_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ca_file"), "{err}");
 }
+
+/// Calls in a row, on one keep-alive connection to the gateway (which
+/// gives the provider's connection back before it reads the next call),
+/// to a TLS provider whose server chose HTTP/1.1 take its pooled
+/// connection: one TLS handshake for all of them.
+#[tokio::test]
+async fn calls_in_a_row_to_an_http11_tls_provider_share_one_connection() {
+    let s = tls_stack();
+    let t = tag();
+    let one = client();
+    for i in 0..4 {
+        let r = one
+            .post(s.stack.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("x-mock-tag", &t)
+            .json(
+                &json!({"model": "h1-model", "messages": [{"role": "user", "content": format!("call {i}")}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "call {i}");
+        r.text().await.unwrap();
+    }
+    let got = received(s.h1_port, &t).await;
+    assert_eq!(got.len(), 4);
+    let connections: BTreeSet<u64> = got.iter().map(|r| r["connection"].as_u64().unwrap()).collect();
+    assert_eq!(connections.len(), 1, "one connection for every call: {connections:?}");
+    assert!(got.iter().all(|r| r["version"] == "HTTP/1.1"));
+}

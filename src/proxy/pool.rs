@@ -1,7 +1,9 @@
-//! Connections to providers. A provider that speaks only HTTP/1 (plain
-//! HTTP, such as a local inference server; every TLS provider offers
-//! HTTP/2 as well, `crate::providers`) gets a pool of this module's own;
-//! the others keep Pingora's `Connector`, with its pools, TLS and HTTP/2.
+//! Connections to providers. Every HTTP/1 connection waits between calls
+//! in a pool of this module's own: a plain-HTTP provider's (such as a
+//! local inference server), connected here, and a TLS provider's whose
+//! server chose HTTP/1 (every TLS provider offers HTTP/2 as well,
+//! `crate::providers`), connected by Pingora's `Connector`, which keeps
+//! HTTP/2, its pools and its TLS.
 //!
 //! Why a pool of its own: Pingora hands each idle connection to a task
 //! that watches it. Releasing one spawns that task and arms its timer;
@@ -74,14 +76,16 @@ impl Upstreams {
     /// for a new one (a retry after a pooled one failed: others pooled
     /// at the same time may have died the same way).
     pub async fn session(&self, peer: &HttpPeer, fresh: bool) -> pingora_core::Result<(Leased, bool)> {
-        if !h1_only(peer) {
-            let (session, reused) = Box::pin(self.any.get_http_session(peer)).await?;
-            return Ok((Leased::Pingora(session), reused));
-        }
         if !fresh {
+            // A TLS provider's too: one that answered in HTTP/1 once
+            // always will, and Pingora's own HTTP/1 pool stays empty.
             if let Some(pooled) = self.idle.take(peer.reuse_hash(), Instant::now()) {
                 return Ok((Leased::H1(pooled), true));
             }
+        }
+        if !h1_only(peer) {
+            let (session, reused) = Box::pin(self.any.get_http_session(peer)).await?;
+            return Ok((Leased::Pingora(session), reused));
         }
         // Boxed: the connect future (TCP, TLS) is kilobytes, and a call on
         // a pooled connection should not carry it.
@@ -89,11 +93,11 @@ impl Upstreams {
         Ok((Leased::H1(fresh), false))
     }
 
-    /// Gives `session` back to the pool it came from, or closes it when
-    /// its answer leaves it unusable.
+    /// Gives `session` back to its pool (this module's for every HTTP/1
+    /// connection), or closes it when its answer leaves it unusable.
     pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
         match session {
-            HttpSession::H1(mut h1) if h1_only(peer) => {
+            HttpSession::H1(mut h1) => {
                 h1.respect_keepalive();
                 if let Some(stream) = h1.reuse().await {
                     self.idle.put(peer.reuse_hash(), stream, idle, Instant::now());
