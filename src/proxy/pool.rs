@@ -45,10 +45,11 @@ pub struct Upstreams {
 // by value before): boxing it would cost an HTTP/2 call an allocation.
 #[allow(clippy::large_enum_variant)]
 pub enum Leased {
-    /// A provider on HTTP/1 only: the bare connection.
+    /// An HTTP/1 connection, bare: taken from this module's pool, or made
+    /// here for a plain-HTTP provider.
     H1(Stream),
-    /// Any other, through Pingora's connector (HTTP/2, or HTTP/1 it
-    /// negotiated).
+    /// A new connection from Pingora's connector to a provider on TLS
+    /// (HTTP/2, or HTTP/1 when its server chose it).
     Pingora(HttpSession),
 }
 
@@ -131,8 +132,8 @@ async fn sweep(idle: Weak<IdlePool>) {
 /// released last.
 struct IdlePool {
     by_peer: Mutex<Lists>,
-    /// The most kept at once, every peer together; past it a released
-    /// connection is closed.
+    /// The most kept at once, every peer together; past it the oldest
+    /// idle connection is closed for the one released.
     capacity: usize,
 }
 

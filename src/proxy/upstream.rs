@@ -1,7 +1,7 @@
-//! The provider's side of an exchange: connecting (with one retry when a
-//! pooled connection turns out stale), the request as HTTP/1.1 (in one
-//! write, `super::h1_request`) or HTTP/2 need it, interim heads skipped, and provider failures sorted
-//! into the gateway's errors.
+//! The provider's side of an exchange: connecting (with one retry on a new
+//! connection when a pooled one turns out stale), the request as HTTP/1.1
+//! (in one write, `super::h1_request`) or HTTP/2 need it, interim heads
+//! skipped, and provider failures sorted into the gateway's errors.
 
 use super::pool::{Leased, Upstreams};
 use crate::error::GatewayError;
