@@ -248,8 +248,8 @@ impl FilePeers {
                     }
                 }
             });
-            let records: Vec<LedgerRecord> = std::fs::read(&path)
-                .unwrap_or_default()
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let records: Vec<LedgerRecord> = super::journal::written(&bytes)
                 .split(|b| *b == b'\n')
                 .filter_map(|l| match parse(l) {
                     Some(Line::Record(r)) => Some(r),
@@ -333,8 +333,8 @@ fn track(f: &mut Follower, line: &Line) {
 
 /// The whole lines a followed file gained since the last read.
 fn read_new(f: &mut Follower) -> Vec<Line> {
-    let mut bytes = Vec::new();
-    if f.file.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
+    let bytes = read_written(&mut f.file);
+    if bytes.is_empty() {
         return Vec::new();
     }
     f.partial.extend_from_slice(&bytes);
@@ -344,10 +344,63 @@ fn read_new(f: &mut Follower) -> Vec<Line> {
     whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(parse).collect()
 }
 
+/// What was written to `file` past where it was read: up to the first
+/// zero byte (see [`super::journal::written`]), where the next read
+/// starts again. In pieces, so a file sized far ahead is not read whole.
+fn read_written(file: &mut File) -> Vec<u8> {
+    const PIECE: usize = 16 << 10;
+    let mut out = Vec::new();
+    let mut piece = vec![0u8; PIECE];
+    loop {
+        let n = match file.read(&mut piece) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => n,
+        };
+        let read = &piece[..n];
+        let written = super::journal::written(read);
+        out.extend_from_slice(written);
+        if written.len() < n {
+            let unwritten = i64::try_from(n - written.len()).unwrap_or(i64::MAX);
+            let _ = file.seek(SeekFrom::Current(-unwritten));
+            return out;
+        }
+    }
+}
+
 /// Whether the journal at `path` acknowledges process `pid`.
 fn acked(path: &Path, pid: u32) -> bool {
     let Ok(bytes) = std::fs::read(path) else { return false };
-    bytes
+    super::journal::written(&bytes)
         .split(|b| *b == b'\n')
         .any(|l| matches!(parse(l), Some(Line::Peer(PeerLine::Ack { pid: p })) if p == pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_followed_file_is_read_up_to_its_first_zero_and_again_from_there() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("journal-1.jsonl");
+        let mut writer = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut first = b"one\n".to_vec();
+        first.resize(40_000, 0);
+        writer.write_all(&first).unwrap_or_else(|e| panic!("{e}"));
+        let mut reader = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_written(&mut reader), b"one\n");
+        assert_eq!(read_written(&mut reader), b"", "nothing new");
+        // The writer copies the next line where the zeros began, in two
+        // steps, as a reader may find it midway.
+        use std::os::unix::fs::FileExt;
+        writer.write_all_at(b"tw", 4).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_written(&mut reader), b"tw");
+        writer.write_all_at(b"o\n", 6).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_written(&mut reader), b"o\n");
+        // Past one piece of reading.
+        let long = vec![b'x'; 20_000];
+        writer.write_all_at(&long, 8).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_written(&mut reader), long);
+    }
 }
