@@ -5,13 +5,15 @@
 //! a request's path cost several microseconds between network calls
 //! (BENCHMARKS.md, eleventh pass), a copy a fraction of one.
 //!
-//! Mapping a file needs `unsafe` in Rust, because whoever shortens or
-//! writes the file under a mapping breaks what the compiler assumes about
-//! the bytes. This type owns the file, so nothing in the process can
-//! shorten it; it only grows, and the mapping follows. What it cannot
-//! stop is another process writing to the file: its user keeps others to
-//! reading (the journal holds an exclusive lock on the file, and its
-//! readers only read).
+//! Mapping a file needs `unsafe` in Rust: whoever shortens the file under
+//! a mapping makes a store past its new end a SIGBUS, and whoever writes
+//! it breaks what the compiler assumes about the bytes. This type owns the
+//! file: it shortens it only with no mapping alive ([`MappedFile::into_file`]
+//! hands it back unmapped), and remaps whenever it grows. What it cannot
+//! stop is another process shortening or writing the file: its user keeps
+//! others to reading (the journal holds an exclusive, advisory lock on its
+//! file, and nothing of Tollgate's shortens or writes another process's
+//! journal; an operator who truncates a live journal ends that process).
 
 use std::fs::File;
 use std::io;
@@ -23,20 +25,31 @@ const ZEROS: usize = 64 << 10;
 /// A file and a shared, writable mapping of all of it.
 pub struct MappedFile {
     file: File,
-    /// `None` only after a [`MappedFile::reset`] that failed.
+    /// `None` only after a [`MappedFile::grow`] that failed to map again.
     map: Option<memmap2::MmapMut>,
 }
 
 impl MappedFile {
     /// Maps `file` (open for reading and writing), grown first to at least
-    /// `len` bytes, with zeros.
-    pub fn new(file: File, len: usize) -> io::Result<Self> {
-        let now = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
-        if now < len {
-            fill_with_zeros(&file, now, len)?;
+    /// `len` bytes, with zeros; on failure the file comes back with the
+    /// error.
+    pub fn new(file: File, len: usize) -> Result<Self, (io::Error, File)> {
+        let mapped = file.metadata().and_then(|m| {
+            let now = usize::try_from(m.len()).unwrap_or(usize::MAX);
+            if now < len {
+                fill_with_zeros(&file, now, len)?;
+            }
+            map(&file)
+        });
+        match mapped {
+            Ok(map) => Ok(Self { file, map: Some(map) }),
+            Err(e) => Err((e, file)),
         }
-        let map = Some(map(&file)?);
-        Ok(Self { file, map })
+    }
+
+    /// The file, unmapped (and so free to be shortened).
+    pub fn into_file(self) -> File {
+        self.file
     }
 
     /// The file's bytes, to read and to write.
@@ -63,15 +76,31 @@ impl MappedFile {
         self.map = Some(map(&self.file)?);
         Ok(())
     }
+}
 
-    /// Empties the file and grows it back to `len` bytes of zeros: a file
-    /// grown large (a backlog) goes back to its first size.
-    pub fn reset(&mut self, len: usize) -> io::Result<()> {
-        // The mapping goes first: none may outlive the bytes it maps.
-        self.map = None;
-        self.file.set_len(0)?;
-        self.grow(len)
-    }
+/// Whether the file system holding `path` copies a block on every write
+/// (btrfs, ZFS, bcachefs): there the zeros written ahead hold no space
+/// for later stores, and a store through a mapping on a full disk would
+/// end the process with a SIGBUS, where a `write` returns the error. Such
+/// a file is better written than mapped.
+pub fn copies_on_write(path: &std::path::Path) -> bool {
+    const BTRFS: i64 = 0x9123_683e;
+    const ZFS: i64 = 0x2fc1_2fc1;
+    const BCACHEFS: i64 = 0xca45_1a4e;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    #[allow(unsafe_code)]
+    // SAFETY: `path` is a NUL-terminated string and `stat` room for the
+    // one `statfs` the call fills; it is read only when the call succeeds.
+    let kind = unsafe {
+        if libc::statfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return false;
+        }
+        stat.assume_init().f_type
+    };
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let kind = i64::from(kind);
+    matches!(kind, BTRFS | ZFS | BCACHEFS)
 }
 
 /// Writes zeros into `file` from `from` to `to`. Written, not a hole made
@@ -91,11 +120,10 @@ fn fill_with_zeros(file: &File, from: usize, to: usize) -> io::Result<()> {
 
 fn map(file: &File) -> io::Result<memmap2::MmapMut> {
     #[allow(unsafe_code)]
-    // SAFETY: `MappedFile` owns the file and never shortens it, and its
-    // mapping is replaced whenever the file grows, so every byte of the
-    // mapping is a byte of the file; no other process writes to it (see
-    // the crate's docs: the one user holds an exclusive lock on the file
-    // and its readers only read).
+    // SAFETY: `MappedFile` owns the file, never shortens it while mapped
+    // (`into_file` gives it up unmapped), and maps it again whenever it
+    // grows, so every byte of the mapping is a byte of the file; other
+    // processes only read it (the crate's docs say who keeps them to that).
     let map = unsafe { memmap2::MmapOptions::new().map_mut(file) };
     map
 }
@@ -112,10 +140,10 @@ mod tests {
     }
 
     #[test]
-    fn what_is_copied_in_is_in_the_file_without_a_write() {
+    fn what_is_copied_in_is_read_from_the_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (file, path) = open(&dir);
-        let mut mapped = MappedFile::new(file, 100).unwrap_or_else(|e| panic!("{e}"));
+        let mut mapped = MappedFile::new(file, 100).unwrap_or_else(|(e, _)| panic!("{e}"));
         assert_eq!(mapped.len(), 100);
         mapped.bytes()[..6].copy_from_slice(b"hello\n");
         let mut read = Vec::new();
@@ -129,7 +157,7 @@ mod tests {
     fn growing_keeps_what_was_written_and_maps_the_rest() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (file, path) = open(&dir);
-        let mut mapped = MappedFile::new(file, 10).unwrap_or_else(|e| panic!("{e}"));
+        let mut mapped = MappedFile::new(file, 10).unwrap_or_else(|(e, _)| panic!("{e}"));
         mapped.bytes()[..3].copy_from_slice(b"abc");
         mapped.grow(200_000).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(mapped.len(), 200_000);
@@ -142,17 +170,22 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_empties_the_file_to_zeros_of_the_size_asked() {
+    fn into_file_gives_the_file_back_unmapped_to_be_shortened() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (file, path) = open(&dir);
-        let mut mapped = MappedFile::new(file, 300_000).unwrap_or_else(|e| panic!("{e}"));
-        mapped.bytes().fill(b'x');
-        mapped.reset(1000).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(mapped.len(), 1000);
-        let read = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(read, vec![0u8; 1000]);
-        mapped.bytes()[0] = b'y';
-        assert_eq!(std::fs::read(&path).unwrap_or_default()[0], b'y');
+        let mut mapped = MappedFile::new(file, 300_000).unwrap_or_else(|(e, _)| panic!("{e}"));
+        mapped.bytes()[..2].copy_from_slice(b"ab");
+        let file = mapped.into_file();
+        file.set_len(2).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read(&path).unwrap_or_default(), b"ab");
+    }
+
+    #[test]
+    fn a_file_system_that_is_not_copy_on_write_is_told_apart() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // This machine's /tmp is ext4 or tmpfs; neither copies on write.
+        assert!(!copies_on_write(dir.path()));
+        assert!(!copies_on_write(std::path::Path::new("/no/such/dir")));
     }
 
     #[test]
@@ -160,7 +193,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (file, _) = open(&dir);
         file.write_all_at(b"0123456789", 0).unwrap_or_else(|e| panic!("{e}"));
-        let mut mapped = MappedFile::new(file, 4).unwrap_or_else(|e| panic!("{e}"));
+        let mut mapped = MappedFile::new(file, 4).unwrap_or_else(|(e, _)| panic!("{e}"));
         assert_eq!(&mapped.bytes()[..], b"0123456789");
     }
 }

@@ -9,14 +9,20 @@
 //! overlap, see [`super::peers`]): its lines, and the peer lines written
 //! then, stay until that process has read them.
 //!
-//! The lines are copied into a shared mapping of the file, not written
-//! with `write`: a system call on a request's path cost ~5 µs between
-//! network calls, a copy a fraction of one (BENCHMARKS.md, eleventh
-//! pass). The file is sized ahead and zero past its lines, so whoever
-//! reads one stops at its first zero byte ([`written`]).
+//! Alone, a process copies its lines into a shared mapping of the file,
+//! with no system call: a `write` on a request's path cost several µs
+//! between network calls, a copy a fraction of one (BENCHMARKS.md,
+//! eleventh pass). The file is then sized ahead and zero past its lines,
+//! so whoever reads one stops at its first zero byte ([`written`]). While
+//! another process follows the file, and from its start until it knows
+//! none does, the file holds its lines only, each written with `pwrite`:
+//! a process of an older version reads a followed file to its end, and
+//! would take the zeros for lines. A backlog past [`MAPPED_MAX`] (a store
+//! that is down) is written that way too, until the file is emptied.
 
 use crate::billing::{LedgerRecord, Sink};
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,9 +33,14 @@ use tollgate_mapfile::MappedFile;
 /// store that is always behind) is rewritten with only the pending ones.
 const REWRITE_BYTES: usize = 16 << 20;
 
-/// A journal file's first size; it doubles when full, and goes back to
-/// this when emptied (after a backlog).
+/// A mapped journal file's first size; it doubles when full, and goes
+/// back to this when emptied.
 const FIRST_BYTES: usize = 1 << 20;
+
+/// The largest a mapped journal file grows: past it the lines are written
+/// with `pwrite`, so growing never writes more than 8 MiB of zeros under
+/// the journal's lock.
+const MAPPED_MAX: usize = 16 << 20;
 
 /// The most records' room a batch leaves for the next (~1 MB): a backlog
 /// after an outage does not stay reserved.
@@ -80,16 +91,17 @@ impl Journal {
                 let fresh = dir.join(format!(".journal-{}.new", std::process::id()));
                 let file = OpenOptions::new()
                     .create(true)
-                    .truncate(true)
+                    .truncate(false)
                     .read(true)
                     .write(true)
                     .open(&fresh)
                     .map_err(|e| format!("journal {}: {e}", fresh.display()))?;
                 file.try_lock().map_err(|e| format!("journal {}: locked: {e}", fresh.display()))?;
-                let map = MappedFile::new(file, FIRST_BYTES)
-                    .map_err(|e| format!("journal {}: {e}", fresh.display()))?;
+                // Emptied once locked: nobody else has it mapped then.
+                file.set_len(0).map_err(|e| format!("journal {}: {e}", fresh.display()))?;
                 std::fs::rename(&fresh, &path).map_err(|e| format!("journal {}: {e}", path.display()))?;
-                Some(Lines { map, path, end: 0 })
+                let mappable = !tollgate_mapfile::copies_on_write(dir);
+                Some(Lines { storage: Storage::Appended(file), path, end: 0, mappable })
             }
         };
         Ok(Self {
@@ -110,10 +122,18 @@ impl Journal {
     }
 
     /// Whether another process follows this file; set before the first
-    /// line that process must read is written.
+    /// line that process must read is written. Followed, the file holds
+    /// its lines only; alone, they are copied into a mapping of it.
     pub fn set_followed(&self, followed: bool) {
-        let _file = lock(&self.file);
+        let mut file = lock(&self.file);
         self.followed.store(followed, Ordering::Release);
+        if let Some(lines) = &mut *file {
+            if followed {
+                lines.unmap();
+            } else {
+                lines.map();
+            }
+        }
     }
 
     /// Appends one whole line (its newline added) to the file.
@@ -267,65 +287,149 @@ impl Sink for Journal {
     }
 }
 
-/// The lines of a journal file, in a mapping of it: the file is sized
-/// ahead, its lines end at `end`, and zeros follow.
+/// A journal file and where its next line goes.
 struct Lines {
-    map: MappedFile,
+    storage: Storage,
     path: PathBuf,
     /// Where the next line goes: every byte before it is a whole line's.
     end: usize,
+    /// Not on a file system that copies on write (see
+    /// [`tollgate_mapfile::copies_on_write`]): there lines are written.
+    mappable: bool,
+}
+
+/// How a journal file takes its lines.
+enum Storage {
+    /// Sized ahead with zeros and mapped: a line is a copy (alone).
+    Mapped(MappedFile),
+    /// Exactly its lines, each written with `pwrite` (followed, starting,
+    /// a backlog past [`MAPPED_MAX`], or a mapping that failed).
+    Appended(File),
+    /// Only between the two, while switching.
+    Switching,
 }
 
 impl Lines {
-    /// Copies `line` (its newline included) after the last one, growing
-    /// the file when it is full. A crash tears at most the last line.
+    /// Adds `line` (its newline included) after the last one, in one copy
+    /// or one write: a crash tears at most the last line.
     fn append(&mut self, line: &[u8]) {
         let end = self.end + line.len();
-        if end > self.map.len() {
-            if let Err(e) = self.map.grow(end.next_power_of_two().max(FIRST_BYTES)) {
-                log::error!(target: "tollgate", "journal {}: write failed: {e}", self.path.display());
-                return;
+        if let Storage::Mapped(map) = &mut self.storage {
+            if end > map.len() {
+                let len = end.next_power_of_two().max(FIRST_BYTES);
+                if len > MAPPED_MAX {
+                    self.unmap();
+                } else if let Err(e) = map.grow(len) {
+                    log::error!(target: "tollgate", "journal {}: cannot grow it: {e}", self.path.display());
+                    self.unmap();
+                }
             }
         }
-        if let Some(room) = self.map.bytes().get_mut(self.end..end) {
-            room.copy_from_slice(line);
+        let done = match &mut self.storage {
+            Storage::Mapped(map) => {
+                map.bytes().get_mut(self.end..end).map(|room| room.copy_from_slice(line)).is_some()
+            }
+            Storage::Appended(file) => match file.write_all_at(line, self.end as u64) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::error!(target: "tollgate", "journal {}: write failed: {e}", self.path.display());
+                    false
+                }
+            },
+            Storage::Switching => false,
+        };
+        if done {
             self.end = end;
         }
     }
 
-    /// Puts `lines` (whole lines) in place of every line written.
+    /// From now on each line is written, and the file holds its lines only
+    /// (the zeros past them cut).
+    fn unmap(&mut self) {
+        if !matches!(self.storage, Storage::Mapped(_)) {
+            return;
+        }
+        let Storage::Mapped(map) = std::mem::replace(&mut self.storage, Storage::Switching) else { return };
+        let file = map.into_file();
+        if let Err(e) = file.set_len(self.end as u64) {
+            log::error!(target: "tollgate", "journal {}: cannot cut its zeros: {e}", self.path.display());
+        }
+        self.storage = Storage::Appended(file);
+    }
+
+    /// From now on lines are copied into a mapping of the file, sized ahead
+    /// (not for a backlog past half of [`MAPPED_MAX`]: it waits to be emptied).
+    fn map(&mut self) {
+        if !self.mappable || !matches!(self.storage, Storage::Appended(_)) || self.end > MAPPED_MAX / 2 {
+            return;
+        }
+        let Storage::Appended(file) = std::mem::replace(&mut self.storage, Storage::Switching) else {
+            return;
+        };
+        let len = (2 * self.end).next_power_of_two().max(FIRST_BYTES);
+        self.storage = match MappedFile::new(file, len) {
+            Ok(map) => Storage::Mapped(map),
+            Err((e, file)) => {
+                log::error!(target: "tollgate", "journal {}: cannot map it: {e}", self.path.display());
+                Storage::Appended(file)
+            }
+        };
+    }
+
+    /// Puts `lines` (whole lines) in place of every line written: first
+    /// the new ones, then the rest cut, so a crash midway leaves lines
+    /// kept already (replayed harmlessly), never fewer.
     fn rewrite(&mut self, lines: &[u8]) {
         let old_end = self.end;
-        let bytes = self.map.bytes();
-        let Some(room) = bytes.get_mut(..lines.len()) else { return };
-        room.copy_from_slice(lines);
-        if let Some(rest) = bytes.get_mut(lines.len()..old_end) {
-            rest.fill(0);
+        match &mut self.storage {
+            Storage::Mapped(map) => {
+                let bytes = map.bytes();
+                let Some(room) = bytes.get_mut(..lines.len()) else { return };
+                room.copy_from_slice(lines);
+                if let Some(rest) = bytes.get_mut(lines.len()..old_end) {
+                    rest.fill(0);
+                }
+            }
+            Storage::Appended(file) => {
+                if let Err(e) = file.write_all_at(lines, 0).and_then(|()| file.set_len(lines.len() as u64)) {
+                    log::error!(target: "tollgate", "journal {}: cannot rewrite it: {e}", self.path.display());
+                    return;
+                }
+            }
+            Storage::Switching => return,
         }
         self.end = lines.len();
     }
 
-    /// Empties the file: zeros where lines were, the first byte first, so
-    /// a crash midway leaves a file that reads as empty. A file a backlog
-    /// grew goes back to its first size.
+    /// Empties the file, then maps it (it is not followed). Mapped: zeros
+    /// where lines were, the first byte first, so a crash midway leaves a
+    /// file that reads as empty. Written, or mapped past four times its
+    /// first size: cut to nothing.
     fn empty(&mut self) {
-        if self.map.len() > 4 * FIRST_BYTES {
-            if let Err(e) = self.map.reset(FIRST_BYTES) {
-                log::error!(target: "tollgate", "journal {}: cannot empty it: {e}", self.path.display());
+        if matches!(&self.storage, Storage::Mapped(map) if map.len() > 4 * FIRST_BYTES) {
+            self.unmap();
+        }
+        match &mut self.storage {
+            Storage::Mapped(map) => {
+                let bytes = map.bytes();
+                if let Some(first) = bytes.first_mut() {
+                    *first = 0;
+                }
+                std::sync::atomic::compiler_fence(Ordering::SeqCst);
+                if let Some(rest) = bytes.get_mut(1..self.end) {
+                    rest.fill(0);
+                }
             }
-            self.end = 0;
-            return;
-        }
-        let end = self.end;
-        let bytes = self.map.bytes();
-        if let Some(first) = bytes.first_mut() {
-            *first = 0;
-        }
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if let Some(rest) = bytes.get_mut(1..end) {
-            rest.fill(0);
+            Storage::Appended(file) => {
+                if let Err(e) = file.set_len(0) {
+                    log::error!(target: "tollgate", "journal {}: cannot empty it: {e}", self.path.display());
+                    return;
+                }
+            }
+            Storage::Switching => return,
         }
         self.end = 0;
+        self.map();
     }
 }
 
@@ -343,7 +447,11 @@ pub fn written(bytes: &[u8]) -> &[u8] {
 /// a live process with the same pid, in another pid namespace on the same
 /// directory, which the peers' handshake could not tell apart: refused.
 fn set_aside_if_left(path: &Path) -> Result<(), String> {
-    let Ok(file) = File::open(path) else { return Ok(()) };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("journal {}: {e}", path.display())),
+    };
     if file.try_lock().is_err() {
         return Err(format!(
             "journal {}: a live process with this pid writes it (another pid namespace on the same directory?)",
@@ -353,7 +461,9 @@ fn set_aside_if_left(path: &Path) -> Result<(), String> {
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let aside = path.with_file_name(format!("journal-{}.{stamp}.jsonl", std::process::id()));
+    // Renamed with its lock held: no other process takes it meanwhile.
     std::fs::rename(path, &aside).map_err(|e| format!("journal {}: {e}", path.display()))?;
+    drop(file);
     log::warn!(target: "tollgate", "journal {}: left by an earlier process with this pid; kept as {}", path.display(), aside.display());
     Ok(())
 }

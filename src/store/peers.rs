@@ -127,6 +127,10 @@ impl FilePeers {
                 std::thread::sleep(TICK);
             }
         }
+        if locked(&self.followers).is_empty() {
+            // Alone: this process's lines go through a mapping from now on.
+            self.journal.set_followed(false);
+        }
     }
 
     /// Reads every followed journal from its start, under the shared lock

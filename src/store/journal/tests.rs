@@ -10,8 +10,11 @@ fn dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A journal alone (mapped), as `FilePeers::meet` leaves it with no peer.
 fn open(dir: &tempfile::TempDir) -> Journal {
-    Journal::open(Some(dir.path())).unwrap_or_else(|e| panic!("{e}"))
+    let journal = Journal::open(Some(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+    journal.set_followed(false);
+    journal
 }
 
 fn own_file(journal: &Journal) -> Vec<u8> {
@@ -39,6 +42,33 @@ fn a_record_is_in_the_file_when_record_returns_and_zeros_follow_it() {
     assert!(lines.ends_with(b"\n"), "whole lines");
     assert!(bytes[lines.len()..].iter().all(|b| *b == 0), "zeros after the last line");
     assert_eq!(journal.lag(), 2);
+}
+
+#[test]
+fn starting_or_followed_the_file_holds_its_lines_only_for_an_older_reader() {
+    let dir = dir();
+    let journal = Journal::open(Some(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+    journal.record(charge("a", 1, Some(1), 100, "r-a"));
+    let line = charge("a", 1, Some(1), 100, "r-a").json_line();
+    assert_eq!(own_file(&journal), line, "starting: no zeros, one line");
+    journal.set_followed(false);
+    journal.record(charge("b", 1, Some(1), 100, "r-b"));
+    let bytes = own_file(&journal);
+    assert_eq!((bytes.len(), keys_in(&bytes)), (FIRST_BYTES, vec!["a".to_string(), "b".to_string()]));
+    journal.set_followed(true);
+    journal.record(charge("c", 1, Some(1), 100, "r-c"));
+    let bytes = own_file(&journal);
+    assert!(!bytes.contains(&0), "followed: the zeros are cut");
+    assert_eq!(keys_in(&bytes), ["a", "b", "c"]);
+    // Followed, nothing is emptied; alone again, it is, and maps again.
+    let batch = journal.take().unwrap_or_else(|| panic!("a batch"));
+    journal.kept(batch.len() as u64);
+    assert_eq!(keys_in(&own_file(&journal)), ["a", "b", "c"]);
+    journal.set_followed(false);
+    journal.record(charge("d", 1, Some(1), 100, "r-d"));
+    let batch = journal.take().unwrap_or_else(|| panic!("a batch"));
+    journal.kept(batch.len() as u64);
+    assert_eq!(own_file(&journal), vec![0; FIRST_BYTES]);
 }
 
 #[test]
@@ -94,6 +124,22 @@ fn a_full_file_grows_and_an_emptied_one_goes_back_to_its_first_size() {
     assert!(bytes.iter().all(|b| *b == 0));
     journal.record(charge("after", 1, Some(1), 1, "r"));
     assert_eq!(keys_in(&own_file(&journal)), ["after"]);
+}
+
+#[test]
+fn a_backlog_past_the_largest_mapping_is_written_then_mapped_again_once_kept() {
+    let dir = dir();
+    let journal = open(&dir);
+    let lines = MAPPED_MAX / charge("k-000000", 1, Some(1), 1, "r").json_line().len() + 10;
+    for i in 0..lines {
+        journal.record(charge(&format!("k-{i:06}"), 1, Some(1), 1, "r"));
+    }
+    let bytes = own_file(&journal);
+    assert!(bytes.len() > MAPPED_MAX && !bytes.contains(&0), "written past the largest mapping, no zeros");
+    assert_eq!(keys_in(&bytes).len(), lines);
+    let batch = journal.take().unwrap_or_else(|| panic!("a batch"));
+    journal.kept(batch.len() as u64);
+    assert_eq!(own_file(&journal), vec![0; FIRST_BYTES], "emptied and mapped again");
 }
 
 #[test]
