@@ -25,8 +25,7 @@ const ZEROS: usize = 64 << 10;
 /// A file and a shared, writable mapping of all of it.
 pub struct MappedFile {
     file: File,
-    /// `None` only after a [`MappedFile::grow`] that failed to map again.
-    map: Option<memmap2::MmapMut>,
+    map: memmap2::MmapMut,
 }
 
 impl MappedFile {
@@ -34,15 +33,8 @@ impl MappedFile {
     /// `len` bytes, with zeros; on failure the file comes back with the
     /// error.
     pub fn new(file: File, len: usize) -> Result<Self, (io::Error, File)> {
-        let mapped = file.metadata().and_then(|m| {
-            let now = usize::try_from(m.len()).unwrap_or(usize::MAX);
-            if now < len {
-                fill_with_zeros(&file, now, len)?;
-            }
-            map(&file)
-        });
-        match mapped {
-            Ok(map) => Ok(Self { file, map: Some(map) }),
+        match grown_and_mapped(&file, len) {
+            Ok(map) => Ok(Self { file, map }),
             Err(e) => Err((e, file)),
         }
     }
@@ -54,28 +46,34 @@ impl MappedFile {
 
     /// The file's bytes, to read and to write.
     pub fn bytes(&mut self) -> &mut [u8] {
-        self.map.as_deref_mut().unwrap_or_default()
+        &mut self.map
     }
 
     /// The mapping's length: the file's.
     pub fn len(&self) -> usize {
-        self.map.as_ref().map_or(0, |m| m.len())
+        self.map.len()
     }
 
-    /// Whether nothing is mapped.
+    /// Whether the file (and the mapping) is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Grows the file to `len` bytes, with zeros, and maps all of it.
+    /// Grows the file to `len` bytes, with zeros, and maps all of it; on
+    /// failure the mapping it had stays (the file only grew).
     pub fn grow(&mut self, len: usize) -> io::Result<()> {
-        let now = usize::try_from(self.file.metadata()?.len()).unwrap_or(usize::MAX);
-        if now < len {
-            fill_with_zeros(&self.file, now, len)?;
-        }
-        self.map = Some(map(&self.file)?);
+        self.map = grown_and_mapped(&self.file, len)?;
         Ok(())
     }
+}
+
+/// `file` grown to at least `len` bytes with zeros, and a mapping of all of it.
+fn grown_and_mapped(file: &File, len: usize) -> io::Result<memmap2::MmapMut> {
+    let now = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if now < len {
+        fill_with_zeros(file, now, len)?;
+    }
+    map(file)
 }
 
 /// Whether the file system holding `path` copies a block on every write
@@ -133,16 +131,17 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn open(dir: &tempfile::TempDir) -> (File, std::path::PathBuf) {
+    /// A new empty file in a directory of its own (kept while the test runs).
+    fn open() -> (tempfile::TempDir, File, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("f");
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path);
-        (file.unwrap_or_else(|e| panic!("{e}")), path)
+        (dir, file.unwrap_or_else(|e| panic!("{e}")), path)
     }
 
     #[test]
     fn what_is_copied_in_is_read_from_the_file() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (file, path) = open(&dir);
+        let (_dir, file, path) = open();
         let mut mapped = MappedFile::new(file, 100).unwrap_or_else(|(e, _)| panic!("{e}"));
         assert_eq!(mapped.len(), 100);
         mapped.bytes()[..6].copy_from_slice(b"hello\n");
@@ -155,8 +154,7 @@ mod tests {
 
     #[test]
     fn growing_keeps_what_was_written_and_maps_the_rest() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (file, path) = open(&dir);
+        let (_dir, file, path) = open();
         let mut mapped = MappedFile::new(file, 10).unwrap_or_else(|(e, _)| panic!("{e}"));
         mapped.bytes()[..3].copy_from_slice(b"abc");
         mapped.grow(200_000).unwrap_or_else(|e| panic!("{e}"));
@@ -171,8 +169,7 @@ mod tests {
 
     #[test]
     fn into_file_gives_the_file_back_unmapped_to_be_shortened() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (file, path) = open(&dir);
+        let (_dir, file, path) = open();
         let mut mapped = MappedFile::new(file, 300_000).unwrap_or_else(|(e, _)| panic!("{e}"));
         mapped.bytes()[..2].copy_from_slice(b"ab");
         let file = mapped.into_file();
@@ -190,8 +187,7 @@ mod tests {
 
     #[test]
     fn a_file_longer_than_asked_is_mapped_whole() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let (file, _) = open(&dir);
+        let (_dir, file, _) = open();
         file.write_all_at(b"0123456789", 0).unwrap_or_else(|e| panic!("{e}"));
         let mut mapped = MappedFile::new(file, 4).unwrap_or_else(|(e, _)| panic!("{e}"));
         assert_eq!(&mapped.bytes()[..], b"0123456789");

@@ -166,12 +166,7 @@ impl Journal {
                 continue; // a live process (an upgrade's old one) owns it
             }
             let Ok(bytes) = std::fs::read(&path) else { continue };
-            // A line torn by a crash mid-copy was never acknowledged.
-            records.extend(
-                written(&bytes)
-                    .split(|b| *b == b'\n')
-                    .filter_map(|l| serde_json::from_slice::<LedgerRecord>(l).ok()),
-            );
+            records.extend(records_in(&bytes));
             files.push(path);
         }
         Ok((records, files))
@@ -346,33 +341,34 @@ impl Lines {
     /// From now on each line is written, and the file holds its lines only
     /// (the zeros past them cut).
     fn unmap(&mut self) {
-        if !matches!(self.storage, Storage::Mapped(_)) {
-            return;
-        }
-        let Storage::Mapped(map) = std::mem::replace(&mut self.storage, Storage::Switching) else { return };
-        let file = map.into_file();
-        if let Err(e) = file.set_len(self.end as u64) {
-            log::error!(target: "tollgate", "journal {}: cannot cut its zeros: {e}", self.path.display());
-        }
-        self.storage = Storage::Appended(file);
+        self.storage = match std::mem::replace(&mut self.storage, Storage::Switching) {
+            Storage::Mapped(map) => {
+                let file = map.into_file();
+                if let Err(e) = file.set_len(self.end as u64) {
+                    log::error!(target: "tollgate", "journal {}: cannot cut its zeros: {e}", self.path.display());
+                }
+                Storage::Appended(file)
+            }
+            other => other,
+        };
     }
 
     /// From now on lines are copied into a mapping of the file, sized ahead
     /// (not for a backlog past half of [`MAPPED_MAX`]: it waits to be emptied).
     fn map(&mut self) {
-        if !self.mappable || !matches!(self.storage, Storage::Appended(_)) || self.end > MAPPED_MAX / 2 {
+        if !self.mappable || self.end > MAPPED_MAX / 2 {
             return;
         }
-        let Storage::Appended(file) = std::mem::replace(&mut self.storage, Storage::Switching) else {
-            return;
-        };
         let len = (2 * self.end).next_power_of_two().max(FIRST_BYTES);
-        self.storage = match MappedFile::new(file, len) {
-            Ok(map) => Storage::Mapped(map),
-            Err((e, file)) => {
-                log::error!(target: "tollgate", "journal {}: cannot map it: {e}", self.path.display());
-                Storage::Appended(file)
-            }
+        self.storage = match std::mem::replace(&mut self.storage, Storage::Switching) {
+            Storage::Appended(file) => match MappedFile::new(file, len) {
+                Ok(map) => Storage::Mapped(map),
+                Err((e, file)) => {
+                    log::error!(target: "tollgate", "journal {}: cannot map it: {e}", self.path.display());
+                    Storage::Appended(file)
+                }
+            },
+            other => other,
         };
     }
 
@@ -438,6 +434,12 @@ impl Lines {
 /// version wrote has none).
 pub fn written(bytes: &[u8]) -> &[u8] {
     memchr::memchr(0, bytes).map_or(bytes, |end| &bytes[..end])
+}
+
+/// The ledger records of a journal file's `bytes`, in order: a peer line,
+/// or a line torn by a crash mid-copy (never acknowledged), is none.
+pub fn records_in(bytes: &[u8]) -> impl Iterator<Item = LedgerRecord> + '_ {
+    written(bytes).split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<LedgerRecord>(l).ok())
 }
 
 /// A journal by this process's pid that is there already was left by a

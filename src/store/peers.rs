@@ -253,13 +253,7 @@ impl FilePeers {
                 }
             });
             let bytes = std::fs::read(&path).unwrap_or_default();
-            let records: Vec<LedgerRecord> = super::journal::written(&bytes)
-                .split(|b| *b == b'\n')
-                .filter_map(|l| match parse(l) {
-                    Some(Line::Record(r)) => Some(r),
-                    _ => None,
-                })
-                .collect();
+            let records: Vec<LedgerRecord> = super::journal::records_in(&bytes).collect();
             let n = records.len();
             if let Err(e) = self.store.block_on(move |s| async move { s.append(&records).await }) {
                 log::error!(target: "tollgate", "peers: {}: records not kept yet: {e}", path.display());

@@ -22,11 +22,7 @@ fn own_file(journal: &Journal) -> Vec<u8> {
 }
 
 fn keys_in(bytes: &[u8]) -> Vec<String> {
-    written(bytes)
-        .split(|b| *b == b'\n')
-        .filter_map(|l| serde_json::from_slice::<LedgerRecord>(l).ok())
-        .map(|r| r.key)
-        .collect()
+    records_in(bytes).map(|r| r.key).collect()
 }
 
 #[test]
