@@ -2,7 +2,9 @@
 //! while calls stream, with its writer set to move nothing into SQLite
 //! before the kill (so every charge is in the journal only), and started
 //! again on the same files: every call whose response completed is in
-//! the ledger exactly once, and no hold is left open.
+//! the ledger exactly once, and no hold is left open. And the same as a
+//! container runs it: pid 1 of its own pid namespace, killed and started
+//! again as pid 1 on the same files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -138,4 +140,120 @@ async fn a_sigkill_under_load_loses_no_completed_charge() {
     assert_eq!(r.status(), 200);
     let unique: HashSet<&String> = completed.iter().collect();
     assert_eq!(unique.len(), completed.len());
+}
+
+/// A gateway as pid 1 of a pid namespace of its own, as a container's
+/// entrypoint is: the wrapper (`unshare`) is the child, the gateway its
+/// child, killed first when dropped.
+struct Namespaced {
+    url: String,
+    admin: String,
+    wrapper: std::process::Child,
+}
+
+const AS_PID_ONE: [&str; 4] = ["unshare", "--pid", "--fork", "--kill-child"];
+
+impl Namespaced {
+    fn start(config: &std::path::Path, mock: &str, db: &std::path::Path, log: &std::path::Path) -> Self {
+        let (url, admin, wrapper) = common::serve_on_store_under(&AS_PID_ONE, config, mock, db, Some(log));
+        Self { url, admin, wrapper }
+    }
+
+    /// The gateway's pid outside its namespace.
+    fn gateway_pid(&self) -> String {
+        let id = self.wrapper.id();
+        let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap();
+        children.split_whitespace().next().unwrap().to_string()
+    }
+
+    fn sigkill(mut self) {
+        let status = std::process::Command::new("kill").args(["-9", &self.gateway_pid()]).status().unwrap();
+        assert!(status.success());
+        let _ = self.wrapper.wait();
+    }
+}
+
+impl Drop for Namespaced {
+    fn drop(&mut self) {
+        if let Ok(None) = self.wrapper.try_wait() {
+            let _ = std::process::Command::new("kill").args(["-9", &self.gateway_pid()]).status();
+            let _ = self.wrapper.kill();
+            let _ = self.wrapper.wait();
+        }
+    }
+}
+
+/// A container restarted after a crash runs the gateway as pid 1 again,
+/// on the same volume: the new process's journal has the dead one's
+/// name. Every charge the dead one journaled and the store did not have
+/// yet is kept, once.
+#[tokio::test]
+async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
+    let namespaces = std::process::Command::new(AS_PID_ONE[0]).args(&AS_PID_ONE[1..]).arg("true").status();
+    if !namespaces.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: this machine cannot make a pid namespace (unshare --pid needs root)");
+        return;
+    }
+    let dir = TempDir::new();
+    let db = dir.0.join("tollgate.db");
+    let log = dir.0.join("gateway.log");
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
+        "store:\n",
+        "store:\n  batch_ms: 600000\n",
+        1,
+    );
+    let slow_writer = dir.0.join("slow-writer.yaml");
+    std::fs::write(&slow_writer, yaml).unwrap();
+    let (mock, mock_child) = start_mock();
+    let _mock = Guard(mock_child);
+
+    let first = Namespaced::start(&slow_writer, &mock, &db, &log);
+    let mut billed = Vec::new();
+    for i in 0..20 {
+        let r = client()
+            .post(format!("{}/v1/chat/completions", first.url))
+            .bearer_auth(KEY)
+            .json(
+                &json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": format!("call {i}")}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        billed.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
+        r.bytes().await.unwrap();
+    }
+    let journal_dir = std::path::PathBuf::from(format!("{}.journal", db.display()));
+    assert!(journal_dir.join("journal-1.jsonl").exists(), "the gateway ran as pid 1");
+    first.sigkill();
+
+    // Started again as pid 1, on a writer that moves batches into SQLite.
+    let second = Namespaced::start(&repo().join("conf/demo.yaml"), &mock, &db, &log);
+    let ledger: Value = client()
+        .get(format!("{}/admin/v1/ledger?account=1", second.admin))
+        .bearer_auth("tollgate-admin-demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut charges: HashMap<String, usize> = HashMap::new();
+    for e in ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge") {
+        *charges.entry(e["request_id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    for id in &billed {
+        assert_eq!(charges.get(id), Some(&1), "{id} was billed before the crash and is kept once");
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("left by an earlier process with this pid"), "{log_text}");
+    // The restarted process serves and bills on top.
+    let r = client()
+        .post(format!("{}/v1/chat/completions", second.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "after"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

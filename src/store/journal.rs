@@ -445,9 +445,11 @@ pub fn records_in(bytes: &[u8]) -> impl Iterator<Item = LedgerRecord> + '_ {
 /// A journal by this process's pid that is there already was left by a
 /// process that ended (a container's entrypoint has the same pid at each
 /// start): it is renamed for the replay of leftovers to keep its records,
-/// where the new file would have replaced it. One still locked belongs to
-/// a live process with the same pid, in another pid namespace on the same
-/// directory, which the peers' handshake could not tell apart: refused.
+/// where the new file would have replaced it. One with no record is
+/// removed instead: a crash loop while the store is down would otherwise
+/// leave a file a start. One still locked belongs to a live process with
+/// the same pid, in another pid namespace on the same directory, which
+/// the peers' handshake could not tell apart: refused.
 fn set_aside_if_left(path: &Path) -> Result<(), String> {
     let file = match File::open(path) {
         Ok(file) => file,
@@ -459,6 +461,11 @@ fn set_aside_if_left(path: &Path) -> Result<(), String> {
             "journal {}: a live process with this pid writes it (another pid namespace on the same directory?)",
             path.display()
         ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+    if records_in(&bytes).next().is_none() {
+        // Its lock held: no other process writes it meanwhile.
+        return std::fs::remove_file(path).map_err(|e| format!("journal {}: {e}", path.display()));
     }
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());

@@ -75,8 +75,27 @@ impl Drop for TempDir {
 /// dropped at `warn`: its proxy and admin URLs once both listen, and the
 /// process (the caller stops it).
 pub fn serve_on_store(config: &Path, mock: &str, db: &Path, log: Option<&Path>) -> (String, String, Child) {
+    serve_on_store_under(&[], config, mock, db, log)
+}
+
+/// The same, the gateway started by `wrapper` (a program and its
+/// arguments, the gateway's command line after them), when not empty.
+pub fn serve_on_store_under(
+    wrapper: &[&str],
+    config: &Path,
+    mock: &str,
+    db: &Path,
+    log: Option<&Path>,
+) -> (String, String, Child) {
     let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(env!("CARGO_BIN_EXE_tollgate"));
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_tollgate")),
+    };
     cmd.args(["serve", "--config"])
         .arg(config)
         .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))

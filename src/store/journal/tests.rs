@@ -171,6 +171,23 @@ fn a_journal_left_by_an_earlier_process_with_this_pid_is_replayed_not_replaced()
 }
 
 #[test]
+fn a_journal_left_with_no_record_is_removed_not_set_aside() {
+    let dir = dir();
+    let left = dir.path().join(format!("journal-{}.jsonl", std::process::id()));
+    // A start that found no peer and crashed before its first call: zeros only.
+    std::fs::write(&left, [0u8; 4096]).unwrap_or_else(|e| panic!("{e}"));
+    let journal = open(&dir);
+    let (records, files) = Journal::leftovers(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(records.is_empty() && files.is_empty(), "{files:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(names, [journal.path().unwrap_or_default()], "only this process's own file is left");
+}
+
+#[test]
 fn a_journal_a_live_process_with_this_pid_holds_is_refused() {
     let dir = dir();
     let _live = open(&dir);
