@@ -422,6 +422,87 @@ mod tests {
         assert_eq!(super::WALLET_ROW.matches('?').count(), super::WALLET_BINDS);
     }
 
+    /// Each value of a record lands in its own column: a charge with
+    /// every field set (a quote, an odd text, the largest amounts), and a
+    /// top-up with none of a charge's.
+    #[tokio::test]
+    async fn every_value_of_a_record_is_kept_in_its_column() {
+        let store = SqliteStore::open(None).await.unwrap();
+        store.create_account("acme", "pro", None, 1).await.unwrap();
+        store.create_account("beta", "pro", None, 1).await.unwrap();
+        let mut full = charge("c\"1\u{e9}", "m\"x", 1_700_000_000_000, i64::MAX);
+        full.unpaid_nano = 42;
+        full.paid_nano = -7;
+        if let Some(m) = full.metered.as_mut() {
+            m.cached_tokens = 3;
+            m.cache_write_tokens = 4;
+            m.estimated = true;
+            m.request_id = "req \u{1f600}".into();
+            m.group = Some("responses".into());
+            m.input_tokens = u64::MAX;
+        }
+        let mut topup = crate::store::tests::charge("t1", 2, None, 5, "unused");
+        topup.kind = RecordKind::Topup;
+        topup.metered = None;
+        topup.wallet_nano = 5;
+        assert_eq!(super::append(&store.ledger, &[full, topup]).await.unwrap(), 2);
+        type Row = (String, String, i64, i64, i64, i64, Option<i64>, Option<String>, Option<i64>);
+        type Metered = (Option<i64>, Option<i64>, Option<i64>, i64, Option<String>, Option<String>, i64, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT entry_key, kind, account_id, amount_nano, paid_nano, unpaid_nano, key_id, model, input_tokens \
+             FROM ledger_postings WHERE book = 'wallet' ORDER BY id",
+        )
+        .fetch_all(&store.ledger)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "c\"1\u{e9}".into(),
+                    "charge".into(),
+                    1,
+                    -i64::MAX,
+                    -7,
+                    42,
+                    Some(7),
+                    Some("m\"x".into()),
+                    Some(i64::MAX)
+                ),
+                ("t1".into(), "topup".into(), 2, 5, 0, 0, None, None, None),
+            ]
+        );
+        let metered: Vec<Metered> = sqlx::query_as(
+            "SELECT output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, limit_group, at, \
+             totals_kept FROM ledger_postings WHERE book = 'wallet' ORDER BY id",
+        )
+        .fetch_all(&store.ledger)
+        .await
+        .unwrap();
+        assert_eq!(
+            metered,
+            [
+                (
+                    Some(5),
+                    Some(3),
+                    Some(4),
+                    1,
+                    Some("req \u{1f600}".into()),
+                    Some("responses".into()),
+                    1_700_000_000_000,
+                    0
+                ),
+                (None, None, None, 0, None, None, 86_400_000, 0),
+            ]
+        );
+        let types: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT typeof(amount_nano) || typeof(at) FROM ledger_postings")
+                .fetch_all(&store.ledger)
+                .await
+                .unwrap();
+        assert_eq!(types, ["integerinteger"], "numbers are kept as integers, never as text or reals");
+    }
+
     #[test]
     fn counter_books_in_sql_are_the_records_own() {
         let funding_in_sql = "CASE WHEN kind IN ('topup', 'adjustment') THEN 'funding' ELSE 'revenue' END";
