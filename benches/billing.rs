@@ -6,7 +6,8 @@
 //! bound is 10 µs for all three.
 //!
 //! And every rate limit of issue #11 checked and taken at once (its bound:
-//! 2 µs).
+//! 2 µs); and the store's writer keeping a batch of many accounts' charges
+//! in SQLite (a file, as the gateway's).
 //!
 //!   cargo bench --bench billing
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -145,5 +146,48 @@ fn limits(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, limits);
+/// The writer's batch: 180 charges of 90 accounts (two models each), so
+/// 180 day totals and 90 counter postings as well, into a SQLite file.
+fn writer(c: &mut Criterion) {
+    use tollgate::billing::{LedgerRecord, Metered, RecordKind};
+    use tollgate::store::{SqliteStore, Store};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-writer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.db");
+    let store = runtime.block_on(SqliteStore::open(Some(path.to_str().unwrap()))).unwrap();
+    for account in 1..=90 {
+        runtime.block_on(store.create_account(&format!("a{account}"), "pro", None, 1)).unwrap();
+    }
+    let mut batch = 0_u64;
+    c.bench_function("store/a batch of 180 charges of 90 accounts", |b| {
+        b.iter(|| {
+            batch += 1;
+            let records: Vec<LedgerRecord> = (0..180_u64)
+                .map(|i| LedgerRecord {
+                    key: format!("req_{batch:08}_{i:03}:charge"),
+                    kind: RecordKind::Charge,
+                    account: 1 + i / 2,
+                    key_id: Some(1 + i / 2),
+                    wallet_nano: -1_000,
+                    paid_nano: 0,
+                    unpaid_nano: 0,
+                    multiplier: None,
+                    metered: Some(Metered {
+                        model: if i % 2 == 0 { "m1".into() } else { "m2".into() },
+                        input_tokens: 1_200,
+                        output_tokens: 300,
+                        request_id: format!("req_{batch:08}_{i:03}").into(),
+                        ..Metered::default()
+                    }),
+                    at: 1_796_119_746_000 + batch,
+                })
+                .collect();
+            assert_eq!(runtime.block_on(store.append(&records)).unwrap(), 180);
+        })
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench, limits, writer);
 criterion_main!(benches);

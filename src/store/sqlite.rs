@@ -579,6 +579,7 @@ mod charges;
 mod idempotency;
 mod pages;
 mod responses;
+mod rows;
 
 /// Which of `records` the ledger keeps (in chunks: SQLite binds at most
 /// so many values in one statement).

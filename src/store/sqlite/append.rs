@@ -1,8 +1,7 @@
 //! Ledger records into SQLite, a batch in one write transaction: the
-//! wallet postings in multi-row statements of a few fixed sizes (each
-//! prepared once, its text made once), then the day's usage totals, the
-//! counter postings (one per account and kind a batch) and the credit
-//! lots. A record is kept once by `(entry_key, book)`: a conflict skips
+//! wallet postings, then the day's usage totals and the counter postings
+//! (one per account and kind a batch), each in multi-row statements of a
+//! few fixed sizes ([`rows`](super::rows)), and the credit lots. A record is kept once by `(entry_key, book)`: a conflict skips
 //! its wallet posting, and what is derived comes only from postings this
 //! transaction added, so a replayed journal counts once.
 //!
@@ -18,32 +17,27 @@
 //! file is counted too (see `migrations/0014_usage_daily_watermark.sql`).
 
 use super::batch_sums::{self, CounterPosting, DayTotal};
+use super::rows::{self, RowsStatement};
 use super::to_i64;
 use crate::billing::{LedgerRecord, RecordKind};
 use crate::store::StoreError;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, SqliteConnection, SqlitePool};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-/// Rows per multi-row insert, largest first: a batch goes in statements
-/// of these sizes only, so four statement shapes exist and all stay
-/// prepared (parsing a statement of a new size each batch cost more than
-/// the inserts), and a batch of 15 takes 6 statements, not 15.
-const APPEND_ROWS: [usize; 4] = [64, 16, 4, 1];
-
-const WALLET_COLUMNS: &str = "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, \
-     paid_nano, unpaid_nano, key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, \
-     estimated, request_id, limit_group, at, totals_kept) VALUES ";
-/// One wallet posting's values: its [`WALLET_BINDS`] bound ones, and
+/// The wallet postings. A row's values: those [`bind_wallet`] binds, and
 /// `totals_kept` 0 (this writer adds its charge to `usage_daily` in the
 /// same batch, summed in memory or by [`DAILY`], which folds whatever is
 /// past the watermark; 1 marks one that a writer of migration 0013 added
 /// as it wrote it).
-const WALLET_ROW: &str = "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)";
-/// The values [`bind_wallet`] binds for one posting.
-const WALLET_BINDS: usize = 16;
-const WALLET_CONFLICT: &str = " ON CONFLICT (entry_key, book) DO NOTHING";
+static WALLET: RowsStatement = RowsStatement::new(
+    "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, paid_nano, unpaid_nano, \
+     key_id, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens, estimated, request_id, \
+     limit_group, at, totals_kept) VALUES ",
+    "(?, ?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+    " ON CONFLICT (entry_key, book) DO NOTHING",
+);
 
 /// The largest posting id, and the day totals' watermark.
 const LAST_ID: &str = "SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_postings), \
@@ -77,10 +71,11 @@ const COUNTERS: &str = concat!(
     counter_conflict!()
 );
 
-/// One counter posting [`batch_sums`] summed.
-const COUNTER: &str = concat!(
-    "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) VALUES (?, ?, ?, ?, ?, ?)",
-    counter_conflict!()
+/// The counter postings [`batch_sums`] summed, one per account and kind.
+static COUNTER_POSTINGS: RowsStatement = RowsStatement::new(
+    "INSERT INTO ledger_postings (entry_key, kind, account_id, book, amount_nano, at) VALUES ",
+    "(?, ?, ?, ?, ?, ?)",
+    counter_conflict!(),
 );
 
 /// A row of day totals added to the one already kept.
@@ -95,9 +90,9 @@ macro_rules! add_to_day_total {
     };
 }
 
-/// One day total [`batch_sums`] summed, added to what is kept.
-const DAY_TOTAL: &str =
-    concat!("INSERT INTO usage_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", add_to_day_total!());
+/// The day totals [`batch_sums`] summed, added to what is kept.
+static DAY_TOTALS: RowsStatement =
+    RowsStatement::new("INSERT INTO usage_daily VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?)", add_to_day_total!());
 
 /// The charges past the watermark that no writer counted as it wrote
 /// them, summed per account, key, UTC day and model into `usage_daily`:
@@ -129,56 +124,50 @@ const LOT_KEYS: &str = "SELECT entry_key FROM ledger_postings NOT INDEXED \
 const LOT: &str = "INSERT INTO credit_lots (account_id, paid_nano, multiplier, list_nano, granted_nano, \
      entry_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
 
-/// The wallet insert of `rows` rows.
-fn wallet_text(rows: usize) -> String {
-    format!("{WALLET_COLUMNS}{}{WALLET_CONFLICT}", vec![WALLET_ROW; rows].join(", "))
-}
-
-/// The wallet insert of `rows` rows (one of [`APPEND_ROWS`]), its text
-/// made once.
-fn wallet_sql(rows: usize) -> Arc<str> {
-    static MADE: OnceLock<Vec<(usize, Arc<str>)>> = OnceLock::new();
-    let made = MADE.get_or_init(|| APPEND_ROWS.iter().map(|&n| (n, Arc::from(wallet_text(n)))).collect());
-    match made.iter().find(|(n, _)| *n == rows) {
-        Some((_, sql)) => sql.clone(),
-        None => Arc::from(wallet_text(rows)),
+/// Runs `statement` over `rows`, a chunk a statement, each row's values
+/// bound by `bind`; how many rows it added or changed.
+async fn insert_rows<T: Sync>(
+    tx: &mut SqliteConnection,
+    statement: &RowsStatement,
+    rows: &[T],
+    bind: fn(&mut SqliteArguments, &T) -> Result<(), sqlx::error::BoxDynError>,
+) -> Result<u64, StoreError> {
+    let mut affected = 0;
+    for chunk in rows::chunks(rows) {
+        let mut args = SqliteArguments::default();
+        args.reserve(chunk.len() * statement.binds(), 0);
+        for row in chunk {
+            bind(&mut args, row).map_err(|e| StoreError(format!("a ledger row's value: {e}")))?;
+        }
+        let sql = AssertSqlSafe(statement.text(chunk.len()));
+        affected += sqlx::query_with(sql, args).execute(&mut *tx).await?.rows_affected();
     }
+    Ok(affected)
 }
 
-/// `rows` cut into chunks of [`APPEND_ROWS`] sizes, largest first.
-pub(super) fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = APPEND_ROWS.into_iter().find(|&size| size <= rows.len())?;
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
-}
-
-fn bind_wallet(args: &mut SqliteArguments, r: &LedgerRecord) -> Result<(), StoreError> {
+fn bind_wallet(args: &mut SqliteArguments, r: &&LedgerRecord) -> Result<(), sqlx::error::BoxDynError> {
     let m = r.metered.as_ref();
-    let bind = |e: sqlx::error::BoxDynError| StoreError(format!("a ledger record's value: {e}"));
     // Text goes in as an `Arc<str>`, which sqlx keeps as it is: a `String`
     // clone is a copy sqlx then boxes in an `Arc` of its own (two
     // allocations a value where this takes one, and the record's own
     // `Arc`s none).
     let text = |s: &str| -> Arc<str> { Arc::from(s) };
-    args.add(text(&r.key)).map_err(bind)?;
-    args.add(r.kind.as_str()).map_err(bind)?;
-    args.add(to_i64(r.account)).map_err(bind)?;
-    args.add(r.wallet_nano).map_err(bind)?;
-    args.add(r.paid_nano).map_err(bind)?;
-    args.add(r.unpaid_nano).map_err(bind)?;
-    args.add(r.key_id.map(to_i64)).map_err(bind)?;
-    args.add(m.map(|m| m.model.clone())).map_err(bind)?;
-    args.add(m.map(|m| to_i64(m.input_tokens))).map_err(bind)?;
-    args.add(m.map(|m| to_i64(m.output_tokens))).map_err(bind)?;
-    args.add(m.map(|m| to_i64(m.cached_tokens))).map_err(bind)?;
-    args.add(m.map(|m| to_i64(m.cache_write_tokens))).map_err(bind)?;
-    args.add(i64::from(m.is_some_and(|m| m.estimated))).map_err(bind)?;
-    args.add(m.map(|m| m.request_id.clone())).map_err(bind)?;
-    args.add(m.and_then(|m| m.group.as_deref().map(text))).map_err(bind)?;
-    args.add(to_i64(r.at)).map_err(bind)?;
+    args.add(text(&r.key))?;
+    args.add(r.kind.as_str())?;
+    args.add(to_i64(r.account))?;
+    args.add(r.wallet_nano)?;
+    args.add(r.paid_nano)?;
+    args.add(r.unpaid_nano)?;
+    args.add(r.key_id.map(to_i64))?;
+    args.add(m.map(|m| m.model.clone()))?;
+    args.add(m.map(|m| to_i64(m.input_tokens)))?;
+    args.add(m.map(|m| to_i64(m.output_tokens)))?;
+    args.add(m.map(|m| to_i64(m.cached_tokens)))?;
+    args.add(m.map(|m| to_i64(m.cache_write_tokens)))?;
+    args.add(i64::from(m.is_some_and(|m| m.estimated)))?;
+    args.add(m.map(|m| m.request_id.clone()))?;
+    args.add(m.and_then(|m| m.group.as_deref().map(text)))?;
+    args.add(to_i64(r.at))?;
     Ok(())
 }
 
@@ -216,16 +205,7 @@ async fn append_summing(
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let (last, watermark): (i64, i64) = sqlx::query_as(LAST_ID).fetch_one(&mut *tx).await?;
-    let mut new = 0;
-    for chunk in statement_chunks(&records) {
-        let mut args = SqliteArguments::default();
-        args.reserve(chunk.len() * WALLET_BINDS, 0);
-        for r in chunk {
-            bind_wallet(&mut args, r)?;
-        }
-        let sql = AssertSqlSafe(wallet_sql(chunk.len()));
-        new += sqlx::query_with(sql, args).execute(&mut *tx).await?.rows_affected();
-    }
+    let new = insert_rows(&mut tx, &WALLET, &records, bind_wallet).await?;
     // Every record a posting, and nothing else past the watermark: the
     // rows past `last` are exactly `records`.
     let known = in_memory
@@ -233,9 +213,7 @@ async fn append_summing(
         && watermark == last
         && records.iter().all(|r| r.at <= batch_sums::LAST_DAY_MS);
     if known {
-        for total in batch_sums::day_totals(&records)? {
-            add_day_total(&mut tx, total).await?;
-        }
+        insert_rows(&mut tx, &DAY_TOTALS, &batch_sums::day_totals(&records)?, bind_day_total).await?;
     } else {
         // Even when this batch added nothing: an older release's postings
         // may be past the watermark.
@@ -243,9 +221,13 @@ async fn append_summing(
     }
     if new > 0 {
         if known {
-            for counter in batch_sums::counter_postings(&records, last)? {
-                add_counter(&mut tx, counter).await?;
-            }
+            insert_rows(
+                &mut tx,
+                &COUNTER_POSTINGS,
+                &batch_sums::counter_postings(&records, last)?,
+                bind_counter,
+            )
+            .await?;
         } else {
             sqlx::query(COUNTERS).bind(last).execute(&mut *tx).await?;
         }
@@ -258,35 +240,29 @@ async fn append_summing(
     Ok(new)
 }
 
-async fn add_day_total(
-    tx: &mut SqliteConnection,
-    DayTotal { account, key_id, totals: t }: DayTotal,
-) -> Result<(), StoreError> {
-    sqlx::query(DAY_TOTAL)
-        .bind(account)
-        .bind(key_id)
-        .bind(t.day)
-        .bind(t.model)
-        .bind(t.requests)
-        .bind(t.input_tokens)
-        .bind(t.output_tokens)
-        .bind(t.cached_tokens)
-        .bind(t.cost_nano_usd)
-        .execute(&mut *tx)
-        .await?;
+fn bind_day_total(
+    args: &mut SqliteArguments,
+    DayTotal { account, key_id, totals: t }: &DayTotal,
+) -> Result<(), sqlx::error::BoxDynError> {
+    args.add(*account)?;
+    args.add(*key_id)?;
+    args.add(t.day.as_str())?;
+    args.add(t.model.as_str())?;
+    args.add(t.requests)?;
+    args.add(t.input_tokens)?;
+    args.add(t.output_tokens)?;
+    args.add(t.cached_tokens)?;
+    args.add(t.cost_nano_usd)?;
     Ok(())
 }
 
-async fn add_counter(tx: &mut SqliteConnection, c: CounterPosting) -> Result<(), StoreError> {
-    sqlx::query(COUNTER)
-        .bind(c.entry_key)
-        .bind(c.kind.as_str())
-        .bind(c.account)
-        .bind(c.kind.counter_book())
-        .bind(c.amount_nano)
-        .bind(c.at)
-        .execute(&mut *tx)
-        .await?;
+fn bind_counter(args: &mut SqliteArguments, c: &CounterPosting) -> Result<(), sqlx::error::BoxDynError> {
+    args.add(c.entry_key.as_str())?;
+    args.add(c.kind.as_str())?;
+    args.add(c.account)?;
+    args.add(c.kind.counter_book())?;
+    args.add(c.amount_nano)?;
+    args.add(c.at)?;
     Ok(())
 }
 
@@ -335,21 +311,6 @@ mod tests {
             m.model = model.into();
         }
         charge
-    }
-
-    #[test]
-    fn a_batch_goes_in_few_statements_of_four_sizes() {
-        let sizes = |n: usize| {
-            let rows: Vec<usize> = (0..n).collect();
-            super::statement_chunks(&rows).map(<[usize]>::len).collect::<Vec<_>>()
-        };
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(1), [1]);
-        assert_eq!(sizes(15), [4, 4, 4, 1, 1, 1]);
-        assert_eq!(sizes(150), [64, 64, 16, 4, 1, 1]);
-        let rows: Vec<usize> = (0..150).collect();
-        let back: Vec<usize> = super::statement_chunks(&rows).flatten().copied().collect();
-        assert_eq!(back, rows, "every row once, in order");
     }
 
     #[tokio::test]
@@ -415,11 +376,24 @@ mod tests {
     }
 
     #[test]
-    fn a_wallet_row_has_a_placeholder_for_each_value_bound() {
-        let mut args = sqlx::sqlite::SqliteArguments::default();
-        super::bind_wallet(&mut args, &charge("k", "m", 1, 1)).unwrap();
-        assert_eq!(sqlx::Arguments::len(&args), super::WALLET_BINDS);
-        assert_eq!(super::WALLET_ROW.matches('?').count(), super::WALLET_BINDS);
+    fn each_row_has_a_placeholder_for_each_value_bound() {
+        let binds = |bind: &dyn Fn(&mut sqlx::sqlite::SqliteArguments)| {
+            let mut args = sqlx::sqlite::SqliteArguments::default();
+            bind(&mut args);
+            sqlx::Arguments::len(&args)
+        };
+        let record = charge("k", "m", 1, 1);
+        let wallet = binds(&|args| super::bind_wallet(args, &&record).unwrap());
+        assert_eq!(wallet, super::WALLET.binds());
+        let [total] = &super::batch_sums::day_totals(&[&record]).unwrap()[..] else { panic!("one total") };
+        assert_eq!(binds(&|args| super::bind_day_total(args, total).unwrap()), super::DAY_TOTALS.binds());
+        let [counter] = &super::batch_sums::counter_postings(&[&record], 0).unwrap()[..] else {
+            panic!("one")
+        };
+        assert_eq!(
+            binds(&|args| super::bind_counter(args, counter).unwrap()),
+            super::COUNTER_POSTINGS.binds()
+        );
     }
 
     /// Each value of a record lands in its own column: a charge with
@@ -531,6 +505,43 @@ mod tests {
         }
         rows
     }
+
+    /// A batch of many accounts (its day totals and counter postings in
+    /// multi-row statements of every size) keeps what SQL derives from it.
+    #[tokio::test]
+    async fn many_accounts_in_a_batch_keep_what_sql_derives() {
+        let (summed, derived_in_sql) =
+            (SqliteStore::open(None).await.unwrap(), SqliteStore::open(None).await.unwrap());
+        let mut records = Vec::new();
+        for account in 1..=90_u64 {
+            for store in [&summed, &derived_in_sql] {
+                store.create_account(&format!("a{account}"), "pro", None, 1).await.unwrap();
+            }
+            for model in ["m1", "m2"] {
+                let mut r =
+                    charge(&format!("{account}{model}"), model, 86_400_000 + account, 10 + account as i64);
+                r.account = account;
+                records.push(r);
+            }
+        }
+        let mut topup = crate::store::tests::charge("t", 3, None, 0, "t");
+        (topup.kind, topup.metered, topup.wallet_nano) = (RecordKind::Topup, None, 100);
+        records.push(topup);
+        assert_eq!(super::append_summing(&summed.pool, &records, true).await.unwrap(), 181);
+        assert_eq!(super::append_summing(&derived_in_sql.pool, &records, false).await.unwrap(), 181);
+        let kept = derived(&summed).await;
+        assert_eq!(kept, derived(&derived_in_sql).await);
+        assert_eq!(
+            kept.iter().filter(|r| r.starts_with("batch:")).count(),
+            91,
+            "a counter posting per account and kind"
+        );
+        assert_eq!(summed.total().await.unwrap(), 0);
+        let totals: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_daily").fetch_one(&summed.pool).await.unwrap();
+        assert_eq!(totals, 180, "a day total per account and model");
+    }
+
 
     /// A record of the property test: kind (0-4: a charge, a top-up, a
     /// refund, an adjustment, a charge without metering), account (1-2),
