@@ -26,19 +26,44 @@ fn start(config: &std::path::Path, mock: &str, db: &std::path::Path, log: &std::
     Gateway { url, admin, child: Guard(child) }
 }
 
+/// The demo's configuration with a writer that never moves a batch into
+/// SQLite by itself: every charge stays in the journal only.
+fn slow_writer(dir: &TempDir) -> std::path::PathBuf {
+    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
+        "store:\n",
+        "store:\n  batch_ms: 600000\n",
+        1,
+    );
+    let path = dir.0.join("slow-writer.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The demo account's ledger, and its charges counted by request id.
+async fn ledger_of_demo(admin: &str) -> (Value, HashMap<String, usize>) {
+    let ledger: Value = client()
+        .get(format!("{admin}/admin/v1/ledger?account=1"))
+        .bearer_auth("tollgate-admin-demo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut charges: HashMap<String, usize> = HashMap::new();
+    for e in ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge") {
+        *charges.entry(e["request_id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    (ledger, charges)
+}
+
 #[tokio::test]
 async fn a_sigkill_under_load_loses_no_completed_charge() {
     let dir = TempDir::new();
     let db = dir.0.join("tollgate.db");
     let log = dir.0.join("gateway.log");
     // The first process never moves a batch into SQLite by itself.
-    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
-        "store:\n",
-        "store:\n  batch_ms: 600000\n",
-        1,
-    );
-    let slow_writer = dir.0.join("slow-writer.yaml");
-    std::fs::write(&slow_writer, yaml).unwrap();
+    let slow_writer = slow_writer(&dir);
     let (mock, mock_child) = start_mock();
     let _mock = Guard(mock_child);
 
@@ -94,17 +119,7 @@ async fn a_sigkill_under_load_loses_no_completed_charge() {
     assert_eq!(journals.len(), 1, "the dead process left its journal");
 
     let second = start(&repo().join("conf/demo.yaml"), &mock, &db, &log);
-    let r = client()
-        .get(format!("{}/admin/v1/ledger?account=1", second.admin))
-        .bearer_auth("tollgate-admin-demo")
-        .send()
-        .await
-        .unwrap();
-    let ledger: Value = r.json().await.unwrap();
-    let mut charges: HashMap<String, usize> = HashMap::new();
-    for e in ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge") {
-        *charges.entry(e["request_id"].as_str().unwrap().to_string()).or_default() += 1;
-    }
+    let (ledger, charges) = ledger_of_demo(&second.admin).await;
     for id in &completed {
         assert_eq!(charges.get(id), Some(&1), "{id} completed and is billed exactly once");
     }
@@ -197,13 +212,7 @@ async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
     let dir = TempDir::new();
     let db = dir.0.join("tollgate.db");
     let log = dir.0.join("gateway.log");
-    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
-        "store:\n",
-        "store:\n  batch_ms: 600000\n",
-        1,
-    );
-    let slow_writer = dir.0.join("slow-writer.yaml");
-    std::fs::write(&slow_writer, yaml).unwrap();
+    let slow_writer = slow_writer(&dir);
     let (mock, mock_child) = start_mock();
     let _mock = Guard(mock_child);
 
@@ -229,19 +238,7 @@ async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
 
     // Started again as pid 1, on a writer that moves batches into SQLite.
     let second = Namespaced::start(&repo().join("conf/demo.yaml"), &mock, &db, &log);
-    let ledger: Value = client()
-        .get(format!("{}/admin/v1/ledger?account=1", second.admin))
-        .bearer_auth("tollgate-admin-demo")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut charges: HashMap<String, usize> = HashMap::new();
-    for e in ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge") {
-        *charges.entry(e["request_id"].as_str().unwrap().to_string()).or_default() += 1;
-    }
+    let (_, charges) = ledger_of_demo(&second.admin).await;
     for id in &billed {
         assert_eq!(charges.get(id), Some(&1), "{id} was billed before the crash and is kept once");
     }

@@ -542,7 +542,6 @@ mod tests {
         assert_eq!(totals, 180, "a day total per account and model");
     }
 
-
     /// A record of the property test: kind (0-4: a charge, a top-up, a
     /// refund, an adjustment, a charge without metering), account (1-2),
     /// key (0-2), model (0-1), time, amount, and whether it replays an
