@@ -57,6 +57,18 @@ async fn ledger_of_demo(admin: &str) -> (Value, HashMap<String, usize>) {
     (ledger, charges)
 }
 
+/// A restarted gateway serves: a new call is answered (and billed).
+async fn answers_a_call(url: &str) {
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "after"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn a_sigkill_under_load_loses_no_completed_charge() {
     let dir = TempDir::new();
@@ -145,14 +157,7 @@ async fn a_sigkill_under_load_loses_no_completed_charge() {
     assert_eq!(account["balance_nano_usd"].as_i64().unwrap(), ledger_sum, "{account}");
     assert_eq!(account["held_nano_usd"], 0);
     // And it serves: a new call is billed on top.
-    let r = client()
-        .post(format!("{}/v1/chat/completions", second.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "after"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    answers_a_call(&second.url).await;
     let unique: HashSet<&String> = completed.iter().collect();
     assert_eq!(unique.len(), completed.len());
 }
@@ -245,12 +250,5 @@ async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("left by an earlier process with this pid"), "{log_text}");
     // The restarted process serves and bills on top.
-    let r = client()
-        .post(format!("{}/v1/chat/completions", second.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "after"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    answers_a_call(&second.url).await;
 }
