@@ -39,17 +39,15 @@ fn slow_writer(dir: &TempDir) -> std::path::PathBuf {
     path
 }
 
+/// What the demo's admin API answers at `/admin/v1/{path}`.
+async fn admin_get(admin: &str, path: &str) -> Value {
+    let r = client().get(format!("{admin}/admin/v1/{path}")).bearer_auth("tollgate-admin-demo").send().await;
+    r.unwrap().json().await.unwrap()
+}
+
 /// The demo account's ledger, and its charges counted by request id.
 async fn ledger_of_demo(admin: &str) -> (Value, HashMap<String, usize>) {
-    let ledger: Value = client()
-        .get(format!("{admin}/admin/v1/ledger?account=1"))
-        .bearer_auth("tollgate-admin-demo")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = admin_get(admin, "ledger?account=1").await;
     let mut charges: HashMap<String, usize> = HashMap::new();
     for e in ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge") {
         *charges.entry(e["request_id"].as_str().unwrap().to_string()).or_default() += 1;
@@ -143,15 +141,7 @@ async fn a_sigkill_under_load_loses_no_completed_charge() {
     );
 
     // The restarted wallet agrees with its ledger, and holds nothing.
-    let account: Value = client()
-        .get(format!("{}/admin/v1/accounts/1", second.admin))
-        .bearer_auth("tollgate-admin-demo")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let account = admin_get(&second.admin, "accounts/1").await;
     let ledger_sum: i64 =
         ledger["entries"].as_array().unwrap().iter().map(|e| e["amount_nano_usd"].as_i64().unwrap()).sum();
     assert_eq!(account["balance_nano_usd"].as_i64().unwrap(), ledger_sum, "{account}");
