@@ -147,7 +147,8 @@ fn limits(c: &mut Criterion) {
 }
 
 /// The writer's batch: 180 charges of 90 accounts (two models each), so
-/// 180 day totals and 90 counter postings as well, into a SQLite file.
+/// 180 day totals and 90 counter postings as well, into a SQLite file
+/// (which grows by each batch, as a ledger does: ~1,000 batches a run).
 fn writer(c: &mut Criterion) {
     use tollgate::billing::{LedgerRecord, Metered, RecordKind};
     use tollgate::store::{SqliteStore, Store};
@@ -161,9 +162,9 @@ fn writer(c: &mut Criterion) {
     }
     let mut batch = 0_u64;
     c.bench_function("store/a batch of 180 charges of 90 accounts", |b| {
-        b.iter(|| {
+        let mut next_batch = || {
             batch += 1;
-            let records: Vec<LedgerRecord> = (0..180_u64)
+            (0..180_u64)
                 .map(|i| LedgerRecord {
                     key: format!("req_{batch:08}_{i:03}:charge"),
                     kind: RecordKind::Charge,
@@ -182,9 +183,13 @@ fn writer(c: &mut Criterion) {
                     }),
                     at: 1_796_119_746_000 + batch,
                 })
-                .collect();
-            assert_eq!(runtime.block_on(store.append(&records)).unwrap(), 180);
-        })
+                .collect::<Vec<LedgerRecord>>()
+        };
+        b.iter_batched(
+            &mut next_batch,
+            |records| assert_eq!(runtime.block_on(store.append(&records)).unwrap(), 180),
+            criterion::BatchSize::SmallInput,
+        )
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

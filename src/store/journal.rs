@@ -462,16 +462,29 @@ fn set_aside_if_left(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("journal {}: {e}", path.display()))?;
+    let failed = |e: std::io::Error| format!("journal {}: {e}", path.display());
+    // The lock is on the file opened, the rename and the removal go by the
+    // path: it must still name that file (a process with this pid in
+    // another namespace may have removed it and made its own meanwhile).
+    use std::os::unix::fs::MetadataExt;
+    let (held, named) = (file.metadata().map_err(failed)?, std::fs::metadata(path).map_err(failed)?);
+    if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
+        return Err(format!(
+            "journal {}: replaced while this process opened it (another pid namespace on the same directory?)",
+            path.display()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(failed)?;
     if records_in(&bytes).next().is_none() {
         // Its lock held: no other process writes it meanwhile.
-        return std::fs::remove_file(path).map_err(|e| format!("journal {}: {e}", path.display()));
+        return std::fs::remove_file(path).map_err(failed);
     }
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let aside = path.with_file_name(format!("journal-{}.{stamp}.jsonl", std::process::id()));
     // Renamed with its lock held: no other process takes it meanwhile.
-    std::fs::rename(path, &aside).map_err(|e| format!("journal {}: {e}", path.display()))?;
+    std::fs::rename(path, &aside).map_err(failed)?;
     drop(file);
     log::warn!(target: "tollgate", "journal {}: left by an earlier process with this pid; kept as {}", path.display(), aside.display());
     Ok(())
