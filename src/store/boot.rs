@@ -89,8 +89,8 @@ pub fn start(
         let (records, files) = Journal::leftovers(dir)?;
         let n = records.len();
         handle.block_on(move |s| async move { s.append(&records).await }).map_err(|e| e.to_string())?;
-        for f in files {
-            let _ = std::fs::remove_file(f);
+        for (path, file) in files {
+            crate::store::journal::remove_ended(&file, &path);
         }
         if n > 0 {
             log::info!(target: "tollgate", "kept {n} ledger records from journals of processes that ended");

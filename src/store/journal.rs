@@ -145,8 +145,9 @@ impl Journal {
     }
 
     /// Records of journals left by processes that are gone, oldest file
-    /// first; the files are returned to be deleted once the records are kept.
-    pub fn leftovers(dir: &Path) -> Result<(Vec<LedgerRecord>, Vec<PathBuf>), String> {
+    /// first; the files read are returned, to be removed (with
+    /// [`remove_ended`]) once the records are kept.
+    pub fn leftovers(dir: &Path) -> Result<(Vec<LedgerRecord>, Vec<Leftover>), String> {
         let mut records = Vec::new();
         let mut files = Vec::new();
         let Ok(entries) = std::fs::read_dir(dir) else { return Ok((records, files)) };
@@ -165,9 +166,12 @@ impl Journal {
             if file.try_lock().is_err() {
                 continue; // a live process (an upgrade's old one) owns it
             }
-            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(bytes) = whole(&file) else { continue };
+            // Not held while the store keeps the records: a peer's scan
+            // would take a locked file for a live process's.
+            let _ = file.unlock();
             records.extend(records_in(&bytes));
-            files.push(path);
+            files.push((path, file));
         }
         Ok((records, files))
     }
@@ -463,19 +467,13 @@ fn set_aside_if_left(path: &Path) -> Result<(), String> {
         ));
     }
     let failed = |e: std::io::Error| format!("journal {}: {e}", path.display());
-    // The lock is on the file opened, the rename and the removal go by the
-    // path: it must still name that file (a process with this pid in
-    // another namespace may have removed it and made its own meanwhile).
-    use std::os::unix::fs::MetadataExt;
-    let (held, named) = (file.metadata().map_err(failed)?, std::fs::metadata(path).map_err(failed)?);
-    if (held.dev(), held.ino()) != (named.dev(), named.ino()) {
+    if !still_named(&file, path) {
         return Err(format!(
             "journal {}: replaced while this process opened it (another pid namespace on the same directory?)",
             path.display()
         ));
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(failed)?;
+    let bytes = whole(&file).map_err(failed)?;
     if records_in(&bytes).next().is_none() {
         // Its lock held: no other process writes it meanwhile.
         return std::fs::remove_file(path).map_err(failed);
@@ -488,6 +486,47 @@ fn set_aside_if_left(path: &Path) -> Result<(), String> {
     drop(file);
     log::warn!(target: "tollgate", "journal {}: left by an earlier process with this pid; kept as {}", path.display(), aside.display());
     Ok(())
+}
+
+/// A journal of a process that ended, read: its name, and the file
+/// opened (what [`remove_ended`] checks the name against).
+pub type Leftover = (PathBuf, File);
+
+/// Whether `path` still names the file `file` opened (the same device
+/// and inode). A journal of a process that ended is read through the file
+/// opened and removed only while its name still names it: a process with
+/// the same pid (a container's pid 1 started again, a pid given out
+/// again) may have made a new journal of that name meanwhile.
+pub fn still_named(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(named)) => (held.dev(), held.ino()) == (named.dev(), named.ino()),
+        _ => false,
+    }
+}
+
+/// Everything `file` holds, read through it from its start.
+pub fn whole(file: &File) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut piece = vec![0u8; 64 << 10];
+    loop {
+        match file.read_at(&mut piece, bytes.len() as u64) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&piece[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes the journal of a process that ended, at `path`, if the name
+/// still names the file read (see [`still_named`]).
+pub fn remove_ended(file: &File, path: &Path) {
+    if still_named(file, path) {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!(target: "tollgate", "journal {}: {e}", path.display());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -238,12 +238,13 @@ impl FilePeers {
         let dead: Vec<usize> = locked(&self.followers)
             .iter()
             .enumerate()
-            .filter(|(_, f)| File::open(&f.path).is_ok_and(|probe| probe.try_lock_shared().is_ok()))
+            .filter(|(_, f)| ended(&f.file))
             .map(|(i, _)| i)
             .collect();
         for i in dead.into_iter().rev() {
-            let path = locked(&self.followers).get(i).map(|f| f.path.clone());
-            let Some(path) = path else { continue };
+            let followed =
+                locked(&self.followers).get(i).and_then(|f| Some((f.path.clone(), f.file.try_clone().ok()?)));
+            let Some((path, file)) = followed else { continue };
             self.exclusive(billing, &mut |_| {
                 let mut followers = locked(&self.followers);
                 if let Some(f) = followers.get_mut(i) {
@@ -252,14 +253,14 @@ impl FilePeers {
                     }
                 }
             });
-            let bytes = std::fs::read(&path).unwrap_or_default();
+            let bytes = super::journal::whole(&file).unwrap_or_default();
             let records: Vec<LedgerRecord> = super::journal::records_in(&bytes).collect();
             let n = records.len();
             if let Err(e) = self.store.block_on(move |s| async move { s.append(&records).await }) {
                 log::error!(target: "tollgate", "peers: {}: records not kept yet: {e}", path.display());
                 continue;
             }
-            let _ = std::fs::remove_file(&path);
+            super::journal::remove_ended(&file, &path);
             let alone = {
                 let mut followers = locked(&self.followers);
                 if i < followers.len() {
@@ -365,6 +366,17 @@ fn read_written(file: &mut File) -> Vec<u8> {
     }
 }
 
+/// Whether the process that wrote the followed `file` ended: no one holds
+/// its lock. Probed through the file followed, not its name, which a
+/// process with the same pid may have taken since.
+fn ended(file: &File) -> bool {
+    let free = file.try_lock_shared().is_ok();
+    if free {
+        let _ = file.unlock();
+    }
+    free
+}
+
 /// Whether the journal at `path` acknowledges process `pid`.
 fn acked(path: &Path, pid: u32) -> bool {
     let Ok(bytes) = std::fs::read(path) else { return false };
@@ -377,6 +389,31 @@ fn acked(path: &Path, pid: u32) -> bool {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// A peer's end is told by the file followed, not by its name: a
+    /// process with the same pid may have set that file aside and made
+    /// its own of the name, whose journal is then neither taken for the
+    /// dead one's nor removed with it.
+    #[test]
+    fn a_peer_that_ended_is_told_by_its_own_file_not_by_its_name() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("journal-7.jsonl");
+        let writer = File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        writer.lock().unwrap_or_else(|e| panic!("{e}"));
+        let followed = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!ended(&followed), "its writer lives");
+        drop(writer);
+        std::fs::rename(&path, dir.path().join("journal-7.1.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+        let next = File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        next.lock().unwrap_or_else(|e| panic!("{e}"));
+        assert!(ended(&followed), "the followed file's writer is gone, whoever holds its name");
+        assert!(!super::super::journal::still_named(&followed, &path));
+        super::super::journal::remove_ended(&followed, &path);
+        assert!(path.exists(), "the live process's journal stays");
+        let follows_next = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!ended(&follows_next), "and its writer lives");
+        drop(next);
+    }
 
     #[test]
     fn a_followed_file_is_read_up_to_its_first_zero_and_again_from_there() {

@@ -165,7 +165,7 @@ fn a_journal_left_by_an_earlier_process_with_this_pid_is_replayed_not_replaced()
     let (records, files) = Journal::leftovers(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["left"]);
     assert_eq!(files.len(), 1);
-    assert_ne!(Some(&files[0]), journal.path().as_ref(), "this process's own file is not a leftover");
+    assert_ne!(Some(&files[0].0), journal.path().as_ref(), "this process's own file is not a leftover");
     assert_eq!(records[0].kind, RecordKind::Charge);
     assert_eq!(keys_in(&own_file(&journal)), ["mine"]);
 }
@@ -194,4 +194,26 @@ fn a_journal_a_live_process_with_this_pid_holds_is_refused() {
     // The same pid again, as another pid namespace on this directory would.
     let refused = Journal::open(Some(dir.path())).err().unwrap_or_default();
     assert!(refused.contains("a live process with this pid"), "{refused}");
+}
+
+#[test]
+fn a_leftover_is_read_through_its_file_and_removed_only_while_its_name_names_it() {
+    let dir = dir();
+    let left = dir.path().join("journal-999999.jsonl");
+    std::fs::write(&left, charge("left", 1, Some(1), 100, "r-left").json_line())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (records, files) = Journal::leftovers(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["left"]);
+    let [(path, file)] = &files[..] else { panic!("one leftover: {files:?}") };
+    assert!(still_named(file, path));
+    // Its name taken meanwhile by a new process with that pid: not removed.
+    std::fs::rename(path, dir.path().join("journal-999999.1.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(path, b"").unwrap_or_else(|e| panic!("{e}"));
+    remove_ended(file, path);
+    assert!(path.exists(), "the new file stays");
+    // Its own name again: removed.
+    let aside = dir.path().join("journal-999999.1.jsonl");
+    let file = File::open(&aside).unwrap_or_else(|e| panic!("{e}"));
+    remove_ended(&file, &aside);
+    assert!(!aside.exists());
 }
