@@ -26,17 +26,38 @@ fn start(config: &std::path::Path, mock: &str, db: &std::path::Path, log: &std::
     Gateway { url, admin, child: Guard(child) }
 }
 
-/// The demo's configuration with a writer that never moves a batch into
-/// SQLite by itself: every charge stays in the journal only.
-fn slow_writer(dir: &TempDir) -> std::path::PathBuf {
-    let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
-        "store:\n",
-        "store:\n  batch_ms: 600000\n",
-        1,
-    );
-    let path = dir.0.join("slow-writer.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
+/// A test's files and mock: the store, the gateways' log, and the demo's
+/// configuration with a writer that never moves a batch into SQLite by
+/// itself (every charge stays in the journal only).
+struct Scene {
+    db: std::path::PathBuf,
+    log: std::path::PathBuf,
+    slow_writer: std::path::PathBuf,
+    mock: String,
+    _mock: Guard,
+    _dir: TempDir,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = TempDir::new();
+        let yaml = std::fs::read_to_string(repo().join("conf/demo.yaml")).unwrap().replacen(
+            "store:\n",
+            "store:\n  batch_ms: 600000\n",
+            1,
+        );
+        let slow_writer = dir.0.join("slow-writer.yaml");
+        std::fs::write(&slow_writer, yaml).unwrap();
+        let (mock, mock_child) = start_mock();
+        Self {
+            db: dir.0.join("tollgate.db"),
+            log: dir.0.join("gateway.log"),
+            slow_writer,
+            mock,
+            _mock: Guard(mock_child),
+            _dir: dir,
+        }
+    }
 }
 
 /// What the demo's admin API answers at `/admin/v1/{path}`.
@@ -69,15 +90,10 @@ async fn answers_a_call(url: &str) {
 
 #[tokio::test]
 async fn a_sigkill_under_load_loses_no_completed_charge() {
-    let dir = TempDir::new();
-    let db = dir.0.join("tollgate.db");
-    let log = dir.0.join("gateway.log");
     // The first process never moves a batch into SQLite by itself.
-    let slow_writer = slow_writer(&dir);
-    let (mock, mock_child) = start_mock();
-    let _mock = Guard(mock_child);
+    let Scene { db, log, slow_writer, mock, .. } = &Scene::new();
 
-    let first = start(&slow_writer, &mock, &db, &log);
+    let first = start(slow_writer, mock, db, log);
     let completed: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut calls = Vec::new();
     for i in 0..150 {
@@ -128,13 +144,13 @@ async fn a_sigkill_under_load_loses_no_completed_charge() {
         .collect();
     assert_eq!(journals.len(), 1, "the dead process left its journal");
 
-    let second = start(&repo().join("conf/demo.yaml"), &mock, &db, &log);
+    let second = start(&repo().join("conf/demo.yaml"), mock, db, log);
     let (ledger, charges) = ledger_of_demo(&second.admin).await;
     for id in &completed {
         assert_eq!(charges.get(id), Some(&1), "{id} completed and is billed exactly once");
     }
     assert!(charges.values().all(|n| *n == 1), "no charge is kept twice");
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    let log_text = std::fs::read_to_string(log).unwrap();
     assert!(
         log_text.contains("ledger records from journals of processes that ended"),
         "replayed from the journal"
@@ -212,14 +228,10 @@ async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
         );
         return;
     }
-    let dir = TempDir::new();
-    let db = dir.0.join("tollgate.db");
-    let log = dir.0.join("gateway.log");
-    let slow_writer = slow_writer(&dir);
-    let (mock, mock_child) = start_mock();
-    let _mock = Guard(mock_child);
+    // The first process never moves a batch into SQLite by itself.
+    let Scene { db, log, slow_writer, mock, .. } = &Scene::new();
 
-    let first = Namespaced::start(&slow_writer, &mock, &db, &log);
+    let first = Namespaced::start(slow_writer, mock, db, log);
     let mut billed = Vec::new();
     for i in 0..20 {
         let r = client()
@@ -240,12 +252,12 @@ async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
     first.sigkill();
 
     // Started again as pid 1, on a writer that moves batches into SQLite.
-    let second = Namespaced::start(&repo().join("conf/demo.yaml"), &mock, &db, &log);
+    let second = Namespaced::start(&repo().join("conf/demo.yaml"), mock, db, log);
     let (_, charges) = ledger_of_demo(&second.admin).await;
     for id in &billed {
         assert_eq!(charges.get(id), Some(&1), "{id} was billed before the crash and is kept once");
     }
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    let log_text = std::fs::read_to_string(log).unwrap();
     assert!(log_text.contains("left by an earlier process with this pid"), "{log_text}");
     // The restarted process serves and bills on top.
     answers_a_call(&second.url).await;

@@ -505,7 +505,8 @@ pub fn still_named(file: &File, path: &Path) -> bool {
     }
 }
 
-/// Everything `file` holds, read through it from its start.
+/// Everything `file` holds, read through it from its start without
+/// moving its position (a followed file's position is its follower's).
 pub fn whole(file: &File) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut piece = vec![0u8; 64 << 10];

@@ -203,10 +203,9 @@ impl FilePeers {
                 continue;
             }
             let Ok(file) = File::open(&path) else { continue };
-            if file.try_lock_shared().is_ok() {
-                // Nobody owns it: a process that died, whose leftovers the
-                // next start keeps (not a peer to follow).
-                let _ = file.unlock();
+            if ended(&file) {
+                // A process that died, whose leftovers the next start
+                // keeps (not a peer to follow).
                 continue;
             }
             self.arrive(Follower { pid, path, file, partial: Vec::new(), mirrored: HashSet::new() });

@@ -1,8 +1,9 @@
 //! Ledger records into SQLite, a batch in one write transaction: the
 //! wallet postings, then the day's usage totals and the counter postings
 //! (one per account and kind a batch), each in multi-row statements of a
-//! few fixed sizes ([`rows`](super::rows)), and the credit lots. A record is kept once by `(entry_key, book)`: a conflict skips
-//! its wallet posting, and what is derived comes only from postings this
+//! few fixed sizes ([`rows`](super::rows)), and the credit lots. A record
+//! is kept once by `(entry_key, book)`: a conflict skips its wallet
+//! posting, and what is derived comes only from postings this
 //! transaction added, so a replayed journal counts once.
 //!
 //! The transaction starts `IMMEDIATE` (the write lock first): the rows it
