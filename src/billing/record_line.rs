@@ -79,7 +79,7 @@ fn optional(out: &mut Vec<u8>, n: Option<impl itoa::Integer>) {
 /// A JSON string: as it is when nothing in it needs escaping (keys, ids
 /// and model names), else escaped by serde_json itself.
 fn string(out: &mut Vec<u8>, s: &str) {
-    if crate::formats::json::needs_no_escape(s) {
+    if crate::formats::escape::needs_no_escape(s) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');

@@ -160,7 +160,7 @@ fn first_duplicate<K: AsRef<str> + PartialEq, V>(fields: &[(K, V)]) -> Option<&s
 /// characters (what serde would read it as), `None` for any other value.
 fn plain_string(raw: &str) -> Option<&str> {
     let text = raw.strip_prefix('"')?.strip_suffix('"')?;
-    super::json::needs_no_escape(text).then_some(text)
+    super::escape::needs_no_escape(text).then_some(text)
 }
 
 /// A map key borrowed from the input when it has no escapes.

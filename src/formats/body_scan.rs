@@ -194,7 +194,7 @@ impl Scan<'_> {
 /// the other two bytes JSON escapes, so it is the journal's and the
 /// body's plain-string check.
 fn plain_run(run: &[u8]) -> bool {
-    super::json::bytes_need_no_escape(run)
+    super::escape::bytes_need_no_escape(run)
 }
 
 #[cfg(test)]

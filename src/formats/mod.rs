@@ -11,6 +11,7 @@ pub mod chat;
 pub mod codec;
 pub mod embeddings;
 pub mod errors;
+pub mod escape;
 pub mod estimate;
 pub mod field_scan;
 pub mod framing;
@@ -25,7 +26,6 @@ pub mod rerank;
 pub mod responses;
 pub mod translate;
 pub mod usage;
-mod usage_fast;
 
 use std::fmt;
 

@@ -6,6 +6,8 @@
 //! from and written to the prompt cache; `output_tokens` counts every
 //! generated token and `reasoning_tokens` is the part spent thinking.
 
+mod fast;
+
 use super::ClientFormat;
 use crate::sse::SseEvent;
 use serde::Deserialize;
@@ -159,10 +161,10 @@ pub const END_WINDOW: usize = 16 * 1024;
 
 /// The usage of a whole document read from the last [`END_WINDOW`] bytes
 /// of `doc`, when its usage is among its last fields; `None` otherwise
-/// (see [`super::usage_fast::from_document_end`]).
+/// (see [`fast::from_document_end`]).
 pub fn from_document_end(format: ClientFormat, doc: &[u8]) -> Option<Usage> {
     let window = doc.get(doc.len().saturating_sub(END_WINDOW)..)?;
-    super::usage_fast::from_document_end(format, window)
+    fast::from_document_end(format, window)
 }
 
 /// The name of the top-level field that carries a document's usage.
@@ -175,7 +177,7 @@ pub fn usage_field(format: ClientFormat) -> &'static str {
 
 /// Usage from the raw value of a document's [`usage_field`].
 pub fn from_usage_value(format: ClientFormat, value: &[u8]) -> Option<Usage> {
-    super::usage_fast::read(format, value).or_else(|| from_usage_value_by_serde(format, value))
+    fast::read(format, value).or_else(|| from_usage_value_by_serde(format, value))
 }
 
 /// What [`from_usage_value`] reads where the fast reader cannot be sure.

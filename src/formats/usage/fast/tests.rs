@@ -9,7 +9,7 @@ const FORMATS: [ClientFormat; 4] =
 /// What the serde types alone make of `value` (the reader's answer, when
 /// it gives one, must be this).
 fn by_serde(format: ClientFormat, value: &[u8]) -> Option<crate::formats::usage::Usage> {
-    super::super::usage::from_usage_value_by_serde(format, value)
+    super::super::from_usage_value_by_serde(format, value)
 }
 
 #[test]

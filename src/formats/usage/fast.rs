@@ -5,15 +5,15 @@
 //! values that are unsigned integers, `null`, `true`, `false` or strings
 //! without escapes. Anything else (an array, a sign, a fraction, an
 //! escape, a repeated field the bill reads, a count too large) is left to
-//! the serde types in [`super::usage`], which decide as before: this
+//! the serde types in [`super`], which decide as before: this
 //! reader answers only where it is sure to answer as they would (a
 //! property test holds it to that). It is on every billed response's
 //! path, where serde's derived visitors cost ~7k instructions for
 //! OpenAI's ten fields. Each field is read once into the slot of the
 //! count it is, or stepped over: nothing is kept to be looked up after.
 
-use super::usage::Usage;
-use super::ClientFormat;
+use super::Usage;
+use crate::formats::ClientFormat;
 use memchr::memmem::FinderRev;
 use std::sync::LazyLock;
 
@@ -281,7 +281,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The usage in `value`, as [`super::usage::from_usage_value`] reads it;
+/// The usage in `value`, as [`super::from_usage_value`] reads it;
 /// `None` when this reader cannot be sure (serde then reads it).
 pub fn read(format: ClientFormat, value: &[u8]) -> Option<Usage> {
     let mut reader = Reader { bytes: value, at: 0 };
