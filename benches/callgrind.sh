@@ -62,7 +62,11 @@ run() {
   start_proxy "$CONFIG" $gw $mock "$out" valgrind "${VALGRIND[@]}" "$OUT_FLAG=$out"
   send_requests $gw "$n" "$proxy_path" 1 "$BILLED"
   sleep 0.5
-  kill -TERM "$proxy_pid"; wait "$proxy_pid" || true
+  # The bare proxy is Pingora's server: SIGTERM waits out its grace period
+  # (five minutes by default) before it exits; SIGINT exits at once, and
+  # both end the process normally, so callgrind writes its counts.
+  if [ "$CONFIG" = bare ]; then kill -INT "$proxy_pid"; else kill -TERM "$proxy_pid"; fi
+  wait "$proxy_pid" || true
   kill "$mock_pid" || true
   if [ "$TOOL" = callgrind ]; then grep -E '^summary' "$out" | awk '{print $2}'; fi
   if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP.$n"; fi
