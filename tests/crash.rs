@@ -177,11 +177,34 @@ struct Namespaced {
     wrapper: std::process::Child,
 }
 
-const AS_PID_ONE: [&str; 4] = ["unshare", "--pid", "--fork", "--kill-child"];
+/// The wrappers that make a pid namespace: as root, and, for a user who
+/// is not, inside a user namespace of its own where that user is root.
+const AS_PID_ONE: [&[&str]; 2] = [
+    &["unshare", "--pid", "--fork", "--kill-child"],
+    &["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child"],
+];
+
+/// The first wrapper of [`AS_PID_ONE`] this machine lets run.
+fn pid_namespace_wrapper() -> Option<&'static [&'static str]> {
+    AS_PID_ONE.into_iter().find(|wrapper| {
+        std::process::Command::new(wrapper[0])
+            .args(&wrapper[1..])
+            .arg("true")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
 
 impl Namespaced {
-    fn start(config: &std::path::Path, mock: &str, db: &std::path::Path, log: &std::path::Path) -> Self {
-        let (url, admin, wrapper) = common::serve_on_store_under(&AS_PID_ONE, config, mock, db, Some(log));
+    fn start(
+        wrapper: &[&str],
+        config: &std::path::Path,
+        mock: &str,
+        db: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Self {
+        let (url, admin, wrapper) = common::serve_on_store_under(wrapper, config, mock, db, Some(log));
         Self { url, admin, wrapper }
     }
 
@@ -218,20 +241,19 @@ impl Drop for Namespaced {
 /// yet is kept, once.
 #[tokio::test]
 async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
-    let namespaces = std::process::Command::new(AS_PID_ONE[0]).args(&AS_PID_ONE[1..]).arg("true").status();
     let me = std::process::id();
     let children = std::path::Path::new(&format!("/proc/{me}/task/{me}/children")).exists();
-    if !namespaces.is_ok_and(|s| s.success()) || !children {
+    let Some(wrapper) = pid_namespace_wrapper().filter(|_| children) else {
         eprintln!(
-            "skipped: this machine cannot make a pid namespace (unshare --pid needs root) or has no \
-             /proc/<pid>/task/<pid>/children"
+            "skipped: this machine cannot make a pid namespace (unshare --pid needs root, or user \
+             namespaces for anyone else) or has no /proc/<pid>/task/<pid>/children"
         );
         return;
-    }
+    };
     // The first process never moves a batch into SQLite by itself.
     let Scene { db, log, slow_writer, mock, .. } = &Scene::new();
 
-    let first = Namespaced::start(slow_writer, mock, db, log);
+    let first = Namespaced::start(wrapper, slow_writer, mock, db, log);
     let mut billed = Vec::new();
     for i in 0..20 {
         let r = client()
@@ -252,7 +274,7 @@ async fn a_restart_with_the_same_pid_keeps_the_dead_processs_charges() {
     first.sigkill();
 
     // Started again as pid 1, on a writer that moves batches into SQLite.
-    let second = Namespaced::start(&repo().join("conf/demo.yaml"), mock, db, log);
+    let second = Namespaced::start(wrapper, &repo().join("conf/demo.yaml"), mock, db, log);
     let (_, charges) = ledger_of_demo(&second.admin).await;
     for id in &billed {
         assert_eq!(charges.get(id), Some(&1), "{id} was billed before the crash and is kept once");
