@@ -26,8 +26,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-/// How often the directory is looked at, and followed files read.
+/// How often the directory is looked at, and followed files read, while
+/// peers are here.
 const TICK: Duration = Duration::from_millis(20);
+
+/// How often a process alone looks at the directory for a new peer: a
+/// starting process waits up to [`ACK_WAIT`] for the ack, so a tenth of a
+/// second more is nothing to it, and an idle gateway wakes 10 times a
+/// second, not 50.
+const ALONE_TICK: Duration = Duration::from_millis(100);
 
 /// How long a starting process waits for a peer's ack: a peer that never
 /// acks (a version without this) is then followed without one.
@@ -167,7 +174,7 @@ impl FilePeers {
         let _ = self.totals.set(totals.clone());
         let peers = self.clone();
         let spawned = std::thread::Builder::new().name("tollgate-peers".into()).spawn(move || loop {
-            std::thread::sleep(TICK);
+            std::thread::sleep(if peers.shared.load(Ordering::Acquire) { TICK } else { ALONE_TICK });
             peers.tick();
         });
         if let Err(e) = spawned {
