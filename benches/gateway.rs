@@ -5,10 +5,11 @@
 //! its plan on, and (4) through Tollgate unbilled (benches/configs.py).
 //!
 //! Reports added latency p50/p99 at concurrency 1, requests per second at
-//! saturation, and streaming time to first byte, as ratios; the whole
+//! saturation (in slices taken in turn, BENCH_SLICES, one a second), and
+//! streaming time to first byte, as ratios; the whole
 //! measure is repeated (BENCH_ROUNDS, 2), so the configurations alternate.
 //!
-//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_CONCURRENCY, BENCH_SAMPLES, BENCH_ROUNDS
+//!   cargo bench --bench gateway            (BENCH_SECONDS, BENCH_SLICES, BENCH_CONCURRENCY, BENCH_SAMPLES, BENCH_ROUNDS
 //!                                          tune it; BENCH_CONFIG names the configurations to run instead,
 //!                                          separated by `:`, each named after its file)
 //!
@@ -119,15 +120,15 @@ async fn sequential(targets: &[Target], samples: u64) -> Vec<(Duration, Duration
         .collect()
 }
 
-/// Requests per second at saturation, one target at a time.
-async fn saturation(t: &Target, seconds: u64, concurrency: u64) -> f64 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+/// Requests sent at `concurrency` to `url` for `time`, and the time they
+/// took (the last ones end after the deadline).
+async fn saturate(client: &reqwest::Client, url: &str, time: Duration, concurrency: u64) -> (u64, Duration) {
     let whole = body(false);
     let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + time;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, body, done) = (client.clone(), t.url.clone(), whole.clone(), done.clone());
+        let (client, url, body, done) = (client.clone(), url.to_string(), whole.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 one(&client, &url, &body).await;
@@ -139,16 +140,42 @@ async fn saturation(t: &Target, seconds: u64, concurrency: u64) -> f64 {
     for task in tasks {
         task.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    (done.load(Ordering::Relaxed), started.elapsed())
+}
+
+/// Requests per second at saturation, each target `seconds` in all, in
+/// slices of about a second taken in turn (direct, bare, tollgate,
+/// direct, ...): the machine's drift over a round (other tenants, the
+/// clock's speed) weighs on every target alike, as the interleaved
+/// latency samples do, where whole turns of several seconds each let one
+/// target's turn fall on a fast or slow stretch of its own.
+async fn saturation(targets: &[Target], seconds: u64, concurrency: u64) -> Vec<f64> {
+    let slices = env_or("BENCH_SLICES", seconds).max(1);
+    let slice = Duration::from_secs(seconds) / u32::try_from(slices).unwrap();
+    let clients: Vec<reqwest::Client> = targets
+        .iter()
+        .map(|_| reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap())
+        .collect();
+    let mut done = vec![0u64; targets.len()];
+    let mut took = vec![Duration::ZERO; targets.len()];
+    for _ in 0..slices {
+        for (n, t) in targets.iter().enumerate() {
+            let (d, time) = saturate(&clients[n], &t.url, slice, concurrency).await;
+            done[n] += d;
+            took[n] += time;
+        }
+    }
+    done.iter().zip(&took).map(|(d, t)| *d as f64 / t.as_secs_f64()).collect()
 }
 
 async fn measure(targets: &[Target], samples: u64, seconds: u64, concurrency: u64) -> Vec<Result_> {
     let latencies = sequential(targets, samples).await;
-    let mut results = Vec::new();
-    for (t, (p50, p99, ttfb_p50, tail)) in targets.iter().zip(latencies) {
-        results.push(Result_ { p50, p99, tail, rps: saturation(t, seconds, concurrency).await, ttfb_p50 });
-    }
-    results
+    let rps = saturation(targets, seconds, concurrency).await;
+    latencies
+        .into_iter()
+        .zip(rps)
+        .map(|((p50, p99, ttfb_p50, tail), rps)| Result_ { p50, p99, tail, rps, ttfb_p50 })
+        .collect()
 }
 
 fn us(d: Duration) -> f64 {
@@ -246,7 +273,7 @@ fn main() {
     let rounds = env_or("BENCH_ROUNDS", 2);
     println!(
         "gateway bench: {rounds} rounds; each: {samples} sequential samples per target (interleaved), \
-         {seconds}s at concurrency {concurrency} per target in turn; body {} bytes",
+         {seconds}s at concurrency {concurrency} per target, in slices taken in turn; body {} bytes",
         body(false).len()
     );
     for round in 1..=rounds {
