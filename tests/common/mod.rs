@@ -12,19 +12,40 @@ use std::time::{Duration, Instant};
 pub const KEY: &str = "sk-tollgate-test";
 
 /// A port nothing listens on, never one this process handed out before:
-/// the tests of one binary run at once, and the kernel may offer a port
-/// again as soon as its probe closes, before the gateway given it binds
-/// (two gateways then race for it, and a test talks to the wrong one).
+/// the tests of one binary run at once, and a probe's port is free again
+/// as soon as the probe closes, before the server given it binds (two
+/// servers then race for it, and a test talks to the wrong one). It is
+/// drawn below the kernel's range of ephemeral ports, which the kernel
+/// hands to every outgoing connection without asking: a port from that
+/// range (what binding port 0 gives) can become some connection's source
+/// port in that gap, and the server then cannot bind it.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !given.contains(&port) {
+    let (low, high) = below_ephemeral_ports();
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u64.. {
+        let port = if low < high {
+            let draw = std::hash::BuildHasher::hash_one(&seed, attempt);
+            low + u16::try_from(draw % u64::from(high - low)).unwrap()
+        } else {
+            // No room below the range: what the kernel offers.
+            TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        };
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
     }
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The ports the tests draw from: up to 10,000 just below the kernel's
+/// ephemeral range (32768-60999 unless the machine says otherwise).
+fn below_ephemeral_ports() -> (u16, u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let first: u16 = range.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(32768);
+    (first.saturating_sub(10_000).max(10_000), first)
 }
 
 pub fn repo() -> PathBuf {
