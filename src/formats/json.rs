@@ -1,7 +1,7 @@
 //! Small readers over `serde_json::Value` that name the offending field
 //! in their errors, and the writers of the hand-written stream events.
 
-pub use super::escape::{needs_no_escape, push_str, push_u64, quote};
+pub use super::escape::{push_str, push_u64, quote};
 use super::json_ref::JsonRef;
 use super::ClientFormat;
 use crate::error::GatewayError;
